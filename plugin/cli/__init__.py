@@ -1,0 +1,1 @@
+"""The ``gpupolicy`` command line. Subcommands import their heavy modules lazily."""

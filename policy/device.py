@@ -1,0 +1,39 @@
+"""The device as CEL selectors see it: Kubernetes' ``device`` variable.
+
+``attributes`` and ``capacity`` are keyed by fully qualified domain, then by ID: an attribute
+``productName`` published unqualified by driver ``gpu.example.com`` is
+``attributes["gpu.example.com"]["productName"]``; one published as
+``resource.kubernetes.io/pciBusID`` is ``attributes["resource.kubernetes.io"]["pciBusID"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from policy.quantity import Quantity
+    from policy.semver import Semver
+
+AttributeValue = Union[bool, int, str, "Semver"]
+
+
+@dataclass(frozen=True, eq=False)
+class DeviceView:
+    """One device of a ResourceSlice, as the ``device`` CEL variable exposes it.
+
+    Instances are compared by identity; selectors cache results by the projection of the
+    device onto the attributes an expression references, so identical GPUs cost one evaluation.
+    """
+
+    driver: str
+    attributes: Mapping[str, Mapping[str, AttributeValue]] = field(default_factory=dict)
+    capacity: Mapping[str, Mapping[str, Quantity]] = field(default_factory=dict)
+    allow_multiple_allocations: bool = False
+
+
+def split_qualified(name: str, driver: str) -> tuple[str, str]:
+    """``"resource.kubernetes.io/pciBusID"`` -> (domain, id); unqualified names belong to ``driver``."""
+    domain, sep, ident = name.rpartition("/")
+    return (domain, ident) if sep else (driver, name)

@@ -1,0 +1,1 @@
+"""Placement: the CP-SAT model, its baselines, verifier, explanations and trace replay."""
