@@ -89,9 +89,17 @@ def _node_location(node: yaml.Node, filename: str, path: KeyPath) -> Location:
     return Location(filename, node.start_mark.line + 1, node.start_mark.column + 1, format_path(path))
 
 
-def _syntax_error(exc: yaml.YAMLError, filename: str) -> Diagnostic:
+def _syntax_error(exc: yaml.YAMLError, filename: str, text: str = "") -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        return Diagnostic(
+            "yaml_syntax_error",
+            f"character U+{exc.character:04X} is not allowed in YAML",
+            Location(filename, line, col),
+        )
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"{context}, {problem}" if context else str(problem)
@@ -119,7 +127,10 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
         )
     docs: list[SourceDoc] = []
     problems: list[Diagnostic] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:
+        raise DiagnosticError([_syntax_error(exc, filename, text)]) from None
     try:
         index = 0
         while loader.check_node():
@@ -156,7 +167,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
                 docs.append(SourceDoc(data, filename, index, (), positions))
             index += 1
     except yaml.YAMLError as exc:
-        problems.append(_syntax_error(exc, filename))
+        problems.append(_syntax_error(exc, filename, text))
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
         problems.append(Diagnostic("yaml_syntax_error", f"cannot read YAML: {exc}", Location(filename)))
     finally:
