@@ -1,0 +1,548 @@
+"""The GPU catalog: what each NVIDIA model has, and where its MIG instances may go.
+
+MIG geometry (profiles, memory slots, placements, media engines) comes from
+``policy/data/mig_profiles.csv``, a copy of ``shared/data/mig_profiles.csv``. What the CSV does
+not hold is kept in the tables below, each with its source:
+
+- GPU-instance profile IDs (the ``ID`` column of ``nvidia-smi mig -lgip``; the number that
+  appears in MIG device names such as ``gpu-1-mig-2g20gb-14-0``): from real ``-lgip`` outputs.
+- SMs and copy engines per profile: real ``-lgip`` outputs for A100, A30, H100 SXM and RTX PRO
+  6000; H100 NVL and H200 are taken to equal H100 SXM and H100 PCIe to equal A100 (both have
+  fewer SMs); B200/GB200 SMs are proportional to compute slices. Those rows set ``sm_assumed``.
+- Whole-GPU facts (NVML product names, SM count, compute capability, memory): NVIDIA data
+  sheets and ``nvidia-smi`` outputs. The openb trace models ``G2`` and ``G3`` are not named in
+  the trace; they are modelled as unknown 16 GiB GPUs (``memory_assumed``) so the trace can run.
+
+Placement rules (:func:`valid_placements`, :func:`fits`) follow the MIG user guide: instances of
+one GPU never share a memory slot, their compute slices add up to at most the GPU's total (7,
+or 4 on A30 and RTX PRO 6000), and at most one media-extension (``+me``) instance exists per GPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Placement:
+    """A MIG placement: ``size`` memory slots starting at slot ``start`` (``start:size``)."""
+
+    start: int
+    size: int
+
+    @property
+    def slots(self) -> range:
+        return range(self.start, self.start + self.size)
+
+    def __str__(self) -> str:
+        return f"{self.start}:{self.size}"
+
+
+@dataclass(frozen=True)
+class Engines:
+    """Engine counts of a MIG profile or a whole GPU."""
+
+    multiprocessors: int
+    copy_engines: int
+    decoders: int
+    encoders: int
+    jpeg_engines: int
+    ofa_engines: int
+
+
+@dataclass(frozen=True)
+class MigProfile:
+    """One GPU-instance profile of one GPU model, e.g. H100-80GB ``3g.40gb``."""
+
+    name: str
+    gi_profile_id: int
+    compute_slices: int
+    memory_slots: int
+    memory_mib: int
+    max_instances: int
+    placements: tuple[Placement, ...]
+    engines: Engines
+    gpu_compute_slices: int
+    gpu_memory_slots: int
+    assumed: bool = False
+    memory_assumed: bool = False
+    sm_assumed: bool = False
+    media_assumed: bool = False
+
+    @property
+    def media_extension(self) -> bool:
+        """``+me`` and ``+me.all`` profiles hold the GPU's single set of extra media engines."""
+        return "+me" in self.name
+
+    @property
+    def graphics(self) -> bool:
+        return "+gfx" in self.name
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MIB
+
+    @property
+    def name_part(self) -> str:
+        """The profile as it appears in a DRA device name: ``1g.10gb+me`` -> ``1g10gb-me``."""
+        return re.sub(r"[^a-z0-9-]", "-", self.name.replace(".", "").lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU model as the catalog knows it."""
+
+    name: str
+    product_names: tuple[str, ...]
+    architecture: str
+    compute_capability: str
+    brand: str
+    memory_mib: int
+    multiprocessors: int
+    aliases: tuple[str, ...] = ()
+    memory_assumed: bool = False
+    mig_memory_slots: int = 0
+    mig_compute_slices: int = 0
+    mig_profiles: tuple[MigProfile, ...] = field(default=(), repr=False)
+
+    @property
+    def product_name(self) -> str:
+        """The name NVML reports for the usual (first listed) variant."""
+        return self.product_names[0]
+
+    @property
+    def mig_capable(self) -> bool:
+        return bool(self.mig_profiles)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MIB
+
+    @property
+    def mig_engines(self) -> Engines | None:
+        """Totals a dynamic-MIG GPU publishes: the per-engine maximum over its profiles."""
+        if not self.mig_profiles:
+            return None
+        engines = [p.engines for p in self.mig_profiles]
+        return Engines(
+            multiprocessors=max(e.multiprocessors for e in engines),
+            copy_engines=max(e.copy_engines for e in engines),
+            decoders=max(e.decoders for e in engines),
+            encoders=max(e.encoders for e in engines),
+            jpeg_engines=max(e.jpeg_engines for e in engines),
+            ofa_engines=max(e.ofa_engines for e in engines),
+        )
+
+    @property
+    def mig_memory_mib(self) -> int:
+        """Memory a dynamic-MIG GPU publishes: the largest profile's."""
+        return max((p.memory_mib for p in self.mig_profiles), default=self.memory_mib)
+
+    def profile(self, name: str) -> MigProfile:
+        for p in self.mig_profiles:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.mig_profiles) or "none"
+        raise KeyError(f"{self.name} has no MIG profile {name!r} (known: {known})")
+
+    def profile_by_id(self, gi_profile_id: int) -> MigProfile:
+        for p in self.mig_profiles:
+            if p.gi_profile_id == gi_profile_id:
+                return p
+        raise KeyError(f"{self.name} has no MIG profile with GI profile ID {gi_profile_id}")
+
+
+# --- tables the CSV does not hold -------------------------------------------------------------
+
+# GI profile IDs per MIG grid, by profile name pattern (compute slices, memory slots, suffix).
+_GI_IDS_8SLOT = {(1, 1, ""): 19, (1, 1, "+me"): 20, (1, 2, ""): 15, (2, 2, ""): 14, (3, 4, ""): 9, (4, 4, ""): 5}
+_GI_IDS_8SLOT[(7, 8, "")] = 0
+_GI_IDS_A30 = {(1, 1, ""): 14, (1, 1, "+me"): 21, (2, 2, ""): 5, (2, 2, "+me"): 6, (4, 4, ""): 0}
+_GI_IDS_RTX = {
+    (1, 3, ""): 14,
+    (1, 3, "+me"): 21,
+    (1, 3, "+gfx"): 47,
+    (1, 3, "+me.all"): 65,
+    (1, 3, "-me"): 67,
+    (2, 6, ""): 5,
+    (2, 6, "+gfx"): 35,
+    (2, 6, "+me.all"): 64,
+    (2, 6, "-me"): 66,
+    (4, 12, ""): 0,
+    (4, 12, "+gfx"): 32,
+}
+
+# (multiprocessors, copy engines) per (compute slices, memory slots).
+_SM_A100 = {(1, 1): (14, 1), (1, 2): (14, 1), (2, 2): (28, 2), (3, 4): (42, 3), (4, 4): (56, 4), (7, 8): (98, 7)}
+_SM_H100 = {(1, 1): (16, 1), (1, 2): (26, 1), (2, 2): (32, 2), (3, 4): (60, 3), (4, 4): (64, 4), (7, 8): (132, 8)}
+_SM_B200 = {(1, 1): (21, 2), (1, 2): (21, 2), (2, 2): (42, 3), (3, 4): (63, 6), (4, 4): (84, 8), (7, 8): (148, 16)}
+_SM_A30 = {(1, 1): (14, 1), (2, 2): (28, 2), (4, 4): (56, 4)}
+_SM_RTX = {(1, 3): (46, 1), (2, 6): (94, 2), (4, 12): (188, 4)}
+
+
+@dataclass(frozen=True)
+class _MigSource:
+    csv_model: str
+    gi_ids: Mapping[tuple[int, int, str], int]
+    sms: Mapping[tuple[int, int], tuple[int, int]]
+    sm_assumed: bool
+    memory_slots: int
+    compute_slices: int
+
+
+_MIG_A100_40 = _MigSource("A100-40GB", _GI_IDS_8SLOT, _SM_A100, False, 8, 7)
+_MIG_A100_80 = _MigSource("A100-80GB", _GI_IDS_8SLOT, _SM_A100, False, 8, 7)
+_MIG_H100 = _MigSource("H100-80GB", _GI_IDS_8SLOT, _SM_H100, False, 8, 7)
+_MIG_H100_PCIE = _MigSource("H100-80GB", _GI_IDS_8SLOT, _SM_A100, True, 8, 7)
+
+
+@dataclass(frozen=True)
+class _ModelSpec:
+    name: str
+    product_names: tuple[str, ...]
+    architecture: str
+    compute_capability: str
+    brand: str
+    memory_mib: int
+    multiprocessors: int
+    aliases: tuple[str, ...] = ()
+    memory_assumed: bool = False
+    mig: _MigSource | None = None
+
+
+_MODELS: tuple[_ModelSpec, ...] = (
+    _ModelSpec(
+        "A100-40GB",
+        ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB"),
+        "Ampere",
+        "8.0",
+        "Nvidia",
+        40960,
+        108,
+        ("A100", "A100-SXM4-40GB", "A100-PCIE-40GB"),
+        mig=_MIG_A100_40,
+    ),
+    _ModelSpec(
+        "A100-80GB",
+        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe"),
+        "Ampere",
+        "8.0",
+        "Nvidia",
+        81920,
+        108,
+        ("A100-SXM4-80GB", "A100-PCIE-80GB"),
+        mig=_MIG_A100_80,
+    ),
+    _ModelSpec(
+        "A30",
+        ("NVIDIA A30",),
+        "Ampere",
+        "8.0",
+        "Nvidia",
+        24576,
+        56,
+        ("A30-24GB",),
+        mig=_MigSource("A30-24GB", _GI_IDS_A30, _SM_A30, False, 4, 4),
+    ),
+    _ModelSpec(
+        "H100-80GB",
+        ("NVIDIA H100 80GB HBM3",),
+        "Hopper",
+        "9.0",
+        "Nvidia",
+        81559,
+        132,
+        ("H100", "H100-SXM-80GB", "H100-SXM5-80GB"),
+        mig=_MIG_H100,
+    ),
+    _ModelSpec(
+        "H100-PCIe-80GB",
+        ("NVIDIA H100 PCIe",),
+        "Hopper",
+        "9.0",
+        "Nvidia",
+        81559,
+        114,
+        ("H100-PCIE", "H100-PCIe"),
+        mig=_MIG_H100_PCIE,
+    ),
+    _ModelSpec(
+        "H100-94GB-NVL",
+        ("NVIDIA H100 NVL",),
+        "Hopper",
+        "9.0",
+        "Nvidia",
+        95830,
+        132,
+        ("H100-NVL", "H100-94GB"),
+        mig=_MigSource("H100-94GB-NVL", _GI_IDS_8SLOT, _SM_H100, True, 8, 7),
+    ),
+    _ModelSpec(
+        "H200-141GB",
+        ("NVIDIA H200", "NVIDIA H200 NVL"),
+        "Hopper",
+        "9.0",
+        "Nvidia",
+        143771,
+        132,
+        ("H200",),
+        mig=_MigSource("H200-141GB", _GI_IDS_8SLOT, _SM_H100, True, 8, 7),
+    ),
+    _ModelSpec(
+        "B200-180GB",
+        ("NVIDIA B200",),
+        "Blackwell",
+        "10.0",
+        "Nvidia",
+        183359,
+        148,
+        ("B200",),
+        memory_assumed=True,
+        mig=_MigSource("B200-180GB", _GI_IDS_8SLOT, _SM_B200, True, 8, 7),
+    ),
+    _ModelSpec(
+        "GB200-186GB",
+        ("NVIDIA GB200",),
+        "Blackwell",
+        "10.0",
+        "Nvidia",
+        189471,
+        148,
+        ("GB200",),
+        memory_assumed=True,
+        mig=_MigSource("GB200-186GB", _GI_IDS_8SLOT, _SM_B200, True, 8, 7),
+    ),
+    _ModelSpec(
+        "RTX-PRO-6000-Blackwell-96GB",
+        ("NVIDIA RTX PRO 6000 Blackwell Server Edition", "NVIDIA RTX PRO 6000 Blackwell Workstation Edition"),
+        "Blackwell",
+        "12.0",
+        "NvidiaRTX",
+        97887,
+        188,
+        ("RTX-PRO-6000", "RTX-PRO-6000-Blackwell"),
+        mig=_MigSource("RTX-PRO-6000-Blackwell-96GB", _GI_IDS_RTX, _SM_RTX, False, 12, 4),
+    ),
+    _ModelSpec("L4", ("NVIDIA L4",), "Ada Lovelace", "8.9", "Nvidia", 23034, 58),
+    _ModelSpec("L40S", ("NVIDIA L40S",), "Ada Lovelace", "8.9", "Nvidia", 46068, 142),
+    _ModelSpec("A10", ("NVIDIA A10",), "Ampere", "8.6", "Nvidia", 22731, 72, ("A10-24GB",)),
+    _ModelSpec("T4", ("Tesla T4",), "Turing", "7.5", "Tesla", 15109, 40, ("T4-16GB",)),
+    _ModelSpec(
+        "V100-16GB",
+        ("Tesla V100-SXM2-16GB", "Tesla V100-PCIE-16GB"),
+        "Volta",
+        "7.0",
+        "Tesla",
+        16160,
+        80,
+        ("V100M16", "V100", "V100-SXM2-16GB"),
+    ),
+    _ModelSpec(
+        "V100-32GB",
+        ("Tesla V100-SXM2-32GB", "Tesla V100S-PCIE-32GB"),
+        "Volta",
+        "7.0",
+        "Tesla",
+        32510,
+        80,
+        ("V100M32", "V100-SXM2-32GB"),
+    ),
+    _ModelSpec("P100", ("Tesla P100-PCIE-16GB",), "Pascal", "6.0", "Tesla", 16280, 56, ("P100-16GB",)),
+    _ModelSpec("G2", ("Unknown GPU G2",), "Unknown", "0.0", "Unknown", 16384, 0, (), memory_assumed=True),
+    _ModelSpec("G3", ("Unknown GPU G3",), "Unknown", "0.0", "Unknown", 16384, 0, (), memory_assumed=True),
+)
+
+
+# --- CSV reading ------------------------------------------------------------------------------
+
+_MEDIA_RE = re.compile(r"(\d+)\s*(NVDEC|NVENC|JPEG|OFA)")
+
+
+def _parse_media(text: str) -> tuple[dict[str, int], bool]:
+    counts = {kind: int(n) for n, kind in _MEDIA_RE.findall(text)}
+    return counts, text.strip() == "unknown" or not counts
+
+
+def _parse_placements(text: str) -> tuple[Placement, ...]:
+    out = []
+    for part in text.split(";"):
+        start, _, size = part.strip().partition(":")
+        out.append(Placement(int(start), int(size)))
+    return tuple(sorted(out))
+
+
+def _suffix(profile: str) -> str:
+    match = re.search(r"[+-].*$", profile)
+    return match.group(0) if match else ""
+
+
+def _profile_from_row(row: Mapping[str, str], src: _MigSource, gpu_memory_mib: int) -> MigProfile:
+    compute, slots = int(row["compute_slices"]), int(row["memory_slices"])
+    sms, copy_engines = src.sms[(compute, slots)]
+    media, media_unknown = _parse_media(row["media_extensions"])
+    memory_text = row["memory_mib"].strip()
+    memory = int(memory_text) if memory_text else (gpu_memory_mib * slots) // src.memory_slots
+    return MigProfile(
+        name=row["profile"],
+        gi_profile_id=src.gi_ids[(compute, slots, _suffix(row["profile"]))],
+        compute_slices=compute,
+        memory_slots=slots,
+        memory_mib=memory,
+        max_instances=int(row["max_instances"]),
+        placements=_parse_placements(row["placements"]),
+        engines=Engines(
+            multiprocessors=sms,
+            copy_engines=copy_engines,
+            decoders=media.get("NVDEC", 0),
+            encoders=media.get("NVENC", 0),
+            jpeg_engines=media.get("JPEG", 0),
+            ofa_engines=media.get("OFA", 0),
+        ),
+        gpu_compute_slices=src.compute_slices,
+        gpu_memory_slots=src.memory_slots,
+        assumed="ASSUMED" in row["source"],
+        memory_assumed=not memory_text,
+        sm_assumed=src.sm_assumed,
+        media_assumed=media_unknown,
+    )
+
+
+def read_mig_csv(text: str) -> dict[str, list[dict[str, str]]]:
+    """Rows of a ``mig_profiles.csv`` text grouped by its ``gpu_model`` column."""
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        grouped.setdefault(row["gpu_model"], []).append(row)
+    return grouped
+
+
+def _build(spec: _ModelSpec, rows: Mapping[str, list[dict[str, str]]]) -> GpuModel:
+    profiles: tuple[MigProfile, ...] = ()
+    if spec.mig is not None:
+        profiles = tuple(_profile_from_row(r, spec.mig, spec.memory_mib) for r in rows[spec.mig.csv_model])
+    return GpuModel(
+        name=spec.name,
+        product_names=spec.product_names,
+        architecture=spec.architecture,
+        compute_capability=spec.compute_capability,
+        brand=spec.brand,
+        memory_mib=spec.memory_mib,
+        multiprocessors=spec.multiprocessors,
+        aliases=spec.aliases,
+        memory_assumed=spec.memory_assumed,
+        mig_memory_slots=spec.mig.memory_slots if spec.mig else 0,
+        mig_compute_slices=spec.mig.compute_slices if spec.mig else 0,
+        mig_profiles=profiles,
+    )
+
+
+@cache
+def all_models() -> tuple[GpuModel, ...]:
+    """Every model of the catalog, in a fixed order."""
+    text = resources.files("policy").joinpath("data/mig_profiles.csv").read_text(encoding="utf-8")
+    rows = read_mig_csv(text)
+    return tuple(_build(spec, rows) for spec in _MODELS)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@cache
+def _index() -> tuple[dict[str, GpuModel], dict[str, GpuModel]]:
+    by_name: dict[str, GpuModel] = {}
+    by_product: dict[str, GpuModel] = {}
+    for model in all_models():
+        for name in (model.name, *model.aliases):
+            by_name[_key(name)] = model
+        for product in model.product_names:
+            by_product[_key(product)] = model
+    return by_name, by_product
+
+
+def model_names() -> list[str]:
+    return [m.name for m in all_models()]
+
+
+def find_model(name: str) -> GpuModel | None:
+    """A model by catalog name or alias (case and punctuation ignored), or by NVML product name."""
+    by_name, by_product = _index()
+    key = _key(name)
+    return by_name.get(key) or by_product.get(key)
+
+
+def get_model(name: str) -> GpuModel:
+    model = find_model(name)
+    if model is None:
+        raise KeyError(f"unknown GPU model {name!r} (known: {', '.join(model_names())})")
+    return model
+
+
+def model_for_product(product_name: str) -> GpuModel | None:
+    """The model whose NVML product name is ``product_name`` (e.g. ``NVIDIA H100 80GB HBM3``)."""
+    return _index()[1].get(_key(product_name))
+
+
+# --- placement rules --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigPlacement:
+    """One MIG instance on a GPU: a profile at a placement."""
+
+    profile: MigProfile
+    placement: Placement
+
+    def __str__(self) -> str:
+        return f"{self.profile.name}@{self.placement}"
+
+
+def valid_placements(profile: MigProfile) -> tuple[Placement, ...]:
+    return profile.placements
+
+
+def placement_problem(existing: Iterable[MigPlacement], new: MigPlacement) -> str | None:
+    """Why ``new`` cannot be added to a GPU that already holds ``existing``, or None if it fits."""
+    profile = new.profile
+    if new.placement not in profile.placements:
+        allowed = ", ".join(str(p) for p in profile.placements)
+        return f"{profile.name} cannot start at {new.placement} (allowed: {allowed})"
+    current = list(existing)
+    used = {slot for inst in current for slot in inst.placement.slots}
+    overlap = sorted(used.intersection(new.placement.slots))
+    if overlap:
+        return f"{new} overlaps memory slots {overlap} already in use"
+    compute = sum(inst.profile.compute_slices for inst in current) + profile.compute_slices
+    if compute > profile.gpu_compute_slices:
+        return f"{new} needs {compute} compute slices in total, the GPU has {profile.gpu_compute_slices}"
+    if profile.media_extension and any(inst.profile.media_extension for inst in current):
+        return f"{new} is a second media-extension instance; a GPU has one"
+    same = sum(1 for inst in current if inst.profile.name == profile.name) + 1
+    if same > profile.max_instances:
+        return f"{new} would be instance {same} of {profile.name}; at most {profile.max_instances}"
+    return None
+
+
+def fits(existing: Iterable[MigPlacement], new: MigPlacement) -> bool:
+    """Whether ``new`` can join ``existing`` on one GPU under the MIG placement rules."""
+    return placement_problem(existing, new) is None
+
+
+def layout_problems(instances: Iterable[MigPlacement]) -> list[str]:
+    """Every rule a whole layout breaks, checking instances in the given order."""
+    placed: list[MigPlacement] = []
+    problems = []
+    for inst in instances:
+        problem = placement_problem(placed, inst)
+        if problem is None:
+            placed.append(inst)
+        else:
+            problems.append(problem)
+    return problems
