@@ -1,0 +1,255 @@
+"""Devices of one GPU in the reference driver's device model, as ResourceSlice wire dicts.
+
+Names, attributes, capacities and counters follow the NVIDIA DRA driver so that users' selectors
+keep working after changing the driver domain:
+
+- full GPU ``gpu-<minor>``: ``type=gpu``, uuid, productName, brand, architecture, versions, the
+  standard ``resource.kubernetes.io/pciBusID``/``pcieRoot``; capacity ``memory`` and
+  ``multiprocessors``;
+- MIG device ``gpu-<minor>-mig-<profile without dots>-<giProfileId>-<start>``: ``type=mig``,
+  ``parentUUID``, ``profile``, the parent's attributes; capacities ``multiprocessors``,
+  ``copyEngines``, ``decoders``, ``encoders``, ``jpegEngines``, ``ofaEngines``, ``memory``;
+- dynamic MIG: counter set ``gpu-<minor>-counter-set`` with the totals (counter names in DNS
+  form: ``copy-engines`` …) plus ``memory-slice-<i>`` = 1 per memory slot. The full GPU consumes
+  everything; each profile × placement consumes its capacities and the slots it covers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, Placement, fits
+from policy.gpu import GpuInfo, Mode, Publish
+from policy.quantity import Quantity
+from policy.semver import Semver, SemverError
+
+Wire = dict[str, Any]
+
+STANDARD_DOMAIN = "resource.kubernetes.io"
+MEMORY_STEP = 1024 * 1024
+
+_CAPACITY_TO_COUNTER = {
+    "multiprocessors": "multiprocessors",
+    "copyEngines": "copy-engines",
+    "decoders": "decoders",
+    "encoders": "encoders",
+    "jpegEngines": "jpeg-engines",
+    "ofaEngines": "ofa-engines",
+    "memory": "memory",
+}
+
+
+def lenient_version(text: str) -> str:
+    """``570.124.06`` -> ``570.124.6``, ``12.8`` -> ``12.8.0`` (what the reference driver publishes)."""
+    try:
+        return str(Semver.parse(text))
+    except SemverError:
+        parts = text.strip().lstrip("v").split(".")
+        numbers = [int(p) for p in parts[:3] if p.isdigit()]
+        if len(numbers) != min(len(parts), 3) or not numbers:
+            raise ValueError(f"invalid_version: {text!r} is not a version such as 570.124.06") from None
+        return ".".join(str(n) for n in (numbers + [0, 0])[:3])
+
+
+def _int(n: int, binary: bool = False) -> Wire:
+    return {"value": str(Quantity.from_int(n, binary=binary))}
+
+
+def counter_set_name(minor: int) -> str:
+    return f"gpu-{minor}-counter-set"
+
+
+def gpu_device_name(minor: int) -> str:
+    return f"gpu-{minor}"
+
+
+def mig_device_name(minor: int, profile: MigProfile, start: int) -> str:
+    return f"gpu-{minor}-mig-{profile.name_part}-{profile.gi_profile_id}-{start}"
+
+
+def gpu_attributes(gpu: GpuInfo) -> Wire:
+    spec = gpu.spec
+    attrs: Wire = {
+        "type": {"string": "gpu"},
+        "uuid": {"string": gpu.uuid},
+        "productName": {"string": gpu.effective_product_name},
+        "brand": {"string": spec.brand},
+        "architecture": {"string": spec.architecture},
+        "cudaComputeCapability": {"version": lenient_version(spec.compute_capability)},
+        "driverVersion": {"version": lenient_version(gpu.driver_version)},
+        "cudaDriverVersion": {"version": lenient_version(gpu.cuda_driver_version)},
+        f"{STANDARD_DOMAIN}/pciBusID": {"string": gpu.pci_bus_id},
+    }
+    if gpu.pcie_root:
+        attrs[f"{STANDARD_DOMAIN}/pcieRoot"] = {"string": gpu.pcie_root}
+    return attrs
+
+
+def mig_attributes(gpu: GpuInfo, profile: MigProfile, uuid: str = "") -> Wire:
+    attrs = gpu_attributes(gpu)
+    attrs["type"] = {"string": "mig"}
+    attrs["parentUUID"] = {"string": gpu.uuid}
+    attrs["profile"] = {"string": profile.name}
+    if uuid:
+        attrs["uuid"] = {"string": uuid}
+    else:
+        del attrs["uuid"]
+    return attrs
+
+
+def engine_capacity(engines: Engines, memory_bytes: int) -> Wire:
+    return {
+        "multiprocessors": _int(engines.multiprocessors),
+        "copyEngines": _int(engines.copy_engines),
+        "decoders": _int(engines.decoders),
+        "encoders": _int(engines.encoders),
+        "jpegEngines": _int(engines.jpeg_engines),
+        "ofaEngines": _int(engines.ofa_engines),
+        "memory": _int(memory_bytes, binary=True),
+    }
+
+
+def _counters(engines: Engines, memory_bytes: int, slots: range) -> Wire:
+    counters = {_CAPACITY_TO_COUNTER[k]: v for k, v in engine_capacity(engines, memory_bytes).items()}
+    for i in slots:
+        counters[f"memory-slice-{i}"] = _int(1)
+    return counters
+
+
+def _taints(gpu: GpuInfo) -> list[Wire]:
+    out = []
+    for t in gpu.taints:
+        taint: Wire = {"key": t.key, "effect": t.effect}
+        if t.value:
+            taint["value"] = t.value
+        out.append(taint)
+    return out
+
+
+def _finish(gpu: GpuInfo, device: Wire) -> Wire:
+    if gpu.taints:
+        device["taints"] = _taints(gpu)
+    return device
+
+
+def full_gpu_device(gpu: GpuInfo) -> Wire:
+    spec = gpu.spec
+    capacity: Wire = {"memory": _int(gpu.effective_memory_bytes, binary=True)}
+    if spec.multiprocessors:
+        capacity["multiprocessors"] = _int(spec.multiprocessors)
+    return _finish(gpu, {"name": gpu_device_name(gpu.minor), "attributes": gpu_attributes(gpu), "capacity": capacity})
+
+
+def shared_gpu_device(gpu: GpuInfo, publish: Publish) -> Wire:
+    """One device that several claims may share: ``shares`` and ``memory`` are consumable."""
+    device = full_gpu_device(gpu)
+    if publish.shares is None:
+        return device
+    memory = (gpu.effective_memory_bytes // MEMORY_STEP) * MEMORY_STEP
+    default = min(publish.memory_default_bytes, memory)
+    default -= default % MEMORY_STEP
+    device["allowMultipleAllocations"] = True
+    device["capacity"]["memory"] = {
+        "value": str(Quantity.from_int(memory, binary=True)),
+        "requestPolicy": {
+            "default": str(Quantity.from_int(default, binary=True)),
+            "validRange": {"min": "0", "max": str(Quantity.from_int(memory, binary=True)), "step": "1Mi"},
+        },
+    }
+    device["capacity"]["shares"] = {
+        "value": str(publish.shares),
+        "requestPolicy": {"default": "1", "validRange": {"min": "1", "max": str(publish.shares), "step": "1"}},
+    }
+    return device
+
+
+def static_mig_device(gpu: GpuInfo, inst: MigPlacement, uuid: str) -> Wire:
+    profile, start = inst.profile, inst.placement.start
+    capacity = engine_capacity(profile.engines, profile.memory_bytes)
+    for i in inst.placement.slots:
+        capacity[f"memorySlice{i}"] = _int(1)
+    return _finish(
+        gpu,
+        {
+            "name": mig_device_name(gpu.minor, profile, start),
+            "attributes": mig_attributes(gpu, profile, uuid),
+            "capacity": capacity,
+        },
+    )
+
+
+def counter_set(gpu: GpuInfo) -> Wire:
+    spec = gpu.spec
+    engines = spec.mig_engines
+    assert engines is not None
+    return {
+        "name": counter_set_name(gpu.minor),
+        "counters": _counters(engines, spec.mig_memory_mib * MEMORY_STEP, range(spec.mig_memory_slots)),
+    }
+
+
+def dynamic_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:
+    """The full GPU plus every allowed profile × placement, all consuming the GPU's counter set."""
+    spec: GpuModel = gpu.spec
+    engines = spec.mig_engines
+    assert engines is not None
+    memory = spec.mig_memory_mib * MEMORY_STEP
+    full = full_gpu_device(gpu)
+    full["capacity"] = engine_capacity(engines, memory)
+    everything = _counters(engines, memory, range(spec.mig_memory_slots))
+    full["consumesCounters"] = [{"counterSet": counter_set_name(gpu.minor), "counters": everything}]
+    devices = [full]
+    for profile in spec.mig_profiles:
+        if not publish.allows_profile(profile.name):
+            continue
+        for placement in profile.placements:
+            device = {
+                "name": mig_device_name(gpu.minor, profile, placement.start),
+                "attributes": mig_attributes(gpu, profile),
+                "capacity": engine_capacity(profile.engines, profile.memory_bytes),
+                "consumesCounters": [
+                    {
+                        "counterSet": counter_set_name(gpu.minor),
+                        "counters": _counters(profile.engines, profile.memory_bytes, placement.slots),
+                    }
+                ],
+            }
+            devices.append(_finish(gpu, device))
+    return devices
+
+
+def planned_layout(gpu: GpuInfo, layout: tuple[str, ...]) -> list[MigPlacement]:
+    """Place ``layout`` (profile names, in order) on an empty GPU, each at its first free placement."""
+    placed: list[MigPlacement] = []
+    spec = gpu.spec
+    for name in layout:
+        profile = spec.profile(name)
+        for placement in profile.placements:
+            candidate = MigPlacement(profile, Placement(placement.start, placement.size))
+            if fits(placed, candidate):
+                placed.append(candidate)
+                break
+        else:
+            raise ValueError(f"mig_layout_does_not_fit: {name} does not fit on {spec.name} after {placed}")
+    return placed
+
+
+def static_mig_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:
+    if gpu.mig_instances:
+        pairs = [(inst, meta.uuid) for inst, meta in zip(gpu.mig_placements(), gpu.mig_instances)]
+    else:
+        pairs = [(inst, "") for inst in planned_layout(gpu, publish.mig_layout)]
+    return [static_mig_device(gpu, inst, uuid) for inst, uuid in pairs]
+
+
+def gpu_devices(gpu: GpuInfo, publish: Publish) -> tuple[list[Wire], Wire | None]:
+    """The devices of one GPU under ``publish`` and its counter set (dynamic MIG only)."""
+    if publish.mode is Mode.MIG and gpu.spec.mig_capable:
+        if publish.mig_dynamic:
+            return dynamic_devices(gpu, publish), counter_set(gpu)
+        return static_mig_devices(gpu, publish), None
+    if gpu.mig_enabled and gpu.mig_instances:
+        return static_mig_devices(gpu, publish), None
+    if publish.mode in (Mode.TIME_SLICING, Mode.MPS, Mode.SHARES):
+        return [shared_gpu_device(gpu, publish)], None
+    return [full_gpu_device(gpu)], None
