@@ -1,0 +1,152 @@
+"""Name formats the API server checks, as functions returning the problems found (empty = valid).
+
+The rules follow ``k8s.io/apimachinery/pkg/util/validation`` and the DRA validation code:
+DNS labels and subdomains, C identifiers, label keys and values, driver names (case-insensitive
+subdomains of at most 63 characters), pool names (slash-separated subdomains) and the qualified
+names of attributes and capacities.
+"""
+
+from __future__ import annotations
+
+import re
+
+from policy.k8s import limits
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_QUALIFIED_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# semver.org 2.0.0, as the API server's regular expression has it.
+_NUM = r"(0|[1-9]\d*)"
+_PRE = r"(0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+_BUILD = r"[0-9a-zA-Z-]+"
+SEMVER_RE = re.compile(rf"^{_NUM}\.{_NUM}\.{_NUM}(-{_PRE}(\.{_PRE})*)?(\+{_BUILD}(\.{_BUILD})*)?$")
+
+
+def dns1123_label(value: str) -> list[str]:
+    problems: list[str] = []
+    if len(value) > limits.DNS1123_LABEL_MAX:
+        problems.append(f"must be no more than {limits.DNS1123_LABEL_MAX} characters")
+    if not _DNS1123_LABEL.match(value):
+        problems.append(
+            "a DNS-1123 label must consist of lower case alphanumeric characters or '-', "
+            "and must start and end with an alphanumeric character"
+        )
+    return problems
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    problems: list[str] = []
+    if len(value) > limits.DNS1123_SUBDOMAIN_MAX:
+        problems.append(f"must be no more than {limits.DNS1123_SUBDOMAIN_MAX} characters")
+    if not _DNS1123_SUBDOMAIN.match(value):
+        problems.append(
+            "a DNS-1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    return problems
+
+
+def c_identifier(value: str) -> list[str]:
+    problems: list[str] = []
+    if len(value) > limits.DEVICE_MAX_ID_LENGTH:
+        problems.append(f"must be no more than {limits.DEVICE_MAX_ID_LENGTH} characters")
+    if not _C_IDENTIFIER.match(value):
+        problems.append(
+            "a valid C identifier must start with alphabetic character or '_', "
+            "followed by a string of alphanumeric characters or '_'"
+        )
+    return problems
+
+
+def driver_name(value: str) -> list[str]:
+    """A CSI-style driver name: a DNS subdomain (case-insensitive) of at most 63 characters."""
+    if not value:
+        return ["must not be empty"]
+    problems: list[str] = []
+    if len(value) > limits.DRIVER_NAME_MAX:
+        problems.append(f"must be no more than {limits.DRIVER_NAME_MAX} characters")
+    problems += [p for p in dns1123_subdomain(value.lower()) if "no more than" not in p]
+    return problems
+
+
+def pool_name(value: str) -> list[str]:
+    """One or more DNS subdomains separated by slashes, at most 253 characters in all."""
+    if not value:
+        return ["must not be empty"]
+    problems: list[str] = []
+    if len(value) > limits.POOL_NAME_MAX:
+        problems.append(f"must be no more than {limits.POOL_NAME_MAX} characters")
+    for part in value.split("/"):
+        problems += [p for p in dns1123_subdomain(part) if p not in problems]
+    return problems
+
+
+def qualified_name(value: str) -> list[str]:
+    """An attribute or capacity name: ``id`` or ``domain/id`` (domain a driver name, id a C identifier)."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        return c_identifier(parts[0])
+    if len(parts) > 2:
+        return ["must not contain more than one slash"]
+    domain, ident = parts
+    problems: list[str] = []
+    problems += ["the domain must not be empty"] if not domain else driver_name(domain)
+    problems += ["the name must not be empty"] if not ident else c_identifier(ident)
+    return problems
+
+
+def fully_qualified_name(value: str) -> list[str]:
+    problems = qualified_name(value)
+    if "/" not in value:
+        problems.append("a fully qualified name must be a domain and a name separated by a slash")
+    return problems
+
+
+def label_key(value: str) -> list[str]:
+    """A label key (Kubernetes "qualified name"): optional DNS-subdomain prefix, a slash, a name ≤63."""
+    if not value:
+        return ["name part must be non-empty"]
+    if value.count("/") > 1:
+        return ["a qualified name must consist of an optional prefix, a slash and a name"]
+    prefix, sep, name = value.rpartition("/")
+    problems: list[str] = []
+    if sep:
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            problems += [f"prefix part {p}" for p in dns1123_subdomain(prefix)]
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > limits.QUALIFIED_NAME_MAX:
+        problems.append(f"name part must be no more than {limits.QUALIFIED_NAME_MAX} characters")
+    if name and not _QUALIFIED_NAME_PART.match(name):
+        problems.append(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    return problems
+
+
+def label_value(value: str) -> list[str]:
+    problems: list[str] = []
+    if len(value) > limits.LABEL_VALUE_MAX:
+        problems.append(f"must be no more than {limits.LABEL_VALUE_MAX} characters")
+    if not _LABEL_VALUE.match(value):
+        problems.append(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character"
+        )
+    return problems
+
+
+def is_semver(value: str) -> bool:
+    return SEMVER_RE.match(value) is not None
+
+
+def is_uuid(value: str) -> bool:
+    """RFC 4122 normalized form: 36 lower-case hexadecimal characters and dashes."""
+    return re.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", value) is not None

@@ -1,0 +1,123 @@
+"""ResourceSlice (resource.k8s.io/v1): a driver's published devices and shared counters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from policy.k8s.base import Bool, Int, K8sModel, Str
+from policy.k8s.common import DeviceTaint
+from policy.k8s.ids import DriverName, PoolID, PoolName
+from policy.k8s.meta import NodeSelector, ObjectMeta
+from policy.quantity import Quantity, QuantityField
+from policy.semver import Semver, SemverField
+
+
+class ResourcePool(K8sModel):
+    name: Str
+    generation: Int
+    resource_slice_count: Int
+
+
+class DeviceAttribute(K8sModel):
+    """Exactly one of the four values is set."""
+
+    int_value: Int | None = Field(None, alias="int")
+    bool_value: Bool | None = Field(None, alias="bool")
+    string_value: Str | None = Field(None, alias="string")
+    version_value: SemverField | None = Field(None, alias="version")
+
+    @property
+    def value(self) -> int | bool | str | Semver | None:
+        for v in (self.int_value, self.bool_value, self.string_value, self.version_value):
+            if v is not None:
+                return v
+        return None
+
+
+class CapacityRequestPolicyRange(K8sModel):
+    min: QuantityField | None = None
+    max: QuantityField | None = None
+    step: QuantityField | None = None
+
+
+class CapacityRequestPolicy(K8sModel):
+    default: QuantityField | None = None
+    valid_values: list[QuantityField] | None = None
+    valid_range: CapacityRequestPolicyRange | None = None
+
+
+class DeviceCapacity(K8sModel):
+    value: QuantityField
+    request_policy: CapacityRequestPolicy | None = None
+
+
+class Counter(K8sModel):
+    value: QuantityField
+
+
+class CounterSet(K8sModel):
+    name: Str
+    counters: dict[Str, Counter] | None = None
+
+
+class DeviceCounterConsumption(K8sModel):
+    counter_set: Str
+    counters: dict[Str, Counter] | None = None
+
+
+class Device(K8sModel):
+    name: Str
+    attributes: dict[Str, DeviceAttribute] | None = None
+    capacity: dict[Str, DeviceCapacity] | None = None
+    consumes_counters: list[DeviceCounterConsumption] | None = None
+    node_name: Str | None = None
+    node_selector: NodeSelector | None = None
+    all_nodes: Bool | None = None
+    taints: list[DeviceTaint] | None = None
+    binds_to_node: Bool | None = None
+    binding_conditions: list[Str] | None = None
+    binding_failure_conditions: list[Str] | None = None
+    allow_multiple_allocations: Bool | None = None
+
+    def counters_consumed(self) -> dict[str, dict[str, Quantity]]:
+        """``{counterSet: {counter: amount}}``."""
+        return {
+            c.counter_set: {name: counter.value for name, counter in (c.counters or {}).items()}
+            for c in self.consumes_counters or ()
+        }
+
+
+class ResourceSliceSpec(K8sModel):
+    driver: Str
+    pool: ResourcePool
+    node_name: Str | None = None
+    node_selector: NodeSelector | None = None
+    all_nodes: Bool | None = None
+    per_device_node_selection: Bool | None = None
+    devices: list[Device] | None = None
+    shared_counters: list[CounterSet] | None = None
+
+
+class ResourceSlice(K8sModel):
+    api_version: Literal["resource.k8s.io/v1"] = "resource.k8s.io/v1"
+    kind: Literal["ResourceSlice"] = "ResourceSlice"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ResourceSliceSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+    @property
+    def driver(self) -> DriverName:
+        return DriverName(self.spec.driver)
+
+    @property
+    def pool_id(self) -> PoolID:
+        return PoolID(DriverName(self.spec.driver), PoolName(self.spec.pool.name))
+
+    @property
+    def devices(self) -> list[Device]:
+        return list(self.spec.devices or ())

@@ -1,0 +1,155 @@
+"""Validation of metadata, node selectors and the DRA parts shared by several kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from policy.k8s import limits, names
+from policy.k8s.checker import Checker, Path
+from policy.k8s.common import DeviceSelector, DeviceTaint, DeviceToleration, OpaqueDeviceConfiguration
+from policy.k8s.meta import NodeSelector, NodeSelectorRequirement, ObjectMeta
+
+NameRule = Callable[[str], list[str]]
+
+
+def check_meta(c: Checker, meta: ObjectMeta, namespaced: bool, name_rule: NameRule, path: Path = ("metadata",)) -> None:
+    if meta.name:
+        c.name(name_rule(meta.name), (*path, "name"), "name", meta.name)
+    elif not meta.generate_name:
+        c.add("missing_field", "name or generateName is required", (*path, "name"))
+    if meta.namespace:
+        if not namespaced:
+            c.add("invalid_value", "namespace is not allowed on this cluster-scoped kind", (*path, "namespace"))
+        else:
+            c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
+    check_labels_annotations(c, meta, path)
+
+
+def check_labels_annotations(c: Checker, meta: ObjectMeta, path: Path) -> None:
+    for key, value in (meta.labels or {}).items():
+        c.name(names.label_key(key), (*path, "labels", key), "label key", key)
+        if names.label_value(value):
+            c.name(names.label_value(value), (*path, "labels", key), "label value", value)
+    total = 0
+    for key, value in (meta.annotations or {}).items():
+        c.name(names.label_key(key.lower()), (*path, "annotations", key), "annotation key", key)
+        total += len(key) + len(value)
+    if total > limits.TOTAL_ANNOTATION_SIZE:
+        c.add("too_long", f"annotations may not exceed {limits.TOTAL_ANNOTATION_SIZE} bytes", (*path, "annotations"))
+
+
+def check_node_selector(c: Checker, selector: NodeSelector, path: Path) -> None:
+    terms = selector.node_selector_terms
+    if not terms:
+        c.add("missing_field", "nodeSelectorTerms must have at least one term", (*path, "nodeSelectorTerms"))
+    for i, term in enumerate(terms):
+        tpath = (*path, "nodeSelectorTerms", i)
+        for j, req in enumerate(term.match_expressions or ()):
+            _check_requirement(c, req, (*tpath, "matchExpressions", j), fields=False)
+        for j, req in enumerate(term.match_fields or ()):
+            _check_requirement(c, req, (*tpath, "matchFields", j), fields=True)
+
+
+def _check_requirement(c: Checker, req: NodeSelectorRequirement, path: Path, fields: bool) -> None:
+    values = req.values or []
+    if fields:
+        if req.key != "metadata.name":
+            c.add("invalid_value", f'field selector key {req.key!r} is not supported; use "metadata.name"', path)
+        if req.operator not in ("In", "NotIn") or len(values) != 1:
+            c.add("invalid_value", "matchFields needs operator In or NotIn and exactly one value", path)
+        return
+    c.name(names.label_key(req.key), (*path, "key"), "key", req.key)
+    if req.operator in ("In", "NotIn") and not values:
+        c.add("missing_field", f"values must be non-empty for operator {req.operator}", (*path, "values"))
+    elif req.operator in ("Exists", "DoesNotExist") and values:
+        c.add("invalid_value", f"values must be empty for operator {req.operator}", (*path, "values"))
+    elif req.operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+        c.add("invalid_value", f"operator {req.operator} needs exactly one integer value", (*path, "values"))
+
+
+def check_selectors(c: Checker, selectors: Sequence[DeviceSelector] | None, path: Path) -> None:
+    if c.too_many(selectors, limits.DEVICE_SELECTORS_MAX, path, "selectors"):
+        return
+    for i, selector in enumerate(selectors or ()):
+        spath = (*path, i)
+        if selector.cel is None:
+            c.add("missing_field", "cel is required", (*spath, "cel"))
+            continue
+        epath = (*spath, "cel", "expression")
+        expression = selector.cel.expression
+        if not expression.strip():
+            c.add("missing_field", "expression is required", epath)
+        else:
+            c.too_long(expression, limits.CEL_EXPRESSION_MAX_LENGTH, epath, "CEL expression")
+
+
+def check_opaque(c: Checker, opaque: OpaqueDeviceConfiguration | None, path: Path) -> None:
+    if opaque is None:
+        c.add("missing_field", "opaque is required", (*path, "opaque"))
+        return
+    opath = (*path, "opaque")
+    c.name(names.driver_name(opaque.driver), (*opath, "driver"), "driver", opaque.driver)
+    c.json_object(opaque.parameters, limits.OPAQUE_PARAMETERS_MAX_LENGTH, (*opath, "parameters"), "parameters")
+
+
+def check_toleration(c: Checker, tol: DeviceToleration, path: Path) -> None:
+    if tol.key:
+        c.name(names.label_key(tol.key), (*path, "key"), "toleration key", tol.key)
+    if tol.effective_operator == "Exists":
+        if tol.value:
+            c.add("invalid_value", "value must be empty for operator `Exists`", (*path, "value"))
+    elif tol.value:
+        c.name(names.label_value(tol.value), (*path, "value"), "toleration value", tol.value)
+
+
+def check_tolerations(c: Checker, tolerations: Sequence[DeviceToleration] | None, path: Path) -> None:
+    if not c.too_many(tolerations, limits.DEVICE_TOLERATIONS_MAX, path, "tolerations"):
+        c.each(tolerations, path, lambda t, p: check_toleration(c, t, p))
+
+
+def check_taint(c: Checker, taint: DeviceTaint, path: Path) -> None:
+    c.name(names.label_key(taint.key), (*path, "key"), "taint key", taint.key)
+    if taint.value:
+        c.name(names.label_value(taint.value), (*path, "value"), "taint value", taint.value)
+
+
+def check_binding(c: Checker, conditions: Sequence[str] | None, failures: Sequence[str] | None, path: Path) -> None:
+    ok = not c.too_many(conditions, limits.BINDING_CONDITIONS_MAX, (*path, "bindingConditions"), "bindingConditions")
+    ok &= not c.too_many(
+        failures, limits.BINDING_FAILURE_CONDITIONS_MAX, (*path, "bindingFailureConditions"), "bindingFailureConditions"
+    )
+    if not ok:
+        return
+    conds, fails = list(conditions or ()), list(failures or ())
+    for field, values in (("bindingConditions", conds), ("bindingFailureConditions", fails)):
+        for i, value in enumerate(values):
+            c.name(names.label_key(value), (*path, field, i), "condition", value)
+        c.unique(values, (*path, field), "condition", code="duplicate_value")
+    for i, value in enumerate(fails):
+        if value in conds:
+            c.add(
+                "invalid_value",
+                "bindingFailureConditions must not overlap with bindingConditions",
+                (*path, "bindingFailureConditions", i),
+            )
+    if fails and not conds:
+        c.add(
+            "missing_field",
+            "bindingConditions are required to use bindingFailureConditions",
+            (*path, "bindingConditions"),
+        )
+    if conds and not fails:
+        c.add(
+            "missing_field",
+            "bindingFailureConditions are required to use bindingConditions",
+            (*path, "bindingFailureConditions"),
+        )
+
+
+def check_qualified_key(c: Checker, key: str, path: Path, what: str) -> None:
+    c.name(names.qualified_name(key), path, what, key)
+
+
+def check_uid(c: Checker, value: str, path: Path, what: str) -> None:
+    if not names.is_uuid(value):
+        c.add("invalid_value", f"{what} {value!r} must be an RFC 4122 UUID in lower case", path)
