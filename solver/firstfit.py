@@ -1,0 +1,267 @@
+"""The baselines: Kubernetes' structured allocator (first-fit) and a best-fit variant.
+
+``first_fit`` mirrors ``k8s.io/dynamic-resource-allocation/structured``: claims are handled one pod
+(gang) at a time in arrival order; for each, nodes are tried in order and the first node on which a
+depth-first search finds a complete allocation wins. The search walks claim → request → alternative
+(subrequests in order) → candidate devices in pool/slice/device order, checking availability,
+consumable capacity, shared counters and constraints, and backtracks on failure. No scoring, no look
+at other pending claims.
+
+``best_fit`` uses the same search but orders nodes by fewest free eligible devices and prefers devices
+on already partly used GPUs (counter sets, shared devices), so that whole GPUs stay free.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from solver.problem import (
+    AllocationMode,
+    Alternative,
+    AttributeValue,
+    Claim,
+    ClaimKey,
+    CounterUse,
+    DeviceIndex,
+    DeviceResult,
+    NodeName,
+    Problem,
+    node_options,
+    usable_from,
+)
+from solver.quotas import amount, existing_usage
+from solver.result import Placement, Solution
+from solver.state import Usage
+
+MAX_STEPS = 200_000  # per (gang, node): the allocator's exponential worst case, bounded like its timeout
+_SHARE_NS = uuid.UUID("6f1c2b4e-3d5a-4f7e-9a10-2b3c4d5e6f70")
+
+DeviceOrder = Callable[[Usage, list[DeviceIndex]], list[DeviceIndex]]
+NodeOrder = Callable[[Usage, list[Claim], list[NodeName]], list[NodeName]]
+
+
+def share_id(claim: ClaimKey, request: str, device: DeviceIndex, nth: int = 0) -> str:
+    """A fresh, deterministic shareID for one allocation of a multi-allocatable device."""
+    return str(uuid.uuid5(_SHARE_NS, f"{claim}|{request}|{device}|{nth}"))
+
+
+@dataclass
+class _Search:
+    problem: Problem
+    usage: Usage
+    claims: list[Claim]
+    node: NodeName
+    device_order: DeviceOrder
+    steps: int = 0
+    chosen: list[list[DeviceResult]] = field(default_factory=list)
+
+    def run(self) -> list[list[DeviceResult]] | None:
+        self.chosen = [[] for _ in self.claims]
+        slots = [(ci, ri) for ci, claim in enumerate(self.claims) for ri in range(len(claim.requests))]
+        ok = self._request(slots, 0)
+        return self.chosen if ok else None
+
+    def _request(self, slots: list[tuple[int, int]], pos: int) -> bool:
+        if pos == len(slots):
+            return True
+        ci, ri = slots[pos]
+        claim = self.claims[ci]
+        for alternative in claim.requests[ri].alternatives:
+            candidates = [d for d in alternative.eligible if usable_from(self.problem.devices[d], self.node)]
+            if alternative.mode == AllocationMode.ALL:
+                if self._take_all(ci, alternative, candidates) and self._request(slots, pos + 1):
+                    return True
+                self._drop(ci, alternative.name)
+                continue
+            ordered = self.device_order(self.usage, candidates)
+            if self._pick(slots, pos, ci, alternative, ordered, 0, alternative.count):
+                return True
+        return False
+
+    def _pick(
+        self,
+        slots: list[tuple[int, int]],
+        pos: int,
+        ci: int,
+        alternative: Alternative,
+        ordered: list[DeviceIndex],
+        start: int,
+        left: int,
+    ) -> bool:
+        if left == 0:
+            return self._request(slots, pos + 1)
+        for i in range(start, len(ordered)):
+            self.steps += 1
+            if self.steps > MAX_STEPS:
+                return False
+            result = self._try(ci, alternative, ordered[i])
+            if result is None:
+                continue
+            if self._pick(slots, pos, ci, alternative, ordered, i + 1, left - 1):
+                return True
+            self._undo(ci, result)
+            if self.steps > MAX_STEPS:
+                return False
+        return False
+
+    def _try(self, ci: int, alternative: Alternative, d: DeviceIndex) -> DeviceResult | None:
+        claim = self.claims[ci]
+        if any(r.device == d for r in self.chosen[ci]) and not self.problem.devices[d].multi_allocatable:
+            return None
+        consumed = self.usage.consumption(d, alternative)
+        if consumed is None or not self._constraints_ok(ci, alternative.name, d):
+            return None
+        sid = None
+        if self.problem.devices[d].multi_allocatable and not alternative.admin_access:
+            nth = sum(1 for r in self.chosen[ci] if r.device == d)
+            sid = share_id(claim.key, alternative.name, d, nth)
+        result = DeviceResult(
+            request=alternative.name,
+            device=d,
+            admin_access=alternative.admin_access,
+            share_id=sid,
+            consumed=consumed if self.problem.devices[d].multi_allocatable else {},
+            tolerations=alternative.tolerations,
+        )
+        self.chosen[ci].append(result)
+        self.usage.add([result])
+        return result
+
+    def _undo(self, ci: int, result: DeviceResult) -> None:
+        self.chosen[ci].remove(result)
+        self.usage.remove([result])
+
+    def _take_all(self, ci: int, alternative: Alternative, candidates: list[DeviceIndex]) -> bool:
+        if not candidates:
+            return False
+        return all(self._try(ci, alternative, d) is not None for d in candidates)
+
+    def _drop(self, ci: int, name: str) -> None:
+        for result in [r for r in self.chosen[ci] if r.request == name]:
+            self._undo(ci, result)
+
+    def _constraints_ok(self, ci: int, name: str, d: DeviceIndex) -> bool:
+        claim = self.claims[ci]
+        attrs = self.problem.devices[d].attributes
+        for constraint in claim.constraints:
+            if not constraint.applies(name):
+                continue
+            if constraint.attribute not in attrs:
+                return False
+            value = attrs[constraint.attribute]
+            others = [
+                self.problem.devices[r.device].attributes.get(constraint.attribute)
+                for r in self.chosen[ci]
+                if constraint.applies(r.request)
+            ]
+            if constraint.distinct and any(_same(value, o) for o in others):
+                return False
+            if not constraint.distinct and any(not _same(value, o) for o in others):
+                return False
+        return True
+
+
+def _same(a: AttributeValue, b: AttributeValue | None) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _kubernetes_order(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
+    devices = usage.problem.devices
+    return sorted(candidates, key=lambda d: devices[d].order)
+
+
+def _in_order(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> list[NodeName]:
+    return nodes
+
+
+def _gangs(problem: Problem) -> list[list[Claim]]:
+    seen: dict[str, list[Claim]] = {}
+    for claim in problem.claims:
+        seen.setdefault(claim.gang or claim.key, []).append(claim)
+    return list(seen.values())
+
+
+def _candidates(claims: Sequence[Claim]) -> set[DeviceIndex]:
+    return {d for c in claims for r in c.requests for a in r.alternatives for d in a.eligible}
+
+
+def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_order: NodeOrder) -> Solution:
+    started = time.perf_counter()
+    usage = Usage.from_existing(problem)
+    quota_used = [existing_usage(problem, q) for q in problem.quotas]
+    solution = Solution(strategy=strategy, status="HEURISTIC")
+    for gang in _gangs(problem):
+        if any(c.error for c in gang):
+            continue
+        nodes = node_order(usage, gang, list(node_options(problem, _candidates(gang))))
+        for node in nodes:
+            found = _Search(problem, usage, gang, node, device_order).run()
+            if found is None:
+                continue
+            extra = _quota_extra(problem, gang, found)
+            if any(u + e > q.limit for u, e, q in zip(quota_used, extra, problem.quotas)):
+                usage.remove(r for results in found for r in results)
+                continue
+            quota_used = [u + e for u, e in zip(quota_used, extra)]
+            for claim, results in zip(gang, found):
+                solution.placements[claim.key] = Placement(claim.key, node, tuple(results))
+            break
+    solution.wall_s = time.perf_counter() - started
+    return solution
+
+
+def _quota_extra(problem: Problem, gang: list[Claim], found: list[list[DeviceResult]]) -> list[int]:
+    out = []
+    for quota in problem.quotas:
+        total = 0
+        for claim, results in zip(gang, found):
+            if claim.namespace == quota.namespace:
+                total += 1 if quota.resource == "claims" else sum(amount(problem, quota.resource, r) for r in results)
+        out.append(total)
+    return out
+
+
+def first_fit(problem: Problem) -> Solution:
+    """Kubernetes' allocator, claim (pod) by claim, nodes in order."""
+    return greedy(problem, "first-fit", _kubernetes_order, _in_order)
+
+
+def _tightest_devices(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
+    devices = usage.problem.devices
+    sibling_use: dict[tuple[str, str, str], int] = {}
+    for key, held in usage.counters.items():
+        sibling_use[key[:3]] = sibling_use.get(key[:3], 0) + held
+
+    def rank(d: DeviceIndex) -> tuple[int, int, tuple[object, ...]]:
+        device = devices[d]
+        used_here = sum(sibling_use.get(cs, 0) for cs in device.counter_sets())
+        shared = usage.holders.get(d, 0) if device.multi_allocatable else 0
+        return (-(used_here + shared), -_cost(device.consumes), device.order)
+
+    return sorted(candidates, key=rank)
+
+
+def _cost(consumes: tuple[CounterUse, ...]) -> int:
+    return sum(sum(u.counters.values()) for u in consumes)
+
+
+def _fullest_nodes(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> list[NodeName]:
+    problem = usage.problem
+    free: dict[NodeName, int] = dict.fromkeys(nodes, 0)
+    for d in _candidates(claims):
+        device = problem.devices[d]
+        if usage.in_use(d):
+            continue
+        for node in device.nodes or ():
+            if node in free:
+                free[node] += 1
+    position = {n: i for i, n in enumerate(nodes)}
+    return sorted(nodes, key=lambda n: (free[n], position[n]))
+
+
+def best_fit(problem: Problem) -> Solution:
+    """Same search; tightest node first, partly used GPUs first."""
+    return greedy(problem, "best-fit", _tightest_devices, _fullest_nodes)

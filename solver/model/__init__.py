@@ -1,0 +1,1 @@
+"""The CP-SAT model: variables, one module per constraint family, the objective."""

@@ -1,0 +1,137 @@
+"""The lexicographic objective, folded into one weighted sum (see docs/solver.md).
+
+Levels, most important first (each level's weight exceeds the range of everything below it):
+
+1. placement: sum over claims of priority * placed;
+2. fragmentation, by objective:
+   - pack:                 (U + 1) * free_nodes + free_units
+   - least-fragmentation:  (N + 1) * free_units + free_nodes
+   - spread:               active_nodes
+   where a *unit* is one physical GPU (a shared counter set, or a device without counters), free means
+   no allocation at all, U is the largest number of units on one node and N the number of nodes;
+3. preferences: sum of weight * take over preferred devices, minus the index of each chosen
+   ``firstAvailable`` alternative (earlier subrequests are better);
+4. stability: the number of devices that a claim keeps from the previous plan.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from solver.model.variables import Variables
+from solver.problem import DeviceIndex, NodeName, Objective
+
+LIMIT = 2**62
+
+
+@dataclass
+class Level:
+    name: str
+    terms: list[cp_model.LinearExprT]
+    low: int
+    high: int
+
+
+def unit_of(v: Variables, d: DeviceIndex) -> tuple[object, ...]:
+    device = v.problem.devices[d]
+    if device.consumes:
+        return ("counters", *device.counter_sets()[0])
+    return ("device", d)
+
+
+def fragmentation(v: Variables) -> Level:
+    units: dict[tuple[object, ...], list[DeviceIndex]] = defaultdict(list)
+    for d in v.used:
+        units[unit_of(v, d)].append(d)
+    busy_units = {unit_of(v, DeviceIndex(d)) for d in range(len(v.problem.devices)) if v.usage.in_use(DeviceIndex(d))}
+    node_units: dict[NodeName, set[tuple[object, ...]]] = defaultdict(set)
+    free_unit: dict[tuple[object, ...], cp_model.IntVar] = {}
+    for unit, devices in sorted(units.items(), key=lambda kv: str(kv[0])):
+        if unit in busy_units:
+            continue
+        var = v.model.new_bool_var(f"free_unit[{unit}]")
+        for d in devices:
+            v.model.add_implication(v.used[d], var.Not())
+            for n in v.problem.devices[d].nodes or ():
+                node_units[n].add(unit)
+        free_unit[unit] = var
+    objective = _objective(v)
+    if objective == Objective.SPREAD:
+        active = []
+        for n, us in sorted(node_units.items()):
+            var = v.model.new_bool_var(f"active[{n}]")
+            v.model.add(var <= sum(1 - free_unit[u] for u in us))
+            active.append(var)
+        return Level("fragmentation", list(active), 0, len(active))
+    busy_nodes = {n for u in busy_units for d in units.get(u, []) for n in v.problem.devices[d].nodes or ()}
+    free_node = []
+    for n, us in sorted(node_units.items()):
+        if n in busy_nodes:
+            continue
+        var = v.model.new_bool_var(f"free_node[{n}]")
+        for u in us:
+            v.model.add_implication(var, free_unit[u])
+        free_node.append(var)
+    max_units = max((len(us) for us in node_units.values()), default=0)
+    if objective == Objective.PACK:
+        w_node, w_unit = max_units + 1, 1
+    else:
+        w_node, w_unit = 1, len(free_node) + 1
+    terms: list[cp_model.LinearExprT] = [w_node * x for x in free_node] + [w_unit * x for x in free_unit.values()]
+    return Level("fragmentation", terms, 0, w_node * len(free_node) + w_unit * len(free_unit))
+
+
+def _objective(v: Variables) -> Objective:
+    return v.problem.objective
+
+
+def preferences(v: Variables) -> Level:
+    terms: list[cp_model.LinearExprT] = []
+    low = high = 0
+    for pref in v.problem.preferences:
+        for t, x in v.take.items():
+            if t[2] in pref.devices:
+                terms.append(pref.weight * x)
+                if pref.weight > 0:
+                    high += pref.weight
+                else:
+                    low += pref.weight
+    for claim in v.claims:
+        for request in claim.requests:
+            for i, alternative in enumerate(request.alternatives):
+                if i:
+                    terms.append(-i * v.alt[(claim.key, alternative.name)])
+                    low -= i
+    return Level("preferences", terms, low, high)
+
+
+def stability(v: Variables) -> Level:
+    terms: list[cp_model.LinearExprT] = []
+    for t, x in v.take.items():
+        previous = v.problem.previous.get(t[0])
+        if previous and t[2] in previous:
+            terms.append(x)
+    return Level("stability", terms, 0, len(terms))
+
+
+def combine(model: cp_model.CpModel, levels: list[Level]) -> list[Level]:
+    """Maximize the levels lexicographically with one weighted sum; drop the lowest levels that would overflow."""
+    kept = list(levels)
+    while kept:
+        weight, total = 1, 0
+        for level in reversed(kept):
+            total += weight * (level.high - level.low)
+            weight = total + 1
+        if total < LIMIT:
+            break
+        kept.pop()
+    expr: cp_model.LinearExprT = 0
+    weight = 1
+    for level in reversed(kept):
+        expr = expr + weight * sum(level.terms)
+        weight = weight * (level.high - level.low + 1)
+    model.maximize(expr)
+    return kept

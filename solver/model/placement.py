@@ -1,0 +1,88 @@
+"""Requests, alternatives, counts, allocation mode All, node locality and gangs.
+
+Returns the objective terms of the first level: the priority-weighted number of claims placed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ortools.sat.python import cp_model
+
+from solver.model.variables import TakeKey, Variables
+from solver.problem import AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
+
+
+def build(v: Variables) -> list[cp_model.LinearExprT]:
+    terms: list[cp_model.LinearExprT] = []
+    for claim in v.claims:
+        _claim(v, claim)
+        terms.append(claim.priority * v.placed[claim.key])
+    _gangs(v)
+    return terms
+
+
+def _claim(v: Variables, claim: Claim) -> None:
+    m, key = v.model, claim.key
+    nodes = [n for (k, n) in v.node if k == key]
+    m.add(sum(v.node[(key, n)] for n in nodes) == v.placed[key])
+    per_device: dict[DeviceIndex, list[TakeKey]] = defaultdict(list)
+    for request in claim.requests:
+        m.add(sum(v.alt[(key, a.name)] for a in request.alternatives) == v.placed[key])
+        for alternative in request.alternatives:
+            takes = _takes(v, claim, alternative)
+            for t in takes:
+                per_device[t[2]].append(t)
+                m.add(v.take[t] <= v.alt[(key, alternative.name)])
+                _locality(v, claim, t, nodes)
+            if alternative.mode == AllocationMode.ALL:
+                _all_mode(v, claim, alternative, takes, nodes)
+            else:
+                m.add(sum(v.take[t] for t in takes) == alternative.count * v.alt[(key, alternative.name)])
+    for d, takes in per_device.items():
+        if len(takes) > 1 and not v.problem.devices[d].multi_allocatable:
+            m.add_at_most_one(v.take[t] for t in takes)
+
+
+def _takes(v: Variables, claim: Claim, alternative: Alternative) -> list[TakeKey]:
+    keys = [(claim.key, alternative.name, d) for d in alternative.eligible]
+    return [t for t in keys if t in v.take]
+
+
+def _locality(v: Variables, claim: Claim, t: TakeKey, nodes: list[NodeName]) -> None:
+    device = v.problem.devices[t[2]]
+    if device.nodes is None:
+        return
+    allowed = [v.node[(claim.key, n)] for n in nodes if n in device.nodes]
+    if not allowed:
+        v.model.add(v.take[t] == 0)
+    elif len(allowed) == 1:
+        v.model.add_implication(v.take[t], allowed[0])
+    else:
+        v.model.add(v.take[t] <= sum(allowed))
+
+
+def _all_mode(
+    v: Variables, claim: Claim, alternative: Alternative, takes: list[TakeKey], nodes: list[NodeName]
+) -> None:
+    """Every matching device usable from the chosen node, and at least one."""
+    m, key = v.model, claim.key
+    chosen = v.alt[(key, alternative.name)]
+    for n in nodes:
+        on_node = [t for t in takes if usable_from(v.problem.devices[t[2]], n)]
+        here = v.node[(key, n)]
+        if not on_node:
+            m.add_bool_or([chosen.Not(), here.Not()])
+            continue
+        for t in on_node:
+            m.add_bool_or([chosen.Not(), here.Not(), v.take[t]])
+
+
+def _gangs(v: Variables) -> None:
+    members: dict[str, list[Claim]] = defaultdict(list)
+    for claim in v.claims:
+        members[claim.gang or claim.key].append(claim)
+    for group in members.values():
+        first = v.placed[group[0].key]
+        for other in group[1:]:
+            v.model.add(v.placed[other.key] == first)

@@ -1,0 +1,35 @@
+"""Per-namespace quotas: claims, devices, or a capacity summed over the devices taken."""
+
+from __future__ import annotations
+
+from ortools.sat.python import cp_model
+
+from solver.model.variables import TakeKey, Variables
+from solver.quotas import existing_usage
+
+
+def take_amount(v: Variables, resource: str, t: TakeKey) -> int:
+    if resource == "devices":
+        return 1
+    if v.problem.devices[t[2]].multi_allocatable and t not in v.admin:
+        return v.consumed[t].get(resource, 0)
+    capacity = v.problem.devices[t[2]].capacity.get(resource)
+    return capacity.value if capacity else 0
+
+
+def build(v: Variables, assumptions: dict[str, cp_model.IntVar] | None = None) -> list[cp_model.LinearExprT]:
+    for i, quota in enumerate(v.problem.quotas):
+        left = quota.limit - existing_usage(v.problem, quota)
+        keys = {c.key for c in v.claims if c.namespace == quota.namespace}
+        if not keys:
+            continue
+        if quota.resource == "claims":
+            expr = sum(v.placed[k] for k in keys)
+        else:
+            expr = sum(take_amount(v, quota.resource, t) * x for t, x in v.take.items() if t[0] in keys)
+        constraint = v.model.add(expr <= left)
+        if assumptions is not None:
+            lit = v.model.new_bool_var(f"quota[{i}]")
+            assumptions[f"quota:{i}"] = lit
+            constraint.only_enforce_if(lit)
+    return []

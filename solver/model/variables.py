@@ -1,0 +1,85 @@
+"""The CP-SAT variables, created once, in containers keyed by readable tuples.
+
+- ``placed[claim]``: the claim gets all its devices;
+- ``node[claim, node]``: the node the claim's devices are usable from (one when placed);
+- ``alt[claim, alternative]``: which alternative (``req`` or ``req/sub``) serves each request;
+- ``take[claim, alternative, device]``: the alternative takes the device; created only where the
+  device is eligible, usable from one of the claim's nodes and free enough after existing allocations;
+- ``used[device]``: some pending claim holds the device (non-admin), which consumes its counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from solver.problem import (
+    AllocationMode,
+    Alternative,
+    Claim,
+    ClaimKey,
+    DeviceIndex,
+    NodeName,
+    Problem,
+    node_options,
+)
+from solver.state import Usage
+
+TakeKey = tuple[ClaimKey, str, DeviceIndex]
+
+
+@dataclass
+class Variables:
+    model: cp_model.CpModel
+    problem: Problem
+    usage: Usage  # existing allocations
+    claims: list[Claim]
+    placed: dict[ClaimKey, cp_model.IntVar] = field(default_factory=dict)
+    node: dict[tuple[ClaimKey, NodeName], cp_model.IntVar] = field(default_factory=dict)
+    alt: dict[tuple[ClaimKey, str], cp_model.IntVar] = field(default_factory=dict)
+    take: dict[TakeKey, cp_model.IntVar] = field(default_factory=dict)
+    used: dict[DeviceIndex, cp_model.IntVar] = field(default_factory=dict)
+    consumed: dict[TakeKey, dict[str, int]] = field(default_factory=dict)
+    by_device: dict[DeviceIndex, list[TakeKey]] = field(default_factory=dict)
+    admin: set[TakeKey] = field(default_factory=set)  # admin access: needs no free device, blocks none
+    blocked: set[TakeKey] = field(default_factory=set)  # All mode: must be taken but is in use
+
+
+def available(usage: Usage, alternative: Alternative, d: DeviceIndex) -> dict[str, int] | None:
+    """Pre-filter: what the alternative would consume from ``d`` given only existing allocations."""
+    return usage.consumption(d, alternative)
+
+
+def create(model: cp_model.CpModel, problem: Problem, usage: Usage, claims: list[Claim]) -> Variables:
+    v = Variables(model, problem, usage, claims)
+    for claim in claims:
+        key = claim.key
+        v.placed[key] = model.new_bool_var(f"placed[{key}]")
+        candidates = {d for r in claim.requests for a in r.alternatives for d in a.eligible}
+        for n in node_options(problem, candidates):
+            v.node[(key, n)] = model.new_bool_var(f"node[{key},{n or '*'}]")
+        for request in claim.requests:
+            for alternative in request.alternatives:
+                v.alt[(key, alternative.name)] = model.new_bool_var(f"alt[{key},{alternative.name}]")
+                _create_takes(v, claim, alternative)
+    for d in sorted(v.by_device):
+        if any(t not in v.admin for t in v.by_device[d]):
+            v.used[d] = model.new_bool_var(f"used[{problem.devices[d].label}]")
+    return v
+
+
+def _create_takes(v: Variables, claim: Claim, alternative: Alternative) -> None:
+    for d in alternative.eligible:
+        consumed = available(v.usage, alternative, d)
+        if consumed is None and alternative.mode != AllocationMode.ALL:
+            continue
+        key = (claim.key, alternative.name, d)
+        v.take[key] = v.model.new_bool_var(f"take[{claim.key},{alternative.name},{v.problem.devices[d].name}]")
+        v.consumed[key] = consumed or {}
+        if consumed is None:
+            v.blocked.add(key)
+            v.model.add(v.take[key] == 0)
+        if alternative.admin_access:
+            v.admin.add(key)
+        v.by_device.setdefault(d, []).append(key)

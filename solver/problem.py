@@ -1,0 +1,317 @@
+"""The solver's own view of a placement problem: plain frozen values, no Kubernetes types.
+
+``solver.compile`` builds a :class:`Problem` from ResourceSlices, DeviceClasses and ResourceClaims
+(CEL already evaluated, quantities already integers); the model, the baselines and the verifier all
+read only this. Devices are referred to by their index in ``Problem.devices``.
+
+Conventions:
+- quantities are integers in the device's base unit (bytes, milli-units …), exactly as compiled;
+- a device's ``nodes`` is the set of nodes that can use it, ``None`` meaning every node;
+- a request is a tuple of alternatives: one for ``exactly``, one per subrequest for ``firstAvailable``;
+  an alternative's ``name`` is what the result's ``request`` field says (``req`` or ``req/sub``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import NewType
+
+DeviceIndex = NewType("DeviceIndex", int)
+ClaimKey = NewType("ClaimKey", str)  # "namespace/name"
+NodeName = NewType("NodeName", str)
+
+ANYWHERE = NodeName("")  # pseudo node for claims whose devices are all usable from every node
+
+AttributeValue = bool | int | str
+
+
+class AllocationMode(StrEnum):
+    EXACT_COUNT = "ExactCount"
+    ALL = "All"
+
+
+class Objective(StrEnum):
+    PACK = "pack"
+    SPREAD = "spread"
+    LEAST_FRAGMENTATION = "least-fragmentation"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"  # None | NoSchedule | NoExecute
+
+    @property
+    def blocks(self) -> bool:
+        return self.effect in ("NoSchedule", "NoExecute")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str = ""
+    operator: str = "Equal"  # Equal | Exists
+    value: str = ""
+    effect: str = ""  # empty: every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect and self.effect != taint.effect:
+            return False
+        if self.operator == "Exists":
+            return not self.key or self.key == taint.key
+        return self.key == taint.key and self.value == taint.value
+
+
+def tolerated(taints: tuple[Taint, ...], tolerations: tuple[Toleration, ...]) -> bool:
+    """Every blocking taint of a device is tolerated."""
+    return all(any(t.tolerates(taint) for t in tolerations) for taint in taints if taint.blocks)
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """How a request for consumable capacity is rounded (``capacity.<name>.requestPolicy``)."""
+
+    default: int | None = None
+    valid_values: tuple[int, ...] = ()
+    range_min: int | None = None
+    range_max: int | None = None
+    range_step: int | None = None
+
+    def round_up(self, amount: int) -> int | None:
+        """The amount actually consumed for ``amount`` requested, or None when nothing valid covers it."""
+        if self.valid_values:
+            fits = [v for v in sorted(self.valid_values) if v >= amount]
+            return fits[0] if fits else None
+        if self.range_min is not None:
+            value = max(amount, self.range_min)
+            if self.range_step:
+                steps = -(-(value - self.range_min) // self.range_step)
+                value = self.range_min + steps * self.range_step
+            if self.range_max is not None and value > self.range_max:
+                return None
+            return value
+        return amount
+
+
+@dataclass(frozen=True)
+class Capacity:
+    value: int
+    policy: RequestPolicy | None = None
+
+
+@dataclass(frozen=True)
+class CounterUse:
+    """Counters a device consumes from one shared counter set of its pool."""
+
+    counter_set: str
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class CounterSet:
+    driver: str
+    pool: str
+    name: str
+    counters: Mapping[str, int]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.driver, self.pool, self.name)
+
+
+@dataclass(frozen=True)
+class Device:
+    driver: str
+    pool: str
+    name: str
+    slice_name: str = ""
+    node_name: str | None = None  # node-local slice (or per-device nodeName)
+    node_selector: Mapping[str, object] | None = None  # raw v1 NodeSelector, for the result
+    nodes: frozenset[NodeName] | None = None  # usable from these nodes; None = every node
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)  # "domain/id" -> value
+    capacity: Mapping[str, Capacity] = field(default_factory=dict)  # "domain/id" or plain name -> capacity
+    consumes: tuple[CounterUse, ...] = ()
+    taints: tuple[Taint, ...] = ()
+    multi_allocatable: bool = False
+    order: tuple[object, ...] = ()  # Kubernetes' candidate order: (driver, pool, slice, index)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.driver, self.pool, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.driver}/{self.pool}/{self.name}"
+
+    def counter_sets(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple((self.driver, self.pool, use.counter_set) for use in self.consumes)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """How many candidate devices one rule removed (for explanations)."""
+
+    rule: str  # e.g. 'class "gpu" selector #0' or 'request "gpu" selector #1'
+    location: str  # file:line:col, or ""
+    excluded: int
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way to satisfy a request: the request itself or one of its ``firstAvailable`` subrequests."""
+
+    name: str  # "req" or "req/sub"
+    class_name: str
+    eligible: tuple[DeviceIndex, ...]  # passed class + request selectors, admission, taints
+    mode: AllocationMode = AllocationMode.EXACT_COUNT
+    count: int = 1
+    admin_access: bool = False
+    tolerations: tuple[Toleration, ...] = ()
+    capacity: Mapping[str, int] = field(default_factory=dict)  # requested, before rounding
+    exclusions: tuple[Exclusion, ...] = ()
+    candidates: int = 0  # devices of the driver(s) considered before any selector
+
+    def consumed(self, device: Device) -> dict[str, int] | None:
+        """Capacity this alternative takes from a multi-allocatable device; None if it cannot fit at all."""
+        out: dict[str, int] = {}
+        for cap_name, cap in device.capacity.items():
+            requested = self.capacity.get(cap_name)
+            if requested is None:
+                amount = cap.policy.default if cap.policy and cap.policy.default is not None else cap.value
+            else:
+                rounded = cap.policy.round_up(requested) if cap.policy else requested
+                if rounded is None:
+                    return None
+                amount = rounded
+            if amount > cap.value:
+                return None
+            out[cap_name] = amount
+        if any(name not in device.capacity for name in self.capacity):
+            return None
+        return out
+
+
+@dataclass(frozen=True)
+class Request:
+    name: str
+    alternatives: tuple[Alternative, ...]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    attribute: str  # fully qualified
+    distinct: bool = False  # False: matchAttribute, True: distinctAttribute
+    requests: tuple[str, ...] = ()  # empty: every request
+
+    def applies(self, alternative_name: str) -> bool:
+        if not self.requests:
+            return True
+        base = alternative_name.split("/", 1)[0]
+        return alternative_name in self.requests or base in self.requests
+
+
+@dataclass(frozen=True)
+class Claim:
+    namespace: str
+    name: str
+    requests: tuple[Request, ...]
+    constraints: tuple[Constraint, ...] = ()
+    priority: int = 1  # weight of placing it (priority tier)
+    tier: str = ""
+    gang: str | None = None  # claims with the same gang are placed all or nothing
+    error: tuple[str, str] | None = None  # (code, message): cannot be allocated at all
+    location: str = ""
+    uid: str = ""
+
+    @property
+    def key(self) -> ClaimKey:
+        return ClaimKey(f"{self.namespace}/{self.name}")
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    request: str  # "req" or "req/sub"
+    device: DeviceIndex
+    admin_access: bool = False
+    share_id: str | None = None
+    consumed: Mapping[str, int] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+
+
+@dataclass(frozen=True)
+class Existing:
+    """An allocation already in the cluster: fixed input."""
+
+    claim: ClaimKey
+    namespace: str
+    results: tuple[DeviceResult, ...]
+    node: NodeName | None = None
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Per-namespace limit. ``resource``: "claims", "devices", or a capacity name summed over devices."""
+
+    namespace: str
+    resource: str
+    limit: int
+    location: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Preference:
+    """Soft preference: ``weight`` per device of ``devices`` chosen (negative weight: avoid)."""
+
+    name: str
+    weight: int
+    devices: frozenset[DeviceIndex]
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    devices: tuple[Device, ...]
+    claims: tuple[Claim, ...]  # pending, in arrival order
+    counter_sets: tuple[CounterSet, ...] = ()
+    nodes: tuple[NodeName, ...] = ()  # every node, in the scheduler's order
+    existing: tuple[Existing, ...] = ()
+    quotas: tuple[Quota, ...] = ()
+    preferences: tuple[Preference, ...] = ()
+    objective: Objective = Objective.PACK
+    previous: Mapping[ClaimKey, frozenset[DeviceIndex]] = field(default_factory=dict)
+
+    @cached_property
+    def counter_index(self) -> dict[tuple[str, str, str], CounterSet]:
+        return {cs.key: cs for cs in self.counter_sets}
+
+    @cached_property
+    def claim_index(self) -> dict[ClaimKey, Claim]:
+        return {c.key: c for c in self.claims}
+
+    @cached_property
+    def gangs(self) -> dict[str, tuple[ClaimKey, ...]]:
+        out: dict[str, list[ClaimKey]] = {}
+        for claim in self.claims:
+            out.setdefault(claim.gang or claim.key, []).append(claim.key)
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def node_options(problem: Problem, devices: set[DeviceIndex] | tuple[DeviceIndex, ...]) -> tuple[NodeName, ...]:
+    """Nodes a claim with these candidate devices could be placed on (``ANYWHERE`` if none is node-bound)."""
+    bound: set[NodeName] = set()
+    for d in devices:
+        nodes = problem.devices[d].nodes
+        if nodes is not None:
+            bound |= nodes
+    if not bound:
+        return (ANYWHERE,)
+    order = {n: i for i, n in enumerate(problem.nodes)}
+    return tuple(sorted(bound, key=lambda n: (order.get(n, len(order)), n)))
+
+
+def usable_from(device: Device, node: NodeName) -> bool:
+    return device.nodes is None or node in device.nodes

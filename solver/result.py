@@ -1,0 +1,46 @@
+"""What a strategy returns: placements per claim, reasons for the rest, and how the search went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from solver.problem import ClaimKey, DeviceResult, NodeName
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str  # stable: selector_excludes_all, capacity_exhausted, counters_exhausted, ...
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Placement:
+    claim: ClaimKey
+    node: NodeName  # ANYWHERE ("") when every device is usable from every node
+    results: tuple[DeviceResult, ...]
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    time_limit_s: float = 30.0
+    workers: int = 2
+    seed: int = 0
+    explain: bool = True
+    explain_time_limit_s: float = 5.0
+
+
+@dataclass
+class Solution:
+    strategy: str
+    placements: dict[ClaimKey, Placement] = field(default_factory=dict)
+    unplaced: dict[ClaimKey, list[Reason]] = field(default_factory=dict)
+    status: str = "OPTIMAL"  # OPTIMAL | FEASIBLE (time limit) | HEURISTIC
+    proven_optimal: bool = False
+    wall_s: float = 0.0
+    objective: dict[str, int] = field(default_factory=dict)
+
+    def placed_weight(self, priorities: dict[ClaimKey, int]) -> int:
+        return sum(priorities.get(k, 1) for k in self.placements)
