@@ -9,6 +9,8 @@ keep working after changing the driver domain:
 - MIG device ``gpu-<minor>-mig-<profile without dots>-<giProfileId>-<start>``: ``type=mig``,
   ``parentUUID``, ``profile``, the parent's attributes; capacities ``multiprocessors``,
   ``copyEngines``, ``decoders``, ``encoders``, ``jpegEngines``, ``ofaEngines``, ``memory``;
+- ``sharing`` on full GPUs (ours, not the reference driver's): ``exclusive``, ``timeSlicing``,
+  ``mps`` or ``shares`` -- the policy's sharing mode for the GPU, for selectors and admission;
 - dynamic MIG: counter set ``gpu-<minor>-counter-set`` with the totals (counter names in DNS
   form: ``copy-engines`` …) plus ``memory-slice-<i>`` = 1 per memory slot. The full GPU consumes
   everything; each profile × placement consumes its capacities and the slots it covers.
@@ -242,8 +244,22 @@ def static_mig_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:
     return [static_mig_device(gpu, inst, uuid) for inst, uuid in pairs]
 
 
+def _label_sharing(devices: list[Wire], publish: Publish) -> list[Wire]:
+    """Add the ``sharing`` attribute to full-GPU devices (MIG devices already say ``type: mig``)."""
+    mode = publish.mode if publish.mode is not Mode.MIG else Mode.EXCLUSIVE
+    for device in devices:
+        if device["attributes"]["type"]["string"] == "gpu":
+            device["attributes"]["sharing"] = {"string": str(mode)}
+    return devices
+
+
 def gpu_devices(gpu: GpuInfo, publish: Publish) -> tuple[list[Wire], Wire | None]:
     """The devices of one GPU under ``publish`` and its counter set (dynamic MIG only)."""
+    devices, counters = _gpu_devices(gpu, publish)
+    return _label_sharing(devices, publish), counters
+
+
+def _gpu_devices(gpu: GpuInfo, publish: Publish) -> tuple[list[Wire], Wire | None]:
     if publish.mode is Mode.MIG and gpu.spec.mig_capable:
         if publish.mig_dynamic:
             return dynamic_devices(gpu, publish), counter_set(gpu)

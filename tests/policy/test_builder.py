@@ -302,3 +302,29 @@ def test_placement_rules_agree_with_counters_on_triples() -> None:
         )
         if geometric:
             assert _fits_counters(totals, [migs[n] for n in trio]), trio
+
+
+def test_static_mig_with_pcie_root_stays_within_attribute_limit() -> None:
+    instances = (MigInstance("4g.96gb", 0, uuid="MIG-x"),)
+    gpu = GpuInfo(
+        "RTX-PRO-6000", 0, "GPU-0", "0000:01:00.0", mig_enabled=True, mig_instances=instances, pcie_root="pci0000:00"
+    )
+    (d,) = build_slices("n", [gpu])[0].devices
+    assert len(d.attributes or {}) + len(d.capacity or {}) <= limits.DEVICE_MAX_ATTRIBUTES_AND_CAPACITIES
+
+
+@pytest.mark.parametrize(
+    ("publish", "want"),
+    [
+        (Publish(), "exclusive"),
+        (Publish(Mode.TIME_SLICING, shares=4), "timeSlicing"),
+        (Publish(Mode.MPS, shares=4), "mps"),
+        (Publish(Mode.SHARES, shares=10), "shares"),
+        (DYNAMIC, "exclusive"),
+    ],
+)
+def test_sharing_attribute_on_full_gpu(publish: Publish, want: str) -> None:
+    devices = _devices(build_slices("n", _gpus("H100-80GB", 1), publish_for=lambda g, v: publish))
+    attrs = devices["gpu-0"].attributes or {}
+    assert attrs["sharing"].value == want
+    assert all("sharing" not in (d.attributes or {}) for name, d in devices.items() if name != "gpu-0")
