@@ -64,4 +64,9 @@ def check_pod_spec(c: Checker, spec: PodSpec, path: Path) -> None:
             for j, ref in enumerate(refs or ()):
                 if ref.name not in known:
                     c.add("unknown_reference", f"claim {ref.name!r} is not in spec.resourceClaims", (*rpath, j, "name"))
-            c.unique(((ref.name, ref.request) for ref in refs or ()), rpath, "claim reference", code="duplicate_value")
+            c.unique(
+                (f"{ref.name}/{ref.request}" if ref.request else ref.name for ref in refs or ()),
+                rpath,
+                "claim reference",
+                code="duplicate_value",
+            )
