@@ -1,0 +1,126 @@
+"""Cluster descriptions: expansion, determinism, and located errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy.cluster import gpu_uuid, load_cluster
+from policy.errors import DiagnosticError
+from policy.gpu import Mode, Publish
+
+HEAD = """apiVersion: gpupolicy.dev/v1alpha1
+kind: ClusterDescription
+metadata: {name: lab}
+spec:
+  nodes:
+"""
+
+FLEET = (
+    HEAD
+    + """  - namePrefix: gpu-node
+    count: 3
+    gpus: {model: H100-80GB, count: 8}
+    mig: dynamic
+    cpuMillis: 96000
+    memory: 1Ti
+    labels: {pool: inference}
+  - name: solo
+    gpus:
+      model: A100-40GB
+      migInstances:
+      - {profile: 3g.20gb, start: 0}
+      - {profile: 3g.20gb, start: 4}
+    mig: enabled
+  - namePrefix: cpu
+    count: 2
+"""
+)
+
+
+def test_expansion() -> None:
+    cluster = load_cluster(FLEET, "c.yaml")
+    assert [n.name for n in cluster.nodes] == ["gpu-node-0", "gpu-node-1", "gpu-node-2", "solo", "cpu-0", "cpu-1"]
+    node = cluster.nodes[0]
+    assert node.labels == {"kubernetes.io/hostname": "gpu-node-0", "pool": "inference"}
+    assert node.cpu_millis == 96000
+    assert node.memory_bytes == 2**40
+    assert len(node.gpus) == 8
+    assert node.gpus[3].uuid == gpu_uuid("gpu-node-0", 3)
+    assert len({g.uuid for n in cluster.nodes for g in n.gpus}) == 25
+    assert cluster.nodes[4].gpus == ()
+
+
+def test_slices_follow_the_mig_mode_without_a_policy() -> None:
+    slices = load_cluster(FLEET, "c.yaml").slices()
+    pools = {s.spec.pool.name for s in slices}
+    assert pools == {"gpu-node-0", "gpu-node-1", "gpu-node-2", "solo", "cpu-0", "cpu-1"}
+    node0 = [s for s in slices if s.spec.pool.name == "gpu-node-0"]
+    assert len(node0) == 9  # one counters slice + one per GPU
+    assert any(d.name == "gpu-3-mig-3g40gb-9-4" for s in node0 for d in s.devices)
+    solo = [d.name for s in slices if s.spec.pool.name == "solo" for d in s.devices]
+    assert solo == ["gpu-0-mig-3g20gb-9-0", "gpu-0-mig-3g20gb-9-4"]
+    cpu = [s for s in slices if s.spec.pool.name == "cpu-0"]
+    assert len(cpu) == 1 and cpu[0].devices == []
+    for s in slices:
+        owner = (s.metadata.owner_references or [])[0]
+        assert owner.kind == "Node" and owner.name == s.spec.node_name
+
+
+def test_a_policy_overrides_the_default() -> None:
+    slices = load_cluster(FLEET, "c.yaml").slices(publish_for=lambda g, v: Publish(Mode.EXCLUSIVE))
+    node0 = [d.name for s in slices if s.spec.pool.name == "gpu-node-0" for d in s.devices]
+    assert node0 == [f"gpu-{i}" for i in range(8)]
+
+
+def test_deterministic() -> None:
+    a = [s.to_wire() for s in load_cluster(FLEET, "c.yaml").slices()]
+    b = [s.to_wire() for s in load_cluster(FLEET, "c.yaml").slices()]
+    assert a == b
+
+
+CASES = [
+    ("unknown model", "  - name: a\n    gpus: {model: Z9000}\n", "unknown_gpu_model", 7),
+    ("both names", "  - name: a\n    namePrefix: b\n", "node_naming", 6),
+    ("fixed name with count", "  - name: a\n    count: 2\n", "node_naming", 6),
+    ("unknown field", "  - name: a\n    gpu: {model: T4}\n", "unknown_field", 7),
+    ("bad mig mode", "  - name: a\n    mig: on\n", "invalid_value", 7),
+    ("too many gpus", "  - name: a\n    gpus: {model: T4, count: 65}\n", "out_of_range", 7),
+    ("bad memory", "  - name: a\n    memory: lots\n", "invalid_quantity", 7),
+    (
+        "instances without mig",
+        "  - name: a\n    gpus: {model: A100-40GB, migInstances: [{profile: 1g.5gb, start: 0}]}\n",
+        "mig_instances_need_mig",
+        6,
+    ),
+    (
+        "overlapping instances",
+        "  - name: a\n    mig: enabled\n    gpus:\n      model: H100-80GB\n      migInstances:\n"
+        "      - {profile: 3g.40gb, start: 0}\n      - {profile: 4g.40gb, start: 0}\n",
+        "invalid_mig_placement",
+        12,
+    ),
+    (
+        "profile of another model",
+        "  - name: a\n    mig: enabled\n    gpus:\n      model: H100-80GB\n      migInstances:\n"
+        "      - {profile: 1g.5gb, start: 0}\n",
+        "unknown_mig_profile",
+        11,
+    ),
+    ("bad node name", "  - name: Node_A\n", "invalid_name", 6),
+    ("duplicate nodes", "  - namePrefix: n\n    count: 2\n  - name: n-1\n", "duplicate_name", 8),
+]
+
+
+@pytest.mark.parametrize(("title", "body", "code", "line"), CASES, ids=[c[0] for c in CASES])
+def test_errors(title: str, body: str, code: str, line: int) -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_cluster(HEAD + body, "bad.yaml")
+    found = [(d.code, d.location.line) for d in info.value.diagnostics]
+    assert (code, line) in found, found
+    assert all(d.location.file == "bad.yaml" for d in info.value.diagnostics)
+
+
+def test_wrong_kind() -> None:
+    with pytest.raises(DiagnosticError) as info:
+        load_cluster("apiVersion: v1\nkind: Node\nmetadata: {name: x}\n", "k.yaml")
+    assert [d.code for d in info.value.diagnostics] == ["unexpected_kind"]
