@@ -24,7 +24,7 @@ def build(v: Variables) -> list[cp_model.LinearExprT]:
 
 def _claim(v: Variables, claim: Claim) -> None:
     m, key = v.model, claim.key
-    nodes = [n for (k, n) in v.node if k == key]
+    nodes = v.nodes_of[key]
     m.add(sum(v.node[(key, n)] for n in nodes) == v.placed[key])
     per_device: dict[DeviceIndex, list[TakeKey]] = defaultdict(list)
     for request in claim.requests:

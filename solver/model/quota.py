@@ -26,7 +26,8 @@ def build(v: Variables, assumptions: dict[str, cp_model.IntVar] | None = None) -
         if quota.resource == "claims":
             expr = sum(v.placed[k] for k in keys)
         else:
-            expr = sum(take_amount(v, quota.resource, t) * x for t, x in v.take.items() if t[0] in keys)
+            takes = [t for k in sorted(keys) for t in v.by_claim.get(k, [])]
+            expr = sum(take_amount(v, quota.resource, t) * v.take[t] for t in takes)
         constraint = v.model.add(expr <= left)
         if assumptions is not None:
             lit = v.model.new_bool_var(f"quota[{i}]")

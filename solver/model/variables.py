@@ -42,6 +42,8 @@ class Variables:
     used: dict[DeviceIndex, cp_model.IntVar] = field(default_factory=dict)
     consumed: dict[TakeKey, dict[str, int]] = field(default_factory=dict)
     by_device: dict[DeviceIndex, list[TakeKey]] = field(default_factory=dict)
+    by_claim: dict[ClaimKey, list[TakeKey]] = field(default_factory=dict)
+    nodes_of: dict[ClaimKey, list[NodeName]] = field(default_factory=dict)
     admin: set[TakeKey] = field(default_factory=set)  # admin access: needs no free device, blocks none
     blocked: set[TakeKey] = field(default_factory=set)  # All mode: must be taken but is in use
 
@@ -57,7 +59,8 @@ def create(model: cp_model.CpModel, problem: Problem, usage: Usage, claims: list
         key = claim.key
         v.placed[key] = model.new_bool_var(f"placed[{key}]")
         candidates = {d for r in claim.requests for a in r.alternatives for d in a.eligible}
-        for n in node_options(problem, candidates):
+        v.nodes_of[key] = list(node_options(problem, candidates))
+        for n in v.nodes_of[key]:
             v.node[(key, n)] = model.new_bool_var(f"node[{key},{n or '*'}]")
         for request in claim.requests:
             for alternative in request.alternatives:
@@ -83,3 +86,4 @@ def _create_takes(v: Variables, claim: Claim, alternative: Alternative) -> None:
         if alternative.admin_access:
             v.admin.add(key)
         v.by_device.setdefault(d, []).append(key)
+        v.by_claim.setdefault(claim.key, []).append(key)

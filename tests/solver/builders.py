@@ -22,13 +22,25 @@ from solver.problem import (
 DRIVER = "gpu.example.com"
 
 # H100 MIG placements: profile -> (memory slices, valid start slots)
-MIG = {"1g.10gb": (1, range(7)), "2g.20gb": (2, (0, 2, 4)), "3g.40gb": (4, (0, 4)), "4g.40gb": (4, (0,)), "7g.80gb": (8, (0,))}
+MIG = {
+    "1g.10gb": (1, range(7)),
+    "2g.20gb": (2, (0, 2, 4)),
+    "3g.40gb": (4, (0, 4)),
+    "4g.40gb": (4, (0,)),
+    "7g.80gb": (8, (0,)),
+}
 
 
 def gpu(node: str, name: str, model: str = "h100", index: int = 0, **attrs: object) -> Device:
-    attributes: dict[str, bool | int | str] = {f"{DRIVER}/model": model, f"{DRIVER}/type": "gpu", f"{DRIVER}/index": index}
+    attributes: dict[str, bool | int | str] = {
+        f"{DRIVER}/model": model,
+        f"{DRIVER}/type": "gpu",
+        f"{DRIVER}/index": index,
+    }
     attributes.update({f"{DRIVER}/{k}": v for k, v in attrs.items()})  # type: ignore[misc]
-    return Device(DRIVER, node, name, node, node, None, frozenset({NodeName(node)}), attributes, order=(DRIVER, node, node, name))
+    return Device(
+        DRIVER, node, name, node, node, None, frozenset({NodeName(node)}), attributes, order=(DRIVER, node, node, name)
+    )
 
 
 def mig_gpu(node: str, gpu_index: int) -> tuple[list[Device], CounterSet]:
@@ -40,8 +52,18 @@ def mig_gpu(node: str, gpu_index: int) -> tuple[list[Device], CounterSet]:
             name = f"gpu-{gpu_index}-mig-{profile}-{start}"
             attrs = {f"{DRIVER}/type": "mig", f"{DRIVER}/profile": profile, f"{DRIVER}/parent": gpu_index}
             devices.append(
-                Device(DRIVER, node, name, node, node, None, frozenset({NodeName(node)}), attrs,
-                       consumes=(CounterUse(cset, used),), order=(DRIVER, node, node, len(devices) + 100 * gpu_index))
+                Device(
+                    DRIVER,
+                    node,
+                    name,
+                    node,
+                    node,
+                    None,
+                    frozenset({NodeName(node)}),
+                    attrs,
+                    consumes=(CounterUse(cset, used),),
+                    order=(DRIVER, node, node, len(devices) + 100 * gpu_index),
+                )
             )
     counters = CounterSet(DRIVER, node, cset, {f"memory-slice-{i}": 1 for i in range(8)})
     return devices, counters
@@ -49,8 +71,19 @@ def mig_gpu(node: str, gpu_index: int) -> tuple[list[Device], CounterSet]:
 
 def shared_gpu(node: str, name: str, memory: int = 80, step: int | None = None) -> Device:
     policy = RequestPolicy(default=1, range_min=1, range_step=step) if step else None
-    return Device(DRIVER, node, name, node, node, None, frozenset({NodeName(node)}), {f"{DRIVER}/type": "shared"},
-                  capacity={"memory": Capacity(memory, policy)}, multi_allocatable=True, order=(DRIVER, node, node, name))
+    return Device(
+        DRIVER,
+        node,
+        name,
+        node,
+        node,
+        None,
+        frozenset({NodeName(node)}),
+        {f"{DRIVER}/type": "shared"},
+        capacity={"memory": Capacity(memory, policy)},
+        multi_allocatable=True,
+        order=(DRIVER, node, node, name),
+    )
 
 
 def eligible(devices: list[Device], **want: object) -> tuple[DeviceIndex, ...]:
@@ -61,15 +94,37 @@ def eligible(devices: list[Device], **want: object) -> tuple[DeviceIndex, ...]:
     return tuple(out)
 
 
-def claim(name: str, alternatives: list[Alternative], *, ns: str = "default", gang: str | None = None,
-          constraints: tuple[Constraint, ...] = (), priority: int = 1, request: str = "gpu") -> Claim:
+def claim(
+    name: str,
+    alternatives: list[Alternative],
+    *,
+    ns: str = "default",
+    gang: str | None = None,
+    constraints: tuple[Constraint, ...] = (),
+    priority: int = 1,
+    request: str = "gpu",
+) -> Claim:
     return Claim(ns, name, (Request(request, tuple(alternatives)),), constraints, priority=priority, gang=gang)
 
 
-def alt(devs: tuple[DeviceIndex, ...], count: int = 1, name: str = "gpu", *, all_mode: bool = False,
-        capacity: dict[str, int] | None = None, admin: bool = False) -> Alternative:
-    return Alternative(name, "gpu", devs, AllocationMode.ALL if all_mode else AllocationMode.EXACT_COUNT, count,
-                       admin_access=admin, capacity=capacity or {})
+def alt(
+    devs: tuple[DeviceIndex, ...],
+    count: int = 1,
+    name: str = "gpu",
+    *,
+    all_mode: bool = False,
+    capacity: dict[str, int] | None = None,
+    admin: bool = False,
+) -> Alternative:
+    return Alternative(
+        name,
+        "gpu",
+        devs,
+        AllocationMode.ALL if all_mode else AllocationMode.EXACT_COUNT,
+        count,
+        admin_access=admin,
+        capacity=capacity or {},
+    )
 
 
 def problem(devices: list[Device], claims: list[Claim], counter_sets: list[CounterSet] = (), **kw: object) -> Problem:  # type: ignore[assignment]

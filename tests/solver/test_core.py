@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from tests.solver.builders import alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
-
 from solver.firstfit import best_fit, first_fit
 from solver.optimal import solve_optimal
-from solver.problem import Constraint, Existing, DeviceResult, DeviceIndex, ClaimKey, Problem, Quota
-from solver.result import SolveParams, Solution
+from solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, Existing, Problem, Quota
+from solver.result import Solution, SolveParams
 from solver.verify import verify
+from tests.solver.builders import alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
 
 PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0)
 
@@ -53,7 +52,10 @@ def test_gang_all_or_nothing() -> None:
 
 def test_first_available_prefers_earlier_subrequest() -> None:
     devices = [gpu("node-a", "gpu-0", model="h100"), gpu("node-a", "gpu-1", model="a100", index=1)]
-    c = claim("fa", [alt(eligible(devices, model="h100"), name="gpu/big"), alt(eligible(devices, model="a100"), name="gpu/small")])
+    c = claim(
+        "fa",
+        [alt(eligible(devices, model="h100"), name="gpu/big"), alt(eligible(devices, model="a100"), name="gpu/small")],
+    )
     d = claim("h100-only", [alt(eligible(devices, model="h100"))])
     got = solve_all(problem(devices, [c, d]))
     assert set(got["optimal"].placements) == {"default/fa", "default/h100-only"}

@@ -1,0 +1,30 @@
+"""The entry point: run a strategy on a problem, then explain every unplaced claim."""
+
+from __future__ import annotations
+
+from solver.explain import explain
+from solver.firstfit import best_fit, first_fit
+from solver.optimal import Progress, solve_optimal
+from solver.problem import Problem
+from solver.result import SolveParams, Solution
+
+STRATEGIES = ("optimal", "first-fit", "best-fit")
+
+
+def solve(
+    problem: Problem, strategy: str = "optimal", params: SolveParams | None = None, progress: Progress | None = None
+) -> Solution:
+    params = params or SolveParams()
+    if strategy == "optimal":
+        solution = solve_optimal(problem, params, progress)
+    elif strategy == "first-fit":
+        solution = first_fit(problem)
+    elif strategy == "best-fit":
+        solution = best_fit(problem)
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if params.explain:
+        solution.unplaced = explain(problem, solution, params)
+    else:
+        solution.unplaced = {c.key: [] for c in problem.claims if c.key not in solution.placements}
+    return solution
