@@ -1,0 +1,207 @@
+"""The plugin's checkpoint: what each claim prepared on this node, crash-safe.
+
+File format (``checkpoint.json``)::
+
+    {"version": 1, "bootId": "...", "checksum": "sha256:<hex>", "claims": {"<uid>": {...}}}
+
+The checksum covers the canonical JSON of ``version``, ``bootId`` and ``claims``. Writes go to a
+temporary file that is fsynced, renamed over the old one, and the folder fsynced, so a crash
+leaves either the old or the new checkpoint. A file that does not parse, has another version or
+a wrong checksum is moved aside (``checkpoint.json.corrupt-<n>``) and the plugin starts from an
+empty checkpoint that reconciliation rebuilds; a checkpoint from another boot is discarded,
+because a reboot destroys MIG instances, MPS daemons and the CDI files in ``/var/run``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policy.k8s.ids import ClaimUID
+
+VERSION = 1
+FILE_NAME = "checkpoint.json"
+log = logging.getLogger(__name__)
+
+
+class ClaimState(enum.Enum):
+    PREPARE_STARTED = "PrepareStarted"
+    PREPARE_COMPLETED = "PrepareCompleted"
+
+
+@dataclass(frozen=True)
+class PreparedDevice:
+    """One device of a prepared claim, as returned to kubelet."""
+
+    request_names: tuple[str, ...]
+    pool_name: str
+    device_name: str
+    cdi_device_ids: tuple[str, ...]
+    share_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MigOp:
+    """A MIG instance the claim needs: created by prepare when ``created`` (else it pre-existed)."""
+
+    gpu_uuid: str
+    profile: str
+    start: int
+    created: bool
+    uuid: str = ""
+    gi_id: int = -1
+    ci_id: int = 0
+
+
+@dataclass(frozen=True)
+class SharingOp:
+    """Time-slicing on ``gpu_uuid`` (``interval``) or an MPS daemon in ``mps_dir``."""
+
+    strategy: str
+    gpu_uuids: tuple[str, ...]
+    interval: str = ""
+    mps_dir: str = ""
+    active_thread_percentage: int | None = None
+    pinned_memory_limit: str = ""
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    uid: ClaimUID
+    namespace: str
+    name: str
+    state: ClaimState
+    devices: tuple[PreparedDevice, ...] = ()
+    mig: tuple[MigOp, ...] = ()
+    sharing: tuple[SharingOp, ...] = ()
+    cdi_file: str = ""
+    exclusive: tuple[str, ...] = field(default=())
+    """Physical resources held exclusively (``gpu:<uuid>`` or ``mig:<uuid>:<start>``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClaimRecord:
+        return cls(
+            uid=ClaimUID(data["uid"]),
+            namespace=data["namespace"],
+            name=data["name"],
+            state=ClaimState(data["state"]),
+            devices=tuple(
+                PreparedDevice(
+                    request_names=tuple(d["request_names"]),
+                    pool_name=d["pool_name"],
+                    device_name=d["device_name"],
+                    cdi_device_ids=tuple(d["cdi_device_ids"]),
+                    share_id=d.get("share_id"),
+                )
+                for d in data.get("devices", [])
+            ),
+            mig=tuple(MigOp(**m) for m in data.get("mig", [])),
+            sharing=tuple(SharingOp(**{**s, "gpu_uuids": tuple(s["gpu_uuids"])}) for s in data.get("sharing", [])),
+            cdi_file=data.get("cdi_file", ""),
+            exclusive=tuple(data.get("exclusive", [])),
+        )
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def _checksum(version: int, boot_id: str, claims: dict[str, Any]) -> str:
+    body = json.dumps({"version": version, "bootId": boot_id, "claims": claims}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def read_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return "unknown"
+
+
+@dataclass
+class LoadResult:
+    records: dict[ClaimUID, ClaimRecord]
+    corrupted: Path | None = None
+    """Where a corrupted checkpoint was moved, when it was."""
+    boot_changed: bool = False
+
+
+class Checkpoint:
+    """The checkpoint file of ``state_dir``; ``save`` is atomic and serialized."""
+
+    def __init__(self, state_dir: Path, boot_id: str) -> None:
+        self.path = state_dir / FILE_NAME
+        self.boot_id = boot_id
+        self._lock = threading.Lock()
+
+    def load(self) -> LoadResult:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return LoadResult({})
+        try:
+            records, boot_id = self._decode(raw)
+        except (CheckpointError, ValueError, KeyError, TypeError) as exc:
+            moved = self._move_aside()
+            log.error("checkpoint %s is unreadable (%s); moved to %s, rebuilding state", self.path, exc, moved)
+            return LoadResult({}, corrupted=moved)
+        if boot_id != self.boot_id:
+            log.warning("checkpoint is from boot %s, this is boot %s: discarding prepared state", boot_id, self.boot_id)
+            return LoadResult({}, boot_changed=True)
+        return LoadResult(records)
+
+    def _decode(self, raw: bytes) -> tuple[dict[ClaimUID, ClaimRecord], str]:
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict):
+            raise CheckpointError("not a JSON object")
+        if data.get("version") != VERSION:
+            raise CheckpointError(f"unsupported version {data.get('version')!r} (want {VERSION})")
+        claims = data["claims"]
+        if data.get("checksum") != _checksum(VERSION, data["bootId"], claims):
+            raise CheckpointError("checksum mismatch")
+        records = {ClaimUID(uid): ClaimRecord.from_json(rec) for uid, rec in claims.items()}
+        return records, str(data["bootId"])
+
+    def _move_aside(self) -> Path:
+        n = 0
+        while (target := self.path.with_name(f"{FILE_NAME}.corrupt-{n}")).exists():
+            n += 1
+        os.replace(self.path, target)
+        return target
+
+    def save(self, records: dict[ClaimUID, ClaimRecord]) -> None:
+        claims = {uid: rec.to_json() for uid, rec in sorted(records.items())}
+        doc = {"version": VERSION, "bootId": self.boot_id, "checksum": _checksum(VERSION, self.boot_id, claims)}
+        doc["claims"] = claims
+        data = json.dumps(doc, sort_keys=True, indent=1).encode()
+        with self._lock:
+            write_atomic(self.path, data)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` so that readers and crashes see the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,19 @@
+"""Crash points for tests: ``GPUPOLICY_PLUGIN_CRASH_AT=<step>`` SIGKILLs the plugin at that step.
+
+The steps, in order, are listed in ``PREPARE_STEPS`` and ``UNPREPARE_STEPS``; the crash tests kill
+the plugin at each one, restart it and check that kubelet's retry succeeds and nothing leaks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "GPUPOLICY_PLUGIN_CRASH_AT"
+PREPARE_STEPS = ("prepare-started", "prepare-mig", "prepare-sharing", "prepare-cdi", "prepare-completed")
+UNPREPARE_STEPS = ("unprepare-sharing", "unprepare-cdi", "unprepare-mig", "unprepare-done")
+
+
+def crash_point(step: str) -> None:
+    if os.environ.get(ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)

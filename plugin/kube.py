@@ -1,0 +1,204 @@
+"""The few Kubernetes API calls the plugin makes, behind one protocol with a real and a fake client.
+
+Objects are wire dicts in the shape ``kubectl get -o json`` shows. The real client talks to
+``/apis/resource.k8s.io/v1`` through the kubernetes package's custom-objects API, which builds the
+same paths for built-in groups; ``FakeKube`` keeps objects in memory for unit tests and backs the
+HTTP API-server stand-in the end-to-end tests use.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+GROUP = "resource.k8s.io"
+VERSION = "v1"
+Obj = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API call failed: ``code`` is ``not_found``, ``conflict``, ``unreachable`` or ``api_error``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Kube(Protocol):
+    def get_claim(self, namespace: str, name: str) -> Obj: ...
+
+    def list_claims(self) -> list[Obj]: ...
+
+    def get_node(self, name: str) -> Obj: ...
+
+    def list_slices(self, driver: str, node: str) -> list[Obj]: ...
+
+    def create_slice(self, obj: Obj) -> Obj: ...
+
+    def replace_slice(self, obj: Obj) -> Obj: ...
+
+    def delete_slice(self, name: str) -> None: ...
+
+
+class FakeKube:
+    """An in-memory API server: claims, nodes and slices with resourceVersions and conflicts.
+
+    ``reachable = False`` makes every call fail as a network error would.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rv = itertools.count(1)
+        self.claims: dict[tuple[str, str], Obj] = {}
+        self.nodes: dict[str, Obj] = {}
+        self.slices: dict[str, Obj] = {}
+        self.reachable = True
+        self.calls: list[str] = []
+
+    def _check(self, call: str) -> None:
+        self.calls.append(call)
+        if not self.reachable:
+            raise KubeError("unreachable", "connection refused")
+
+    def _stamp(self, obj: Obj) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta["resourceVersion"] = str(next(self._rv))
+        return obj
+
+    # test set-up helpers
+    def put_claim(self, claim: Obj) -> Obj:
+        with self._lock:
+            meta = claim["metadata"]
+            self.claims[(meta["namespace"], meta["name"])] = self._stamp(copy.deepcopy(claim))
+            return copy.deepcopy(self.claims[(meta["namespace"], meta["name"])])
+
+    def put_node(self, name: str) -> Obj:
+        with self._lock:
+            self.nodes[name] = self._stamp({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+            return copy.deepcopy(self.nodes[name])
+
+    def get_claim(self, namespace: str, name: str) -> Obj:
+        with self._lock:
+            self._check("get_claim")
+            try:
+                return copy.deepcopy(self.claims[(namespace, name)])
+            except KeyError:
+                raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
+
+    def list_claims(self) -> list[Obj]:
+        with self._lock:
+            self._check("list_claims")
+            return [copy.deepcopy(c) for _, c in sorted(self.claims.items())]
+
+    def get_node(self, name: str) -> Obj:
+        with self._lock:
+            self._check("get_node")
+            try:
+                return copy.deepcopy(self.nodes[name])
+            except KeyError:
+                raise KubeError("not_found", f'nodes "{name}" not found') from None
+
+    def list_slices(self, driver: str, node: str) -> list[Obj]:
+        with self._lock:
+            self._check("list_slices")
+            return [
+                copy.deepcopy(s)
+                for _, s in sorted(self.slices.items())
+                if s["spec"].get("driver") == driver and s["spec"].get("nodeName") == node
+            ]
+
+    def create_slice(self, obj: Obj) -> Obj:
+        with self._lock:
+            self._check("create_slice")
+            name = obj["metadata"]["name"]
+            if name in self.slices:
+                raise KubeError("conflict", f'resourceslices "{name}" already exists')
+            body = copy.deepcopy(obj)
+            body["metadata"].pop("resourceVersion", None)
+            self.slices[name] = self._stamp(body)
+            return copy.deepcopy(self.slices[name])
+
+    def replace_slice(self, obj: Obj) -> Obj:
+        with self._lock:
+            self._check("replace_slice")
+            name = obj["metadata"]["name"]
+            current = self.slices.get(name)
+            if current is None:
+                raise KubeError("not_found", f'resourceslices "{name}" not found')
+            if obj["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                raise KubeError("conflict", f'resourceslices "{name}": the object has been modified')
+            body = copy.deepcopy(obj)
+            body["metadata"]["uid"] = current["metadata"]["uid"]
+            self.slices[name] = self._stamp(body)
+            return copy.deepcopy(self.slices[name])
+
+    def delete_slice(self, name: str) -> None:
+        with self._lock:
+            self._check("delete_slice")
+            if self.slices.pop(name, None) is None:
+                raise KubeError("not_found", f'resourceslices "{name}" not found')
+
+
+class RealKube:
+    """The kubernetes client: ``kubeconfig`` file, or the in-cluster service account when None."""
+
+    def __init__(self, kubeconfig: Path | None, timeout_s: float = 5.0) -> None:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        configuration.retries = 0
+        api = client.ApiClient(configuration)
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._timeout = timeout_s
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, _request_timeout=self._timeout, **kwargs)
+        except ApiException as exc:
+            code = {404: "not_found", 409: "conflict"}.get(exc.status or 0, "api_error")
+            raise KubeError(code, f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}") from exc
+        except Exception as exc:  # urllib3 connection errors, timeouts
+            raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
+
+    def get_claim(self, namespace: str, name: str) -> Obj:
+        return dict(
+            self._call(self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "resourceclaims", name)
+        )
+
+    def list_claims(self) -> list[Obj]:
+        return list(self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceclaims")["items"])
+
+    def get_node(self, name: str) -> Obj:
+        node = self._call(self._core.read_node, name)
+        return {"metadata": {"name": node.metadata.name, "uid": node.metadata.uid}}
+
+    def list_slices(self, driver: str, node: str) -> list[Obj]:
+        selector = f"spec.nodeName={node},spec.driver={driver}"
+        result = self._call(
+            self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceslices", field_selector=selector
+        )
+        return list(result["items"])
+
+    def create_slice(self, obj: Obj) -> Obj:
+        return dict(self._call(self._custom.create_cluster_custom_object, GROUP, VERSION, "resourceslices", obj))
+
+    def replace_slice(self, obj: Obj) -> Obj:
+        name = obj["metadata"]["name"]
+        return dict(
+            self._call(self._custom.replace_cluster_custom_object, GROUP, VERSION, "resourceslices", name, obj)
+        )
+
+    def delete_slice(self, name: str) -> None:
+        self._call(self._custom.delete_cluster_custom_object, GROUP, VERSION, "resourceslices", name)

@@ -1,0 +1,361 @@
+"""NodePrepareResources / NodeUnprepareResources for one node, idempotent and crash-safe.
+
+Per claim: fetch the ResourceClaim, check its UID and that its allocation names this driver and
+this node's pool; record ``PrepareStarted`` with everything it is about to do; create dynamic MIG
+instances, set up sharing, write the CDI spec; record ``PrepareCompleted``. A crash anywhere
+leaves a ``PrepareStarted`` record that the next attempt (or start-up reconciliation) rolls back.
+Unprepare undoes exactly what the record says, tolerating what is already gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from plugin import faults
+from plugin.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
+from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
+from plugin.config import ConfigError, DeviceConfig, config_for, parse_configs
+from plugin.discovery import Inventory, NodeDevice
+from plugin.kube import Kube, KubeError
+from plugin.nvml.types import Nvml, NvmlError
+from plugin.sharing import CommandError, CommandRunner, reset_timeslice, set_timeslice, start_mps, stop_mps
+from policy.gpu import Mode
+from policy.k8s.ids import ClaimUID
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    uid: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name} ({self.uid})"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    devices: tuple[PreparedDevice, ...] = ()
+    error: str = ""
+
+
+class ClaimError(Exception):
+    """Preparing one claim failed; the message goes back to kubelet."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    result: dict[str, Any]
+    device: NodeDevice
+    config: DeviceConfig | None
+
+
+class Preparer:
+    def __init__(
+        self,
+        *,
+        driver: str,
+        pool: str,
+        kube: Kube,
+        nvml: Nvml,
+        cdi: CdiRegistry,
+        runner: CommandRunner,
+        checkpoint: Checkpoint,
+        records: dict[ClaimUID, ClaimRecord],
+        state_dir: Path,
+        inventory: Callable[[], Inventory],
+    ) -> None:
+        self.driver, self.pool = driver, pool
+        self._kube, self._nvml, self._cdi, self._runner = kube, nvml, cdi, runner
+        self._checkpoint = checkpoint
+        self.records = records
+        self._state_dir = state_dir
+        self._inventory = inventory
+        self._lock = threading.Lock()
+        self._claim_locks: dict[str, threading.Lock] = {}
+        self._write_lock = threading.Lock()
+        self._dirty = 0
+        self._written = 0
+
+    # --- persistence (group commit: concurrent callers share one write) ---------------------
+
+    def persist(self) -> None:
+        with self._lock:
+            self._dirty += 1
+            mine = self._dirty
+        with self._write_lock:
+            if self._written >= mine:
+                return
+            with self._lock:
+                snapshot, seq = dict(self.records), self._dirty
+            self._checkpoint.save(snapshot)
+            self._written = seq
+
+    def _set(self, record: ClaimRecord) -> None:
+        with self._lock:
+            self.records[record.uid] = record
+
+    def _drop(self, uid: ClaimUID) -> None:
+        with self._lock:
+            self.records.pop(uid, None)
+
+    def _claim_lock(self, uid: str) -> threading.Lock:
+        with self._lock:
+            return self._claim_locks.setdefault(uid, threading.Lock())
+
+    # --- prepare ----------------------------------------------------------------------------
+
+    def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareResult]:
+        return {claim.uid: self._prepare_one(claim) for claim in claims}
+
+    def _prepare_one(self, claim: ClaimRef) -> PrepareResult:
+        try:
+            with self._claim_lock(claim.uid):
+                return PrepareResult(self._prepare_locked(claim))
+        except ClaimError as exc:
+            log.warning("prepare %s failed: %s", claim, exc)
+            return PrepareResult(error=str(exc))
+        except Exception as exc:  # never fail the whole batch
+            log.exception("prepare %s failed unexpectedly", claim)
+            return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
+        uid = ClaimUID(claim.uid)
+        record = self.records.get(uid)
+        if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
+            return record.devices
+        results, config_entries = self._allocation(claim)
+        if record is not None:
+            log.info("rolling back the interrupted prepare of %s", claim)
+            self._teardown(record)
+            self._drop(uid)
+        try:
+            configs = parse_configs(self.driver, config_entries)
+            inventory = self._inventory()
+            planned = [self._plan_device(r, inventory, configs) for r in results]
+        except ConfigError as exc:
+            raise ClaimError(str(exc)) from None
+        started = self._start(claim, planned, inventory)
+        faults.crash_point("prepare-started")
+        try:
+            done = self._apply(started, planned)
+        except (NvmlError, CommandError, OSError) as exc:
+            current = self.records.get(uid, started)
+            self._teardown(current)
+            self._drop(uid)
+            self.persist()
+            raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
+        self._set(done)
+        self.persist()
+        faults.crash_point("prepare-completed")
+        return done.devices
+
+    def _allocation(self, claim: ClaimRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        try:
+            obj = self._kube.get_claim(claim.namespace, claim.name)
+        except KubeError as exc:
+            raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
+        actual = obj.get("metadata", {}).get("uid")
+        if actual != claim.uid:
+            raise ClaimError(
+                f"ResourceClaim {claim.namespace}/{claim.name} has UID {actual}, not {claim.uid} (deleted and recreated?)"
+            )
+        devices = ((obj.get("status") or {}).get("allocation") or {}).get("devices") or {}
+        if not (obj.get("status") or {}).get("allocation"):
+            raise ClaimError(f"ResourceClaim {claim.namespace}/{claim.name} is not allocated")
+        results = [r for r in devices.get("results") or [] if r.get("driver") == self.driver]
+        for result in results:
+            if result.get("pool") != self.pool:
+                raise ClaimError(
+                    f"device {result.get('device')} is allocated from pool {result.get('pool')!r}, "
+                    f"but this node's pool is {self.pool!r}"
+                )
+        return results, list(devices.get("config") or [])
+
+    @staticmethod
+    def _plan_device(result: dict[str, Any], inventory: Inventory, configs: Any) -> _Planned:
+        device = inventory.devices.get(result["device"])
+        if device is None:
+            raise ConfigError(f"device {result['device']!r} is not published by this node")
+        return _Planned(result, device, config_for(configs, result["request"], device.mig))
+
+    def _sharing_plan(self, uid: str, planned: list[_Planned]) -> tuple[SharingOp, ...]:
+        ops: list[SharingOp] = []
+        mps_devices: list[str] = []
+        mps_limits: tuple[int | None, str] = (None, "")
+        for p in planned:
+            sharing = p.config.sharing if p.config else None
+            strategy = sharing.strategy if sharing else ""
+            if not strategy and not p.device.mig and not p.device.shareable:
+                strategy = {Mode.TIME_SLICING: "TimeSlicing", Mode.MPS: "MPS"}.get(p.device.mode, "")
+            if strategy == "TimeSlicing":
+                interval = sharing.time_slicing_config.interval if sharing and sharing.time_slicing_config else "Default"
+                ops.append(SharingOp("TimeSlicing", (p.device.gpu_uuid,), interval=interval))
+            elif strategy == "MPS":
+                mps_devices.append(p.device.name)
+                mps = sharing.mps_config if sharing else None
+                if mps is not None:
+                    mps_limits = (mps.default_active_thread_percentage, mps.default_pinned_device_memory_limit or "")
+        if mps_devices:
+            ops.append(
+                SharingOp(
+                    "MPS",
+                    tuple(mps_devices),
+                    mps_dir=str(self._state_dir / "mps" / uid),
+                    active_thread_percentage=mps_limits[0],
+                    pinned_memory_limit=mps_limits[1],
+                )
+            )
+        return tuple(ops)
+
+    def _start(self, claim: ClaimRef, planned: list[_Planned], inventory: Inventory) -> ClaimRecord:
+        uid = ClaimUID(claim.uid)
+        static_uuids = {
+            (g.uuid, m.start): (m.uuid, m.gi_id if m.gi_id is not None else -1, m.ci_id or 0)
+            for g in inventory.gpus
+            for m in g.mig_instances
+        }
+        mig: list[MigOp] = []
+        for p in planned:
+            d = p.device
+            if d.mig:
+                uuid, gi, ci = ("", -1, 0) if d.dynamic else static_uuids.get((d.gpu_uuid, d.start), ("", -1, 0))
+                mig.append(MigOp(d.gpu_uuid, d.profile, d.start, d.dynamic, uuid, gi, ci))
+        keys = tuple(k for p in planned for k in p.device.exclusive_keys())
+        record = ClaimRecord(
+            uid=uid,
+            namespace=claim.namespace,
+            name=claim.name,
+            state=ClaimState.PREPARE_STARTED,
+            mig=tuple(mig),
+            sharing=self._sharing_plan(claim.uid, planned),
+            cdi_file=str(self._cdi.spec_path(claim.uid)),
+            exclusive=keys,
+        )
+        with self._lock:
+            if len(set(keys)) != len(keys):
+                raise ClaimError("the allocation names overlapping devices")
+            for other in self.records.values():
+                clash = set(keys).intersection(other.exclusive)
+                if clash and other.uid != uid:
+                    held = ", ".join(p.device.name for p in planned if clash & set(p.device.exclusive_keys()))
+                    raise ClaimError(f"device {held} is already prepared for claim {other.namespace}/{other.name}")
+            self.records[uid] = record
+        self.persist()
+        return record
+
+    def _apply(self, record: ClaimRecord, planned: list[_Planned]) -> ClaimRecord:
+        mig = list(record.mig)
+        for i, op in enumerate(mig):
+            if op.created:
+                dev = self._nvml.create_mig(op.gpu_uuid, op.profile, op.start)
+                mig[i] = replace(op, uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
+                record = replace(record, mig=tuple(mig))
+                self._set(record)
+        faults.crash_point("prepare-mig")
+        by_name = {p.device.name: op for p, op in zip((p for p in planned if p.device.mig), mig)}
+        uuids = {p.device.name: by_name[p.device.name].uuid if p.device.mig else p.device.gpu_uuid for p in planned}
+        sharing = tuple(
+            replace(op, gpu_uuids=tuple(uuids[n] for n in op.gpu_uuids)) if op.strategy == "MPS" else op
+            for op in record.sharing
+        )
+        record = replace(record, sharing=sharing)
+        self._set(record)
+        for op in sharing:
+            if op.strategy == "TimeSlicing":
+                set_timeslice(self._runner, op.gpu_uuids[0], op.interval)
+            else:
+                start_mps(self._runner, op)
+        faults.crash_point("prepare-sharing")
+        cdi_devices = self._cdi_devices(record, planned, uuids, by_name)
+        self._cdi.write(record.uid, cdi_devices)
+        faults.crash_point("prepare-cdi")
+        devices = tuple(
+            PreparedDevice(
+                request_names=(p.result["request"],),
+                pool_name=self.pool,
+                device_name=p.device.name,
+                cdi_device_ids=(self._cdi.device_id(record.uid, p.device.name),),
+                share_id=p.result.get("shareID"),
+            )
+            for p in planned
+        )
+        return replace(record, state=ClaimState.PREPARE_COMPLETED, devices=devices)
+
+    def _cdi_devices(
+        self, record: ClaimRecord, planned: list[_Planned], uuids: dict[str, str], mig: dict[str, MigOp]
+    ) -> list[CdiDevice]:
+        visible = ",".join(dict.fromkeys(uuids[p.device.name] for p in planned))
+        mps = next((op for op in record.sharing if op.strategy == "MPS"), None)
+        out = []
+        seen = set()
+        for p in planned:
+            d = p.device
+            if d.name in seen:
+                continue
+            seen.add(d.name)
+            nodes = [f"/dev/nvidia{d.gpu_minor}"]
+            if d.mig:
+                op = mig[d.name]
+                nodes += [
+                    f"/dev/nvidia-caps/nvidia-cap{mig_cap_minor(d.gpu_minor, op.gi_id)}",
+                    f"/dev/nvidia-caps/nvidia-cap{mig_cap_minor(d.gpu_minor, op.gi_id, op.ci_id)}",
+                ]
+            env = {"NVIDIA_VISIBLE_DEVICES": visible}
+            mounts: tuple[tuple[str, str], ...] = ()
+            if mps is not None and uuids[d.name] in mps.gpu_uuids:
+                env["CUDA_MPS_PIPE_DIRECTORY"] = MPS_PIPE_IN_CONTAINER
+                mounts = ((str(Path(mps.mps_dir) / "pipe"), MPS_PIPE_IN_CONTAINER),)
+            out.append(CdiDevice(d.name, tuple(nodes), env, mounts))
+        return out
+
+    # --- unprepare --------------------------------------------------------------------------
+
+    def unprepare(self, claims: list[ClaimRef]) -> dict[str, str]:
+        return {claim.uid: self._unprepare_one(claim) for claim in claims}
+
+    def _unprepare_one(self, claim: ClaimRef) -> str:
+        uid = ClaimUID(claim.uid)
+        try:
+            with self._claim_lock(claim.uid):
+                record = self.records.get(uid)
+                if record is None:
+                    return ""
+                self._teardown(record, crash_points=True)
+                self._drop(uid)
+                self.persist()
+                faults.crash_point("unprepare-done")
+                return ""
+        except (NvmlError, CommandError, OSError) as exc:
+            log.warning("unprepare %s failed: %s", claim, exc)
+            return f"unprepare failed (will be retried): {exc}"
+
+    def _teardown(self, record: ClaimRecord, crash_points: bool = False) -> None:
+        """Undo what ``record`` says was (or may have been) done; each step tolerates absent state."""
+        for op in reversed(record.sharing):
+            if op.strategy == "TimeSlicing":
+                reset_timeslice(self._runner, op.gpu_uuids[0])
+            else:
+                stop_mps(self._runner, op)
+        if crash_points:
+            faults.crash_point("unprepare-sharing")
+        self._cdi.remove(record.uid)
+        if crash_points:
+            faults.crash_point("unprepare-cdi")
+        created = [op for op in record.mig if op.created]
+        if created:
+            gpus = {g.uuid: g for g in self._nvml.gpus()}
+            for op in created:
+                gpu = gpus.get(op.gpu_uuid)
+                for inst in gpu.mig_devices if gpu else ():
+                    if inst.start == op.start and inst.profile == op.profile:
+                        self._nvml.destroy_mig(op.gpu_uuid, inst.gi_id)
+        if crash_points:
+            faults.crash_point("unprepare-mig")

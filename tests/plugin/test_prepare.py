@@ -1,0 +1,223 @@
+"""Prepare/unprepare on a simulated node with a fake API server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from plugin.checkpoint import ClaimState
+from plugin.prepare import ClaimRef
+from policy.gpu import Mode, Publish
+from tests.plugin.helpers import NODE, make_node, opaque
+
+DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
+
+
+def dynamic_a100(gpu, _view):  # type: ignore[no-untyped-def]
+    return DYNAMIC if gpu.mig_enabled else Publish()
+
+
+def test_full_gpu_prepare_writes_cdi_and_is_idempotent(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    claim = node.add_claim("c1", [("gpu", "gpu-2")])
+    first = node.preparer.prepare([claim])[claim.uid]
+    assert first.error == ""
+    (device,) = first.devices
+    assert (device.pool_name, device.device_name, device.request_names) == (NODE, "gpu-2", ("gpu",))
+    assert device.cdi_device_ids == (f"k8s.gpu.gpupolicy.dev/claim={claim.uid}-gpu-2",)
+    spec = json.loads(node.cdi.spec_path(claim.uid).read_text())
+    edits = spec["devices"][0]["containerEdits"]
+    assert {"path": "/dev/nvidia2"} in edits["deviceNodes"]
+    uuid = node.nvml.gpus()[2].uuid
+    assert f"NVIDIA_VISIBLE_DEVICES={uuid}" in edits["env"]
+    node.kube.reachable = False  # a completed claim is answered from the checkpoint
+    assert node.preparer.prepare([claim])[claim.uid] == first
+    node.kube.reachable = True
+    assert node.preparer.unprepare([claim]) == {claim.uid: ""}
+    assert node.cdi_files() == []
+    assert node.preparer.unprepare([claim]) == {claim.uid: ""}  # unknown claim: no-op
+
+
+def test_dynamic_mig_created_at_allocated_placement_and_destroyed(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    claim = node.add_claim("mig", [("a", "gpu-0-mig-3g20gb-9-4"), ("b", "gpu-1-mig-1g5gb-19-6")])
+    result = node.preparer.prepare([claim])[claim.uid]
+    assert result.error == ""
+    assert node.mig_instances() == [(0, "3g.20gb", 4), (1, "1g.5gb", 6)]
+    spec = json.loads(node.cdi.spec_path(claim.uid).read_text())
+    nodes = [n["path"] for n in spec["devices"][0]["containerEdits"]["deviceNodes"]]
+    assert nodes[0] == "/dev/nvidia0" and nodes[1].startswith("/dev/nvidia-caps/nvidia-cap")
+    mig_uuids = [m.uuid for g in node.nvml.gpus() for m in g.mig_devices]
+    env = spec["devices"][0]["containerEdits"]["env"]
+    assert env == [f"NVIDIA_VISIBLE_DEVICES={','.join(mig_uuids)}"]
+    assert node.preparer.unprepare([claim]) == {claim.uid: ""}
+    assert node.mig_instances() == []
+
+
+def test_mig_failure_rolls_back_that_claim_only(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    node.nvml.create_mig(node.nvml.gpus()[0].uuid, "1g.5gb", 5)  # someone else's instance in the way
+    bad = node.add_claim("bad", [("a", "gpu-0-mig-1g5gb-19-0"), ("b", "gpu-0-mig-3g20gb-9-4")])
+    good = node.add_claim("good", [("a", "gpu-1-mig-7g40gb-0-0")])
+    results = node.preparer.prepare([bad, good])
+    assert "placement_occupied" in results[bad.uid].error and "rolled back" in results[bad.uid].error
+    assert results[good.uid].error == ""
+    assert node.mig_instances() == [(0, "1g.5gb", 5), (1, "7g.40gb", 0)]
+    assert node.cdi_files() == [good.uid]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["metadata"].update(uid="other"), "has UID"),
+        (lambda c: c["status"]["allocation"]["devices"]["results"][0].update(pool="node-b"), "this node's pool"),
+        (lambda c: c["status"].pop("allocation"), "not allocated"),
+        (lambda c: c["status"]["allocation"]["devices"]["results"][0].update(device="gpu-9"), "not published"),
+    ],
+)
+def test_claim_checks(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(tmp_path)
+    claim = node.add_claim("c", [("gpu", "gpu-2")])
+    obj = node.kube.claims[("default", "c")]
+    mutate(obj)
+    result = node.preparer.prepare([claim])[claim.uid]
+    assert message in result.error
+    assert node.cdi_files() == [] and node.preparer.records == {}
+
+
+def test_unreachable_api_fails_only_unfetched_claims(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    claim = node.add_claim("c", [("gpu", "gpu-2")])
+    node.kube.reachable = False
+    result = node.preparer.prepare([claim, ClaimRef("default", "u2", "other")])
+    assert all("cannot read ResourceClaim" in r.error for r in result.values())
+    node.kube.reachable = True
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+
+
+def test_device_never_prepared_for_two_claims(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    one = node.add_claim("one", [("gpu", "gpu-2")])
+    two = node.add_claim("two", [("gpu", "gpu-2")])
+    mig_a = node.add_claim("mig-a", [("m", "gpu-0-mig-3g20gb-9-0")])
+    mig_b = node.add_claim("mig-b", [("m", "gpu-0-mig-2g10gb-14-2")])
+    results = node.preparer.prepare([one, two, mig_a, mig_b])
+    assert results[one.uid].error == "" and results[mig_a.uid].error == ""
+    assert "already prepared for claim default/one" in results[two.uid].error
+    assert "already prepared for claim default/mig-a" in results[mig_b.uid].error
+    assert node.mig_instances() == [(0, "3g.20gb", 0)]
+
+
+def test_concurrent_prepares_of_one_device_one_winner(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    claims = [node.add_claim(f"c{i}", [("gpu", "gpu-3")]) for i in range(8)]
+    results: dict[str, str] = {}
+
+    def run(c: ClaimRef) -> None:
+        results.update({k: v.error for k, v in node.preparer.prepare([c]).items()})
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in claims]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(e == "" for e in results.values()) == [False] * 7 + [True]
+    assert len(node.cdi_files()) == 1
+
+
+def test_shareable_device_prepared_for_many_claims(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=lambda g, v: Publish(mode=Mode.SHARES, shares=4))
+    claims = [node.add_claim(f"c{i}", [("gpu", "gpu-2")], share_ids={"gpu-2": f"s{i}"}) for i in range(3)]
+    results = node.preparer.prepare(claims)
+    assert [r.error for r in results.values()] == ["", "", ""]
+    assert [r.devices[0].share_id for r in results.values()] == ["s0", "s1", "s2"]
+
+
+def test_time_slicing_from_claim_config_and_reset(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    cfg = [opaque("GpuConfig", {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}})]
+    claim = node.add_claim("ts", [("gpu", "gpu-2")], config=cfg)
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    uuid = node.nvml.gpus()[2].uuid
+    assert node.runner.state["timeslice"] == {uuid: 3}
+    node.preparer.unprepare([claim])
+    assert node.runner.state["timeslice"] == {}
+
+
+def test_mps_daemon_per_claim_with_limits_and_mounts(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    mps = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 40, "defaultPinnedDeviceMemoryLimit": "8Gi"}}
+    claim = node.add_claim("mps", [("gpu", "gpu-2"), ("gpu2", "gpu-3")], config=[opaque("GpuConfig", mps)])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    (daemon,) = node.runner.state["mps"].values()
+    assert daemon["limits"] == [
+        "set_default_active_thread_percentage 40",
+        "set_default_device_pinned_mem_limit 0 8Gi",
+        "set_default_device_pinned_mem_limit 1 8Gi",
+    ]
+    spec = json.loads(node.cdi.spec_path(claim.uid).read_text())
+    edits = spec["devices"][0]["containerEdits"]
+    assert "CUDA_MPS_PIPE_DIRECTORY=/tmp/nvidia-mps" in edits["env"]
+    assert edits["mounts"][0]["containerPath"] == "/tmp/nvidia-mps"
+    node.preparer.unprepare([claim])
+    assert node.runner.state["mps"] == {}
+    assert not (tmp_path / "state" / "mps" / claim.uid).exists()
+
+
+def test_policy_time_slicing_mode_applies_without_config(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=lambda g, v: Publish(mode=Mode.TIME_SLICING))
+    claim = node.add_claim("ts", [("gpu", "gpu-3")])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    uuid = node.nvml.gpus()[3].uuid
+    assert ["nvidia-smi", "compute-policy", "-i", uuid, "--set-timeslice=0"] in node.runner.calls
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ([opaque("GpuConfig", {"strategy": "MPS", "bogus": 1})], "bogus: unknown field"),
+        ([opaque("GpuConfig", {"strategy": "Spatial"})], "sharing.strategy"),
+        ([opaque("MigDeviceConfig", {"strategy": "TimeSlicing"})], "full GPUs only"),
+    ],
+)
+def test_invalid_config_fails_that_claim(tmp_path: Path, config, message: str) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    device = "gpu-0-mig-1g5gb-19-0" if "MigDevice" in json.dumps(config) else "gpu-2"
+    claim = node.add_claim("bad", [("gpu", device)], config=config)
+    good = node.add_claim("good", [("gpu", "gpu-3")])
+    results = node.preparer.prepare([claim, good])
+    assert message in results[claim.uid].error
+    assert results[good.uid].error == ""
+    assert node.mig_instances() == []
+
+
+def test_class_config_applies_before_claim_config(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    claim_cfg = opaque("GpuConfig", {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Short"}})
+    class_cfg = opaque("GpuConfig", {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Long"}}, "FromClass")
+    claim = node.add_claim("ts", [("gpu", "gpu-2")], config=[claim_cfg, class_cfg])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    assert list(node.runner.state["timeslice"].values()) == [1]
+
+
+def test_interrupted_prepare_is_rolled_back_on_retry(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    claim = node.add_claim("c", [("m", "gpu-0-mig-4g20gb-5-0")])
+    node.runner.state["mps"] = {}
+    # Simulate a crash after the MIG instance was created: a PrepareStarted record and the instance.
+    original = node.preparer._apply  # noqa: SLF001
+
+    def crash(record, planned):  # type: ignore[no-untyped-def]
+        node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
+        raise KeyboardInterrupt
+
+    node.preparer._apply = crash  # type: ignore[method-assign]  # noqa: SLF001
+    with pytest.raises(KeyboardInterrupt):
+        node.preparer._prepare_locked(claim)  # noqa: SLF001
+    assert node.preparer.records[claim.uid].state is ClaimState.PREPARE_STARTED
+    node.preparer._apply = original  # type: ignore[method-assign]  # noqa: SLF001
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    assert node.mig_instances() == [(0, "4g.20gb", 0)]
