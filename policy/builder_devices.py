@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, Placement, fits
+from policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, fits
 from policy.gpu import GpuInfo, Mode, Publish
 from policy.quantity import Quantity
 from policy.semver import Semver, SemverError
@@ -221,19 +221,26 @@ def dynamic_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:
 
 
 def planned_layout(gpu: GpuInfo, layout: tuple[str, ...]) -> list[MigPlacement]:
-    """Place ``layout`` (profile names, in order) on an empty GPU, each at its first free placement."""
-    placed: list[MigPlacement] = []
+    """Place ``layout`` (profile names) on an empty GPU: the first assignment, trying each profile's
+    placements in order and backtracking, under which every instance fits."""
     spec = gpu.spec
-    for name in layout:
-        profile = spec.profile(name)
-        for placement in profile.placements:
-            candidate = MigPlacement(profile, Placement(placement.start, placement.size))
+    profiles = [spec.profile(name) for name in layout]
+
+    def search(placed: list[MigPlacement], rest: list[MigProfile]) -> list[MigPlacement] | None:
+        if not rest:
+            return placed
+        for placement in rest[0].placements:
+            candidate = MigPlacement(rest[0], placement)
             if fits(placed, candidate):
-                placed.append(candidate)
-                break
-        else:
-            raise ValueError(f"mig_layout_does_not_fit: {name} does not fit on {spec.name} after {placed}")
-    return placed
+                found = search([*placed, candidate], rest[1:])
+                if found is not None:
+                    return found
+        return None
+
+    result = search([], profiles)
+    if result is None:
+        raise ValueError(f"mig_layout_does_not_fit: {list(layout)} does not fit on one {spec.name}")
+    return result
 
 
 def static_mig_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:

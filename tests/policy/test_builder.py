@@ -328,3 +328,15 @@ def test_sharing_attribute_on_full_gpu(publish: Publish, want: str) -> None:
     attrs = devices["gpu-0"].attributes or {}
     assert attrs["sharing"].value == want
     assert all("sharing" not in (d.attributes or {}) for name, d in devices.items() if name != "gpu-0")
+
+
+def test_static_layout_backtracks() -> None:
+    # Greedy would put 3g.20gb at 0:4 and strand the last 1g.5gb (no start at slot 7).
+    publish = Publish(Mode.MIG, mig_layout=("3g.20gb", "2g.10gb", "1g.5gb", "1g.5gb"))
+    devices = _devices(build_slices("n", _gpus("A100-40GB", 1), publish_for=lambda g, v: publish))
+    assert sorted(devices) == [
+        "gpu-0-mig-1g5gb-19-2",
+        "gpu-0-mig-1g5gb-19-3",
+        "gpu-0-mig-2g10gb-14-0",
+        "gpu-0-mig-3g20gb-9-4",
+    ]
