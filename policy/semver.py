@@ -68,12 +68,18 @@ class Semver:
         self.build = tuple(build)
 
     @classmethod
-    def parse(cls, text: str | Semver) -> Semver:
-        """Parse ``"1.2.3"``, ``"1.0.0-rc.1+build.5"``; raise :class:`SemverError` otherwise."""
+    def parse(cls, text: str | Semver, *, normalize: bool = False) -> Semver:
+        """Parse ``"1.2.3"``, ``"1.0.0-rc.1+build.5"``; raise :class:`SemverError` otherwise.
+
+        ``normalize=True`` is Kubernetes' ``semver(s, true)``: drop a leading ``v``, strip
+        leading zeros and fill in a missing minor/patch (``v1.02`` -> ``1.2.0``).
+        """
         if isinstance(text, Semver):
             return text
         if not isinstance(text, str):
             raise SemverError(f"invalid semver {text!r}: expected a string such as 1.2.3")
+        if normalize:
+            text = _normalize(text)
         if len(text) > _MAX_LENGTH:
             raise SemverError(f"invalid semver: longer than {_MAX_LENGTH} characters")
         match = _SEMVER_RE.fullmatch(text)
@@ -123,6 +129,21 @@ class Semver:
 
     def __repr__(self) -> str:
         return f"Semver({str(self)!r})"
+
+
+def _normalize(text: str) -> str:
+    parts = text.removeprefix("v").split(".", 2)
+    for i, part in enumerate(parts):
+        if len(part) > 1:
+            part = part.lstrip("0")
+            if not part or not part[0].isdigit():
+                part = "0" + part
+            parts[i] = part
+    if len(parts) < 3:
+        if any(c in parts[-1] for c in "+-"):
+            raise SemverError(f"invalid semver {text!r}: short version cannot contain PreRelease/Build meta data")
+        parts += ["0"] * (3 - len(parts))
+    return ".".join(parts)
 
 
 def _validate_semver(value: Any) -> Semver:

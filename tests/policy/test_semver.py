@@ -84,3 +84,15 @@ def test_arbitrary_text_never_crashes(text: str) -> None:
 def test_release_order_is_numeric(a: tuple[int, int, int], b: tuple[int, int, int]) -> None:
     va, vb = Semver.parse(".".join(map(str, a))), Semver.parse(".".join(map(str, b)))
     assert (va < vb) == (a < b)
+
+
+@pytest.mark.parametrize(("text", "want"), [("v1.0.0", "1.0.0"), ("1.0", "1.0.0"), ("01.01.01", "1.1.1"), ("2", "2.0.0")])
+def test_normalized_parsing_like_kubernetes(text: str, want: str) -> None:
+    assert str(Semver.parse(text, normalize=True)) == want
+    with pytest.raises(SemverError):
+        Semver.parse(text)
+
+
+def test_normalized_short_version_rejects_prerelease() -> None:
+    with pytest.raises(SemverError, match="short version"):
+        Semver.parse("1.0-rc1", normalize=True)

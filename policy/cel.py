@@ -1,0 +1,362 @@
+"""Kubernetes-compatible CEL for device selectors: compile once, evaluate many devices fast.
+
+This is the only module that imports cel-python (``celpy``); we use its grammar and its string
+literal decoding. Checking, cost estimation and evaluation are our own (``policy.cel_*``):
+cel-python 0.5.0 has no type checker, no cost estimator, no ``cel.bind``, no Kubernetes
+quantity/semver libraries, and treats runtime errors in ways that differ from cel-go.
+
+Environments (``env=``):
+
+* ``"selector"``: ``device`` (``driver``, ``attributes[domain][id]``, ``capacity[domain][id]``,
+  ``allowMultipleAllocations``), as in DeviceClass and ResourceClaim selectors.
+* ``"admission"``: ``device`` plus ``claim`` (``namespace``, ``name``, ``labels``,
+  ``annotations``) and ``request`` (``name``, ``deviceClassName``).
+
+Thread safety: a :class:`Program` holds no per-evaluation state (each evaluation gets its own
+variable map and cost meter), so it can be used from several threads at once; the result caches
+are plain dicts whose updates happen under a lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celpy.celparser import CELParser
+from celpy.evaluation import celbytes, celstr
+
+from policy.cel_ast import Node
+from policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
+from policy.cel_parse import Converter, ParseIssue
+from policy.cel_refs import KeyFn, Projection, analyze, key_function
+from policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
+from policy.device import DeviceView
+from policy.errors import DiagnosticError, Location
+
+EXPRESSION_MAX_BYTES = 10 * 1024
+COST_LIMIT = 1_000_000
+RUNTIME_COST_LIMIT = 1_000_000
+_CACHE_LIMIT = 200_000
+
+_ATTRS: StaticType = map_of("string", map_of("string", "dyn"))
+_CAPS: StaticType = map_of("string", map_of("string", "quantity"))
+OBJECTS: dict[str, dict[str, StaticType]] = {
+    "device": {"driver": "string", "attributes": _ATTRS, "capacity": _CAPS, "allowMultipleAllocations": "bool"},
+    "claim": {
+        "namespace": "string",
+        "name": "string",
+        "labels": map_of("string", "string"),
+        "annotations": map_of("string", "string"),
+    },
+    "request": {"name": "string", "deviceClassName": "string"},
+}
+ENVIRONMENTS: dict[str, dict[str, StaticType]] = {
+    "selector": {"device": ("object", "device")},
+    "admission": {"device": ("object", "device"), "claim": ("object", "claim"), "request": ("object", "request")},
+}
+
+
+class CelRuntimeError(Exception):
+    """Evaluating an expression failed.
+
+    ``code`` is ``cel_runtime_error``, ``cel_cost_exceeded`` or ``cel_type_error``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CelRuntimeError, (self.code, self.message))
+
+
+class DomainMap(Mapping[str, Mapping[str, object]]):
+    """``device.attributes`` / ``device.capacity``: an unknown domain reads as an empty map."""
+
+    __slots__ = ("_domains",)
+    _EMPTY: Mapping[str, object] = {}
+
+    def __init__(self, domains: Mapping[str, Mapping[str, object]]) -> None:
+        self._domains = domains
+
+    def __getitem__(self, domain: str) -> Mapping[str, object]:
+        return self._domains.get(domain, self._EMPTY)
+
+    def __contains__(self, domain: object) -> bool:
+        return isinstance(domain, str)  # like Kubernetes, every domain "exists" (possibly empty)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._domains)
+
+    def __len__(self) -> int:
+        return len(self._domains)
+
+
+def device_value(device: DeviceView) -> dict[str, object]:
+    return {
+        "driver": device.driver,
+        "attributes": DomainMap(device.attributes),
+        "capacity": DomainMap(device.capacity),
+        "allowMultipleAllocations": device.allow_multiple_allocations,
+    }
+
+
+# --- compiling ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Core:
+    """The location-independent result of compiling one expression in one environment."""
+
+    expression: str
+    env: str
+    typed: Typed
+    projection: Projection
+    key: KeyFn
+    results: dict[Hashable, bool | CelRuntimeError]
+    by_device: weakref.WeakKeyDictionary[DeviceView, bool | CelRuntimeError]
+    lock: threading.Lock
+
+
+_parser_lock = threading.Lock()
+
+
+def _parse(expression: str) -> Node:
+    with _parser_lock:  # lark parsers keep state per parse; one at a time
+        parser = CELParser()
+        try:
+            tree = parser.parse(expression)
+        except Exception as err:  # lark raises several exception families
+            line = getattr(err, "line", None)
+            column = getattr(err, "column", None)
+            pos = _offset(expression, line, column)
+            raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
+    try:
+        return Converter(lambda t: str(celstr(t)), lambda t: bytes(celbytes(t))).convert(tree)
+    except ParseIssue as issue:
+        raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
+    except (ValueError, OverflowError) as err:  # malformed escapes in literals
+        raise CompileIssue("cel_compile_error", f"invalid literal: {err}", 0) from None
+
+
+def _syntax_message(err: BaseException) -> str:
+    cause = err.__context__ or err
+    token = getattr(cause, "token", None)
+    if token is not None and getattr(token, "type", "") == "$END":
+        return "syntax error: unexpected end of expression"
+    if token is not None:
+        return f"syntax error: unexpected {str(token)!r}"
+    char = getattr(cause, "char", None)
+    if char is not None:
+        return f"syntax error: unexpected character {char!r}"
+    return "syntax error: unexpected end of expression"
+
+
+def _offset(expression: str, line: object, column: object) -> int:
+    if not isinstance(line, int) or not isinstance(column, int) or line < 1:
+        return 0
+    lines = expression.split("\n")
+    return sum(len(part) + 1 for part in lines[: line - 1]) + max(column - 1, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_core(expression: str, env: str) -> _Core:
+    if len(expression.encode()) > EXPRESSION_MAX_BYTES:
+        raise CompileIssue(
+            "cel_expression_too_long",
+            f"expression is {len(expression.encode())} bytes, more than the limit of {EXPRESSION_MAX_BYTES}",
+            0,
+        )
+    ast = _parse(expression)
+    typed = Compiler(ENVIRONMENTS[env], OBJECTS).compile(ast)
+    if kind(typed.type) not in ("bool", "dyn"):
+        raise CompileIssue("cel_type_error", f"must evaluate to bool, not {type_name(typed.type)}", 0)
+    if typed.cost > COST_LIMIT:
+        raise CompileIssue(
+            "cel_cost_exceeded",
+            f"estimated cost {typed.cost} exceeds the limit of {COST_LIMIT}; "
+            "reduce nested comprehensions over large lists",
+            0,
+        )
+    projection = analyze(ast)
+    return _Core(
+        expression, env, typed, projection, key_function(projection), {}, weakref.WeakKeyDictionary(), threading.Lock()
+    )
+
+
+def compile_expression(expression: str, location: Location | None = None, *, env: str = "selector") -> Program:
+    """Check and compile a CEL expression; raise :class:`DiagnosticError` if it is not usable.
+
+    ``location`` points at the expression in the user's file; diagnostics inside the expression
+    add the offset of the offending token (exact for single-line expressions).
+    """
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"unknown CEL environment {env!r}; use one of {sorted(ENVIRONMENTS)}")
+    if not isinstance(expression, str):
+        raise DiagnosticError.single("cel_compile_error", "expression must be a string", location)
+    try:
+        core = _compile_core(expression, env)
+    except CompileIssue as issue:
+        raise DiagnosticError.single(issue.code, issue.message, locate(location, expression, issue.pos)) from None
+    except RecursionError:
+        raise DiagnosticError.single("cel_compile_error", "expression is nested too deeply", location) from None
+    return Program(core, location)
+
+
+def locate(location: Location | None, expression: str, pos: int) -> Location:
+    """The file position of character ``pos`` of an expression that starts at ``location``."""
+    base = location or Location()
+    if base.line <= 0 or pos <= 0:
+        return base
+    before = expression[:pos]
+    newlines = before.count("\n")
+    if newlines == 0:
+        return Location(base.file, base.line, base.col + pos, base.path)
+    column = pos - before.rfind("\n")
+    return Location(base.file, base.line + newlines, column, base.path)
+
+
+# --- evaluating ---------------------------------------------------------------------------
+
+
+class Program:
+    """A compiled expression. Immutable apart from its result caches; safe to share between threads."""
+
+    def __init__(self, core: _Core, location: Location | None) -> None:
+        self._core = core
+        self.location = location
+
+    @property
+    def expression(self) -> str:
+        return self._core.expression
+
+    @property
+    def env(self) -> str:
+        return self._core.env
+
+    @property
+    def cost_estimate(self) -> int:
+        return self._core.typed.cost
+
+    @property
+    def projection(self) -> Projection:
+        """What the expression reads from ``device`` (used for result caching)."""
+        return self._core.projection
+
+    def evaluate(
+        self,
+        device: DeviceView | None = None,
+        *,
+        claim: Mapping[str, object] | None = None,
+        request: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Evaluate without caching; raise :class:`CelRuntimeError` on a run-time error."""
+        result = self._run(self._variables(device, claim, request))
+        if isinstance(result, CelRuntimeError):
+            raise result
+        return result
+
+    def _variables(
+        self, device: DeviceView | None, claim: Mapping[str, object] | None, request: Mapping[str, object] | None
+    ) -> dict[str, object]:
+        variables: dict[str, object] = {"device": device_value(device or DeviceView(driver=""))}
+        if self._core.env == "admission":
+            variables["claim"] = _claim_value(claim or {})
+            variables["request"] = _request_value(request or {})
+        return variables
+
+    def _run(self, variables: dict[str, object]) -> bool | CelRuntimeError:
+        try:
+            value = self._core.typed.fn(variables, Meter(RUNTIME_COST_LIMIT))
+        except EvalError as err:
+            return CelRuntimeError("cel_runtime_error", str(err))
+        except CostExceeded as err:
+            return CelRuntimeError("cel_cost_exceeded", str(err))
+        except RecursionError:
+            return CelRuntimeError("cel_runtime_error", "evaluation nested too deeply")
+        except (ArithmeticError, ValueError, TypeError) as err:
+            return CelRuntimeError("cel_runtime_error", f"no such overload ({err})")
+        if not isinstance(value, bool):
+            return CelRuntimeError("cel_type_error", f"must evaluate to bool, not {runtime_type(value)}")
+        return value
+
+    def evaluate_devices(
+        self,
+        devices: Sequence[DeviceView],
+        *,
+        claim: Mapping[str, object] | None = None,
+        request: Mapping[str, object] | None = None,
+    ) -> list[bool | CelRuntimeError]:
+        """One result per device; errors are returned, not raised. Cached by device projection."""
+        core = self._core
+        if core.env == "admission":
+            context = (_freeze(claim or {}), _freeze(request or {}))
+            return [self._cached((context, core.key(d)), d, claim, request) for d in devices]
+        by_device = core.by_device
+        out: list[bool | CelRuntimeError] = []
+        append = out.append
+        for device in devices:
+            result = by_device.get(device)
+            if result is None:
+                result = self._cached(core.key(device), device, None, None)
+                with core.lock:
+                    by_device[device] = result
+            append(result)
+        return out
+
+    def _cached(
+        self,
+        key: Hashable,
+        device: DeviceView,
+        claim: Mapping[str, object] | None,
+        request: Mapping[str, object] | None,
+    ) -> bool | CelRuntimeError:
+        results = self._core.results
+        result = results.get(key)
+        if result is None:
+            result = self._run(self._variables(device, claim, request))
+            with self._core.lock:
+                if len(results) >= _CACHE_LIMIT:
+                    results.clear()
+                results[key] = result
+        return result
+
+    def __repr__(self) -> str:
+        return f"Program({self._core.expression!r}, env={self._core.env!r})"
+
+
+def _claim_value(claim: Mapping[str, object]) -> dict[str, object]:
+    return {
+        "namespace": str(claim.get("namespace", "")),
+        "name": str(claim.get("name", "")),
+        "labels": dict(claim.get("labels") or {}),  # type: ignore[call-overload]
+        "annotations": dict(claim.get("annotations") or {}),  # type: ignore[call-overload]
+    }
+
+
+def _request_value(request: Mapping[str, object]) -> dict[str, object]:
+    return {"name": str(request.get("name", "")), "deviceClassName": str(request.get("deviceClassName", ""))}
+
+
+def _freeze(value: object) -> Hashable:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return (value.__class__.__name__, value)
+
+
+__all__ = [
+    "COST_LIMIT",
+    "EXPRESSION_MAX_BYTES",
+    "RUNTIME_COST_LIMIT",
+    "CelRuntimeError",
+    "Program",
+    "compile_expression",
+    "device_value",
+]

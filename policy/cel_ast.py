@@ -1,0 +1,103 @@
+"""A small, engine-neutral syntax tree for CEL expressions.
+
+``policy.cel`` parses text with cel-python's grammar and converts lark trees into these nodes;
+the checker/compiler (``policy.cel_compiler``) and the reference analysis (``policy.cel_refs``)
+work on them only. ``pos`` is the 0-based character offset of the node in the expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(Node):
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class Ident(Node):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Select(Node):
+    """``operand.field``; ``test_only`` for ``has(operand.field)``."""
+
+    operand: Node
+    field: str
+    test_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Index(Node):
+    operand: Node
+    index: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """A function or operator. ``target`` is the receiver of ``x.f(...)`` calls.
+
+    Operators use cel-go's names: ``_+_``, ``_==_``, ``_&&_``, ``!_``, ``-_``, ``_?_:_``, ``@in``.
+    Namespaced functions (``sets.contains``) arrive with the dotted name and no target.
+    """
+
+    name: str
+    args: tuple[Node, ...]
+    target: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MapLit(Node):
+    entries: tuple[tuple[Node, Node], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Comprehension(Node):
+    """A macro: ``all``, ``exists``, ``exists_one``, ``map`` (with optional ``predicate``), ``filter``."""
+
+    macro: str
+    range: Node
+    var: str
+    body: Node
+    predicate: Node | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bind(Node):
+    """``cel.bind(var, init, body)``."""
+
+    var: str
+    init: Node
+    body: Node
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """Direct sub-expressions, for generic walks."""
+    if isinstance(node, Select):
+        return (node.operand,)
+    if isinstance(node, Index):
+        return (node.operand, node.index)
+    if isinstance(node, Call):
+        return ((node.target,) if node.target is not None else ()) + node.args
+    if isinstance(node, ListLit):
+        return node.items
+    if isinstance(node, MapLit):
+        return tuple(part for entry in node.entries for part in entry)
+    if isinstance(node, Comprehension):
+        rest = (node.body,) if node.predicate is None else (node.predicate, node.body)
+        return (node.range, *rest)
+    if isinstance(node, Bind):
+        return (node.init, node.body)
+    return ()

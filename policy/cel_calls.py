@@ -1,0 +1,242 @@
+"""Compile operator and function calls (the ``Call`` node) for :mod:`policy.cel_compiler`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from policy import cel_lib, cel_ops
+from policy.cel_ast import Call, Ident, Literal
+from policy.cel_regex import RegexError, compile_regex
+from policy.cel_types import DYN, EvalError, StaticType, cel_equal, compare, kind, runtime_type
+
+if TYPE_CHECKING:
+    from policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
+
+_ARITH = {"_+_": cel_ops.add, "_-_": cel_ops.sub, "_*_": cel_ops.mul, "_/_": cel_ops.div, "_%_": cel_ops.mod}
+_CMP: dict[str, Callable[[int | None], bool]] = {
+    "_<_": lambda c: c is not None and c < 0,
+    "_<=_": lambda c: c is not None and c <= 0,
+    "_>_": lambda c: c is not None and c > 0,
+    "_>=_": lambda c: c is not None and c >= 0,
+}
+
+
+def compile_call(compiler: Compiler, node: Call) -> Typed:
+    name = node.name
+    if name in ("_&&_", "_||_"):
+        return _logical(compiler, node)
+    if name == "_?_:_":
+        return _conditional(compiler, node)
+    args = [compiler.compile(a) for a in node.args]
+    if name in ("_==_", "_!=_"):
+        return _equality(compiler, node, args)
+    if name in _CMP:
+        return _comparison(compiler, node, args)
+    if name in _ARITH:
+        return _arith(compiler, node, args)
+    if name in ("!_", "-_"):
+        return _unary(compiler, node, args[0])
+    if name == "@in":
+        return _in(compiler, node, args)
+    return _function(compiler, node, args)
+
+
+def _typed(fn: Fn, t: StaticType, cost: int, size: int | None = None) -> Typed:
+    from policy.cel_compiler import DEFAULT_SIZE, Typed
+
+    return Typed(fn, t, cost, DEFAULT_SIZE if size is None else size)
+
+
+def _require_bool(compiler: Compiler, t: StaticType, pos: int, op: str, other: StaticType) -> None:
+    if kind(t) not in ("bool", "dyn"):
+        raise compiler.no_overload(op, pos, t, other)
+
+
+def _logical(compiler: Compiler, node: Call) -> Typed:
+    left, right = (compiler.compile(a) for a in node.args)
+    for side in (left, right):
+        _require_bool(compiler, side.type, node.pos, node.name, right.type if side is left else left.type)
+    lf, rf = left.fn, right.fn
+    decisive = node.name == "_||_"  # the value that decides the result on its own
+
+    def run(v: Vars, m: Meter) -> object:
+        err: EvalError | None = None
+        try:
+            a = lf(v, m)
+            if a is decisive:
+                return decisive
+            if not isinstance(a, bool):
+                err = EvalError(f"no such overload: {runtime_type(a)} {node.name.strip('_')} bool")
+        except EvalError as e:
+            err = e
+        b = rf(v, m)
+        if b is decisive:
+            return decisive
+        if not isinstance(b, bool):
+            raise EvalError(f"no such overload: bool {node.name.strip('_')} {runtime_type(b)}")
+        if err is not None:
+            raise err
+        return not decisive
+
+    return _typed(run, "bool", left.cost + right.cost + 1, 1)
+
+
+def _conditional(compiler: Compiler, node: Call) -> Typed:
+    cond, yes, no = (compiler.compile(a) for a in node.args)
+    _require_bool(compiler, cond.type, node.pos, "_?_:_", yes.type)
+    cf, yf, nf = cond.fn, yes.fn, no.fn
+
+    def run(v: Vars, m: Meter) -> object:
+        c = cf(v, m)
+        if c is True:
+            return yf(v, m)
+        if c is False:
+            return nf(v, m)
+        raise EvalError(f"no such overload: {runtime_type(c)} ? _ : _")
+
+    t = yes.type if yes.type == no.type else DYN
+    return _typed(run, t, cond.cost + max(yes.cost, no.cost) + 1, max(yes.size, no.size))
+
+
+def _equality(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+    a, b = args
+    if not cel_ops.equatable(a.type, b.type):
+        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+    af, bf = a.fn, b.fn
+    eq = cel_equal
+    if node.name == "_==_":
+        return _typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+    return _typed(lambda v, m: not eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+
+
+def _comparison(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+    a, b = args
+    if not cel_ops.comparable(a.type, b.type):
+        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+    af, bf, test = a.fn, b.fn, _CMP[node.name]
+    return _typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool", a.cost + b.cost + 1, 1)
+
+
+def _arith(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+    a, b = args
+    result = cel_ops.arith_result(node.name.strip("_"), a.type, b.type)
+    if result is None:
+        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+    af, bf, op = a.fn, b.fn, _ARITH[node.name]
+    size = a.size + b.size
+
+    def run(v: Vars, m: Meter) -> object:
+        x, y = af(v, m), bf(v, m)
+        if isinstance(x, (str, bytes, list, tuple)):
+            m.charge(1 + len(x) // 10)
+        return op(x, y)
+
+    return _typed(run, result, a.cost + b.cost + 1 + size // 10, size)
+
+
+def _unary(compiler: Compiler, node: Call, arg: Typed) -> Typed:
+    k = kind(arg.type)
+    if node.name == "!_":
+        if k not in ("bool", "dyn"):
+            raise compiler.no_overload("!_", node.pos, arg.type)
+        f = arg.fn
+        return _typed(lambda v, m: cel_ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
+    if k not in ("int", "double", "dyn"):
+        raise compiler.no_overload("-_", node.pos, arg.type)
+    f = arg.fn
+    return _typed(lambda v, m: cel_ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
+
+
+def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+    item, container = args
+    if kind(container.type) not in ("list", "map", "dyn"):
+        raise compiler.no_overload("@in", node.pos, item.type, container.type)
+    f, c = item.fn, container.fn
+
+    def run(v: Vars, m: Meter) -> object:
+        box = c(v, m)
+        if isinstance(box, (list, tuple)):
+            m.charge(1 + len(box) // 10)
+        return cel_ops.contains(f(v, m), box)
+
+    return _typed(run, "bool", item.cost + container.cost + 1 + container.size // 10, 1)
+
+
+# --- library functions ------------------------------------------------------------------
+
+
+def _resolve(compiler: Compiler, node: Call) -> tuple[str, list[cel_lib.Overload], bool]:
+    """Return (display name, overloads, is_member) for a call, or raise an undeclared reference."""
+    target = node.target
+    if target is not None and isinstance(target, Ident) and not compiler.is_variable(target.name):
+        qualified = f"{target.name}.{node.name}"
+        if qualified in cel_lib.GLOBAL:
+            return qualified, cel_lib.GLOBAL[qualified], False
+        if target.name in cel_lib.NAMESPACES:
+            raise _undeclared(qualified, node.pos)
+    table = cel_lib.MEMBER if target is not None else cel_lib.GLOBAL
+    if node.name not in table:
+        raise _undeclared(node.name, node.pos)
+    return node.name, table[node.name], target is not None
+
+
+def _undeclared(name: str, pos: int) -> Exception:
+    from policy.cel_compiler import CompileIssue
+
+    return CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", pos)
+
+
+def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
+    name, overloads, member = _resolve(compiler, node)
+    if member:
+        assert node.target is not None
+        args = [compiler.compile(node.target), *args]
+    types = [a.type for a in args]
+    candidates = [
+        o for o in overloads if len(o.params) == len(types) and all(map(cel_lib.static_matches, o.params, types))
+    ]
+    if not candidates:
+        raise compiler.no_overload(name, node.pos, *types)
+    _check_constant_arguments(name, node, args)
+    results = {o.result for o in candidates}
+    result = results.pop() if len(results) == 1 else DYN
+    fns = [a.fn for a in args]
+    linear = name in cel_lib.LINEAR_COST
+    impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
+    sizes = sum(a.size for a in args if kind(a.type) in ("string", "bytes", "list", "map", "dyn"))
+    static_cost = sum(a.cost for a in args) + 1 + (sizes // 10 if linear else 0)
+    if name in cel_lib.QUADRATIC_COST:
+        static_cost += (args[0].size * args[1].size) // 10
+
+    def run(v: Vars, m: Meter) -> object:
+        values = [f(v, m) for f in fns]
+        if linear:
+            m.charge(1 + sum(len(x) for x in values if isinstance(x, (str, bytes, list, tuple))) // 10)
+        if impl is not None:
+            return impl(*values)
+        return cel_lib.dispatch(name, overloads, values)
+
+    size = args[0].size if args else 1
+    if name == "split" or name == "findAll":
+        size = args[0].size
+    return _typed(run, result, static_cost, size)
+
+
+def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
+    """Literal regexes, quantities and versions are checked when the expression is compiled."""
+    from policy.cel_compiler import CompileIssue
+
+    literal_args = [a for a in node.args if isinstance(a, Literal) and isinstance(a.value, str)]
+    if name in ("matches", "find", "findAll"):
+        pattern_node = node.args[0] if node.target is not None else node.args[-1]
+        if isinstance(pattern_node, Literal) and isinstance(pattern_node.value, str):
+            try:
+                compile_regex(pattern_node.value)
+            except RegexError as err:
+                raise CompileIssue("cel_compile_error", str(err), pattern_node.pos) from None
+    elif name in ("quantity", "semver") and len(node.args) == 1 and literal_args:
+        try:
+            cel_lib.GLOBAL[name][0].impl(literal_args[0].value)
+        except EvalError as err:
+            raise CompileIssue("cel_compile_error", str(err), literal_args[0].pos) from None

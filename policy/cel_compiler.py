@@ -1,0 +1,253 @@
+"""Check and compile a CEL syntax tree into Python closures.
+
+One pass does three things per node: infer a static type (rejecting what Kubernetes' type
+checker rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), estimate a worst-case
+cost (so an expression that could run too long is refused at compile time), and build a closure
+``fn(vars, meter)`` that evaluates the node. Closures raise :class:`EvalError` for CEL run-time
+errors; ``&&``, ``||``, ``all`` and ``exists`` absorb an error when the other side decides.
+The :class:`Meter` charges every comprehension step and every size-dependent function call, and
+stops the evaluation with :class:`CostExceeded` once the budget is spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from policy import cel_ops
+from policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from policy.cel_calls import compile_call
+from policy.cel_types import (
+    DYN,
+    TYPE_NAMES,
+    CostExceeded,
+    EvalError,
+    StaticType,
+    TypeValue,
+    Uint,
+    kind,
+    map_lookup,
+    runtime_type,
+    type_name,
+)
+
+Vars = dict[str, object]
+DEFAULT_SIZE = 64  # estimated size of a string, list or map whose size is unknown
+
+
+class CompileIssue(Exception):
+    """A problem found while checking an expression: a diagnostic code, a message, an offset."""
+
+    def __init__(self, code: str, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.pos = code, message, pos
+
+
+class Meter:
+    """Counts run-time cost units for one evaluation."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.used = 0
+        self.limit = limit
+
+    def charge(self, units: int) -> None:
+        self.used += units
+        if self.used > self.limit:
+            raise CostExceeded(f"operation cancelled: actual cost limit exceeded ({self.limit})")
+
+
+Fn = Callable[[Vars, Meter], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Typed:
+    fn: Fn
+    type: StaticType
+    cost: int = 0
+    size: int = DEFAULT_SIZE
+    const: bool = False
+
+
+ObjectFields = Mapping[str, Mapping[str, StaticType]]
+
+
+def literal_type(value: object) -> StaticType:
+    name = runtime_type(value)
+    return "null_type" if value is None else name
+
+
+def const(value: object, pos: int = 0) -> Typed:
+    size = len(value) if isinstance(value, (str, bytes)) else 1
+    return Typed(lambda v, m: value, literal_type(value), 0, size, True)
+
+
+class Compiler:
+    def __init__(self, variables: Mapping[str, StaticType], objects: ObjectFields) -> None:
+        self.variables = dict(variables)
+        self.objects = objects
+        self.scope: dict[str, tuple[StaticType, int]] = {}
+
+    def compile(self, node: Node) -> Typed:
+        if isinstance(node, Literal):
+            return const(node.value, node.pos)
+        if isinstance(node, Ident):
+            return self._ident(node)
+        if isinstance(node, Select):
+            return self._select(node)
+        if isinstance(node, Index):
+            return self._index(node)
+        if isinstance(node, Call):
+            return compile_call(self, node)
+        if isinstance(node, ListLit):
+            return self._list(node)
+        if isinstance(node, MapLit):
+            return self._map(node)
+        if isinstance(node, Comprehension):
+            return self._comprehension(node)
+        if isinstance(node, Bind):
+            return self._bind(node)
+        raise CompileIssue("cel_compile_error", f"unsupported expression {type(node).__name__}", node.pos)
+
+    # --- names and fields ---------------------------------------------------------------
+
+    def is_variable(self, name: str) -> bool:
+        return name in self.scope or name in self.variables
+
+    def _ident(self, node: Ident) -> Typed:
+        name = node.name
+        if name in self.scope:
+            t, size = self.scope[name]
+            return Typed(lambda v, m: v[name], t, 1, size)
+        if name in self.variables:
+            return Typed(lambda v, m: v[name], self.variables[name], 1)
+        if name in TYPE_NAMES:
+            value = TypeValue(name)
+            return Typed(lambda v, m: value, "type", 0, 1, True)
+        raise CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", node.pos)
+
+    def _select(self, node: Select) -> Typed:
+        operand = self.compile(node.operand)
+        field, fn = node.field, operand.fn
+        k = kind(operand.type)
+        if k == "object":
+            fields = self.objects[str(operand.type[1])]
+            if field not in fields:
+                raise CompileIssue("cel_undeclared_reference", f"undefined field '{field}'", node.pos)
+            result_type: StaticType = fields[field]
+        elif k == "map":
+            result_type = operand.type[2]
+        elif k == "dyn":
+            result_type = DYN
+        else:
+            what = "has() macro" if node.test_only else "field selection"
+            raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
+        if node.test_only:
+            return Typed(lambda v, m: cel_ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+        return Typed(lambda v, m: cel_ops.select(fn(v, m), field), result_type, operand.cost + 1)
+
+    def _index(self, node: Index) -> Typed:
+        operand, key = self.compile(node.operand), self.compile(node.index)
+        k, kk = kind(operand.type), kind(key.type)
+        if k == "list":
+            if kk not in ("int", "uint", "dyn"):
+                raise self.no_overload("_[_]", node.pos, operand.type, key.type)
+            result_type: StaticType = operand.type[1]
+        elif k == "map":
+            result_type = operand.type[2]
+        elif k == "dyn":
+            result_type = DYN
+        else:
+            raise self.no_overload("_[_]", node.pos, operand.type, key.type)
+        ofn, kfn = operand.fn, key.fn
+        return Typed(lambda v, m: cel_ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
+
+    @staticmethod
+    def no_overload(name: str, pos: int, *types: StaticType) -> CompileIssue:
+        applied = ", ".join(type_name(t) for t in types)
+        return CompileIssue("cel_type_error", f"found no matching overload for '{name}' applied to '({applied})'", pos)
+
+    # --- literals -----------------------------------------------------------------------
+
+    def _list(self, node: ListLit) -> Typed:
+        items = [self.compile(item) for item in node.items]
+        types = {item.type for item in items}
+        elem = types.pop() if len(types) == 1 else DYN
+        fns = [item.fn for item in items]
+        cost = sum(item.cost for item in items) + 1
+        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items))
+
+    def _map(self, node: MapLit) -> Typed:
+        entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
+        for (key, _), (knode, _) in zip(entries, node.entries):
+            if kind(key.type) not in ("int", "uint", "bool", "string", "dyn"):
+                raise CompileIssue("cel_type_error", f"unsupported map key type: {type_name(key.type)}", knode.pos)
+        key_types = {k.type for k, _ in entries}
+        value_types = {val.type for _, val in entries}
+        t: StaticType = (
+            "map",
+            key_types.pop() if len(key_types) == 1 else DYN,
+            value_types.pop() if len(value_types) == 1 else DYN,
+        )
+        fns = [(k.fn, val.fn) for k, val in entries]
+        cost = sum(k.cost + val.cost for k, val in entries) + 1
+
+        def build(v: Vars, m: Meter) -> object:
+            out: dict[object, object] = {}
+            for kf, vf in fns:
+                key = kf(v, m)
+                if not isinstance(key, (int, str)):
+                    raise EvalError(f"unsupported map key type: {runtime_type(key)}")
+                if map_lookup(out, key)[0]:
+                    raise EvalError(f"Failed with repeated key: {key}")
+                out[key] = vf(v, m)
+            return out
+
+        return Typed(build, t, cost, len(entries))
+
+    # --- macros ---------------------------------------------------------------------------
+
+    def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
+        saved = self.scope.get(name)
+        self.scope[name] = (t, size)
+        try:
+            return self.compile(body)
+        finally:
+            if saved is None:
+                del self.scope[name]
+            else:
+                self.scope[name] = saved
+
+    def _comprehension(self, node: Comprehension) -> Typed:
+        from policy.cel_macros import compile_comprehension
+
+        return compile_comprehension(self, node)
+
+    def _bind(self, node: Bind) -> Typed:
+        init = self.compile(node.init)
+        body = self.with_var(node.var, init.type, init.size, node.body)
+        name, ifn, bfn = node.var, init.fn, body.fn
+        missing = object()
+
+        def run(v: Vars, m: Meter) -> object:
+            saved = v.get(name, missing)
+            v[name] = ifn(v, m)
+            try:
+                return bfn(v, m)
+            finally:
+                if saved is missing:
+                    del v[name]
+                else:
+                    v[name] = saved
+
+        return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+
+
+def bool_result(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise EvalError(f"no such overload: expected bool, got {runtime_type(value)}")
+
+
+__all__ = ["CompileIssue", "Compiler", "CostExceeded", "EvalError", "Meter", "Typed", "Uint", "bool_result"]

@@ -1,0 +1,334 @@
+"""The function library of the Kubernetes CEL environment, with static signatures.
+
+Each function name maps to overloads ``(params, result, impl)``; for member (receiver-style)
+functions the receiver is the first parameter. The compiler checks static argument types
+against the overloads (``dyn`` matches anything) and, at run time, dispatches on the actual
+values. Implementations take plain Python values and raise :class:`EvalError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from policy import cel_regex, cel_strings
+from policy.cel_types import (
+    DYN,
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    EvalError,
+    StaticType,
+    TypeValue,
+    Uint,
+    cel_equal,
+    compare,
+    kind,
+    list_of,
+    runtime_type,
+)
+from policy.quantity import Quantity, QuantityError
+from policy.semver import Semver, SemverError
+
+Impl = Callable[..., object]
+Q, S = "quantity", "semver"
+STR, INT, UINT, DBL, BOOL, BYTES = "string", "int", "uint", "double", "bool", "bytes"
+LIST, MAP = ("list", DYN), ("map", DYN, DYN)
+
+
+@dataclass(frozen=True)
+class Overload:
+    params: tuple[StaticType, ...]
+    result: StaticType
+    impl: Impl
+
+
+def _value_matches(param: StaticType, value: object) -> bool:
+    k = kind(param)
+    if k == "dyn":
+        return True
+    if k == "int":
+        return isinstance(value, int) and not isinstance(value, (bool, Uint))
+    if k == "uint":
+        return isinstance(value, Uint)
+    if k == "bool":
+        return isinstance(value, bool)
+    if k == "double":
+        return isinstance(value, float)
+    if k == "string":
+        return isinstance(value, str)
+    if k == "bytes":
+        return isinstance(value, bytes)
+    if k == "list":
+        return isinstance(value, (list, tuple))
+    if k == "map":
+        return isinstance(value, Mapping)
+    if k == "quantity":
+        return isinstance(value, Quantity)
+    if k == "semver":
+        return isinstance(value, Semver)
+    return False
+
+
+def static_matches(param: StaticType, arg: StaticType) -> bool:
+    return kind(param) == "dyn" or kind(arg) == "dyn" or kind(param) == kind(arg)
+
+
+def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -> object:
+    for overload in overloads:
+        if len(overload.params) == len(args) and all(_value_matches(p, a) for p, a in zip(overload.params, args)):
+            return overload.impl(*args)
+    types = ", ".join(runtime_type(a) for a in args)
+    raise EvalError(f"no such overload: {name}({types})")
+
+
+# --- conversions ----------------------------------------------------------------------
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, float):
+        if math.isnan(value) or not (INT64_MIN <= value < 2.0**63):
+            raise EvalError("integer overflow converting double to int")
+        return int(value)
+    if isinstance(value, str):
+        result = cel_strings.to_int_from_string(value)
+    else:
+        result = int(value)  # type: ignore[call-overload]
+    if not INT64_MIN <= result <= INT64_MAX:
+        raise EvalError("integer overflow")
+    return result
+
+
+def _to_uint(value: object) -> Uint:
+    if isinstance(value, float):
+        if math.isnan(value) or not (0 <= value < 2.0**64):
+            raise EvalError("unsigned integer overflow converting double to uint")
+        return Uint(int(value))
+    result = cel_strings.to_uint_from_string(value) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    if not 0 <= result <= UINT64_MAX:
+        raise EvalError("unsigned integer overflow")
+    return Uint(result)
+
+
+def _to_double(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise EvalError(f"cannot convert {value!r} to double") from None
+    return float(value)  # type: ignore[arg-type]
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value)
+    if text in ("true", "True", "TRUE", "t", "1"):
+        return True
+    if text in ("false", "False", "FALSE", "f", "0"):
+        return False
+    raise EvalError(f"cannot convert {text!r} to bool")
+
+
+def _to_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _type_of(value: object) -> TypeValue:
+    return TypeValue(runtime_type(value))
+
+
+# --- quantity and semver --------------------------------------------------------------
+
+
+def _quantity(text: str) -> Quantity:
+    try:
+        return Quantity.parse(text)
+    except QuantityError as err:
+        raise EvalError(str(err)) from None
+
+
+def _is_quantity(text: str) -> bool:
+    try:
+        Quantity.parse(text)
+    except QuantityError:
+        return False
+    return True
+
+
+def _semver(text: str, normalize: bool = False) -> Semver:
+    try:
+        return Semver.parse(text, normalize=normalize)
+    except SemverError as err:
+        raise EvalError(str(err)) from None
+
+
+def _is_semver(text: str, normalize: bool = False) -> bool:
+    try:
+        Semver.parse(text, normalize=normalize)
+    except SemverError:
+        return False
+    return True
+
+
+def _as_integer(q: Quantity) -> int:
+    try:
+        return q.as_integer()
+    except QuantityError:
+        raise EvalError("cannot convert value to integer") from None
+
+
+def _q_int(n: int) -> Quantity:
+    return Quantity.from_int(n)
+
+
+# --- lists and sets -------------------------------------------------------------------
+
+
+def _contains_all(container: Sequence[object], items: Sequence[object]) -> bool:
+    return all(any(cel_equal(x, y) for y in container) for x in items)
+
+
+def _intersects(a: Sequence[object], b: Sequence[object]) -> bool:
+    return any(any(cel_equal(x, y) for y in b) for x in a)
+
+
+def _list_index_of(items: Sequence[object], value: object) -> int:
+    return next((i for i, x in enumerate(items) if cel_equal(x, value)), -1)
+
+
+def _list_last_index_of(items: Sequence[object], value: object) -> int:
+    return next((i for i in range(len(items) - 1, -1, -1) if cel_equal(items[i], value)), -1)
+
+
+def _is_sorted(items: Sequence[object]) -> bool:
+    return all((compare(a, b) or 0) <= 0 for a, b in itertools.pairwise(items))
+
+
+def _extreme(items: Sequence[object], sign: int, name: str) -> object:
+    if not items:
+        raise EvalError(f"{name} called on empty list")
+    best = items[0]
+    for item in items[1:]:
+        if (compare(item, best) or 0) * sign > 0:
+            best = item
+    return best
+
+
+def _sum(items: Sequence[object]) -> object:
+    if not items:
+        return 0
+    total = items[0]
+    for item in items[1:]:
+        if runtime_type(item) != runtime_type(total):
+            raise EvalError(f"no such overload: sum of {runtime_type(total)} and {runtime_type(item)}")
+        total = total + item  # type: ignore[operator]
+    if isinstance(total, int) and not isinstance(total, Uint) and not INT64_MIN <= total <= INT64_MAX:
+        raise EvalError("integer overflow")
+    return Uint(total) if isinstance(total, Uint) or isinstance(items[0], Uint) else total  # type: ignore[call-overload]
+
+
+def _size(value: Sequence[object] | str | bytes | Mapping[object, object]) -> int:
+    return len(value)
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+def _o(params: tuple[StaticType, ...], result: StaticType, impl: Impl) -> Overload:
+    return Overload(params, result, impl)
+
+
+_SIZE = [_o((STR,), INT, _size), _o((BYTES,), INT, _size), _o((LIST,), INT, _size), _o((MAP,), INT, _size)]
+
+GLOBAL: dict[str, list[Overload]] = {
+    "size": _SIZE,
+    "int": [_o((t,), INT, _to_int) for t in (INT, UINT, DBL, STR)],
+    "uint": [_o((t,), UINT, _to_uint) for t in (INT, UINT, DBL, STR)],
+    "double": [_o((t,), DBL, _to_double) for t in (INT, UINT, DBL, STR)],
+    "string": [_o((DYN,), STR, cel_strings.to_string)],
+    "bool": [_o((BOOL,), BOOL, _to_bool), _o((STR,), BOOL, _to_bool)],
+    "bytes": [_o((STR,), BYTES, _to_bytes), _o((BYTES,), BYTES, _to_bytes)],
+    "type": [_o((DYN,), "type", _type_of)],
+    "dyn": [_o((DYN,), DYN, lambda v: v)],
+    "matches": [_o((STR, STR), BOOL, cel_regex.matches)],
+    "quantity": [_o((STR,), Q, _quantity)],
+    "isQuantity": [_o((STR,), BOOL, _is_quantity)],
+    "semver": [_o((STR,), S, _semver), _o((STR, BOOL), S, _semver)],
+    "isSemver": [_o((STR,), BOOL, _is_semver), _o((STR, BOOL), BOOL, _is_semver)],
+    "sign": [_o((Q,), INT, Quantity.sign)],
+    "sets.contains": [_o((LIST, LIST), BOOL, _contains_all)],
+    "sets.intersects": [_o((LIST, LIST), BOOL, _intersects)],
+    "sets.equivalent": [_o((LIST, LIST), BOOL, lambda a, b: _contains_all(a, b) and _contains_all(b, a))],
+    "strings.quote": [_o((STR,), STR, cel_strings.quote)],
+}
+
+MEMBER: dict[str, list[Overload]] = {
+    "size": _SIZE,
+    "contains": [_o((STR, STR), BOOL, lambda s, t: t in s)],
+    "startsWith": [_o((STR, STR), BOOL, lambda s, t: s.startswith(t))],
+    "endsWith": [_o((STR, STR), BOOL, lambda s, t: s.endswith(t))],
+    "matches": [_o((STR, STR), BOOL, cel_regex.matches)],
+    "find": [_o((STR, STR), STR, cel_regex.find)],
+    "findAll": [
+        _o((STR, STR), list_of(STR), cel_regex.find_all),
+        _o((STR, STR, INT), list_of(STR), cel_regex.find_all),
+    ],
+    "charAt": [_o((STR, INT), STR, cel_strings.char_at)],
+    "indexOf": [
+        _o((STR, STR), INT, cel_strings.index_of),
+        _o((STR, STR, INT), INT, cel_strings.index_of),
+        _o((LIST, DYN), INT, _list_index_of),
+    ],
+    "lastIndexOf": [
+        _o((STR, STR), INT, cel_strings.last_index_of),
+        _o((STR, STR, INT), INT, cel_strings.last_index_of),
+        _o((LIST, DYN), INT, _list_last_index_of),
+    ],
+    "lowerAscii": [_o((STR,), STR, cel_strings.lower_ascii)],
+    "upperAscii": [_o((STR,), STR, cel_strings.upper_ascii)],
+    "trim": [_o((STR,), STR, cel_strings.trim)],
+    "reverse": [_o((STR,), STR, cel_strings.reverse)],
+    "replace": [
+        _o((STR, STR, STR), STR, cel_strings.replace),
+        _o((STR, STR, STR, INT), STR, cel_strings.replace),
+    ],
+    "split": [_o((STR, STR), list_of(STR), cel_strings.split), _o((STR, STR, INT), list_of(STR), cel_strings.split)],
+    "substring": [_o((STR, INT), STR, cel_strings.substring), _o((STR, INT, INT), STR, cel_strings.substring)],
+    "format": [_o((STR, LIST), STR, cel_strings.format_string)],
+    "join": [_o((LIST,), STR, cel_strings.join), _o((LIST, STR), STR, cel_strings.join)],
+    "isSorted": [_o((LIST,), BOOL, _is_sorted)],
+    "sum": [_o((LIST,), DYN, _sum)],
+    "min": [_o((LIST,), DYN, lambda items: _extreme(items, -1, "min"))],
+    "max": [_o((LIST,), DYN, lambda items: _extreme(items, 1, "max"))],
+    "compareTo": [_o((Q, Q), INT, Quantity.compare_to), _o((S, S), INT, Semver.compare_to)],
+    "isGreaterThan": [
+        _o((Q, Q), BOOL, lambda a, b: a.compare_to(b) > 0),
+        _o((S, S), BOOL, lambda a, b: a.compare_to(b) > 0),
+    ],
+    "isLessThan": [
+        _o((Q, Q), BOOL, lambda a, b: a.compare_to(b) < 0),
+        _o((S, S), BOOL, lambda a, b: a.compare_to(b) < 0),
+    ],
+    "add": [_o((Q, Q), Q, Quantity.add), _o((Q, INT), Q, lambda q, n: q.add(_q_int(n)))],
+    "sub": [_o((Q, Q), Q, Quantity.sub), _o((Q, INT), Q, lambda q, n: q.sub(_q_int(n)))],
+    "sign": [_o((Q,), INT, Quantity.sign)],
+    "isInteger": [_o((Q,), BOOL, lambda q: q.is_integer() and INT64_MIN * 10**9 <= q.nanos <= INT64_MAX * 10**9)],
+    "asInteger": [_o((Q,), INT, _as_integer)],
+    "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
+    "major": [_o((S,), INT, lambda v: v.major)],
+    "minor": [_o((S,), INT, lambda v: v.minor)],
+    "patch": [_o((S,), INT, lambda v: v.patch)],
+}
+
+NAMESPACES = frozenset(name.partition(".")[0] for name in GLOBAL if "." in name) | {"cel", "optional"}
+
+# Functions whose cost grows with the size of their arguments (strings, lists).
+LINEAR_COST = frozenset(
+    {"contains", "startsWith", "endsWith", "matches", "find", "findAll", "indexOf", "lastIndexOf", "lowerAscii",
+     "upperAscii", "trim", "reverse", "replace", "split", "substring", "format", "join", "isSorted", "sum", "min",
+     "max", "sets.contains", "sets.intersects", "sets.equivalent", "strings.quote", "string", "bytes"}
+)  # fmt: skip
+QUADRATIC_COST = frozenset({"sets.contains", "sets.intersects", "sets.equivalent"})

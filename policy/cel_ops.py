@@ -1,0 +1,225 @@
+"""CEL operators at run time: arithmetic with int64/uint64 overflow checks, ``in``, indexing.
+
+Static result types of operators live here too (``arith_result``), so the compiler can reject
+``"a" + 1`` before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from policy.cel_strings import MAX_STRING
+from policy.cel_types import (
+    DYN,
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    EvalError,
+    StaticType,
+    Uint,
+    cel_equal,
+    kind,
+    map_lookup,
+    runtime_type,
+)
+
+MAX_LIST = 1 << 20
+
+
+def _int_result(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise EvalError("integer overflow")
+    return value
+
+
+def _uint_result(value: int) -> Uint:
+    if not 0 <= value <= UINT64_MAX:
+        raise EvalError("unsigned integer overflow")
+    return Uint(value)
+
+
+def _no_overload(op: str, a: object, b: object) -> EvalError:
+    return EvalError(f"no such overload: {runtime_type(a)} {op} {runtime_type(b)}")
+
+
+def _same_numeric(a: object, b: object) -> str | None:
+    ta, tb = runtime_type(a), runtime_type(b)
+    return ta if ta == tb and ta in ("int", "uint", "double") else None
+
+
+def add(a: object, b: object) -> object:
+    t = _same_numeric(a, b)
+    if t == "int":
+        return _int_result(a + b)  # type: ignore[operator]
+    if t == "uint":
+        return _uint_result(a + b)  # type: ignore[operator]
+    if t == "double":
+        return a + b  # type: ignore[operator]
+    if isinstance(a, str) and isinstance(b, str):
+        if len(a) + len(b) > MAX_STRING:
+            raise EvalError(f"string result longer than {MAX_STRING} characters")
+        return a + b
+    if isinstance(a, bytes) and isinstance(b, bytes):
+        return a + b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) + len(b) > MAX_LIST:
+            raise EvalError(f"list result longer than {MAX_LIST} elements")
+        return [*a, *b]
+    raise _no_overload("+", a, b)
+
+
+def sub(a: object, b: object) -> object:
+    t = _same_numeric(a, b)
+    if t == "int":
+        return _int_result(a - b)  # type: ignore[operator]
+    if t == "uint":
+        return _uint_result(a - b)  # type: ignore[operator]
+    if t == "double":
+        return a - b  # type: ignore[operator]
+    raise _no_overload("-", a, b)
+
+
+def mul(a: object, b: object) -> object:
+    t = _same_numeric(a, b)
+    if t == "int":
+        return _int_result(a * b)  # type: ignore[operator]
+    if t == "uint":
+        return _uint_result(a * b)  # type: ignore[operator]
+    if t == "double":
+        return a * b  # type: ignore[operator]
+    raise _no_overload("*", a, b)
+
+
+def _trunc_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def div(a: object, b: object) -> object:
+    t = _same_numeric(a, b)
+    if t in ("int", "uint"):
+        if b == 0:
+            raise EvalError("division by zero")
+        q = _trunc_div(a, b)  # type: ignore[arg-type]
+        return _int_result(q) if t == "int" else _uint_result(q)
+    if t == "double":
+        fa, fb = float(a), float(b)  # type: ignore[arg-type]
+        if fb == 0.0:
+            if fa == 0.0 or fa != fa:
+                return float("nan")
+            return math.copysign(math.inf, fa) * math.copysign(1.0, fb)
+        return fa / fb
+    raise _no_overload("/", a, b)
+
+
+def mod(a: object, b: object) -> object:
+    t = _same_numeric(a, b)
+    if t in ("int", "uint"):
+        if b == 0:
+            raise EvalError("modulus by zero")
+        r = a - b * _trunc_div(a, b)  # type: ignore[operator, arg-type]
+        return _int_result(r) if t == "int" else _uint_result(r)
+    raise _no_overload("%", a, b)
+
+
+def neg(a: object) -> object:
+    if runtime_type(a) == "int":
+        return _int_result(-a)  # type: ignore[operator]
+    if isinstance(a, float):
+        return -a
+    raise EvalError(f"no such overload: -{runtime_type(a)}")
+
+
+def logical_not(a: object) -> bool:
+    if isinstance(a, bool):
+        return not a
+    raise EvalError(f"no such overload: !{runtime_type(a)}")
+
+
+def contains(item: object, container: object) -> bool:
+    """``item in container``."""
+    if isinstance(container, Mapping):
+        return map_lookup(container, item)[0]
+    if isinstance(container, (list, tuple)):
+        return any(cel_equal(item, x) for x in container)
+    raise EvalError(f"no such overload: {runtime_type(item)} in {runtime_type(container)}")
+
+
+def index(container: object, key: object) -> object:
+    if isinstance(container, Mapping):
+        found, value = map_lookup(container, key)
+        if not found:
+            raise EvalError(f"no such key: {key}")
+        return value
+    if isinstance(container, (list, tuple)):
+        return _list_index(container, key)
+    raise EvalError(f"no such overload: {runtime_type(container)}[{runtime_type(key)}]")
+
+
+def _list_index(items: Sequence[object], key: object) -> object:
+    if isinstance(key, bool) or not isinstance(key, (int, float)):
+        raise EvalError(f"no such overload: list[{runtime_type(key)}]")
+    if isinstance(key, float):
+        if key != int(key):
+            raise EvalError(f"unsupported index value {key} in list")
+        key = int(key)
+    if not 0 <= key < len(items):
+        raise EvalError(f"index out of range: {key}")
+    return items[key]
+
+
+def select(operand: object, field: str) -> object:
+    if isinstance(operand, Mapping):
+        try:
+            return operand[field]
+        except KeyError:
+            raise EvalError(f"no such key: {field}") from None
+    raise EvalError(f"type '{runtime_type(operand)}' does not support field selection")
+
+
+def has_field(operand: object, field: str) -> bool:
+    if isinstance(operand, Mapping):
+        return field in operand
+    raise EvalError(f"invalid type for field selection: {runtime_type(operand)}")
+
+
+# --- static typing of operators ---------------------------------------------------------
+
+NUMERIC = ("int", "uint", "double")
+ORDERED = (*NUMERIC, "string", "bytes", "bool")
+
+
+def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
+    """The static result type of ``a op b``; None when no overload can apply."""
+    ka, kb = kind(a), kind(b)
+    if ka == "dyn" or kb == "dyn":
+        other = b if ka == "dyn" else a
+        return other if kind(other) in (*NUMERIC, "string", "bytes", "list") or kind(other) == "dyn" else None
+    if ka != kb:
+        return None
+    if ka in NUMERIC:
+        return a if op != "%" or ka != "double" else None
+    if op == "+" and ka in ("string", "bytes"):
+        return a
+    if op == "+" and ka == "list":
+        return a if a == b else ("list", DYN)
+    return None
+
+
+def comparable(a: StaticType, b: StaticType) -> bool:
+    ka, kb = kind(a), kind(b)
+    if "dyn" in (ka, kb):
+        return (ka if kb == "dyn" else kb) in (*ORDERED, "dyn")
+    if ka in NUMERIC and kb in NUMERIC:
+        return True
+    return ka == kb and ka in ORDERED
+
+
+def equatable(a: StaticType, b: StaticType) -> bool:
+    ka, kb = kind(a), kind(b)
+    if "dyn" in (ka, kb) or ka == kb:
+        return True
+    if ka in NUMERIC and kb in NUMERIC:
+        return True
+    return "null_type" in (ka, kb)

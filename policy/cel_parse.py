@@ -1,0 +1,213 @@
+"""Turn cel-python's lark parse tree into :mod:`policy.cel_ast` nodes.
+
+This module only walks a lark tree (duck-typed: ``.data``, ``.children``, ``.meta``; tokens
+have ``.type``, ``.value`` and ``.start_pos``); it never imports the CEL engine. Macros
+(``has``, ``all``, ``exists``, ``exists_one``, ``map``, ``filter``, ``cel.bind``) become their
+own nodes here, as cel-go's parser expands them. Long ``&&``/``||`` chains are balanced so that
+deep nesting never exhausts the Python stack; other nesting is limited to ``MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from policy.cel_types import INT64_MAX, INT64_MIN, UINT64_MAX, Uint
+
+MAX_DEPTH = 100
+_PASS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",
+         "primary", "paren_expr"}  # fmt: skip
+_REL = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_gt": "_>_", "relation_ge": "_>=_",
+        "relation_eq": "_==_", "relation_ne": "_!=_", "relation_in": "@in"}  # fmt: skip
+_ARITH = {"addition_add": "_+_", "addition_sub": "_-_", "multiplication_mul": "_*_", "multiplication_div": "_/_",
+          "multiplication_mod": "_%_"}  # fmt: skip
+_MACROS = {"all", "exists", "exists_one", "map", "filter"}
+
+
+class ParseIssue(Exception):
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.message, self.pos = message, pos
+
+
+def _pos(tree: Any) -> int:
+    if hasattr(tree, "start_pos"):
+        return int(tree.start_pos or 0)
+    meta = getattr(tree, "meta", None)
+    return int(getattr(meta, "start_pos", 0) or 0) if meta is not None and not meta.empty else 0
+
+
+def _is_tree(x: Any) -> bool:
+    return hasattr(x, "data")
+
+
+class Converter:
+    def __init__(self, string_literal: Callable[[Any], str], bytes_literal: Callable[[Any], bytes]) -> None:
+        self.string_literal = string_literal
+        self.bytes_literal = bytes_literal
+
+    def convert(self, tree: Any, depth: int = 0) -> Node:
+        if depth > MAX_DEPTH:
+            raise ParseIssue(f"expression nesting exceeds the limit of {MAX_DEPTH}", _pos(tree))
+        while _is_tree(tree) and tree.data in _PASS and len(tree.children) == 1:
+            tree = tree.children[0]
+        data, kids = tree.data, tree.children
+        handler = getattr(self, f"_{data}", None)
+        if handler is None:
+            raise ParseIssue(f"unsupported syntax: {data}", _pos(tree))
+        result: Node = handler(tree, kids, depth + 1)
+        return result
+
+    # --- operators ------------------------------------------------------------------------
+
+    def _expr(self, tree: Any, kids: list[Any], d: int) -> Node:
+        cond, yes, no = (self.convert(k, d) for k in kids)
+        return Call(_pos(tree), "_?_:_", (cond, yes, no))
+
+    def _chain(self, tree: Any, op: str, d: int) -> Node:
+        terms = []
+        while _is_tree(tree) and tree.data == ("conditionalor" if op == "_||_" else "conditionaland"):
+            if len(tree.children) == 1:
+                tree = tree.children[0]
+                break
+            terms.append(tree.children[1])
+            tree = tree.children[0]
+        terms.append(tree)
+        nodes = [self.convert(t, d) for t in reversed(terms)]
+        return _balanced(op, nodes)
+
+    def _conditionalor(self, tree: Any, kids: list[Any], d: int) -> Node:
+        return self._chain(tree, "_||_", d)
+
+    def _conditionaland(self, tree: Any, kids: list[Any], d: int) -> Node:
+        return self._chain(tree, "_&&_", d)
+
+    def _relation(self, tree: Any, kids: list[Any], d: int) -> Node:
+        op_tree, right = kids
+        left = op_tree.children[0]
+        return Call(_pos(op_tree), _REL[op_tree.data], (self.convert(left, d), self.convert(right, d)))
+
+    def _binary(self, tree: Any, kids: list[Any], d: int) -> Node:
+        op_tree, right = kids
+        return Call(_pos(op_tree), _ARITH[op_tree.data], (self.convert(op_tree.children[0], d), self.convert(right, d)))
+
+    _addition = _binary
+    _multiplication = _binary
+
+    def _unary(self, tree: Any, kids: list[Any], d: int) -> Node:
+        op, operand = kids
+        name = "!_" if op.data == "unary_not" else "-_"
+        return Call(_pos(tree), name, (self.convert(operand, d),))
+
+    # --- members ----------------------------------------------------------------------------
+
+    def _member_dot(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids
+        return Select(_pos(name), self.convert(operand, d), str(name.value))
+
+    def _member_index(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, index = kids
+        return Index(_pos(tree), self.convert(operand, d), self.convert(index, d))
+
+    def _member_dot_arg(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids[0], str(kids[1].value)
+        raw_args = kids[2].children if len(kids) > 2 else []
+        pos = _pos(kids[1])
+        target = self.convert(operand, d)
+        if name in _MACROS and raw_args:
+            return self._macro(name, target, raw_args, pos, d)
+        if name == "bind" and isinstance(target, Ident) and target.name == "cel":
+            return self._bind(raw_args, pos, d)
+        return Call(pos, name, tuple(self.convert(a, d) for a in raw_args), target)
+
+    def _macro(self, name: str, target: Node, raw_args: list[Any], pos: int, d: int) -> Node:
+        args = [self.convert(a, d) for a in raw_args]
+        expected = (2, 3) if name == "map" else (2,)
+        if len(args) not in expected or not isinstance(args[0], Ident):
+            raise ParseIssue(f"invalid arguments to {name}() macro: want a variable name and an expression", pos)
+        var = args[0].name
+        if len(args) == 3:
+            return Comprehension(pos, name, target, var, args[2], args[1])
+        return Comprehension(pos, name, target, var, args[1])
+
+    def _bind(self, raw_args: list[Any], pos: int, d: int) -> Node:
+        args = [self.convert(a, d) for a in raw_args]
+        if len(args) != 3 or not isinstance(args[0], Ident):
+            raise ParseIssue("cel.bind() takes a variable name, a value and an expression", pos)
+        return Bind(pos, args[0].name, args[1], args[2])
+
+    def _member_object(self, tree: Any, kids: list[Any], d: int) -> Node:
+        raise ParseIssue("message construction is not supported in this environment", _pos(tree))
+
+    def _ident(self, tree: Any, kids: list[Any], d: int) -> Node:
+        return Ident(_pos(kids[0]), str(kids[0].value))
+
+    _dot_ident = _ident
+
+    def _ident_arg(self, tree: Any, kids: list[Any], d: int) -> Node:
+        name, pos = str(kids[0].value), _pos(kids[0])
+        raw_args = kids[1].children if len(kids) > 1 else []
+        if name == "has":
+            args = [self.convert(a, d) for a in raw_args]
+            if len(args) != 1 or not isinstance(args[0], Select):
+                raise ParseIssue("invalid argument to has() macro", pos)
+            sel = args[0]
+            return Select(sel.pos, sel.operand, sel.field, test_only=True)
+        return Call(pos, name, tuple(self.convert(a, d) for a in raw_args))
+
+    _dot_ident_arg = _ident_arg
+
+    def _list_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
+        items = kids[0].children if kids else []
+        return ListLit(_pos(tree), tuple(self.convert(i, d) for i in items))
+
+    def _map_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
+        flat = kids[0].children if kids else []
+        entries = tuple((self.convert(flat[i], d), self.convert(flat[i + 1], d)) for i in range(0, len(flat), 2))
+        return MapLit(_pos(tree), entries)
+
+    # --- literals -----------------------------------------------------------------------
+
+    def _literal(self, tree: Any, kids: list[Any], d: int) -> Node:
+        token = kids[0]
+        return Literal(_pos(token), self._literal_value(token))
+
+    def _literal_value(self, token: Any) -> object:
+        kind, text = token.type, str(token.value)
+        if kind == "INT_LIT":
+            value = _hex(text) if "x" in text else int(text, 10)
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise ParseIssue(f"integer literal {text} is out of the int64 range", _pos(token))
+            return value
+        if kind == "UINT_LIT":
+            body = text[:-1]
+            value = _hex(body) if "x" in body else int(body, 10)
+            if not 0 <= value <= UINT64_MAX:
+                raise ParseIssue(f"unsigned integer literal {text} is out of range", _pos(token))
+            return Uint(value)
+        if kind == "FLOAT_LIT":
+            return float(text)
+        if kind in ("STRING_LIT", "MLSTRING_LIT"):
+            return self.string_literal(token)
+        if kind == "BYTES_LIT":
+            return self.bytes_literal(token)
+        if kind == "BOOL_LIT":
+            return text == "true"
+        if kind == "NULL_LIT":
+            return None
+        raise ParseIssue(f"unsupported literal {text}", _pos(token))
+
+
+def _hex(text: str) -> int:
+    negative = text.startswith("-")
+    value = int(text.lstrip("-")[2:], 16)
+    return -value if negative else value
+
+
+def _balanced(op: str, nodes: list[Node]) -> Node:
+    if len(nodes) == 1:
+        return nodes[0]
+    mid = len(nodes) // 2
+    left, right = _balanced(op, nodes[:mid]), _balanced(op, nodes[mid:])
+    return Call(right.pos, op, (left, right))

@@ -1,0 +1,266 @@
+"""The CEL strings extension (cel-go ``ext.Strings``) and string conversions, over Python ``str``.
+
+Indices count Unicode code points, as cel-go does. Errors raise :class:`EvalError` with cel-go's
+wording where it is known (``index out of range: 7``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+from policy.cel_types import EvalError, Uint, runtime_type
+from policy.quantity import Quantity
+from policy.semver import Semver
+
+MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
+
+
+def _check_len(text: str) -> str:
+    if len(text) > MAX_STRING:
+        raise EvalError(f"string result longer than {MAX_STRING} characters")
+    return text
+
+
+def char_at(s: str, i: int) -> str:
+    if i < 0 or i > len(s):
+        raise EvalError(f"index out of range: {i}")
+    return s[i : i + 1]
+
+
+def index_of(s: str, sub: str, offset: int = 0) -> int:
+    if offset < 0 or offset > len(s):
+        raise EvalError(f"index out of range: {offset}")
+    return s.find(sub, offset)
+
+
+def last_index_of(s: str, sub: str, offset: int | None = None) -> int:
+    if offset is None:
+        return s.rfind(sub)
+    if offset < 0 or offset > len(s):
+        raise EvalError(f"index out of range: {offset}")
+    return s.rfind(sub, 0, offset + len(sub))
+
+
+def lower_ascii(s: str) -> str:
+    return s.translate(_LOWER)
+
+
+def upper_ascii(s: str) -> str:
+    return s.translate(_UPPER)
+
+
+_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+_UPPER = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
+
+
+def replace(s: str, old: str, new: str, n: int = -1) -> str:
+    if n == 0:
+        return s
+    if old == "":
+        # Go inserts ``new`` at every code point boundary (up to n times).
+        points = list(s)
+        out, count = [], 0
+        for i in range(len(points) + 1):
+            if n < 0 or count < n:
+                out.append(new)
+                count += 1
+            if i < len(points):
+                out.append(points[i])
+        return _check_len("".join(out))
+    return _check_len(s.replace(old, new, n if n >= 0 else -1))
+
+
+def split(s: str, sep: str, n: int = -1) -> list[str]:
+    if n == 0:
+        return []
+    if sep == "":
+        parts = list(s)
+        if 0 < n < len(parts):
+            parts = [*parts[: n - 1], "".join(parts[n - 1 :])]
+        return parts
+    if n < 0:
+        return s.split(sep)
+    return s.split(sep, n - 1)
+
+
+def substring(s: str, start: int, end: int | None = None) -> str:
+    stop = len(s) if end is None else end
+    if start < 0 or start > len(s):
+        raise EvalError(f"index out of range: {start}")
+    if stop < 0 or stop > len(s):
+        raise EvalError(f"index out of range: {stop}")
+    if start > stop:
+        raise EvalError(f"invalid substring range. start: {start}, end: {stop}")
+    return s[start:stop]
+
+
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def trim(s: str) -> str:
+    return s.strip(_GO_SPACE)
+
+
+def join(items: Sequence[object], sep: str = "") -> str:
+    for item in items:
+        if not isinstance(item, str):
+            raise EvalError(f"join: list element is {runtime_type(item)}, not string")
+    return _check_len(sep.join(items))  # type: ignore[arg-type]
+
+
+def reverse(s: str) -> str:
+    return s[::-1]
+
+
+_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def quote(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _QUOTE_ESCAPES:
+            out.append(_QUOTE_ESCAPES[ch])
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def format_double(f: float) -> str:
+    """Go's ``strconv.FormatFloat(f, 'g', -1, 64)`` as cel-go prints doubles."""
+    if f != f:
+        return "NaN"
+    if f in (float("inf"), float("-inf")):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if str(f).startswith("-") else "0"
+    sign = "-" if f < 0 else ""
+    digits, exp = _shortest_digits(abs(f))
+    point = exp + 1  # position of the decimal point after the first digit
+    if exp < -4 or exp >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return f"{sign}{digits}{'0' * (point - len(digits))}"
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _shortest_digits(f: float) -> tuple[str, int]:
+    """The shortest round-tripping decimal digits of ``f > 0`` and the exponent of the first digit."""
+    d = Decimal(repr(f)).normalize()
+    digits = "".join(str(x) for x in d.as_tuple().digits)
+    return digits, d.adjusted()
+
+
+def to_string(value: object) -> str:
+    """CEL ``string(x)``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, str)):
+        return str(int(value)) if isinstance(value, int) else value
+    if isinstance(value, float):
+        return format_double(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EvalError("invalid UTF-8 in bytes, cannot convert to string") from None
+    if isinstance(value, (Quantity, Semver)):
+        return str(value)
+    raise EvalError(f"no such overload: string({runtime_type(value)})")
+
+
+def display(value: object) -> str:
+    """How ``%s`` in ``format`` prints a value."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(display(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{display(k)}: {display(v)}" for k, v in value.items()) + "}"
+    if value is None:
+        return "null"
+    return to_string(value)
+
+
+def format_string(template: str, args: Sequence[object]) -> str:
+    """``"%s has %d GiB".format([name, n])``: verbs %s %d %f %e %x %X %o %b %%, precision like ``%.2f``."""
+    out: list[str] = []
+    i, arg_index = 0, 0
+    while i < len(template):
+        ch = template[i]
+        if ch != "%":
+            out.append(ch)
+            i += 1
+            continue
+        i += 1
+        precision: int | None = None
+        if i < len(template) and template[i] == ".":
+            j = i + 1
+            while j < len(template) and template[j].isdigit():
+                j += 1
+            precision = int(template[i + 1 : j] or "0")
+            i = j
+        if i >= len(template):
+            raise EvalError("format: unterminated formatting verb")
+        verb = template[i]
+        i += 1
+        if verb == "%":
+            out.append("%")
+            continue
+        if arg_index >= len(args):
+            raise EvalError(f"index {arg_index} out of range")
+        out.append(_format_one(verb, precision, args[arg_index]))
+        arg_index += 1
+    return _check_len("".join(out))
+
+
+def _format_one(verb: str, precision: int | None, arg: object) -> str:
+    if verb == "s":
+        return display(arg)
+    if verb == "d":
+        if isinstance(arg, int) and not isinstance(arg, bool):
+            return str(int(arg))
+        raise EvalError(
+            f"error during formatting: decimal clause can only be used on integers, was given {runtime_type(arg)}"
+        )
+    if verb in "fe":
+        if isinstance(arg, bool) or not isinstance(arg, (int, float)):
+            raise EvalError(f"error during formatting: {verb} clause can only be used on numbers")
+        return f"{float(arg):.{6 if precision is None else precision}{verb}}"
+    if verb in "xXob":
+        return _format_radix(verb, arg)
+    raise EvalError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')
+
+
+def _format_radix(verb: str, arg: object) -> str:
+    if isinstance(arg, int) and not isinstance(arg, bool):
+        spec = {"x": "x", "X": "X", "o": "o", "b": "b"}[verb]
+        text = format(abs(int(arg)), spec)
+        return ("-" if arg < 0 else "") + text
+    if verb in "xX" and isinstance(arg, (str, bytes)):
+        raw = arg.encode() if isinstance(arg, str) else arg
+        text = raw.hex()
+        return text.upper() if verb == "X" else text
+    raise EvalError(f"error during formatting: {verb} clause can only be used on integers")
+
+
+def to_int_from_string(s: str) -> int:
+    try:
+        return int(s, 10)
+    except ValueError:
+        raise EvalError(f"cannot convert {s!r} to int") from None
+
+
+def to_uint_from_string(s: str) -> Uint:
+    try:
+        value = int(s, 10)
+    except ValueError:
+        raise EvalError(f"cannot convert {s!r} to uint") from None
+    return Uint(value)

@@ -1,0 +1,194 @@
+"""CEL values at run time, their static types, equality and ordering.
+
+Run-time representation: ``bool``, ``int`` (CEL int, int64 range), :class:`Uint`, ``float``,
+``str``, ``bytes``, ``None`` (null), ``list``/``tuple``, ``dict``/``Mapping``, :class:`Quantity`,
+:class:`Semver` and :class:`TypeValue` (the result of ``type(x)``).
+
+Static types are small values: a name (``"int"``, ``"string"``, ``"quantity"``, ``"dyn"`` ...),
+``("list", elem)``, ``("map", key, value)`` or ``("object", name)`` for the declared variables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+from policy.quantity import Quantity
+from policy.semver import Semver
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+
+class Uint(int):
+    """A CEL ``uint`` (a plain ``int`` is a CEL ``int``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"{int(self)}u"
+
+
+class TypeValue:
+    """A CEL type used as a value: ``type(1) == int``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TypeValue) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("TypeValue", self.name))
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class EvalError(Exception):
+    """A CEL run-time error (``no such key: x``). ``&&``, ``||`` and macros may absorb it."""
+
+
+class CostExceeded(Exception):
+    """The run-time cost budget is spent. Never absorbed."""
+
+
+StaticType = str | tuple["StaticType", ...]
+DYN: StaticType = "dyn"
+
+TYPE_NAMES = ("bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type")
+
+
+def list_of(elem: StaticType) -> StaticType:
+    return ("list", elem)
+
+
+def map_of(key: StaticType, value: StaticType) -> StaticType:
+    return ("map", key, value)
+
+
+def kind(t: StaticType) -> str:
+    """``"list"`` for ``("list", "int")``; the name itself for simple types."""
+    return t if isinstance(t, str) else str(t[0])
+
+
+def type_name(t: StaticType) -> str:
+    if isinstance(t, str):
+        return t
+    if t[0] == "object":
+        return str(t[1])
+    return f"{t[0]}({', '.join(type_name(p) for p in t[1:])})"
+
+
+def runtime_type(value: object) -> str:
+    """The CEL type name of a run-time value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, Uint):
+        return "uint"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bytes):
+        return "bytes"
+    if value is None:
+        return "null_type"
+    if isinstance(value, Quantity):
+        return "kubernetes.Quantity"
+    if isinstance(value, Semver):
+        return "kubernetes.Semver"
+    if isinstance(value, TypeValue):
+        return "type"
+    if isinstance(value, Mapping):
+        return "map"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def numeric_cmp(a: int | float, b: int | float) -> int | None:
+    """Compare int/uint/double exactly (cross-type numeric comparison); None when NaN is involved."""
+    if (isinstance(a, float) and isinstance(b, float)) or not (isinstance(a, float) or isinstance(b, float)):
+        if a != a or b != b:  # NaN
+            return None
+        return (a > b) - (a < b)
+    f = a if isinstance(a, float) else b
+    if math.isnan(f):
+        return None
+    if math.isinf(f):
+        fa: Fraction | float = a
+        fb: Fraction | float = b
+    else:
+        fa, fb = Fraction(a), Fraction(b)
+    return (fa > fb) - (fa < fb)
+
+
+def cel_equal(a: object, b: object) -> bool:
+    """CEL heterogeneous equality: different types are unequal, numbers compare by value."""
+    if is_number(a) and is_number(b):
+        return numeric_cmp(a, b) == 0  # type: ignore[arg-type]
+    ta, tb = runtime_type(a), runtime_type(b)
+    if ta != tb:
+        return False
+    if ta == "list":
+        sa, sb = a, b
+        assert isinstance(sa, Sequence) and isinstance(sb, Sequence)
+        return len(sa) == len(sb) and all(cel_equal(x, y) for x, y in zip(sa, sb))
+    if ta == "map":
+        ma, mb = a, b
+        assert isinstance(ma, Mapping) and isinstance(mb, Mapping)
+        if len(ma) != len(mb):
+            return False
+        for key, value in ma.items():
+            found, other = map_lookup(mb, key)
+            if not found or not cel_equal(value, other):
+                return False
+        return True
+    return a == b
+
+
+def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
+    """Find ``key`` in a CEL map: numeric keys match across int/uint/double, bools never match numbers."""
+    if type(key) is str:
+        try:
+            return True, m[key]
+        except KeyError:
+            return False, None
+    if isinstance(key, bool):
+        for k, v in m.items():
+            if isinstance(k, bool) and k == key:
+                return True, v
+        return False, None
+    if is_number(key):
+        for k, v in m.items():
+            if is_number(k) and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
+                return True, v
+        return False, None
+    try:
+        return True, m[key]
+    except (KeyError, TypeError):
+        return False, None
+
+
+def compare(a: object, b: object) -> int | None:
+    """Ordering for ``<``, ``<=``, ``>``, ``>=`` (None when NaN is involved: every comparison is false).
+
+    Raises :class:`EvalError` for values without an order.
+    """
+    if is_number(a) and is_number(b):
+        return numeric_cmp(a, b)  # type: ignore[arg-type]
+    for cls in (bool, str, bytes):
+        if isinstance(a, cls) and isinstance(b, cls):
+            return (a > b) - (a < b)  # type: ignore[operator]
+    raise EvalError(f"no such overload: {runtime_type(a)} < {runtime_type(b)}")
