@@ -19,7 +19,12 @@ def _load(text: str, name: str = "f.yaml") -> LoadResult:
 
 def test_valid_v1_fixture_loads_every_kind() -> None:
     result = _load(read_data("valid_v1.yaml"))
-    assert [len(x) for x in (result.device_classes, result.claims, result.claim_templates, result.slices)] == [1, 1, 1, 3]
+    assert [len(x) for x in (result.device_classes, result.claims, result.claim_templates, result.slices)] == [
+        1,
+        1,
+        1,
+        3,
+    ]
     claim = result.claims[0].obj
     assert claim.ref == ("ml", "train")
     assert [r.name for r in claim.spec.requests] == ["gpus", "mig", "all-nics", "shared"]
