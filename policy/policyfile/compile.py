@@ -8,7 +8,6 @@ that fit). All diagnostics are sorted by location and raised together.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -45,9 +44,9 @@ _CEL_SITES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 
 def _compile(expression: str, location: Location, env: str) -> Program:
-    cel = importlib.import_module("policy.cel")  # the CEL engine loads only when a policy has CEL
-    program: Program = cel.compile_expression(expression, location, env=env)
-    return program
+    from policy.cel import compile_expression  # the CEL engine loads only when a policy has CEL
+
+    return compile_expression(expression, location, env=env)
 
 
 def _items(spec: Any, key: str) -> Iterator[tuple[int, dict[str, Any]]]:

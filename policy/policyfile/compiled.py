@@ -19,7 +19,13 @@ MIB = 1024 * 1024
 class Program(Protocol):
     """What :mod:`policy.cel` returns for a compiled expression."""
 
-    def evaluate(self, activation: Mapping[str, Any]) -> Any: ...
+    def evaluate(
+        self,
+        device: DeviceView | None = None,
+        *,
+        claim: Mapping[str, object] | None = None,
+        request: Mapping[str, object] | None = None,
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -115,15 +121,22 @@ class Decision:
     location: Location | None = None
 
 
-def _true(program: Program | None, activation: Mapping[str, Any], rule: Rule) -> bool:
-    if program is None:
+def _true(
+    rule: Rule, device: DeviceView | None, claim: ClaimInfo | None = None, request: RequestInfo | None = None
+) -> bool:
+    """Evaluate a rule; no expression means "always". A CEL run-time error is an error, never false."""
+    if rule.program is None:
         return True
-    result = program.evaluate(activation)
-    if not isinstance(result, bool):
-        raise DiagnosticError.single(
-            "cel_type_error", f"rule {rule.name!r} must evaluate to bool, not {type(result).__name__}", rule.location
+    try:
+        return rule.program.evaluate(
+            device,
+            claim=claim.cel() if claim is not None else None,
+            request=request.cel() if request is not None else None,
         )
-    return result
+    except Exception as err:  # policy.cel.CelRuntimeError; imported lazily with the CEL engine
+        code = getattr(err, "code", "cel_runtime_error")
+        subject = f"claim {claim.namespace}/{claim.name}: " if claim is not None else ""
+        raise DiagnosticError.single(code, f"{subject}rule {rule.name!r}: {err}", rule.location) from None
 
 
 def publish_from_rule(spec: SharingRule) -> Publish:
@@ -181,7 +194,7 @@ class CompiledPolicy:
     def sharing_rule_for(self, device: DeviceView) -> CompiledSharing | None:
         """The first sharing rule whose selector matches the (full-GPU) device, if any."""
         for compiled in self.sharing:
-            if _true(compiled.rule.program, {"device": device}, compiled.rule):
+            if _true(compiled.rule, device):
                 return compiled
         return None
 
@@ -193,16 +206,14 @@ class CompiledPolicy:
 
     def admit(self, claim: ClaimInfo, request: RequestInfo, device: DeviceView) -> Decision:
         """Whether ``request`` of ``claim`` may use ``device``: the first matching admission rule decides."""
-        activation = {"claim": claim.cel(), "request": request.cel(), "device": device}
         for compiled in self.admission:
-            if _true(compiled.rule.program, activation, compiled.rule):
+            if _true(compiled.rule, device, claim, request):
                 return Decision(compiled.allow, compiled.rule.name, compiled.message, compiled.rule.location)
         return Decision(self.source.spec.admission_default == "Allow")
 
     def preference_score(self, claim: ClaimInfo, request: RequestInfo, device: DeviceView) -> int:
         """Sum of the weights of the preferences that hold for this (claim, request, device)."""
-        activation = {"claim": claim.cel(), "request": request.cel(), "device": device}
-        return sum(p.weight for p in self.preferences if _true(p.rule.program, activation, p.rule))
+        return sum(p.weight for p in self.preferences if _true(p.rule, device, claim, request))
 
     def priority_of(self, claim: ClaimInfo) -> tuple[str, int]:
         """(tier name, priority) of the first tier the claim matches; ("", 0) when none does."""
@@ -211,7 +222,7 @@ class CompiledPolicy:
                 continue
             if any(claim.labels.get(k) != v for k, v in tier.match_labels.items()):
                 continue
-            if tier.rule.program is not None and not _true(tier.rule.program, {"claim": claim.cel()}, tier.rule):
+            if not _true(tier.rule, None, claim, None):
                 continue
             return tier.rule.name, tier.priority
         return "", 0
