@@ -26,7 +26,7 @@ from solver.model import constraints, devices, placement
 from solver.model.quota import take_amount
 from solver.model.variables import Variables, create
 from solver.problem import AllocationMode, Alternative, Claim, ClaimKey, DeviceIndex, Problem, Quota
-from solver.quotas import amount, existing_usage
+from solver.quotas import existing_usage, usage_of
 from solver.result import Placement, Reason, Solution, SolveParams
 from solver.state import Usage
 
@@ -141,7 +141,7 @@ def _dynamic(
         _guard_quota(v, named, i, quota, quota_extra)
     core = _minimal(v.model, named, params, budget / 2)
     if core is None:
-        return [Reason("not_chosen", f"claims {_keys(members)} fit next to every placement made; {_why_not(solution)}")]
+        return [Reason("not_chosen", f"{_who(members)} fit next to every placement made; {_why_not(solution)}")]
     reasons = _name_rules(problem, members, core)
     blockers = sorted(name.split(":", 1)[1] for name in core if name.startswith("claim:"))
     if blockers:
@@ -159,6 +159,10 @@ def _keys(members: list[Claim]) -> str:
     return ", ".join(c.key for c in members)
 
 
+def _who(members: list[Claim]) -> str:
+    return f"claim {members[0].key}" if len(members) == 1 else f"{_who(members)}"
+
+
 def _name_rules(problem: Problem, members: list[Claim], core: list[str]) -> list[Reason]:
     reasons = []
     for name in core:
@@ -171,7 +175,7 @@ def _name_rules(problem: Problem, members: list[Claim], core: list[str]) -> list
                 Reason(
                     "quota_exceeded",
                     f"namespace {q.namespace} quota on {q.resource}{where}: limit {q.limit}, "
-                    f"{used} held by existing allocations; claims {_keys(members)} do not fit in what is left",
+                    f"{used} held by existing allocations; {_who(members)} does not fit in what is left",
                 )
             )
         elif kind == "constraint":
@@ -199,10 +203,10 @@ def _alone_reason(problem: Problem, members: list[Claim], params: SolveParams, b
             problem.devices[d].consumes for c in members for r in c.requests for a in r.alternatives for d in a.eligible
         )
         code = "counters_exhausted" if uses_counters else "capacity_exhausted"
-        text = f"claims {_keys(members)}: eligible devices are held by existing allocations ({', '.join(held)})"
+        text = f"{_who(members)}: eligible devices are held by existing allocations ({', '.join(held)})"
         return [Reason(code, text)]
     best = _most_per_node(problem, members)
-    return [Reason("no_single_node", f"claims {_keys(members)}: no single node offers all requested devices ({best})")]
+    return [Reason("no_single_node", f"{_who(members)}: no single node offers all requested devices ({best})")]
 
 
 def _most_per_node(problem: Problem, members: list[Claim]) -> str:
@@ -274,7 +278,7 @@ def _guard_quota(v: Variables, named: Assumptions, i: int, quota: Quota, placed:
         if v.problem.claim_index[key].namespace != quota.namespace:
             continue
         lit = named.get(f"claim:{key}")
-        used = 1 if quota.resource == "claims" else sum(amount(v.problem, quota.resource, r) for r in p.results)
+        used = usage_of(v.problem, quota, p.results)
         if lit is None:
             base += used
         else:
@@ -282,7 +286,7 @@ def _guard_quota(v: Variables, named: Assumptions, i: int, quota: Quota, placed:
     if quota.resource == "claims":
         mine: cp_model.LinearExprT = sum(v.placed[k] for k in keys)
     else:
-        mine = sum(take_amount(v, quota.resource, t) * v.take[t] for k in keys for t in v.by_claim.get(k, []))
+        mine = sum(take_amount(v, quota, t) * v.take[t] for k in keys for t in v.by_claim.get(k, []))
     lit = v.model.new_bool_var(f"quota[{i}]")
     named[f"quota:{i}"] = lit
     v.model.add(mine + sum(terms) <= quota.limit - base).only_enforce_if(lit)
@@ -294,7 +298,7 @@ def _capacity_reason(
     eligible = {d for c in members for r in c.requests for a in r.alternatives for d in a.eligible}
     direct = any(holders.get(ClaimKey(b), set()) & eligible for b in blockers)
     if direct or not any(problem.devices[d].consumes for d in eligible):
-        text = f"claims {_keys(members)}: eligible devices are taken by {', '.join(blockers)}"
+        text = f"{_who(members)}: eligible devices are taken by {', '.join(blockers)}"
         return Reason("capacity_exhausted", text)
     return Reason("counters_exhausted", _geometry(problem, members, blockers, holders))
 
@@ -308,7 +312,7 @@ def _geometry(
         for request in claim.requests:
             for alternative in request.alternatives:
                 parts.append(_profile_slots(problem, alternative, blockers, holders))
-    return f"claims {_keys(members)}: " + "; ".join(p for p in parts if p)
+    return f"{_who(members)}: " + "; ".join(p for p in parts if p)
 
 
 def _profile_slots(
@@ -328,13 +332,17 @@ def _profile_slots(
             for cs in problem.devices[d].counter_sets():
                 if cs in gpus and b not in gpus[cs]:
                     gpus[cs].append(b)
-    where = ", ".join(f"{cs[1]}/{cs[2]} by {' and '.join(sorted(h))}" for cs, h in sorted(gpus.items()) if h)
+    where = ", ".join(f"{cs[1]}/{_gpu_name(cs[2])} by {' and '.join(sorted(h))}" for cs, h in sorted(gpus.items()) if h)
     shapes = []
     for profile, starts in sorted(profiles.items()):
         slot_list = ", ".join(str(s) for s in sorted(starts))
         only = "only " if len(starts) == 1 else ""
         shapes.append(f"{profile} fits {only}at slot{'s' if len(starts) > 1 else ''} {slot_list}")
     return f"{' / '.join(shapes)}, taken on every eligible GPU: {where}"
+
+
+def _gpu_name(counter_set: str) -> str:
+    return counter_set.removesuffix("-counter-set").removesuffix("-counters")
 
 
 def mig_slots(problem: Problem, d: DeviceIndex) -> list[int]:

@@ -32,7 +32,7 @@ from solver.problem import (
     node_options,
     usable_from,
 )
-from solver.quotas import amount, existing_usage
+from solver.quotas import existing_usage, usage_of
 from solver.result import Placement, Solution
 from solver.state import Usage
 
@@ -219,7 +219,7 @@ def _quota_extra(problem: Problem, gang: list[Claim], found: list[list[DeviceRes
         total = 0
         for claim, results in zip(gang, found):
             if claim.namespace == quota.namespace:
-                total += 1 if quota.resource == "claims" else sum(amount(problem, quota.resource, r) for r in results)
+                total += usage_of(problem, quota, results)
         out.append(total)
     return out
 

@@ -65,7 +65,7 @@ def extract(v: Variables, solver: cp_model.CpSolver, solution: Solution) -> None
         key = claim.key
         if not solver.boolean_value(v.placed[key]):
             continue
-        node = next(n for (k, n), var in v.node.items() if k == key and solver.boolean_value(var))
+        node = next(n for n in v.nodes_of[key] if solver.boolean_value(v.node[(key, n)]))
         solution.placements[key] = Placement(key, node, tuple(_results(v, solver, key)))
 
 

@@ -172,7 +172,8 @@ class Alternative:
     tolerations: tuple[Toleration, ...] = ()
     capacity: Mapping[str, int] = field(default_factory=dict)  # requested, before rounding
     exclusions: tuple[Exclusion, ...] = ()
-    candidates: int = 0  # devices of the driver(s) considered before any selector
+    candidates: int = 0  # devices considered before any selector
+    scores: Mapping[DeviceIndex, int] = field(default_factory=dict)  # policy preference weight per device
 
     def consumed(self, device: Device) -> dict[str, int] | None:
         """Capacity this alternative takes from a multi-allocatable device; None if it cannot fit at all."""
@@ -253,13 +254,31 @@ class Existing:
 
 @dataclass(frozen=True)
 class Quota:
-    """Per-namespace limit. ``resource``: "claims", "devices", or a capacity name summed over devices."""
+    """Per-namespace limit on what pending and existing claims hold together.
+
+    ``resource`` "claims" counts claims; otherwise each device result counts ``capacity`` (consumed on a
+    shared device, the device's capacity otherwise) when set, else ``weights[device]`` when given,
+    else 1 (``resource`` "devices").
+    """
 
     namespace: str
     resource: str
     limit: int
     location: str = ""
-    name: str = ""
+    weights: Mapping[DeviceIndex, int] | None = None
+    capacity: str | None = None
+
+    def amount(self, result: DeviceResult, device: Device) -> int:
+        if self.resource == "claims":
+            return 0
+        if self.capacity is not None:
+            if device.multi_allocatable and not result.admin_access:
+                return result.consumed.get(self.capacity, 0)
+            cap = device.capacity.get(self.capacity)
+            return cap.value if cap else 0
+        if self.weights is not None:
+            return self.weights.get(result.device, 0)
+        return 1
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,18 @@
-"""Quota usage of results, shared by the model and the baselines."""
+"""Quota usage of results, shared by the model, the baselines and explanations."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from solver.problem import DeviceResult, Problem, Quota
 
 
-def existing_usage(problem: Problem, quota: Quota) -> int:
-    total = 0
-    for existing in problem.existing:
-        if existing.namespace != quota.namespace:
-            continue
-        total += 1 if quota.resource == "claims" else sum(amount(problem, quota.resource, r) for r in existing.results)
-    return total
-
-
-def amount(problem: Problem, resource: str, result: DeviceResult) -> int:
-    if resource == "devices":
+def usage_of(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) -> int:
+    """What one claim with these results counts against ``quota``."""
+    if quota.resource == "claims":
         return 1
-    if result.consumed:
-        return result.consumed.get(resource, 0)
-    capacity = problem.devices[result.device].capacity.get(resource)
-    return capacity.value if capacity else 0
+    return sum(quota.amount(r, problem.devices[r.device]) for r in results)
+
+
+def existing_usage(problem: Problem, quota: Quota) -> int:
+    return sum(usage_of(problem, quota, e.results) for e in problem.existing if e.namespace == quota.namespace)

@@ -6,7 +6,7 @@ from solver.explain import explain
 from solver.firstfit import best_fit, first_fit
 from solver.optimal import Progress, solve_optimal
 from solver.problem import Problem
-from solver.result import SolveParams, Solution
+from solver.result import Solution, SolveParams
 
 STRATEGIES = ("optimal", "first-fit", "best-fit")
 

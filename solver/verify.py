@@ -19,6 +19,7 @@ from solver.problem import (
     DeviceIndex,
     DeviceResult,
     Problem,
+    Quota,
     tolerated,
 )
 from solver.result import Placement, Solution
@@ -172,17 +173,10 @@ def _check_consumed(problem: Problem, key: ClaimKey, placement: Placement) -> li
     return errors
 
 
-def _usage_amount(problem: Problem, resource: str, results: Iterable[DeviceResult]) -> int:
-    total = 0
-    for result in results:
-        if resource == "devices":
-            total += 1
-        elif result.consumed:
-            total += result.consumed.get(resource, 0)
-        else:
-            capacity = problem.devices[result.device].capacity.get(resource)
-            total += capacity.value if capacity else 0
-    return total
+def _quota_use(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) -> int:
+    if quota.resource == "claims":
+        return 1
+    return sum(quota.amount(r, problem.devices[r.device]) for r in results)
 
 
 def _check_quotas(problem: Problem, solution: Solution) -> list[str]:
@@ -191,11 +185,11 @@ def _check_quotas(problem: Problem, solution: Solution) -> list[str]:
         used = 0
         for existing in problem.existing:
             if existing.namespace == quota.namespace:
-                used += 1 if quota.resource == "claims" else _usage_amount(problem, quota.resource, existing.results)
+                used += _quota_use(problem, quota, existing.results)
         for key, placement in solution.placements.items():
             if problem.claim_index[key].namespace != quota.namespace:
                 continue
-            used += 1 if quota.resource == "claims" else _usage_amount(problem, quota.resource, placement.results)
+            used += _quota_use(problem, quota, placement.results)
         if used > quota.limit:
             errors.append(f"quota {quota.namespace}/{quota.resource}: {used} used exceeds {quota.limit}")
     return errors

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from solver.model.variables import Variables
-from solver.problem import DeviceIndex, NodeName, Objective
+from solver.problem import AllocationMode, Alternative, DeviceIndex, NodeName, Objective
 
 LIMIT = 2**62
 
@@ -102,10 +102,20 @@ def preferences(v: Variables) -> Level:
     for claim in v.claims:
         for request in claim.requests:
             for i, alternative in enumerate(request.alternatives):
+                for d, weight in sorted(alternative.scores.items()):
+                    t = (claim.key, alternative.name, d)
+                    if weight and t in v.take:
+                        terms.append(weight * v.take[t])
+                        high += max(weight, 0) * _count(alternative)
+                        low += min(weight, 0) * _count(alternative)
                 if i:
                     terms.append(-i * v.alt[(claim.key, alternative.name)])
                     low -= i
     return Level("preferences", terms, low, high)
+
+
+def _count(alternative: Alternative) -> int:
+    return 1 if alternative.mode == AllocationMode.EXACT_COUNT and alternative.count == 1 else len(alternative.eligible)
 
 
 def stability(v: Variables) -> Level:

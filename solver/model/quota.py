@@ -5,16 +5,15 @@ from __future__ import annotations
 from ortools.sat.python import cp_model
 
 from solver.model.variables import TakeKey, Variables
+from solver.problem import DeviceResult, Quota
 from solver.quotas import existing_usage
 
 
-def take_amount(v: Variables, resource: str, t: TakeKey) -> int:
-    if resource == "devices":
-        return 1
-    if v.problem.devices[t[2]].multi_allocatable and t not in v.admin:
-        return v.consumed[t].get(resource, 0)
-    capacity = v.problem.devices[t[2]].capacity.get(resource)
-    return capacity.value if capacity else 0
+def take_amount(v: Variables, quota: Quota, t: TakeKey) -> int:
+    """What one take counts against ``quota`` (not used for "claims")."""
+    device = v.problem.devices[t[2]]
+    result = DeviceResult(t[1], t[2], admin_access=t in v.admin, consumed=v.consumed[t])
+    return quota.amount(result, device)
 
 
 def build(v: Variables, assumptions: dict[str, cp_model.IntVar] | None = None) -> list[cp_model.LinearExprT]:
@@ -27,7 +26,7 @@ def build(v: Variables, assumptions: dict[str, cp_model.IntVar] | None = None) -
             expr = sum(v.placed[k] for k in keys)
         else:
             takes = [t for k in sorted(keys) for t in v.by_claim.get(k, [])]
-            expr = sum(take_amount(v, quota.resource, t) * v.take[t] for t in takes)
+            expr = sum(take_amount(v, quota, t) * v.take[t] for t in takes)
         constraint = v.model.add(expr <= left)
         if assumptions is not None:
             lit = v.model.new_bool_var(f"quota[{i}]")

@@ -34,7 +34,7 @@ def test_capacity_exhausted_names_the_blocking_claims() -> None:
     second = claim("second", [alt(eligible(devices))])
     got = reasons(problem(devices, [first, second]))
     assert got == {
-        "default/second": [("capacity_exhausted", "claims default/second: eligible devices are taken by default/first")]
+        "default/second": [("capacity_exhausted", "claim default/second: eligible devices are taken by default/first")]
     }
 
 

@@ -1,0 +1,118 @@
+"""``gpupolicy solve``: dry-run placement of pending claims on an inventory.
+
+    gpupolicy solve --inventory FILE... --claims FILE... [--policy FILE]
+                    [--strategy optimal|first-fit|best-fit] [--time-limit S] [--workers N] [--seed N]
+                    [-o table|wide|json|yaml] [--explain] [--compare first-fit|best-fit] [--no-timing]
+
+Exit codes: 0 every claim placed; 1 some claim unplaced, or invalid input; 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_UNPLACED, EXIT_USAGE = 0, 1, 2
+EXPLAIN_ALWAYS_UP_TO = 200  # unplaced claims explained without --explain up to this many claims
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--inventory",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="FILE",
+        help="ResourceSlices, cluster descriptions, Nodes, DeviceClasses, allocated ResourceClaims",
+    )
+    parser.add_argument(
+        "--claims",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="FILE",
+        help="ResourceClaims, ResourceClaimTemplates, Pods and workloads to place",
+    )
+    parser.add_argument("--policy", metavar="FILE", help="a GpuPolicy file (device classes, rules, objective)")
+    parser.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="solver time limit in seconds")
+    parser.add_argument("--workers", type=int, metavar="N", help="CP-SAT workers (1 with a fixed seed is reproducible)")
+    parser.add_argument("--seed", type=int, metavar="N", help="CP-SAT random seed")
+    parser.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
+    parser.add_argument("--explain", action="store_true", help="explain every unplaced claim")
+    parser.add_argument("--compare", choices=("first-fit", "best-fit", "optimal"), help="also run this strategy")
+    parser.add_argument("--no-timing", action="store_true", help="leave wall-clock times out of the output")
+
+
+def _read(path: str) -> tuple[str, str]:
+    from policy.errors import DiagnosticError, Location
+
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {reason}", Location(path)) from None
+
+
+def _progress(enabled: bool) -> Any:
+    started = time.perf_counter()
+
+    def report(message: str) -> None:
+        if enabled and time.perf_counter() - started > 1.0:
+            print(f"gpupolicy solve: {message}", file=sys.stderr)
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from policy.yamlsrc import dump_yaml
+    from solver.compile import compile_problem
+    from solver.inputs import read_inputs
+    from solver.output import document
+    from solver.result import SolveParams
+    from solver.solve import solve
+    from solver.table import render_compare, render_table
+
+    if args.time_limit is not None and args.time_limit <= 0:
+        print("gpupolicy solve: --time-limit must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    inventory = [_read(p) for p in args.inventory]
+    claims = [_read(p) for p in args.claims]
+    policy = _read(args.policy) if args.policy else None
+    inputs = read_inputs(inventory, claims, policy)
+    compiled = compile_problem(
+        inputs.slices,
+        inputs.classes,
+        inputs.pending,
+        allocated=inputs.allocated,
+        nodes=inputs.nodes,
+        policy=inputs.policy,
+    )
+    limits = inputs.policy.solver_limits if inputs.policy is not None else None
+    params = SolveParams(
+        time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 30.0),
+        workers=args.workers or (limits.workers if limits else 1),
+        seed=args.seed if args.seed is not None else (limits.seed if limits else 0),
+        explain=args.explain or len(compiled.problem.claims) <= EXPLAIN_ALWAYS_UP_TO,
+    )
+    progress = _progress(sys.stderr.isatty())
+    solution = solve(compiled.problem, args.strategy, params, progress)
+    other = solve(compiled.problem, args.compare, params) if args.compare else None
+    progress(f"done in {solution.wall_s:.1f} s")
+    if args.output in ("json", "yaml"):
+        doc = document(compiled, solution, other)
+        if not args.no_timing:
+            doc["summary"]["wallSeconds"] = round(solution.wall_s, 3)
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n" if args.output == "json" else dump_yaml([doc])
+    elif other is not None:
+        text = render_compare(compiled, [solution, other], timing=not args.no_timing)
+    else:
+        text = render_table(
+            compiled, solution, wide=args.output == "wide", explain=args.explain, timing=not args.no_timing
+        )
+    sys.stdout.write(text)
+    return EXIT_OK if not solution.unplaced else EXIT_UNPLACED

@@ -1,0 +1,397 @@
+"""Kubernetes objects (and a policy) → a :class:`solver.problem.Problem`.
+
+- devices and counter sets from ResourceSlices (:mod:`solver.compile_devices`);
+- per request alternative, the eligible devices: class selectors, then request selectors (CEL,
+  evaluated once per expression and device), then the policy's admission rules, then taints against
+  tolerations, then capacity requests; every stage records how many devices it excluded and where
+  it was written, for explanations;
+- a CEL run-time error fails the claim: ``claim ns/name: selector #i: CEL runtime error: …``
+  (``class <name>: selector #i: …`` for a class selector);
+- claims already allocated become fixed :class:`Existing` allocations;
+- the policy's priority tiers become weights (each tier outweighs all lower tiers together), its
+  quotas per-namespace :class:`Quota` rows, its objective the model's objective.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy.device import DeviceView
+from policy.errors import Diagnostic, DiagnosticError, Location
+from policy.k8s.claim import RequestFields, ResourceClaim
+from policy.k8s.deviceclass import DeviceClass
+from policy.k8s.slice import ResourceSlice
+from policy.policyfile.compiled import ClaimInfo, CompiledPolicy, RequestInfo
+from solver.compile_devices import DeviceTable, NodeInfo, build_devices, qint
+from solver.problem import (
+    AllocationMode,
+    Alternative,
+    Claim,
+    ClaimKey,
+    Constraint,
+    DeviceIndex,
+    DeviceResult,
+    Exclusion,
+    Existing,
+    NodeName,
+    Objective,
+    Problem,
+    Quota,
+    Request,
+    Toleration,
+    tolerated,
+)
+from solver.selectors import SelectorCache, SelectorFailure
+
+Locate = Callable[[Sequence[str | int]], Location]
+
+
+def _nowhere(path: Sequence[str | int]) -> Location:
+    return Location()
+
+
+@dataclass(frozen=True)
+class PendingClaim:
+    claim: ResourceClaim
+    locate: Locate = _nowhere
+    gang: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    device_class: DeviceClass
+    locate: Locate = _nowhere
+
+
+@dataclass
+class Compiled:
+    problem: Problem
+    table: DeviceTable
+    claims: dict[ClaimKey, ResourceClaim]
+    classes: dict[str, DeviceClass]
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+class _ClaimFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass
+class _Context:
+    table: DeviceTable
+    classes: Mapping[str, ClassInfo]
+    policy: CompiledPolicy | None
+    cache: SelectorCache = field(default_factory=SelectorCache)
+    views: list[DeviceView] = field(default_factory=list)
+
+
+def compile_problem(
+    slices: Sequence[ResourceSlice],
+    classes: Mapping[str, ClassInfo],
+    pending: Sequence[PendingClaim],
+    *,
+    allocated: Sequence[ResourceClaim] = (),
+    nodes: Sequence[NodeInfo] = (),
+    policy: CompiledPolicy | None = None,
+) -> Compiled:
+    table = build_devices(slices, nodes)
+    ctx = _Context(table, classes, policy, views=[d.view for d in table.pool_devices])
+    claims: list[Claim] = []
+    tiers: dict[ClaimKey, int] = {}
+    for item in pending:
+        claim, priority = _claim(ctx, item)
+        claims.append(claim)
+        tiers[claim.key] = priority
+    claims = _weights(claims, tiers)
+    objective = Objective(policy.objective) if policy is not None else Objective.PACK
+    problem = Problem(
+        devices=tuple(table.devices),
+        claims=tuple(claims),
+        counter_sets=tuple(table.counter_sets),
+        nodes=tuple(table.nodes),
+        existing=tuple(_existing(table, allocated)),
+        quotas=tuple(_quotas(table, policy)),
+        objective=objective,
+    )
+    return Compiled(
+        problem,
+        table,
+        {c.key: p.claim for c, p in zip(claims, pending)},
+        {name: info.device_class for name, info in classes.items()},
+    )
+
+
+def _key(claim: ResourceClaim) -> ClaimKey:
+    return ClaimKey(f"{claim.metadata.namespace_or_default}/{claim.metadata.name or ''}")
+
+
+def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
+    obj = item.claim
+    meta = obj.metadata
+    namespace, name = meta.namespace_or_default, meta.name or ""
+    info = ClaimInfo.from_claim(obj)
+    tier, priority = ctx.policy.priority_of(info) if ctx.policy is not None else ("", 0)
+    devices = obj.spec.devices
+    requests: list[Request] = []
+    error: tuple[str, str] | None = None
+    for ri, request in enumerate(devices.requests if devices and devices.requests else []):
+        alternatives = []
+        for ai, (alt_name, fields) in enumerate(request.alternatives()):
+            sub = ("exactly",) if request.exactly is not None else ("firstAvailable", ai)
+            path = ("spec", "devices", "requests", ri, *sub)
+            try:
+                alternatives.append(_alternative(ctx, item, info, str(alt_name), fields, path))
+            except _ClaimFailed as failed:
+                error = error or (failed.code, failed.message)
+                alternatives.append(Alternative(str(alt_name), fields.device_class_name, ()))
+        requests.append(Request(request.name, tuple(alternatives)))
+    constraints = tuple(
+        Constraint(
+            c.match_attribute or c.distinct_attribute or "", c.distinct_attribute is not None, tuple(c.requests or ())
+        )
+        for c in (devices.constraints if devices and devices.constraints else [])
+    )
+    claim = Claim(
+        namespace,
+        name,
+        tuple(requests),
+        constraints,
+        tier=tier,
+        gang=item.gang,
+        error=error,
+        location=str(item.locate(())),
+        uid=meta.uid or "",
+    )
+    return claim, priority
+
+
+def _alternative(
+    ctx: _Context, item: PendingClaim, info: ClaimInfo, name: str, fields: RequestFields, path: tuple[str | int, ...]
+) -> Alternative:
+    class_info = ctx.classes.get(fields.device_class_name)
+    if class_info is None:
+        raise _ClaimFailed(
+            "device_class_not_found", f"request {name}: DeviceClass {fields.device_class_name!r} not found"
+        )
+    remaining = list(range(len(ctx.table.devices)))
+    candidates = len(remaining)
+    exclusions: list[Exclusion] = []
+    class_exprs = class_info.device_class.cel_expressions
+    for i, expr in enumerate(class_exprs):
+        loc = class_info.locate(("spec", "selectors", i, "cel", "expression"))
+        remaining = _filter(
+            ctx,
+            remaining,
+            expr,
+            loc,
+            f'class "{fields.device_class_name}" selector #{i}',
+            exclusions,
+            f"class {fields.device_class_name}: selector #{i}",
+        )
+    for i, expr in enumerate(fields.cel_expressions):
+        loc = item.locate((*path, "selectors", i, "cel", "expression"))
+        remaining = _filter(ctx, remaining, expr, loc, f'request "{name}" selector #{i}', exclusions, f"selector #{i}")
+    request_info = RequestInfo.from_fields(name, fields)
+    remaining = _admission(ctx, remaining, info, request_info, exclusions)
+    tolerations = tuple(
+        Toleration(t.key or "", t.effective_operator, t.value or "", t.effect or "") for t in fields.tolerations or ()
+    )
+    kept = [d for d in remaining if tolerated(ctx.table.devices[d].taints, tolerations)]
+    _exclude(exclusions, "device taints (not tolerated)", "", len(remaining) - len(kept))
+    capacity = {k: qint(v) for k, v in (fields.capacity.requests or {}).items()} if fields.capacity else {}
+    capacity = {_qualify(ctx, kept, k): v for k, v in capacity.items()}
+    alternative = Alternative(
+        name,
+        fields.device_class_name,
+        (),
+        AllocationMode.ALL if fields.mode == "All" else AllocationMode.EXACT_COUNT,
+        fields.effective_count,
+        admin_access=bool(getattr(fields, "admin_access", None)),
+        tolerations=tolerations,
+        capacity=capacity,
+    )
+    fit = [d for d in kept if _capacity_fits(ctx, alternative, d)]
+    _exclude(exclusions, "capacity requests", str(item.locate((*path, "capacity"))), len(kept) - len(fit))
+    if alternative.mode == AllocationMode.ALL and any(d in ctx.table.incomplete for d in fit):
+        _exclude(exclusions, "incomplete pool (allocationMode All)", "", len(fit))
+        fit = []
+    scores = _scores(ctx, fit, info, request_info)
+    return Alternative(
+        alternative.name,
+        alternative.class_name,
+        tuple(DeviceIndex(d) for d in fit),
+        alternative.mode,
+        alternative.count,
+        alternative.admin_access,
+        alternative.tolerations,
+        alternative.capacity,
+        tuple(exclusions),
+        candidates,
+        scores,
+    )
+
+
+def _qualify(ctx: _Context, devices: list[int], name: str) -> str:
+    if "/" in name or not devices:
+        return name
+    return f"{ctx.table.devices[devices[0]].driver}/{name}"
+
+
+def _capacity_fits(ctx: _Context, alternative: Alternative, d: int) -> bool:
+    device = ctx.table.devices[d]
+    if device.multi_allocatable:
+        return alternative.consumed(device) is not None
+    for name, amount in alternative.capacity.items():
+        cap = device.capacity.get(name)
+        if cap is None or cap.value < amount:
+            return False
+    return True
+
+
+def _exclude(exclusions: list[Exclusion], rule: str, location: str, count: int) -> None:
+    if count > 0:
+        exclusions.append(Exclusion(rule, location, count))
+
+
+def _filter(
+    ctx: _Context,
+    devices: list[int],
+    expr: str,
+    loc: Location,
+    rule: str,
+    exclusions: list[Exclusion],
+    error_prefix: str,
+) -> list[int]:
+    try:
+        selector = ctx.cache.get(expr, loc)
+    except DiagnosticError as exc:
+        raise _ClaimFailed("cel_compile_error", f"{error_prefix}: {exc.diagnostics[0].message}") from exc
+    try:
+        kept = selector.filter(devices, ctx.views)
+    except SelectorFailure as failure:
+        if failure.code == "cel_type_error":
+            raise _ClaimFailed(failure.code, f"{error_prefix}: {failure.message}") from None
+        message = f"{error_prefix}: CEL runtime error: {failure.message}"
+        raise _ClaimFailed("cel_runtime_error", message) from None
+    _exclude(exclusions, rule, str(loc) if loc.line else "", len(devices) - len(kept))
+    return kept
+
+
+def _admission(
+    ctx: _Context, devices: list[int], info: ClaimInfo, request: RequestInfo, exclusions: list[Exclusion]
+) -> list[int]:
+    if ctx.policy is None or not ctx.policy.admission:
+        return devices
+    kept = []
+    refused: dict[tuple[str, str], int] = defaultdict(int)
+    for d in devices:
+        try:
+            decision = ctx.policy.admit(info, request, ctx.table.pool_devices[d].view)
+        except DiagnosticError as exc:
+            raise _ClaimFailed("cel_runtime_error", f"admission: {exc.diagnostics[0].message}") from exc
+        except Exception as exc:  # a CEL run-time error inside an admission rule
+            raise _ClaimFailed("cel_runtime_error", f"admission: CEL runtime error: {exc}") from exc
+        if decision.allowed:
+            kept.append(d)
+        else:
+            rule = f'admission rule "{decision.rule or "default: Deny"}"' + (
+                f" ({decision.message})" if decision.message else ""
+            )
+            refused[(rule, str(decision.location) if decision.location else "")] += 1
+    for (rule, location), count in sorted(refused.items()):
+        _exclude(exclusions, rule, location, count)
+    return kept
+
+
+def _scores(ctx: _Context, devices: list[int], info: ClaimInfo, request: RequestInfo) -> dict[DeviceIndex, int]:
+    if ctx.policy is None or not ctx.policy.preferences:
+        return {}
+    out = {}
+    for d in devices:
+        try:
+            score = ctx.policy.preference_score(info, request, ctx.table.pool_devices[d].view)
+        except Exception:  # a failing preference only loses its weight
+            score = 0
+        if score:
+            out[DeviceIndex(d)] = score
+    return out
+
+
+def _weights(claims: list[Claim], tiers: Mapping[ClaimKey, int]) -> list[Claim]:
+    """Each priority tier is worth more than every claim of the lower tiers together."""
+    levels = sorted(set(tiers.values()))
+    weight: dict[int, int] = {}
+    below = 0
+    for level in levels:
+        weight[level] = below + 1
+        below += weight[level] * sum(1 for v in tiers.values() if v == level)
+    out = []
+    for c in claims:
+        w = weight.get(tiers[c.key], 1)
+        out.append(Claim(c.namespace, c.name, c.requests, c.constraints, w, c.tier, c.gang, c.error, c.location, c.uid))
+    return out
+
+
+def _existing(table: DeviceTable, allocated: Sequence[ResourceClaim]) -> list[Existing]:
+    index = table.index()
+    out = []
+    for claim in allocated:
+        allocation = claim.allocation
+        if allocation is None:
+            continue
+        results = []
+        for r in allocation.results:
+            d = index.get((r.driver, r.pool, r.device))
+            if d is None:
+                continue
+            consumed = {_qualify_name(r.driver, k): qint(v) for k, v in (r.consumed_capacity or {}).items()}
+            results.append(DeviceResult(r.request, DeviceIndex(d), bool(r.admin_access), r.share_id, consumed))
+        node = _node_of(allocation.node_selector.to_wire() if allocation.node_selector else None)
+        out.append(Existing(_key(claim), claim.metadata.namespace_or_default, tuple(results), node))
+    return out
+
+
+def _qualify_name(driver: str, name: str) -> str:
+    return name if "/" in name else f"{driver}/{name}"
+
+
+def _node_of(selector: Mapping[str, Any] | None) -> NodeName | None:
+    if not selector:
+        return None
+    for term in selector.get("nodeSelectorTerms", []) or []:
+        for req in term.get("matchFields", []) or []:
+            if req.get("key") == "metadata.name" and req.get("values"):
+                return NodeName(req["values"][0])
+    return None
+
+
+def _quotas(table: DeviceTable, policy: CompiledPolicy | None) -> list[Quota]:
+    if policy is None:
+        return []
+    out = []
+    for namespace, q in sorted(policy.quotas.items()):
+        if q.gpus is not None:
+            weights = {DeviceIndex(i): 1 for i, d in enumerate(table.devices) if _kind(d.attributes) != "mig"}
+            out.append(Quota(namespace, "gpus", q.gpus, weights=weights))
+        if q.mig_compute_slices is not None:
+            weights = {DeviceIndex(i): _slices(d.attributes) for i, d in enumerate(table.devices)}
+            out.append(Quota(namespace, "migComputeSlices", q.mig_compute_slices, weights=weights))
+        if q.gpu_memory is not None:
+            drivers = sorted({d.driver for d in table.devices}) or [policy.driver_name]
+            out.append(Quota(namespace, "gpuMemory", qint(q.gpu_memory), capacity=f"{drivers[0]}/memory"))
+    return out
+
+
+def _kind(attributes: Mapping[str, object]) -> str:
+    return next((str(v) for k, v in attributes.items() if k.endswith("/type")), "gpu")
+
+
+def _slices(attributes: Mapping[str, object]) -> int:
+    profile = next((str(v) for k, v in attributes.items() if k.endswith("/profile")), "")
+    head = profile.split("g.", 1)[0]
+    return int(head) if head.isdigit() else 0
