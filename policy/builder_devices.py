@@ -9,8 +9,10 @@ keep working after changing the driver domain:
 - MIG device ``gpu-<minor>-mig-<profile without dots>-<giProfileId>-<start>``: ``type=mig``,
   ``parentUUID``, ``profile``, the parent's attributes; capacities ``multiprocessors``,
   ``copyEngines``, ``decoders``, ``encoders``, ``jpegEngines``, ``ofaEngines``, ``memory``;
-- ``sharing`` on full GPUs (ours, not the reference driver's): ``exclusive``, ``timeSlicing``,
-  ``mps`` or ``shares`` -- the policy's sharing mode for the GPU, for selectors and admission;
+- ``sharing`` (ours, not the reference driver's) on every device: ``mig`` on MIG devices, else
+  ``exclusive``, ``timeSlicing``, ``mps`` or ``shares`` -- for selectors and admission rules. (The
+  reference driver's ``memorySlice<i>`` capacities on static MIG devices are left out: placement is
+  in the name, and they would push RTX PRO devices past the 32 attributes+capacities limit);
 - dynamic MIG: counter set ``gpu-<minor>-counter-set`` with the totals (counter names in DNS
   form: ``copy-engines`` …) plus ``memory-slice-<i>`` = 1 per memory slot. The full GPU consumes
   everything; each profile × placement consumes its capacities and the slots it covers.
@@ -168,8 +170,6 @@ def shared_gpu_device(gpu: GpuInfo, publish: Publish) -> Wire:
 def static_mig_device(gpu: GpuInfo, inst: MigPlacement, uuid: str) -> Wire:
     profile, start = inst.profile, inst.placement.start
     capacity = engine_capacity(profile.engines, profile.memory_bytes)
-    for i in inst.placement.slots:
-        capacity[f"memorySlice{i}"] = _int(1)
     return _finish(
         gpu,
         {
@@ -252,11 +252,11 @@ def static_mig_devices(gpu: GpuInfo, publish: Publish) -> list[Wire]:
 
 
 def _label_sharing(devices: list[Wire], publish: Publish) -> list[Wire]:
-    """Add the ``sharing`` attribute to full-GPU devices (MIG devices already say ``type: mig``)."""
+    """Add the ``sharing`` attribute: ``mig`` on MIG devices, the GPU's sharing mode on full GPUs."""
     mode = publish.mode if publish.mode is not Mode.MIG else Mode.EXCLUSIVE
     for device in devices:
-        if device["attributes"]["type"]["string"] == "gpu":
-            device["attributes"]["sharing"] = {"string": str(mode)}
+        mig = device["attributes"]["type"]["string"] == "mig"
+        device["attributes"]["sharing"] = {"string": str(Mode.MIG if mig else mode)}
     return devices
 
 

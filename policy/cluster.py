@@ -36,8 +36,10 @@ from policy.device import DeviceView
 from policy.errors import Diagnostic, DiagnosticError, Location
 from policy.gpu import EXCLUSIVE, GpuInfo, MigInstance, Mode, Publish
 from policy.k8s import names
+from policy.k8s.deviceclass import DeviceClass
 from policy.k8s.slice import ResourceSlice
 from policy.modelbase import diagnostics_from_validation
+from policy.policyfile.compiled import CompiledPolicy
 from policy.policyfile.model import API_VERSION, Metadata, PolicyModel
 from policy.quantity import Quantity, QuantityField
 from policy.yamlsrc import SourceDoc, parse_yaml
@@ -268,3 +270,32 @@ def load_cluster(text: str, filename: str = "<input>") -> Cluster:
     if problems:
         raise DiagnosticError(problems)
     return load_cluster_doc(found[0])
+
+
+class _Recorder:
+    """Wraps a policy's ``publish_for`` and remembers the last rule used, to locate layout errors."""
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        self.last = ""
+
+    def __call__(self, gpu: GpuInfo, view: DeviceView) -> Publish:
+        publish = self.policy.publish_for(gpu, view)
+        self.last = publish.rule
+        return publish
+
+
+def render(policy: CompiledPolicy, cluster: Cluster) -> tuple[list[DeviceClass], list[ResourceSlice]]:
+    """The DeviceClasses and ResourceSlices ``policy`` yields on ``cluster``.
+
+    A static MIG layout that does not fit a GPU the rule matched is reported at the rule.
+    """
+    recorder = _Recorder(policy)
+    try:
+        slices = cluster.slices(recorder, driver=policy.driver_name)
+    except ValueError as err:
+        code, _, message = str(err).partition(": ")
+        rule = next((r for r in policy.sharing if r.rule.name == recorder.last), None)
+        location = rule.rule.location if rule is not None else Location(policy.filename, 1, 1)
+        raise DiagnosticError.single(code if message else "render_failed", message or str(err), location) from None
+    return list(policy.device_classes), slices

@@ -55,14 +55,23 @@ def render_objects(policy_text: str, policy_name: str, cluster_text: str, cluste
     return [c.to_wire() for c in classes] + [s.to_wire() for s in slices]
 
 
-def format_objects(objects: list[dict[str, Any]], output: str, as_list: bool) -> str:
-    from policy.yamlsrc import dump_yaml
+def _yaml(obj: dict[str, Any]) -> str:
+    import yaml
 
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~10x faster
+    text: str = yaml.dump(
+        obj, Dumper=dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 16
+    )
+    return text
+
+
+def format_objects(objects: list[dict[str, Any]], output: str, as_list: bool) -> str:
+    """kubectl's shapes: JSON as a ``List``; YAML as documents, or one ``List`` with ``as_list``."""
     if output == "json":
         return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2, sort_keys=True) + "\n"
     if as_list:
-        return dump_yaml([{"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}}])
-    return dump_yaml(objects)
+        return _yaml({"apiVersion": "v1", "kind": "List", "items": objects, "metadata": {"resourceVersion": ""}})
+    return "---\n".join(_yaml(o) for o in objects)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -161,7 +161,11 @@ def _device_classes(doc: SourceDoc, policy: GpuPolicy, problems: list[Diagnostic
             "apiVersion": "resource.k8s.io/v1",
             "kind": "DeviceClass",
             "metadata": {"name": spec.name},
-            "spec": spec.model_dump(by_alias=True, exclude_none=True, exclude={"name"}, mode="json"),
+            "spec": {
+                k: v
+                for k, v in spec.model_dump(by_alias=True, exclude_none=True, exclude={"name"}, mode="json").items()
+                if v != []
+            },
         }
         location = doc.locate(("spec", "deviceClasses", i))
         try:

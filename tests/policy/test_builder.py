@@ -201,8 +201,7 @@ def test_static_mig_from_existing_instances() -> None:
     assert attrs["uuid"] == "MIG-aaa"
     assert attrs["parentUUID"] == "GPU-1"
     assert attrs["profile"] == "3g.40gb"
-    slots = sorted(k for k in d.capacity or {} if k.startswith("memorySlice"))
-    assert slots == [f"memorySlice{i}" for i in range(4, 8)]
+    assert (d.capacity or {})["memory"].value == Quantity(40448 * 2**20)
 
 
 def test_static_mig_layout_placed_in_order() -> None:
@@ -323,11 +322,11 @@ def test_static_mig_with_pcie_root_stays_within_attribute_limit() -> None:
         (DYNAMIC, "exclusive"),
     ],
 )
-def test_sharing_attribute_on_full_gpu(publish: Publish, want: str) -> None:
+def test_sharing_attribute(publish: Publish, want: str) -> None:
     devices = _devices(build_slices("n", _gpus("H100-80GB", 1), publish_for=lambda g, v: publish))
     attrs = devices["gpu-0"].attributes or {}
     assert attrs["sharing"].value == want
-    assert all("sharing" not in (d.attributes or {}) for name, d in devices.items() if name != "gpu-0")
+    assert all((d.attributes or {})["sharing"].value == "mig" for name, d in devices.items() if name != "gpu-0")
 
 
 def test_static_layout_backtracks() -> None:
