@@ -139,3 +139,13 @@ def test_python_names_are_not_accepted_on_the_wire() -> None:
         ResourceClaim.model_validate(
             {"spec": {"devices": {"requests": [{"name": "a", "exactly": {"device_class_name": "x"}}]}}}
         )
+
+
+def test_errors_in_a_kubectl_list_point_at_the_item() -> None:
+    text = read_data("kubectl_resourceslices.yaml").replace("name: gpu-1\n", "name: gpu_1\n")
+    result = load_text(text, "list.yaml")
+    [diagnostic] = result.diagnostics
+    assert diagnostic.code == "invalid_name"
+    assert diagnostic.location.path == "items[0].spec.devices[1].name"
+    assert text.splitlines()[diagnostic.location.line - 1].strip() == "name: gpu_1"
+    assert [s.obj.name for s in result.slices] == ["cluster-nics"]
