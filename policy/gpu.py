@@ -91,7 +91,10 @@ class Publish:
       device with a ``shares`` capacity (and ``memory`` with a request policy); without, the full GPU
       as one device that the pods of one claim share.
     - ``MIG``: ``dynamic`` -> partitionable devices for every allowed profile and placement;
-      otherwise the existing MIG instances, or ``layout`` placed in order on an empty GPU.
+      otherwise the existing MIG instances, or ``layout`` placed on an empty GPU.
+
+    ``time_slice_interval`` and the ``mps_*`` fields are the policy's settings the plugin applies
+    at prepare (a claim's or class's opaque config may override them).
     """
 
     mode: Mode = Mode.EXCLUSIVE
@@ -101,6 +104,9 @@ class Publish:
     mig_dynamic: bool = False
     mig_profiles: tuple[str, ...] = ()
     mig_layout: tuple[str, ...] = field(default=())
+    time_slice_interval: str = "Default"
+    mps_active_thread_percentage: int | None = None
+    mps_pinned_memory_bytes: int | None = None
 
     def allows_profile(self, name: str) -> bool:
         return not self.mig_profiles or name in self.mig_profiles

@@ -142,11 +142,19 @@ def _true(
 def publish_from_rule(spec: SharingRule) -> Publish:
     name = spec.name
     if spec.time_slicing is not None:
-        return Publish(Mode.TIME_SLICING, name, shares=spec.time_slicing.replicas)
+        ts = spec.time_slicing
+        return Publish(Mode.TIME_SLICING, name, shares=ts.replicas, time_slice_interval=ts.interval)
     if spec.mps is not None:
         pinned = spec.mps.default_pinned_device_memory_limit
-        default = pinned.ceil_integer() if pinned is not None else 0
-        return Publish(Mode.MPS, name, shares=spec.mps.max_clients, memory_default_bytes=default)
+        pinned_bytes = pinned.ceil_integer() if pinned is not None else None
+        return Publish(
+            Mode.MPS,
+            name,
+            shares=spec.mps.max_clients,
+            memory_default_bytes=pinned_bytes or 0,
+            mps_active_thread_percentage=spec.mps.default_active_thread_percentage,
+            mps_pinned_memory_bytes=pinned_bytes,
+        )
     if spec.shares is not None:
         mem = spec.shares.default_memory
         default = mem.ceil_integer() if mem is not None else 0

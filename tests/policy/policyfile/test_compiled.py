@@ -32,7 +32,7 @@ sharing:
   selector: device.capacity["gpu.gpupolicy.dev"].memory.compareTo(quantity("40Gi")) >= 0
   exclusive: {}
 - name: small-mps
-  mps: {maxClients: 4, defaultPinnedDeviceMemoryLimit: 2Gi}
+  mps: {maxClients: 4, defaultPinnedDeviceMemoryLimit: 2Gi, defaultActiveThreadPercentage: 30}
 """
 
 
@@ -49,6 +49,14 @@ def test_first_matching_sharing_rule_wins(model: str, rule: str, mode: Mode) -> 
     gpu = _gpu(model)
     publish = policy.publish_for(gpu, gpu_view(gpu, D))
     assert (publish.rule, publish.mode) == (rule, mode)
+
+
+def test_sharing_settings_reach_the_plugin() -> None:
+    gpu = _gpu("T4")
+    publish = _policy(SHARING).publish_for(gpu, gpu_view(gpu, D))
+    assert (publish.shares, publish.mps_active_thread_percentage, publish.mps_pinned_memory_bytes) == (4, 30, 2 * 2**30)
+    ts = _policy("sharing:\n- name: ts\n  timeSlicing: {interval: Long}\n").publish_for(gpu, gpu_view(gpu, D))
+    assert (ts.mode, ts.time_slice_interval, ts.shares) == (Mode.TIME_SLICING, "Long", None)
 
 
 def test_no_matching_rule_means_exclusive() -> None:
