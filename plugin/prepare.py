@@ -73,10 +73,10 @@ class Preparer:
         inventory: Callable[[], Inventory],
     ) -> None:
         self.driver, self.pool = driver, pool
-        self._kube, self._nvml, self._cdi, self._runner = kube, nvml, cdi, runner
+        self.kube, self.nvml, self.cdi, self.runner = kube, nvml, cdi, runner
         self._checkpoint = checkpoint
         self.records = records
-        self._state_dir = state_dir
+        self.state_dir = state_dir
         self._inventory = inventory
         self._lock = threading.Lock()
         self._claim_locks: dict[str, threading.Lock] = {}
@@ -134,7 +134,7 @@ class Preparer:
         results, config_entries = self._allocation(claim)
         if record is not None:
             log.info("rolling back the interrupted prepare of %s", claim)
-            self._teardown(record)
+            self.teardown(record)
             self._drop(uid)
         try:
             configs = parse_configs(self.driver, config_entries)
@@ -148,7 +148,7 @@ class Preparer:
             done = self._apply(started, planned)
         except (NvmlError, CommandError, OSError) as exc:
             current = self.records.get(uid, started)
-            self._teardown(current)
+            self.teardown(current)
             self._drop(uid)
             self.persist()
             raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
@@ -159,7 +159,7 @@ class Preparer:
 
     def _allocation(self, claim: ClaimRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         try:
-            obj = self._kube.get_claim(claim.namespace, claim.name)
+            obj = self.kube.get_claim(claim.namespace, claim.name)
         except KubeError as exc:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
         actual = obj.get("metadata", {}).get("uid")
@@ -208,7 +208,7 @@ class Preparer:
                 SharingOp(
                     "MPS",
                     tuple(mps_devices),
-                    mps_dir=str(self._state_dir / "mps" / uid),
+                    mps_dir=str(self.state_dir / "mps" / uid),
                     active_thread_percentage=mps_limits[0],
                     pinned_memory_limit=mps_limits[1],
                 )
@@ -236,7 +236,7 @@ class Preparer:
             state=ClaimState.PREPARE_STARTED,
             mig=tuple(mig),
             sharing=self._sharing_plan(claim.uid, planned),
-            cdi_file=str(self._cdi.spec_path(claim.uid)),
+            cdi_file=str(self.cdi.spec_path(claim.uid)),
             exclusive=keys,
         )
         with self._lock:
@@ -255,7 +255,7 @@ class Preparer:
         mig = list(record.mig)
         for i, op in enumerate(mig):
             if op.created:
-                dev = self._nvml.create_mig(op.gpu_uuid, op.profile, op.start)
+                dev = self.nvml.create_mig(op.gpu_uuid, op.profile, op.start)
                 mig[i] = replace(op, uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
                 record = replace(record, mig=tuple(mig))
                 self._set(record)
@@ -270,19 +270,19 @@ class Preparer:
         self._set(record)
         for op in sharing:
             if op.strategy == "TimeSlicing":
-                set_timeslice(self._runner, op.gpu_uuids[0], op.interval)
+                set_timeslice(self.runner, op.gpu_uuids[0], op.interval)
             else:
-                start_mps(self._runner, op)
+                start_mps(self.runner, op)
         faults.crash_point("prepare-sharing")
         cdi_devices = self._cdi_devices(record, planned, uuids, by_name)
-        self._cdi.write(record.uid, cdi_devices)
+        self.cdi.write(record.uid, cdi_devices)
         faults.crash_point("prepare-cdi")
         devices = tuple(
             PreparedDevice(
                 request_names=(p.result["request"],),
                 pool_name=self.pool,
                 device_name=p.device.name,
-                cdi_device_ids=(self._cdi.device_id(record.uid, p.device.name),),
+                cdi_device_ids=(self.cdi.device_id(record.uid, p.device.name),),
                 share_id=p.result.get("shareID"),
             )
             for p in planned
@@ -328,7 +328,7 @@ class Preparer:
                 record = self.records.get(uid)
                 if record is None:
                     return ""
-                self._teardown(record, crash_points=True)
+                self.teardown(record, crash_points=True)
                 self._drop(uid)
                 self.persist()
                 faults.crash_point("unprepare-done")
@@ -337,25 +337,25 @@ class Preparer:
             log.warning("unprepare %s failed: %s", claim, exc)
             return f"unprepare failed (will be retried): {exc}"
 
-    def _teardown(self, record: ClaimRecord, crash_points: bool = False) -> None:
+    def teardown(self, record: ClaimRecord, crash_points: bool = False) -> None:
         """Undo what ``record`` says was (or may have been) done; each step tolerates absent state."""
         for op in reversed(record.sharing):
             if op.strategy == "TimeSlicing":
-                reset_timeslice(self._runner, op.gpu_uuids[0])
+                reset_timeslice(self.runner, op.gpu_uuids[0])
             else:
-                stop_mps(self._runner, op)
+                stop_mps(self.runner, op)
         if crash_points:
             faults.crash_point("unprepare-sharing")
-        self._cdi.remove(record.uid)
+        self.cdi.remove(record.uid)
         if crash_points:
             faults.crash_point("unprepare-cdi")
         created = [op for op in record.mig if op.created]
         if created:
-            gpus = {g.uuid: g for g in self._nvml.gpus()}
+            gpus = {g.uuid: g for g in self.nvml.gpus()}
             for op in created:
                 gpu = gpus.get(op.gpu_uuid)
                 for inst in gpu.mig_devices if gpu else ():
                     if inst.start == op.start and inst.profile == op.profile:
-                        self._nvml.destroy_mig(op.gpu_uuid, inst.gi_id)
+                        self.nvml.destroy_mig(op.gpu_uuid, inst.gi_id)
         if crash_points:
             faults.crash_point("unprepare-mig")

@@ -1,0 +1,119 @@
+"""``gpupolicy plugin run|withdraw|fault``: the kubelet DRA plugin.
+
+``run`` serves kubelet until SIGTERM/SIGINT (then removes its sockets and exits 0). ``withdraw``
+deletes the node's ResourceSlices (for uninstall). ``fault`` injects a GPU fault into a plugin
+running with the simulated NVML backend (demo and tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from policy.builder import DEFAULT_DRIVER
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--driver-name", default=None, help=f"DRA driver name (default: the policy's, else {DEFAULT_DRIVER})")
+    parser.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname(),
+                        help="this node's name; also the pool name (default: $NODE_NAME or the host name)")
+    parser.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster config)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="plugin_command", metavar="ACTION")
+    sub.required = True
+    run = sub.add_parser("run", help="serve kubelet on this node")
+    _common(run)
+    run.add_argument("--policy", type=Path, default=None, help="policy file deciding how GPUs are published")
+    run.add_argument("--plugin-dir", type=Path, default=Path("/var/lib/kubelet/plugins"))
+    run.add_argument("--registry-dir", type=Path, default=Path("/var/lib/kubelet/plugins_registry"))
+    run.add_argument("--cdi-root", type=Path, default=Path("/var/run/cdi"))
+    run.add_argument("--state-dir", type=Path, default=Path("/var/lib/gpupolicy"), help="checkpoint and sim state")
+    run.add_argument("--nvml", default="real", help="'real' or 'sim:<spec>', e.g. sim:8xH100-80GB or sim:2xA100-40GB:mig")
+    run.add_argument("--resync", type=float, default=30.0, help="seconds between ResourceSlice checks")
+    run.add_argument("-v", "--verbose", action="store_true")
+    withdraw = sub.add_parser("withdraw", help="delete this node's ResourceSlices (uninstall)")
+    _common(withdraw)
+    fault = sub.add_parser("fault", help="inject a fault into a plugin running with --nvml sim:...")
+    fault.add_argument("--state-dir", type=Path, required=True)
+    fault.add_argument("--gpu", type=int, required=True, help="GPU index")
+    fault.add_argument("kind", choices=["xid", "gpu-lost", "recovered"])
+    fault.add_argument("--xid", type=int, default=79)
+
+
+def _driver_name(args: argparse.Namespace) -> str:
+    if args.driver_name:
+        return str(args.driver_name)
+    policy = getattr(args, "policy", None)
+    if policy is not None:
+        from plugin.driver import load_policy_publish
+
+        return load_policy_publish(policy)[1]
+    return DEFAULT_DRIVER
+
+
+def _run(args: argparse.Namespace) -> int:
+    from plugin.driver import Options, Plugin
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options = Options(
+        node=args.node_name,
+        driver=_driver_name(args),
+        policy=args.policy,
+        plugin_dir=args.plugin_dir,
+        registry_dir=args.registry_dir,
+        cdi_root=args.cdi_root,
+        state_dir=args.state_dir,
+        kubeconfig=args.kubeconfig,
+        nvml=args.nvml,
+        resync_s=args.resync,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    plugin = Plugin(options)
+    plugin.start()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        plugin.stop()
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    from plugin.kube import KubeError, RealKube
+    from plugin.publish import Publisher
+
+    publisher = Publisher(RealKube(args.kubeconfig), _driver_name(args), args.node_name, lambda ref, gen: [])
+    try:
+        count = publisher.withdraw()
+    except KubeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"deleted {count} ResourceSlice(s) of node {args.node_name}")
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    from plugin.nvml.sim import inject_fault
+    from plugin.nvml.types import EventKind
+
+    inject_fault(args.state_dir / "sim-nvml.json", args.gpu, EventKind(args.kind), args.xid)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    action = {"run": _run, "withdraw": _withdraw, "fault": _fault}[args.plugin_command]
+    return action(args)

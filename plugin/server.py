@@ -1,0 +1,211 @@
+"""The kubelet-facing gRPC services on unix sockets: DRA v1 and v1beta1 plus device health on
+``<plugin-dir>/<driver>/dra.sock``, registration on ``<registry-dir>/<driver>-reg.sock``.
+
+DRA is served first and registration second, so kubelet never learns of an endpoint that does
+not answer yet. Sockets and their folders are readable by their owner (and group) only; a stale
+socket left by a crash is replaced; ``stop`` removes both sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from plugin.health import HealthState
+from plugin.prepare import ClaimRef, Preparer
+from plugin.proto import (
+    dra_v1_pb2,
+    dra_v1_pb2_grpc,
+    dra_v1beta1_pb2,
+    dra_v1beta1_pb2_grpc,
+    health_v1alpha1_pb2,
+    health_v1alpha1_pb2_grpc,
+    pluginregistration_pb2,
+    pluginregistration_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+PLUGIN_TYPE = "DRAPlugin"
+SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth")
+DIR_MODE = 0o750
+SOCKET_MODE = 0o660
+
+
+def _claims(request: Any) -> list[ClaimRef]:
+    return [ClaimRef(c.namespace, c.uid, c.name) for c in request.claims]
+
+
+class _DraServicer:
+    """NodePrepareResources/NodeUnprepareResources for one proto version (``pb`` module)."""
+
+    def __init__(self, preparer: Preparer, pb: Any, with_share_id: bool) -> None:
+        self._preparer = preparer
+        self._pb = pb
+        self._share = with_share_id
+
+    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        results = self._preparer.prepare(_claims(request))
+        response = self._pb.NodePrepareResourcesResponse()
+        for uid, result in results.items():
+            entry = response.claims[uid]
+            if result.error:
+                entry.error = result.error
+                continue
+            for device in result.devices:
+                out = entry.devices.add(
+                    request_names=list(device.request_names),
+                    pool_name=device.pool_name,
+                    device_name=device.device_name,
+                    cdi_device_ids=list(device.cdi_device_ids),
+                )
+                if self._share and device.share_id:
+                    out.share_id = device.share_id
+        return response
+
+    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        response = self._pb.NodeUnprepareResourcesResponse()
+        for uid, error in self._preparer.unprepare(_claims(request)).items():
+            response.claims[uid].error = error
+        return response
+
+
+class _HealthServicer(health_v1alpha1_pb2_grpc.DRAResourceHealthServicer):
+    def __init__(self, health: HealthState, stopping: threading.Event) -> None:
+        self._health = health
+        self._stopping = stopping
+
+    def NodeWatchResources(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
+        pb = health_v1alpha1_pb2
+        status = {True: pb.HEALTHY, False: pb.UNHEALTHY}
+        for snapshot in self._health.watch(lambda: self._stopping.is_set() or not context.is_active()):
+            yield pb.NodeWatchResourcesResponse(
+                devices=[
+                    pb.DeviceHealth(
+                        device=pb.DeviceIdentifier(pool_name=d.pool, device_name=d.device),
+                        health=status[d.healthy],
+                        last_updated_time=int(d.since),
+                        message=d.message,
+                    )
+                    for d in snapshot
+                ]
+            )
+
+
+@dataclass
+class RegistrationStatus:
+    """What kubelet told us through NotifyRegistrationStatus."""
+
+    registered: bool = False
+    error: str = ""
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+class _RegistrationServicer(pluginregistration_pb2_grpc.RegistrationServicer):
+    def __init__(self, driver: str, endpoint: str, status: RegistrationStatus) -> None:
+        self._info = pluginregistration_pb2.PluginInfo(
+            type=PLUGIN_TYPE, name=driver, endpoint=endpoint, supported_versions=list(SUPPORTED_VERSIONS)
+        )
+        self._status = status
+
+    def GetInfo(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._info
+
+    def NotifyRegistrationStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        self._status.registered = request.plugin_registered
+        self._status.error = request.error
+        if request.plugin_registered:
+            log.info("kubelet registered plugin %s", self._info.name)
+        else:
+            log.error("kubelet rejected plugin %s: %s", self._info.name, request.error or "no reason given")
+        self._status.event.set()
+        return pluginregistration_pb2.RegistrationStatusResponse()
+
+
+def prepare_socket(path: Path) -> None:
+    """Create the socket's folder (not world-accessible) and remove a stale socket there."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path.parent, DIR_MODE)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISSOCK(mode):
+        log.info("replacing stale socket %s", path)
+        path.unlink()
+    else:
+        raise FileExistsError(f"{path} exists and is not a socket")
+
+
+def _serve(path: Path, add: Callable[[grpc.Server], None], workers: int) -> grpc.Server:
+    prepare_socket(path)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=path.stem))
+    add(server)
+    old = os.umask(0o117)
+    try:
+        if server.add_insecure_port(f"unix://{path}") == 0:
+            raise OSError(f"cannot listen on {path}")
+        server.start()
+    finally:
+        os.umask(old)
+    os.chmod(path, SOCKET_MODE)
+    return server
+
+
+class PluginServer:
+    """Both sockets of one driver; ``start`` serves DRA then registration; ``stop`` removes them."""
+
+    def __init__(
+        self,
+        *,
+        driver: str,
+        plugin_dir: Path,
+        registry_dir: Path,
+        preparer: Preparer,
+        health: HealthState,
+        workers: int = 32,
+    ) -> None:
+        self.driver = driver
+        self.dra_socket = plugin_dir / driver / "dra.sock"
+        self.reg_socket = registry_dir / f"{driver}-reg.sock"
+        self.registration = RegistrationStatus()
+        self._preparer = preparer
+        self._health = health
+        self._workers = workers
+        self._stopping = threading.Event()
+        self._servers: list[grpc.Server] = []
+
+    def start(self) -> None:
+        def add_dra(server: grpc.Server) -> None:
+            dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(_DraServicer(self._preparer, dra_v1_pb2, True), server)
+            dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
+                _DraServicer(self._preparer, dra_v1beta1_pb2, False), server
+            )
+            health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
+                _HealthServicer(self._health, self._stopping), server
+            )
+
+        def add_reg(server: grpc.Server) -> None:
+            servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration)
+            pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, server)
+
+        self._servers.append(_serve(self.dra_socket, add_dra, self._workers))
+        self._servers.append(_serve(self.reg_socket, add_reg, 2))
+        log.info("serving DRA on %s, registration on %s", self.dra_socket, self.reg_socket)
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        self._stopping.set()
+        self._health.wake()
+        for server in reversed(self._servers):
+            server.stop(grace_s).wait()
+        self._servers.clear()
+        for path in (self.reg_socket, self.dra_socket):
+            path.unlink(missing_ok=True)
