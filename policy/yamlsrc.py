@@ -21,6 +21,9 @@ MAX_DEPTH = 100
 
 Positions = dict[KeyPath, tuple[int, int]]
 
+# libyaml's parser when PyYAML was built with it (same marks, about ten times faster).
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class SourceDoc:
@@ -128,7 +131,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
     docs: list[SourceDoc] = []
     problems: list[Diagnostic] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.YAMLError as exc:
         raise DiagnosticError([_syntax_error(exc, filename, text)]) from None
     try:
