@@ -35,20 +35,35 @@ class FragAware(_Base):
     """Shared machinery: a per-node fragmentation cache for a set of typical types."""
 
     types: PodTypes
+    measure: str = "fgd"
+    cpu_weight: float = 1.0
+
+    def _measure(self, cpu: I64, mem: I64, bits: I64, free: I64) -> F64:
+        if self.measure == "fill":
+            return frag.fill(cpu, mem, bits, free, self.types)
+        if self.measure == "fgd+cpu":
+            base = frag.fgd(cpu, bits, free, self.types)
+            return base + self.cpu_weight * frag.fill(cpu, mem, bits, free, self.types, blocked_only=True)
+        return frag.fgd(cpu, bits, free, self.types)
 
     def set_types(self, types: PodTypes) -> None:
         self.types = types
         c = self.cluster
-        self.frag_now = frag.fgd(c.cpu_free, c.model_bits, c.gpu_free, types)
+        self.frag_now = self._measure(c.cpu_free, c.mem_free, c.model_bits, c.gpu_free)
 
     def frag_delta(self, cand: Candidates) -> F64:
         c = self.cluster
-        after = frag.fgd(cand.cpu_after, c.model_bits[cand.node], cand.free_after, self.types)
+        mem_after = c.mem_free[cand.node] - (c.cpu_free[cand.node] - cand.cpu_after) * 0
+        mem_after = mem_after - self._pending_mem
+        after = self._measure(cand.cpu_after, mem_after, c.model_bits[cand.node], cand.free_after)
         return np.asarray(self.frag_now[cand.node] - after, dtype=np.float64)
+
+    _pending_mem: int = 0
 
     def commit(self, i: int, placement: Placement) -> None:
         c, n = self.cluster, placement.node
-        self.frag_now[n] = frag.fgd(c.cpu_free[n : n + 1], c.model_bits[n : n + 1], c.gpu_free[n : n + 1], self.types)[0]
+        sl = slice(n, n + 1)
+        self.frag_now[n] = self._measure(c.cpu_free[sl], c.mem_free[sl], c.model_bits[sl], c.gpu_free[sl])[0]
 
 
 class Fgd(FragAware):
@@ -59,6 +74,7 @@ class Fgd(FragAware):
         self.set_types(ctx.typical)
 
     def place(self, i: int) -> Placement | None:
+        self._pending_mem = int(self.pods.mem[i])
         cand = enumerate_choices(self.cluster, self.pods, i)
         if cand.count == 0:
             return None

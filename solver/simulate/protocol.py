@@ -57,6 +57,10 @@ class PodTypes:
     num: I64
     mask: I64
     weight: F64  # sums to 1
+    mem: I64 | None = None  # memory per type (MiB), when known
+
+    def memory(self) -> I64:
+        return np.zeros_like(self.cpu) if self.mem is None else self.mem
 
     @property
     def count(self) -> int:
@@ -71,11 +75,11 @@ def type_counts(pods: Pods, index: I64 | None = None) -> Counter[tuple[int, int,
     return Counter(keys)
 
 
-def typical_types(counts: Counter[tuple[int, int, int, int]], coverage: float = 0.95) -> PodTypes:
+def typical_types(counts: Counter[tuple[int, ...]], coverage: float = 0.95) -> PodTypes:
     """The most frequent types covering ``coverage`` of the pods (ties: larger type first)."""
     total = sum(counts.values())
     ranked = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)
-    chosen: list[tuple[tuple[int, int, int, int], int]] = []
+    chosen: list[tuple[tuple[int, ...], int]] = []
     cum = 0
     for key, n in ranked:
         if cum >= coverage * total:
@@ -89,4 +93,5 @@ def typical_types(counts: Counter[tuple[int, int, int, int]], coverage: float = 
         num=np.array([k[2] for k, _ in chosen], dtype=np.int64),
         mask=np.array([k[3] for k, _ in chosen], dtype=np.int64),
         weight=weight / weight.sum(),
+        mem=np.array([k[4] for k, _ in chosen], dtype=np.int64) if chosen and len(chosen[0][0]) > 4 else None,
     )

@@ -1,0 +1,99 @@
+"""``online``: our one-pod-at-a-time strategy.
+
+It scores every distinct choice (node, and GPU for shared pods) by the exact change of
+FGD-style fragmentation, but with pod types *learned from the arrivals seen so far* (never
+from the trace file), without FGD's integer sigmoid (which turns most choices into ties),
+and with a packing tie-break: among equally good choices, the one leaving the least GPU and
+CPU free on its node, then a fixed node order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from solver.simulate.candidates import enumerate_choices
+from solver.simulate.cluster import Placement
+from solver.simulate.fgd import FragAware
+from solver.simulate.protocol import typical_types
+from solver.simulate.strategies import Context
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    coverage: float = 0.95
+    refresh_first: int = 32  # relearn the type mix after this many arrivals, then doubling
+    refresh_every: int = 1024
+    tolerance: float = 1e-6  # frag deltas closer than this are ties
+    learn: bool = True
+    quantize: bool = False
+    step: float = 40.0  # when > 0, frag deltas are compared in steps of this many milli
+    pack_weight: float = 0.0
+    measure: str = "fgd"  # or "fill"
+    with_memory: bool = False
+    cpu_weight: float = 1.0
+    order: str = "random"  # node order for ties: random, small-first, large-first
+    weight_by: str = "count"  # typical-type weights: count or gpu (count x GPU milli)
+
+
+class Online(FragAware):
+    name = "online"
+
+    def __init__(self, config: OnlineConfig | None = None) -> None:
+        self.config = config or OnlineConfig()
+
+    def reset(self, ctx: Context) -> None:
+        super().reset(ctx)
+        self.measure = self.config.measure
+        self.cpu_weight = self.config.cpu_weight
+        self.seen: Counter[tuple[int, ...]] = Counter()
+        self.next_refresh = 1
+        self.rank = ctx.rank
+        if self.config.order != "random":
+            gpus = ctx.cluster.nodes.gpus
+            key = gpus if self.config.order == "small-first" else -gpus
+            self.rank = np.lexsort((ctx.rank, key)).argsort().astype(np.int64)
+        if not self.config.learn:
+            self.set_types(ctx.typical)
+
+    def _observe(self, i: int) -> None:
+        p = self.pods
+        key: tuple[int, ...] = (int(p.cpu[i]), int(p.milli[i]), int(p.num_gpu[i]), int(p.spec_mask[i]))
+        if self.config.with_memory:
+            key = (*key, int(p.mem[i]))
+        self.seen[key] += 1
+        n = sum(self.seen.values())
+        if self.config.learn and n >= self.next_refresh:
+            types = typical_types(self.seen, self.config.coverage)
+            if self.config.weight_by == "gpu":
+                w = types.weight * np.maximum(types.milli * types.num, 100)
+                types = replace(types, weight=w / w.sum())
+            self.set_types(types)
+            if n < self.config.refresh_first:
+                self.next_refresh = n + 1
+            else:
+                self.next_refresh = n + min(n, self.config.refresh_every)
+
+    def place(self, i: int) -> Placement | None:
+        self._observe(i)
+        self._pending_mem = int(self.pods.mem[i])
+        c = self.cluster
+        cand = enumerate_choices(c, self.pods, i)
+        if cand.count == 0:
+            return None
+        exact = self.frag_delta(cand)
+        delta = exact
+        if self.config.quantize:
+            delta = np.trunc(100.0 / (1.0 + np.exp(-exact / 1000.0)))
+        elif self.config.step > 0:
+            delta = np.floor(exact / self.config.step)
+        tie = np.flatnonzero(delta >= delta.max() - self.config.tolerance)
+        if len(tie) > 1 and self.config.pack_weight:
+            left = cand.free_after[tie].sum(axis=1) / 8000.0 + cand.cpu_after[tie] / 128000.0
+            key = left * self.config.pack_weight
+            tie = tie[key <= key.min() + 1e-12]
+        node = cand.node[tie][np.argmin(self.rank[cand.node[tie]])]
+        same = tie[cand.node[tie] == node]
+        return cand.placement(int(same[0]))
