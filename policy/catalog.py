@@ -12,10 +12,17 @@ not hold is kept in the tables below, each with its source:
 - Whole-GPU facts (NVML product names, SM count, compute capability, memory): NVIDIA data
   sheets and ``nvidia-smi`` outputs. The openb trace models ``G2`` and ``G3`` are not named in
   the trace; they are modelled as unknown 16 GiB GPUs (``memory_assumed``) so the trace can run.
+- Media engines: the CSV's, except B200 (the guide's table reads one NVDEC for every profile, 7g
+  included; Hopper's one-NVDEC-and-JPEG-per-slice pattern is used instead) and GB200 (unknown;
+  only the OFA of ``+me`` and full profiles is modelled). Both set ``media_assumed``.
+- Blank memory sizes: the full profile's memory (else the GPU's) times the share of memory slots.
 
 Placement rules (:func:`valid_placements`, :func:`fits`) follow the MIG user guide: instances of
 one GPU never share a memory slot, their compute slices add up to at most the GPU's total (7,
 or 4 on A30 and RTX PRO 6000), and at most one media-extension (``+me``) instance exists per GPU.
+Engines add up too: instances never hold more SMs, copy engines or media engines than the GPU's
+full profile (this is what stops an RTX PRO ``+me.all`` instance, which takes all four NVDECs,
+from sharing the GPU with instances that have an NVDEC of their own).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 
@@ -72,6 +79,7 @@ class MigProfile:
     engines: Engines
     gpu_compute_slices: int
     gpu_memory_slots: int
+    gpu_engines: Engines | None = None
     assumed: bool = False
     memory_assumed: bool = False
     sm_assumed: bool = False
@@ -131,15 +139,7 @@ class GpuModel:
         """Totals a dynamic-MIG GPU publishes: the per-engine maximum over its profiles."""
         if not self.mig_profiles:
             return None
-        engines = [p.engines for p in self.mig_profiles]
-        return Engines(
-            multiprocessors=max(e.multiprocessors for e in engines),
-            copy_engines=max(e.copy_engines for e in engines),
-            decoders=max(e.decoders for e in engines),
-            encoders=max(e.encoders for e in engines),
-            jpeg_engines=max(e.jpeg_engines for e in engines),
-            ofa_engines=max(e.ofa_engines for e in engines),
-        )
+        return _max_engines([p.engines for p in self.mig_profiles])
 
     @property
     def mig_memory_mib(self) -> int:
@@ -158,6 +158,17 @@ class GpuModel:
             if p.gi_profile_id == gi_profile_id:
                 return p
         raise KeyError(f"{self.name} has no MIG profile with GI profile ID {gi_profile_id}")
+
+
+def _max_engines(engines: list[Engines]) -> Engines:
+    return Engines(
+        multiprocessors=max(e.multiprocessors for e in engines),
+        copy_engines=max(e.copy_engines for e in engines),
+        decoders=max(e.decoders for e in engines),
+        encoders=max(e.encoders for e in engines),
+        jpeg_engines=max(e.jpeg_engines for e in engines),
+        ofa_engines=max(e.ofa_engines for e in engines),
+    )
 
 
 # --- tables the CSV does not hold -------------------------------------------------------------
@@ -196,6 +207,7 @@ class _MigSource:
     sm_assumed: bool
     memory_slots: int
     compute_slices: int
+    media_like_h100: bool = False
 
 
 _MIG_A100_40 = _MigSource("A100-40GB", _GI_IDS_8SLOT, _SM_A100, False, 8, 7)
@@ -306,7 +318,7 @@ _MODELS: tuple[_ModelSpec, ...] = (
         148,
         ("B200",),
         memory_assumed=True,
-        mig=_MigSource("B200-180GB", _GI_IDS_8SLOT, _SM_B200, True, 8, 7),
+        mig=_MigSource("B200-180GB", _GI_IDS_8SLOT, _SM_B200, True, 8, 7, media_like_h100=True),
     ),
     _ModelSpec(
         "GB200-186GB",
@@ -384,12 +396,22 @@ def _suffix(profile: str) -> str:
     return match.group(0) if match else ""
 
 
-def _profile_from_row(row: Mapping[str, str], src: _MigSource, gpu_memory_mib: int) -> MigProfile:
+def _profile_from_row(row: Mapping[str, str], src: _MigSource, memory_base_mib: int) -> MigProfile:
+    """One CSV row. A blank memory is ``memory_base_mib`` (the full-GPU profile's memory when known,
+    else the GPU's) times the profile's share of memory slots, so sizes never add up past the GPU."""
     compute, slots = int(row["compute_slices"]), int(row["memory_slices"])
     sms, copy_engines = src.sms[(compute, slots)]
     media, media_unknown = _parse_media(row["media_extensions"])
+    if src.media_like_h100:
+        # The guide's B200 media columns read "1 NVDEC" for every profile, 7g included, which no
+        # layout of 1g instances could honour; use Hopper's pattern (one NVDEC and JPEG per slice).
+        media, media_unknown = {"NVDEC": compute, "JPEG": compute, "OFA": media.get("OFA", 0)}, True
+    if media_unknown and not src.media_like_h100:
+        # Unknown media engines: only the one OFA that +me and full-GPU profiles hold is modelled,
+        # so the one-media-extension rule still shows in the counters.
+        media = {"OFA": 1 if ("+me" in row["profile"] or compute == src.compute_slices) else 0}
     memory_text = row["memory_mib"].strip()
-    memory = int(memory_text) if memory_text else (gpu_memory_mib * slots) // src.memory_slots
+    memory = int(memory_text) if memory_text else (memory_base_mib * slots) // src.memory_slots
     return MigProfile(
         name=row["profile"],
         gi_profile_id=src.gi_ids[(compute, slots, _suffix(row["profile"]))],
@@ -426,7 +448,12 @@ def read_mig_csv(text: str) -> dict[str, list[dict[str, str]]]:
 def _build(spec: _ModelSpec, rows: Mapping[str, list[dict[str, str]]]) -> GpuModel:
     profiles: tuple[MigProfile, ...] = ()
     if spec.mig is not None:
-        profiles = tuple(_profile_from_row(r, spec.mig, spec.memory_mib) for r in rows[spec.mig.csv_model])
+        own = rows[spec.mig.csv_model]
+        full = [r["memory_mib"] for r in own if int(r["memory_slices"]) == spec.mig.memory_slots and r["memory_mib"]]
+        base = int(full[0]) if full else spec.memory_mib
+        profiles = tuple(_profile_from_row(r, spec.mig, base) for r in own)
+        totals = _max_engines([p.engines for p in profiles])
+        profiles = tuple(replace(p, gpu_engines=totals) for p in profiles)
     return GpuModel(
         name=spec.name,
         product_names=spec.product_names,
@@ -524,10 +551,24 @@ def placement_problem(existing: Iterable[MigPlacement], new: MigPlacement) -> st
         return f"{new} needs {compute} compute slices in total, the GPU has {profile.gpu_compute_slices}"
     if profile.media_extension and any(inst.profile.media_extension for inst in current):
         return f"{new} is a second media-extension instance; a GPU has one"
+    engines = _engine_excess([*current, new])
+    if engines:
+        return f"{new} needs more {engines} than the GPU has"
     same = sum(1 for inst in current if inst.profile.name == profile.name) + 1
     if same > profile.max_instances:
         return f"{new} would be instance {same} of {profile.name}; at most {profile.max_instances}"
     return None
+
+
+def _engine_excess(instances: list[MigPlacement]) -> str:
+    """The first engine kind (SMs, copy engines, media engines) the instances need more of than the GPU has."""
+    totals = instances[-1].profile.gpu_engines
+    if totals is None:
+        return ""
+    for f in fields(Engines):
+        if sum(getattr(i.profile.engines, f.name) for i in instances) > getattr(totals, f.name):
+            return f.name.replace("_", " ")
+    return ""
 
 
 def fits(existing: Iterable[MigPlacement], new: MigPlacement) -> bool:

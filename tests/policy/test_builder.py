@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from functools import cache
 from itertools import combinations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy.builder import NodeRef, build_slices, device_view, gpu_view
 from policy.builder_devices import lenient_version
-from policy.catalog import MigPlacement, Placement, fits, get_model
+from policy.catalog import MigPlacement, Placement, all_models, fits, get_model, layout_problems
 from policy.gpu import GpuInfo, GpuTaint, MigInstance, Mode, Publish
 from policy.k8s import limits
 from policy.k8s.slice import Device, ResourceSlice
@@ -339,3 +342,32 @@ def test_static_layout_backtracks() -> None:
         "gpu-0-mig-2g10gb-14-0",
         "gpu-0-mig-3g20gb-9-4",
     ]
+
+
+_MIG_MODELS = [m.name for m in all_models() if m.mig_capable]
+
+
+@cache
+def _dynamic_pool(model: str) -> tuple[dict[str, Quantity], tuple[tuple[Device, MigPlacement], ...]]:
+    slices = build_slices("n", _gpus(model, 1), publish_for=lambda g, v: DYNAMIC)
+    totals = _counter_sets(slices)["gpu-0-counter-set"]
+    spec = get_model(model)
+    by_name = {
+        f"gpu-0-mig-{p.name_part}-{p.gi_profile_id}-{pl.start}": MigPlacement(p, pl)
+        for p in spec.mig_profiles
+        for pl in p.placements
+    }
+    devices = tuple((d, by_name[d.name]) for d in _devices(slices).values() if d.name != "gpu-0")
+    return totals, devices
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), model=st.sampled_from(_MIG_MODELS))
+def test_counters_agree_with_mig_rules(data: st.DataObject, model: str) -> None:
+    """For any set of MIG devices of one GPU: the scheduler's counter check passes exactly when the
+    catalog's placement rules accept the layout."""
+    totals, pool = _dynamic_pool(model)
+    chosen = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8, unique_by=lambda x: x[0].name))
+    counters_ok = _fits_counters(totals, [d for d, _ in chosen])
+    rules_ok = layout_problems([p for _, p in chosen]) == []
+    assert counters_ok == rules_ok, ([d.name for d, _ in chosen], layout_problems([p for _, p in chosen]))
