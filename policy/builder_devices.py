@@ -20,6 +20,7 @@ keep working after changing the driver domain:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, fits
@@ -43,6 +44,7 @@ _CAPACITY_TO_COUNTER = {
 }
 
 
+@lru_cache(maxsize=256)
 def lenient_version(text: str) -> str:
     """``570.124.06`` -> ``570.124.6``, ``12.8`` -> ``12.8.0`` (what the reference driver publishes)."""
     try:
@@ -55,8 +57,19 @@ def lenient_version(text: str) -> str:
         return ".".join(str(n) for n in (numbers + [0, 0])[:3])
 
 
+@lru_cache(maxsize=256)
+def _version(text: str) -> Semver:
+    return Semver.parse(lenient_version(text))
+
+
+@lru_cache(maxsize=4096)
+def _quantity(n: int, binary: bool) -> Quantity:
+    return Quantity.from_int(n, binary=binary)
+
+
 def _int(n: int, binary: bool = False) -> Wire:
-    return {"value": str(Quantity.from_int(n, binary=binary))}
+    # Quantity objects, not strings: pydantic takes them as they are (no re-parsing).
+    return {"value": _quantity(n, binary)}
 
 
 def counter_set_name(minor: int) -> str:
@@ -79,9 +92,9 @@ def gpu_attributes(gpu: GpuInfo) -> Wire:
         "productName": {"string": gpu.effective_product_name},
         "brand": {"string": spec.brand},
         "architecture": {"string": spec.architecture},
-        "cudaComputeCapability": {"version": lenient_version(spec.compute_capability)},
-        "driverVersion": {"version": lenient_version(gpu.driver_version)},
-        "cudaDriverVersion": {"version": lenient_version(gpu.cuda_driver_version)},
+        "cudaComputeCapability": {"version": _version(spec.compute_capability)},
+        "driverVersion": {"version": _version(gpu.driver_version)},
+        "cudaDriverVersion": {"version": _version(gpu.cuda_driver_version)},
         f"{STANDARD_DOMAIN}/pciBusID": {"string": gpu.pci_bus_id},
     }
     if gpu.pcie_root:

@@ -498,6 +498,7 @@ def model_names() -> list[str]:
     return [m.name for m in all_models()]
 
 
+@cache
 def find_model(name: str) -> GpuModel | None:
     """A model by catalog name or alias (case and punctuation ignored), or by NVML product name."""
     by_name, by_product = _index()
