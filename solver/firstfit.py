@@ -30,7 +30,6 @@ from solver.problem import (
     NodeName,
     Problem,
     node_options,
-    usable_from,
 )
 from solver.quotas import existing_usage, usage_of
 from solver.result import Placement, Solution
@@ -55,6 +54,7 @@ class _Search:
     claims: list[Claim]
     node: NodeName
     device_order: DeviceOrder
+    index: NodeIndex
     steps: int = 0
     chosen: list[list[DeviceResult]] = field(default_factory=list)
 
@@ -70,7 +70,7 @@ class _Search:
         ci, ri = slots[pos]
         claim = self.claims[ci]
         for alternative in claim.requests[ri].alternatives:
-            candidates = [d for d in alternative.eligible if usable_from(self.problem.devices[d], self.node)]
+            candidates = self.index.candidates(alternative, self.node)
             if alternative.mode == AllocationMode.ALL:
                 if self._take_all(ci, alternative, candidates) and self._request(slots, pos + 1):
                     return True
@@ -168,6 +168,59 @@ def _same(a: AttributeValue, b: AttributeValue | None) -> bool:
     return type(a) is type(b) and a == b
 
 
+class NodeIndex:
+    """Eligible devices of an alternative per node (node-bound ones plus those usable everywhere)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.cache: dict[int, tuple[dict[NodeName, list[DeviceIndex]], list[DeviceIndex]]] = {}
+
+    def candidates(self, alternative: Alternative, node: NodeName) -> list[DeviceIndex]:
+        entry = self.cache.get(id(alternative))
+        if entry is None:
+            per_node: dict[NodeName, list[DeviceIndex]] = {}
+            everywhere: list[DeviceIndex] = []
+            for d in alternative.eligible:
+                nodes = self.problem.devices[d].nodes
+                if nodes is None:
+                    everywhere.append(d)
+                    continue
+                for n in nodes:
+                    per_node.setdefault(n, []).append(d)
+            entry = (per_node, everywhere)
+            self.cache[id(alternative)] = entry
+        per_node, everywhere = entry
+        local = per_node.get(node, [])
+        if not everywhere:
+            return local
+        if not local:
+            return everywhere
+        devices = self.problem.devices
+        return sorted(local + everywhere, key=lambda d: devices[d].order)
+
+    def enough(self, usage: Usage, claims: list[Claim], node: NodeName) -> bool:
+        """Cheap pre-check: every request has an alternative with enough free candidates on the node."""
+        for claim in claims:
+            for request in claim.requests:
+                if not any(self._free(usage, a, node) for a in request.alternatives):
+                    return False
+        return True
+
+    def _free(self, usage: Usage, alternative: Alternative, node: NodeName) -> bool:
+        candidates = self.candidates(alternative, node)
+        if alternative.mode == AllocationMode.ALL:
+            return bool(candidates)
+        if alternative.admin_access:
+            return len(candidates) >= alternative.count
+        free = 0
+        for d in candidates:
+            if self.problem.devices[d].multi_allocatable or not usage.in_use(d):
+                free += 1
+                if free >= alternative.count:
+                    return True
+        return False
+
+
 def _kubernetes_order(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
     devices = usage.problem.devices
     return sorted(candidates, key=lambda d: devices[d].order)
@@ -192,13 +245,16 @@ def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_orde
     started = time.perf_counter()
     usage = Usage.from_existing(problem)
     quota_used = [existing_usage(problem, q) for q in problem.quotas]
+    index = NodeIndex(problem)
     solution = Solution(strategy=strategy, status="HEURISTIC")
     for gang in _gangs(problem):
         if any(c.error for c in gang):
             continue
         nodes = node_order(usage, gang, list(node_options(problem, _candidates(gang))))
         for node in nodes:
-            found = _Search(problem, usage, gang, node, device_order).run()
+            if not index.enough(usage, gang, node):
+                continue
+            found = _Search(problem, usage, gang, node, device_order, index).run()
             if found is None:
                 continue
             extra = _quota_extra(problem, gang, found)

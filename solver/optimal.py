@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ortools.sat.python import cp_model
 
+from solver import aggregate
 from solver.firstfit import first_fit, share_id
 from solver.model import constraints, devices, objective, placement, quota
 from solver.model.variables import Variables, create
@@ -93,6 +94,8 @@ def _results(v: Variables, solver: cp_model.CpSolver, key: ClaimKey) -> list[Dev
 
 
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
+    if aggregate.applicable(problem):
+        return aggregate.solve_aggregated(problem, params)
     started = time.perf_counter()
     baseline = first_fit(problem)
     v, levels = build_model(problem)
