@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
-import weakref
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
 from policy.cel_parse import Converter, ParseIssue
 from policy.cel_refs import KeyFn, Projection, analyze, key_function
 from policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
-from policy.device import DeviceView
+from policy.device import DeviceView, result_cache
 from policy.errors import DiagnosticError, Location
 
 EXPRESSION_MAX_BYTES = 10 * 1024
@@ -75,26 +74,16 @@ class CelRuntimeError(Exception):
         return (CelRuntimeError, (self.code, self.message))
 
 
-class DomainMap(Mapping[str, Mapping[str, object]]):
+class DomainMap(dict[str, Mapping[str, object]]):
     """``device.attributes`` / ``device.capacity``: an unknown domain reads as an empty map."""
 
-    __slots__ = ("_domains",)
     _EMPTY: Mapping[str, object] = {}
 
-    def __init__(self, domains: Mapping[str, Mapping[str, object]]) -> None:
-        self._domains = domains
-
-    def __getitem__(self, domain: str) -> Mapping[str, object]:
-        return self._domains.get(domain, self._EMPTY)
+    def __missing__(self, domain: str) -> Mapping[str, object]:
+        return self._EMPTY
 
     def __contains__(self, domain: object) -> bool:
         return isinstance(domain, str)  # like Kubernetes, every domain "exists" (possibly empty)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._domains)
-
-    def __len__(self) -> int:
-        return len(self._domains)
 
 
 def device_value(device: DeviceView) -> dict[str, object]:
@@ -109,7 +98,7 @@ def device_value(device: DeviceView) -> dict[str, object]:
 # --- compiling ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Core:
     """The location-independent result of compiling one expression in one environment."""
 
@@ -119,7 +108,6 @@ class _Core:
     projection: Projection
     key: KeyFn
     results: dict[Hashable, bool | CelRuntimeError]
-    by_device: weakref.WeakKeyDictionary[DeviceView, bool | CelRuntimeError]
     lock: threading.Lock
 
 
@@ -184,9 +172,7 @@ def _compile_core(expression: str, env: str) -> _Core:
             0,
         )
     projection = analyze(ast)
-    return _Core(
-        expression, env, typed, projection, key_function(projection), {}, weakref.WeakKeyDictionary(), threading.Lock()
-    )
+    return _Core(expression, env, typed, projection, key_function(projection), {}, threading.Lock())
 
 
 def compile_expression(expression: str, location: Location | None = None, *, env: str = "selector") -> Program:
@@ -297,17 +283,23 @@ class Program:
         if core.env == "admission":
             context = (_freeze(claim or {}), _freeze(request or {}))
             return [self._cached((context, core.key(d)), d, claim, request) for d in devices]
-        by_device = core.by_device
         out: list[bool | CelRuntimeError] = []
         append = out.append
+        miss = self._miss
         for device in devices:
-            result = by_device.get(device)
-            if result is None:
-                result = self._cached(core.key(device), device, None, None)
-                with core.lock:
-                    by_device[device] = result
-            append(result)
+            cache = device.__dict__.get("_cel_results")
+            result = None if cache is None else cache.get(core)
+            append(miss(device) if result is None else result)
         return out
+
+    def _miss(self, device: DeviceView) -> bool | CelRuntimeError:
+        core = self._core
+        key = core.key(device)
+        result = core.results.get(key)
+        if result is None:
+            result = self._cached(key, device, None, None)
+        result_cache(device)[core] = result
+        return result
 
     def _cached(
         self,

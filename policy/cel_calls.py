@@ -209,13 +209,17 @@ def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
     if name in cel_lib.QUADRATIC_COST:
         static_cost += (args[0].size * args[1].size) // 10
 
+    choose = cel_lib.dispatcher(name, overloads, len(args))
+
     def run(v: Vars, m: Meter) -> object:
         values = [f(v, m) for f in fns]
         if linear:
-            m.charge(1 + sum(len(x) for x in values if isinstance(x, (str, bytes, list, tuple))) // 10)
+            for x in values:
+                if isinstance(x, (str, bytes, list, tuple)):
+                    m.charge(1 + len(x) // 10)
         if impl is not None:
             return impl(*values)
-        return cel_lib.dispatch(name, overloads, values)
+        return choose(values)
 
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":

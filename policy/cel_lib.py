@@ -84,6 +84,42 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
     raise EvalError(f"no such overload: {name}({types})")
 
 
+Checker = Callable[[object], bool]
+_CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
+             "semver": Semver}  # fmt: skip
+
+
+def _checker(param: StaticType) -> Checker | None:
+    """A fast run-time test for one parameter type; None means anything matches."""
+    k = kind(param)
+    if k == "dyn":
+        return None
+    if k in _CLASS_OF:
+        cls = _CLASS_OF[k]
+        return lambda v: isinstance(v, cls)
+    return lambda v: _value_matches(param, v)
+
+
+def dispatcher(name: str, overloads: Sequence[Overload], arity: int) -> Callable[[Sequence[object]], object]:
+    """Pre-build the run-time overload choice for one call site."""
+    table = [
+        (o.impl, [(i, c) for i, c in enumerate(map(_checker, o.params)) if c is not None])
+        for o in overloads
+        if len(o.params) == arity
+    ]
+
+    def call(args: Sequence[object]) -> object:
+        for impl, checks in table:
+            for i, check in checks:
+                if not check(args[i]):
+                    break
+            else:
+                return impl(*args)
+        return dispatch(name, overloads, args)
+
+    return call
+
+
 # --- conversions ----------------------------------------------------------------------
 
 

@@ -147,6 +147,11 @@ def contains(item: object, container: object) -> bool:
 
 
 def index(container: object, key: object) -> object:
+    if key.__class__ is str and isinstance(container, dict):
+        try:
+            return container[key]
+        except KeyError:
+            raise EvalError(f"no such key: {key}") from None
     if isinstance(container, Mapping):
         found, value = map_lookup(container, key)
         if not found:
@@ -170,6 +175,11 @@ def _list_index(items: Sequence[object], key: object) -> object:
 
 
 def select(operand: object, field: str) -> object:
+    if isinstance(operand, dict):
+        try:
+            return operand[field]
+        except KeyError:
+            raise EvalError(f"no such key: {field}") from None
     if isinstance(operand, Mapping):
         try:
             return operand[field]

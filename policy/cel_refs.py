@@ -134,8 +134,8 @@ _EMPTY: Mapping[str, object] = {}
 
 
 def _tag(value: object) -> Hashable:
-    # bool/int collide in Python (True == 1); versions ignore build metadata in ==.
-    return (value.__class__, str(value) if value.__class__.__name__ == "Semver" else value)
+    # bool and int collide in Python (True == 1): keep booleans apart.
+    return ("bool", value) if value.__class__ is bool else value
 
 
 def _whole_map(domains: Mapping[str, Mapping[str, object]]) -> Hashable:
@@ -146,44 +146,33 @@ KeyFn = Callable[[DeviceView], Hashable]
 
 
 def key_function(projection: Projection) -> KeyFn:
-    """Build ``device -> hashable key`` that differs only when the referenced parts differ."""
+    """Build ``device -> hashable key`` that differs only when the referenced parts differ.
+
+    The function is generated as straight-line code (one dict lookup per referenced attribute),
+    because it runs once per device and selector on a cache miss.
+    """
     if projection.whole:
         return lambda d: (d.driver, d.allow_multiple_allocations, _whole_map(d.attributes), _whole_map(d.capacity))
-    readers: list[Callable[[DeviceView], Hashable]] = []
+    parts: list[str] = []
     if projection.driver:
-        readers.append(lambda d: d.driver)
+        parts.append("d.driver")
     if projection.allow_multiple:
-        readers.append(lambda d: d.allow_multiple_allocations)
+        parts.append("d.allow_multiple_allocations")
     for which in _MAPS:
-        readers.extend(_map_readers(which, projection.maps[which]))
-    if len(readers) == 1:
-        only = readers[0]
-        return lambda d: only(d)
-    return lambda d: tuple(r(d) for r in readers)
-
-
-def _map_readers(which: str, domains: dict[str, set[str] | None] | None) -> list[Callable[[DeviceView], Hashable]]:
-    getter: Callable[[DeviceView], Mapping[str, Mapping[str, object]]] = (
-        (lambda d: d.attributes) if which == "attributes" else (lambda d: d.capacity)
-    )
-    if domains is None:
-        return [lambda d: _whole_map(getter(d))]
-    readers: list[Callable[[DeviceView], Hashable]] = []
-    for domain, ids in sorted(domains.items()):
-        if ids is ALL:
-            readers.append(_domain_reader(getter, domain))
-        else:
-            for ident in sorted(ids):
-                readers.append(_id_reader(getter, domain, ident))
-    return readers
-
-
-Getter = Callable[[DeviceView], Mapping[str, Mapping[str, object]]]
-
-
-def _domain_reader(getter: Getter, domain: str) -> Callable[[DeviceView], Hashable]:
-    return lambda d: _whole_map({domain: getter(d).get(domain, _EMPTY)})
-
-
-def _id_reader(getter: Getter, domain: str, ident: str) -> Callable[[DeviceView], Hashable]:
-    return lambda d: _tag(getter(d).get(domain, _EMPTY).get(ident, ABSENT))
+        domains = projection.maps[which]
+        if domains is None:
+            parts.append(f"_whole_map(d.{which})")
+            continue
+        for domain, ids in sorted(domains.items()):
+            source = f"d.{which}.get({domain!r}, _EMPTY)"
+            if ids is ALL:
+                parts.append(f"_whole_map({{{domain!r}: {source}}})")
+            else:
+                parts.extend(f"_tag({source}.get({ident!r}, ABSENT))" for ident in sorted(ids))
+    body = parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    if not parts:
+        body = "()"
+    namespace: dict[str, object] = {"_tag": _tag, "_whole_map": _whole_map, "_EMPTY": _EMPTY, "ABSENT": ABSENT}
+    exec(f"def key(d):\n    return {body}\n", namespace)  # generated from repr()'d constants only
+    key: KeyFn = namespace["key"]  # type: ignore[assignment]
+    return key

@@ -134,12 +134,21 @@ def numeric_cmp(a: int | float, b: int | float) -> int | None:
     return (fa > fb) - (fa < fb)
 
 
+_SIMPLE = frozenset({str, int, bool, bytes})
+
+
 def cel_equal(a: object, b: object) -> bool:
     """CEL heterogeneous equality: different types are unequal, numbers compare by value."""
+    cls = a.__class__
+    if cls is b.__class__ and cls in _SIMPLE:
+        return a == b
     if is_number(a) and is_number(b):
         return numeric_cmp(a, b) == 0  # type: ignore[arg-type]
     ta, tb = runtime_type(a), runtime_type(b)
     if ta != tb:
+        if isinstance(a, (Quantity, Semver)) and b is not None:
+            # Kubernetes' Quantity/Semver types refuse to compare with other types (lhs.Equal(rhs)).
+            raise EvalError(f"no such overload: {ta} == {tb}")
         return False
     if ta == "list":
         sa, sb = a, b

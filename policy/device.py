@@ -33,6 +33,13 @@ class DeviceView:
     allow_multiple_allocations: bool = False
 
 
+def result_cache(device: DeviceView) -> dict[object, object]:
+    """A per-device scratch dict for cached selector results (not a dataclass field: invisible to
+    ``asdict``/``replace``/``repr``; it lives and dies with the device object)."""
+    cache: dict[object, object] = device.__dict__.setdefault("_cel_results", {})
+    return cache
+
+
 def split_qualified(name: str, driver: str) -> tuple[str, str]:
     """``"resource.kubernetes.io/pciBusID"`` -> (domain, id); unqualified names belong to ``driver``."""
     domain, sep, ident = name.rpartition("/")

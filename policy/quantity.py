@@ -248,7 +248,7 @@ class Quantity:
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(("Quantity", self._nanos))
+        return hash(self._nanos)
 
     def __lt__(self, other: Quantity) -> bool:
         return self._nanos < other._nanos

@@ -44,7 +44,7 @@ def _ident_key(ident: PrereleaseIdent) -> tuple[int, int, str]:
 class Semver:
     """An immutable, hashable, totally ordered semantic version."""
 
-    __slots__ = ("build", "major", "minor", "patch", "prerelease")
+    __slots__ = ("_hash", "_k", "build", "major", "minor", "patch", "prerelease")
 
     major: int
     minor: int
@@ -66,6 +66,8 @@ class Semver:
         self.major, self.minor, self.patch = major, minor, patch
         self.prerelease = tuple(prerelease)
         self.build = tuple(build)
+        self._k = self._make_key()
+        self._hash = hash(("Semver", self._k))
 
     @classmethod
     def parse(cls, text: str | Semver, *, normalize: bool = False) -> Semver:
@@ -95,6 +97,9 @@ class Semver:
         return cls(int(match["major"]), int(match["minor"]), int(match["patch"]), pre, build)
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
+        return self._k
+
+    def _make_key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
         # A release (no pre-release) sorts after all of its pre-releases.
         return (
             self.major,
@@ -117,7 +122,7 @@ class Semver:
         return self._key() < other._key()
 
     def __hash__(self) -> int:
-        return hash(("Semver", self._key()))
+        return self._hash
 
     def __str__(self) -> str:
         text = f"{self.major}.{self.minor}.{self.patch}"

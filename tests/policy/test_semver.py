@@ -86,7 +86,9 @@ def test_release_order_is_numeric(a: tuple[int, int, int], b: tuple[int, int, in
     assert (va < vb) == (a < b)
 
 
-@pytest.mark.parametrize(("text", "want"), [("v1.0.0", "1.0.0"), ("1.0", "1.0.0"), ("01.01.01", "1.1.1"), ("2", "2.0.0")])
+@pytest.mark.parametrize(
+    ("text", "want"), [("v1.0.0", "1.0.0"), ("1.0", "1.0.0"), ("01.01.01", "1.1.1"), ("2", "2.0.0")]
+)
 def test_normalized_parsing_like_kubernetes(text: str, want: str) -> None:
     assert str(Semver.parse(text, normalize=True)) == want
     with pytest.raises(SemverError):
