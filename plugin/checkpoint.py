@@ -182,7 +182,7 @@ class Checkpoint:
         return target
 
     def save(self, records: dict[ClaimUID, ClaimRecord]) -> None:
-        claims = {uid: rec.to_json() for uid, rec in sorted(records.items())}
+        claims: dict[str, Any] = {str(uid): rec.to_json() for uid, rec in sorted(records.items())}
         doc = {"version": VERSION, "bootId": self.boot_id, "checksum": _checksum(VERSION, self.boot_id, claims)}
         doc["claims"] = claims
         data = json.dumps(doc, sort_keys=True, indent=1).encode()

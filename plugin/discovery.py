@@ -8,17 +8,16 @@ that names and sharing match the ResourceSlices exactly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from plugin.nvml.types import Gpu
 from policy import catalog
-from policy.builder import DEFAULT_DRIVER, gpu_view
+from policy.builder import DEFAULT_DRIVER, PublishFor, gpu_view
 from policy.builder_devices import gpu_devices
 from policy.gpu import EXCLUSIVE, GpuInfo, GpuTaint, MigInstance, Mode, Publish
-from plugin.nvml.types import Gpu, Nvml
 
 log = logging.getLogger(__name__)
-PublishFor = Callable[[GpuInfo, object], Publish]
 
 
 def gpu_info(gpu: Gpu, taints: tuple[GpuTaint, ...] = ()) -> GpuInfo | None:

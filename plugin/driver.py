@@ -8,6 +8,7 @@ works without it, so the plugin registers with kubelet even while the API server
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plugin.cdi import CdiRegistry
-from plugin.checkpoint import Checkpoint, read_boot_id
-from plugin.discovery import Inventory, PublishFor, build_inventory
+from plugin.checkpoint import Checkpoint, read_boot_id, write_atomic
+from plugin.discovery import Inventory, build_inventory
 from plugin.health import HealthMonitor, HealthState
 from plugin.kube import Kube, Obj, RealKube
 from plugin.nvml.types import Gpu, Nvml
@@ -25,7 +26,7 @@ from plugin.publish import Publisher
 from plugin.reconcile import ReconcileReport, reconcile
 from plugin.server import PluginServer
 from plugin.sharing import CommandRunner, FakeRunner, SubprocessRunner
-from policy.builder import DEFAULT_DRIVER, NodeRef, build_slices
+from policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
 from policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
 from policy.k8s.dump import to_wire
 
@@ -61,14 +62,23 @@ def open_nvml(spec: str, node: str, state_dir: Path | None) -> Nvml:
     return SimNvml(spec[4:], seed=node, state_file=state_dir / "sim-nvml.json" if state_dir else None)
 
 
-def default_publish_for(gpus: list[Gpu], owned: set[tuple[str, int]]) -> PublishFor:
-    """Without a policy: full GPUs; a MIG-enabled GPU whose instances all belong to our claims is
-    dynamic MIG, one with instances somebody else made keeps them as static MIG devices."""
-    decisions: dict[str, Publish] = {}
+def default_publish_for(gpus: list[Gpu], modes_file: Path | None = None) -> PublishFor:
+    """Without a policy: full GPUs, and MIG-enabled GPUs as dynamic MIG, except one that already had
+    MIG instances the first time the plugin saw it (somebody else's layout), kept as static MIG.
+
+    The decision is made once per GPU and remembered in ``modes_file``, so instances the plugin
+    creates later (or leaks in a crash) never turn a dynamic GPU into a static one."""
+    known: dict[str, str] = {}
+    if modes_file is not None and modes_file.exists():
+        known = dict(json.loads(modes_file.read_text(encoding="utf-8")))
     for gpu in gpus:
-        foreign = any((gpu.uuid, m.start) not in owned for m in gpu.mig_devices)
-        decisions[gpu.uuid] = DYNAMIC_MIG if gpu.mig_enabled and not foreign else EXCLUSIVE
-    return lambda info, _view: decisions.get(info.uuid, EXCLUSIVE)
+        if gpu.uuid not in known:
+            known[gpu.uuid] = "dynamic" if gpu.mig_enabled and not gpu.mig_devices else "static"
+    if modes_file is not None:
+        write_atomic(modes_file, json.dumps(known, sort_keys=True, indent=1).encode())
+    decisions = {uuid: DYNAMIC_MIG if mode == "dynamic" else EXCLUSIVE for uuid, mode in known.items()}
+    mig_enabled = {gpu.uuid for gpu in gpus if gpu.mig_enabled}
+    return lambda info, _view: decisions.get(info.uuid, EXCLUSIVE) if info.uuid in mig_enabled else EXCLUSIVE
 
 
 def load_policy_publish(path: Path) -> tuple[PublishFor, str]:
@@ -136,12 +146,13 @@ class Plugin:
         opts = self.options
         loaded = self.checkpoint.load()
         if loaded.corrupted:
-            log.error("checkpoint was corrupted and moved to %s; rebuilding from NVML and the API server", loaded.corrupted)
-        owned = {(op.gpu_uuid, op.start) for r in loaded.records.values() for op in r.mig if op.created}
-        if self._publish_for is None:
-            self._publish_for = (
-                load_policy_publish(opts.policy)[0] if opts.policy else default_publish_for(self.nvml.gpus(), owned)
+            log.error(
+                "checkpoint was corrupted and moved to %s; rebuilding from NVML and the API server", loaded.corrupted
             )
+        if self._publish_for is None:
+            modes = opts.state_dir / "gpu-modes.json"
+            gpus = self.nvml.gpus()
+            self._publish_for = load_policy_publish(opts.policy)[0] if opts.policy else default_publish_for(gpus, modes)
         inventory = self._refresh_inventory()
         self.preparer = Preparer(
             driver=opts.driver,

@@ -196,9 +196,7 @@ class RealKube:
 
     def replace_slice(self, obj: Obj) -> Obj:
         name = obj["metadata"]["name"]
-        return dict(
-            self._call(self._custom.replace_cluster_custom_object, GROUP, VERSION, "resourceslices", name, obj)
-        )
+        return dict(self._call(self._custom.replace_cluster_custom_object, GROUP, VERSION, "resourceslices", name, obj))
 
     def delete_slice(self, name: str) -> None:
         self._call(self._custom.delete_cluster_custom_object, GROUP, VERSION, "resourceslices", name)

@@ -64,10 +64,18 @@ class _Handler(BaseHTTPRequestHandler):
                     code, body = self._dispatch(action, match.groupdict(), parse_qs(url.query))
                 except KubeError as exc:
                     code = _STATUS.get(exc.code, 500)
-                    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": str(exc), "code": code}
+                    body = {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "message": str(exc),
+                        "code": code,
+                    }
                 self._send(code, body)
                 return
-        self._send(404, {"kind": "Status", "status": "Failure", "message": f"no route {method} {url.path}", "code": 404})
+        self._send(
+            404, {"kind": "Status", "status": "Failure", "message": f"no route {method} {url.path}", "code": 404}
+        )
 
     def _dispatch(self, action: str, params: dict[str, str], query: dict[str, list[str]]) -> tuple[int, Any]:
         kube = self.kube
@@ -88,16 +96,16 @@ class _Handler(BaseHTTPRequestHandler):
         kube.delete_slice(params["name"])
         return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")
 
 

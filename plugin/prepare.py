@@ -164,9 +164,8 @@ class Preparer:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
         actual = obj.get("metadata", {}).get("uid")
         if actual != claim.uid:
-            raise ClaimError(
-                f"ResourceClaim {claim.namespace}/{claim.name} has UID {actual}, not {claim.uid} (deleted and recreated?)"
-            )
+            where = f"{claim.namespace}/{claim.name}"
+            raise ClaimError(f"ResourceClaim {where} has UID {actual}, not {claim.uid} (deleted and recreated?)")
         devices = ((obj.get("status") or {}).get("allocation") or {}).get("devices") or {}
         if not (obj.get("status") or {}).get("allocation"):
             raise ClaimError(f"ResourceClaim {claim.namespace}/{claim.name} is not allocated")
@@ -192,11 +191,13 @@ class Preparer:
         mps_limits: tuple[int | None, str] = (None, "")
         for p in planned:
             sharing = p.config.sharing if p.config else None
-            strategy = sharing.strategy if sharing else ""
+            strategy: str = sharing.strategy if sharing else ""
             if not strategy and not p.device.mig and not p.device.shareable:
                 strategy = {Mode.TIME_SLICING: "TimeSlicing", Mode.MPS: "MPS"}.get(p.device.mode, "")
             if strategy == "TimeSlicing":
-                interval = sharing.time_slicing_config.interval if sharing and sharing.time_slicing_config else "Default"
+                interval = (
+                    sharing.time_slicing_config.interval if sharing and sharing.time_slicing_config else "Default"
+                )
                 ops.append(SharingOp("TimeSlicing", (p.device.gpu_uuid,), interval=interval))
             elif strategy == "MPS":
                 mps_devices.append(p.device.name)
@@ -253,10 +254,10 @@ class Preparer:
 
     def _apply(self, record: ClaimRecord, planned: list[_Planned]) -> ClaimRecord:
         mig = list(record.mig)
-        for i, op in enumerate(mig):
-            if op.created:
-                dev = self.nvml.create_mig(op.gpu_uuid, op.profile, op.start)
-                mig[i] = replace(op, uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
+        for i, mig_op in enumerate(mig):
+            if mig_op.created:
+                dev = self.nvml.create_mig(mig_op.gpu_uuid, mig_op.profile, mig_op.start)
+                mig[i] = replace(mig_op, uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
                 record = replace(record, mig=tuple(mig))
                 self._set(record)
         faults.crash_point("prepare-mig")
@@ -349,13 +350,13 @@ class Preparer:
         self.cdi.remove(record.uid)
         if crash_points:
             faults.crash_point("unprepare-cdi")
-        created = [op for op in record.mig if op.created]
+        created = [m for m in record.mig if m.created]
         if created:
             gpus = {g.uuid: g for g in self.nvml.gpus()}
-            for op in created:
-                gpu = gpus.get(op.gpu_uuid)
+            for mig_op in created:
+                gpu = gpus.get(mig_op.gpu_uuid)
                 for inst in gpu.mig_devices if gpu else ():
-                    if inst.start == op.start and inst.profile == op.profile:
-                        self.nvml.destroy_mig(op.gpu_uuid, inst.gi_id)
+                    if inst.start == mig_op.start and inst.profile == mig_op.profile:
+                        self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)
         if crash_points:
             faults.crash_point("unprepare-mig")

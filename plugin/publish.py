@@ -90,7 +90,9 @@ class Publisher:
         if (
             len(generations) == 1
             and set(existing) == {d["metadata"]["name"] for d in desired}
-            and all(_covers(_without_generation(existing[d["metadata"]["name"]]), _without_generation(d)) for d in desired)
+            and all(
+                _covers(_without_generation(existing[d["metadata"]["name"]]), _without_generation(d)) for d in desired
+            )
         ):
             self.generation = current
             return False
@@ -99,7 +101,10 @@ class Publisher:
         for obj in desired:
             name = obj["metadata"]["name"]
             if name in existing:
-                body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": existing[name]["metadata"]["resourceVersion"]}}
+                body = {
+                    **obj,
+                    "metadata": {**obj["metadata"], "resourceVersion": existing[name]["metadata"]["resourceVersion"]},
+                }
                 self._kube.replace_slice(body)
             else:
                 self._kube.create_slice(obj)

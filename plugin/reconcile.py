@@ -53,7 +53,9 @@ def rebuild_records(preparer: Preparer, kube: Kube, inventory: Inventory, cdi_ui
             for r in (allocation.get("devices") or {}).get("results") or []
             if r.get("driver") == preparer.driver and r.get("pool") == preparer.pool
         ]
-        devices, mig, keys = [], [], []
+        devices: list[PreparedDevice] = []
+        mig: list[MigOp] = []
+        keys: list[str] = []
         for r in results:
             device = inventory.devices.get(r["device"])
             if device is None:
@@ -62,7 +64,11 @@ def rebuild_records(preparer: Preparer, kube: Kube, inventory: Inventory, cdi_ui
             if device.mig:
                 inst = next((m for m in gpus[device.gpu_uuid].mig_instances if m.start == device.start), None)
                 if inst is not None:
-                    mig.append(MigOp(device.gpu_uuid, device.profile, device.start, device.dynamic, inst.uuid, inst.gi_id or -1))
+                    mig.append(
+                        MigOp(
+                            device.gpu_uuid, device.profile, device.start, device.dynamic, inst.uuid, inst.gi_id or -1
+                        )
+                    )
             cdi_id = preparer.cdi.device_id(uid, device.name)
             devices.append(PreparedDevice((r["request"],), preparer.pool, device.name, (cdi_id,), r.get("shareID")))
         mps_dir = preparer.state_dir / "mps" / uid
@@ -114,7 +120,9 @@ def reconcile(
             continue
         for inst in gpu.mig_devices:
             if (gpu.uuid, inst.start) not in owned:
-                log.info("destroying MIG instance %s (%s at %d) that no claim holds", inst.uuid, inst.profile, inst.start)
+                log.info(
+                    "destroying MIG instance %s (%s at %d) that no claim holds", inst.uuid, inst.profile, inst.start
+                )
                 nvml.destroy_mig(gpu.uuid, inst.gi_id)
                 report.destroyed_mig.append(inst.uuid)
     for uid in cdi.claim_uids():

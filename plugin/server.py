@@ -52,7 +52,7 @@ class _DraServicer:
         self._pb = pb
         self._share = with_share_id
 
-    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         results = self._preparer.prepare(_claims(request))
         response = self._pb.NodePrepareResourcesResponse()
         for uid, result in results.items():
@@ -71,19 +71,19 @@ class _DraServicer:
                     out.share_id = device.share_id
         return response
 
-    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = self._pb.NodeUnprepareResourcesResponse()
         for uid, error in self._preparer.unprepare(_claims(request)).items():
             response.claims[uid].error = error
         return response
 
 
-class _HealthServicer(health_v1alpha1_pb2_grpc.DRAResourceHealthServicer):
+class _HealthServicer:
     def __init__(self, health: HealthState, stopping: threading.Event) -> None:
         self._health = health
         self._stopping = stopping
 
-    def NodeWatchResources(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
+    def NodeWatchResources(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         pb = health_v1alpha1_pb2
         status = {True: pb.HEALTHY, False: pb.UNHEALTHY}
         for snapshot in self._health.watch(lambda: self._stopping.is_set() or not context.is_active()):
@@ -109,17 +109,17 @@ class RegistrationStatus:
     event: threading.Event = field(default_factory=threading.Event)
 
 
-class _RegistrationServicer(pluginregistration_pb2_grpc.RegistrationServicer):
+class _RegistrationServicer:
     def __init__(self, driver: str, endpoint: str, status: RegistrationStatus) -> None:
         self._info = pluginregistration_pb2.PluginInfo(
             type=PLUGIN_TYPE, name=driver, endpoint=endpoint, supported_versions=list(SUPPORTED_VERSIONS)
         )
         self._status = status
 
-    def GetInfo(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._info
 
-    def NotifyRegistrationStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def NotifyRegistrationStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._status.registered = request.plugin_registered
         self._status.error = request.error
         if request.plugin_registered:

@@ -38,7 +38,13 @@ class SubprocessRunner:
         full_env = {**os.environ, **(env or {})}
         try:
             done = subprocess.run(
-                list(argv), env=full_env, input=stdin, capture_output=True, text=True, timeout=self.timeout_s, check=False
+                list(argv),
+                env=full_env,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CommandError(f"{argv[0]}: {exc}") from exc
@@ -119,10 +125,16 @@ def start_mps(runner: CommandRunner, op: SharingOp) -> None:
     runner.run([MPS_CONTROL, "-d"], env=env)
     try:
         if op.active_thread_percentage is not None:
-            runner.run([MPS_CONTROL], env=env, stdin=f"set_default_active_thread_percentage {op.active_thread_percentage}")
+            runner.run(
+                [MPS_CONTROL], env=env, stdin=f"set_default_active_thread_percentage {op.active_thread_percentage}"
+            )
         if op.pinned_memory_limit:
             for index in range(len(op.gpu_uuids)):
-                runner.run([MPS_CONTROL], env=env, stdin=f"set_default_device_pinned_mem_limit {index} {op.pinned_memory_limit}")
+                runner.run(
+                    [MPS_CONTROL],
+                    env=env,
+                    stdin=f"set_default_device_pinned_mem_limit {index} {op.pinned_memory_limit}",
+                )
     except CommandError:
         stop_mps(runner, op)
         raise

@@ -28,8 +28,17 @@ def _table(gpus: list[object]) -> str:
         instances = ",".join(f"{m.profile}@{m.start}" for m in gpu.mig_devices) or "-"
         memory = f"{gpu.memory_bytes / 2**30:.1f}GiB"
         rows.append(
-            (str(gpu.minor), gpu.uuid, gpu.product_name, memory, gpu.architecture, gpu.cuda_compute_capability,
-             gpu.pci_bus_id, mig, instances)
+            (
+                str(gpu.minor),
+                gpu.uuid,
+                gpu.product_name,
+                memory,
+                gpu.architecture,
+                gpu.cuda_compute_capability,
+                gpu.pci_bus_id,
+                mig,
+                instances,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"
@@ -56,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         publish_for, driver = load_policy_publish(args.policy)
     else:
-        publish_for, driver = default_publish_for(gpus, set()), DEFAULT_DRIVER
+        publish_for, driver = default_publish_for(gpus), DEFAULT_DRIVER
     driver = args.driver_name or driver
     inventory = build_inventory(gpus, publish_for, driver=driver)
     slices = build_slices(

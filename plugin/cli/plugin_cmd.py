@@ -20,9 +20,14 @@ from policy.builder import DEFAULT_DRIVER
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--driver-name", default=None, help=f"DRA driver name (default: the policy's, else {DEFAULT_DRIVER})")
-    parser.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname(),
-                        help="this node's name; also the pool name (default: $NODE_NAME or the host name)")
+    parser.add_argument(
+        "--driver-name", default=None, help=f"DRA driver name (default: the policy's, else {DEFAULT_DRIVER})"
+    )
+    parser.add_argument(
+        "--node-name",
+        default=os.environ.get("NODE_NAME") or socket.gethostname(),
+        help="this node's name; also the pool name (default: $NODE_NAME or the host name)",
+    )
     parser.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster config)")
 
 
@@ -36,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--registry-dir", type=Path, default=Path("/var/lib/kubelet/plugins_registry"))
     run.add_argument("--cdi-root", type=Path, default=Path("/var/run/cdi"))
     run.add_argument("--state-dir", type=Path, default=Path("/var/lib/gpupolicy"), help="checkpoint and sim state")
-    run.add_argument("--nvml", default="real", help="'real' or 'sim:<spec>', e.g. sim:8xH100-80GB or sim:2xA100-40GB:mig")
+    run.add_argument(
+        "--nvml", default="real", help="'real' or 'sim:<spec>', e.g. sim:8xH100-80GB or sim:2xA100-40GB:mig"
+    )
     run.add_argument("--resync", type=float, default=30.0, help="seconds between ResourceSlice checks")
     run.add_argument("-v", "--verbose", action="store_true")
     withdraw = sub.add_parser("withdraw", help="delete this node's ResourceSlices (uninstall)")

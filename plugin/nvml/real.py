@@ -174,7 +174,9 @@ class RealNvml:
             prof = next((p for p in profiles if p.name == profile), None)
             if prof is None:
                 raise NvmlError("unknown_profile", f"{gpu_uuid} has no MIG profile {profile!r}")
-            nvml_id = next(i for i in range(pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT) if self._nvml_id_is(handle, i, prof))
+            nvml_id = next(
+                i for i in range(pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT) if self._nvml_id_is(handle, i, prof)
+            )
             placement = pynvml.c_nvmlGpuInstancePlacement_t(start, prof.memory_slices)
             gi = _call(pynvml.nvmlDeviceCreateGpuInstanceWithPlacement, handle, nvml_id, placement)
             try:

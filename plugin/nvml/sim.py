@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from policy import catalog
 from plugin.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
+from policy import catalog
 
 DRIVER_VERSION = "580.95.05"
 CUDA_DRIVER_VERSION = "13.0"

@@ -9,11 +9,12 @@ from typing import Any
 
 from plugin.cdi import CdiRegistry
 from plugin.checkpoint import Checkpoint
-from plugin.discovery import Inventory, PublishFor, build_inventory
+from plugin.discovery import Inventory, build_inventory
 from plugin.kube import FakeKube
 from plugin.nvml.sim import SimNvml
 from plugin.prepare import ClaimRef, Preparer
 from plugin.sharing import FakeRunner
+from policy.builder import PublishFor
 
 DRIVER = "gpu.gpupolicy.dev"
 NODE = "node-a"
@@ -53,7 +54,9 @@ def ref(obj: dict[str, Any]) -> ClaimRef:
     return ClaimRef(meta["namespace"], meta["uid"], meta["name"])
 
 
-def opaque(kind: str, sharing: dict[str, Any], source: str = "FromClaim", requests: list[str] | None = None) -> dict[str, Any]:
+def opaque(
+    kind: str, sharing: dict[str, Any], source: str = "FromClaim", requests: list[str] | None = None
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "source": source,
         "opaque": {

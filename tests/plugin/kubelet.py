@@ -102,7 +102,10 @@ class FakeKubelet:
             try:
                 return method(conn)
             except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED) or time.monotonic() > deadline:
+                if (
+                    exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                    or time.monotonic() > deadline
+                ):
                     raise
                 conn.channel.close()
                 self.conn = None

@@ -90,7 +90,9 @@ class PluginProcess:
 
     def mig_instances(self) -> list[tuple[int, str, int]]:
         return sorted(
-            (i, inst["profile"], inst["start"]) for i, g in enumerate(self.sim_state()["gpus"]) for inst in g["instances"]
+            (i, inst["profile"], inst["start"])
+            for i, g in enumerate(self.sim_state()["gpus"])
+            for inst in g["instances"]
         )
 
     def commands_state(self) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def test_killed_during_prepare(tmp_path: Path, api: StubApiServer, step: str) ->
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         kubelet.connect()
-        with pytest.raises(Exception, match="UNAVAILABLE|Socket closed|Connection reset"):
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
             kubelet.prepare([claim], timeout_s=0)
         assert plugin.wait() == -9
         plugin.start()
@@ -87,7 +87,7 @@ def test_killed_during_unprepare(tmp_path: Path, api: StubApiServer, step: str) 
         kubelet = plugin.kubelet()
         assert kubelet.prepare([claim]).claims[claim[1]].error == ""
         _assert_prepared(plugin, claim[1])
-        with pytest.raises(Exception, match="UNAVAILABLE|Socket closed|Connection reset"):
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
             kubelet.unprepare([claim], timeout_s=0)
         assert plugin.wait() == -9
         plugin.start()
@@ -106,7 +106,7 @@ def test_restart_without_retry_rolls_back_interrupted_prepare(tmp_path: Path, ap
         plugin.start({ENV: "prepare-cdi"})
         kubelet = plugin.kubelet()
         kubelet.connect()
-        with pytest.raises(Exception, match="UNAVAILABLE|Socket closed|Connection reset"):
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
             kubelet.prepare([claim], timeout_s=0)
         plugin.wait()
         assert plugin.mig_instances() != []

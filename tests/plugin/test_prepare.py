@@ -11,6 +11,7 @@ import pytest
 from plugin.checkpoint import ClaimState
 from plugin.prepare import ClaimRef
 from policy.gpu import Mode, Publish
+from policy.k8s.ids import ClaimUID
 from tests.plugin.helpers import NODE, make_node, opaque
 
 DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
@@ -149,7 +150,10 @@ def test_time_slicing_from_claim_config_and_reset(tmp_path: Path) -> None:
 
 def test_mps_daemon_per_claim_with_limits_and_mounts(tmp_path: Path) -> None:
     node = make_node(tmp_path)
-    mps = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 40, "defaultPinnedDeviceMemoryLimit": "8Gi"}}
+    mps = {
+        "strategy": "MPS",
+        "mpsConfig": {"defaultActiveThreadPercentage": 40, "defaultPinnedDeviceMemoryLimit": "8Gi"},
+    }
     claim = node.add_claim("mps", [("gpu", "gpu-2"), ("gpu2", "gpu-3")], config=[opaque("GpuConfig", mps)])
     assert node.preparer.prepare([claim])[claim.uid].error == ""
     (daemon,) = node.runner.state["mps"].values()
@@ -208,16 +212,16 @@ def test_interrupted_prepare_is_rolled_back_on_retry(tmp_path: Path) -> None:
     claim = node.add_claim("c", [("m", "gpu-0-mig-4g20gb-5-0")])
     node.runner.state["mps"] = {}
     # Simulate a crash after the MIG instance was created: a PrepareStarted record and the instance.
-    original = node.preparer._apply  # noqa: SLF001
+    original = node.preparer._apply
 
     def crash(record, planned):  # type: ignore[no-untyped-def]
         node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
         raise KeyboardInterrupt
 
-    node.preparer._apply = crash  # type: ignore[method-assign]  # noqa: SLF001
+    node.preparer._apply = crash  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        node.preparer._prepare_locked(claim)  # noqa: SLF001
-    assert node.preparer.records[claim.uid].state is ClaimState.PREPARE_STARTED
-    node.preparer._apply = original  # type: ignore[method-assign]  # noqa: SLF001
+        node.preparer._prepare_locked(claim)
+    assert node.preparer.records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_STARTED
+    node.preparer._apply = original  # type: ignore[method-assign]
     assert node.preparer.prepare([claim])[claim.uid].error == ""
     assert node.mig_instances() == [(0, "4g.20gb", 0)]

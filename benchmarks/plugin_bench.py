@@ -1,0 +1,191 @@
+"""Benchmark the kubelet plugin: prepare latency under concurrency, and start-up to first publish.
+
+Run: ``python benchmarks/plugin_bench.py [--runs 5]``
+
+The plugin runs as its own process (``gpupolicy plugin run --nvml sim:8xH100-80GB``) against the
+HTTP API-server stand-in (``plugin.kube_stub``); a kubelet-like client in this process talks to it
+over the real unix sockets, one thread per claim, all released at once.
+
+* shared: 64 concurrent full-GPU claims on 8 GPUs published with ``shares: 8`` (8 claims per GPU);
+* exclusive: 8 waves of 8 concurrent claims for whole exclusive GPUs (unprepared between waves);
+* mig: 8 waves of 7 concurrent claims for dynamic ``1g.10gb`` MIG devices (includes simulated MIG creation);
+* start-up: process start to a complete pool on the API server, and in-process ``Plugin.start`` to
+  the first publish (without interpreter start-up and imports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from plugin.kube import FakeKube  # noqa: E402
+from plugin.kube_stub import StubApiServer  # noqa: E402
+from tests.plugin.proc import PluginProcess  # noqa: E402
+
+NODE = "node-a"
+DRIVER = "gpu.gpupolicy.dev"
+POLICY = """\
+apiVersion: gpupolicy.dev/v1alpha1
+kind: GpuPolicy
+metadata: {{name: bench}}
+spec:
+  driverName: gpu.gpupolicy.dev
+  sharing:
+  - name: all
+    {rule}
+"""
+RULES = {
+    "shared": "shares: {count: 8, defaultMemory: 8Gi}",
+    "exclusive": "exclusive: {}",
+    "mig": "mig: {dynamic: true}",
+}
+
+
+def _claim(kube: FakeKube, device: str, share: bool) -> tuple[str, str, str]:
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    result: dict[str, Any] = {"request": "gpu", "driver": DRIVER, "pool": NODE, "device": device}
+    if share:
+        result["shareID"] = str(uuid.uuid4())
+    obj = kube.put_claim(
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaim",
+            "metadata": {"name": name, "namespace": "bench"},
+            "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu"}}]}},
+            "status": {"allocation": {"devices": {"results": [result]}}},
+        }
+    )
+    return ("bench", obj["metadata"]["uid"], name)
+
+
+def _published(api: StubApiServer) -> bool:
+    slices = list(api.kube.slices.values())
+    return bool(slices) and all(s["spec"]["pool"]["resourceSliceCount"] == len(slices) for s in slices)
+
+
+def _concurrent(kubelet: Any, claims: list[tuple[str, str, str]]) -> list[float]:
+    barrier = threading.Barrier(len(claims))
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(claim: tuple[str, str, str]) -> None:
+        barrier.wait()
+        begin = time.perf_counter()
+        response = kubelet.prepare([claim])
+        elapsed = time.perf_counter() - begin
+        with lock:
+            latencies.append(elapsed)
+            if response.claims[claim[1]].error:
+                errors.append(response.claims[claim[1]].error)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in claims]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    kubelet.unprepare(claims)
+    return latencies
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def bench_prepare(mode: str, runs: int) -> tuple[list[float], float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        api = StubApiServer().start()
+        api.kube.put_node(NODE)
+        policy = root / "policy.yaml"
+        policy.write_text(POLICY.format(rule=RULES[mode]))
+        proc = PluginProcess(
+            root, api.write_kubeconfig(root / "kc"), nvml="sim:8xH100-80GB", extra=["--policy", str(policy)]
+        )
+        begin = time.perf_counter()
+        proc.start()
+        try:
+            while not _published(api):
+                time.sleep(0.005)
+            startup = time.perf_counter() - begin
+            kubelet = proc.kubelet()
+            kubelet.connect()
+            samples: list[float] = []
+            for _ in range(runs):
+                if mode == "shared":
+                    waves = [[_claim(api.kube, f"gpu-{i % 8}", True) for i in range(64)]]
+                elif mode == "exclusive":
+                    waves = [[_claim(api.kube, f"gpu-{i}", False) for i in range(8)] for _ in range(8)]
+                else:
+                    waves = [
+                        [_claim(api.kube, f"gpu-{g}-mig-1g10gb-19-{s}", False) for s in range(7)] for g in range(8)
+                    ]
+                for wave in waves:
+                    samples.extend(_concurrent(kubelet, wave))
+            kubelet.close()
+            return samples, startup
+        finally:
+            proc.kill()
+            api.stop()
+
+
+def bench_startup_in_process(runs: int) -> list[float]:
+    from plugin.driver import Options, Plugin
+    from plugin.nvml.sim import SimNvml
+    from plugin.sharing import FakeRunner
+
+    out = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            kube = FakeKube()
+            kube.put_node(NODE)
+            options = Options(
+                node=NODE, driver=DRIVER, plugin_dir=root / "p", registry_dir=root / "r",
+                cdi_root=root / "cdi", state_dir=root / "s", nvml="sim:8xH100-80GB",
+            )  # fmt: skip
+            begin = time.perf_counter()
+            plugin = Plugin(options, kube=kube, nvml=SimNvml("8xH100-80GB", seed=NODE), runner=FakeRunner())
+            plugin.start()
+            assert plugin.publisher is not None and plugin.publisher.published.wait(10)
+            out.append(time.perf_counter() - begin)
+            plugin.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    startups = []
+    print(f"| case | claims | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|")
+    for mode in ("shared", "exclusive", "mig"):
+        samples, startup = bench_prepare(mode, args.runs)
+        startups.append(startup)
+        print(
+            f"| {mode} | {len(samples)} | {_pct(samples, 0.5):.1f} | {_pct(samples, 0.99):.1f} | {max(samples) * 1000:.1f} |",
+            flush=True,
+        )
+    inproc = bench_startup_in_process(args.runs)
+    print()
+    print(f"start-up to first publish, plugin process (python start + imports + publish over HTTP): "
+          f"median {statistics.median(startups) * 1000:.0f} ms of {len(startups)} starts")  # fmt: skip
+    print(f"start-up to first publish, in process (Plugin.start -> published): "
+          f"median {statistics.median(inproc) * 1000:.0f} ms of {len(inproc)} runs")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

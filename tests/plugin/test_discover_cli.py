@@ -1,0 +1,28 @@
+"""``gpupolicy discover`` with the simulated backend."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from plugin.cli.main import main
+
+
+def test_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["discover", "--nvml", "sim:1xA100-40GB:mig=3g.20gb@4,1xL4", "--node-name", "n1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["MINOR", "UUID", "PRODUCT", "MEMORY", "ARCH", "CC", "PCI", "MIG", "MIG", "DEVICES"]
+    assert "NVIDIA A100-SXM4-40GB" in lines[1] and lines[1].endswith("enabled  3g.20gb@4")
+    assert "NVIDIA L4" in lines[2] and lines[2].split()[-2:] == ["-", "-"]
+
+
+def test_yaml_slices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["discover", "--nvml", "sim:2xH100-80GB", "--node-name", "n1", "-o", "yaml"]) == 0
+    (obj,) = yaml.safe_load_all(capsys.readouterr().out)
+    assert obj["kind"] == "ResourceSlice" and obj["spec"]["pool"]["name"] == "n1"
+    assert [d["name"] for d in obj["spec"]["devices"]] == ["gpu-0", "gpu-1"]
+
+
+def test_bad_spec_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["discover", "--nvml", "sim:3xQ9000"]) == 1
+    assert "unknown_gpu_model" in capsys.readouterr().err
