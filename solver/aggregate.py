@@ -276,7 +276,7 @@ def solve_aggregated(problem: Problem, params: SolveParams) -> Solution:
         baseline.wall_s = time.perf_counter() - started
         return baseline
     first_optimal = status == cp_model.OPTIMAL
-    best = int(solver.objective_value)
+    best = round(solver.objective_value)
     m.model.add(placement >= best)
     _keep(m, solver)
     m.model.maximize(fragmentation)

@@ -94,7 +94,7 @@ def _results(v: Variables, solver: cp_model.CpSolver, key: ClaimKey) -> list[Dev
 
 
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
-    if aggregate.applicable(problem):
+    if params.aggregate and aggregate.applicable(problem):
         return aggregate.solve_aggregated(problem, params)
     started = time.perf_counter()
     baseline = first_fit(problem)

@@ -30,6 +30,7 @@ class SolveParams:
     seed: int = 0
     explain: bool = True
     explain_time_limit_s: float = 5.0
+    aggregate: bool = True  # use the aggregated model when every claim is simple
 
 
 @dataclass

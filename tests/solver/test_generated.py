@@ -115,3 +115,41 @@ def test_solver_verifies_and_beats_first_fit(p: Problem) -> None:
     assert opt.proven_optimal
     assert weight(p, set(opt.placements)) >= weight(p, set(ff.placements))
     assert weight(p, set(opt.placements)) >= weight(p, set(bf.placements))
+
+
+@st.composite
+def simple_problems(draw: st.DrawFn) -> Problem:
+    devices = []
+    for n in range(draw(st.integers(1, 4))):
+        for i in range(draw(st.integers(1, 4))):
+            devices.append(gpu(f"node-{n}", f"gpu-{i}", model=draw(st.sampled_from(["h100", "a100"])), index=i))
+    claims = []
+    for c in range(draw(st.integers(1, 8))):
+        which = draw(st.sampled_from([{}, {"model": "h100"}, {"model": "a100"}]))
+        claims.append(
+            claim(
+                f"c{c}",
+                [alt(eligible(devices, **which), draw(st.integers(1, 3)))],
+                priority=draw(st.sampled_from([1, 1, 3])),
+            )
+        )
+    existing = [
+        Existing(ClaimKey(f"old/e{i}"), "old", (DeviceResult("gpu", DeviceIndex(i)),))
+        for i in draw(st.sets(st.integers(0, len(devices) - 1), max_size=2))
+    ]
+    return problem(devices, claims, existing=tuple(existing))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(simple_problems())
+def test_aggregated_model_matches_full_model(p: Problem) -> None:
+    from solver.aggregate import applicable
+
+    assert applicable(p)
+    fast = solve_optimal(p, PARAMS)
+    full = solve_optimal(p, SolveParams(time_limit_s=20, workers=1, seed=0, aggregate=False))
+    for solution in (fast, full):
+        assert verify(p, solution) == []
+        assert solution.proven_optimal
+    assert weight(p, set(fast.placements)) == weight(p, set(full.placements))
+    assert weight(p, set(fast.placements)) >= weight(p, set(first_fit(p).placements))
