@@ -233,6 +233,8 @@ def test_shared_gpu_device() -> None:
     assert mem.request_policy.default == Quantity("10Gi")
     assert mem.request_policy.valid_range.step == Quantity("1Mi")
     assert mem.value.as_integer() % 2**20 == 0
+    # Every capacity of a shared device has a request policy, else one claim would consume it all.
+    assert all(c.request_policy is not None for c in cap.values())
 
 
 def test_time_slicing_without_replicas_is_one_plain_device() -> None:
