@@ -240,7 +240,10 @@ def planned_layout(gpu: GpuInfo, layout: tuple[str, ...]) -> list[MigPlacement]:
     """Place ``layout`` (profile names) on an empty GPU: the first assignment, trying each profile's
     placements in order and backtracking, under which every instance fits."""
     spec = gpu.spec
-    profiles = [spec.profile(name) for name in layout]
+    try:
+        profiles = [spec.profile(name) for name in layout]
+    except KeyError as err:
+        raise ValueError(f"unknown_mig_profile: {err.args[0]}") from None
 
     def search(placed: list[MigPlacement], rest: list[MigProfile]) -> list[MigPlacement] | None:
         if not rest:

@@ -213,6 +213,12 @@ def test_static_mig_layout_placed_in_order() -> None:
     assert sorted(devices) == ["gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-4g40gb-5-0"]
 
 
+def test_static_mig_layout_with_another_models_profile() -> None:
+    publish = Publish(Mode.MIG, mig_layout=("3g.20gb",))
+    with pytest.raises(ValueError, match="unknown_mig_profile: H100-80GB has no MIG profile"):
+        build_slices("n", _gpus("H100-80GB", 1), publish_for=lambda g, v: publish)
+
+
 def test_static_mig_layout_that_does_not_fit() -> None:
     publish = Publish(Mode.MIG, mig_layout=("4g.40gb", "4g.40gb"))
     with pytest.raises(ValueError, match="mig_layout_does_not_fit"):
