@@ -285,21 +285,20 @@ class Program:
             return [self._cached((context, core.key(d)), d, claim, request) for d in devices]
         out: list[bool | CelRuntimeError] = []
         append = out.append
-        miss = self._miss
+        keyfn, results = core.key, core.results
         for device in devices:
             cache = device.__dict__.get("_cel_results")
-            result = None if cache is None else cache.get(core)
-            append(miss(device) if result is None else result)
+            if cache is None:
+                cache = result_cache(device)
+            result = cache.get(core)
+            if result is None:
+                key = keyfn(device)
+                result = results.get(key)
+                if result is None:
+                    result = self._cached(key, device, None, None)
+                cache[core] = result
+            append(result)  # type: ignore[arg-type]
         return out
-
-    def _miss(self, device: DeviceView) -> bool | CelRuntimeError:
-        core = self._core
-        key = core.key(device)
-        result = core.results.get(key)
-        if result is None:
-            result = self._cached(key, device, None, None)
-        result_cache(device)[core] = result
-        return result
 
     def _cached(
         self,

@@ -20,6 +20,7 @@ from policy.cel_types import (
     INT64_MIN,
     UINT64_MAX,
     EvalError,
+    OptionalValue,
     StaticType,
     TypeValue,
     Uint,
@@ -69,6 +70,8 @@ def _value_matches(param: StaticType, value: object) -> bool:
         return isinstance(value, Quantity)
     if k == "semver":
         return isinstance(value, Semver)
+    if k == "optional":
+        return isinstance(value, OptionalValue)
     return False
 
 
@@ -86,7 +89,7 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
-             "semver": Semver}  # fmt: skip
+             "semver": Semver, "optional": OptionalValue}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -270,6 +273,27 @@ def _size(value: Sequence[object] | str | bytes | Mapping[object, object]) -> in
     return len(value)
 
 
+# --- optional values ------------------------------------------------------------------
+
+OPT = "optional"
+
+
+def _is_zero(value: object) -> bool:
+    if value is None or value is False:
+        return True
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value == 0
+    if isinstance(value, (str, bytes, list, tuple, Mapping)):
+        return len(value) == 0
+    return False
+
+
+def _opt_value(opt: OptionalValue) -> object:
+    if not opt.present:
+        raise EvalError("optional.none() dereference")
+    return opt.value
+
+
 # --- the table ------------------------------------------------------------------------
 
 
@@ -299,6 +323,9 @@ GLOBAL: dict[str, list[Overload]] = {
     "sets.intersects": [_o((LIST, LIST), BOOL, _intersects)],
     "sets.equivalent": [_o((LIST, LIST), BOOL, lambda a, b: _contains_all(a, b) and _contains_all(b, a))],
     "strings.quote": [_o((STR,), STR, cel_strings.quote)],
+    "optional.of": [_o((DYN,), OPT, lambda v: OptionalValue(True, v))],
+    "optional.none": [_o((), OPT, lambda: OptionalValue(False))],
+    "optional.ofNonZeroValue": [_o((DYN,), OPT, lambda v: OptionalValue(not _is_zero(v), v))],
 }
 
 MEMBER: dict[str, list[Overload]] = {
@@ -354,6 +381,10 @@ MEMBER: dict[str, list[Overload]] = {
     "isInteger": [_o((Q,), BOOL, lambda q: q.is_integer() and INT64_MIN * 10**9 <= q.nanos <= INT64_MAX * 10**9)],
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
+    "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
+    "value": [_o((OPT,), DYN, _opt_value)],
+    "orValue": [_o((OPT, DYN), DYN, lambda o, d: o.value if o.present else d)],
+    "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
     "major": [_o((S,), INT, lambda v: v.major)],
     "minor": [_o((S,), INT, lambda v: v.minor)],
     "patch": [_o((S,), INT, lambda v: v.patch)],

@@ -168,7 +168,10 @@ def key_function(projection: Projection) -> KeyFn:
             if ids is ALL:
                 parts.append(f"_whole_map({{{domain!r}: {source}}})")
             else:
-                parts.extend(f"_tag({source}.get({ident!r}, ABSENT))" for ident in sorted(ids))
+                parts.extend(
+                    f'(("bool", _v) if (_v := {source}.get({ident!r}, ABSENT)).__class__ is bool else _v)'
+                    for ident in sorted(ids)
+                )
     body = parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     if not parts:
         body = "()"

@@ -10,8 +10,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from policy.cel_types import EvalError, Uint, runtime_type
-from policy.quantity import Quantity
-from policy.semver import Semver
 
 MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
 
@@ -173,8 +171,6 @@ def to_string(value: object) -> str:
             return value.decode("utf-8")
         except UnicodeDecodeError:
             raise EvalError("invalid UTF-8 in bytes, cannot convert to string") from None
-    if isinstance(value, (Quantity, Semver)):
-        return str(value)
     raise EvalError(f"no such overload: string({runtime_type(value)})")
 
 

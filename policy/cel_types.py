@@ -49,6 +49,27 @@ class TypeValue:
         return self.name
 
 
+class OptionalValue:
+    """A CEL ``optional_type`` value: ``optional.of(x)`` or ``optional.none()``."""
+
+    __slots__ = ("present", "value")
+
+    def __init__(self, present: bool, value: object = None) -> None:
+        self.present = present
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OptionalValue) or other.present != self.present:
+            return False
+        return not self.present or cel_equal(self.value, other.value)
+
+    def __hash__(self) -> int:
+        return hash(("OptionalValue", self.present))
+
+    def __repr__(self) -> str:
+        return f"optional.of({self.value!r})" if self.present else "optional.none()"
+
+
 class EvalError(Exception):
     """A CEL run-time error (``no such key: x``). ``&&``, ``||`` and macros may absorb it."""
 
@@ -106,6 +127,8 @@ def runtime_type(value: object) -> str:
         return "kubernetes.Semver"
     if isinstance(value, TypeValue):
         return "type"
+    if isinstance(value, OptionalValue):
+        return "optional_type"
     if isinstance(value, Mapping):
         return "map"
     if isinstance(value, (list, tuple)):
