@@ -239,9 +239,10 @@ def _expand(m: _Model, solver: cp_model.CpSolver, problem: Problem) -> dict[Clai
         pool.sort(key=lambda d: problem.devices[d].order)
         for i in range(placed):
             claim = queues[k].pop(0)
-            request = claim.requests[0].alternatives[0].name
+            alternative = claim.requests[0].alternatives[0]
             devices = pool[i * size : (i + 1) * size]
-            out[claim.key] = Placement(claim.key, node, tuple(DeviceResult(request, d) for d in devices))
+            results = tuple(DeviceResult(alternative.name, d, tolerations=alternative.tolerations) for d in devices)
+            out[claim.key] = Placement(claim.key, node, results)
     return out
 
 

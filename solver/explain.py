@@ -160,7 +160,7 @@ def _keys(members: list[Claim]) -> str:
 
 
 def _who(members: list[Claim]) -> str:
-    return f"claim {members[0].key}" if len(members) == 1 else f"{_who(members)}"
+    return f"claim {members[0].key}" if len(members) == 1 else f"claims {_keys(members)}"
 
 
 def _name_rules(problem: Problem, members: list[Claim], core: list[str]) -> list[Reason]:

@@ -149,6 +149,16 @@ class Device:
     def counter_sets(self) -> tuple[tuple[str, str, str], ...]:
         return tuple((self.driver, self.pool, use.counter_set) for use in self.consumes)
 
+    @property
+    def gpu_key(self) -> tuple[str, ...]:
+        """The physical GPU: its shared counter set, else its MIG parent, else the device itself."""
+        if self.consumes:
+            return ("counters", *self.counter_sets()[0])
+        parent = next((str(v) for k, v in self.attributes.items() if k.endswith("/parentUUID")), "")
+        if parent:
+            return ("parent", self.driver, self.pool, parent)
+        return ("device", *self.key)
+
 
 @dataclass(frozen=True)
 class Exclusion:

@@ -73,15 +73,13 @@ def gpu_units(problem: Problem) -> list[Unit]:
     units: dict[tuple[str, ...], Unit] = {}
     for i, device in enumerate(problem.devices):
         d = DeviceIndex(i)
-        parent = next((str(v) for k, v in device.attributes.items() if k.endswith("/parentUUID")), "")
-        if device.consumes:
-            cs = device.counter_sets()[0]
-            key: tuple[str, ...] = ("counters", *cs)
-            name = cs[2].removesuffix("-counter-set").removesuffix("-counters")
-        elif parent:
-            key, name = ("parent", device.driver, device.pool, parent), device.name.split("-mig-", 1)[0]
+        key = device.gpu_key
+        if key[0] == "counters":
+            name = key[3].removesuffix("-counter-set").removesuffix("-counters")
+        elif key[0] == "parent":
+            name = device.name.split("-mig-", 1)[0]
         else:
-            key, name = ("device", *device.key), device.name
+            name = device.name
         unit = units.get(key)
         if unit is None:
             unit = Unit(key, device.node_name or "*", name)
@@ -145,6 +143,10 @@ def unit_usage(problem: Problem, solution: Solution, units: list[Unit]) -> dict[
                     capacity[name] = device.capacity[name].value if name in device.capacity else 0
         if unit.slots:
             use.fraction = sum(1 for h in use.slot_holders if h is not None) / unit.slots
+        elif len(unit.devices) > 1 and not unit.shared:
+            held = [d for d in unit.devices if by_device.get(d)]
+            use.fraction = len(held) / len(unit.devices)
+            use.slot_holders = [by_device[d][0][0] if by_device.get(d) else None for d in unit.devices]
         elif unit.shared and capacity:
             name = next((n for n in sorted(capacity) if n.endswith("memory")), sorted(capacity)[0])
             use.fraction = max(consumed[n] / capacity[n] for n in capacity if capacity[n])

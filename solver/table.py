@@ -86,6 +86,10 @@ def _unit_line(unit: Unit, use: UnitUse, legend: dict[ClaimKey, str]) -> str:
         bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
         held = sum(1 for h in use.slot_holders if h is not None)
         return f"{unit.name:<10} mig     |{bar}|  {held}/{unit.slots} slots"
+    if len(unit.devices) > 1 and not unit.shared:
+        bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
+        held = sum(1 for h in use.slot_holders if h is not None)
+        return f"{unit.name:<10} parts   |{bar}|  {held}/{len(unit.devices)} partitions"
     if unit.shared:
         holders = "".join(_letter(legend, h) for h in use.holders)
         text = use.share_text or "0% used"

@@ -201,4 +201,7 @@ def _check_gangs(problem: Problem, solution: Solution) -> list[str]:
         placed = [k for k in keys if k in solution.placements]
         if placed and len(placed) != len(keys):
             errors.append(f"gang {gang}: only {len(placed)} of {len(keys)} claims placed")
+        nodes = {solution.placements[k].node for k in placed} - {ANYWHERE}
+        if len(nodes) > 1:
+            errors.append(f"gang {gang}: claims placed on different nodes {sorted(nodes)}")
     return errors

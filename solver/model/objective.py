@@ -36,10 +36,7 @@ class Level:
 
 
 def unit_of(v: Variables, d: DeviceIndex) -> tuple[object, ...]:
-    device = v.problem.devices[d]
-    if device.consumes:
-        return ("counters", *device.counter_sets()[0])
-    return ("device", d)
+    return v.problem.devices[d].gpu_key
 
 
 def fragmentation(v: Variables) -> Level:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from ortools.sat.python import cp_model
 
 from solver.model.variables import TakeKey, Variables
-from solver.problem import AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
+from solver.problem import ANYWHERE, AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
 
 
 def build(v: Variables) -> list[cp_model.LinearExprT]:
@@ -86,3 +86,19 @@ def _gangs(v: Variables) -> None:
         first = v.placed[group[0].key]
         for other in group[1:]:
             v.model.add(v.placed[other.key] == first)
+        _same_node(v, [c for c in group if v.nodes_of[c.key] != [ANYWHERE]])
+
+
+def _same_node(v: Variables, group: list[Claim]) -> None:
+    """The claims of one pod are allocated for the same node."""
+    if len(group) < 2:
+        return
+    nodes = sorted({n for c in group for n in v.nodes_of[c.key]})
+    for n in nodes:
+        present = [v.node[(c.key, n)] for c in group if (c.key, n) in v.node]
+        if len(present) < len(group):
+            for var in present:
+                v.model.add(var == 0)
+            continue
+        for var in present[1:]:
+            v.model.add(var == present[0])

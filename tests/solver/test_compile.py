@@ -1,0 +1,210 @@
+"""From Kubernetes YAML to placements: selectors, CEL errors, pods, templates, existing allocations,
+and the ``status.allocation`` the scheduler would write. Every answer is verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from solver.compile import Compiled, compile_problem
+from solver.inputs import read_inputs
+from solver.output import allocation, document
+from solver.result import Solution, SolveParams
+from solver.solve import solve
+from solver.verify import verify
+
+CASES = Path(__file__).parent / "cases"
+PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0)
+
+
+def run(claims: str, strategy: str = "optimal", inventory_extra: str = "") -> tuple[Compiled, Solution]:
+    inventory = [((CASES / "inventory.yaml").read_text(), "inventory.yaml")]
+    if inventory_extra:
+        inventory.append((inventory_extra, "existing.yaml"))
+    inputs = read_inputs(inventory, [(claims, "claims.yaml")])
+    compiled = compile_problem(
+        inputs.slices, inputs.classes, inputs.pending, allocated=inputs.allocated, nodes=inputs.nodes
+    )
+    solution = solve(compiled.problem, strategy, PARAMS)
+    assert verify(compiled.problem, solution) == []
+    return compiled, solution
+
+
+def claim_yaml(name: str, request: str, namespace: str = "default") -> str:
+    body = "\n".join("      " + line for line in request.strip().splitlines())
+    return f"""apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  devices:
+{body}
+"""
+
+
+def devices_of(compiled: Compiled, solution: Solution, key: str) -> list[str]:
+    placement = solution.placements[key]  # type: ignore[index]
+    return [
+        f"{compiled.problem.devices[r.device].pool}/{compiled.problem.devices[r.device].name}"
+        for r in placement.results
+    ]
+
+
+def test_request_selector_and_taints() -> None:
+    claim = claim_yaml(
+        "h100",
+        """
+requests:
+- name: gpu
+  exactly:
+    deviceClassName: gpu
+    count: 2
+    selectors:
+    - cel:
+        expression: device.attributes["gpu.example.com"].model == "h100"
+""",
+    )
+    compiled, solution = run(claim)
+    [reason] = solution.unplaced["default/h100"]  # type: ignore[index]
+    assert reason.code == "selector_excludes_all"
+    assert 'request "gpu" selector #0 at claims.yaml:' in reason.message
+    assert "device taints (not tolerated) excludes 1" in reason.message
+    tolerating = claim.replace(
+        "count: 2\n", "count: 2\n          tolerations: [{key: maintenance, operator: Exists}]\n"
+    )
+    compiled, solution = run(tolerating)
+    assert devices_of(compiled, solution, "default/h100") == ["node-a/gpu-0", "node-a/gpu-1"]
+    alloc = allocation(compiled, solution.placements["default/h100"])  # type: ignore[index]
+    assert alloc["devices"]["results"][1]["tolerations"] == [{"key": "maintenance", "operator": "Exists"}]
+    assert alloc["nodeSelector"] == {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-a"]}]}]
+    }
+    assert alloc["devices"]["config"][0]["source"] == "FromClass"
+
+
+def test_cel_runtime_error_fails_the_claim() -> None:
+    claim = claim_yaml(
+        "broken",
+        """
+requests:
+- name: gpu
+  exactly:
+    deviceClassName: gpu
+    selectors:
+    - cel:
+        expression: device.attributes["gpu.example.com"].nosuchattribute == "x"
+""",
+    )
+    _, solution = run(claim)
+    [reason] = solution.unplaced["default/broken"]  # type: ignore[index]
+    assert reason.code == "cel_runtime_error"
+    assert reason.message.startswith("claim default/broken: selector #0: CEL runtime error:")
+
+
+def test_first_available_names_the_subrequest_and_shares_capacity() -> None:
+    claim = claim_yaml(
+        "small",
+        """
+requests:
+- name: gpu
+  firstAvailable:
+  - name: shared
+    deviceClassName: shared
+    capacity:
+      requests:
+        memory: 15Gi
+  - name: whole
+    deviceClassName: gpu
+config:
+- requests: [gpu]
+  opaque:
+    driver: gpu.example.com
+    parameters: {note: hello}
+""",
+    )
+    compiled, solution = run(claim + "---\n" + claim.replace("name: small", "name: small-2"))
+    for key in ("default/small", "default/small-2"):
+        alloc = allocation(compiled, solution.placements[key])  # type: ignore[index]
+        [result] = alloc["devices"]["results"]
+        assert result["request"] == "gpu/shared"
+        assert result["consumedCapacity"] == {"memory": "20Gi"}  # 15Gi rounded up to the 10Gi step
+        assert result["shareID"]
+        assert alloc["devices"]["config"] == [
+            {
+                "source": "FromClaim",
+                "requests": ["gpu"],
+                "opaque": {"driver": "gpu.example.com", "parameters": {"note": "hello"}},
+            }
+        ]
+    doc: dict[str, Any] = document(compiled, solution)
+    assert doc["summary"]["placed"] == 2 and doc["unplaced"] == []
+
+
+def test_pod_claims_are_all_or_nothing_and_templates_expand() -> None:
+    pod = """apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: two-a100, namespace: team}
+spec:
+  spec:
+    devices:
+      requests:
+      - name: gpu
+        exactly:
+          deviceClassName: gpu
+          count: 2
+          selectors:
+          - cel:
+              expression: device.attributes["gpu.example.com"].model == "a100"
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: trainer, namespace: team}
+spec:
+  containers: [{name: main, image: x}]
+  resourceClaims:
+  - {name: first, resourceClaimTemplateName: two-a100}
+  - {name: second, resourceClaimTemplateName: two-a100}
+"""
+    _, solution = run(pod)
+    assert set(solution.unplaced) == {"team/trainer-first", "team/trainer-second"}
+    assert all("pod team/trainer" in r.message for r in solution.unplaced["team/trainer-first"])  # type: ignore[index]
+    replicas = pod.split("---")[0].replace(
+        "metadata: {name: two-a100, namespace: team}",
+        "metadata:\n  name: two-a100\n  namespace: team\n  annotations: {gpupolicy.dev/replicas: '2'}",
+    )
+    replicas = replicas.replace("count: 2", "count: 1")
+    _, solution = run(replicas)
+    assert sorted(solution.placements) == ["team/two-a100-0", "team/two-a100-1"]
+
+
+def test_existing_allocations_block_their_devices() -> None:
+    existing = """apiVersion: resource.k8s.io/v1
+kind: ResourceClaim
+metadata: {name: running, namespace: prod}
+spec:
+  devices:
+    requests:
+    - name: gpu
+      exactly: {deviceClassName: gpu}
+status:
+  allocation:
+    devices:
+      results:
+      - {request: gpu, driver: gpu.example.com, pool: node-a, device: gpu-0}
+"""
+    claim = claim_yaml(
+        "h100",
+        """
+requests:
+- name: gpu
+  exactly:
+    deviceClassName: gpu
+    selectors:
+    - cel:
+        expression: device.attributes["gpu.example.com"].model == "h100"
+""",
+    )
+    _, solution = run(claim, inventory_extra=existing)
+    [reason] = solution.unplaced["default/h100"]  # type: ignore[index]
+    assert reason.code == "capacity_exhausted" and "prod/running" in reason.message
