@@ -168,7 +168,7 @@ def shared_gpu_device(gpu: GpuInfo, publish: Publish) -> Wire:
     device["allowMultipleAllocations"] = True
     # On a multi-allocatable device, a capacity without a request policy that a claim does not ask
     # for is consumed in full; publishing SMs would let only one claim in. Shares stand for them.
-    del device["capacity"]["multiprocessors"]
+    device["capacity"].pop("multiprocessors", None)
     device["capacity"]["memory"] = {
         "value": str(Quantity.from_int(memory, binary=True)),
         "requestPolicy": {

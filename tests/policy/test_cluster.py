@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from policy.cluster import gpu_uuid, load_cluster
+from policy.catalog import get_model, model_names
+from policy.cluster import gpu_uuid, load_cluster, render
 from policy.errors import DiagnosticError
 from policy.gpu import Mode, Publish
+from policy.k8s.validation import validate_object
+from policy.policyfile import load_policy
+from policy.yamlsrc import SourceDoc
 
 HEAD = """apiVersion: gpupolicy.dev/v1alpha1
 kind: ClusterDescription
@@ -124,3 +130,54 @@ def test_wrong_kind() -> None:
     with pytest.raises(DiagnosticError) as info:
         load_cluster("apiVersion: v1\nkind: Node\nmetadata: {name: x}\n", "k.yaml")
     assert [d.code for d in info.value.diagnostics] == ["unexpected_kind"]
+
+
+MODES = [
+    "exclusive: {}",
+    "timeSlicing: {interval: Short}",
+    "timeSlicing: {replicas: 3}",
+    "mps: {maxClients: 4, defaultPinnedDeviceMemoryLimit: 1Gi}",
+    "shares: {count: 7}",
+    "mig: {dynamic: true}",
+    "mig: {dynamic: true, profiles: [1g.10gb, 3g.40gb, 1g.24gb, 2g.12gb]}",
+    "mig: {layout: [3g.40gb, 3g.40gb]}",
+    "mig: {layout: [1g.24gb, 1g.24gb-me]}",
+    "mig: {}",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    models=st.lists(st.sampled_from(model_names()), min_size=1, max_size=3, unique=True),
+    modes=st.lists(st.sampled_from(MODES), min_size=1, max_size=3),
+    count=st.integers(min_value=1, max_value=9),
+    mig=st.sampled_from(["disabled", "enabled", "dynamic"]),
+)
+def test_any_policy_on_any_fleet_renders_valid_slices(
+    models: list[str], modes: list[str], count: int, mig: str
+) -> None:
+    rules = "".join(
+        f'  - name: r{i}\n    selector: device.attributes["gpu.gpupolicy.dev"].productName == '
+        f'"{get_model(models[i % len(models)]).product_name}"\n    {mode}\n'
+        for i, mode in enumerate(modes)
+    )
+    header = "apiVersion: gpupolicy.dev/v1alpha1\nkind: GpuPolicy\nmetadata: {name: p}\nspec:\n  sharing:\n"
+    policy = load_policy(header + rules, "p.yaml")
+    groups = "".join(
+        f"  - namePrefix: g{i}\n    count: 2\n    gpus: {{model: {m}, count: {count}}}\n    mig: {mig}\n"
+        for i, m in enumerate(models)
+    )
+    cluster = load_cluster(HEAD + groups, "c.yaml")
+    try:
+        _, slices = render(policy, cluster)
+    except DiagnosticError as err:
+        assert {d.code for d in err.diagnostics} <= {"mig_layout_does_not_fit", "unknown_mig_profile"}
+        assert all(d.location.file == "p.yaml" and d.location.line > 0 for d in err.diagnostics)
+        return
+    for s in slices:
+        assert validate_object(s, SourceDoc(s.to_wire(), "rendered")) == [], s.name
+    per_pool: dict[str, set[int]] = {}
+    for s in slices:
+        per_pool.setdefault(s.spec.pool.name, set()).add(s.spec.pool.resource_slice_count)
+    counts = {pool: len([s for s in slices if s.spec.pool.name == pool]) for pool in per_pool}
+    assert all(per_pool[p] == {counts[p]} for p in per_pool)
