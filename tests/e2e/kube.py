@@ -101,6 +101,11 @@ class Kube:
         result = self._call(None, lambda: res.get(namespace=namespace, **selectors))
         return list(result.get("items") or [])
 
+    def replace(self, obj: Obj) -> Obj:
+        res = self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if res.namespaced else None
+        return self._call(obj, lambda: res.replace(body=obj, namespace=namespace))
+
     def replace_status(self, obj: Obj) -> Obj:
         res = self._resource(obj["apiVersion"], obj["kind"])
         status = res.subresources["status"]
@@ -109,8 +114,10 @@ class Kube:
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
         res = self._resource(api_version, kind)
+        # No kubelet confirms a pod's termination here: pods go at once.
+        grace = 0 if kind == "Pod" else None
         try:
-            res.delete(name=name, namespace=namespace)
+            res.delete(name=name, namespace=namespace, grace_period_seconds=grace)
         except DynamicApiError as exc:
             if exc.status != 404:
                 raise _error(exc, None) from None
@@ -194,11 +201,16 @@ def node_manifest(
 
 
 def create_node(kube: Kube, name: str, **kwargs: Any) -> Obj:
-    """Create a fake Node (no kubelet) and set its status through the status subresource."""
+    """Create a fake Node (no kubelet) and set its status through the status subresource.
+
+    The TaintNodesByCondition admission plugin gives every new Node the ``not-ready`` taint, which the node
+    lifecycle controller would lift once the kubelet reports Ready; with no kubelet, we lift it ourselves."""
     wanted = node_manifest(name, **kwargs)
     created = kube.create(wanted)
     created["status"] = wanted["status"]
-    return kube.replace_status(created)
+    ready = kube.replace_status(created)
+    ready["spec"]["taints"] = []
+    return kube.replace(ready)
 
 
 def create_namespace(kube: Kube, name: str) -> Obj:
