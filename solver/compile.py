@@ -88,6 +88,7 @@ class _Context:
     policy: CompiledPolicy | None
     cache: SelectorCache = field(default_factory=SelectorCache)
     views: list[DeviceView] = field(default_factory=list)
+    alternatives: dict[object, Alternative | _ClaimFailed] = field(default_factory=dict)
 
 
 def compile_problem(
@@ -145,7 +146,7 @@ def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
             sub = ("exactly",) if request.exactly is not None else ("firstAvailable", ai)
             path = ("spec", "devices", "requests", ri, *sub)
             try:
-                alternatives.append(_alternative(ctx, item, info, str(alt_name), fields, path))
+                alternatives.append(_cached_alternative(ctx, item, info, str(alt_name), fields, path))
             except _ClaimFailed as failed:
                 error = error or (failed.code, failed.message)
                 alternatives.append(Alternative(str(alt_name), fields.device_class_name, ()))
@@ -168,6 +169,33 @@ def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
         uid=meta.uid or "",
     )
     return claim, priority
+
+
+def _cached_alternative(
+    ctx: _Context, item: PendingClaim, info: ClaimInfo, name: str, fields: RequestFields, path: tuple[str | int, ...]
+) -> Alternative:
+    """Identical requests (same class, selectors written at the same place, same claim context for the
+    policy's rules) share one compiled alternative: thousands of replicas cost one evaluation."""
+    where = str(item.locate((*path, "selectors"))) if fields.selectors else ""
+    context: object = None
+    if ctx.policy is not None and (ctx.policy.admission or ctx.policy.preferences):
+        context = (
+            info.namespace,
+            info.name,
+            tuple(sorted(info.labels.items())),
+            tuple(sorted(info.annotations.items())),
+        )
+    key = (name, fields.model_dump_json(), where, context)
+    cached = ctx.alternatives.get(key)
+    if cached is None:
+        try:
+            cached = _alternative(ctx, item, info, name, fields, path)
+        except _ClaimFailed as failed:
+            cached = failed
+        ctx.alternatives[key] = cached
+    if isinstance(cached, _ClaimFailed):
+        raise cached
+    return cached
 
 
 def _alternative(

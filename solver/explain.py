@@ -35,12 +35,14 @@ Assumptions = dict[str, cp_model.IntVar]
 
 def explain(problem: Problem, solution: Solution, params: SolveParams) -> dict[ClaimKey, list[Reason]]:
     out: dict[ClaimKey, list[Reason]] = {}
-    deadline = time.perf_counter() + params.explain_time_limit_s * max(1, len(problem.claims))
+    deadline = time.perf_counter() + params.explain_total_s
     for gang, keys in problem.gangs.items():
         if all(k in solution.placements for k in keys):
             continue
         members = [problem.claim_index[k] for k in keys]
         reasons = _static(members)
+        if not reasons and time.perf_counter() > deadline:
+            reasons = [_quick(problem, solution, members)]
         if not reasons:
             budget = max(0.05, min(params.explain_time_limit_s, deadline - time.perf_counter()))
             reasons = _dynamic(problem, solution, members, params, budget)
@@ -62,6 +64,19 @@ def _static(members: list[Claim]) -> list[Reason]:
                 text = "; ".join(_describe(a) for a in request.alternatives)
                 reasons.append(Reason("selector_excludes_all", f"claim {claim.key}: {text}"))
     return reasons
+
+
+def _quick(problem: Problem, solution: Solution, members: list[Claim]) -> Reason:
+    """Without a solver: how many eligible devices are held by others."""
+    held = {r.device for p in solution.placements.values() for r in p.results if not r.admin_access}
+    held |= {r.device for e in problem.existing for r in e.results if not r.admin_access}
+    eligible = {d for c in members for r in c.requests for a in r.alternatives for d in a.eligible}
+    busy = len(eligible & held)
+    return Reason(
+        "capacity_exhausted",
+        f"{_who(members)}: {busy} of {len(eligible)} eligible devices are held by other claims and no node has "
+        "enough of the rest (not analysed further: the explanation time budget is spent)",
+    )
 
 
 def _too_few(alternative: Alternative) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ortools.sat.python import cp_model
 
 from solver import aggregate
-from solver.firstfit import first_fit, share_id
+from solver.firstfit import best_fit, first_fit, share_id
 from solver.model import constraints, devices, objective, placement, quota
 from solver.model.variables import Variables, create
 from solver.problem import ClaimKey, DeviceResult, NodeName, Problem
@@ -93,9 +93,31 @@ def _results(v: Variables, solver: cp_model.CpSolver, key: ClaimKey) -> list[Dev
     return out
 
 
+MAX_TAKES = 400_000  # above this many placement variables the full model is not built
+
+
+def model_size(problem: Problem) -> int:
+    return sum(len(a.eligible) for c in problem.claims for r in c.requests for a in r.alternatives)
+
+
+def _too_large(problem: Problem, size: int) -> Solution:
+    """Best of the two baselines, for problems the full model cannot hold (and that do not aggregate)."""
+    started = time.perf_counter()
+    weights = {c.key: c.priority for c in problem.claims}
+    candidates = [first_fit(problem), best_fit(problem)]
+    best = max(candidates, key=lambda s: (s.placed_weight(weights), s.strategy == "best-fit"))
+    best.strategy = "optimal"
+    best.status = f"HEURISTIC (model too large: {size} placement variables; best of first-fit and best-fit)"
+    best.wall_s = time.perf_counter() - started
+    return best
+
+
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
     if params.aggregate and aggregate.applicable(problem):
         return aggregate.solve_aggregated(problem, params)
+    size = model_size(problem)
+    if size > MAX_TAKES:
+        return _too_large(problem, size)
     started = time.perf_counter()
     baseline = first_fit(problem)
     v, levels = build_model(problem)

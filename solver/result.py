@@ -29,7 +29,8 @@ class SolveParams:
     workers: int = 2
     seed: int = 0
     explain: bool = True
-    explain_time_limit_s: float = 5.0
+    explain_time_limit_s: float = 5.0  # per unplaced pod
+    explain_total_s: float = 30.0  # then the rest get a quick, solver-free reason
     aggregate: bool = True  # use the aggregated model when every claim is simple
 
 
