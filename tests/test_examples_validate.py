@@ -158,3 +158,11 @@ def test_render_reports_a_layout_that_does_not_fit_at_the_rule(
     assert main(["render", str(policy), str(cluster)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"{policy}:6:") and "mig_layout_does_not_fit" in line, line
+
+
+def test_render_golden(capsys: pytest.CaptureFixture[str]) -> None:
+    """``examples/first-fit-strands/rendered.yaml`` is exactly what render prints. To update after an
+    intended change: ``gpupolicy render examples/first-fit-strands/{policy,cluster}.yaml > .../rendered.yaml``."""
+    example = EXAMPLES / "first-fit-strands"
+    assert main(["render", str(example / "policy.yaml"), str(example / "cluster.yaml")]) == 0
+    assert capsys.readouterr().out == (example / "rendered.yaml").read_text(encoding="utf-8")
