@@ -87,12 +87,18 @@ class DomainMap(dict[str, Mapping[str, object]]):
 
 
 def device_value(device: DeviceView) -> dict[str, object]:
-    return {
-        "driver": device.driver,
-        "attributes": DomainMap(device.attributes),
-        "capacity": DomainMap(device.capacity),
-        "allowMultipleAllocations": device.allow_multiple_allocations,
-    }
+    """The ``device`` variable for one device; built once per device object and reused
+    (CEL cannot modify values, and ``DeviceView`` is frozen)."""
+    value: dict[str, object] | None = device.__dict__.get("_cel_value")
+    if value is None:
+        value = {
+            "driver": device.driver,
+            "attributes": DomainMap(device.attributes),
+            "capacity": DomainMap(device.capacity),
+            "allowMultipleAllocations": device.allow_multiple_allocations,
+        }
+        device.__dict__["_cel_value"] = value
+    return value
 
 
 # --- compiling ----------------------------------------------------------------------------

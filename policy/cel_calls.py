@@ -209,22 +209,51 @@ def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
     if name in cel_lib.QUADRATIC_COST:
         static_cost += (args[0].size * args[1].size) // 10
 
-    choose = cel_lib.dispatcher(name, overloads, len(args))
-
-    def run(v: Vars, m: Meter) -> object:
-        values = [f(v, m) for f in fns]
-        if linear:
-            for x in values:
-                if isinstance(x, (str, bytes, list, tuple)):
-                    m.charge(1 + len(x) // 10)
-        if impl is not None:
-            return impl(*values)
-        return choose(values)
+    run = _call_closure(fns, linear, impl, cel_lib.dispatcher(name, overloads, len(args)))
 
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":
         size = args[0].size
     return _typed(run, result, static_cost, size)
+
+
+_SIZED = (str, bytes, list, tuple)
+
+
+def _call_closure(
+    fns: Sequence[Fn], linear: bool, impl: cel_lib.Impl | None, choose: Callable[[Sequence[object]], object]
+) -> Fn:
+    """The run-time closure of a call; one- and two-argument calls avoid building lists."""
+    if len(fns) == 2:
+        f0, f1 = fns
+
+        def run2(v: Vars, m: Meter) -> object:
+            a, b = f0(v, m), f1(v, m)
+            if linear:
+                m.charge(
+                    1 + (len(a) if isinstance(a, _SIZED) else 0) // 10 + (len(b) if isinstance(b, _SIZED) else 0) // 10
+                )
+            return impl(a, b) if impl is not None else choose((a, b))
+
+        return run2
+    if len(fns) == 1:
+        (f0,) = fns
+
+        def run1(v: Vars, m: Meter) -> object:
+            a = f0(v, m)
+            if linear:
+                m.charge(1 + (len(a) if isinstance(a, _SIZED) else 0) // 10)
+            return impl(a) if impl is not None else choose((a,))
+
+        return run1
+
+    def run(v: Vars, m: Meter) -> object:
+        values = [f(v, m) for f in fns]
+        if linear:
+            m.charge(1 + sum(len(x) for x in values if isinstance(x, _SIZED)) // 10)
+        return impl(*values) if impl is not None else choose(values)
+
+    return run
 
 
 def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:

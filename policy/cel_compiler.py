@@ -68,6 +68,7 @@ class Typed:
     cost: int = 0
     size: int = DEFAULT_SIZE
     const: bool = False
+    path: tuple[Fn, tuple[str, ...]] | None = None  # a chain of constant-key lookups, for fusing
 
 
 ObjectFields = Mapping[str, Mapping[str, StaticType]]
@@ -145,7 +146,9 @@ class Compiler:
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
             return Typed(lambda v, m: cel_ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
-        return Typed(lambda v, m: cel_ops.select(fn(v, m), field), result_type, operand.cost + 1)
+        base, keys = operand.path or (fn, ())
+        path = (base, (*keys, field))
+        return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
 
     def _index(self, node: Index) -> Typed:
         operand, key = self.compile(node.operand), self.compile(node.index)
@@ -161,6 +164,10 @@ class Compiler:
         else:
             raise self.no_overload("_[_]", node.pos, operand.type, key.type)
         ofn, kfn = operand.fn, key.fn
+        if isinstance(node.index, Literal) and isinstance(node.index.value, str) and k != "list":
+            base, keys = operand.path or (ofn, ())
+            path = (base, (*keys, node.index.value))
+            return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
         return Typed(lambda v, m: cel_ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
 
     @staticmethod
@@ -242,6 +249,24 @@ class Compiler:
                     v[name] = saved
 
         return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+
+
+def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:
+    """One closure for ``base.a["b"].c``: constant string keys looked up in a loop."""
+
+    def run(v: Vars, m: Meter) -> object:
+        x = base(v, m)
+        for key in keys:
+            if isinstance(x, dict):
+                try:
+                    x = x[key]
+                except KeyError:
+                    raise EvalError(f"no such key: {key}") from None
+            else:
+                x = cel_ops.select(x, key)
+        return x
+
+    return run
 
 
 def bool_result(value: object) -> bool:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from policy.cel_ast import Bind, Call, Comprehension, Ident, Index, Literal, Node, Select, children
 from policy.device import DeviceView
+from policy.quantity import Quantity
+from policy.semver import Semver
 
 ALL = None  # every ID of a domain
 Path = tuple[str, ...]
@@ -145,6 +147,18 @@ def _whole_map(domains: Mapping[str, Mapping[str, object]]) -> Hashable:
 KeyFn = Callable[[DeviceView], Hashable]
 
 
+def _plain_key(which: str, lookup: str) -> str:
+    """Source for a cache-key part made of builtin types only, so hashing it stays in C.
+
+    Capacities are quantities: keyed by exact value (nano-units). Attributes: booleans are tagged
+    (True == 1 in Python), versions become their precedence tuple (build metadata is invisible
+    to CEL), strings and ints stay as they are.
+    """
+    if which == "capacity":
+        return f"(_v._nanos if (_v := {lookup}).__class__ is Quantity else _v)"
+    return f'(("bool", _v) if (_c := (_v := {lookup}).__class__) is bool else _v._k if _c is Semver else _v)'
+
+
 def key_function(projection: Projection) -> KeyFn:
     """Build ``device -> hashable key`` that differs only when the referenced parts differ.
 
@@ -168,14 +182,18 @@ def key_function(projection: Projection) -> KeyFn:
             if ids is ALL:
                 parts.append(f"_whole_map({{{domain!r}: {source}}})")
             else:
-                parts.extend(
-                    f'(("bool", _v) if (_v := {source}.get({ident!r}, ABSENT)).__class__ is bool else _v)'
-                    for ident in sorted(ids)
-                )
+                parts.extend(_plain_key(which, f"{source}.get({ident!r}, ABSENT)") for ident in sorted(ids))
     body = parts[0] if len(parts) == 1 else "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     if not parts:
         body = "()"
-    namespace: dict[str, object] = {"_tag": _tag, "_whole_map": _whole_map, "_EMPTY": _EMPTY, "ABSENT": ABSENT}
+    namespace: dict[str, object] = {
+        "_tag": _tag,
+        "_whole_map": _whole_map,
+        "_EMPTY": _EMPTY,
+        "ABSENT": ABSENT,
+        "Semver": Semver,
+        "Quantity": Quantity,
+    }
     exec(f"def key(d):\n    return {body}\n", namespace)  # generated from repr()'d constants only
     key: KeyFn = namespace["key"]  # type: ignore[assignment]
     return key
