@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from policy import cel_regex, cel_strings
+from policy import cel_net, cel_regex, cel_strings
 from policy.cel_types import (
     DYN,
     INT64_MAX,
@@ -72,6 +72,10 @@ def _value_matches(param: StaticType, value: object) -> bool:
         return isinstance(value, Semver)
     if k == "optional":
         return isinstance(value, OptionalValue)
+    if k == "ip":
+        return isinstance(value, cel_net.IP)
+    if k == "cidr":
+        return isinstance(value, cel_net.CIDR)
     return False
 
 
@@ -89,7 +93,7 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
-             "semver": Semver, "optional": OptionalValue}  # fmt: skip
+             "semver": Semver, "optional": OptionalValue, "ip": cel_net.IP, "cidr": cel_net.CIDR}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -323,6 +327,11 @@ GLOBAL: dict[str, list[Overload]] = {
     "sets.intersects": [_o((LIST, LIST), BOOL, _intersects)],
     "sets.equivalent": [_o((LIST, LIST), BOOL, lambda a, b: _contains_all(a, b) and _contains_all(b, a))],
     "strings.quote": [_o((STR,), STR, cel_strings.quote)],
+    "ip": [_o((STR,), "ip", cel_net.ip)],
+    "isIP": [_o((STR,), BOOL, cel_net.is_ip)],
+    "ip.isCanonical": [_o((STR,), BOOL, cel_net.is_canonical)],
+    "cidr": [_o((STR,), "cidr", cel_net.cidr)],
+    "isCIDR": [_o((STR,), BOOL, cel_net.is_cidr)],
     "optional.of": [_o((DYN,), OPT, lambda v: OptionalValue(True, v))],
     "optional.none": [_o((), OPT, lambda: OptionalValue(False))],
     "optional.ofNonZeroValue": [_o((DYN,), OPT, lambda v: OptionalValue(not _is_zero(v), v))],
@@ -385,12 +394,26 @@ MEMBER: dict[str, list[Overload]] = {
     "value": [_o((OPT,), DYN, _opt_value)],
     "orValue": [_o((OPT, DYN), DYN, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
+    "family": [_o(("ip",), INT, cel_net.family)],
+    "isUnspecified": [_o(("ip",), BOOL, lambda v: v.addr.is_unspecified)],
+    "isLoopback": [_o(("ip",), BOOL, lambda v: v.addr.is_loopback)],
+    "isLinkLocalMulticast": [_o(("ip",), BOOL, cel_net.is_link_local_multicast)],
+    "isLinkLocalUnicast": [_o(("ip",), BOOL, lambda v: v.addr.is_link_local and not v.addr.is_multicast)],
+    "isGlobalUnicast": [_o(("ip",), BOOL, cel_net.is_global_unicast)],
+    "containsIP": [_o(("cidr", "ip"), BOOL, cel_net.contains_ip), _o(("cidr", STR), BOOL, cel_net.contains_ip)],
+    "containsCIDR": [
+        _o(("cidr", "cidr"), BOOL, cel_net.contains_cidr),
+        _o(("cidr", STR), BOOL, cel_net.contains_cidr),
+    ],
+    "ip": [_o(("cidr",), "ip", lambda c: cel_net.IP(c.addr))],
+    "masked": [_o(("cidr",), "cidr", cel_net.masked)],
+    "prefixLength": [_o(("cidr",), INT, lambda c: c.prefix)],
     "major": [_o((S,), INT, lambda v: v.major)],
     "minor": [_o((S,), INT, lambda v: v.minor)],
     "patch": [_o((S,), INT, lambda v: v.patch)],
 }
 
-NAMESPACES = frozenset(name.partition(".")[0] for name in GLOBAL if "." in name) | {"cel", "optional"}
+NAMESPACES = frozenset(name.partition(".")[0] for name in GLOBAL if "." in name) - {"ip"} | {"cel", "optional"}
 
 # Functions whose cost grows with the size of their arguments (strings, lists).
 LINEAR_COST = frozenset(

@@ -171,6 +171,8 @@ def to_string(value: object) -> str:
             return value.decode("utf-8")
         except UnicodeDecodeError:
             raise EvalError("invalid UTF-8 in bytes, cannot convert to string") from None
+    if value.__class__.__name__ in ("IP", "CIDR"):
+        return str(value)
     raise EvalError(f"no such overload: string({runtime_type(value)})")
 
 

@@ -129,6 +129,9 @@ def runtime_type(value: object) -> str:
         return "type"
     if isinstance(value, OptionalValue):
         return "optional_type"
+    name = value.__class__.__name__
+    if name in ("IP", "CIDR"):
+        return f"net.{name}"
     if isinstance(value, Mapping):
         return "map"
     if isinstance(value, (list, tuple)):

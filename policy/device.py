@@ -25,6 +25,8 @@ class DeviceView:
 
     Instances are compared by identity; selectors cache results by the projection of the
     device onto the attributes an expression references, so identical GPUs cost one evaluation.
+    ``policy.cel`` also remembers, on each instance, its result per selector: treat a device and
+    its attribute/capacity maps as immutable once built (make a new ``DeviceView`` instead).
     """
 
     driver: str
