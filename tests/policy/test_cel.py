@@ -185,3 +185,26 @@ def test_programs_are_safe_to_use_from_threads() -> None:
 def test_unknown_environment_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown CEL environment"):
         compile_expression("true", env="nope")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # 20,000 x 20,000 steps, although the estimate assumes a 64-character attribute
+        f'cel.bind(s, device.attributes["{D}"].csv, s.split(",").all(a, s.split(",").all(b, a != b || true)))',
+        # string work inside a loop is charged by size
+        f'device.attributes["{D}"].csv.split(",").map(c, device.attributes["{D}"].csv + c).size() > 0',
+        # regex work is charged by the size of the text
+        f'device.attributes["{D}"].csv.split(",").all(c, device.attributes["{D}"].csv.matches("x$") || true)',
+    ],
+)
+def test_runtime_budget_stops_work_on_oversized_attributes(expression: str) -> None:
+    program = compile_expression(expression)
+    huge = DeviceView(D, {D: {"csv": ",".join(["ab"] * 20_000)}})
+    start = time.perf_counter()
+    with pytest.raises(CelRuntimeError) as info:
+        program.evaluate(huge)
+    assert info.value.code == "cel_cost_exceeded"
+    assert time.perf_counter() - start < 30
+    (batch,) = program.evaluate_devices([huge])
+    assert isinstance(batch, CelRuntimeError) and batch.code == "cel_cost_exceeded"
