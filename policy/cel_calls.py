@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from policy import cel_lib, cel_ops
-from policy.cel_ast import Call, Ident, Literal
+from policy import cel_lib, cel_ops, cel_strings
+from policy.cel_ast import Call, Ident, ListLit, Literal, MapLit, Node, children
 from policy.cel_regex import RegexError, compile_regex
-from policy.cel_types import DYN, EvalError, StaticType, cel_equal, compare, kind, runtime_type
+from policy.cel_types import DYN, EvalError, StaticType, assignable, cel_equal, compare, kind, runtime_type
 
 if TYPE_CHECKING:
     from policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
@@ -28,6 +28,8 @@ def compile_call(compiler: Compiler, node: Call) -> Typed:
         return _logical(compiler, node)
     if name == "_?_:_":
         return _conditional(compiler, node)
+    if name == "format" and node.target is not None:
+        compiler.heterogeneous_ok.update(_literal_ids(node.args))  # cel-go exempts format's arguments
     args = [compiler.compile(a) for a in node.args]
     if name in ("_==_", "_!=_"):
         return _equality(compiler, node, args)
@@ -40,6 +42,17 @@ def compile_call(compiler: Compiler, node: Call) -> Typed:
     if name == "@in":
         return _in(compiler, node, args)
     return _function(compiler, node, args)
+
+
+def _literal_ids(nodes: Sequence[Node]) -> set[int]:
+    found: set[int] = set()
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (ListLit, MapLit)):
+            found.add(id(n))
+        stack.extend(children(n))
+    return found
 
 
 def _typed(fn: Fn, t: StaticType, cost: int, size: int | None = None) -> Typed:
@@ -150,7 +163,8 @@ def _unary(compiler: Compiler, node: Call, arg: Typed) -> Typed:
 
 def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
     item, container = args
-    if kind(container.type) not in ("list", "map", "dyn"):
+    k = kind(container.type)
+    if k not in ("list", "map", "dyn") or (k != "dyn" and not assignable(item.type, container.type[1])):
         raise compiler.no_overload("@in", node.pos, item.type, container.type)
     f, c = item.fn, container.fn
 
@@ -196,6 +210,8 @@ def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
     candidates = [
         o for o in overloads if len(o.params) == len(types) and all(map(cel_lib.static_matches, o.params, types))
     ]
+    if name.startswith("sets.") and len(types) == 2 and not assignable(types[0], types[1]):
+        candidates = []
     if not candidates:
         raise compiler.no_overload(name, node.pos, *types)
     _check_constant_arguments(name, node, args)
@@ -256,6 +272,27 @@ def _call_closure(
     return run
 
 
+def _check_format(template: str, node: Call) -> None:
+    """cel-go validates ``"...".format([...])`` when the template and the list are literals."""
+    from policy.cel_compiler import CompileIssue
+
+    (arg,) = node.args
+    if not isinstance(arg, ListLit) or not all(isinstance(i, Literal) for i in arg.items):
+        return
+    values = [i.value for i in arg.items if isinstance(i, Literal)]
+    try:
+        cel_strings.format_string(template, values)
+    except EvalError as err:
+        raise CompileIssue("cel_compile_error", f"invalid format call: {err}", node.pos) from None
+    used = cel_strings.count_verbs(template)
+    if used < len(values):
+        raise CompileIssue(
+            "cel_compile_error",
+            f"too many arguments supplied to string.format (expected {used}, got {len(values)})",
+            node.pos,
+        )
+
+
 def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
     """Literal regexes, quantities and versions are checked when the expression is compiled."""
     from policy.cel_compiler import CompileIssue
@@ -268,6 +305,8 @@ def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> N
                 compile_regex(pattern_node.value)
             except RegexError as err:
                 raise CompileIssue("cel_compile_error", str(err), pattern_node.pos) from None
+    elif name == "format" and isinstance(node.target, Literal) and isinstance(node.target.value, str):
+        _check_format(node.target.value, node)
     elif name in ("quantity", "semver") and len(node.args) == 1 and literal_args:
         try:
             cel_lib.GLOBAL[name][0].impl(literal_args[0].value)

@@ -25,6 +25,8 @@ from policy.cel_types import (
     StaticType,
     TypeValue,
     Uint,
+    assignable,
+    join,
     kind,
     map_lookup,
     runtime_type,
@@ -89,6 +91,7 @@ class Compiler:
         self.variables = dict(variables)
         self.objects = objects
         self.scope: dict[str, tuple[StaticType, int]] = {}
+        self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
 
     def compile(self, node: Node) -> Typed:
         if isinstance(node, Literal):
@@ -179,23 +182,28 @@ class Compiler:
 
     def _list(self, node: ListLit) -> Typed:
         items = [self.compile(item) for item in node.items]
-        types = {item.type for item in items}
-        elem = types.pop() if len(types) == 1 else DYN
+        if id(node) in self.heterogeneous_ok:
+            elem = DYN
+        else:
+            elem = _homogeneous([(i.type, n.pos) for i, n in zip(items, node.items)])
         fns = [item.fn for item in items]
         cost = sum(item.cost for item in items) + 1
         return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items))
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
+        exempt = id(node) in self.heterogeneous_ok
         for (key, _), (knode, _) in zip(entries, node.entries):
             if kind(key.type) not in ("int", "uint", "bool", "string", "dyn"):
                 raise CompileIssue("cel_type_error", f"unsupported map key type: {type_name(key.type)}", knode.pos)
-        key_types = {k.type for k, _ in entries}
-        value_types = {val.type for _, val in entries}
         t: StaticType = (
-            "map",
-            key_types.pop() if len(key_types) == 1 else DYN,
-            value_types.pop() if len(value_types) == 1 else DYN,
+            ("map", DYN, DYN)
+            if exempt
+            else (
+                "map",
+                _homogeneous([(k.type, kn.pos) for (k, _), (kn, _) in zip(entries, node.entries)]),
+                _homogeneous([(val.type, vn.pos) for (_, val), (_, vn) in zip(entries, node.entries)]),
+            )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
         cost = sum(k.cost + val.cost for k, val in entries) + 1
@@ -249,6 +257,18 @@ class Compiler:
                     v[name] = saved
 
         return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+
+
+def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:
+    """Kubernetes enables homogeneous aggregate literals: ``[1, "a"]`` is a type error."""
+    if not types:
+        return DYN
+    common = types[0][0]
+    for t, pos in types[1:]:
+        if not assignable(common, t):
+            raise CompileIssue("cel_type_error", f"expected type '{type_name(common)}' but found '{type_name(t)}'", pos)
+        common = join(common, t)
+    return common
 
 
 def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:

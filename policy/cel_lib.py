@@ -362,7 +362,6 @@ MEMBER: dict[str, list[Overload]] = {
     "lowerAscii": [_o((STR,), STR, cel_strings.lower_ascii)],
     "upperAscii": [_o((STR,), STR, cel_strings.upper_ascii)],
     "trim": [_o((STR,), STR, cel_strings.trim)],
-    "reverse": [_o((STR,), STR, cel_strings.reverse)],
     "replace": [
         _o((STR, STR, STR), STR, cel_strings.replace),
         _o((STR, STR, STR, INT), STR, cel_strings.replace),
@@ -418,7 +417,7 @@ NAMESPACES = frozenset(name.partition(".")[0] for name in GLOBAL if "." in name)
 # Functions whose cost grows with the size of their arguments (strings, lists).
 LINEAR_COST = frozenset(
     {"contains", "startsWith", "endsWith", "matches", "find", "findAll", "indexOf", "lastIndexOf", "lowerAscii",
-     "upperAscii", "trim", "reverse", "replace", "split", "substring", "format", "join", "isSorted", "sum", "min",
+     "upperAscii", "trim", "replace", "split", "substring", "format", "join", "isSorted", "sum", "min",
      "max", "sets.contains", "sets.intersects", "sets.equivalent", "strings.quote", "string", "bytes"}
 )  # fmt: skip
 QUADRATIC_COST = frozenset({"sets.contains", "sets.intersects", "sets.equivalent"})

@@ -18,6 +18,7 @@ from policy.cel_types import (
     EvalError,
     StaticType,
     Uint,
+    assignable,
     cel_equal,
     kind,
     map_lookup,
@@ -227,9 +228,5 @@ def comparable(a: StaticType, b: StaticType) -> bool:
 
 
 def equatable(a: StaticType, b: StaticType) -> bool:
-    ka, kb = kind(a), kind(b)
-    if "dyn" in (ka, kb) or ka == kb:
-        return True
-    if ka in NUMERIC and kb in NUMERIC:
-        return True
-    return "null_type" in (ka, kb)
+    """``_==_(A, A)``: both sides must have one type (``dyn`` matches anything; ``null`` is lenient)."""
+    return assignable(a, b) or "null_type" in (kind(a), kind(b))

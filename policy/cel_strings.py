@@ -27,16 +27,26 @@ def char_at(s: str, i: int) -> str:
 
 
 def index_of(s: str, sub: str, offset: int = 0) -> int:
-    if offset < 0 or offset > len(s):
+    if sub == "":
+        return offset
+    if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if offset >= len(s):
+        return -1
     return s.find(sub, offset)
 
 
 def last_index_of(s: str, sub: str, offset: int | None = None) -> int:
     if offset is None:
-        return s.rfind(sub)
-    if offset < 0 or offset > len(s):
+        if sub == "":
+            return len(s)
+        offset = len(s) - 1
+    if sub == "":
+        return offset
+    if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if offset >= len(s):
+        return -1
     return s.rfind(sub, 0, offset + len(sub))
 
 
@@ -84,12 +94,12 @@ def split(s: str, sep: str, n: int = -1) -> list[str]:
 
 def substring(s: str, start: int, end: int | None = None) -> str:
     stop = len(s) if end is None else end
+    if start > stop:
+        raise EvalError(f"invalid substring range. start: {start}, end: {stop}")
     if start < 0 or start > len(s):
         raise EvalError(f"index out of range: {start}")
     if stop < 0 or stop > len(s):
         raise EvalError(f"index out of range: {stop}")
-    if start > stop:
-        raise EvalError(f"invalid substring range. start: {start}, end: {stop}")
     return s[start:stop]
 
 
@@ -108,10 +118,6 @@ def join(items: Sequence[object], sep: str = "") -> str:
         if not isinstance(item, str):
             raise EvalError(f"join: list element is {runtime_type(item)}, not string")
     return _check_len(sep.join(items))  # type: ignore[arg-type]
-
-
-def reverse(s: str) -> str:
-    return s[::-1]
 
 
 _QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
@@ -176,14 +182,16 @@ def to_string(value: object) -> str:
     raise EvalError(f"no such overload: string({runtime_type(value)})")
 
 
-def display(value: object) -> str:
-    """How ``%s`` in ``format`` prints a value."""
+def display(value: object, nested: bool = False) -> str:
+    """How ``%s`` in ``format`` prints a value (strings inside lists and maps are quoted)."""
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(display(v) for v in value) + "]"
+        return "[" + ", ".join(display(v, True) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{display(k)}: {display(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{display(k, True)}:{display(v, True)}" for k, v in value.items()) + "}"
     if value is None:
         return "null"
+    if nested and isinstance(value, str):
+        return f'"{value}"'
     return to_string(value)
 
 
@@ -219,6 +227,20 @@ def format_string(template: str, args: Sequence[object]) -> str:
     return _check_len("".join(out))
 
 
+def count_verbs(template: str) -> int:
+    """How many arguments a format template consumes (``%%`` consumes none)."""
+    count, i = 0, 0
+    while i < len(template):
+        if template[i] == "%":
+            i += 1
+            while i < len(template) and (template[i] == "." or template[i].isdigit()):
+                i += 1
+            if i < len(template) and template[i] != "%":
+                count += 1
+        i += 1
+    return count
+
+
 def _format_one(verb: str, precision: int | None, arg: object) -> str:
     if verb == "s":
         return display(arg)
@@ -238,6 +260,8 @@ def _format_one(verb: str, precision: int | None, arg: object) -> str:
 
 
 def _format_radix(verb: str, arg: object) -> str:
+    if verb == "b" and isinstance(arg, bool):
+        return "1" if arg else "0"
     if isinstance(arg, int) and not isinstance(arg, bool):
         spec = {"x": "x", "X": "X", "o": "o", "b": "b"}[verb]
         text = format(abs(int(arg)), spec)

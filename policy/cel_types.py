@@ -97,6 +97,25 @@ def kind(t: StaticType) -> str:
     return t if isinstance(t, str) else str(t[0])
 
 
+def assignable(a: StaticType, b: StaticType) -> bool:
+    """Whether values of static types ``a`` and ``b`` may meet where CEL wants one type
+    (``_==_(A, A)``, ``@in(A, list(A))``, homogeneous literals); ``dyn`` matches anything."""
+    if a == "dyn" or b == "dyn":
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and a[0] == b[0] and all(assignable(x, y) for x, y in zip(a[1:], b[1:]))
+    return a == b
+
+
+def join(a: StaticType, b: StaticType) -> StaticType:
+    """The common type of two assignable types (the less specific one)."""
+    if a == "dyn" or b == "dyn":
+        return DYN
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return (a[0], *(join(x, y) for x, y in zip(a[1:], b[1:])))
+    return a
+
+
 def type_name(t: StaticType) -> str:
     if isinstance(t, str):
         return t
