@@ -41,7 +41,7 @@ GO_MISSING = (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The first test-bed test may pay for the cold build: give it the build's time on top of the default."""
     for item in items:
-        if item.get_closest_marker("testbed") is not None:
+        if "testbed_bin" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT_S + 600))
             return
 

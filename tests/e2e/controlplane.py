@@ -229,6 +229,7 @@ def _apiserver_argv(bin_dir: Path, work: Path, etcd_port: int, port: int, gates:
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--token-auth-file={work / 'tokens.csv'}",
         "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",  # as kubeadm and every GPU cluster run it: device plugins/drivers are privileged
         "--service-account-issuer=https://kubernetes.default.svc",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",

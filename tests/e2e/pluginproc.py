@@ -15,7 +15,8 @@ from pathlib import Path
 from tests.e2e.controlplane import REPO, ControlPlane
 
 MIXED_POLICY = Path(__file__).resolve().parent / "data" / "mixed-h100-policy.yaml"
-SIM_8XH100 = "sim:8xH100-80GB"
+# GPUs 3-5 have MIG mode on (the mixed policy publishes them as dynamic MIG; MIG devices cannot be made otherwise).
+SIM_8XH100 = "sim:3xH100-80GB,3xH100-80GB:mig,2xH100-80GB"
 
 
 @dataclass
