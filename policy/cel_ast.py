@@ -65,13 +65,16 @@ class MapLit(Node):
 
 @dataclass(frozen=True, slots=True)
 class Comprehension(Node):
-    """A macro: ``all``, ``exists``, ``exists_one``, ``map`` (with optional ``predicate``), ``filter``."""
+    """A macro: ``all``, ``exists``, ``exists_one``, ``map`` (with optional ``predicate``), ``filter``;
+    with ``var2`` the two-variable forms ``all``, ``exists``, ``existsOne``, ``transformList``,
+    ``transformMap`` and ``transformMapEntry`` (``var`` is the index or key, ``var2`` the value)."""
 
     macro: str
     range: Node
     var: str
     body: Node
     predicate: Node | None = None
+    var2: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

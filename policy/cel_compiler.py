@@ -224,15 +224,20 @@ class Compiler:
     # --- macros ---------------------------------------------------------------------------
 
     def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
-        saved = self.scope.get(name)
-        self.scope[name] = (t, size)
+        return self.with_vars([(name, t, size)], body)
+
+    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed:
+        saved = {name: self.scope.get(name) for name, _, _ in bindings}
+        for name, t, size in bindings:
+            self.scope[name] = (t, size)
         try:
             return self.compile(body)
         finally:
-            if saved is None:
-                del self.scope[name]
-            else:
-                self.scope[name] = saved
+            for name, old in saved.items():
+                if old is None:
+                    self.scope.pop(name, None)
+                else:
+                    self.scope[name] = old
 
     def _comprehension(self, node: Comprehension) -> Typed:
         from policy.cel_macros import compile_comprehension

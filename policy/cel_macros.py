@@ -39,6 +39,10 @@ def _elem_type(t: StaticType) -> StaticType:
 def compile_comprehension(compiler: Compiler, node: Comprehension) -> Typed:
     from policy.cel_compiler import CompileIssue, Typed
 
+    if node.var2 is not None:
+        from policy.cel_macros2 import compile_two_var
+
+        return compile_two_var(compiler, node)
     rng = compiler.compile(node.range)
     if kind(rng.type) not in ("list", "map", "dyn"):
         raise CompileIssue(

@@ -23,6 +23,7 @@ _REL = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_gt": "_>_", "rela
 _ARITH = {"addition_add": "_+_", "addition_sub": "_-_", "multiplication_mul": "_*_", "multiplication_div": "_/_",
           "multiplication_mod": "_%_"}  # fmt: skip
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
+_TWO_VAR = {"all", "exists", "existsOne", "transformList", "transformMap", "transformMapEntry"}
 
 
 class ParseIssue(Exception):
@@ -115,6 +116,9 @@ class Converter:
         raw_args = kids[2].children if len(kids) > 2 else []
         pos = _pos(kids[1])
         target = self.convert(operand, d)
+        two_var = len(raw_args) == 3 if name in ("all", "exists", "existsOne") else name.startswith("transform")
+        if name in _TWO_VAR and two_var:
+            return self._two_var(name, target, raw_args, pos, d)
         if name in _MACROS and raw_args:
             return self._macro(name, target, raw_args, pos, d)
         if name == "bind" and isinstance(target, Ident) and target.name == "cel":
@@ -130,6 +134,16 @@ class Converter:
         if len(args) == 3:
             return Comprehension(pos, name, target, var, args[2], args[1])
         return Comprehension(pos, name, target, var, args[1])
+
+    def _two_var(self, name: str, target: Node, raw_args: list[Any], pos: int, d: int) -> Node:
+        args = [self.convert(a, d) for a in raw_args]
+        expected = (3, 4) if name.startswith("transform") else (3,)
+        if len(args) not in expected or not isinstance(args[0], Ident) or not isinstance(args[1], Ident):
+            raise ParseIssue(f"invalid arguments to {name}() macro: want two variable names and an expression", pos)
+        if args[0].name == args[1].name:
+            raise ParseIssue(f"{name}() macro: the two variables must have different names", pos)
+        predicate = args[2] if len(args) == 4 else None
+        return Comprehension(pos, name, target, args[0].name, args[-1], predicate, args[1].name)
 
     def _bind(self, raw_args: list[Any], pos: int, d: int) -> Node:
         args = [self.convert(a, d) for a in raw_args]

@@ -116,6 +116,8 @@ class _Walker:
             self.visit(node.range, env)
             inner = dict(env)
             inner[node.var] = None
+            if node.var2 is not None:
+                inner[node.var2] = None
             for sub in (node.body, node.predicate):
                 if sub is not None:
                     self.visit(sub, inner)
