@@ -13,8 +13,10 @@ Environments (``env=``):
   ``annotations``) and ``request`` (``name``, ``deviceClassName``).
 
 Thread safety: a :class:`Program` holds no per-evaluation state (each evaluation gets its own
-variable map and cost meter), so it can be used from several threads at once; the result caches
-are plain dicts whose updates happen under a lock.
+variable map and cost meter), so it can be used from several threads at once. The result caches
+are plain dicts updated by single item assignments, which are atomic under the GIL (a lock
+guards only the clearing of a full cache); two threads may at worst both compute a result that
+is missing, and store the same value.
 """
 
 from __future__ import annotations
@@ -289,22 +291,27 @@ class Program:
         if core.env == "admission":
             context = (_freeze(claim or {}), _freeze(request or {}))
             return [self._cached((context, core.key(d)), d, claim, request) for d in devices]
-        out: list[bool | CelRuntimeError] = []
-        append = out.append
+        try:  # fast path: every device has been through this program before
+            out: list[bool | CelRuntimeError | None] = [d.__dict__["_cel_results"].get(core) for d in devices]
+        except KeyError:
+            out = [None] * len(devices)
+        if None in out:
+            self._fill(devices, out)
+        return out  # type: ignore[return-value]
+
+    def _fill(self, devices: Sequence[DeviceView], out: list[bool | CelRuntimeError | None]) -> None:
+        """Compute the missing results: by projection key, evaluating each new key once."""
+        core = self._core
         keyfn, results = core.key, core.results
-        for device in devices:
-            cache = device.__dict__.get("_cel_results")
-            if cache is None:
-                cache = result_cache(device)
-            result = cache.get(core)
+        for i, device in enumerate(devices):
+            if out[i] is not None:
+                continue
+            key = keyfn(device)
+            result = results.get(key)
             if result is None:
-                key = keyfn(device)
-                result = results.get(key)
-                if result is None:
-                    result = self._cached(key, device, None, None)
-                cache[core] = result
-            append(result)  # type: ignore[arg-type]
-        return out
+                result = self._cached(key, device, None, None)
+            result_cache(device)[core] = result
+            out[i] = result
 
     def _cached(
         self,
