@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
@@ -238,6 +239,21 @@ class Quantity:
         if self._nanos <= base:
             return Quantity._make(base, self._format)
         steps = _ceil_div(self._nanos - base, step._nanos)
+        return Quantity._make(base + steps * step._nanos, self._format)
+
+    def ceil_to_valid_value(self, valid_values: Iterable[Quantity]) -> Quantity | None:
+        """The smallest of ``valid_values`` that is >= self (DRA ``requestPolicy.validValues``), or None."""
+        candidates = [v for v in valid_values if v._nanos >= self._nanos]
+        return min(candidates, key=lambda v: v._nanos) if candidates else None
+
+    def floor_to_step(self, step: Quantity, minimum: Quantity | None = None) -> Quantity:
+        """Round down to ``minimum + k*step`` (k >= 0); values below ``minimum`` give ``minimum``."""
+        if step._nanos <= 0:
+            raise QuantityError(f"step must be positive, not {step}")
+        base = minimum._nanos if minimum is not None else 0
+        if self._nanos <= base:
+            return Quantity._make(base, self._format)
+        steps = (self._nanos - base) // step._nanos
         return Quantity._make(base + steps * step._nanos, self._format)
 
     # --- comparison -----------------------------------------------------------------

@@ -163,3 +163,13 @@ def test_arbitrary_text_never_crashes(text: str) -> None:
 def test_very_long_text_is_refused() -> None:
     with pytest.raises(QuantityError, match="longer than"):
         Quantity.parse("1" * 5000)
+
+
+def test_request_policy_rounding_helpers() -> None:
+    valid = [Quantity("10Gi"), Quantity("20Gi"), Quantity("40Gi")]
+    assert Quantity("11Gi").ceil_to_valid_value(valid) == Quantity("20Gi")
+    assert Quantity("20Gi").ceil_to_valid_value(valid) == Quantity("20Gi")
+    assert Quantity("41Gi").ceil_to_valid_value(valid) is None
+    assert Quantity("7Gi").floor_to_step(Quantity("2Gi"), minimum=Quantity("1Gi")) == Quantity("7Gi")
+    assert Quantity("8Gi").floor_to_step(Quantity("2Gi"), minimum=Quantity("1Gi")) == Quantity("7Gi")
+    assert Quantity("500m").floor_to_step(Quantity("1")) == Quantity("0")
