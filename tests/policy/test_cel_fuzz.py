@@ -61,13 +61,16 @@ _ATOMS = st.sampled_from([
     f'device.attributes["{D}"].index', f'device.attributes["{D}"].name', f'device.attributes["{D}"].flag',
     f'device.attributes["{D}"].v', f'device.attributes["{D}"].missing', f'device.capacity["{D}"].memory',
     'device.attributes["other.io"]', "device.driver", "device.allowMultipleAllocations", 'quantity("1Gi")',
-    'semver("1.0.0")', "x", "9223372036854775807", "0.0",
+    'semver("1.0.0")', "x", "9223372036854775807", "0.0", 'ip("10.0.0.1")', 'cidr("10.0.0.0/8")', "optional.of(1)",
+    "optional.none()", "dyn([1, 'a'])",
 ])  # fmt: skip
 _BINARY = ["==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "&&", "||", "in"]
 _METHODS = [
     "size()", "lowerAscii()", 'split(",")', 'compareTo(quantity("1"))', "major()", "isInteger()", 'startsWith("A")',
     'matches("^A.*")', "substring(1, 3)", "charAt(2)", "asInteger()", "sign()", 'indexOf("1")', 'join("-")', "max()",
-    "sum()", "add(1)", 'isGreaterThan(semver("1.0.0"))',
+    "sum()", "add(1)", 'isGreaterThan(semver("1.0.0"))', "all(i, v, v == i)", "transformList(i, v, v)",
+    "transformMap(k, v, k)", "existsOne(i, v, true)", "hasValue()", "orValue(2)", "family()",
+    'containsIP("10.1.1.1")', "masked()",
 ]  # fmt: skip
 
 
