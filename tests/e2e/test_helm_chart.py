@@ -48,7 +48,6 @@ def chart_values(example: Example) -> dict[str, Any]:
     return {
         "driverName": example.driver(),
         "policy": example.policy_file().read_text(),
-        "deviceClasses": example.device_classes(),
     }
 
 
@@ -100,6 +99,23 @@ def test_missing_policy_is_a_render_error(helm: Path, workdir: Path) -> None:
     values = chart_values(EXAMPLES[0])
     values["policy"] = ""
     with pytest.raises(HelmError, match="policy is required"):
+        helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
+
+
+def test_extra_device_classes_come_after_the_policys(helm: Path, workdir: Path) -> None:
+    values = chart_values(EXAMPLES[0])
+    extra = {"name": "extra.gpupolicy.dev", "spec": {"selectors": [{"cel": {"expression": "true"}}]}}
+    values["deviceClasses"] = [extra]
+    classes = by_kind(helm_template(helm, RELEASE, "gpupolicy-system", values, workdir))["DeviceClass"]
+    names = [c["metadata"]["name"] for c in classes]
+    assert names == [c["metadata"]["name"] for c in EXAMPLES[0].device_classes()] + ["extra.gpupolicy.dev"]
+    assert classes[-1]["spec"] == extra["spec"]
+
+
+def test_policy_that_is_not_yaml_is_a_render_error(helm: Path, workdir: Path) -> None:
+    values = chart_values(EXAMPLES[0])
+    values["policy"] = "spec: [unclosed"
+    with pytest.raises(HelmError, match="policy is not valid YAML"):
         helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
 
 
