@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from policy import cel_net, cel_regex, cel_strings
+from policy import cel_net, cel_regex, cel_strings, cel_url
 from policy.cel_types import (
     DYN,
     INT64_MAX,
@@ -76,6 +76,8 @@ def _value_matches(param: StaticType, value: object) -> bool:
         return isinstance(value, cel_net.IP)
     if k == "cidr":
         return isinstance(value, cel_net.CIDR)
+    if k == "url":
+        return isinstance(value, cel_url.URL)
     return False
 
 
@@ -93,7 +95,8 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
-             "semver": Semver, "optional": OptionalValue, "ip": cel_net.IP, "cidr": cel_net.CIDR}  # fmt: skip
+             "semver": Semver, "optional": OptionalValue, "ip": cel_net.IP, "cidr": cel_net.CIDR,
+             "url": cel_url.URL}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -331,6 +334,8 @@ GLOBAL: dict[str, list[Overload]] = {
     "isIP": [_o((STR,), BOOL, cel_net.is_ip)],
     "ip.isCanonical": [_o((STR,), BOOL, cel_net.is_canonical)],
     "cidr": [_o((STR,), "cidr", cel_net.cidr)],
+    "url": [_o((STR,), "url", cel_url.url)],
+    "isURL": [_o((STR,), BOOL, cel_url.is_url)],
     "isCIDR": [_o((STR,), BOOL, cel_net.is_cidr)],
     "optional.of": [_o((DYN,), OPT, lambda v: OptionalValue(True, v))],
     "optional.none": [_o((), OPT, lambda: OptionalValue(False))],
@@ -393,6 +398,12 @@ MEMBER: dict[str, list[Overload]] = {
     "value": [_o((OPT,), DYN, _opt_value)],
     "orValue": [_o((OPT, DYN), DYN, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
+    "getScheme": [_o(("url",), STR, lambda u: u.parts.scheme)],
+    "getHost": [_o(("url",), STR, cel_url.host)],
+    "getHostname": [_o(("url",), STR, cel_url.hostname)],
+    "getPort": [_o(("url",), STR, cel_url.port)],
+    "getEscapedPath": [_o(("url",), STR, cel_url.escaped_path)],
+    "getQuery": [_o(("url",), ("map", STR, ("list", STR)), cel_url.query)],
     "family": [_o(("ip",), INT, cel_net.family)],
     "isUnspecified": [_o(("ip",), BOOL, lambda v: v.addr.is_unspecified)],
     "isLoopback": [_o(("ip",), BOOL, lambda v: v.addr.is_loopback)],

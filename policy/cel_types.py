@@ -151,6 +151,8 @@ def runtime_type(value: object) -> str:
     name = value.__class__.__name__
     if name in ("IP", "CIDR"):
         return f"net.{name}"
+    if name == "URL":
+        return "kubernetes.URL"
     if isinstance(value, Mapping):
         return "map"
     if isinstance(value, (list, tuple)):
