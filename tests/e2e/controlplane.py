@@ -9,6 +9,8 @@ token, and every process runs in its own session so teardown can kill it and its
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -134,11 +136,27 @@ class Process:
             self.popen.wait(timeout=15)
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if os.name == "posix" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the test process dies, even if it is killed without teardown
+    (a CI timeout), so no etcd or apiserver outlives its session. Linux only; elsewhere a no-op."""
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def start_process(name: str, argv: list[str], logs: Path) -> Process:
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # only a prctl call in the child
         )
     return Process(name, popen, log)
 

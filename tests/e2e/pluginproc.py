@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.controlplane import REPO, ControlPlane
+from tests.e2e.controlplane import REPO, ControlPlane, die_with_parent
 
 MIXED_POLICY = Path(__file__).resolve().parent / "data" / "mixed-h100-policy.yaml"
 # GPUs 3-5 have MIG mode on (the mixed policy publishes them as dynamic MIG; MIG devices cannot be made otherwise).
@@ -75,7 +75,13 @@ class PluginProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with (self.root / f"plugin-{self.starts}.log").open("wb") as out:
             self.popen = subprocess.Popen(
-                argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                argv,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def running(self) -> bool:
