@@ -22,13 +22,17 @@ is missing, and store the same value.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import celpy
 from celpy.celparser import CELParser
 from celpy.evaluation import celbytes, celstr
+from lark import Lark
 
 from policy.cel_ast import Node
 from policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
@@ -120,13 +124,39 @@ class _Core:
 
 
 _parser_lock = threading.Lock()
+_OPTIONAL_SYNTAX = """
+member         : member_dot | member_dot_arg | member_index | member_object | primary
+               | member_dot_opt | member_index_opt
+member_dot_opt : member "." "?" IDENT
+member_index_opt : member "[" "?" expr "]"
+"""
+
+
+@functools.cache
+def _lark() -> Lark:
+    """cel-python's grammar plus CEL's optional selection syntax (``a.?b``, ``a[?k]``)."""
+    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+    original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
+    if original not in grammar:  # a different cel-python: use its grammar unchanged
+        return Lark(grammar, **_LARK_OPTIONS)
+    return Lark(grammar.replace(original, _OPTIONAL_SYNTAX.lstrip("\n")), **_LARK_OPTIONS)
+
+
+_LARK_OPTIONS: dict[str, Any] = {
+    "parser": "lalr",
+    "start": "expr",
+    "g_regex_flags": re.M,
+    "lexer_callbacks": {"IDENT": CELParser.ambiguous_literals},
+    "propagate_positions": True,
+    "maybe_placeholders": False,
+    "priority": "invert",
+}
 
 
 def _parse(expression: str) -> Node:
-    with _parser_lock:  # lark parsers keep state per parse; one at a time
-        parser = CELParser()
+    with _parser_lock:  # one parse at a time through the shared parser
         try:
-            tree = parser.parse(expression)
+            tree = _lark().parse(expression)
         except Exception as err:  # lark raises several exception families
             line = getattr(err, "line", None)
             column = getattr(err, "column", None)
@@ -141,7 +171,7 @@ def _parse(expression: str) -> Node:
 
 
 def _syntax_message(err: BaseException) -> str:
-    cause = err.__context__ or err
+    cause = err
     token = getattr(cause, "token", None)
     if token is not None and getattr(token, "type", "") == "$END":
         return "syntax error: unexpected end of expression"

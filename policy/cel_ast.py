@@ -27,17 +27,21 @@ class Ident(Node):
 
 @dataclass(frozen=True, slots=True)
 class Select(Node):
-    """``operand.field``; ``test_only`` for ``has(operand.field)``."""
+    """``operand.field``; ``test_only`` for ``has(operand.field)``; ``optional`` for ``operand.?field``."""
 
     operand: Node
     field: str
     test_only: bool = False
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Index(Node):
+    """``operand[index]``; ``optional`` for ``operand[?index]``."""
+
     operand: Node
     index: Node
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)

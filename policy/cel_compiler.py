@@ -135,6 +135,13 @@ class Compiler:
         operand = self.compile(node.operand)
         field, fn = node.field, operand.fn
         k = kind(operand.type)
+        if node.optional or k == "optional":
+            if k not in ("map", "object", "dyn", "optional") or node.test_only:
+                raise CompileIssue(
+                    "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
+                )
+            opt = node.optional
+            return Typed(lambda v, m: cel_ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -156,6 +163,12 @@ class Compiler:
     def _index(self, node: Index) -> Typed:
         operand, key = self.compile(node.operand), self.compile(node.index)
         k, kk = kind(operand.type), kind(key.type)
+        if node.optional or k == "optional":
+            if k not in ("map", "list", "dyn", "optional"):
+                raise self.no_overload("_[?_]", node.pos, operand.type, key.type)
+            ofn, kfn, opt = operand.fn, key.fn, node.optional
+            cost = operand.cost + key.cost + 1
+            return Typed(lambda v, m: cel_ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise self.no_overload("_[_]", node.pos, operand.type, key.type)

@@ -16,6 +16,7 @@ from policy.cel_types import (
     INT64_MIN,
     UINT64_MAX,
     EvalError,
+    OptionalValue,
     StaticType,
     Uint,
     assignable,
@@ -187,6 +188,34 @@ def select(operand: object, field: str) -> object:
         except KeyError:
             raise EvalError(f"no such key: {field}") from None
     raise EvalError(f"type '{runtime_type(operand)}' does not support field selection")
+
+
+def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
+    """``x.?f`` (``test``: absent gives none) and ``opt.f`` (selection inside an optional)."""
+    if isinstance(operand, OptionalValue):
+        if not operand.present:
+            return operand
+        operand = operand.value
+    if test:
+        if isinstance(operand, Mapping):
+            return OptionalValue(True, operand[field]) if field in operand else OptionalValue(False)
+        raise EvalError(f"type '{runtime_type(operand)}' does not support field selection")
+    return OptionalValue(True, select(operand, field))
+
+
+def optional_index(container: object, key: object, test: bool) -> OptionalValue:
+    """``x[?k]`` (``test``: a missing key or index gives none) and ``opt[k]``."""
+    if isinstance(container, OptionalValue):
+        if not container.present:
+            return container
+        container = container.value
+    if test:
+        if isinstance(container, Mapping):
+            found, value = map_lookup(container, key)
+            return OptionalValue(found, value)
+        if isinstance(container, (list, tuple)) and isinstance(key, int) and not isinstance(key, bool):
+            return OptionalValue(True, container[key]) if 0 <= key < len(container) else OptionalValue(False)
+    return OptionalValue(True, index(container, key))
 
 
 def has_field(operand: object, field: str) -> bool:

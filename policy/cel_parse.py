@@ -107,6 +107,14 @@ class Converter:
         operand, name = kids
         return Select(_pos(name), self.convert(operand, d), str(name.value))
 
+    def _member_dot_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids
+        return Select(_pos(name), self.convert(operand, d), str(name.value), optional=True)
+
+    def _member_index_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, index = kids
+        return Index(_pos(tree), self.convert(operand, d), self.convert(index, d), optional=True)
+
     def _member_index(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, index = kids
         return Index(_pos(tree), self.convert(operand, d), self.convert(index, d))

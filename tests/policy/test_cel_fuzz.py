@@ -70,7 +70,7 @@ _METHODS = [
     'matches("^A.*")', "substring(1, 3)", "charAt(2)", "asInteger()", "sign()", 'indexOf("1")', 'join("-")', "max()",
     "sum()", "add(1)", 'isGreaterThan(semver("1.0.0"))', "all(i, v, v == i)", "transformList(i, v, v)",
     "transformMap(k, v, k)", "existsOne(i, v, true)", "hasValue()", "orValue(2)", "family()",
-    'containsIP("10.1.1.1")', "masked()",
+    'containsIP("10.1.1.1")', "masked()", "?name", "?index.orValue(1)",
 ]  # fmt: skip
 
 
