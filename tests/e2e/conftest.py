@@ -46,6 +46,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return
 
 
+_go_missing: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the reason once, in a section of its own, so a skipped test bed cannot go unnoticed in CI logs."""
+    if _go_missing:
+        terminalreporter.section("gpupolicy test bed", sep="!", red=True, bold=True)
+        terminalreporter.write_line(GO_MISSING, red=True, bold=True)
+
+
 @pytest.fixture(scope="session")
 def testbed_bin() -> Path:
     """The folder holding the test bed's binaries (``GPUPOLICY_TESTBED_BIN`` overrides the build)."""
@@ -53,6 +63,7 @@ def testbed_bin() -> Path:
     if override:
         return Path(override)
     if shutil.which(os.environ.get("GO", "go")) is None:
+        _go_missing.append(GO_MISSING)
         pytest.skip(GO_MISSING)
     try:
         return build_testbed(BUILD_TIMEOUT_S)

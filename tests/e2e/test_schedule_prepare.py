@@ -139,5 +139,7 @@ def test_kubelet_stand_in_prepares_and_unprepares_over_the_socket(
         unprepared = kubelet.unprepare([ref])
         assert unprepared.claims[meta["uid"]].error == ""
         assert not any(p.exists() for p in cdi_files)
+        still = [p for p in checkpoint if p.exists() and meta["uid"] in p.read_text()]
+        assert not still, f"the checkpoint still records the unprepared claim: {still}"
     finally:
         kubelet.close()
