@@ -34,7 +34,7 @@ class Candidates:
 def first_free(free: I64, num: int) -> BOOL:
     """The first ``num`` fully free GPUs of each row (the exclusive-GPU rule of the allocator)."""
     full = free == MILLI
-    return full & (np.cumsum(full, axis=1) <= num)
+    return np.asarray(full & (np.cumsum(full, axis=1) <= num), dtype=np.bool_)
 
 
 def distinct_fitting(free: I64, milli: int) -> BOOL:
@@ -44,7 +44,7 @@ def distinct_fitting(free: I64, milli: int) -> BOOL:
     same = free[:, :, None] == free[:, None, :]
     earlier = np.tril(np.ones((g, g), dtype=bool), k=-1)[None, :, :]
     dup = (same & earlier & fit[:, None, :]).any(axis=2)
-    return fit & ~dup
+    return np.asarray(fit & ~dup, dtype=np.bool_)
 
 
 def enumerate_choices(cluster: Cluster, pods: Pods, i: int, feasible: BOOL | None = None) -> Candidates:

@@ -49,9 +49,9 @@ class Cluster:
         ok = (self.cpu_free >= pods.cpu[i]) & (self.mem_free >= pods.mem[i])
         num = int(pods.num_gpu[i])
         if num == 0:
-            return ok
+            return np.asarray(ok, dtype=np.bool_)
         ok &= (self.model_bits & pods.spec_mask[i]) != 0
-        return ok & ((self.gpu_free >= pods.milli[i]).sum(axis=1) >= num)
+        return np.asarray(ok & ((self.gpu_free >= pods.milli[i]).sum(axis=1) >= num), dtype=np.bool_)
 
     def fits(self, pods: Pods, i: int, p: Placement) -> bool:
         num, milli = int(pods.num_gpu[i]), int(pods.milli[i])
@@ -71,6 +71,14 @@ class Cluster:
         for g in p.gpus:
             self.gpu_free[p.node, g] -= pods.milli[i]
         self.used_milli += int(pods.milli[i]) * len(p.gpus)
+
+    def remove(self, pods: Pods, i: int, p: Placement) -> None:
+        """Undo :meth:`place` (used by look-ahead strategies that try placements)."""
+        self.cpu_free[p.node] += pods.cpu[i]
+        self.mem_free[p.node] += pods.mem[i]
+        for g in p.gpus:
+            self.gpu_free[p.node, g] += pods.milli[i]
+        self.used_milli -= int(pods.milli[i]) * len(p.gpus)
 
     def check(self) -> None:
         """Raise AssertionError if any capacity is over-allocated or the books do not add up."""

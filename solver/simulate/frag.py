@@ -32,22 +32,22 @@ def per_type(cpu_left: I64, bits: I64, free: I64, types: PodTypes) -> F64:
     ok = (milli > 0)[None, :] & ((bits[:, None] & types.mask[None, :]) != 0)
     ok &= count >= types.num[None, :]
     ok &= cpu_left[:, None] >= types.cpu[None, :]
-    return np.where(ok, small, idle[:, None])
+    return np.asarray(np.where(ok, small, idle[:, None]), dtype=np.float64)
 
 
 def fgd(cpu_left: I64, bits: I64, free: I64, types: PodTypes) -> F64:
     """FGD fragmentation of each state (``[M]``, GPU milli)."""
     if len(cpu_left) == 0:
         return np.zeros(0)
-    return per_type(cpu_left, bits, free, types) @ types.weight
+    return np.asarray(per_type(cpu_left, bits, free, types) @ types.weight, dtype=np.float64)
 
 
 def stranded(cpu_left: I64, bits: I64, free: I64, types: PodTypes) -> F64:
     """Idle GPU milli no GPU type can use, per state."""
     gpu_types = types.milli > 0
     if not gpu_types.any() or len(cpu_left) == 0:
-        return free.sum(axis=1).astype(np.float64)
-    return per_type(cpu_left, bits, free, types)[:, gpu_types].min(axis=1)
+        return np.asarray(free.sum(axis=1), dtype=np.float64)
+    return np.asarray(per_type(cpu_left, bits, free, types)[:, gpu_types].min(axis=1), dtype=np.float64)
 
 
 def fill(cpu_left: I64, mem_left: I64, bits: I64, free: I64, types: PodTypes, blocked_only: bool = False) -> F64:
@@ -74,5 +74,5 @@ def fill(cpu_left: I64, mem_left: I64, bits: I64, free: I64, types: PodTypes, bl
     size = (types.milli * types.num)[None, :]
     if blocked_only:
         gpu_ok = np.where(((bits[:, None] & types.mask[None, :]) != 0) & (types.milli > 0)[None, :], slots, 0)
-        return ((gpu_ok - k) * size).astype(np.float64) @ types.weight
-    return (idle[:, None] - k * size) @ types.weight
+        return np.asarray(((gpu_ok - k) * size).astype(np.float64) @ types.weight, dtype=np.float64)
+    return np.asarray((idle[:, None] - k * size) @ types.weight, dtype=np.float64)

@@ -7,7 +7,8 @@ As in hkust-adsl/kubernetes-scheduler-simulator (read for facts, not copied):
   replacement (CPU-only pods included, equal weight) from the original list and appended to
   the end until the next draw would pass the target. Like the original, the stop test adds
   the drawn pod's *per-GPU* share while the running total adds its full request;
-- if the total is above the target, random pods are removed until it is at or below it.
+- if the total is above the target, random pods are removed until it is at or below it;
+- a target <= 0 keeps the trace as it is (only shuffled).
 
 Typical pods are the most frequent (cpu, per-GPU milli, GPU count, gpu_spec) types of the
 original trace (CPU-only pods included) covering at least 95% of its pods, renormalised.
@@ -34,6 +35,8 @@ def arrival_order(pods: Pods, capacity_milli: int, seed: int, target: float = 1.
     request = pods.gpu_request
     total = int(request.sum())
     goal = target * capacity_milli
+    if target <= 0:  # no tuning: the shuffled trace as it is
+        return np.array(order, dtype=np.int64)
     if total < goal:
         while True:
             pick = int(rng.integers(pods.count))
@@ -67,7 +70,7 @@ class PodTypes:
         return len(self.cpu)
 
 
-def type_counts(pods: Pods, index: I64 | None = None) -> Counter[tuple[int, int, int, int]]:
+def type_counts(pods: Pods, index: I64 | None = None) -> Counter[tuple[int, ...]]:
     idx = np.arange(pods.count) if index is None else index
     keys = zip(
         pods.cpu[idx].tolist(), pods.milli[idx].tolist(), pods.num_gpu[idx].tolist(), pods.spec_mask[idx].tolist()

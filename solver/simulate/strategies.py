@@ -139,7 +139,7 @@ def packing_scores(free: I64, gpus: I64, milli: int, num: int) -> I64:
     ratio = np.where(use, ranked * 100 // MILLI, 0).sum(axis=1)
     shared = np.maximum(100 - ratio // 10, 100 // 2)
     partly = np.where(fresh > 0, np.maximum(100 // 2 - fresh, 100 // 3), shared)
-    return np.where(full == gpus, np.maximum(100 // 3 - full, full), partly).astype(np.int64)
+    return np.asarray(np.where(full == gpus, np.maximum(100 // 3 - full, full), partly), dtype=np.int64)
 
 
 class GpuPacking(_Base):

@@ -1,0 +1,126 @@
+"""``gpupolicy simulate``: replay an openb trace with one or more placement strategies.
+
+Follows the FGD paper's protocol (seeds, 130% of GPU capacity with resampling, shuffled
+arrivals, no departures or retries, 1% buckets of arrived demand) and prints the allocation
+at 130% per strategy, or ``-o json`` with the curves, or ``--plot FILE.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+STRATEGY_NAMES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online", "batch")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", required=True, type=Path, help="node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
+    parser.add_argument("--pods", required=True, type=Path, help="pod list CSV (name,cpu_milli,memory_mib,num_gpu,...)")
+    parser.add_argument(
+        "--strategy", action="append", choices=STRATEGY_NAMES, required=True, help="placement strategy (repeatable)"
+    )
+    parser.add_argument("--seeds", default="42", help="seeds, e.g. 42-51 or 42,43 (default: 42)")
+    parser.add_argument("--target", type=float, default=1.3, help="arrived GPU demand / capacity (default: 1.3)")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    parser.add_argument("--plot", type=Path, help="write allocation %% vs arrived %% to this PNG")
+    parser.add_argument("--check", action="store_true", help="re-check capacities after every placement")
+
+
+def _read(path: Path, code: str) -> str:
+    from policy.errors import DiagnosticError, Location
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DiagnosticError.single(code, f"cannot read {path}: {exc.strerror}", Location(str(path))) from exc
+
+
+def _progress(strategy: str, seed: int, done: int, total: int) -> None:
+    if done % 250 == 0 or done == total:
+        end = "\n" if done == total else ""
+        print(f"\r{strategy} seed {seed}: {done}/{total} pods", end=end, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from solver.simulate.replay import Replay
+    from solver.simulate.run import parse_seeds
+    from solver.simulate.run import run as run_strategy
+    from solver.simulate.trace import parse_nodes, parse_pods
+
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as exc:
+        print(f"gpupolicy simulate: error: bad --seeds {args.seeds!r}: {exc}", file=sys.stderr)
+        return 2
+    nodes = parse_nodes(_read(args.nodes, "nodes_unreadable"), str(args.nodes))
+    pods = parse_pods(_read(args.pods, "pods_unreadable"), nodes.models, str(args.pods))
+    replay = Replay(nodes, pods, target=args.target)
+    trace = args.pods.stem.removeprefix("openb_pod_list_")
+    progress = _progress if sys.stderr.isatty() else None
+    summaries = [run_strategy(replay, s, seeds, trace, args.check, progress) for s in args.strategy]
+    docs = [s.to_json() for s in summaries]
+    if args.output == "json":
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
+    else:
+        print(_table(docs))
+    if args.plot:
+        _plot(docs, args.plot)
+    return 0
+
+
+def _table(docs: list[dict[str, object]]) -> str:
+    head = (
+        f"{'strategy':<12} {'trace':<12} {'seeds':>5} {'alloc@130 %':>11} {'sd':>6} {'failed':>8}"
+        f" {'s/seed':>7} {'p99 ms':>7}"
+    )
+    lines = [head]
+    for d in docs:
+        seeds = d["seeds"]
+        assert isinstance(seeds, list)
+        n = max(len(seeds), 1)
+        dm = d["decision_ms"]
+        assert isinstance(dm, dict)
+        lines.append(
+            f"{d['strategy']!s:<12} {d['trace']!s:<12} {n:>5} {d['allocation_at_130']!s:>11} "
+            f"{d['allocation_at_130_sd']!s:>6} {d['failed_pods_total']!s:>8} "
+            f"{float(str(d['seconds'])) / n:>7.1f} {dm['p99']!s:>7}"
+        )
+    return "\n".join(lines)
+
+
+def _plot(docs: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    xs = list(range(131))
+    for d in docs:
+        curve = d["curve"]
+        assert isinstance(curve, list)
+        ys = [float("nan") if v is None else float(v) for v in curve]
+        ax.plot(xs, ys, label=f"{d['strategy']} ({d['allocation_at_130']}%)", linewidth=1.4)
+    ax.plot([0, 100, 130], [0, 100, 100], color="grey", linestyle=":", linewidth=1, label="capacity")
+    ax.set_xlabel("arrived GPU demand (% of cluster GPU capacity)")
+    ax.set_ylabel("GPU allocation (%)")
+    ax.set_xlim(0, 130)
+    ax.set_ylim(0, 101)
+    trace = docs[0]["trace"] if docs else ""
+    ax.set_title(f"openb {trace}: allocation vs arrived demand")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    inset = ax.inset_axes((0.55, 0.12, 0.42, 0.42))
+    for d in docs:
+        curve = d["curve"]
+        assert isinstance(curve, list)
+        inset.plot(xs[100:], [float("nan") if v is None else float(v) for v in curve[100:]], linewidth=1.2)
+    inset.set_title("100-130%", fontsize=7)
+    inset.tick_params(labelsize=6)
+    inset.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

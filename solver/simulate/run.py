@@ -1,0 +1,116 @@
+"""Run strategies over seeds and summarise the way the paper reports: mean and sd over seeds."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from solver.simulate.batch import Batch
+from solver.simulate.fgd import Fgd
+from solver.simulate.online import Online
+from solver.simulate.replay import Replay, SeedResult
+from solver.simulate.strategies import BestFit, FirstFit, GpuPacking, RandomFit, Strategy
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
+    "random": RandomFit,
+    "first-fit": FirstFit,
+    "best-fit": BestFit,
+    "gpu-packing": GpuPacking,
+    "fgd": Fgd,
+    "online": Online,
+    "batch": Batch,
+}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``42-51``, ``42,43`` or ``42``; raises ValueError on anything else."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part[1:]:
+            lo, hi = part.split("-", 1)
+            a, b = int(lo), int(hi)
+            if b < a:
+                raise ValueError(f"empty seed range {part}")
+            seeds.extend(range(a, b + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise ValueError("no seeds")
+    return seeds
+
+
+def _r(x: float) -> float | None:
+    return None if np.isnan(x) else round(float(x), 4)
+
+
+def _curve(arrays: Sequence[np.ndarray]) -> list[float | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # buckets no seed reached stay NaN
+        mean = np.nanmean(np.vstack(arrays), axis=0) if arrays else np.zeros(0)
+    return [_r(v) for v in mean]
+
+
+@dataclass
+class Summary:
+    strategy: str
+    trace: str
+    results: list[SeedResult]
+    seconds: float
+
+    @property
+    def at_130(self) -> list[float]:
+        return [r.at_130 for r in self.results]
+
+    def to_json(self) -> dict[str, object]:
+        at = np.array(self.at_130)
+        decision = np.concatenate([r.decision_ms for r in self.results]) if self.results else np.zeros(1)
+        kinds = sorted({k for r in self.results for k in r.failed})
+        failed = {k: round(float(np.mean([r.failed.get(k, 0) for r in self.results])), 1) for k in kinds}
+        return {
+            "strategy": self.strategy,
+            "trace": self.trace,
+            "seeds": [r.seed for r in self.results],
+            "allocation_at_130": _r(float(at.mean())),
+            "allocation_at_130_sd": _r(float(at.std(ddof=1))) if len(at) > 1 else 0.0,
+            "allocation_at_130_per_seed": [_r(x) for x in at],
+            "curve": _curve([r.curve for r in self.results]),
+            "curve_per_seed": [[_r(v) for v in r.curve] for r in self.results],
+            "fragmentation": _curve([r.frag for r in self.results]),
+            "fragmentation_ratio": _curve([r.frag_ratio for r in self.results]),
+            "stranded": _curve([r.stranded for r in self.results]),
+            "failed_pods": failed,
+            "failed_pods_total": round(sum(failed.values()), 1),
+            "pods": [r.pods for r in self.results],
+            "seconds": round(self.seconds, 2),
+            "seconds_per_seed": [round(r.seconds, 2) for r in self.results],
+            "decision_ms": {
+                "median": round(float(np.median(decision)), 4),
+                "p99": round(float(np.percentile(decision, 99)), 4),
+            },
+        }
+
+
+def run(
+    replay: Replay,
+    strategy: str,
+    seeds: Sequence[int],
+    trace: str = "",
+    check: bool = False,
+    progress: Callable[[str, int, int, int], None] | None = None,
+) -> Summary:
+    results: list[SeedResult] = []
+    total = 0.0
+    for seed in seeds:
+
+        def tick(done: int, n: int, seed: int = seed) -> None:
+            if progress is not None:
+                progress(strategy, seed, done, n)
+
+        res = replay.run(STRATEGIES[strategy](), seed, check=check, progress=tick if progress else None)
+        total += res.seconds
+        results.append(res)
+    return Summary(strategy, trace, results, total)

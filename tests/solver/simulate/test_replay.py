@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from solver.simulate.cluster import Cluster, Placement
+from solver.simulate.replay import Replay, bucket_means
+from solver.simulate.run import STRATEGIES, parse_seeds
+from solver.simulate.strategies import FirstFit
+from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+
+
+def test_buckets_average_events_by_rounded_arrived_percent() -> None:
+    arrived = np.array([0.2, 0.6, 1.4, 3.0])
+    alloc = np.array([10.0, 20.0, 30.0, 40.0])
+    out = bucket_means(arrived, alloc)
+    assert out[0] == 10.0  # 0.2 -> 0
+    assert out[1] == 25.0  # 0.6 and 1.4 -> 1
+    assert out[2] == pytest.approx((25.0 * 2 + 40.0) / 3)  # empty: neighbours 1..3
+    assert out[3] == 40.0
+    assert np.isnan(out[10])
+
+
+def test_first_fit_allocation_by_hand(nodes: Nodes, pods: Pods) -> None:
+    # no tuning (target 0 keeps the list), arrival order is the shuffled trace
+    replay = Replay(nodes, pods, target=0.0)
+    res = replay.run(FirstFit(), seed=3, check=True)
+    # every pod fits on this cluster: all 4250 milli of 6000 end up allocated
+    assert res.failed == {}
+    assert res.final_allocation == pytest.approx(4250 / 6000 * 100)
+
+
+def test_failed_pods_count_in_arrived_demand() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn,1000,1000,1,A\n")
+    pods = parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli\na,100,1,1,600\nb,100,1,1,600\n", nodes.models)
+    res = Replay(nodes, pods, target=0.0).run(FirstFit(), seed=1)
+    assert res.failed == {"share": 1}
+    # the second pod fails but still moves the x-axis: 60% then 120% arrived, 60% allocated
+    assert res.curve[60] == 60.0
+    assert res.curve[120] == 60.0
+    assert np.isnan(res.curve[90])
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_keeps_capacity_invariants(name: str, nodes: Nodes, pods: Pods) -> None:
+    replay = Replay(nodes, pods, target=1.3)
+    res = replay.run(STRATEGIES[name](), seed=5, check=True)
+    assert 0 < res.final_allocation <= 100
+    assert res.pods >= pods.count
+
+
+def test_model_constraints_are_respected(nodes: Nodes, pods: Pods) -> None:
+    cluster = Cluster(nodes)
+    # p2 asks for a T4 (node 0); node 1 is a V100
+    assert cluster.feasible(pods, 2).tolist() == [True, False, False]
+    assert not cluster.fits(pods, 2, Placement(1, (0,)))
+    with pytest.raises(ValueError):
+        cluster.place(pods, 2, Placement(1, (0,)))
+
+
+def test_checker_catches_over_allocation(nodes: Nodes, pods: Pods) -> None:
+    cluster = Cluster(nodes)
+    cluster.place(pods, 0, Placement(0, (0,)))
+    cluster.gpu_free[0, 0] = -10
+    with pytest.raises(AssertionError):
+        cluster.check()
+
+
+@pytest.mark.parametrize(("text", "want"), [("42-44", [42, 43, 44]), ("1,5", [1, 5]), ("7", [7])])
+def test_seed_ranges(text: str, want: list[int]) -> None:
+    assert parse_seeds(text) == want
+
+
+def test_bad_seed_range() -> None:
+    with pytest.raises(ValueError):
+        parse_seeds("9-3")

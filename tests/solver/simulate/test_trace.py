@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from policy.errors import DiagnosticError
+from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+
+
+def test_nodes_are_parsed_with_models_and_capacity(nodes: Nodes) -> None:
+    assert nodes.names == ("n0", "n1", "n2")
+    assert nodes.models == ("T4", "V100")
+    assert nodes.model.tolist() == [0, 1, -1]
+    assert nodes.total_gpu_milli == 6000
+    assert nodes.model_bits().tolist() == [1, 2, 0]
+
+
+def test_pods_cap_shares_and_mask_models(pods: Pods) -> None:
+    assert pods.gpu_request.tolist() == [500, 500, 1000, 2000, 0, 250]
+    assert pods.spec_mask.tolist() == [3, 3, 1, 2, 3, 3]
+    assert pods.kind().tolist() == ["share", "share", "1gpu", "2gpu", "cpu", "share"]
+
+
+def test_gpu_milli_above_1000_is_capped(nodes: Nodes) -> None:
+    pods = parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,1,1500\n", nodes.models)
+    assert pods.milli.tolist() == [1000]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("name,cpu_milli\np,1\n", "csv_missing_column"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,x,1,1,100\n", "csv_bad_number"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,1,0\n", "pod_zero_gpu_milli"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,2,500\n", "pod_shared_multi_gpu"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,-1,1,0,0\n", "csv_negative"),
+    ],
+)
+def test_bad_pod_rows_give_located_diagnostics(nodes: Nodes, text: str, code: str) -> None:
+    with pytest.raises(DiagnosticError) as err:
+        parse_pods(text, nodes.models, "pods.csv")
+    d = err.value.diagnostics[0]
+    assert d.code == code
+    assert d.location.file == "pods.csv"
+    assert d.location.line >= 1
+
+
+def test_empty_node_list_is_an_error() -> None:
+    with pytest.raises(DiagnosticError) as err:
+        parse_nodes("sn,cpu_milli,memory_mib,gpu,model\n", "n.csv")
+    assert err.value.diagnostics[0].code == "csv_empty"
