@@ -13,15 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-from solver.compile import compile_problem
-from solver.inputs import read_inputs
-from solver.problem import DeviceIndex, DeviceResult, NodeName
-from solver.result import Placement, Solution
-from solver.verify import verify
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import Process
 from tests.e2e.examples import EXAMPLES_DIR, Example, run_cli
 from tests.e2e.kube import Kube, Obj, create_node
+from tests.e2e.verifyalloc import verify_scheduler
 
 pytestmark = pytest.mark.testbed
 
@@ -83,37 +79,6 @@ def allocations(claims: list[Obj]) -> dict[str, list[tuple[str, str]]]:
 
 def gpus_used(placed: dict[str, list[tuple[str, str]]]) -> int:
     return len({(pool, device.split("-mig-")[0]) for results in placed.values() for pool, device in results})
-
-
-def verify_allocations(example: Example, pending: list[Obj], allocated: list[Obj], inventory: Path) -> list[str]:
-    """Run our independent verifier on allocations somebody else (the real scheduler) made."""
-    policy = example.policy_file()
-    claims_text = yaml.safe_dump_all(pending)
-    inputs = read_inputs(
-        [(inventory.read_text(), str(inventory))], [(claims_text, "<pending>")], (policy.read_text(), str(policy))
-    )
-    compiled = compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    )
-    index = compiled.table.index()
-    solution = Solution("kube-scheduler")
-    for claim in allocated:
-        key = next(k for k, c in compiled.claims.items() if c.metadata.name == claim["metadata"]["name"])
-        allocation = claim["status"]["allocation"]
-        results = tuple(
-            DeviceResult(
-                r["request"], DeviceIndex(index[(r["driver"], r["pool"], r["device"])]), share_id=r.get("shareID")
-            )
-            for r in allocation["devices"]["results"]
-        )
-        node = allocation["nodeSelector"]["nodeSelectorTerms"][0]["matchFields"][0]["values"][0]
-        solution.placements[key] = Placement(key, NodeName(node), results)
-    return verify(compiled.problem, solution)
 
 
 def solve_json(example: Example, inventory: Path, claims: Path, *extra: str) -> dict[str, Any]:
@@ -191,8 +156,7 @@ def test_scheduler_strands_a_claim_the_solver_places(
     assert by_first_fit == by_scheduler, "our first-fit baseline must match the real allocator device for device"
     assert solved["compare"]["first-fit"]["summary"]["placed"] == len(by_scheduler)
 
-    allocated = [c for c in live if c["metadata"]["name"] in by_scheduler]
-    assert verify_allocations(STRANDS, claims, allocated, inventory) == []
+    assert verify_scheduler(inventory, live, STRANDS.policy_file()) == []
 
 
 def test_verifier_rejects_a_tampered_scheduler_allocation(
@@ -207,7 +171,7 @@ def test_verifier_rejects_a_tampered_scheduler_allocation(
     wait_decided(kube, namespace, first)
 
     live = kube.get("resource.k8s.io/v1", "ResourceClaim", first["metadata"]["name"], namespace)
-    assert verify_allocations(STRANDS, [first], [live], inventory) == []
+    assert verify_scheduler(inventory, [live], STRANDS.policy_file()) == []
     tampered = copy.deepcopy(live)
     tampered["status"]["allocation"]["devices"]["results"][0]["device"] = "gpu-0-mig-4g40gb-5-0"
-    assert verify_allocations(STRANDS, [first], [tampered], inventory) != []
+    assert verify_scheduler(inventory, [tampered], STRANDS.policy_file()) != []

@@ -1,0 +1,53 @@
+"""Run our independent verifier (``solver.verify``) on allocations somebody else made: the real kube-scheduler.
+
+The allocated claims, exactly as the API server returns them, go through the solver's own input path (as existing
+allocations), so ``shareID`` and ``consumedCapacity`` are read the way ``gpupolicy solve`` reads a live cluster;
+those allocations then become the solution to check, against the same claims given as pending."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from solver.compile import compile_problem
+from solver.inputs import read_inputs
+from solver.problem import NodeName
+from solver.result import Placement, Solution
+from solver.verify import verify
+from tests.e2e.kube import Obj
+
+
+def pending_copy(claim: Obj) -> Obj:
+    bare = copy.deepcopy(claim)
+    bare.pop("status", None)
+    bare["metadata"] = {"name": claim["metadata"]["name"], "namespace": claim["metadata"]["namespace"]}
+    return bare
+
+
+def verify_scheduler(inventory: Path, live: list[Obj], policy: Path | None = None) -> list[str]:
+    """Violations our verifier finds in the allocations of ``live`` claims (empty: valid). ``policy`` adds its
+    rules (admission, quotas) to the check; without it, plain Kubernetes semantics apply."""
+    allocated = [c for c in live if (c.get("status") or {}).get("allocation")]
+    inputs = read_inputs(
+        [(inventory.read_text(), str(inventory)), (yaml.safe_dump_all(allocated), "<allocated>")],
+        [(yaml.safe_dump_all([pending_copy(c) for c in live]), "<pending>")],
+        (policy.read_text(), str(policy)) if policy is not None else None,
+    )
+    compiled = compile_problem(
+        inputs.slices,
+        inputs.classes,
+        inputs.pending,
+        allocated=inputs.allocated,
+        nodes=inputs.nodes,
+        policy=inputs.policy,
+    )
+    problem = compiled.problem
+    solution = Solution("kube-scheduler")
+    for existing in problem.existing:
+        solution.placements[existing.claim] = Placement(existing.claim, existing.node or NodeName(""), existing.results)
+    if len(solution.placements) != len(allocated):
+        return [f"only {len(solution.placements)} of {len(allocated)} allocations refer to known devices"]
+    return verify(dataclasses.replace(problem, existing=()), solution)
