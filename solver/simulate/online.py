@@ -29,7 +29,8 @@ class OnlineConfig:
     tolerance: float = 1e-6  # frag deltas closer than this are ties
     learn: bool = True
     quantize: bool = False
-    step: float = 40.0  # when > 0, frag deltas are compared in steps of this many milli
+    step: float = 0.0  # when > 0, frag deltas are compared in steps of this many milli
+    tau: float = 0.0  # when > 0, every choice within tau milli of the best frag delta ties
     pack_weight: float = 0.0
     measure: str = "fgd"  # or "fill"
     with_memory: bool = False
@@ -89,7 +90,8 @@ class Online(FragAware):
             delta = np.trunc(100.0 / (1.0 + np.exp(-exact / 1000.0)))
         elif self.config.step > 0:
             delta = np.floor(exact / self.config.step)
-        tie = np.flatnonzero(delta >= delta.max() - self.config.tolerance)
+        slack = self.config.tau if self.config.tau > 0 else self.config.tolerance
+        tie = np.flatnonzero(delta >= delta.max() - slack)
         if len(tie) > 1 and self.config.pack_weight:
             left = cand.free_after[tie].sum(axis=1) / 8000.0 + cand.cpu_after[tie] / 128000.0
             key = left * self.config.pack_weight

@@ -74,3 +74,27 @@ def test_seed_ranges(text: str, want: list[int]) -> None:
 def test_bad_seed_range() -> None:
     with pytest.raises(ValueError):
         parse_seeds("9-3")
+
+
+def test_mig_profiles_cover_the_share() -> None:
+    from solver.simulate.mig import WHOLE, h100_profiles, profile_of
+
+    prof = h100_profiles()
+    assert prof.names == ("1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb")
+    assert [prof.names[profile_of(m, 1, prof)] for m in (100, 160, 250, 470, 571, 810)] == [
+        "1g.10gb",
+        "2g.20gb",
+        "2g.20gb",
+        "4g.40gb",
+        "4g.40gb",
+        "7g.80gb",
+    ]
+    assert profile_of(1000, 2, prof) == WHOLE
+
+
+@pytest.mark.parametrize("strategy", ["first-fit", "online"])
+def test_mig_replay_never_over_allocates(strategy: str, nodes: Nodes, pods: Pods) -> None:
+    from solver.simulate.mig import replay_mig
+
+    res = replay_mig(nodes, pods, strategy, seed=3)  # replay_mig runs the checker at the end
+    assert 0 < res.final <= 100
