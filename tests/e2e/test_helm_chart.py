@@ -195,11 +195,18 @@ def test_plugin_without_a_node_cannot_write_slices(kube_cluster: ControlPlane, i
         nowhere.close()
 
 
-def test_plugin_reads_claims_but_nothing_more(kube_cluster: ControlPlane, installed: tuple[str, str]) -> None:
+def names(objs: list[Obj]) -> set[tuple[str, str]]:
+    return {(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objs}
+
+
+def test_plugin_reads_claims_but_nothing_more(
+    kube: Kube, kube_cluster: ControlPlane, installed: tuple[str, str]
+) -> None:
     namespace, _ = installed
     plugin = as_plugin(kube_cluster, namespace, "node-a")
     try:
-        assert plugin.list("resource.k8s.io/v1", "ResourceClaim") == []
+        seen = names(plugin.list("resource.k8s.io/v1", "ResourceClaim"))
+        assert seen == names(kube.list("resource.k8s.io/v1", "ResourceClaim")), "reads every namespace's claims"
         pod = {"containers": [{"name": "c", "image": "x"}]}
         for forbidden in (
             {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": namespace}, "spec": pod},

@@ -5,6 +5,7 @@ restart and a policy change (generations), republishes a slice deleted behind it
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,8 +103,11 @@ def test_restart_keeps_the_pool_and_a_policy_change_bumps_the_generation(
     assert complete_pool(node_slices(kube, plugin.node)), "a graceful stop must not withdraw the slices"
 
     plugin.start()
+    kube.wait_for("the restarted plugin to serve", lambda: any(plugin.registry_dir.glob("*-reg.sock")))
+    time.sleep(2.5)  # more than two resync periods: the restarted plugin has compared its slices with the server's
     after_restart = wait_published(kube, plugin)
     assert devices(after_restart) == devices(before)
+    assert min(s["spec"]["pool"]["generation"] for s in after_restart) >= generation
 
     plugin.stop()
     whole = tmp_path / "whole.yaml"
