@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from solver.firstfit import first_fit
 from solver.problem import AllocationMode, Claim, ClaimKey, DeviceIndex, DeviceResult, NodeName, Objective, Problem
 from solver.result import Placement, Solution, SolveParams
 from solver.state import Usage
@@ -71,6 +70,9 @@ class _Model:
     take: dict[tuple[int, GroupKey], cp_model.LinearExprT] = field(default_factory=dict)
     node_groups: dict[NodeName, list[GroupKey]] = field(default_factory=dict)
     xvars: dict[tuple[int, GroupKey], cp_model.IntVar] = field(default_factory=dict)
+    buckets: list[list[NodeName]] = field(default_factory=list)
+    flags: dict[NodeName, cp_model.IntVar] = field(default_factory=dict)
+    spread: bool = False
 
 
 def _classes(problem: Problem) -> tuple[list[ClassKey], dict[int, list[Claim]]]:
@@ -142,8 +144,12 @@ def _build(problem: Problem) -> _Model:
     return m
 
 
-def _node_load(m: _Model, node: NodeName) -> cp_model.LinearExprT:
-    return sum(m.classes[k][1] * v for (k, n), v in m.count.items() if n == node)
+def _node_loads(m: _Model) -> dict[NodeName, cp_model.LinearExprT]:
+    """Devices each node gives to pending claims."""
+    terms: dict[NodeName, list[cp_model.LinearExprT]] = defaultdict(list)
+    for (k, node), v in m.count.items():
+        terms[node].append(m.classes[k][1] * v)
+    return {node: sum(terms.get(node, [])) for node in m.node_groups}
 
 
 def _symmetry(m: _Model, problem: Problem, usage: Usage) -> None:
@@ -157,8 +163,9 @@ def _symmetry(m: _Model, problem: Problem, usage: Usage) -> None:
             continue
         shape = tuple(sorted((tuple(sorted(g[1])), len(m.groups[g])) for g in groups))
         buckets[shape].append(node)
-    loads = {node: _node_load(m, node) for node in m.node_groups}
-    for nodes in buckets.values():
+    m.buckets = [nodes for nodes in buckets.values() if len(nodes) > 1]
+    loads = _node_loads(m)
+    for nodes in m.buckets:
         for a, b in itertools.pairwise(nodes):
             m.model.add(loads[a] >= loads[b])
 
@@ -167,7 +174,8 @@ def _objective(m: _Model, problem: Problem) -> tuple[cp_model.LinearExprT, cp_mo
     """(placement, fragmentation), both maximized, in that order."""
     placement = sum(m.classes[k][2] * v for (k, _), v in m.count.items())
     nodes = sorted(m.node_groups)
-    loads = [_node_load(m, node) for node in nodes]
+    by_node = _node_loads(m)
+    loads = [by_node[node] for node in nodes]
     flags = []
     for node, load in zip(nodes, loads):
         flag = m.model.new_bool_var(f"{'active' if problem.objective == Objective.SPREAD else 'free'}[{node}]")
@@ -177,6 +185,8 @@ def _objective(m: _Model, problem: Problem) -> tuple[cp_model.LinearExprT, cp_mo
         else:
             m.model.add(load <= capacity * (1 - flag))
         flags.append(flag)
+        m.flags[node] = flag
+    m.spread = problem.objective == Objective.SPREAD
     used_units = sum(loads)
     if problem.objective == Objective.SPREAD:
         return placement, sum(flags)
@@ -186,7 +196,7 @@ def _objective(m: _Model, problem: Problem) -> tuple[cp_model.LinearExprT, cp_mo
     return placement, sum(flags) - (len(flags) + 1) * used_units
 
 
-def _hint(m: _Model) -> None:
+def _greedy(m: _Model) -> tuple[dict[tuple[int, NodeName], int], dict[tuple[int, GroupKey], int]]:
     """Greedy warm start: classes by priority per device (then smaller first), each claim to the
     node where it fits most tightly; devices of a node's groups taken in group order."""
     free = {g: len(v) for g, v in m.groups.items()}
@@ -215,25 +225,56 @@ def _hint(m: _Model) -> None:
                 takes[(k, g)] += used
                 need -= used
             buckets[room - size].append(node)
+    return _canonical(m, counts, takes)
+
+
+def _canonical(
+    m: _Model, counts: dict[tuple[int, NodeName], int], takes: dict[tuple[int, GroupKey], int]
+) -> tuple[dict[tuple[int, NodeName], int], dict[tuple[int, GroupKey], int]]:
+    """Permute the assignments of identical nodes so that loads are non-increasing (the symmetry rule)."""
+    per_node_counts: dict[NodeName, dict[int, int]] = defaultdict(dict)
+    for (k, node), n in counts.items():
+        per_node_counts[node][k] = n
+    per_node_takes: dict[NodeName, dict[tuple[int, frozenset[int]], int]] = defaultdict(dict)
+    for (k, g), x in takes.items():
+        per_node_takes[g[0]][(k, g[1])] = x
+    for nodes in m.buckets:
+        vectors = [(per_node_counts.pop(n, {}), per_node_takes.pop(n, {})) for n in nodes]
+        vectors.sort(key=lambda v: -sum(m.classes[k][1] * n for k, n in v[0].items()))
+        for node, (c, t) in zip(nodes, vectors):
+            per_node_counts[node], per_node_takes[node] = c, t
+    out_counts = {(k, node): n for node, c in per_node_counts.items() for k, n in c.items()}
+    out_takes = {(k, (node, sig)): x for node, t in per_node_takes.items() for (k, sig), x in t.items()}
+    return out_counts, out_takes
+
+
+def _hint(m: _Model, counts: dict[tuple[int, NodeName], int], takes: dict[tuple[int, GroupKey], int]) -> None:
     for key, var in m.count.items():
         m.model.add_hint(var, counts.get(key, 0))
     for xkey, x in m.xvars.items():
         m.model.add_hint(x, takes.get(xkey, 0))
+    load: dict[NodeName, int] = defaultdict(int)
+    for (k, node), n in counts.items():
+        load[node] += m.classes[k][1] * n
+    for node, flag in m.flags.items():
+        m.model.add_hint(flag, (load[node] > 0) == m.spread)
 
 
-def _expand(m: _Model, solver: cp_model.CpSolver, problem: Problem) -> dict[ClaimKey, Placement]:
+def _expand(
+    m: _Model, problem: Problem, counts: dict[tuple[int, NodeName], int], takes: dict[tuple[int, GroupKey], int]
+) -> dict[ClaimKey, Placement]:
     queues = {k: list(claims) for k, claims in m.members.items()}
     free = {g: list(devices) for g, devices in m.groups.items()}
     out: dict[ClaimKey, Placement] = {}
-    for (k, node), var in sorted(m.count.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        placed = solver.value(var)
+    for k, node in sorted(m.count, key=lambda key: (key[1], key[0])):
+        placed = counts.get((k, node), 0)
         if not placed:
             continue
         size = m.classes[k][1]
         pool: list[DeviceIndex] = []
         for g in m.node_groups[node]:
             if (k, g) in m.take:
-                amount = solver.value(m.take[(k, g)])
+                amount = takes.get((k, g), 0)
                 pool += free[g][:amount]
                 free[g] = free[g][amount:]
         pool.sort(key=lambda d: problem.devices[d].order)
@@ -246,11 +287,20 @@ def _expand(m: _Model, solver: cp_model.CpSolver, problem: Problem) -> dict[Clai
     return out
 
 
+def _values(
+    m: _Model, solver: cp_model.CpSolver
+) -> tuple[dict[tuple[int, NodeName], int], dict[tuple[int, GroupKey], int]]:
+    counts = {key: int(solver.value(var)) for key, var in m.count.items()}
+    takes = {key: int(solver.value(expr)) for key, expr in m.take.items()}
+    return counts, takes
+
+
 def _solver(params: SolveParams, budget: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, budget)
     solver.parameters.num_workers = max(1, params.workers)
     solver.parameters.random_seed = params.seed
+    solver.parameters.symmetry_level = 0  # node symmetry is broken explicitly; detection costs seconds at scale
     return solver
 
 
@@ -267,17 +317,18 @@ def solve_aggregated(problem: Problem, params: SolveParams) -> Solution:
     m = _build(problem)
     _symmetry(m, problem, Usage.from_existing(problem))
     placement, fragmentation = _objective(m, problem)
-    _hint(m)
+    greedy = _greedy(m)
+    _hint(m, *greedy)
     m.model.maximize(placement)
     solver = _solver(params, 0.6 * (deadline - time.perf_counter()))
     status = solver.solve(m.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        baseline = first_fit(problem)
-        baseline.strategy, baseline.status = "optimal", f"FALLBACK_FIRST_FIT ({solver.status_name(status)})"
-        baseline.wall_s = time.perf_counter() - started
-        return baseline
+        solution = Solution("optimal", _expand(m, problem, *greedy), status="HEURISTIC (greedy warm start only)")
+        solution.wall_s = time.perf_counter() - started
+        return solution
     first_optimal = status == cp_model.OPTIMAL
     best = round(solver.objective_value)
+    bound = round(solver.best_objective_bound)
     m.model.add(placement >= best)
     _keep(m, solver)
     m.model.maximize(fragmentation)
@@ -285,8 +336,12 @@ def solve_aggregated(problem: Problem, params: SolveParams) -> Solution:
     status2 = second.solve(m.model)
     if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         solver, status = second, status2 if first_optimal else cp_model.FEASIBLE
-    solution = Solution("optimal", _expand(m, solver, problem), status=solver.status_name(status))
+    solution = Solution("optimal", _expand(m, problem, *_values(m, solver)), status=solver.status_name(status))
     solution.proven_optimal = status == cp_model.OPTIMAL and first_optimal
-    solution.objective = {"placement": best, "fragmentation": int(solver.value(fragmentation))}
+    solution.objective = {
+        "placement": best,
+        "placementBound": bound,
+        "fragmentation": int(solver.value(fragmentation)),
+    }
     solution.wall_s = time.perf_counter() - started
     return solution

@@ -247,11 +247,24 @@ def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_orde
     quota_used = [existing_usage(problem, q) for q in problem.quotas]
     index = NodeIndex(problem)
     solution = Solution(strategy=strategy, status="HEURISTIC")
+    # Capacity only shrinks while claims are placed, so for identical pods (same compiled requests) a node
+    # that could not take one cannot take a later one: first-fit resumes where the last one landed.
+    resume: dict[tuple[object, ...], int] = {}
+    options: dict[tuple[object, ...], list[NodeName]] = {}
+    in_order = node_order is _in_order
     for gang in _gangs(problem):
         if any(c.error for c in gang):
             continue
-        nodes = node_order(usage, gang, list(node_options(problem, _candidates(gang))))
-        for node in nodes:
+        shape = _shape(gang)
+        if shape not in options:
+            options[shape] = list(node_options(problem, _candidates(gang)))
+        nodes = node_order(usage, gang, options[shape])
+        if resume.get(shape, 0) >= len(nodes):
+            continue  # failed on every node before; capacity has only shrunk since
+        start = resume.get(shape, 0) if in_order else 0
+        resume[shape] = len(nodes)
+        for position in range(start, len(nodes)):
+            node = nodes[position]
             if not index.enough(usage, gang, node):
                 continue
             found = _Search(problem, usage, gang, node, device_order, index).run()
@@ -264,9 +277,17 @@ def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_orde
             quota_used = [u + e for u, e in zip(quota_used, extra)]
             for claim, results in zip(gang, found):
                 solution.placements[claim.key] = Placement(claim.key, node, tuple(results))
+            resume[shape] = position
             break
     solution.wall_s = time.perf_counter() - started
     return solution
+
+
+def _shape(gang: list[Claim]) -> tuple[object, ...]:
+    return tuple(
+        (c.namespace, c.constraints, tuple((r.name, tuple(id(a) for a in r.alternatives)) for r in c.requests))
+        for c in gang
+    )
 
 
 def _quota_extra(problem: Problem, gang: list[Claim], found: list[list[DeviceResult]]) -> list[int]:

@@ -118,23 +118,45 @@ def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | No
     size = model_size(problem)
     if size > MAX_TAKES:
         return _too_large(problem, size)
+    return _two_stage(problem, params)
+
+
+def _keep_hints(v: Variables, solver: cp_model.CpSolver) -> None:
+    v.model.clear_hints()
+    for container in (v.placed, v.node, v.alt, v.take, v.used):
+        for var in container.values():
+            v.model.add_hint(var, solver.boolean_value(var))
+
+
+def _two_stage(problem: Problem, params: SolveParams) -> Solution:
+    """Placement first (half the time), then the lower levels with placement held at its best."""
     started = time.perf_counter()
+    deadline = started + params.time_limit_s
     baseline = first_fit(problem)
     v, levels = build_model(problem)
-    kept = objective.combine(v.model, levels)
+    placement_expr = sum(levels[0].terms)
+    v.model.maximize(placement_expr)
     hint(v, baseline)
-    solver = solver_for(params, params.time_limit_s - (time.perf_counter() - started))
-    status = solver.solve(v.model)
+    first = solver_for(params, 0.5 * (deadline - time.perf_counter()))
+    status = first.solve(v.model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        baseline.strategy = "optimal"
+        baseline.status = f"FALLBACK_FIRST_FIT ({first.status_name(status)})"
+        baseline.wall_s = time.perf_counter() - started
+        return baseline
+    first_optimal = status == cp_model.OPTIMAL
+    v.model.add(placement_expr >= round(first.objective_value))
+    _keep_hints(v, first)
+    kept = objective.combine(v.model, levels[1:])
+    second = solver_for(params, deadline - time.perf_counter())
+    status2 = second.solve(v.model)
+    solver, final = (second, status2) if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE) else (first, status)
     solution = Solution(strategy="optimal")
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        extract(v, solver, solution)
-        solution.status = solver.status_name(status)
-        solution.proven_optimal = status == cp_model.OPTIMAL
-        solution.objective = {lv.name: int(sum(solver.value(t) for t in lv.terms)) for lv in kept}
-    else:
-        solution = baseline
-        solution.strategy = "optimal"
-        solution.status = f"FALLBACK_FIRST_FIT ({solver.status_name(status)})"
+    extract(v, solver, solution)
+    proven = first_optimal and final == cp_model.OPTIMAL and solver is second
+    solution.status = "OPTIMAL" if proven else "FEASIBLE"
+    solution.proven_optimal = proven
+    solution.objective = {lv.name: int(sum(solver.value(t) for t in lv.terms)) for lv in [levels[0], *kept]}
     solution.wall_s = time.perf_counter() - started
     return solution
 

@@ -5,6 +5,7 @@ Returns the objective terms of the first level: the priority-weighted number of 
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from ortools.sat.python import cp_model
@@ -19,7 +20,25 @@ def build(v: Variables) -> list[cp_model.LinearExprT]:
         _claim(v, claim)
         terms.append(claim.priority * v.placed[claim.key])
     _gangs(v)
+    _identical_claims(v)
     return terms
+
+
+def _identical_claims(v: Variables) -> None:
+    """Symmetry breaking: of identical claims (same compiled requests, namespace, priority, no pod
+    partner), an earlier one is placed whenever a later one is."""
+    if v.problem.previous:
+        return
+    gangs = v.problem.gangs
+    groups: dict[tuple[object, ...], list[Claim]] = defaultdict(list)
+    for claim in v.claims:
+        if len(gangs[claim.gang or claim.key]) != 1:
+            continue
+        shape = tuple((r.name, tuple(id(a) for a in r.alternatives)) for r in claim.requests)
+        groups[(shape, claim.constraints, claim.namespace, claim.priority)].append(claim)
+    for group in groups.values():
+        for earlier, later in itertools.pairwise(group):
+            v.model.add_implication(v.placed[later.key], v.placed[earlier.key])
 
 
 def _claim(v: Variables, claim: Claim) -> None:
