@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("plugin.cli.simulate", "replay a trace of arrivals against a cluster with a strategy"),
     "discover": ("plugin.cli.discover", "show the GPUs NVML reports on this node"),
     "plugin": ("plugin.cli.plugin_cmd", "the kubelet DRA plugin (plugin run)"),
+    "controller": ("plugin.cli.controller_cmd", "the placement controller that allocates gated pods' claims"),
 }
 
 
