@@ -1,10 +1,19 @@
 """``online``: our one-pod-at-a-time strategy.
 
-It scores every distinct choice (node, and GPU for shared pods) by the exact change of
-FGD-style fragmentation, but with pod types *learned from the arrivals seen so far* (never
-from the trace file), without FGD's integer sigmoid (which turns most choices into ties),
-and with a packing tie-break: among equally good choices, the one leaving the least GPU and
-CPU free on its node, then a fixed node order.
+What it keeps from FGD, because measurements showed it matters (see
+``benchmarks/results/simulate.md``): the fragmentation gradient as the first criterion, the
+saturating integer score ``int(100 sigmoid(delta/1000))`` that makes all "good enough"
+choices tie, and ties going to the first node of a fixed node order (which packs the cluster
+node by node and keeps the rest whole for multi-GPU pods).
+
+What it changes:
+
+- pod types are learned from the arrivals seen so far (re-learned after 1, 2, ... 32 pods,
+  then at doubling counts and every 1,024), never read from the trace file;
+- CPU-only pods go to the node whose CPU most exceeds what its idle GPUs will need (idle GPU
+  milli x the CPU per GPU milli of the GPU pods seen so far), so they do not strand GPUs;
+- the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by`` are the
+  variants we measured and did not keep (documented in the results).
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ class OnlineConfig:
     refresh_every: int = 1024
     tolerance: float = 1e-6  # frag deltas closer than this are ties
     learn: bool = True
-    quantize: bool = False
+    quantize: bool = True
     step: float = 0.0  # when > 0, frag deltas are compared in steps of this many milli
     tau: float = 0.0  # when > 0, every choice within tau milli of the best frag delta ties
     pack_weight: float = 0.0
@@ -37,6 +46,7 @@ class OnlineConfig:
     cpu_weight: float = 1.0
     order: str = "random"  # node order for ties: random, small-first, large-first
     weight_by: str = "count"  # typical-type weights: count or gpu (count x GPU milli)
+    cpu_surplus: bool = True  # CPU-only pods go where CPU exceeds what the idle GPUs will need
 
 
 class Online(FragAware):
@@ -51,10 +61,14 @@ class Online(FragAware):
         self.cpu_weight = self.config.cpu_weight
         self.seen: Counter[tuple[int, ...]] = Counter()
         self.next_refresh = 1
+        self.gpu_cpu, self.gpu_milli = 0, 0
         self.rank = ctx.rank
         if self.config.order != "random":
-            gpus = ctx.cluster.nodes.gpus
-            key = gpus if self.config.order == "small-first" else -gpus
+            nd = ctx.cluster.nodes
+            gpus = nd.gpus
+            ratio = nd.cpu / np.maximum(gpus, 1)
+            keys = {"small-first": gpus, "large-first": -gpus, "cpu-rich-first": -ratio, "cpu-poor-first": ratio}
+            key = keys[self.config.order]
             self.rank = np.lexsort((ctx.rank, key)).argsort().astype(np.int64)
         if not self.config.learn:
             self.set_types(ctx.typical)
@@ -65,6 +79,9 @@ class Online(FragAware):
         if self.config.with_memory:
             key = (*key, int(p.mem[i]))
         self.seen[key] += 1
+        if p.num_gpu[i] > 0:
+            self.gpu_cpu += int(p.cpu[i])
+            self.gpu_milli += int(p.gpu_request[i])
         n = sum(self.seen.values())
         if self.config.learn and n >= self.next_refresh:
             types = typical_types(self.seen, self.config.coverage)
@@ -84,6 +101,11 @@ class Online(FragAware):
         cand = enumerate_choices(c, self.pods, i)
         if cand.count == 0:
             return None
+        if self.config.cpu_surplus and self.pods.num_gpu[i] == 0 and self.gpu_milli:
+            need = c.gpu_free[cand.node].sum(axis=1) * (self.gpu_cpu / self.gpu_milli)
+            surplus = cand.cpu_after - need
+            best = np.flatnonzero(surplus >= surplus.max() - 1e-9)
+            return cand.placement(int(best[np.argmin(self.rank[cand.node[best]])]))
         exact = self.frag_delta(cand)
         delta = exact
         if self.config.quantize:
