@@ -143,3 +143,32 @@ def test_kubelet_stand_in_prepares_and_unprepares_over_the_socket(
         assert not still, f"the checkpoint still records the unprepared claim: {still}"
     finally:
         kubelet.close()
+
+
+def test_one_prepare_call_for_whole_mig_and_shared_claims(kube: Kube, namespace: str, gpu_node: PluginProcess) -> None:
+    """kubelet batches the claims of a pod sync: each gets its own answer; the shared device carries the shareID
+    the real scheduler chose (DRA v1's ``share_id``)."""
+    claims = []
+    for kind, cls in CLASSES.items():
+        kube.create(template(namespace, kind, cls))
+        kube.create(pod(namespace, f"pod-{kind}", gpu_node.node, kind))
+        claims.append(scheduled_claim(kube, namespace, f"pod-{kind}"))
+    refs = [(namespace, c["metadata"]["uid"], c["metadata"]["name"]) for c in claims]
+    kubelet = FakeKubelet(gpu_node.registry_dir, DRIVER)
+    try:
+        prepared = kubelet.prepare(refs)
+        assert set(prepared.claims) == {uid for _, uid, _ in refs}
+        for claim in claims:
+            answer = prepared.claims[claim["metadata"]["uid"]]
+            assert answer.error == "", claim["metadata"]["name"]
+            [device] = answer.devices
+            [allocated] = claim["status"]["allocation"]["devices"]["results"]
+            assert device.device_name == allocated["device"]
+            if allocated.get("shareID"):
+                assert device.share_id == allocated["shareID"]
+        cdi_ids = [i for a in prepared.claims.values() for d in a.devices for i in d.cdi_device_ids]
+        assert len(cdi_ids) == len(set(cdi_ids)) == len(claims), "one distinct CDI device per claim"
+        unprepared = kubelet.unprepare(refs)
+        assert all(a.error == "" for a in unprepared.claims.values())
+    finally:
+        kubelet.close()
