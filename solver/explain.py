@@ -242,9 +242,14 @@ def _guard_placements(v: Variables, named: Assumptions, solution: Solution) -> d
     m = v.model
     holders: dict[ClaimKey, set[DeviceIndex]] = {}
     holding: dict[DeviceIndex, list[tuple[cp_model.IntVar, dict[str, int]]]] = defaultdict(list)
+    target_sets = {cs for d in v.by_device for cs in v.problem.devices[d].counter_sets()}
     for key, placed in sorted(solution.placements.items()):
         results = [r for r in placed.results if not r.admin_access]
-        relevant = [r for r in results if r.device in v.by_device or v.problem.devices[r.device].consumes]
+        relevant = [
+            r
+            for r in results
+            if r.device in v.by_device or target_sets.intersection(v.problem.devices[r.device].counter_sets())
+        ]
         if not relevant:
             continue
         lit = m.new_bool_var(f"keep[{key}]")

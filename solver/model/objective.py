@@ -60,7 +60,7 @@ def fragmentation(v: Variables) -> Level:
         active = []
         for n, us in sorted(node_units.items()):
             var = v.model.new_bool_var(f"active[{n}]")
-            v.model.add(var <= sum(1 - free_unit[u] for u in us))
+            v.model.add(var <= sum(1 - free_unit[u] for u in sorted(us, key=str)))
             active.append(var)
         return Level("fragmentation", list(active), 0, len(active))
     busy_nodes = {n for u in busy_units for d in units.get(u, []) for n in v.problem.devices[d].nodes or ()}
@@ -69,7 +69,7 @@ def fragmentation(v: Variables) -> Level:
         if n in busy_nodes:
             continue
         var = v.model.new_bool_var(f"free_node[{n}]")
-        for u in us:
+        for u in sorted(us, key=str):
             v.model.add_implication(var, free_unit[u])
         free_node.append(var)
     max_units = max((len(us) for us in node_units.values()), default=0)

@@ -30,7 +30,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        code = main([*args, "--no-timing"])
+        code = main([*args, "--no-timing", "--workers", "1", "--seed", "0"])
     finally:
         os.chdir(cwd)
     return code, capsys.readouterr().out
