@@ -62,7 +62,8 @@ def _static(members: list[Claim]) -> list[Reason]:
         for request in claim.requests:
             if all(_too_few(a) for a in request.alternatives):
                 text = "; ".join(_describe(a) for a in request.alternatives)
-                reasons.append(Reason("selector_excludes_all", f"claim {claim.key}: {text}"))
+                code = "not_admitted" if all(_refused(a) for a in request.alternatives) else "selector_excludes_all"
+                reasons.append(Reason(code, f"claim {claim.key}: {text}"))
     return reasons
 
 
@@ -77,6 +78,13 @@ def _quick(problem: Problem, solution: Solution, members: list[Claim]) -> Reason
         f"{_who(members)}: {busy} of {len(eligible)} eligible devices are held by other claims and no node has "
         "enough of the rest (not analysed further: the explanation time budget is spent)",
     )
+
+
+def _refused(alternative: Alternative) -> bool:
+    """The policy's admission rules, not the selectors, took away the devices it needed."""
+    need = 1 if alternative.mode == AllocationMode.ALL else alternative.count
+    refused = sum(e.excluded for e in alternative.exclusions if e.rule.startswith("admission rule"))
+    return refused > 0 and len(alternative.eligible) + refused >= need
 
 
 def _too_few(alternative: Alternative) -> bool:

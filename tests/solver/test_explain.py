@@ -77,3 +77,18 @@ def test_error_claims_fail_with_their_error() -> None:
     )
     got = reasons(problem(devices, [broken]))
     assert got[ClaimKey("default/broken")][0][0] == "cel_runtime_error"
+
+
+def test_admission_refusal_is_not_admitted() -> None:
+    devices = [gpu("node-a", "gpu-0")]
+    refused = Alternative(
+        "gpu",
+        "gpu",
+        (),
+        exclusions=(Exclusion('admission rule "interns-no-h100"', "policy.yaml:40:5", 1),),
+        candidates=1,
+    )
+    got = reasons(problem(devices, [claim("c", [refused])]))
+    [(code, message)] = got["default/c"]
+    assert code == "not_admitted"
+    assert 'admission rule "interns-no-h100" at policy.yaml:40:5 excludes 1' in message
