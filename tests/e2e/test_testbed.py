@@ -125,3 +125,56 @@ def test_claim_controller_creates_claims_from_templates(
     )
     assert [c["metadata"]["ownerReferences"][0]["name"] for c in claims] == ["wants-gpu"]
     assert claims[0]["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] == f"e2e-{namespace}"
+
+
+def admin_claim(namespace: str) -> dict[str, object]:
+    request = {"name": "all", "exactly": {"deviceClassName": "any", "adminAccess": True, "allocationMode": "All"}}
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "monitor", "namespace": namespace},
+        "spec": {"devices": {"requests": [request]}},
+    }
+
+
+def test_admin_access_needs_an_admin_namespace(kube: Kube, cleanup: Cleanup, namespace: str) -> None:
+    """DRAAdminAccess is live: adminAccess claims only in namespaces labelled for it."""
+    with pytest.raises(KubeError) as err:
+        kube.create(admin_claim(namespace), dry_run=True)
+    assert "resource.kubernetes.io/admin-access" in err.value.message
+    admin_ns = f"{namespace}-admin"
+    cleanup.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": admin_ns, "labels": {"resource.kubernetes.io/admin-access": "true"}},
+        }
+    )
+    created = kube.create(admin_claim(admin_ns), dry_run=True)
+    assert created["spec"]["devices"]["requests"][0]["exactly"]["adminAccess"] is True
+
+
+def test_prioritized_list_and_capacity_requests_are_kept(kube: Kube, namespace: str) -> None:
+    """DRAPrioritizedList and DRAConsumableCapacity are live: the server keeps firstAvailable and capacity."""
+    claim = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": "flexible", "namespace": namespace},
+        "spec": {
+            "devices": {
+                "requests": [
+                    {
+                        "name": "gpu",
+                        "firstAvailable": [
+                            {"name": "big", "deviceClassName": "a", "capacity": {"requests": {"memory": "40Gi"}}},
+                            {"name": "small", "deviceClassName": "b"},
+                        ],
+                    }
+                ]
+            }
+        },
+    }
+    echoed = kube.create(claim, dry_run=True)
+    subrequests = echoed["spec"]["devices"]["requests"][0]["firstAvailable"]
+    assert [s["name"] for s in subrequests] == ["big", "small"]
+    assert subrequests[0]["capacity"] == {"requests": {"memory": "40Gi"}}
