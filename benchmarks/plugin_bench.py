@@ -16,20 +16,26 @@ over the real unix sockets, one thread per claim, all released at once.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from plugin.kube import FakeKube  # noqa: E402
-from plugin.kube_stub import StubApiServer  # noqa: E402
 from tests.plugin.proc import PluginProcess  # noqa: E402
 
 NODE = "node-a"
@@ -51,26 +57,50 @@ RULES = {
 }
 
 
-def _claim(kube: FakeKube, device: str, share: bool) -> tuple[str, str, str]:
+def _claim(device: str, share: bool) -> dict[str, Any]:
     name = f"c-{uuid.uuid4().hex[:8]}"
     result: dict[str, Any] = {"request": "gpu", "driver": DRIVER, "pool": NODE, "device": device}
     if share:
         result["shareID"] = str(uuid.uuid4())
-    obj = kube.put_claim(
-        {
-            "apiVersion": "resource.k8s.io/v1",
-            "kind": "ResourceClaim",
-            "metadata": {"name": name, "namespace": "bench"},
-            "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu"}}]}},
-            "status": {"allocation": {"devices": {"results": [result]}}},
-        }
-    )
-    return ("bench", obj["metadata"]["uid"], name)
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": "bench", "uid": str(uuid.uuid4())},
+        "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu"}}]}},
+        "status": {"allocation": {"devices": {"results": [result]}}},
+    }
 
 
-def _published(api: StubApiServer) -> bool:
-    slices = list(api.kube.slices.values())
+def _ref(claim: dict[str, Any]) -> tuple[str, str, str]:
+    meta = claim["metadata"]
+    return (meta["namespace"], meta["uid"], meta["name"])
+
+
+def _waves(mode: str, runs: int) -> list[list[dict[str, Any]]]:
+    waves: list[list[dict[str, Any]]] = []
+    for _ in range(runs):
+        if mode == "shared":
+            waves.append([_claim(f"gpu-{i % 8}", True) for i in range(64)])
+        elif mode == "exclusive":
+            waves.extend([_claim(f"gpu-{i}", False) for i in range(8)] for _ in range(8))
+        else:
+            waves.extend([_claim(f"gpu-{g}-mig-1g10gb-19-{s}", False) for s in range(7)] for g in range(8))
+    return waves
+
+
+def _published(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/apis/resource.k8s.io/v1/resourceslices", timeout=2) as response:
+            slices = json.load(response)["items"]
+    except OSError:
+        return False
     return bool(slices) and all(s["spec"]["pool"]["resourceSliceCount"] == len(slices) for s in slices)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _concurrent(kubelet: Any, claims: list[tuple[str, str, str]]) -> list[float]:
@@ -106,40 +136,46 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def bench_prepare(mode: str, runs: int) -> tuple[list[float], float]:
+    """Plugin, API-server stand-in and this client in three processes."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        api = StubApiServer().start()
-        api.kube.put_node(NODE)
+        waves = _waves(mode, runs)
+        claims_file = root / "claims.yaml"
+        claims_file.write_text(yaml.safe_dump_all([c for wave in waves for c in wave]))
+        port = _free_port()
+        kubeconfig = root / "kc"
+        api = subprocess.Popen(
+            [sys.executable, "-m", "plugin.kube_stub", "--port", str(port), "--kubeconfig-out", str(kubeconfig),
+             "--node", NODE, str(claims_file)],
+            cwd=REPO, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert api.stdout is not None
+        api.stdout.readline()  # "serving ..." once the claims are loaded
         policy = root / "policy.yaml"
         policy.write_text(POLICY.format(rule=RULES[mode]))
-        proc = PluginProcess(
-            root, api.write_kubeconfig(root / "kc"), nvml="sim:8xH100-80GB", extra=["--policy", str(policy)]
-        )
-        begin = time.perf_counter()
-        proc.start()
+        nvml = "sim:8xH100-80GB:mig" if mode == "mig" else "sim:8xH100-80GB"
+        shm = Path("/dev/shm")  # the CDI root is tmpfs (/var/run/cdi) on real nodes
+        cdi = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else None
+        proc = PluginProcess(root, kubeconfig, nvml=nvml, extra=["--policy", str(policy)], cdi=cdi)
         try:
-            while not _published(api):
+            begin = time.perf_counter()
+            proc.start()
+            while not _published(f"http://127.0.0.1:{port}"):
                 time.sleep(0.005)
             startup = time.perf_counter() - begin
             kubelet = proc.kubelet()
             kubelet.connect()
             samples: list[float] = []
-            for _ in range(runs):
-                if mode == "shared":
-                    waves = [[_claim(api.kube, f"gpu-{i % 8}", True) for i in range(64)]]
-                elif mode == "exclusive":
-                    waves = [[_claim(api.kube, f"gpu-{i}", False) for i in range(8)] for _ in range(8)]
-                else:
-                    waves = [
-                        [_claim(api.kube, f"gpu-{g}-mig-1g10gb-19-{s}", False) for s in range(7)] for g in range(8)
-                    ]
-                for wave in waves:
-                    samples.extend(_concurrent(kubelet, wave))
+            for wave in waves:
+                samples.extend(_concurrent(kubelet, [_ref(c) for c in wave]))
             kubelet.close()
             return samples, startup
         finally:
             proc.kill()
-            api.stop()
+            api.kill()
+            api.wait()
+            if cdi is not None:
+                shutil.rmtree(cdi, ignore_errors=True)
 
 
 def bench_startup_in_process(runs: int) -> list[float]:
@@ -171,14 +207,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     startups = []
-    print(f"| case | claims | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|")
+    print("| case | claims | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|")
     for mode in ("shared", "exclusive", "mig"):
         samples, startup = bench_prepare(mode, args.runs)
         startups.append(startup)
-        print(
-            f"| {mode} | {len(samples)} | {_pct(samples, 0.5):.1f} | {_pct(samples, 0.99):.1f} | {max(samples) * 1000:.1f} |",
-            flush=True,
-        )
+        p50, p99, worst = _pct(samples, 0.5), _pct(samples, 0.99), max(samples) * 1000
+        print(f"| {mode} | {len(samples)} | {p50:.1f} | {p99:.1f} | {worst:.1f} |", flush=True)
     inproc = bench_startup_in_process(args.runs)
     print()
     print(f"start-up to first publish, plugin process (python start + imports + publish over HTTP): "

@@ -65,7 +65,9 @@ class CdiRegistry:
         }
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.spec_path(claim_uid)
-        write_atomic(path, json.dumps(spec, indent=1, sort_keys=True).encode(), mode=0o644)
+        # Atomic (the runtime never reads half a spec) but not fsynced: the CDI root is tmpfs on real
+        # nodes, and after a power loss the boot ID changes and all prepared state is discarded anyway.
+        write_atomic(path, json.dumps(spec, indent=1, sort_keys=True).encode(), mode=0o644, durable=False)
         return path
 
     @staticmethod

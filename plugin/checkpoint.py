@@ -118,9 +118,13 @@ class CheckpointError(Exception):
     pass
 
 
-def _checksum(version: int, boot_id: str, claims: dict[str, Any]) -> str:
-    body = json.dumps({"version": version, "bootId": boot_id, "claims": claims}, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _checksum(version: int, boot_id: str, claims_text: str) -> str:
+    """SHA-256 of the version, the boot ID and the canonical (sorted, compact) JSON of ``claims``."""
+    return "sha256:" + hashlib.sha256(f"{version}\n{boot_id}\n{claims_text}".encode()).hexdigest()
 
 
 def read_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
@@ -145,6 +149,7 @@ class Checkpoint:
         self.path = state_dir / FILE_NAME
         self.boot_id = boot_id
         self._lock = threading.Lock()
+        self._memo: dict[str, tuple[ClaimRecord, str]] = {}
 
     def load(self) -> LoadResult:
         try:
@@ -169,7 +174,7 @@ class Checkpoint:
         if data.get("version") != VERSION:
             raise CheckpointError(f"unsupported version {data.get('version')!r} (want {VERSION})")
         claims = data["claims"]
-        if data.get("checksum") != _checksum(VERSION, data["bootId"], claims):
+        if data.get("checksum") != _checksum(VERSION, data["bootId"], _canonical(claims)):
             raise CheckpointError("checksum mismatch")
         records = {ClaimUID(uid): ClaimRecord.from_json(rec) for uid, rec in claims.items()}
         return records, str(data["bootId"])
@@ -182,24 +187,39 @@ class Checkpoint:
         return target
 
     def save(self, records: dict[ClaimUID, ClaimRecord]) -> None:
-        claims: dict[str, Any] = {str(uid): rec.to_json() for uid, rec in sorted(records.items())}
-        doc = {"version": VERSION, "bootId": self.boot_id, "checksum": _checksum(VERSION, self.boot_id, claims)}
-        doc["claims"] = claims
-        data = json.dumps(doc, sort_keys=True, indent=1).encode()
+        """Write ``records``; each record's JSON is computed once per version of the record."""
         with self._lock:
-            write_atomic(self.path, data)
+            parts = []
+            for uid, record in sorted(records.items()):
+                cached = self._memo.get(uid)
+                if cached is None or cached[0] is not record:
+                    cached = (record, _canonical(record.to_json()))
+                    self._memo[uid] = cached
+                parts.append(f"{json.dumps(str(uid))}:{cached[1]}")
+            for stale in set(self._memo) - set(records):
+                del self._memo[stale]
+            claims = "{" + ",".join(parts) + "}"
+            checksum = _checksum(VERSION, self.boot_id, claims)
+            boot = json.dumps(self.boot_id)
+            text = f'{{"bootId":{boot},"checksum":"{checksum}","claims":{claims},"version":{VERSION}}}'
+            write_atomic(self.path, text.encode())
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers and crashes see the old or the new content, never a mix."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers and crashes see the old or the new content, never a mix.
+
+    ``durable`` also fsyncs the file before the rename and the folder after it (survives power loss)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

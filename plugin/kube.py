@@ -103,13 +103,14 @@ class FakeKube:
             except KeyError:
                 raise KubeError("not_found", f'nodes "{name}" not found') from None
 
-    def list_slices(self, driver: str, node: str) -> list[Obj]:
+    def list_slices(self, driver: str | None, node: str | None) -> list[Obj]:
+        """Slices of ``driver`` on ``node``; None matches any (a list without field selector)."""
         with self._lock:
             self._check("list_slices")
             return [
                 copy.deepcopy(s)
                 for _, s in sorted(self.slices.items())
-                if s["spec"].get("driver") == driver and s["spec"].get("nodeName") == node
+                if driver in (None, s["spec"].get("driver")) and node in (None, s["spec"].get("nodeName"))
             ]
 
     def create_slice(self, obj: Obj) -> Obj:
@@ -156,6 +157,7 @@ class RealKube:
         else:
             config.load_incluster_config(client_configuration=configuration)
         configuration.retries = 0
+        configuration.connection_pool_maxsize = 64  # kubelet sends many claims at once
         api = client.ApiClient(configuration)
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)

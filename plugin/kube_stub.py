@@ -39,6 +39,7 @@ def _selector(query: dict[str, list[str]]) -> dict[str, str]:
 
 class _Handler(BaseHTTPRequestHandler):
     kube: FakeKube
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real API server
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -87,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimList", "items": kube.list_claims()}
         if action == "slices":
             fields = _selector(query)
-            items = kube.list_slices(fields.get("spec.driver", ""), fields.get("spec.nodeName", ""))
+            items = kube.list_slices(fields.get("spec.driver"), fields.get("spec.nodeName"))
             return 200, {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSliceList", "items": items}
         if action == "create":
             return 201, kube.create_slice(self._body())
@@ -115,7 +116,8 @@ class StubApiServer:
     def __init__(self, kube: FakeKube | None = None, port: int = 0) -> None:
         self.kube = kube or FakeKube()
         handler = type("Handler", (_Handler,), {"kube": self.kube})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server_class = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 512})
+        self._httpd = server_class(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="stub-apiserver", daemon=True)

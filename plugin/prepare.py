@@ -249,7 +249,10 @@ class Preparer:
                     held = ", ".join(p.device.name for p in planned if clash & set(p.device.exclusive_keys()))
                     raise ClaimError(f"device {held} is already prepared for claim {other.namespace}/{other.name}")
             self.records[uid] = record
-        self.persist()
+        if record.mig or record.sharing:
+            # Something to roll back after a crash. Without it the in-memory record is enough: a crash
+            # before PrepareCompleted leaves at most a CDI file, which start-up removes as an orphan.
+            self.persist()
         return record
 
     def _apply(self, record: ClaimRecord, planned: list[_Planned]) -> ClaimRecord:

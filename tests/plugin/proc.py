@@ -23,6 +23,7 @@ class PluginProcess:
     kubeconfig: Path
     nvml: str = "sim:2xA100-40GB:mig,2xH100-80GB"
     extra: list[str] = field(default_factory=list)
+    cdi: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
@@ -36,7 +37,7 @@ class PluginProcess:
 
     @property
     def cdi_root(self) -> Path:
-        return self.root / "cdi"
+        return self.cdi or self.root / "cdi"
 
     @property
     def state_dir(self) -> Path:

@@ -44,7 +44,7 @@ def test_missing_file_is_empty(tmp_path: Path) -> None:
     [
         lambda text: text[: len(text) // 2],
         lambda text: text.replace("PrepareCompleted", "PrepareStarted"),
-        lambda text: text.replace('"version": 1', '"version": 7'),
+        lambda text: text.replace('"version":1', '"version":7'),
         lambda text: "[]",
         lambda text: "\x00\xff garbage",
     ],
