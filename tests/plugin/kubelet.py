@@ -62,7 +62,7 @@ class FakeKubelet:
             for sock in sorted(self.registry_dir.glob("*-reg.sock")) if self.registry_dir.is_dir() else []:
                 try:
                     return self._handshake(sock)
-                except grpc.RpcError as exc:
+                except (grpc.RpcError, RuntimeError) as exc:
                     last = exc
             time.sleep(0.05)
         raise TimeoutError(f"no plugin registered in {self.registry_dir}: {last}")

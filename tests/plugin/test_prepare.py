@@ -225,3 +225,17 @@ def test_interrupted_prepare_is_rolled_back_on_retry(tmp_path: Path) -> None:
     node.preparer._apply = original  # type: ignore[method-assign]
     assert node.preparer.prepare([claim])[claim.uid].error == ""
     assert node.mig_instances() == [(0, "4g.20gb", 0)]
+
+
+def test_unprepare_tolerates_partial_state(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    mps = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 10}}
+    claim = node.add_claim("c", [("m", "gpu-1-mig-3g20gb-9-0")], config=[opaque("MigDeviceConfig", mps)])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    # Somebody (or an earlier, interrupted unprepare) already removed part of it.
+    node.cdi.remove(claim.uid)
+    (inst,) = node.nvml.gpus()[1].mig_devices
+    node.nvml.destroy_mig(inst.parent_uuid, inst.gi_id)
+    node.runner.state["mps"].clear()
+    assert node.preparer.unprepare([claim]) == {claim.uid: ""}
+    assert node.preparer.records == {} and node.mig_instances() == []
