@@ -1,0 +1,120 @@
+"""``gpupolicy controller run``: the placement controller.
+
+    gpupolicy controller run [--kubeconfig FILE] [--policy FILE] [--batch-window S] [--poll-interval S]
+                             [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
+                             [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
+                             [--metrics-address HOST:PORT] [--once]
+
+Pods opt in with the scheduling gate ``gpupolicy.dev/placement``. Runs until SIGTERM/SIGINT (exit 0), giving its
+Lease up on the way out. ``--once`` does one pass without waiting for a batch window (exit 0 when nothing stays
+unplaced, 1 otherwise). Exit codes: 0 ok, 1 unplaced (``--once``) or invalid input, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+from types import FrameType
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="controller_command", metavar="ACTION")
+    sub.required = True
+    run = sub.add_parser("run", help="place gated pods' claims with the solver, then ungate them")
+    run.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster config)")
+    run.add_argument("--policy", type=Path, default=None, help="a GpuPolicy file (classes, rules, objective)")
+    run.add_argument("--batch-window", type=float, default=0.5, metavar="S", help="collect pending pods this long")
+    run.add_argument("--poll-interval", type=float, default=0.5, metavar="S", help="seconds between cluster reads")
+    run.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
+    run.add_argument("--time-limit", type=float, metavar="S", help="solver time limit per batch (default: policy, 10)")
+    run.add_argument("--workers", type=int, metavar="N", help="CP-SAT workers (default: policy, else 1)")
+    run.add_argument("--seed", type=int, metavar="N", help="CP-SAT random seed (default: policy, else 0)")
+    run.add_argument("--identity", default=None, help="this replica's name in the Lease (default: host-pid-random)")
+    run.add_argument("--lease-namespace", default="kube-system")
+    run.add_argument("--lease-name", default="gpupolicy-controller")
+    run.add_argument("--lease-duration", type=float, default=15.0, metavar="S")
+    run.add_argument("--no-leader-election", action="store_true", help="write without holding the Lease (one replica)")
+    run.add_argument("--metrics-address", default="127.0.0.1:0", metavar="HOST:PORT", help="'' turns metrics off")
+    run.add_argument("--once", action="store_true", help="one pass, no batch window, then exit")
+
+
+def _read(path: Path) -> tuple[str, str]:
+    from policy.errors import DiagnosticError, Location
+
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {exc}", Location(str(path))) from None
+
+
+def _settings(args: argparse.Namespace) -> object:
+    from plugin.controller.placer import Settings
+    from policy.policyfile.compile import load_policy
+    from solver.result import SolveParams
+
+    policy = _read(args.policy) if args.policy else None
+    limits = load_policy(*policy).solver_limits if policy is not None else None
+    params = SolveParams(
+        time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 10.0),
+        workers=args.workers or (limits.workers if limits else 1),
+        seed=args.seed if args.seed is not None else (limits.seed if limits else 0),
+        explain=True,
+        explain_total_s=10.0,
+    )
+    return Settings(policy=policy, strategy=args.strategy, params=params)
+
+
+def run(args: argparse.Namespace) -> int:
+    from plugin.controller.api import KubeApi
+    from plugin.controller.leader import LeaderElector
+    from plugin.controller.logs import JsonLog
+    from plugin.controller.loop import Config, Controller
+    from plugin.controller.metrics import Metrics, serve
+    from plugin.controller.placer import Settings
+
+    if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
+        print("gpupolicy controller: times must be positive", file=sys.stderr)
+        return 2
+    log = JsonLog()
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    api = KubeApi(args.kubeconfig)
+    metrics = Metrics()
+    elector = None
+    if not args.no_leader_election:
+        elector = LeaderElector(
+            api, identity, args.lease_namespace, args.lease_name, args.lease_duration, args.lease_duration * 2 / 3
+        )
+    config = Config(identity, settings, args.batch_window, args.poll_interval)
+    controller = Controller(api, config, elector, metrics, log)
+    if args.once:
+        if elector is not None and not elector.try_acquire_or_renew():
+            log("warning", "another replica holds the Lease; nothing done")
+            return 0
+        result = controller.step(force=True)
+        if elector is not None:
+            elector.release()
+        return 1 if result.unplaced else 0
+    if args.metrics_address:
+        host, _, port = args.metrics_address.rpartition(":")
+        server = serve(metrics, host or "127.0.0.1", int(port))
+        log("info", "metrics", address=f"http://{host or '127.0.0.1'}:{server.server_port}/metrics")
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    log("info", "started", identity=identity, policy=str(args.policy or ""), batch_window=args.batch_window)
+    controller.run(stop)
+    log("info", "stopped", identity=identity)
+    api.close()
+    return 0

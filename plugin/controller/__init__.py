@@ -1,0 +1,1 @@
+"""The placement controller: gated pods' ResourceClaims allocated by the solver before the scheduler binds them."""

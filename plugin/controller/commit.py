@@ -1,0 +1,171 @@
+"""Writing a plan: claims' ``status.allocation`` with optimistic concurrency, then the pods' gates.
+
+Right before writing, every claim is read again. A unit is skipped (and solved again next round) when one of
+its claims got allocated meanwhile, or when any claim allocated since the snapshot uses a device, or any device
+of a pool (shared counters: MIG slices of one GPU), that the unit was given. Each claim gets the scheduler's
+finalizer and our ``gpupolicy.dev/allocated-by`` annotation (a metadata update), then its allocation (a status
+update); both carry the resourceVersion just read and are retried after a conflict that changed nothing that
+matters. A unit whose writes fail half-way is rolled back (our allocations cleared), so a unit is allocated whole
+or not at all; only then are its pods' gates removed.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from plugin.controller.api import Api, ApiError, Obj
+from plugin.controller.snapshot import (
+    ALLOCATED_BY,
+    FINALIZER,
+    GATE,
+    ClaimRef,
+    Snapshot,
+    Unit,
+    allocation,
+    ours,
+    ref,
+)
+
+RETRIES = 5
+DeviceKey = tuple[str, str, str]  # driver, pool, device
+
+
+class Lost(Exception):
+    """The claim was allocated by someone else, or a write kept failing: the unit is not committed."""
+
+
+@dataclass
+class Outcome:
+    committed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # unit -> why
+    claims_written: int = 0
+    conflicts: int = 0
+
+
+def devices(alloc: Obj | None) -> set[DeviceKey]:
+    results = ((alloc or {}).get("devices") or {}).get("results") or []
+    return {(str(r["driver"]), str(r["pool"]), str(r["device"])) for r in results}
+
+
+def _fresh_use(before: dict[ClaimRef, Obj], now: Iterable[Obj]) -> tuple[set[DeviceKey], set[tuple[str, str]]]:
+    """Devices and pools of allocations that are new since the snapshot."""
+    used: set[DeviceKey] = set()
+    for claim in now:
+        alloc = allocation(claim)
+        old = before.get(ref(claim))
+        if alloc is None or (old is not None and allocation(old) == alloc):
+            continue
+        used |= devices(alloc)
+    return used, {(d, p) for d, p, _ in used}
+
+
+def commit(
+    api: Api,
+    snapshot: Snapshot,
+    units: dict[str, Unit],
+    placed: dict[str, dict[ClaimRef, Obj]],
+    identity: str,
+    still_leader: Callable[[], bool] = lambda: True,
+) -> Outcome:
+    out = Outcome()
+    current = {ref(c): c for c in api.list("resourceclaims")}
+    used, pools = _fresh_use(snapshot.claims, current.values())
+    for key, allocations in placed.items():
+        if not still_leader():
+            out.skipped[key] = "lost the leader lease"
+            continue
+        mine = set().union(*(devices(a) for a in allocations.values())) if allocations else set()
+        taken = [c for c in allocations if c not in current or allocation(current[c]) is not None]
+        if taken:
+            out.skipped[key] = f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot"
+            continue
+        if mine & used or {(d, p) for d, p, _ in mine} & pools:
+            out.skipped[key] = "a device pool it was given changed since the snapshot"
+            continue
+        written: list[ClaimRef] = []
+        try:
+            for claim_ref, alloc in allocations.items():
+                current[claim_ref] = _write_claim(api, current[claim_ref], alloc, identity, out)
+                written.append(claim_ref)
+        except (Lost, ApiError) as exc:
+            _rollback(api, written)
+            out.skipped[key] = f"writing claims failed: {exc}"
+            continue
+        out.claims_written += len(written)
+        for pod in units[key].pods:
+            ungate(api, pod)
+        out.committed.append(key)
+    return out
+
+
+def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) -> Obj:
+    for _ in range(RETRIES):
+        if allocation(claim) is not None:
+            raise Lost(f"claim {ref(claim)[0]}/{ref(claim)[1]} was allocated by someone else")
+        try:
+            meta = claim["metadata"]
+            if FINALIZER not in (meta.get("finalizers") or []) or not ours(claim):
+                claim = copy.deepcopy(claim)
+                claim["metadata"].setdefault("finalizers", [])
+                if FINALIZER not in claim["metadata"]["finalizers"]:
+                    claim["metadata"]["finalizers"].append(FINALIZER)
+                claim["metadata"].setdefault("annotations", {})[ALLOCATED_BY] = identity
+                claim = api.update("resourceclaims", claim)
+            wanted = copy.deepcopy(claim)
+            wanted.setdefault("status", {})["allocation"] = alloc
+            return api.update("resourceclaims", wanted, status=True)
+        except ApiError as exc:
+            if exc.code != "conflict":
+                raise
+            out.conflicts += 1
+            claim = api.get("resourceclaims", *ref(claim))
+    raise Lost(f"claim {ref(claim)[0]}/{ref(claim)[1]}: still conflicting after {RETRIES} tries")
+
+
+def release(api: Api, claim_ref: ClaimRef) -> None:
+    """Clear an allocation this controller wrote, if nothing reserved the claim yet."""
+    for _ in range(RETRIES):
+        try:
+            claim = api.get("resourceclaims", *claim_ref)
+        except ApiError as exc:
+            if exc.code == "not_found":
+                return
+            raise
+        status = claim.get("status") or {}
+        if allocation(claim) is None or not ours(claim) or status.get("reservedFor"):
+            return
+        status.pop("allocation", None)
+        claim["status"] = status
+        try:
+            api.update("resourceclaims", claim, status=True)
+            return
+        except ApiError as exc:
+            if exc.code != "conflict":
+                raise
+
+
+def _rollback(api: Api, written: list[ClaimRef]) -> None:
+    for claim_ref in written:
+        release(api, claim_ref)
+
+
+def ungate(api: Api, pod: Obj) -> None:
+    """Remove our scheduling gate (other gates stay), retrying on conflicts."""
+    for _ in range(RETRIES):
+        gates = pod["spec"].get("schedulingGates") or []
+        if not any(g.get("name") == GATE for g in gates):
+            return
+        pod = copy.deepcopy(pod)
+        pod["spec"]["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
+        try:
+            api.update("pods", pod)
+            return
+        except ApiError as exc:
+            if exc.code == "not_found":
+                return
+            if exc.code != "conflict":
+                raise
+            pod = api.get("pods", *ref(pod))
+    raise ApiError("conflict", f"pod {ref(pod)[0]}/{ref(pod)[1]}: gate still conflicting after {RETRIES} tries")

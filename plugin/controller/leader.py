@@ -1,0 +1,119 @@
+"""Leader election with a ``coordination.k8s.io/v1`` Lease, as client-go's leaderelection does it.
+
+A replica may write only while it holds the Lease. Expiry is judged by the local clock since this replica last
+saw the Lease change (its resourceVersion), never by comparing timestamps written by another machine, so clock
+skew between replicas cannot make two of them leaders. Every change goes through an update carrying the
+resourceVersion just read: of two replicas racing for an expired Lease, one gets a conflict and stays a follower.
+A leader that could not renew within ``renew_deadline_s`` stops writing, before its Lease can expire.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from plugin.controller.api import Api, ApiError, Obj
+
+
+def _micro(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}Z"
+
+
+@dataclass
+class LeaderElector:
+    api: Api
+    identity: str
+    namespace: str = "kube-system"
+    name: str = "gpupolicy-controller"
+    lease_duration_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    _seen_rv: str = ""
+    _seen_at: float = 0.0
+    _renewed_at: float | None = field(default=None)
+
+    def is_leader(self) -> bool:
+        """Held, and renewed recently enough that no other replica can have taken it over."""
+        return self._renewed_at is not None and self.clock() - self._renewed_at < self.renew_deadline_s
+
+    def ensure(self) -> bool:
+        """Leader now: renew when a third of the lease has passed since the last renewal, else trust it."""
+        if self._renewed_at is not None and self.clock() - self._renewed_at < self.lease_duration_s / 3:
+            return True
+        return self.try_acquire_or_renew()
+
+    def try_acquire_or_renew(self) -> bool:
+        now = self.clock()
+        try:
+            lease = self.api.get("leases", self.namespace, self.name)
+        except ApiError as exc:
+            if exc.code != "not_found":
+                return self._failed()
+            return self._create(now)
+        rv = str(lease["metadata"].get("resourceVersion", ""))
+        if rv != self._seen_rv:
+            self._seen_rv, self._seen_at = rv, now
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration_s)
+        if holder and holder != self.identity and now - self._seen_at < duration:
+            self._renewed_at = None
+            return False
+        return self._update(lease, holder, now)
+
+    def release(self) -> None:
+        """Give the Lease up on a clean shutdown, so another replica need not wait for it to expire."""
+        if self._renewed_at is None:
+            return
+        try:
+            lease = self.api.get("leases", self.namespace, self.name)
+            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = ""
+                lease["spec"]["leaseDurationSeconds"] = 1
+                self.api.update("leases", lease)
+        except ApiError:
+            pass
+        self._renewed_at = None
+
+    def _spec(self, acquired: str, transitions: int) -> Obj:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.lease_duration_s),
+            "acquireTime": acquired,
+            "renewTime": _micro(self.wall()),
+            "leaseTransitions": transitions,
+        }
+
+    def _create(self, now: float) -> bool:
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": self._spec(_micro(self.wall()), 0),
+        }
+        try:
+            created = self.api.create("leases", lease)
+        except ApiError:
+            return self._failed()
+        self._seen_rv, self._seen_at, self._renewed_at = str(created["metadata"].get("resourceVersion", "")), now, now
+        return True
+
+    def _update(self, lease: Obj, holder: str, now: float) -> bool:
+        spec = lease.get("spec") or {}
+        mine = holder == self.identity
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
+        acquired = spec.get("acquireTime") if mine and spec.get("acquireTime") else _micro(self.wall())
+        wanted = copy.deepcopy(lease)
+        wanted["spec"] = self._spec(str(acquired), transitions)
+        try:
+            updated = self.api.update("leases", wanted)
+        except ApiError:
+            return self._failed()
+        self._seen_rv, self._seen_at, self._renewed_at = str(updated["metadata"].get("resourceVersion", "")), now, now
+        return True
+
+    def _failed(self) -> bool:
+        return self.is_leader()

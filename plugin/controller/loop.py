@@ -1,0 +1,190 @@
+"""The controller's reconcile loop.
+
+Every ``poll_interval_s`` the leader reads the cluster (:class:`Snapshot`). Ready units (gated pods whose claims
+exist) are batched: a batch closes ``batch_window_s`` after its first unit was seen, then it is solved in one go
+(:func:`placer.plan`), written (:func:`commit.commit`) and the unplaced pods are told why (:mod:`report`). An
+unplaced unit is not solved again until the inventory changes: ResourceSlices, DeviceClasses or the set of
+allocated devices (claims allocated or released, by us or by the scheduler). Units left complete or partial by a
+replica that stopped mid-batch are finished (gates removed) or released (our allocations cleared, solved again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from plugin.controller import report
+from plugin.controller.api import Api, ApiError, Obj
+from plugin.controller.commit import commit, devices, release, ungate
+from plugin.controller.leader import LeaderElector
+from plugin.controller.metrics import Metrics
+from plugin.controller.placer import Plan, Settings, plan
+from plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
+from policy.errors import DiagnosticError
+
+Log = Callable[..., None]
+
+
+def _quiet(level: str, msg: str, **fields: Any) -> None:
+    return
+
+
+@dataclass
+class Config:
+    identity: str
+    settings: Settings = field(default_factory=Settings)
+    batch_window_s: float = 0.5
+    poll_interval_s: float = 0.5
+
+
+@dataclass
+class StepResult:
+    solved: bool = False
+    placed: list[str] = field(default_factory=list)
+    unplaced: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    finished: list[str] = field(default_factory=list)  # complete units whose gates a step removed
+    released: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+
+
+def fingerprint(snapshot: Snapshot, extra: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """What a retry waits for: slices, classes and allocated devices (which claim holds which device)."""
+    parts = {f"slice:{s['metadata']['name']}@{s['metadata'].get('resourceVersion')}" for s in snapshot.slices}
+    parts |= {f"class:{c['metadata']['name']}@{c['metadata'].get('resourceVersion')}" for c in snapshot.classes}
+    for ref_, claim in snapshot.claims.items():
+        parts |= {f"alloc:{ref_[0]}/{ref_[1]}:{'/'.join(d)}" for d in devices(allocation(claim))}
+    parts |= extra
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+
+
+class Controller:
+    def __init__(
+        self,
+        api: Api,
+        config: Config,
+        elector: LeaderElector | None = None,
+        metrics: Metrics | None = None,
+        log: Log = _quiet,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api, self.config, self.elector = api, config, elector
+        self.metrics = metrics or Metrics()
+        self.log, self.clock = log, clock
+        self.first_seen: dict[str, float] = {}
+        self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
+        self.failed_reason: dict[str, str] = {}
+
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.ensure()
+
+    def step(self, *, force: bool = False) -> StepResult:
+        """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
+        out = StepResult()
+        snapshot = Snapshot.read(self.api)
+        all_units = units(snapshot)
+        self._recover(all_units, snapshot, out)
+        inventory = fingerprint(snapshot)
+        now = self.clock()
+        live = {u.key for u in all_units}
+        self.first_seen = {k: v for k, v in self.first_seen.items() if k in live}
+        self.failed = {k: v for k, v in self.failed.items() if k in live}
+        ready = [u for u in all_units if u.state == State.READY and self.failed.get(u.key) != (inventory, _uids(u))]
+        for unit in ready:
+            self.first_seen.setdefault(unit.key, now)
+        self.metrics.update(pending_pods=len(snapshot.pods))
+        if not ready or (not force and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s):
+            self._unplaced_metric()
+            return out
+        self._batch(snapshot, ready, inventory, out)
+        return out
+
+    def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
+        for unit in all_units:
+            if unit.state == State.COMPLETE and self.leading():
+                for pod in unit.pods:
+                    ungate(self.api, pod)
+                out.finished.append(unit.key)
+                self.log("info", "gates removed for an allocated unit", unit=unit.key)
+            elif unit.state == State.PARTIAL and self.leading():
+                for claim in unit.claims:
+                    obj = snapshot.claims[claim]
+                    if allocation(obj) is not None and ours(obj):
+                        release(self.api, claim)
+                out.released.append(unit.key)
+                self.log("warning", "released a partly allocated unit", unit=unit.key)
+
+    def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult) -> None:
+        by_key = {u.key: u for u in ready}
+        claims = sum(len(u.claims) for u in ready)
+        self.log("info", "batch", units=len(ready), claims=claims)
+        result = plan(snapshot, ready, self.config.settings)
+        out.solved, out.plan = True, result
+        self.metrics.solved(result.solve_s)
+        self.log("info", "solved", seconds=round(result.solve_s, 3), status=result.status, rounds=result.rounds,
+                 placed=len(result.placed), unplaced=len(result.unplaced))  # fmt: skip
+        if not self.leading():
+            self.log("warning", "not the leader any more; batch dropped", units=len(ready))
+            return
+        done = commit(self.api, snapshot, by_key, result.placed, self.config.identity, self.leading)
+        out.placed, out.skipped = done.committed, done.skipped
+        written = {f"alloc:{c[0]}/{c[1]}:{'/'.join(d)}" for k in done.committed
+                   for c, a in result.placed[k].items() for d in devices(a)}  # fmt: skip
+        after = fingerprint(snapshot, written)
+        for key in done.committed:
+            self.failed.pop(key, None)
+            self.failed_reason.pop(key, None)
+            self.first_seen.pop(key, None)
+            for pod in by_key[key].pods:
+                self._try(report.placed, pod)
+            self.log("info", "placed", unit=key, claims=len(result.placed[key]))
+        for key, why in done.skipped.items():
+            self.log("warning", "not committed; solved again next round", unit=key, reason=why)
+        for key, reasons in result.unplaced.items():
+            unit = by_key[key]
+            self.failed[key] = (after, _uids(unit))
+            self.failed_reason[key] = reasons[0][1].code if reasons else "unknown"
+            self.first_seen.pop(key, None)
+            for pod in unit.pods:
+                self._try(report.unplaced, pod, reasons)
+            self.log(
+                "info", "unplaced", unit=key, reason=self.failed_reason[key], explanation=report.explanation(reasons)
+            )
+        out.unplaced = list(result.unplaced)
+        pods = sum(len(by_key[k].pods) for k in done.committed)
+        self.metrics.add(placed_pods=pods, placed_claims=done.claims_written, conflicts=done.conflicts)
+        self._unplaced_metric()
+
+    def _unplaced_metric(self) -> None:
+        self.metrics.set_unplaced(dict(Counter(self.failed_reason[k] for k in self.failed if k in self.failed_reason)))
+
+    def _try(self, fn: Callable[..., object], pod: Obj, *args: object) -> None:
+        try:
+            fn(self.api, pod, *args)
+        except ApiError as exc:
+            self.log("warning", "could not report on a pod", pod=pod["metadata"]["name"], error=str(exc))
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set: hold the Lease, poll, place."""
+        while not stop.is_set():
+            leader = self.leading()
+            self.metrics.update(leader=int(leader))
+            if leader:
+                try:
+                    self.step()
+                except ApiError as exc:
+                    self.log("error", "API call failed; retrying", error=str(exc))
+                except DiagnosticError as exc:
+                    self.log("error", "the cluster's objects do not read cleanly", error=str(exc))
+            stop.wait(self.config.poll_interval_s)
+        if self.elector is not None:
+            self.elector.release()
+
+
+def _uids(unit: Unit) -> frozenset[str]:
+    return frozenset(str(p["metadata"].get("uid", "")) for p in unit.pods)

@@ -1,0 +1,143 @@
+"""One batch through the solver: the same read → compile → solve → explain path ``gpupolicy solve`` takes.
+
+The inventory is what the cluster holds (ResourceSlices, DeviceClasses, Nodes, every allocated claim, fixed);
+the pending claims are the unallocated claims of the ready units, each pod's claims one gang. A group of pods
+must be placed all or nothing too, but across nodes, which the solver's gangs (one pod, one node) do not say:
+a group the solver placed only in part is taken out and the rest solved again, until every group is whole or
+absent. Allocations come from ``solver.output.allocation``, the shape the scheduler writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from plugin.controller.api import Obj
+from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation
+from solver.compile import Compiled, compile_problem
+from solver.inputs import SolveInput, read_inputs
+from solver.output import allocation as allocation_of
+from solver.problem import ClaimKey
+from solver.result import Reason, Solution, SolveParams
+from solver.solve import solve
+
+KEEP_META = ("name", "namespace", "uid", "labels", "annotations", "generation", "resourceVersion")
+
+
+@dataclass(frozen=True)
+class Settings:
+    policy: tuple[str, str] | None = None  # (text, filename)
+    strategy: str = "optimal"
+    params: SolveParams = field(default_factory=lambda: SolveParams(workers=1, explain_total_s=10.0))
+
+
+@dataclass
+class Plan:
+    placed: dict[str, dict[ClaimRef, Obj]] = field(default_factory=dict)  # unit -> claim -> status.allocation
+    unplaced: dict[str, list[tuple[ClaimRef, Reason]]] = field(default_factory=dict)
+    solve_s: float = 0.0
+    status: str = ""
+    rounds: int = 0
+    compiled: Compiled | None = None
+    solution: Solution | None = None
+
+
+def _slim(obj: Obj, *, status: bool) -> Obj:
+    meta = obj.get("metadata") or {}
+    out: Obj = {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", ""),
+        "metadata": {k: meta[k] for k in KEEP_META if k in meta},
+        "spec": obj.get("spec") or {},
+    }
+    if status and allocation(obj) is not None:
+        out["status"] = {"allocation": allocation(obj)}
+    return out
+
+
+def _node(obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}}
+
+
+def _text(objs: Sequence[Obj], name: str) -> tuple[str, str]:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}), name
+
+
+def read(snapshot: Snapshot, pending: Sequence[ClaimRef], gangs: dict[ClaimRef, str], settings: Settings) -> SolveInput:
+    inventory = [
+        _text([_slim(s, status=False) for s in snapshot.slices], "<cluster:resourceslices>"),
+        _text([_slim(c, status=False) for c in snapshot.classes], "<cluster:deviceclasses>"),
+        _text([_node(n) for n in snapshot.nodes], "<cluster:nodes>"),
+        _text([_slim(c, status=True) for c in snapshot.allocated()], "<cluster:allocated>"),
+    ]
+    claims = [_text([_slim(snapshot.claims[c], status=False) for c in pending], "<cluster:pending>")]
+    inputs = read_inputs(inventory, claims, settings.policy)
+    inputs.pending = [
+        dataclasses.replace(p, gang=gangs.get((p.claim.metadata.namespace_or_default, p.claim.metadata.name or "")))
+        for p in inputs.pending
+    ]
+    return inputs
+
+
+def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings) -> Plan:
+    """Solve the ready units together; groups all or nothing."""
+    out = Plan()
+    todo = [u for u in units if u.state == State.READY]
+    started = time.perf_counter()
+    while todo:
+        out.rounds += 1
+        pending, gangs = _pending(snapshot, todo)
+        inputs = read(snapshot, pending, gangs, settings)
+        compiled = compile_problem(
+            inputs.slices,
+            inputs.classes,
+            inputs.pending,
+            allocated=inputs.allocated,
+            nodes=inputs.nodes,
+            policy=inputs.policy,
+        )
+        solution = solve(compiled.problem, settings.strategy, settings.params)
+        out.compiled, out.solution, out.status = compiled, solution, solution.status
+        broken = _split(compiled, solution, todo, snapshot, out)
+        if not broken:
+            break
+        todo = [u for u in todo if u.key not in broken]
+    out.solve_s = time.perf_counter() - started
+    return out
+
+
+def _pending(snapshot: Snapshot, todo: Sequence[Unit]) -> tuple[list[ClaimRef], dict[ClaimRef, str]]:
+    pending: list[ClaimRef] = []
+    gangs: dict[ClaimRef, str] = {}
+    for unit in todo:
+        for claim, pod in unit.claims.items():
+            if allocation(snapshot.claims[claim]) is None and claim not in gangs:
+                pending.append(claim)
+                gangs[claim] = pod
+    return pending, gangs
+
+
+def _split(compiled: Compiled, solution: Solution, todo: Sequence[Unit], snapshot: Snapshot, out: Plan) -> set[str]:
+    """Fill ``out`` from one solve; return the groups placed only in part (to solve again without them)."""
+    out.placed.clear()
+    broken: set[str] = set()
+    for unit in todo:
+        keys = [(c, ClaimKey(f"{c[0]}/{c[1]}")) for c in unit.claims if allocation(snapshot.claims[c]) is None]
+        missing = [(c, k) for c, k in keys if k not in solution.placements]
+        if not missing:
+            out.placed[unit.key] = {c: allocation_of(compiled, solution.placements[k]) for c, k in keys}
+            continue
+        reasons = [(c, r) for c, k in missing for r in solution.unplaced.get(k, [])] or [
+            (c, Reason("not_chosen", "not placed")) for c, _ in missing
+        ]
+        if len(missing) < len(keys):
+            broken.add(unit.key)
+            pods = sorted({unit.claims[c] for c, _ in missing})
+            why = Reason("group_incomplete", f"pod(s) {', '.join(pods)} of {unit.key} cannot be placed")
+            reasons.insert(0, (missing[0][0], why))
+        out.unplaced[unit.key] = reasons
+    return broken

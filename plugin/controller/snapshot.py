@@ -1,0 +1,144 @@
+"""What the controller reads in one pass, and the pending work in it.
+
+A *unit* is what is placed all or nothing: one gated pod, or every pod carrying the same
+``gpupolicy.dev/group`` label in a namespace. A unit is *ready* once each of its pods' claims exists (claims
+from templates appear in ``pod.status.resourceClaimStatuses`` when kube-controller-manager has made them) and
+the group has the size its ``gpupolicy.dev/group-size`` annotation asks for; *complete* when every claim is
+allocated (a batch written before a restart: only the gates remain to be removed); *partial* when some claims
+carry our allocation and others none (a batch cut short): those are released and the unit is solved again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from plugin.controller.api import Api, Obj
+
+GATE = "gpupolicy.dev/placement"
+GROUP_LABEL = "gpupolicy.dev/group"
+GROUP_SIZE = "gpupolicy.dev/group-size"
+ALLOCATED_BY = "gpupolicy.dev/allocated-by"  # annotation on claims this controller allocated
+FINALIZER = "resource.kubernetes.io/delete-protection"  # what the scheduler puts on a claim it allocates
+
+ClaimRef = tuple[str, str]  # namespace, name
+
+
+class State(StrEnum):
+    WAITING = "waiting"
+    READY = "ready"
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+
+
+@dataclass
+class Unit:
+    key: str  # "pod:<ns>/<name>" or "group:<ns>/<group>"
+    pods: list[Obj]
+    claims: dict[ClaimRef, str] = field(default_factory=dict)  # claim -> the pod (ns/name) whose gang it joins
+    state: State = State.READY
+    waiting_for: str = ""
+
+    @property
+    def namespace(self) -> str:
+        return str(self.pods[0]["metadata"]["namespace"])
+
+
+@dataclass
+class Snapshot:
+    pods: list[Obj]
+    claims: dict[ClaimRef, Obj]
+    slices: list[Obj]
+    classes: list[Obj]
+    nodes: list[Obj]
+
+    @classmethod
+    def read(cls, api: Api) -> Snapshot:
+        claims = {ref(c): c for c in api.list("resourceclaims")}
+        pods = [p for p in api.list("pods") if gated(p)]
+        return cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
+
+    def allocated(self) -> list[Obj]:
+        return [c for c in self.claims.values() if allocation(c) is not None]
+
+
+def ref(obj: Obj) -> ClaimRef:
+    meta = obj["metadata"]
+    return str(meta.get("namespace", "default")), str(meta["name"])
+
+
+def pod_key(pod: Obj) -> str:
+    ns, name = ref(pod)
+    return f"{ns}/{name}"
+
+
+def gated(pod: Obj) -> bool:
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(g.get("name") == GATE for g in gates) and not pod["metadata"].get("deletionTimestamp")
+
+
+def allocation(claim: Obj) -> Obj | None:
+    value = (claim.get("status") or {}).get("allocation")
+    return value if value else None
+
+
+def ours(claim: Obj) -> bool:
+    return ALLOCATED_BY in (claim["metadata"].get("annotations") or {})
+
+
+def claim_names(pod: Obj) -> tuple[list[str], str]:
+    """The names of the pod's claims, and what is still missing ("" when none)."""
+    statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
+    names: list[str] = []
+    for entry in (pod.get("spec") or {}).get("resourceClaims") or []:
+        if entry.get("resourceClaimName"):
+            names.append(str(entry["resourceClaimName"]))
+        elif entry.get("resourceClaimTemplateName"):
+            status = statuses.get(entry.get("name"))
+            if status is None:
+                return names, f"the claim for {entry.get('name')!r} is not created yet"
+            if status.get("resourceClaimName"):
+                names.append(str(status["resourceClaimName"]))
+    return names, ""
+
+
+def units(snapshot: Snapshot) -> list[Unit]:
+    """Gated pods grouped into units, in creation order, each with its state."""
+    by_key: dict[str, Unit] = {}
+    for pod in sorted(snapshot.pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", pod_key(p))):
+        ns = ref(pod)[0]
+        group = (pod["metadata"].get("labels") or {}).get(GROUP_LABEL)
+        key = f"group:{ns}/{group}" if group else f"pod:{pod_key(pod)}"
+        by_key.setdefault(key, Unit(key, [])).pods.append(pod)
+    for unit in by_key.values():
+        _classify(unit, snapshot.claims)
+    return list(by_key.values())
+
+
+def _classify(unit: Unit, claims: dict[ClaimRef, Obj]) -> None:
+    for pod in unit.pods:
+        names, missing = claim_names(pod)
+        if missing:
+            unit.state, unit.waiting_for = State.WAITING, f"pod {pod_key(pod)}: {missing}"
+            return
+        for name in names:
+            claim_ref = (ref(pod)[0], name)
+            if claim_ref not in claims:
+                unit.state, unit.waiting_for = State.WAITING, f"pod {pod_key(pod)}: claim {name} does not exist"
+                return
+            unit.claims.setdefault(claim_ref, pod_key(pod))
+    size = _group_size(unit.pods)
+    if size > len(unit.pods):
+        unit.state, unit.waiting_for = State.WAITING, f"{len(unit.pods)} of {size} pods of the group are gated"
+        return
+    done = [allocation(claims[c]) is not None for c in unit.claims]
+    if unit.claims and all(done):
+        unit.state = State.COMPLETE
+    elif any(done[i] and ours(claims[c]) for i, c in enumerate(unit.claims)):
+        unit.state = State.PARTIAL
+
+
+def _group_size(pods: Iterable[Obj]) -> int:
+    sizes = [(p["metadata"].get("annotations") or {}).get(GROUP_SIZE, "") for p in pods]
+    return max((int(s) for s in sizes if s.isdigit()), default=0)

@@ -1,0 +1,121 @@
+"""An in-memory API server for the controller's unit tests: resourceVersions, conflicts, the status subresource,
+and hooks to act as a concurrent writer (the scheduler, another replica) at chosen moments."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plugin.controller.api import RESOURCES, ApiError, Obj
+from policy.cluster import load_cluster
+from policy.k8s.dump import to_wire
+from policy.policyfile.compile import load_policy
+
+REPO = Path(__file__).resolve().parents[3]
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[Key, Obj] = {}
+        self._rv = itertools.count(1)
+        self._uid = itertools.count(1)
+        self.calls: list[tuple[str, str]] = []
+        self.before_update: Callable[[str, Obj, bool], None] | None = None  # may raise ApiError
+        self.after_list: Callable[[str], None] | None = None
+
+    def _key(self, kind: str, namespace: str | None, name: str) -> Key:
+        return kind, (namespace or "") if RESOURCES[kind].namespaced else "", name
+
+    def put(self, kind: str, obj: Obj) -> Obj:
+        """Store as-is (status included), as a test's set-up or a concurrent writer would."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{next(self._uid)}")
+        meta.setdefault("creationTimestamp", f"2026-01-01T00:00:{next(self._uid) % 60:02d}Z")
+        meta["resourceVersion"] = str(next(self._rv))
+        self.objects[self._key(kind, meta.get("namespace"), meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def list(self, kind: str) -> list[Obj]:
+        self.calls.append(("list", kind))
+        out = [copy.deepcopy(o) for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+        if self.after_list is not None:
+            self.after_list(kind)
+        return out
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj:
+        self.calls.append(("get", kind))
+        obj = self.objects.get(self._key(kind, namespace, name))
+        if obj is None:
+            raise ApiError("not_found", f"{kind} {namespace}/{name}")
+        return copy.deepcopy(obj)
+
+    def create(self, kind: str, obj: Obj) -> Obj:
+        self.calls.append(("create", kind))
+        meta = obj["metadata"]
+        if self._key(kind, meta.get("namespace"), meta["name"]) in self.objects:
+            raise ApiError("conflict", "already exists")
+        return self.put(kind, obj)
+
+    def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
+        self.calls.append(("update-status" if status else "update", kind))
+        if self.before_update is not None:
+            self.before_update(kind, obj, status)
+        meta = obj["metadata"]
+        key = self._key(kind, meta.get("namespace"), meta["name"])
+        stored = self.objects.get(key)
+        if stored is None:
+            raise ApiError("not_found", meta["name"])
+        if meta.get("resourceVersion") != stored["metadata"]["resourceVersion"]:
+            raise ApiError("conflict", f"{kind} {meta['name']}: the object has been modified")
+        new = copy.deepcopy(stored)
+        if status:
+            new["status"] = copy.deepcopy(obj.get("status") or {})
+        else:
+            new.update({k: copy.deepcopy(v) for k, v in obj.items() if k != "status"})
+        return self.put(kind, new)
+
+    def of(self, kind: str) -> list[Obj]:
+        return [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+
+
+def example(name: str) -> tuple[Path, list[Obj], list[Obj]]:
+    """An example's policy file, its DeviceClasses and its ResourceSlices (wire dicts)."""
+    folder = REPO / "examples" / name
+    policy = load_policy((folder / "policy.yaml").read_text(), str(folder / "policy.yaml"))
+    cluster = load_cluster((folder / "cluster.yaml").read_text(), str(folder / "cluster.yaml"))
+    slices = [to_wire(s) for s in cluster.slices(policy.publish_for, driver=policy.driver_name)]
+    return folder / "policy.yaml", [to_wire(c) for c in policy.device_classes], slices
+
+
+def node(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
+
+
+def claim(name: str, device_class: str, namespace: str = "default", count: int = 1) -> Obj:
+    request: dict[str, Any] = {"name": "gpu", "exactly": {"deviceClassName": device_class}}
+    if count != 1:
+        request["exactly"]["count"] = count
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"devices": {"requests": [request]}},
+    }
+
+
+def pod(name: str, claims: list[str], namespace: str = "default", group: str | None = None, gated: bool = True) -> Obj:
+    meta: Obj = {"name": name, "namespace": namespace}
+    if group:
+        meta["labels"] = {"gpupolicy.dev/group": group}
+    spec: Obj = {
+        "resourceClaims": [{"name": f"c{i}", "resourceClaimName": c} for i, c in enumerate(claims)],
+        "containers": [{"name": "c", "image": "none"}],
+    }
+    if gated:
+        spec["schedulingGates"] = [{"name": "gpupolicy.dev/placement"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
