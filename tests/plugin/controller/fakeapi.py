@@ -3,6 +3,7 @@ and hooks to act as a concurrent writer (the scheduler, another replica) at chos
 
 from __future__ import annotations
 
+import builtins
 import copy
 import itertools
 from collections.abc import Callable
@@ -79,7 +80,7 @@ class FakeApi:
             new.update({k: copy.deepcopy(v) for k, v in obj.items() if k != "status"})
         return self.put(kind, new)
 
-    def of(self, kind: str) -> list[Obj]:
+    def of(self, kind: str) -> builtins.list[Obj]:
         return [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
 
 
@@ -119,3 +120,9 @@ def pod(name: str, claims: list[str], namespace: str = "default", group: str | N
     if gated:
         spec["schedulingGates"] = [{"name": "gpupolicy.dev/placement"}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def allocated(device: str, pool: str = "h100-0", driver: str = "gpu.gpupolicy.dev") -> Obj:
+    """A claim status holding one device, as a scheduler (or a stale replica) would have written it."""
+    result = {"request": "gpu", "driver": driver, "pool": pool, "device": device}
+    return {"allocation": {"devices": {"results": [result]}}}

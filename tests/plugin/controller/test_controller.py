@@ -12,7 +12,7 @@ from plugin.controller.placer import Settings
 from plugin.controller.report import CONDITION
 from plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
 from solver.result import SolveParams
-from tests.plugin.controller.fakeapi import FakeApi, claim, example, node, pod
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
 
@@ -126,11 +126,8 @@ def test_a_pod_that_does_not_fit_stays_gated_whole_with_the_explanation(api: Fak
 
 
 def test_unplaced_pods_are_retried_when_an_allocation_is_released(api: FakeApi) -> None:
-    _, _, slices = example("first-fit-strands")
     theirs = claim("theirs", FOUR_G)
-    theirs["status"] = {"allocation": {"devices": {"results": [
-        {"request": "gpu", "driver": slices[0]["spec"]["driver"], "pool": "h100-0", "device": "gpu-0-mig-4g40gb-5-0"}
-    ]}}}  # fmt: skip
+    theirs["status"] = allocated("gpu-0-mig-4g40gb-5-0")
     add(api, theirs, claim("late", FOUR_G), pod("p", ["late"]))
     ctl = controller(api)
     assert ctl.step(force=True).unplaced == ["pod:default/p"]
@@ -211,7 +208,6 @@ def test_an_allocation_made_between_solve_and_write_is_never_doubled(api: FakeAp
     """The scheduler allocates the 4g slot for an ungated pod after our snapshot: we must not write ours."""
     add(api, claim("ours", FOUR_G), pod("p", ["ours"]), claim("theirs", FOUR_G))
     ctl = controller(api)
-    _, _, slices = example("first-fit-strands")
     fired: list[bool] = []
 
     def scheduler(kind: str) -> None:
@@ -219,9 +215,7 @@ def test_an_allocation_made_between_solve_and_write_is_never_doubled(api: FakeAp
             return
         fired.append(True)  # right after the snapshot's last list
         theirs = api.get("resourceclaims", "default", "theirs")
-        theirs["status"] = {"allocation": {"devices": {"results": [
-            {"request": "gpu", "driver": slices[0]["spec"]["driver"], "pool": "h100-0", "device": "gpu-0-mig-4g40gb-5-0"}
-        ]}}}  # fmt: skip
+        theirs["status"] = allocated("gpu-0-mig-4g40gb-5-0")
         api.put("resourceclaims", theirs)
 
     api.after_list = scheduler
@@ -277,9 +271,7 @@ def test_restart_releases_a_partly_written_unit_and_places_it_again(api: FakeApi
     add(api, claim("x", THREE_G), claim("y", FOUR_G), pod("both", ["x", "y"]))
     x = claim_of(api, "x")
     x["metadata"]["annotations"] = {ALLOCATED_BY: "dead-replica"}
-    x["status"] = {"allocation": {"devices": {"results": [
-        {"request": "gpu", "driver": "gpu.gpupolicy.dev", "pool": "h100-0", "device": "gpu-0-mig-4g40gb-5-0"}
-    ]}}}  # fmt: skip  (a 4g slice for a 3g claim: only a stale write could hold this)
+    x["status"] = allocated("gpu-0-mig-4g40gb-5-0")
     api.put("resourceclaims", x)
     ctl = controller(api)
     first = ctl.step(force=True)
