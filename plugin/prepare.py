@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,12 @@ class Preparer:
     # --- prepare ----------------------------------------------------------------------------
 
     def prepare(self, claims: list[ClaimRef]) -> dict[str, PrepareResult]:
-        return {claim.uid: self._prepare_one(claim) for claim in claims}
+        """Prepare each claim independently; several claims of one call are fetched and prepared in parallel."""
+        if len(claims) <= 1:
+            return {claim.uid: self._prepare_one(claim) for claim in claims}
+        with ThreadPoolExecutor(max_workers=min(8, len(claims)), thread_name_prefix="prepare") as pool:
+            results = list(pool.map(self._prepare_one, claims))
+        return {claim.uid: result for claim, result in zip(claims, results)}
 
     def _prepare_one(self, claim: ClaimRef) -> PrepareResult:
         try:

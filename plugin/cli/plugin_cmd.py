@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from policy.builder import DEFAULT_DRIVER
+from policy.errors import DiagnosticError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -89,8 +90,15 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    plugin = Plugin(options)
-    plugin.start()
+    try:
+        plugin = Plugin(options)
+        plugin.start()
+    except DiagnosticError:
+        raise
+    except Exception as exc:  # a bad --nvml spec, no NVML, no kubeconfig, a socket folder we cannot use
+        logging.getLogger("plugin").debug("start-up failed", exc_info=True)
+        print(f"error: cannot start the plugin: {exc}", file=sys.stderr)
+        return 1
     try:
         while not stop.wait(0.5):
             pass
