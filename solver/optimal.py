@@ -53,11 +53,17 @@ def hint(v: Variables, baseline: Solution) -> None:
         v.model.add_hint(var, any(t in taken for t in v.by_device[d] if t not in v.admin))
 
 
-def solver_for(params: SolveParams, time_limit: float) -> cp_model.CpSolver:
+LARGE_MODEL = 20_000  # placement variables; above it presolve is kept short (it costs more than it saves)
+
+
+def solver_for(params: SolveParams, time_limit: float, size: int = 0) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, time_limit)
     solver.parameters.num_workers = max(1, params.workers)
     solver.parameters.random_seed = params.seed
+    if size > LARGE_MODEL:
+        solver.parameters.symmetry_level = 0
+        solver.parameters.max_presolve_iterations = 1
     return solver
 
 
@@ -137,7 +143,7 @@ def _two_stage(problem: Problem, params: SolveParams) -> Solution:
     placement_expr = sum(levels[0].terms)
     v.model.maximize(placement_expr)
     hint(v, baseline)
-    first = solver_for(params, 0.5 * (deadline - time.perf_counter()))
+    first = solver_for(params, 0.5 * (deadline - time.perf_counter()), len(v.take))
     status = first.solve(v.model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         baseline.strategy = "optimal"
@@ -148,7 +154,7 @@ def _two_stage(problem: Problem, params: SolveParams) -> Solution:
     v.model.add(placement_expr >= round(first.objective_value))
     _keep_hints(v, first)
     kept = objective.combine(v.model, levels[1:])
-    second = solver_for(params, deadline - time.perf_counter())
+    second = solver_for(params, deadline - time.perf_counter(), len(v.take))
     status2 = second.solve(v.model)
     solver, final = (second, status2) if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE) else (first, status)
     solution = Solution(strategy="optimal")

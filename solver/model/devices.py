@@ -28,12 +28,12 @@ def _device(v: Variables, d: DeviceIndex) -> None:
     used = v.used.get(d)
     if used is None:
         return
+    if not device.multi_allocatable:
+        m.add(used == sum(v.take[t] for t in takes))  # at most one holder, and used exactly when held
+        return
     for t in takes:
         m.add_implication(v.take[t], used)
     m.add(used <= sum(v.take[t] for t in takes))
-    if not device.multi_allocatable:
-        m.add_at_most_one(v.take[t] for t in takes)
-        return
     for name, capacity in device.capacity.items():
         left = capacity.value - v.usage.capacity.get((d, name), 0)
         amounts = [(v.consumed[t].get(name, 0), v.take[t]) for t in takes]

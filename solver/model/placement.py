@@ -50,14 +50,18 @@ def _claim(v: Variables, claim: Claim) -> None:
         m.add(sum(v.alt[(key, a.name)] for a in request.alternatives) == v.placed[key])
         for alternative in request.alternatives:
             takes = _takes(v, claim, alternative)
+            chosen = v.alt[(key, alternative.name)]
             for t in takes:
                 per_device[t[2]].append(t)
-                m.add(v.take[t] <= v.alt[(key, alternative.name)])
-                _locality(v, claim, t, nodes)
             if alternative.mode == AllocationMode.ALL:
+                for t in takes:
+                    m.add_implication(v.take[t], chosen)
+                    _locality(v, claim, t, nodes)
                 _all_mode(v, claim, alternative, takes, nodes)
             else:
-                m.add(sum(v.take[t] for t in takes) == alternative.count * v.alt[(key, alternative.name)])
+                # the count ties takes to the alternative; locality is one linear row per node
+                m.add(sum(v.take[t] for t in takes) == alternative.count * chosen)
+                _node_rows(v, claim, alternative.count, takes, nodes)
     for d, takes in per_device.items():
         if len(takes) > 1 and not v.problem.devices[d].multi_allocatable:
             m.add_at_most_one(v.take[t] for t in takes)
@@ -66,6 +70,24 @@ def _claim(v: Variables, claim: Claim) -> None:
 def _takes(v: Variables, claim: Claim, alternative: Alternative) -> list[TakeKey]:
     keys = [(claim.key, alternative.name, d) for d in alternative.eligible]
     return [t for t in keys if t in v.take]
+
+
+def _node_rows(v: Variables, claim: Claim, count: int, takes: list[TakeKey], nodes: list[NodeName]) -> None:
+    """Devices bound to exactly one node: at most ``count`` of them, and only on the chosen node."""
+    per_node: dict[NodeName, list[TakeKey]] = defaultdict(list)
+    for t in takes:
+        bound = v.problem.devices[t[2]].nodes
+        if bound is not None and len(bound) == 1:
+            per_node[next(iter(bound))].append(t)
+        else:
+            _locality(v, claim, t, nodes)
+    for n, group in sorted(per_node.items()):
+        here = v.node.get((claim.key, n))
+        if here is None:
+            for t in group:
+                v.model.add(v.take[t] == 0)
+            continue
+        v.model.add(sum(v.take[t] for t in group) <= min(count, len(group)) * here)
 
 
 def _locality(v: Variables, claim: Claim, t: TakeKey, nodes: list[NodeName]) -> None:
