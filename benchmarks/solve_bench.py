@@ -176,7 +176,7 @@ def main() -> None:
     print("## Scale: N nodes × 8 whole GPUs, 5 × N claims of 1/2/4/8 GPUs\n")
     print("\n".join(HEADER))
     for n in args.sizes:
-        strategies = ["optimal", "first-fit", "best-fit"] if n <= 1000 else ["optimal"]
+        strategies = ["optimal", "first-fit", "best-fit"] if n <= 1000 else ["optimal", "first-fit"]
         for row in run(f"{n} nodes", cluster(n), gpu_claims(5 * n, args.seed), strategies, params):
             print(row, flush=True)
     print("\n## Dynamic MIG: N nodes × 8 H100 (dynamic MIG), 20 × N claims of mixed profiles (1g…7g)\n")

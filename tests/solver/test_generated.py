@@ -3,6 +3,8 @@ fewer (priority-weighted) claims than first-fit."""
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,7 @@ from solver.verify import verify
 from tests.solver.builders import DRIVER, alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
 
 PARAMS = SolveParams(time_limit_s=20, workers=1, seed=0)
+EXAMPLES = int(os.environ.get("SOLVER_EXAMPLES", "150"))  # e.g. SOLVER_EXAMPLES=2000 for a long run
 
 
 @st.composite
@@ -106,7 +109,7 @@ def weight(p: Problem, placed: set[ClaimKey]) -> int:
     return sum(c.priority for c in p.claims if c.key in placed)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_solver_verifies_and_beats_first_fit(p: Problem) -> None:
     ff, bf, opt = first_fit(p), best_fit(p), solve_optimal(p, PARAMS)
@@ -140,7 +143,7 @@ def simple_problems(draw: st.DrawFn) -> Problem:
     return problem(devices, claims, existing=tuple(existing))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(1, EXAMPLES * 2 // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(simple_problems())
 def test_aggregated_model_matches_full_model(p: Problem) -> None:
     from solver.aggregate import applicable
