@@ -4,9 +4,9 @@ File format (``checkpoint.json``)::
 
     {"version": 1, "bootId": "...", "checksum": "sha256:<hex>", "claims": {"<uid>": {...}}}
 
-The checksum covers the canonical JSON of ``version``, ``bootId`` and ``claims``. Writes go to a
-temporary file that is fsynced, renamed over the old one, and the folder fsynced, so a crash
-leaves either the old or the new checkpoint. A file that does not parse, has another version or
+The checksum covers the version, the boot ID and the canonical JSON of ``claims``. Writes go to a
+temporary file that is fsynced and renamed over the old one, so a crash leaves either the old or
+the new checkpoint. A file that does not parse, has another version or
 a wrong checksum is moved aside (``checkpoint.json.corrupt-<n>``) and the plugin starts from an
 empty checkpoint that reconciliation rebuilds; a checkpoint from another boot is discarded,
 because a reboot destroys MIG instances, MPS daemons and the CDI files in ``/var/run``.
@@ -208,7 +208,9 @@ class Checkpoint:
 def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers and crashes see the old or the new content, never a mix.
 
-    ``durable`` also fsyncs the file before the rename and the folder after it (survives power loss)."""
+    ``durable`` fsyncs the file before the rename, so the new content is on disk before it replaces the
+    old. The folder is not fsynced after the rename: that would only make the rename itself survive a
+    power loss, and after one the boot ID differs and all prepared state is discarded anyway."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -218,10 +220,3 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

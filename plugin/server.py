@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -40,6 +41,34 @@ DIR_MODE = 0o750
 SOCKET_MODE = 0o660
 
 
+class CallStats:
+    """Durations of the last calls of each DRA method, summarised in the log at shutdown."""
+
+    def __init__(self, keep: int = 10000) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self.durations: dict[str, list[float]] = {}
+
+    def add(self, method: str, seconds: float) -> None:
+        with self._lock:
+            values = self.durations.setdefault(method, [])
+            values.append(seconds)
+            if len(values) > self._keep:
+                del values[: len(values) - self._keep]
+
+    def summary(self) -> list[str]:
+        lines = []
+        with self._lock:
+            for method, values in sorted(self.durations.items()):
+                ordered = sorted(values)
+                p50 = ordered[len(ordered) // 2] * 1000
+                p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+                lines.append(
+                    f"{method}: {len(ordered)} calls, p50={p50:.1f}ms p99={p99:.1f}ms max={ordered[-1] * 1000:.1f}ms"
+                )
+        return lines
+
+
 def _claims(request: Any) -> list[ClaimRef]:
     return [ClaimRef(c.namespace, c.uid, c.name) for c in request.claims]
 
@@ -47,12 +76,20 @@ def _claims(request: Any) -> list[ClaimRef]:
 class _DraServicer:
     """NodePrepareResources/NodeUnprepareResources for one proto version (``pb`` module)."""
 
-    def __init__(self, preparer: Preparer, pb: Any, with_share_id: bool) -> None:
+    def __init__(self, preparer: Preparer, pb: Any, with_share_id: bool, stats: CallStats) -> None:
         self._preparer = preparer
         self._pb = pb
         self._share = with_share_id
+        self._stats = stats
 
     def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
+        begin = time.perf_counter()
+        try:
+            return self._prepare(request)
+        finally:
+            self._stats.add("NodePrepareResources", time.perf_counter() - begin)
+
+    def _prepare(self, request: Any) -> Any:
         results = self._preparer.prepare(_claims(request))
         response = self._pb.NodePrepareResourcesResponse()
         for uid, result in results.items():
@@ -72,9 +109,11 @@ class _DraServicer:
         return response
 
     def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
+        begin = time.perf_counter()
         response = self._pb.NodeUnprepareResourcesResponse()
         for uid, error in self._preparer.unprepare(_claims(request)).items():
             response.claims[uid].error = error
+        self._stats.add("NodeUnprepareResources", time.perf_counter() - begin)
         return response
 
 
@@ -171,7 +210,7 @@ class PluginServer:
         registry_dir: Path,
         preparer: Preparer,
         health: HealthState,
-        workers: int = 32,
+        workers: int = 64,
     ) -> None:
         self.driver = driver
         self.dra_socket = plugin_dir / driver / "dra.sock"
@@ -182,12 +221,15 @@ class PluginServer:
         self._workers = workers
         self._stopping = threading.Event()
         self._servers: list[grpc.Server] = []
+        self.stats = CallStats()
 
     def start(self) -> None:
         def add_dra(server: grpc.Server) -> None:
-            dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(_DraServicer(self._preparer, dra_v1_pb2, True), server)
+            dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(
+                _DraServicer(self._preparer, dra_v1_pb2, True, self.stats), server
+            )
             dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
-                _DraServicer(self._preparer, dra_v1beta1_pb2, False), server
+                _DraServicer(self._preparer, dra_v1beta1_pb2, False, self.stats), server
             )
             health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
                 _HealthServicer(self._health, self._stopping), server
@@ -209,3 +251,5 @@ class PluginServer:
         self._servers.clear()
         for path in (self.reg_socket, self.dra_socket):
             path.unlink(missing_ok=True)
+        for line in self.stats.summary():
+            log.info("%s", line)
