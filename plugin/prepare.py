@@ -57,6 +57,11 @@ class _Planned:
     device: NodeDevice
     config: DeviceConfig | None
 
+    @property
+    def admin(self) -> bool:
+        """adminAccess: the device may be in use by others; it is exposed, never changed or reserved."""
+        return bool(self.result.get("adminAccess"))
+
 
 class Preparer:
     def __init__(
@@ -196,6 +201,8 @@ class Preparer:
         mps_devices: list[str] = []
         mps_limits: tuple[int | None, str] = (None, "")
         for p in planned:
+            if p.admin:
+                continue
             sharing = p.config.sharing if p.config else None
             strategy: str = sharing.strategy if sharing else ""
             if not strategy and not p.device.mig and not p.device.shareable:
@@ -229,13 +236,20 @@ class Preparer:
             for g in inventory.gpus
             for m in g.mig_instances
         }
+        if any(p.admin and p.device.dynamic for p in planned):  # existing dynamic instances, looked up now
+            static_uuids.update(
+                {(g.uuid, m.start): (m.uuid, m.gi_id, m.ci_id) for g in self.nvml.gpus() for m in g.mig_devices}
+            )
         mig: list[MigOp] = []
         for p in planned:
             d = p.device
             if d.mig:
-                uuid, gi, ci = ("", -1, 0) if d.dynamic else static_uuids.get((d.gpu_uuid, d.start), ("", -1, 0))
-                mig.append(MigOp(d.gpu_uuid, d.profile, d.start, d.dynamic, uuid, gi, ci))
-        keys = tuple(k for p in planned for k in p.device.exclusive_keys())
+                create = d.dynamic and not p.admin
+                uuid, gi, ci = ("", -1, 0) if create else static_uuids.get((d.gpu_uuid, d.start), ("", -1, 0))
+                if p.admin and not uuid:
+                    raise ClaimError(f"adminAccess to MIG device {d.name}, which does not exist now")
+                mig.append(MigOp(d.gpu_uuid, d.profile, d.start, create, uuid, gi, ci))
+        keys = tuple(k for p in planned if not p.admin for k in p.device.exclusive_keys())
         record = ClaimRecord(
             uid=uid,
             namespace=claim.namespace,

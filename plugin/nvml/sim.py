@@ -88,10 +88,10 @@ class SimNvml:
         if self._state_file is None:
             return
         tmp = self._state_file.with_name(self._state_file.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with open(
+            tmp, "w", encoding="utf-8"
+        ) as handle:  # atomic; like the GPU's state, not meant to survive power loss
             json.dump(self._state, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, self._state_file)
 
     # --- discovery -----------------------------------------------------------------------

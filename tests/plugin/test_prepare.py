@@ -239,3 +239,23 @@ def test_unprepare_tolerates_partial_state(tmp_path: Path) -> None:
     node.runner.state["mps"].clear()
     assert node.preparer.unprepare([claim]) == {claim.uid: ""}
     assert node.preparer.records == {} and node.mig_instances() == []
+
+
+def test_admin_access_exposes_devices_in_use_without_changing_them(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    user = node.add_claim("user", [("m", "gpu-0-mig-3g20gb-9-4"), ("g", "gpu-2")])
+    assert node.preparer.prepare([user])[user.uid].error == ""
+    admin = node.add_claim("admin", [("m", "gpu-0-mig-3g20gb-9-4"), ("g", "gpu-2")])
+    obj = node.kube.claims[("default", "admin")]
+    for result in obj["status"]["allocation"]["devices"]["results"]:
+        result["adminAccess"] = True
+    result = node.preparer.prepare([admin])[admin.uid]
+    assert result.error == "" and len(result.devices) == 2
+    spec = json.loads(node.cdi.spec_path(admin.uid).read_text())
+    mig_uuid = next(m.uuid for g in node.nvml.gpus() for m in g.mig_devices)
+    assert mig_uuid in spec["devices"][0]["containerEdits"]["env"][0]
+    assert node.preparer.unprepare([admin]) == {admin.uid: ""}
+    assert node.mig_instances() == [(0, "3g.20gb", 4)]  # the user's instance stays
+    missing = node.add_claim("missing", [("m", "gpu-1-mig-7g40gb-0-0")])
+    node.kube.claims[("default", "missing")]["status"]["allocation"]["devices"]["results"][0]["adminAccess"] = True
+    assert "does not exist now" in node.preparer.prepare([missing])[missing.uid].error
