@@ -70,13 +70,15 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
     def _node_ref(self) -> NodeRef:
-        if not self._node_uid:
-            try:
-                self._node_uid = str(self._kube.get_node(self.node)["metadata"].get("uid") or "")
-            except KubeError as exc:
-                if exc.code != "not_found":
-                    raise
-                log.warning("Node %s not found: publishing slices without an owner", self.node)
+        """The owning Node, read on every sync: a re-created Node has a new UID, and slices owned by
+        the old one would be garbage-collected."""
+        try:
+            self._node_uid = str(self._kube.get_node(self.node)["metadata"].get("uid") or "")
+        except KubeError as exc:
+            if exc.code != "not_found":
+                raise
+            log.warning("Node %s not found: publishing slices without an owner", self.node)
+            self._node_uid = ""
         return NodeRef(self.node, self._node_uid)
 
     def sync(self) -> bool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from plugin.driver import Options, Plugin
 from plugin.kube import FakeKube
 from plugin.nvml.sim import SimNvml
 from plugin.publish import Publisher
 from plugin.sharing import FakeRunner
+from policy.builder import NodeRef
 from policy.gpu import Mode, Publish
 from tests.plugin.helpers import DRIVER, NODE
 
@@ -116,3 +118,33 @@ def test_generation_bumped_on_change_and_withdraw(tmp_path: Path) -> None:
     kube.slices["s-0"]["spec"]["devices"][0]["taints"] = [{"key": "x", "effect": "NoSchedule"}]
     assert publisher.sync() is True and kube.slices["s-0"]["spec"]["pool"]["generation"] == 3
     assert publisher.withdraw() == 1 and kube.slices == {}
+
+
+def test_recreated_node_gets_the_slices(tmp_path: Path) -> None:
+    kube = FakeKube()
+    kube.put_node(NODE)
+    publisher = Publisher(kube, DRIVER, NODE, lambda ref, gen: [_slice(ref, gen)])
+    assert publisher.sync()
+    del kube.nodes[NODE]
+    new_uid = kube.put_node(NODE)["metadata"]["uid"]
+    assert publisher.sync()
+    assert kube.slices["s-0"]["metadata"]["ownerReferences"][0]["uid"] == new_uid
+    assert kube.slices["s-0"]["spec"]["pool"]["generation"] == 2
+
+
+def _slice(ref: NodeRef, generation: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {
+            "name": "s-0",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": ref.name, "uid": ref.uid, "controller": True}
+            ],
+        },
+        "spec": {
+            "driver": DRIVER,
+            "nodeName": NODE,
+            "pool": {"name": NODE, "generation": generation, "resourceSliceCount": 1},
+        },
+    }
