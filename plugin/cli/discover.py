@@ -7,7 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
-from policy.builder import DEFAULT_DRIVER
+# policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
+DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
-from policy.builder import DEFAULT_DRIVER
-from policy.errors import DiagnosticError
+# policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
+DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         plugin = Plugin(options)
         plugin.start()
-    except DiagnosticError:
-        raise
-    except Exception as exc:  # a bad --nvml spec, no NVML, no kubeconfig, a socket folder we cannot use
+    except Exception as exc:
+        if type(exc).__name__ == "DiagnosticError":  # an invalid policy file: main() prints its diagnostics
+            raise  # a bad --nvml spec, no NVML, no kubeconfig, a socket folder we cannot use
         logging.getLogger("plugin").debug("start-up failed", exc_info=True)
         print(f"error: cannot start the plugin: {exc}", file=sys.stderr)
         return 1

@@ -26,3 +26,16 @@ def test_yaml_slices(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_spec_is_an_error_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["discover", "--nvml", "sim:3xQ9000"]) == 1
     assert "unknown_gpu_model" in capsys.readouterr().err
+
+
+def test_cli_modules_stay_light() -> None:
+    """`gpupolicy --help` must not pay for the object models, grpc or NVML."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, plugin.cli.plugin_cmd as p, plugin.cli.discover as d, policy.builder as b;"
+        "heavy = [m for m in ('grpc', 'pynvml', 'kubernetes') if m in sys.modules];"
+        "assert p.DEFAULT_DRIVER == d.DEFAULT_DRIVER == b.DEFAULT_DRIVER, heavy; assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
