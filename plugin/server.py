@@ -169,10 +169,15 @@ class _RegistrationServicer:
         return pluginregistration_pb2.RegistrationStatusResponse()
 
 
-def prepare_socket(path: Path) -> None:
-    """Create the socket's folder (not world-accessible) and remove a stale socket there."""
+def prepare_socket(path: Path, own_folder: bool) -> None:
+    """Create the socket's folder (not world-accessible) and remove a stale socket there.
+
+    ``own_folder``: the folder is the driver's own (``<plugin-dir>/<driver>``) and its mode is
+    enforced; a shared folder (kubelet's registry) is only created with that mode when missing."""
+    existed = path.parent.is_dir()
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    os.chmod(path.parent, DIR_MODE)
+    if own_folder or not existed:
+        os.chmod(path.parent, DIR_MODE)
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -184,8 +189,8 @@ def prepare_socket(path: Path) -> None:
         raise FileExistsError(f"{path} exists and is not a socket")
 
 
-def _serve(path: Path, add: Callable[[grpc.Server], None], workers: int) -> grpc.Server:
-    prepare_socket(path)
+def _serve(path: Path, add: Callable[[grpc.Server], None], workers: int, own_folder: bool) -> grpc.Server:
+    prepare_socket(path, own_folder)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=path.stem))
     add(server)
     old = os.umask(0o117)
@@ -239,8 +244,8 @@ class PluginServer:
             servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration)
             pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, server)
 
-        self._servers.append(_serve(self.dra_socket, add_dra, self._workers))
-        self._servers.append(_serve(self.reg_socket, add_reg, 2))
+        self._servers.append(_serve(self.dra_socket, add_dra, self._workers, own_folder=True))
+        self._servers.append(_serve(self.reg_socket, add_reg, 2, own_folder=False))
         log.info("serving DRA on %s, registration on %s", self.dra_socket, self.reg_socket)
 
     def stop(self, grace_s: float = 1.0) -> None:
