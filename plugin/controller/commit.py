@@ -12,6 +12,7 @@ or not at all; only then are its pods' gates removed.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -114,7 +115,7 @@ def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) 
                 claim["metadata"].setdefault("annotations", {})[ALLOCATED_BY] = identity
                 claim = api.update("resourceclaims", claim)
             wanted = copy.deepcopy(claim)
-            wanted.setdefault("status", {})["allocation"] = alloc
+            wanted.setdefault("status", {})["allocation"] = {**alloc, "allocationTimestamp": _now()}
             return api.update("resourceclaims", wanted, status=True)
         except ApiError as exc:
             if exc.code != "conflict":
@@ -144,6 +145,12 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
         except ApiError as exc:
             if exc.code != "conflict":
                 raise
+
+
+def _now() -> str:
+    """As the scheduler stamps its allocations; a claim without it gets stamped at reservation time, which the API
+    server refuses for an allocation it did not make (the allocation is immutable once set)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _rollback(api: Api, written: list[ClaimRef]) -> None:
