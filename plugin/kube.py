@@ -176,9 +176,9 @@ class RealKube:
             raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
 
     def get_claim(self, namespace: str, name: str) -> Obj:
-        return dict(
-            self._call(self._custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "resourceclaims", name)
-        )
+        # On every prepare: the raw GET skips the generated API's per-call argument validation.
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/resourceclaims/{{name}}"
+        return self._get_raw(path, namespace=namespace, name=name)
 
     def list_claims(self) -> list[Obj]:
         return list(self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceclaims")["items"])
