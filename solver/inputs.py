@@ -71,7 +71,24 @@ def read_inputs(inventory: Sequence[Text], claims: Sequence[Text], policy: Text 
     if problems:
         raise DiagnosticError(problems)
     _pending(out, [item for _, _, item in sorted(ordered, key=lambda t: (t[0], t[1]))])
+    _no_duplicates(out)
     return out
+
+
+def _no_duplicates(out: SolveInput) -> None:
+    """Two pending claims (given or generated) with one namespace/name cannot both exist."""
+    seen: dict[tuple[str, str], PendingClaim] = {}
+    problems = []
+    allocated = {(c.metadata.namespace_or_default, c.metadata.name or "") for c in out.allocated}
+    for item in out.pending:
+        meta = item.claim.metadata
+        key = (meta.namespace_or_default, meta.name or "")
+        if key in seen or key in allocated:
+            message = f"ResourceClaim {key[0]}/{key[1]} is given (or generated from a template) more than once"
+            problems.append(Diagnostic("duplicate_claim", message, item.locate(("metadata", "name"))))
+        seen[key] = item
+    if problems:
+        raise DiagnosticError(problems)
 
 
 def _parse(text: str, filename: str, problems: list[Diagnostic]) -> list[SourceDoc]:

@@ -208,3 +208,15 @@ requests:
     _, solution = run(claim, inventory_extra=existing)
     [reason] = solution.unplaced["default/h100"]  # type: ignore[index]
     assert reason.code == "capacity_exhausted" and "prod/running" in reason.message
+
+
+def test_duplicate_claims_are_input_errors() -> None:
+    import pytest
+
+    from policy.errors import DiagnosticError
+
+    claim = claim_yaml("twice", "requests:\n- name: gpu\n  exactly: {deviceClassName: gpu}\n")
+    with pytest.raises(DiagnosticError) as exc:
+        run(claim + "---\n" + claim)
+    assert exc.value.diagnostics[0].code == "duplicate_claim"
+    assert str(exc.value.diagnostics[0].location).startswith("claims.yaml:")
