@@ -47,10 +47,9 @@ def wait_bound(kube: Kube, namespace: str, pods: list[str], timeout_s: float = 6
         kube.wait_for(f"pods {pods} bound", lambda: all(bound(kube, namespace, p) for p in pods), timeout_s)
     except AssertionError as exc:
         states = {p: kube.get("v1", "Pod", p, namespace).get("status") for p in pods}
-        claims = [(c["metadata"], c.get("status")) for c in live_claims(kube, namespace)]
-        states["claims"] = claims  # type: ignore[assignment]
+        claims = [(c["metadata"]["name"], c.get("status")) for c in live_claims(kube, namespace)]
         tails = "\n".join(r.logs()[-3000:] for r in logs)
-        raise AssertionError(f"{exc}\npods: {states}\ncontroller logs:\n{tails}") from None
+        raise AssertionError(f"{exc}\npods: {states}\nclaims: {claims}\ncontroller logs:\n{tails}") from None
     return {p: str(bound(kube, namespace, p)) for p in pods}
 
 
