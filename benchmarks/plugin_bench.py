@@ -1,10 +1,12 @@
 """Benchmark the kubelet plugin: prepare latency under concurrency, and start-up to first publish.
 
-Run: ``python benchmarks/plugin_bench.py [--runs 5]``
+Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real]``
 
 The plugin runs as its own process (``gpupolicy plugin run --nvml sim:8xH100-80GB``) against the
-HTTP API-server stand-in (``plugin.kube_stub``); a kubelet-like client in this process talks to it
-over the real unix sockets, one thread per claim, all released at once.
+HTTP API-server stand-in (``plugin.kube_stub``), or with ``--apiserver real`` against etcd +
+kube-apiserver from the end-to-end test bed (its binaries must be built, see docs/e2e.md); a
+kubelet-like client in this process talks to it over the real unix sockets, one thread per
+claim, all released at once.
 
 * shared: 64 concurrent full-GPU claims on 8 GPUs published with ``shares: 8`` (8 claims per GPU);
 * exclusive: 8 waves of 8 concurrent claims for whole exclusive GPUs (unprepared between waves);
@@ -16,6 +18,7 @@ over the real unix sockets, one thread per claim, all released at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import shutil
@@ -28,6 +31,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,50 +140,92 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
-def bench_prepare(mode: str, runs: int) -> tuple[list[float], float, str]:
-    """Plugin, API-server stand-in and this client in three processes."""
+@contextlib.contextmanager
+def stub_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str]]:
+    """The HTTP stand-in as its own process, holding ``claims``: (kubeconfig, URL)."""
+    claims_file = root / "claims.yaml"
+    claims_file.write_text(yaml.safe_dump_all(claims))
+    port = _free_port()
+    kubeconfig = root / "kc"
+    api = subprocess.Popen(
+        [sys.executable, "-m", "plugin.kube_stub", "--port", str(port), "--kubeconfig-out", str(kubeconfig),
+         "--node", NODE, str(claims_file)],
+        cwd=REPO, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert api.stdout is not None
+    api.stdout.readline()  # "serving ..." once the claims are loaded
+    try:
+        yield kubeconfig, f"http://127.0.0.1:{port}"
+    finally:
+        api.kill()
+        api.wait()
+
+
+@contextlib.contextmanager
+def real_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str]]:
+    """etcd + kube-apiserver of the end-to-end test bed (tests/e2e), holding ``claims`` (status via /status)."""
+    from tests.e2e.controlplane import build_testbed, control_plane
+    from tests.e2e.kube import Kube, create_namespace, create_node
+
+    with control_plane(build_testbed(900), root / "testbed") as plane:
+        kube = Kube.connect(plane.server, plane.token, plane.ca_file, root / "discovery")
+        create_node(kube, NODE)
+        create_namespace(kube, "bench")
+        for claim in claims:
+            body = {k: v for k, v in claim.items() if k != "status"}
+            created = kube.create(body)
+            created["status"] = claim["status"]
+            claim["metadata"]["uid"] = kube.replace_status(created)["metadata"]["uid"]
+        yield plane.kubeconfig, ""
+
+
+def _wait_published(url: str, kubeconfig: Path) -> None:
+    if url:
+        while not _published(url):
+            time.sleep(0.005)
+        return
+    from plugin.kube import RealKube
+
+    kube = RealKube(kubeconfig)
+    while True:
+        slices = kube.list_slices(DRIVER, NODE)
+        if slices and all(s["spec"]["pool"]["resourceSliceCount"] == len(slices) for s in slices):
+            return
+        time.sleep(0.005)
+
+
+def bench_prepare(mode: str, runs: int, apiserver: str) -> tuple[list[float], float, str]:
+    """Plugin, API server and this client in separate processes."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         waves = _waves(mode, runs)
-        claims_file = root / "claims.yaml"
-        claims_file.write_text(yaml.safe_dump_all([c for wave in waves for c in wave]))
-        port = _free_port()
-        kubeconfig = root / "kc"
-        api = subprocess.Popen(
-            [sys.executable, "-m", "plugin.kube_stub", "--port", str(port), "--kubeconfig-out", str(kubeconfig),
-             "--node", NODE, str(claims_file)],
-            cwd=REPO, stdout=subprocess.PIPE,
-        )  # fmt: skip
-        assert api.stdout is not None
-        api.stdout.readline()  # "serving ..." once the claims are loaded
-        policy = root / "policy.yaml"
-        policy.write_text(POLICY.format(rule=RULES[mode]))
-        nvml = "sim:8xH100-80GB:mig" if mode == "mig" else "sim:8xH100-80GB"
-        shm = Path("/dev/shm")  # the CDI root is tmpfs (/var/run/cdi) on real nodes
-        cdi = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else None
-        proc = PluginProcess(root, kubeconfig, nvml=nvml, extra=["--policy", str(policy)], cdi=cdi)
-        try:
-            begin = time.perf_counter()
-            proc.start()
-            while not _published(f"http://127.0.0.1:{port}"):
-                time.sleep(0.005)
-            startup = time.perf_counter() - begin
-            kubelet = proc.kubelet()
-            kubelet.connect()
-            samples: list[float] = []
-            for wave in waves:
-                samples.extend(_concurrent(kubelet, [_ref(c) for c in wave]))
-            kubelet.close()
-            proc.terminate()
-            found = re.search(r"NodePrepareResources: \d+ calls, p50=([\d.]+)ms p99=([\d.]+)ms", proc.logs())
-            server = f"{found[1]} / {found[2]}" if found else "?"
-            return samples, startup, server
-        finally:
-            proc.kill()
-            api.kill()
-            api.wait()
-            if cdi is not None:
-                shutil.rmtree(cdi, ignore_errors=True)
+        serve = real_api if apiserver == "real" else stub_api
+        with serve(root, [c for wave in waves for c in wave]) as (kubeconfig, url):
+            policy = root / "policy.yaml"
+            policy.write_text(POLICY.format(rule=RULES[mode]))
+            nvml = "sim:8xH100-80GB:mig" if mode == "mig" else "sim:8xH100-80GB"
+            shm = Path("/dev/shm")  # the CDI root is tmpfs (/var/run/cdi) on real nodes
+            cdi = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else None
+            proc = PluginProcess(root, kubeconfig, nvml=nvml, extra=["--policy", str(policy)], cdi=cdi)
+            try:
+                begin = time.perf_counter()
+                proc.start()
+                _wait_published(url, kubeconfig)
+                startup = time.perf_counter() - begin
+                kubelet = proc.kubelet()
+                kubelet.connect()
+                samples: list[float] = []
+                for wave in waves:
+                    samples.extend(_concurrent(kubelet, [_ref(c) for c in wave]))
+                kubelet.close()
+                proc.terminate()
+                found = re.search(r"NodePrepareResources: \d+ calls, p50=([\d.]+)ms p99=([\d.]+)ms", proc.logs())
+                server = f"{found[1]} / {found[2]}" if found else "?"
+                return samples, startup, server
+            finally:
+                proc.kill()
+                if cdi is not None:
+                    shutil.rmtree(cdi, ignore_errors=True)
 
 
 def bench_startup_in_process(runs: int) -> list[float]:
@@ -209,17 +255,23 @@ def bench_startup_in_process(runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--apiserver",
+        choices=["stub", "real"],
+        default="stub",
+        help="the HTTP stand-in, or etcd + kube-apiserver built by the e2e test bed (needs its binaries)",
+    )
     args = parser.parse_args()
     startups = []
     print("| case | claims | p50 ms | p99 ms | max ms | in the plugin: p50 / p99 ms |\n|---|---|---|---|---|---|")
     for mode in ("shared", "exclusive", "mig"):
-        samples, startup, server = bench_prepare(mode, args.runs)
+        samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)
         startups.append(startup)
         p50, p99, worst = _pct(samples, 0.5), _pct(samples, 0.99), max(samples) * 1000
         print(f"| {mode} | {len(samples)} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {server} |", flush=True)
     inproc = bench_startup_in_process(args.runs)
     print()
-    print(f"start-up to first publish, plugin process (python start + imports + publish over HTTP): "
+    print(f"start-up to first publish, plugin process (python start + imports + publish over HTTP, {args.apiserver}): "
           f"median {statistics.median(startups) * 1000:.0f} ms of {len(startups)} starts")  # fmt: skip
     print(f"start-up to first publish, in process (Plugin.start -> published): "
           f"median {statistics.median(inproc) * 1000:.0f} ms of {len(inproc)} runs")  # fmt: skip
