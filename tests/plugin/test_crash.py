@@ -116,3 +116,27 @@ def test_restart_without_retry_rolls_back_interrupted_prepare(tmp_path: Path, ap
         _assert_clean(plugin)
     finally:
         plugin.kill()
+
+
+@pytest.mark.parametrize("step", ["prepare-cdi", "prepare-completed"])
+def test_killed_during_prepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    """A whole GPU without sharing has no PrepareStarted record: the CDI file is the only trace."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    doc = claim_obj("plain", [("gpu", "gpu-3")])
+    api.kube.put_claim(doc)
+    claim = ("default", doc["metadata"]["uid"], "plain")
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        kubelet.connect()
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.prepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        plugin.start()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
+        assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
