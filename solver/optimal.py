@@ -33,7 +33,7 @@ def build_model(problem: Problem) -> tuple[Variables, list[objective.Level]]:
     devices.build(v)
     constraints.build(v)
     quota.build(v)
-    levels += [objective.fragmentation(v), objective.preferences(v), objective.stability(v)]
+    levels += [objective.order(v), objective.fragmentation(v), objective.preferences(v), objective.stability(v)]
     return v, levels
 
 

@@ -3,15 +3,16 @@
 Levels, most important first (each level's weight exceeds the range of everything below it):
 
 1. placement: sum over claims of priority * placed;
-2. fragmentation, by objective:
+2. order: minus the index of each chosen ``firstAvailable`` subrequest (Kubernetes tries them strictly in
+   order, so a later one is taken only when that lets more priority-weighted claims be placed);
+3. fragmentation, by objective:
    - pack:                 (U + 1) * free_nodes + free_units
    - least-fragmentation:  (N + 1) * free_units + free_nodes
    - spread:               active_nodes
    where a *unit* is one physical GPU (a shared counter set, or a device without counters), free means
    no allocation at all, U is the largest number of units on one node and N the number of nodes;
-3. preferences: sum of weight * take over preferred devices, minus the index of each chosen
-   ``firstAvailable`` alternative (earlier subrequests are better);
-4. stability: the number of devices that a claim keeps from the previous plan.
+4. preferences: sum of weight * take over preferred devices;
+5. stability: the number of devices that a claim keeps from the previous plan.
 """
 
 from __future__ import annotations
@@ -98,17 +99,27 @@ def preferences(v: Variables) -> Level:
                     low += pref.weight
     for claim in v.claims:
         for request in claim.requests:
-            for i, alternative in enumerate(request.alternatives):
+            for alternative in request.alternatives:
                 for d, weight in sorted(alternative.scores.items()):
                     t = (claim.key, alternative.name, d)
                     if weight and t in v.take:
                         terms.append(weight * v.take[t])
                         high += max(weight, 0) * _count(alternative)
                         low += min(weight, 0) * _count(alternative)
+    return Level("preferences", terms, low, high)
+
+
+def order(v: Variables) -> Level:
+    """Minus the index of the chosen subrequest, summed over requests with ``firstAvailable``."""
+    terms: list[cp_model.LinearExprT] = []
+    low = 0
+    for claim in v.claims:
+        for request in claim.requests:
+            for i, alternative in enumerate(request.alternatives):
                 if i:
                     terms.append(-i * v.alt[(claim.key, alternative.name)])
-                    low -= i
-    return Level("preferences", terms, low, high)
+            low -= len(request.alternatives) - 1
+    return Level("order", terms, low, 0)
 
 
 def _count(alternative: Alternative) -> int:

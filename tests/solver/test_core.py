@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from solver.firstfit import best_fit, first_fit
 from solver.optimal import solve_optimal
-from solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, Existing, Problem, Quota
+from solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, Existing, Objective, Problem, Quota
 from solver.result import Solution, SolveParams
 from solver.verify import verify
 from tests.solver.builders import alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
@@ -62,6 +62,27 @@ def test_first_available_prefers_earlier_subrequest() -> None:
     assert got["optimal"].placements[c.key].results[0].request == "gpu/small"
     alone = solve_all(problem(devices, [c]))
     assert alone["optimal"].placements[c.key].results[0].request == "gpu/big"
+
+
+def test_first_available_order_outranks_fragmentation() -> None:
+    """A free whole GPU (first choice) beats a MIG slice on a GPU already in use, even though the slice would
+    leave a node empty (pack) or a whole GPU free: Kubernetes tries subrequests strictly in order."""
+    migs, cs = mig_gpu("node-a", 0)
+    devices = [*migs, gpu("node-b", "gpu-0")]
+    held = eligible(devices, profile="1g.10gb")[0]
+    existing = Existing(ClaimKey("other/held"), "other", (DeviceResult("gpu", held),), None)
+    hotfix = claim(
+        "hotfix",
+        [alt(eligible(devices, type="gpu"), name="gpu/whole"), alt(eligible(devices, type="mig"), name="gpu/mig")],
+    )
+    for objective in (Objective.PACK, Objective.LEAST_FRAGMENTATION):
+        got = solve_all(problem(devices, [hotfix], [cs], existing=(existing,), objective=objective))
+        assert got["optimal"].placements[hotfix.key].results[0].request == "gpu/whole", objective
+    # Only when the whole GPU lets a higher-priority claim be placed does the claim fall back to a slice.
+    whole_only = claim("whole-only", [alt(eligible(devices, type="gpu"))], priority=5)
+    got = solve_all(problem(devices, [hotfix, whole_only], [cs], existing=(existing,)))
+    assert set(got["optimal"].placements) == {hotfix.key, whole_only.key}
+    assert got["optimal"].placements[hotfix.key].results[0].request == "gpu/mig"
 
 
 def test_match_and_distinct_attribute() -> None:
