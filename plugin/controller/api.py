@@ -32,6 +32,8 @@ class Resource:
 RESOURCES = {
     "pods": Resource("v1", "Pod", "pods", True),
     "nodes": Resource("v1", "Node", "nodes", False),
+    "namespaces": Resource("v1", "Namespace", "namespaces", False),
+    "serviceaccounts": Resource("v1", "ServiceAccount", "serviceaccounts", True),
     "events": Resource("v1", "Event", "events", True),
     "resourceclaims": Resource("resource.k8s.io/v1", "ResourceClaim", "resourceclaims", True),
     "resourceslices": Resource("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False),

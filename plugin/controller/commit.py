@@ -6,14 +6,17 @@ of a pool (shared counters: MIG slices of one GPU), that the unit was given. Eac
 finalizer and our ``gpupolicy.dev/allocated-by`` annotation (a metadata update), then its allocation (a status
 update); both carry the resourceVersion just read and are retried after a conflict that changed nothing that
 matters. A unit whose writes fail half-way is rolled back (our allocations cleared), so a unit is allocated whole
-or not at all; only then are its pods' gates removed.
+or not at all; only then are its pods' gates removed. Units hold disjoint devices, so several are written at once
+(``parallel`` threads): API round trips, not the solver, bound a large batch.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from plugin.controller.api import Api, ApiError, Obj
@@ -69,35 +72,50 @@ def commit(
     placed: dict[str, dict[ClaimRef, Obj]],
     identity: str,
     still_leader: Callable[[], bool] = lambda: True,
+    parallel: int = 8,
 ) -> Outcome:
+    """Write every placed unit; units are independent (disjoint devices), so up to ``parallel`` go at once."""
     out = Outcome()
     current = {ref(c): c for c in api.list("resourceclaims")}
     used, pools = _fresh_use(snapshot.claims, current.values())
-    for key, allocations in placed.items():
-        if not still_leader():
-            out.skipped[key] = "lost the leader lease"
-            continue
+    lock = threading.Lock()
+
+    def guarded() -> bool:
+        with lock:
+            return still_leader()
+
+    def one(key: str) -> tuple[str, str, int, int]:
+        allocations = placed[key]
+        if not guarded():
+            return key, "lost the leader lease", 0, 0
         mine = set().union(*(devices(a) for a in allocations.values())) if allocations else set()
         taken = [c for c in allocations if c not in current or allocation(current[c]) is not None]
         if taken:
-            out.skipped[key] = f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot"
-            continue
+            return key, f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot", 0, 0
         if mine & used or {(d, p) for d, p, _ in mine} & pools:
-            out.skipped[key] = "a device pool it was given changed since the snapshot"
-            continue
+            return key, "a device pool it was given changed since the snapshot", 0, 0
+        tally = Outcome()
         written: list[ClaimRef] = []
         try:
             for claim_ref, alloc in allocations.items():
-                current[claim_ref] = _write_claim(api, current[claim_ref], alloc, identity, out)
+                _write_claim(api, current[claim_ref], alloc, identity, tally)
                 written.append(claim_ref)
         except (Lost, ApiError) as exc:
             _rollback(api, written)
-            out.skipped[key] = f"writing claims failed: {exc}"
-            continue
-        out.claims_written += len(written)
+            return key, f"writing claims failed: {exc}", 0, tally.conflicts
         for pod in units[key].pods:
             ungate(api, pod)
-        out.committed.append(key)
+        return key, "", len(written), tally.conflicts
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        results = list(pool.map(one, placed))
+    for key, why, written_count, conflicts in results:
+        out.conflicts += conflicts
+        if why:
+            out.skipped[key] = why
+        else:
+            out.committed.append(key)
+            out.claims_written += written_count
     return out
 
 

@@ -40,6 +40,7 @@ class Config:
     settings: Settings = field(default_factory=Settings)
     batch_window_s: float = 0.5
     poll_interval_s: float = 0.5
+    write_parallelism: int = 8
 
 
 @dataclass
@@ -131,7 +132,15 @@ class Controller:
         if not self.leading():
             self.log("warning", "not the leader any more; batch dropped", units=len(ready))
             return
-        done = commit(self.api, snapshot, by_key, result.placed, self.config.identity, self.leading)
+        done = commit(
+            self.api,
+            snapshot,
+            by_key,
+            result.placed,
+            self.config.identity,
+            self.leading,
+            self.config.write_parallelism,
+        )
         out.placed, out.skipped = done.committed, done.skipped
         written = {f"alloc:{c[0]}/{c[1]}:{'/'.join(d)}" for k in done.committed
                    for c, a in result.placed[k].items() for d in devices(a)}  # fmt: skip

@@ -131,11 +131,12 @@ class Driven:
 def driven(kube_cluster: ControlPlane) -> Iterator[Callable[..., Driven]]:
     made: list[KubeApi] = []
 
-    def make(policy: Path = STRANDS_POLICY, api: Any = None, identity: str = "e2e") -> Driven:
+    def make(policy: Path = STRANDS_POLICY, api: Any = None, identity: str = "e2e", parallel: int = 8) -> Driven:
         real = KubeApi(kube_cluster.kubeconfig)
         made.append(real)
         wrapped = api(real) if api is not None else real
-        return Driven(Controller(wrapped, Config(identity, settings(policy))), wrapped)
+        config = Config(identity, settings(policy), write_parallelism=parallel)
+        return Driven(Controller(wrapped, config), wrapped)
 
     yield make
     for api in made:
