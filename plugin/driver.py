@@ -19,7 +19,7 @@ from plugin.cdi import CdiRegistry
 from plugin.checkpoint import Checkpoint, read_boot_id, write_atomic
 from plugin.discovery import Inventory, build_inventory
 from plugin.health import HealthMonitor, HealthState
-from plugin.kube import Kube, Obj, RealKube
+from plugin.kube import Kube, KubeError, Obj, RealKube, node_event
 from plugin.nvml.types import Gpu, Nvml
 from plugin.prepare import Preparer
 from plugin.publish import Publisher
@@ -142,13 +142,25 @@ class Plugin:
         )
         return [to_wire(s) for s in slices]
 
+    def event(self, reason: str, message: str) -> None:
+        """A Warning Event on the Node, sent in the background (the API server may be down)."""
+
+        def send() -> None:
+            try:
+                uid = str(self.kube.get_node(self.options.node)["metadata"].get("uid") or "")
+                self.kube.create_event(node_event(self.options.node, uid, reason, message))
+            except KubeError as exc:
+                log.warning("could not record event %s: %s", reason, exc)
+
+        threading.Thread(target=send, name="event", daemon=True).start()
+
     def start(self) -> None:
         opts = self.options
         loaded = self.checkpoint.load()
         if loaded.corrupted:
-            log.error(
-                "checkpoint was corrupted and moved to %s; rebuilding from NVML and the API server", loaded.corrupted
-            )
+            message = f"checkpoint was unreadable and moved to {loaded.corrupted}; state rebuilt from NVML and the API"
+            log.error("%s", message)
+            self.event("CheckpointCorrupted", message)
         if self._publish_for is None:
             modes = opts.state_dir / "gpu-modes.json"
             gpus = self.nvml.gpus()
@@ -175,6 +187,7 @@ class Plugin:
             registry_dir=opts.registry_dir,
             preparer=self.preparer,
             health=self.health,
+            on_rejected=lambda error: self.event("RegistrationFailed", f"kubelet rejected the plugin: {error}"),
         )
         self.server.start()
         self.publisher = Publisher(self.kube, opts.driver, opts.node, self.build_slices, resync_s=opts.resync_s)

@@ -44,6 +44,28 @@ class Kube(Protocol):
 
     def delete_slice(self, name: str) -> None: ...
 
+    def create_event(self, obj: Obj) -> None: ...
+
+
+def node_event(node: str, node_uid: str, reason: str, message: str, warning: bool = True) -> Obj:
+    """A core/v1 Event about the Node, as ``kubectl describe node`` lists them."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{node}.", "namespace": "default"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid},
+        "reason": reason,
+        "message": message[:1000],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": "gpupolicy-plugin", "host": node},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
 
 class FakeKube:
     """An in-memory API server: claims, nodes and slices with resourceVersions and conflicts.
@@ -57,6 +79,7 @@ class FakeKube:
         self.claims: dict[tuple[str, str], Obj] = {}
         self.nodes: dict[str, Obj] = {}
         self.slices: dict[str, Obj] = {}
+        self.events: list[Obj] = []
         self.reachable = True
         self.calls: list[str] = []
 
@@ -145,6 +168,11 @@ class FakeKube:
             if self.slices.pop(name, None) is None:
                 raise KubeError("not_found", f'resourceslices "{name}" not found')
 
+    def create_event(self, obj: Obj) -> None:
+        with self._lock:
+            self._check("create_event")
+            self.events.append(self._stamp(copy.deepcopy(obj)))
+
 
 class RealKube:
     """The kubernetes client: ``kubeconfig`` file, or the in-cluster service account when None."""
@@ -184,11 +212,17 @@ class RealKube:
         return list(self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceclaims")["items"])
 
     def _get_raw(self, path: str, **params: str) -> Obj:
-        method, url, headers, _, _ = self._api.param_serialize(
-            "GET", path, path_params=params, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
+        return self._raw("GET", path, None, **params)
+
+    def _raw(self, verb: str, path: str, body: Obj | None, **params: str) -> Obj:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        method, url, headers, data, _ = self._api.param_serialize(
+            verb, path, path_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         try:
-            response = self._api.call_api(method, url, header_params=headers, _request_timeout=self._timeout)
+            response = self._api.call_api(method, url, header_params=headers, body=data, _request_timeout=self._timeout)
             response.read()
         except Exception as exc:  # urllib3 connection errors, timeouts
             raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
@@ -217,3 +251,6 @@ class RealKube:
 
     def delete_slice(self, name: str) -> None:
         self._call(self._custom.delete_cluster_custom_object, GROUP, VERSION, "resourceslices", name)
+
+    def create_event(self, obj: Obj) -> None:
+        self._raw("POST", "/api/v1/namespaces/{namespace}/events", obj, namespace=obj["metadata"]["namespace"])

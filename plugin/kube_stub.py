@@ -28,6 +28,7 @@ _ROUTES = [
     ("POST", re.compile(rf"^{_API}/resourceslices$"), "create"),
     ("PUT", re.compile(rf"^{_API}/resourceslices/(?P<name>[^/]+)$"), "replace"),
     ("DELETE", re.compile(rf"^{_API}/resourceslices/(?P<name>[^/]+)$"), "delete"),
+    ("POST", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/events$"), "event"),
 ]
 _STATUS = {"not_found": 404, "conflict": 409, "unreachable": 503}
 
@@ -94,6 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 201, kube.create_slice(self._body())
         if action == "replace":
             return 200, kube.replace_slice(self._body())
+        if action == "event":
+            kube.create_event(self._body())
+            return 201, kube.events[-1]
         kube.delete_slice(params["name"])
         return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 

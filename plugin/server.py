@@ -149,7 +149,10 @@ class RegistrationStatus:
 
 
 class _RegistrationServicer:
-    def __init__(self, driver: str, endpoint: str, status: RegistrationStatus) -> None:
+    def __init__(
+        self, driver: str, endpoint: str, status: RegistrationStatus, on_rejected: Callable[[str], None] | None
+    ) -> None:
+        self._on_rejected = on_rejected
         self._info = pluginregistration_pb2.PluginInfo(
             type=PLUGIN_TYPE, name=driver, endpoint=endpoint, supported_versions=list(SUPPORTED_VERSIONS)
         )
@@ -165,6 +168,8 @@ class _RegistrationServicer:
             log.info("kubelet registered plugin %s", self._info.name)
         else:
             log.error("kubelet rejected plugin %s: %s", self._info.name, request.error or "no reason given")
+            if self._on_rejected is not None:
+                self._on_rejected(request.error or "no reason given")
         self._status.event.set()
         return pluginregistration_pb2.RegistrationStatusResponse()
 
@@ -216,7 +221,9 @@ class PluginServer:
         preparer: Preparer,
         health: HealthState,
         workers: int = 64,
+        on_rejected: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_rejected = on_rejected
         self.driver = driver
         self.dra_socket = plugin_dir / driver / "dra.sock"
         self.reg_socket = registry_dir / f"{driver}-reg.sock"
@@ -241,7 +248,7 @@ class PluginServer:
             )
 
         def add_reg(server: grpc.Server) -> None:
-            servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration)
+            servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration, self._on_rejected)
             pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, server)
 
         self._servers.append(_serve(self.dra_socket, add_dra, self._workers, own_folder=True))

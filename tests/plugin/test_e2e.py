@@ -90,13 +90,14 @@ def test_v1beta1_only_kubelet(plugin: PluginProcess, api: StubApiServer) -> None
     kubelet.close()
 
 
-def test_rejected_registration_is_logged(plugin: PluginProcess) -> None:
+def test_rejected_registration_is_logged(plugin: PluginProcess, api: StubApiServer) -> None:
     plugin.start()
     kubelet = plugin.kubelet()
     kubelet.versions = ("v2.DRAPlugin",)  # a kubelet that knows none of the advertised versions
     with pytest.raises(TimeoutError, match=r"none of .* is supported"):
         kubelet.connect(timeout_s=8)
     _wait(lambda: "kubelet rejected plugin gpu.gpupolicy.dev: none of" in plugin.logs())
+    _wait(lambda: {e["reason"] for e in api.kube.events} == {"RegistrationFailed"})
 
 
 def test_stale_sockets_are_replaced(plugin: PluginProcess) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from plugin.cdi import CdiDevice
@@ -84,6 +85,15 @@ def test_corrupted_checkpoint_rebuilt_from_api_server(tmp_path: Path) -> None:
     try:
         assert plugin.report.rebuilt == [claim.uid]
         assert (node.state / "checkpoint.json.corrupt-0").exists()
+        deadline = time.monotonic() + 5
+        while not node.kube.events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (event,) = node.kube.events
+        assert (event["reason"], event["type"], event["involvedObject"]["name"]) == (
+            "CheckpointCorrupted",
+            "Warning",
+            NODE,
+        )
         instances = sorted((g.minor, m.profile, m.start) for g in plugin.nvml.gpus() for m in g.mig_devices)
         assert instances == [(0, "3g.20gb", 4)]
         preparer = node.preparer(plugin)
