@@ -12,7 +12,9 @@ DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nvml", default="real", help="'real' or 'sim:<spec>', e.g. sim:2xA100-40GB:mig,1xL4")
+    parser.add_argument(
+        "--nvml", default="real", help="'real', 'sim:<spec>' (e.g. sim:2xA100-40GB:mig,1xL4) or 'sim:@<cluster.yaml>'"
+    )
     parser.add_argument("--policy", type=Path, default=None, help="policy file (for -o yaml)")
     parser.add_argument("--node-name", default=socket.gethostname())
     parser.add_argument("--driver-name", default=None)

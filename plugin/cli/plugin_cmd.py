@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--cdi-root", type=Path, default=Path("/var/run/cdi"))
     run.add_argument("--state-dir", type=Path, default=Path("/var/lib/gpupolicy"), help="checkpoint and sim state")
     run.add_argument(
-        "--nvml", default="real", help="'real' or 'sim:<spec>', e.g. sim:8xH100-80GB or sim:2xA100-40GB:mig"
+        "--nvml",
+        default="real",
+        help="'real', 'sim:<spec>' (e.g. sim:8xH100-80GB, sim:2xA100-40GB:mig) or 'sim:@<cluster.yaml>'",
     )
     run.add_argument("--resync", type=float, default=30.0, help="seconds between ResourceSlice checks")
     run.add_argument("-v", "--verbose", action="store_true")

@@ -32,6 +32,37 @@ class SimGpuSpec:
     model: str
     mig_enabled: bool = False
     static_mig: tuple[tuple[str, int], ...] = ()
+    uuid: str = ""
+    """Overrides (from a cluster description); empty = the simulator's own values."""
+    pci_bus_id: str = ""
+    pcie_root: str = ""
+    driver_version: str = ""
+    cuda_driver_version: str = ""
+
+
+def specs_from_cluster(path: Path, node: str) -> list[SimGpuSpec]:
+    """The GPUs of ``node`` in a cluster description file, with the same UUIDs and PCI addresses
+    ``gpupolicy render`` gives them, so the plugin publishes exactly what render shows."""
+    from policy.cluster import load_cluster
+
+    cluster = load_cluster(path.read_text(encoding="utf-8"), str(path))
+    found = next((n for n in cluster.nodes if n.name == node), None)
+    if found is None:
+        names = ", ".join(n.name for n in cluster.nodes[:10])
+        raise NvmlError("unknown_node", f"{path} has no node {node!r} (nodes: {names}...)")
+    return [
+        SimGpuSpec(
+            model=gpu.model,
+            mig_enabled=gpu.mig_enabled,
+            static_mig=tuple((m.profile, m.start) for m in gpu.mig_instances),
+            uuid=gpu.uuid,
+            pci_bus_id=gpu.pci_bus_id,
+            pcie_root=gpu.pcie_root or "",
+            driver_version=gpu.driver_version,
+            cuda_driver_version=gpu.cuda_driver_version,
+        )
+        for gpu in sorted(found.gpus, key=lambda g: g.minor)
+    ]
 
 
 def parse_spec(spec: str) -> list[SimGpuSpec]:
@@ -64,7 +95,8 @@ class SimNvml:
     """Simulated NVML for ``spec`` (see ``parse_spec``); ``seed`` varies UUIDs between nodes."""
 
     def __init__(self, spec: str, *, seed: str = "node", state_file: Path | None = None) -> None:
-        self._specs = parse_spec(spec)
+        """``spec`` as ``parse_spec`` reads it, or ``@<cluster description file>`` for node ``seed`` of it."""
+        self._specs = specs_from_cluster(Path(spec[1:]), seed) if spec.startswith("@") else parse_spec(spec)
         self._seed = seed
         self._lock = threading.RLock()
         self._state_file = state_file
@@ -75,7 +107,7 @@ class SimNvml:
         else:
             for index, gpu_spec in enumerate(self._specs):
                 for profile, start in gpu_spec.static_mig:
-                    self.create_mig(_gpu_uuid(seed, index), profile, start)
+                    self.create_mig(self._uuid(index), profile, start)
             self._save()
 
     def _initial_state(self) -> dict[str, Any]:
@@ -96,9 +128,12 @@ class SimNvml:
 
     # --- discovery -----------------------------------------------------------------------
 
+    def _uuid(self, index: int) -> str:
+        return self._specs[index].uuid or _gpu_uuid(self._seed, index)
+
     def _index(self, gpu_uuid: str) -> int:
         for index in range(len(self._specs)):
-            if _gpu_uuid(self._seed, index) == gpu_uuid:
+            if self._uuid(index) == gpu_uuid:
                 return index
         raise NvmlError("not_found", f"no GPU with UUID {gpu_uuid}")
 
@@ -106,7 +141,7 @@ class SimNvml:
         profile = self._profile(index, inst["profile"])
         return MigDevice(
             uuid=inst["uuid"],
-            parent_uuid=_gpu_uuid(self._seed, index),
+            parent_uuid=self._uuid(index),
             parent_minor=index,
             profile=profile.name,
             gi_profile_id=profile.gi_profile_id,
@@ -127,16 +162,16 @@ class SimNvml:
         return Gpu(
             index=index,
             minor=index,
-            uuid=_gpu_uuid(self._seed, index),
+            uuid=self._uuid(index),
             model=spec.model,
             product_name=model.product_name,
             brand=model.brand,
             architecture=model.architecture,
             cuda_compute_capability=model.compute_capability,
-            driver_version=DRIVER_VERSION,
-            cuda_driver_version=CUDA_DRIVER_VERSION,
-            pci_bus_id=f"0000:{bus:02x}:00.0",
-            pcie_root=f"pci0000:{bus & 0xF0:02x}",
+            driver_version=spec.driver_version or DRIVER_VERSION,
+            cuda_driver_version=spec.cuda_driver_version or CUDA_DRIVER_VERSION,
+            pci_bus_id=spec.pci_bus_id or f"0000:{bus:02x}:00.0",
+            pcie_root=spec.pcie_root or f"pci0000:{bus & 0xF0:02x}",
             memory_bytes=model.memory_bytes,
             multiprocessors=model.multiprocessors,
             copy_engines=engines.copy_engines,
@@ -228,7 +263,7 @@ class SimNvml:
             if kind is EventKind.XID:
                 self._state["gpus"][index]["lost"] = False
             self._save()
-            gpu_uuid = _gpu_uuid(self._seed, index)
+            gpu_uuid = self._uuid(index)
             message = {EventKind.XID: f"Xid {xid}", EventKind.GPU_LOST: "GPU has fallen off the bus"}.get(kind, "")
             return HealthEvent(gpu_uuid, kind, xid, message or "GPU recovered")
 

@@ -39,3 +39,31 @@ def test_cli_modules_stay_light() -> None:
         "assert p.DEFAULT_DRIVER == d.DEFAULT_DRIVER == b.DEFAULT_DRIVER, heavy; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_simulated_node_from_a_cluster_description_matches_render(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--nvml sim:@cluster.yaml` simulates one node of a cluster description: the plugin then publishes
+    exactly the slices `gpupolicy render` shows for that node."""
+    from pathlib import Path
+
+    from policy.cluster import load_cluster, render
+    from policy.k8s.dump import to_wire
+    from policy.policyfile.compile import load_policy
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "mig-inference"
+    cluster_file, policy_file = example / "cluster.yaml", example / "policy.yaml"
+    argv = ["discover", "--nvml", f"sim:@{cluster_file}", "--node-name", "h100-1", "--policy", str(policy_file)]
+    assert main([*argv, "-o", "yaml"]) == 0
+    published = [d["spec"] for d in yaml.safe_load_all(capsys.readouterr().out)]
+    cluster = load_cluster(cluster_file.read_text(), str(cluster_file))
+    _, slices = render(load_policy(policy_file.read_text(), str(policy_file)), cluster)
+    rendered = [to_wire(s)["spec"] for s in slices if s.spec.node_name == "h100-1"]
+    assert published == rendered and len(published) > 1
+
+
+def test_unknown_node_of_a_cluster_description(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    cluster_file = Path(__file__).resolve().parents[2] / "examples" / "mig-inference" / "cluster.yaml"
+    assert main(["discover", "--nvml", f"sim:@{cluster_file}", "--node-name", "nope"]) == 1
+    assert "unknown_node" in capsys.readouterr().err
