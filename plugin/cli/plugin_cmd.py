@@ -38,10 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = sub.add_parser("run", help="serve kubelet on this node")
     _common(run)
     run.add_argument("--policy", type=Path, default=None, help="policy file deciding how GPUs are published")
-    run.add_argument("--plugin-dir", type=Path, default=Path("/var/lib/kubelet/plugins"))
-    run.add_argument("--registry-dir", type=Path, default=Path("/var/lib/kubelet/plugins_registry"))
-    run.add_argument("--cdi-root", type=Path, default=Path("/var/run/cdi"))
-    run.add_argument("--state-dir", type=Path, default=Path("/var/lib/gpupolicy"), help="checkpoint and sim state")
+    run.add_argument(
+        "--plugin-dir", type=Path, default=Path("/var/lib/kubelet/plugins"), help="DRA socket <dir>/<driver>/dra.sock"
+    )
+    run.add_argument(
+        "--registry-dir",
+        type=Path,
+        default=Path("/var/lib/kubelet/plugins_registry"),
+        help="kubelet's plugin registry (default: /var/lib/kubelet/plugins_registry)",
+    )
+    run.add_argument("--cdi-root", type=Path, default=Path("/var/run/cdi"), help="CDI specs (default: /var/run/cdi)")
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/gpupolicy"),
+        help="checkpoint and sim state (default: /var/lib/gpupolicy)",
+    )
     run.add_argument(
         "--nvml",
         default="real",
