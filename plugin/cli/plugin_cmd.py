@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common(run)
     run.add_argument("--policy", type=Path, default=None, help="policy file deciding how GPUs are published")
     run.add_argument(
-        "--plugin-dir", type=Path, default=Path("/var/lib/kubelet/plugins"), help="DRA socket <dir>/<driver>/dra.sock"
+        "--plugin-dir",
+        type=Path,
+        default=Path("/var/lib/kubelet/plugins"),
+        help="DRA socket <dir>/<driver>/dra.sock (default: /var/lib/kubelet/plugins)",
     )
     run.add_argument(
         "--registry-dir",
