@@ -1,8 +1,13 @@
 """``gpupolicy solve``: dry-run placement of pending claims on an inventory.
 
     gpupolicy solve --inventory FILE... --claims FILE... [--policy FILE]
+    gpupolicy solve --kubeconfig FILE [--claims FILE...] [--inventory FILE...] [--policy FILE]
                     [--strategy optimal|first-fit|best-fit] [--time-limit S] [--workers N] [--seed N]
                     [-o table|wide|json|yaml] [--explain] [--compare first-fit|best-fit] [--no-timing]
+
+``--kubeconfig`` reads the live cluster (ResourceSlices, DeviceClasses, Nodes, allocated claims as the inventory;
+pending claims and unscheduled Pods as the claims; see ``plugin.live``); files given as well add to it (extra
+hypothetical claims to place against the live state). Nothing is written to the cluster.
 
 Exit codes: 0 every claim placed; 1 some claim unplaced, or invalid input; 2 usage.
 """
@@ -25,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--inventory",
         nargs="+",
         action="extend",
-        required=True,
+        default=[],
         metavar="FILE",
         help="ResourceSlices, cluster descriptions, Nodes, DeviceClasses, allocated ResourceClaims",
     )
@@ -33,9 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--claims",
         nargs="+",
         action="extend",
-        required=True,
+        default=[],
         metavar="FILE",
         help="ResourceClaims, ResourceClaimTemplates, Pods and workloads to place",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="read slices, classes, nodes, allocations and pending claims from this cluster (read only)",
     )
     parser.add_argument("--policy", metavar="FILE", help="a GpuPolicy file (device classes, rules, objective)")
     parser.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
@@ -58,6 +68,16 @@ def _read(path: str) -> tuple[str, str]:
         raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {reason}", Location(path)) from None
 
 
+def _usage_problem(args: argparse.Namespace) -> str:
+    if args.time_limit is not None and args.time_limit <= 0:
+        return "--time-limit must be positive"
+    if not args.kubeconfig and not args.inventory:
+        return "give --inventory FILE... or --kubeconfig FILE"
+    if not args.kubeconfig and not args.claims:
+        return "give --claims FILE... (or --kubeconfig FILE to read pending claims from a cluster)"
+    return ""
+
+
 def _progress(enabled: bool) -> Any:
     started = time.perf_counter()
 
@@ -77,11 +97,17 @@ def run(args: argparse.Namespace) -> int:
     from solver.solve import solve
     from solver.table import render_compare, render_table
 
-    if args.time_limit is not None and args.time_limit <= 0:
-        print("gpupolicy solve: --time-limit must be positive", file=sys.stderr)
+    problem = _usage_problem(args)
+    if problem:
+        print(f"gpupolicy solve: {problem}", file=sys.stderr)
         return EXIT_USAGE
     inventory = [_read(p) for p in args.inventory]
     claims = [_read(p) for p in args.claims]
+    if args.kubeconfig:
+        from plugin.live import read_cluster
+
+        live = read_cluster(args.kubeconfig)
+        inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
     policy = _read(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
     compiled = compile_problem(

@@ -1,22 +1,26 @@
 """Scenario 5: ``gpupolicy solve --kubeconfig FILE`` reads the live ResourceSlices, the pending ResourceClaims and the
-existing allocations from the cluster instead of files (a dry run against a running cluster).
+existing allocations from the cluster instead of files (a dry run against a running cluster): pending claims are placed
+around what the scheduler already allocated, a gated Pod's template claim is generated and placed, extra ``--claims``
+files are placed against the live state, the output has the shape of a file-based solve, and nothing is written.
 
 Runs once ``gpupolicy solve`` has a ``--kubeconfig`` option; until then it is skipped with that reason."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import ControlPlane, Process
 from tests.e2e.examples import run_cli
 from tests.e2e.kube import Kube, create_node
-from tests.e2e.test_scheduler_vs_solver import STRANDS, claims_in, pod_for, renamed_slices, wait_decided
+from tests.e2e.test_scheduler_vs_solver import STRANDS, claims_in, pod_for, renamed_slices, solve_json, wait_decided
 
 pytestmark = pytest.mark.testbed
 
@@ -64,16 +68,27 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
 ) -> None:
     node = f"h100-{uuid.uuid4().hex[:6]}"
     cleanup.track(create_node(kube, node))
-    for obj in [*STRANDS.device_classes(), *renamed_slices(STRANDS.slices(), node)]:
+    published = [*STRANDS.device_classes(), *renamed_slices(STRANDS.slices(), node)]
+    for obj in published:
         cleanup.create(obj)
     three_g, four_g = claims_in(STRANDS, namespace)
     cleanup.create(three_g)
     cleanup.create(four_g)
 
     # Both pending: the solver, seeing them together, places both on the live slices.
-    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    live = live_solve(kube_cluster)
+    placed, unplaced = outcome(live, namespace)
     assert set(placed) == {"a-three-g", "b-four-g"} and not unplaced
     assert all(device.startswith("gpu-0-mig-") for device in placed.values())
+    # The same objects given as files: the same placement, in the same output shape.
+    inventory, claims_file = tmp_path / "inventory.yaml", tmp_path / "claims.yaml"
+    inventory.write_text(yaml.safe_dump_all(published))
+    claims_file.write_text(yaml.safe_dump_all([three_g, four_g]))
+    from_files = solve_json(STRANDS, inventory, claims_file)
+    assert outcome(from_files, namespace) == (placed, unplaced)
+    assert set(live) == set(from_files) and set(live["summary"]) == set(from_files["summary"])
+    mine = [c for c in live["claims"] if c["metadata"]["namespace"] == namespace]
+    assert sorted(set(c) for c in mine) == sorted(set(c) for c in from_files["claims"])
 
     # The scheduler allocates the 3g claim first-fit (memory slots 0-3); a live solve must respect that allocation.
     cleanup.create(pod_for(three_g, node))
@@ -81,3 +96,43 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     placed, unplaced = outcome(live_solve(kube_cluster), namespace)
     assert "b-four-g" in unplaced
     assert "b-four-g" not in placed
+
+    held = kube.get("resource.k8s.io/v1", "ResourceClaim", "a-three-g", namespace)["status"]["allocation"]
+    held_device = held["devices"]["results"][0]["device"]
+
+    # A gated Pod whose claim comes from a template: the claim is generated (or read, once kube-controller-manager
+    # made it) and placed in the slots the scheduler left free.
+    template = {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "t-three-g", "namespace": namespace},
+        "spec": {"spec": copy.deepcopy(three_g["spec"])},
+    }
+    cleanup.create(template)
+    gated = pod_for(three_g, node)
+    gated["metadata"]["name"] = "gated"
+    gated["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "t-three-g"}]
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
+    cleanup.create(gated)
+    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    from_template = [name for name in placed if name.startswith("gated-gpu")]
+    assert len(from_template) == 1 and "b-four-g" in unplaced
+    assert placed[from_template[0]] not in (held_device, "") and placed[from_template[0]].startswith("gpu-0-mig-3g")
+
+    # A hypothetical claim from a file competes with the live ones for the one free 3g slot: one of them is placed,
+    # never on the device the scheduler allocated.
+    extra = copy.deepcopy(three_g)
+    extra["metadata"]["name"] = "c-extra"
+    extra_file = tmp_path / "extra.yaml"
+    extra_file.write_text(yaml.safe_dump(extra))
+    placed, unplaced = outcome(live_solve(kube_cluster, "--claims", str(extra_file)), namespace)
+    contenders = {"c-extra", *from_template}
+    assert len(contenders & set(placed)) == 1 and len(contenders & unplaced) == 1
+    assert held_device not in [placed[name] for name in contenders & set(placed)]
+
+    # A dry run: nothing was written to the cluster.
+    after = {c["metadata"]["name"]: c for c in kube.list("resource.k8s.io/v1", "ResourceClaim", namespace)}
+    assert "c-extra" not in after
+    assert after["a-three-g"]["status"]["allocation"] == held
+    assert not (after["b-four-g"].get("status") or {}).get("allocation")
+    assert all(not (c.get("status") or {}).get("allocation") for n, c in after.items() if n.startswith("gated-gpu"))
