@@ -136,3 +136,43 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     assert after["a-three-g"]["status"]["allocation"] == held
     assert not (after["b-four-g"].get("status") or {}).get("allocation")
     assert all(not (c.get("status") or {}).get("allocation") for n, c in after.items() if n.startswith("gated-gpu"))
+
+
+@needs_live_solve
+def test_live_solve_reads_claims_made_from_templates(
+    kube: Kube,
+    cleanup: Cleanup,
+    namespace: str,
+    kube_cluster: ControlPlane,
+    kube_controller_manager: Process,
+) -> None:
+    """With the resource-claim controller running, a gated Pod's template claim exists under a generated name: the
+    live solve places that claim (found through the pod's status), and generates no second one."""
+    node = f"h100-{uuid.uuid4().hex[:6]}"
+    cleanup.track(create_node(kube, node))
+    for obj in [*STRANDS.device_classes(), *renamed_slices(STRANDS.slices(), node)]:
+        cleanup.create(obj)
+    three_g, _ = claims_in(STRANDS, namespace)
+    cleanup.create(
+        {
+            "apiVersion": "resource.k8s.io/v1",
+            "kind": "ResourceClaimTemplate",
+            "metadata": {"name": "t-three-g", "namespace": namespace},
+            "spec": {"spec": copy.deepcopy(three_g["spec"])},
+        }
+    )
+    gated = pod_for(three_g, node)
+    gated["metadata"]["name"] = "gated"
+    gated["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "t-three-g"}]
+    gated["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
+    cleanup.create(gated)
+
+    def made() -> str | None:
+        statuses = kube.get("v1", "Pod", "gated", namespace).get("status", {}).get("resourceClaimStatuses") or []
+        return next((str(s["resourceClaimName"]) for s in statuses if s.get("resourceClaimName")), None)
+
+    claim_name: str = kube.wait_for("kube-controller-manager to make the gated pod's claim", made)
+    assert claim_name != "gated-gpu"
+    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    assert set(placed) == {claim_name} and not unplaced
+    assert placed[claim_name].startswith("gpu-0-mig-3g")
