@@ -2,7 +2,7 @@
 
     gpupolicy controller run [--kubeconfig FILE] [--policy FILE] [--batch-window S] [--poll-interval S]
                              [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
-                             [--write-parallelism N]
+                             [--write-parallelism N] [--namespace NS]...
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
                              [--metrics-address HOST:PORT] [--once]
 
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--policy", type=Path, default=None, help="a GpuPolicy file (classes, rules, objective)")
     run.add_argument("--batch-window", type=float, default=0.5, metavar="S", help="collect pending pods this long")
     run.add_argument("--poll-interval", type=float, default=0.5, metavar="S", help="seconds between cluster reads")
+    run.add_argument(
+        "--namespace", action="append", default=[], metavar="NS", help="only gated pods of NS (repeatable; default all)"
+    )
     run.add_argument("--write-parallelism", type=int, default=8, metavar="N", help="units written at once")
     run.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
     run.add_argument("--time-limit", type=float, metavar="S", help="solver time limit per batch (default: policy, 10)")
@@ -94,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         elector = LeaderElector(
             api, identity, args.lease_namespace, args.lease_name, args.lease_duration, args.lease_duration * 2 / 3
         )
-    config = Config(identity, settings, args.batch_window, args.poll_interval, max(1, args.write_parallelism))
+    config = Config(
+        identity, settings, args.batch_window, args.poll_interval, max(1, args.write_parallelism), tuple(args.namespace)
+    )
     controller = Controller(api, config, elector, metrics, log)
     if args.once:
         if elector is not None and not elector.try_acquire_or_renew():

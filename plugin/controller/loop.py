@@ -41,6 +41,7 @@ class Config:
     batch_window_s: float = 0.5
     poll_interval_s: float = 0.5
     write_parallelism: int = 8
+    namespaces: tuple[str, ...] = ()  # only gated pods of these (all when empty)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Controller:
     def step(self, *, force: bool = False) -> StepResult:
         """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
         out = StepResult()
-        snapshot = Snapshot.read(self.api)
+        snapshot = Snapshot.read(self.api, self.config.namespaces)
         all_units = units(snapshot)
         self._recover(all_units, snapshot, out)
         inventory = fingerprint(snapshot)

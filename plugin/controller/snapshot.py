@@ -10,7 +10,7 @@ carry our allocation and others none (a batch cut short): those are released and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -54,9 +54,10 @@ class Snapshot:
     nodes: list[Obj]
 
     @classmethod
-    def read(cls, api: Api) -> Snapshot:
+    def read(cls, api: Api, namespaces: Collection[str] = ()) -> Snapshot:
+        """Everything; only the gated pods of ``namespaces`` (all when empty) are pending work."""
         claims = {ref(c): c for c in api.list("resourceclaims")}
-        pods = [p for p in api.list("pods") if gated(p)]
+        pods = [p for p in api.list("pods") if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
         return cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
 
     def allocated(self) -> list[Obj]:

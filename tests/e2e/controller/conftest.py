@@ -128,14 +128,14 @@ class Driven:
 
 
 @pytest.fixture
-def driven(kube_cluster: ControlPlane) -> Iterator[Callable[..., Driven]]:
+def driven(kube_cluster: ControlPlane, namespace: str) -> Iterator[Callable[..., Driven]]:
     made: list[KubeApi] = []
 
     def make(policy: Path = STRANDS_POLICY, api: Any = None, identity: str = "e2e", parallel: int = 8) -> Driven:
         real = KubeApi(kube_cluster.kubeconfig)
         made.append(real)
         wrapped = api(real) if api is not None else real
-        config = Config(identity, settings(policy), write_parallelism=parallel)
+        config = Config(identity, settings(policy), write_parallelism=parallel, namespaces=(namespace,))
         return Driven(Controller(wrapped, config), wrapped)
 
     yield make
@@ -181,7 +181,8 @@ def replicas(kube_cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iter
         argv = [
             sys.executable, "-m", "plugin.cli.main", "controller", "run",
             f"--kubeconfig={kube_cluster.kubeconfig}", f"--policy={policy}", f"--identity={name}",
-            f"--lease-namespace={namespace}", "--lease-duration=3", "--batch-window=0.3", "--poll-interval=0.3",
+            f"--lease-namespace={namespace}", f"--namespace={namespace}", "--lease-duration=3",
+            "--batch-window=0.3", "--poll-interval=0.3",
             "--workers=1", f"--metrics-address=127.0.0.1:{port}", *extra,
         ]  # fmt: skip
         with log.open("wb") as out:
@@ -195,3 +196,50 @@ def replicas(kube_cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iter
     yield start
     for replica in started:
         replica.stop()
+
+
+def verify_live(inventory: Path, live: list[Obj], policy: Path) -> list[str]:
+    """Our verifier (``solver.verify``) on allocations read back from the API server.
+
+    The allocations go through the solver's input path as existing allocations (one read), the same claims without
+    status as pending (a second read over the same inventory, so device indexes agree); the first read's allocations
+    are then checked as the answer to the second read's problem."""
+    import dataclasses
+
+    from solver.compile import compile_problem
+    from solver.inputs import read_inputs
+    from solver.problem import NodeName
+    from solver.result import Placement, Solution
+    from solver.verify import verify
+
+    def compiled(objs: list[Obj], as_pending: bool) -> Any:
+        text = (yaml.safe_dump_all(objs), "<live>")
+        inputs = read_inputs(
+            [(inventory.read_text(), str(inventory)), *([] if as_pending else [text])],
+            [text] if as_pending else [],
+            (policy.read_text(), str(policy)),
+        )
+        return compile_problem(
+            inputs.slices,
+            inputs.classes,
+            inputs.pending,
+            allocated=inputs.allocated,
+            nodes=inputs.nodes,
+            policy=inputs.policy,
+        ).problem
+
+    allocated = [c for c in live if (c.get("status") or {}).get("allocation")]
+    KEYS = ("name", "namespace")
+    bare = [
+        {"apiVersion": c["apiVersion"], "kind": c["kind"], "metadata": {k: c["metadata"][k] for k in KEYS}}
+        | {"spec": c["spec"]}
+        for c in live
+    ]
+    existing = compiled(allocated, as_pending=False).existing
+    problem = compiled(bare, as_pending=True)
+    solution = Solution("controller")
+    for item in existing:
+        solution.placements[item.claim] = Placement(item.claim, item.node or NodeName(""), item.results)
+    if len(solution.placements) != len(allocated) or any(not p.results for p in solution.placements.values()):
+        return [f"only {len(solution.placements)} of {len(allocated)} allocations refer to known devices"]
+    return verify(dataclasses.replace(problem, existing=()), solution)

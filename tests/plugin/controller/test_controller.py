@@ -293,3 +293,13 @@ def test_pods_whose_template_claims_are_not_made_yet_wait(api: FakeApi) -> None:
     api.put("pods", stored)
     assert ctl.step(force=True).placed == ["pod:default/t"]
     assert devices(api, "t-gpu-abcde")
+
+
+def test_only_the_namespaces_it_is_given(api: FakeApi) -> None:
+    add(api, claim("mine", THREE_G, namespace="team-a"), pod("p", ["mine"], namespace="team-a"))
+    add(api, claim("theirs", FOUR_G, namespace="team-b"), pod("q", ["theirs"], namespace="team-b"))
+    policy = Path(example("first-fit-strands")[0])
+    settings = Settings(policy=(policy.read_text(), str(policy)), params=SolveParams(time_limit_s=5, workers=1))
+    ctl = Controller(api, Config("scoped", settings, namespaces=("team-a",)), clock=Clock())
+    assert ctl.step(force=True).placed == ["pod:team-a/p"]
+    assert (api.get("resourceclaims", "team-b", "theirs").get("status") or {}).get("allocation") is None
