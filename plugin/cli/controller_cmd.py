@@ -6,9 +6,12 @@
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
                              [--metrics-address HOST:PORT] [--once]
 
+    gpupolicy controller propose [--kubeconfig FILE] [--policy FILE] [--margin N] [-o json|yaml]
+
 Pods opt in with the scheduling gate ``gpupolicy.dev/placement``. Runs until SIGTERM/SIGINT (exit 0), giving its
 Lease up on the way out. ``--once`` does one pass without waiting for a batch window (exit 0 when nothing stays
-unplaced, 1 otherwise). Exit codes: 0 ok, 1 unplaced (``--once``) or invalid input, 2 usage.
+unplaced, 1 otherwise). ``propose`` prints a rebalancing proposal and never writes.
+Exit codes: 0 ok, 1 unplaced (``--once``) or invalid input, 2 usage.
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-leader-election", action="store_true", help="write without holding the Lease (one replica)")
     run.add_argument("--metrics-address", default="127.0.0.1:0", metavar="HOST:PORT", help="'' turns metrics off")
     run.add_argument("--once", action="store_true", help="one pass, no batch window, then exit")
+    propose = sub.add_parser("propose", help="dry run: would moving not-yet-started claims free whole GPUs?")
+    propose.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster config)")
+    propose.add_argument("--policy", type=Path, default=None, help="a GpuPolicy file (classes, rules, objective)")
+    propose.add_argument("--margin", type=int, default=1, metavar="N", help="propose when at least N GPUs are freed")
+    propose.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
+    propose.add_argument("--time-limit", type=float, metavar="S", help="solver time limit (default: policy, 10)")
+    propose.add_argument("--workers", type=int, metavar="N")
+    propose.add_argument("--seed", type=int, metavar="N")
+    propose.add_argument("-o", "--output", choices=("json", "yaml"), default="json")
 
 
 def _read(path: Path) -> tuple[str, str]:
@@ -76,6 +88,37 @@ def _settings(args: argparse.Namespace) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.controller_command == "propose":
+        return _propose(args)
+    return _run(args)
+
+
+def _propose(args: argparse.Namespace) -> int:
+    import json
+
+    from plugin.controller.api import KubeApi
+    from plugin.controller.placer import Settings
+    from plugin.controller.rebalance import propose
+    from plugin.controller.snapshot import Snapshot
+    from policy.yamlsrc import dump_yaml
+
+    if args.time_limit is not None and args.time_limit <= 0:
+        print("gpupolicy controller: times must be positive", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    api = KubeApi(args.kubeconfig)
+    try:
+        snapshot = Snapshot.read(api)
+        proposal = propose(snapshot, api.list("pods"), settings, args.margin).to_json()
+    finally:
+        api.close()
+    text = json.dumps(proposal, indent=2, sort_keys=True) + "\n" if args.output == "json" else dump_yaml([proposal])
+    sys.stdout.write(text)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
     from plugin.controller.api import KubeApi
     from plugin.controller.leader import LeaderElector
     from plugin.controller.logs import JsonLog
