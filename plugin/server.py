@@ -179,6 +179,8 @@ def prepare_socket(path: Path, own_folder: bool) -> None:
 
     ``own_folder``: the folder is the driver's own (``<plugin-dir>/<driver>``) and its mode is
     enforced; a shared folder (kubelet's registry) is only created with that mode when missing."""
+    if len(str(path)) > 107:
+        raise OSError(f"socket path {path} is longer than the 107 characters a unix socket path may have")
     existed = path.parent.is_dir()
     path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     if own_folder or not existed:

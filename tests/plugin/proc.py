@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +26,18 @@ class PluginProcess:
     nvml: str = "sim:2xA100-40GB:mig,2xH100-80GB"
     extra: list[str] = field(default_factory=list)
     cdi: Path | None = None
+    sockets: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gp-", dir="/tmp")))
+    """Socket folders live under a short path: unix socket paths are limited to 107 characters."""
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
     @property
     def plugin_dir(self) -> Path:
-        return self.root / "plugins"
+        return self.sockets / "plugins"
 
     @property
     def registry_dir(self) -> Path:
-        return self.root / "plugins_registry"
+        return self.sockets / "plugins_registry"
 
     @property
     def cdi_root(self) -> Path:
@@ -78,9 +82,11 @@ class PluginProcess:
         return self.wait()
 
     def kill(self) -> None:
+        """Stop the process for good and remove the socket folders."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.root.glob("plugin-*.log")))
