@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from typing import Any
 
 import pynvml
@@ -26,6 +27,7 @@ _BRAND = {pynvml.NVML_BRAND_TESLA: "Tesla", pynvml.NVML_BRAND_NVIDIA: "Nvidia", 
 _EVENTS = pynvml.nvmlEventTypeXidCriticalError
 # XIDs that are the application's fault, not the GPU's (as the reference driver skips them).
 _IGNORED_XIDS = frozenset({13, 31, 43, 45, 68, 109})
+PROBE_INTERVAL_S = 5.0
 
 
 def _call(fn: Any, *args: Any) -> Any:
@@ -47,6 +49,9 @@ class RealNvml:
         _call(pynvml.nvmlInit)
         self._lock = threading.RLock()
         self._events: Any = None
+        self._uuids: list[str] = []
+        self._lost: set[str] = set()
+        self._next_probe = 0.0
 
     def _handles(self) -> list[Any]:
         return [_call(pynvml.nvmlDeviceGetHandleByIndex, i) for i in range(_call(pynvml.nvmlDeviceGetCount))]
@@ -212,20 +217,44 @@ class RealNvml:
                     _call(pynvml.nvmlComputeInstanceDestroy, cis[i])
             _call(pynvml.nvmlGpuInstanceDestroy, gi)
 
+    def _probe(self) -> list[HealthEvent]:
+        """Every few seconds: a GPU that stops answering is lost, one that answers again recovered
+        (NVML has no event for either). XID taints stay until the plugin restarts after a GPU reset."""
+        now = time.monotonic()
+        if now < self._next_probe:
+            return []
+        self._next_probe = now + PROBE_INTERVAL_S
+        events = []
+        for uuid in self._uuids:
+            try:
+                pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByUUID(uuid.encode()))
+                answered = True
+            except pynvml.NVMLError as exc:
+                answered = exc.value not in (pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN)
+            if not answered and uuid not in self._lost:
+                self._lost.add(uuid)
+                events.append(HealthEvent(uuid, EventKind.GPU_LOST, 0, "GPU has fallen off the bus"))
+            elif answered and uuid in self._lost:
+                self._lost.discard(uuid)
+                events.append(HealthEvent(uuid, EventKind.RECOVERED, 0, "GPU answers again"))
+        return events
+
     def wait_events(self, timeout_s: float) -> list[HealthEvent]:
         if self._events is None:
             self._events = _call(pynvml.nvmlEventSetCreate)
             for handle in self._handles():
+                self._uuids.append(_text(_call(pynvml.nvmlDeviceGetUUID, handle)))
                 try:
                     pynvml.nvmlDeviceRegisterEvents(handle, _EVENTS, self._events)
                 except pynvml.NVMLError:
                     continue
+        probed = self._probe()
+        if probed:
+            return probed
         try:
             data = pynvml.nvmlEventSetWait(self._events, int(timeout_s * 1000))
         except pynvml.NVMLError as exc:
-            if exc.value == pynvml.NVML_ERROR_TIMEOUT:
-                return []
-            if exc.value == pynvml.NVML_ERROR_GPU_IS_LOST:
+            if exc.value in (pynvml.NVML_ERROR_TIMEOUT, pynvml.NVML_ERROR_GPU_IS_LOST):
                 return []
             raise NvmlError("nvml_error", str(exc)) from exc
         xid = int(data.eventData)

@@ -198,3 +198,39 @@ def test_create_and_destroy_mig(fake: FakeNvml) -> None:
     assert fake.destroyed == ["ci", "gi2"] and sorted(fake.instances) == [1]
     with pytest.raises(Exception, match="unknown_profile"):
         nvml.create_mig("GPU-a100", "2g.10gb", 0)
+
+
+def test_events_xid_lost_and_recovered(fake: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    import plugin.nvml.real as real
+    from plugin.nvml.types import EventKind
+
+    monkeypatch.setattr(real, "PROBE_INTERVAL_S", 0.0)
+    queue: list[Any] = [
+        NS(device=NS(kind="gpu", index=1), eventData=79),
+        NS(device=NS(kind="gpu", index=1), eventData=13),
+    ]
+    lost: set[str] = set()
+
+    def wait(events: Any, timeout_ms: int) -> Any:
+        if not queue:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+        return queue.pop(0)
+
+    def memory(handle: Any) -> Any:
+        if fake.gpus[handle.index].uuid in lost:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+        return NS(total=1)
+
+    monkeypatch.setattr(pynvml, "nvmlEventSetCreate", lambda: object(), raising=False)
+    monkeypatch.setattr(pynvml, "nvmlDeviceRegisterEvents", lambda *a: None)
+    monkeypatch.setattr(pynvml, "nvmlEventSetWait", wait)
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", memory)
+    nvml = RealNvml()
+    (xid,) = nvml.wait_events(0.01)
+    assert (xid.gpu_uuid, xid.kind, xid.xid) == ("GPU-a100", EventKind.XID, 79)
+    assert nvml.wait_events(0.01) == []  # Xid 13 is the application's fault
+    lost.add("GPU-l4")
+    assert [(e.gpu_uuid, e.kind) for e in nvml.wait_events(0.01)] == [("GPU-l4", EventKind.GPU_LOST)]
+    assert nvml.wait_events(0.01) == []
+    lost.clear()
+    assert [(e.gpu_uuid, e.kind) for e in nvml.wait_events(0.01)] == [("GPU-l4", EventKind.RECOVERED)]
