@@ -23,7 +23,7 @@ from plugin.controller.api import Api, ApiError, Obj
 from plugin.controller.commit import commit, devices, release, ungate
 from plugin.controller.leader import LeaderElector
 from plugin.controller.metrics import Metrics
-from plugin.controller.placer import Plan, Settings, plan
+from plugin.controller.placer import LoadCache, Plan, Settings, plan
 from plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
 from policy.errors import DiagnosticError
 
@@ -81,6 +81,7 @@ class Controller:
         self.first_seen: dict[str, float] = {}
         self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
         self.failed_reason: dict[str, str] = {}
+        self.cache = LoadCache()
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.ensure()
@@ -125,7 +126,9 @@ class Controller:
         by_key = {u.key: u for u in ready}
         claims = sum(len(u.claims) for u in ready)
         self.log("info", "batch", units=len(ready), claims=claims)
-        result = plan(snapshot, ready, self.config.settings)
+        result = plan(snapshot, ready, self.config.settings, self.cache)
+        for problem in result.problems:
+            self.log("warning", "cluster object left out: it does not read cleanly", problem=problem)
         out.solved, out.plan = True, result
         self.metrics.solved(result.solve_s)
         self.log("info", "solved", seconds=round(result.solve_s, 3), status=result.status, rounds=result.rounds,

@@ -1,4 +1,7 @@
-"""One batch through the solver: the same read → compile → solve → explain path ``gpupolicy solve`` takes.
+"""One batch through the solver: the same load → compile → solve → explain path ``gpupolicy solve`` takes.
+
+Objects are loaded one by one with the solver's own loader and cached by resourceVersion (:class:`LoadCache`);
+``read_text`` is the literal ``read_inputs`` path, kept as the reference a test compares against.
 
 The inventory is what the cluster holds (ResourceSlices, DeviceClasses, Nodes, every allocated claim, fixed);
 the pending claims are the unallocated claims of the ready units, each pod's claims one gang. A group of pods
@@ -14,10 +17,16 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from plugin.controller.api import Obj
 from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation
-from solver.compile import Compiled, compile_problem
+from policy.k8s.load import Loaded, load_doc
+from policy.policyfile.compile import load_policy
+from policy.policyfile.compiled import CompiledPolicy
+from policy.yamlsrc import SourceDoc
+from solver.compile import ClassInfo, Compiled, PendingClaim, compile_problem
+from solver.compile_devices import NodeInfo
 from solver.inputs import SolveInput, read_inputs
 from solver.output import allocation as allocation_of
 from solver.problem import ClaimKey
@@ -43,6 +52,7 @@ class Plan:
     rounds: int = 0
     compiled: Compiled | None = None
     solution: Solution | None = None
+    problems: list[str] = field(default_factory=list)  # cluster objects left out as invalid
 
 
 def _slim(obj: Obj, *, status: bool) -> Obj:
@@ -67,7 +77,10 @@ def _text(objs: Sequence[Obj], name: str) -> tuple[str, str]:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}), name
 
 
-def read(snapshot: Snapshot, pending: Sequence[ClaimRef], gangs: dict[ClaimRef, str], settings: Settings) -> SolveInput:
+def read_text(
+    snapshot: Snapshot, pending: Sequence[ClaimRef], gangs: dict[ClaimRef, str], settings: Settings
+) -> SolveInput:
+    """Through ``solver.inputs.read_inputs``, exactly as ``gpupolicy solve`` reads files (the reference path)."""
     inventory = [
         _text([_slim(s, status=False) for s in snapshot.slices], "<cluster:resourceslices>"),
         _text([_slim(c, status=False) for c in snapshot.classes], "<cluster:deviceclasses>"),
@@ -83,15 +96,82 @@ def read(snapshot: Snapshot, pending: Sequence[ClaimRef], gangs: dict[ClaimRef, 
     return inputs
 
 
-def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings) -> Plan:
+class LoadCache:
+    """Objects loaded by the solver's own loader (``policy.k8s.load.load_doc``: schema and API-server rules), kept
+    by uid and resourceVersion so that an unchanged object is validated once, not on every pass. The same inputs
+    as :func:`read_text` (a test checks it), without re-parsing the whole cluster as YAML each time."""
+
+    def __init__(self) -> None:
+        self._now: dict[tuple[str, ...], Loaded[Any] | None] = {}
+        self._before: dict[tuple[str, ...], Loaded[Any] | None] = {}
+        self.problems: list[str] = []
+        self._policy: tuple[tuple[str, str], CompiledPolicy] | None = None
+
+    def start(self) -> None:
+        self._before, self._now, self.problems = self._now, {}, []
+
+    def policy(self, source: tuple[str, str]) -> CompiledPolicy:
+        if self._policy is None or self._policy[0] != source:
+            self._policy = (source, load_policy(*source))
+        return self._policy[1]
+
+    def load(self, role: str, obj: Obj) -> Loaded[Any] | None:
+        meta = obj.get("metadata") or {}
+        name = f"{meta.get('namespace', '')}/{meta.get('name', '')}".lstrip("/")
+        version = str(meta.get("resourceVersion", ""))
+        key = (role, str(meta.get("uid") or name), version)
+        if key in self._now:
+            return self._now[key]
+        if version and key in self._before:
+            loaded = self._before[key]
+        else:
+            doc = SourceDoc(_slim(obj, status=role == "allocated"), f"<cluster:{obj.get('kind', '')} {name}>")
+            loaded, problems = load_doc(doc)
+            self.problems += [str(p) for p in problems]
+        self._now[key] = loaded
+        return loaded
+
+
+def read(
+    snapshot: Snapshot,
+    pending: Sequence[ClaimRef],
+    gangs: dict[ClaimRef, str],
+    settings: Settings,
+    cache: LoadCache | None = None,
+) -> SolveInput:
+    """The solver's inputs from the cluster: invalid objects are left out (``cache.problems`` says why)."""
+    cache = cache or LoadCache()
+    cache.start()
+    out = SolveInput()
+    if settings.policy is not None:
+        out.policy = cache.policy(settings.policy)
+        for cls in out.policy.device_classes:
+            out.classes[cls.name] = ClassInfo(cls)
+    out.slices = [loaded.obj for s in snapshot.slices if (loaded := cache.load("slice", s)) is not None]
+    for obj in snapshot.classes:
+        loaded = cache.load("class", obj)
+        if loaded is not None:
+            out.classes[loaded.obj.name] = ClassInfo(loaded.obj, loaded.doc.locate)
+    out.nodes = [NodeInfo(str(n["metadata"]["name"]), dict(n["metadata"].get("labels") or {})) for n in snapshot.nodes]
+    out.allocated = [loaded.obj for c in snapshot.allocated() if (loaded := cache.load("allocated", c)) is not None]
+    for claim_ref in pending:
+        loaded = cache.load("pending", snapshot.claims[claim_ref])
+        if loaded is not None:
+            out.pending.append(PendingClaim(loaded.obj, loaded.doc.locate, gangs.get(claim_ref)))
+    return out
+
+
+def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: LoadCache | None = None) -> Plan:
     """Solve the ready units together; groups all or nothing."""
     out = Plan()
+    cache = cache or LoadCache()
     todo = [u for u in units if u.state == State.READY]
     started = time.perf_counter()
     while todo:
         out.rounds += 1
         pending, gangs = _pending(snapshot, todo)
-        inputs = read(snapshot, pending, gangs, settings)
+        inputs = read(snapshot, pending, gangs, settings, cache)
+        out.problems = list(cache.problems)
         compiled = compile_problem(
             inputs.slices,
             inputs.classes,

@@ -1,0 +1,60 @@
+"""The controller's cached reader gives the solver the same problem as the ``gpupolicy solve`` text path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plugin.controller.placer import LoadCache, Settings, read, read_text
+from plugin.controller.snapshot import Snapshot
+from solver.compile import compile_problem
+from solver.inputs import SolveInput
+from solver.problem import Problem
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node
+
+
+def shape(inputs: SolveInput) -> Any:
+    problem: Problem = compile_problem(
+        inputs.slices,
+        inputs.classes,
+        inputs.pending,
+        allocated=inputs.allocated,
+        nodes=inputs.nodes,
+        policy=inputs.policy,
+    ).problem
+    claims = [
+        (c.key, c.gang, c.error, [(a.name, a.eligible) for r in c.requests for a in r.alternatives])
+        for c in problem.claims
+    ]
+    return problem.devices, problem.counter_sets, problem.existing, claims
+
+
+def test_cached_and_text_readers_agree_and_invalid_objects_are_left_out() -> None:
+    api = FakeApi()
+    policy, classes, slices = example("first-fit-strands")
+    for obj in classes:
+        api.put("deviceclasses", obj)
+    for obj in slices:
+        api.put("resourceslices", obj)
+    api.put("nodes", node("h100-0"))
+    held = claim("held", "mig-3g.gpupolicy.dev")
+    held["status"] = allocated("gpu-0-mig-3g40gb-9-0")
+    for obj in (held, claim("a", "mig-3g.gpupolicy.dev"), claim("b", "mig-4g.gpupolicy.dev")):
+        api.put("resourceclaims", obj)
+    snapshot = Snapshot.read(api)
+    settings = Settings(policy=(policy.read_text(), str(policy)))
+    pending = [("default", "a"), ("default", "b")]
+    gangs = {("default", "a"): "default/p", ("default", "b"): "default/p"}
+    cache = LoadCache()
+    fast = read(snapshot, pending, gangs, settings, cache)
+    assert shape(fast) == shape(read_text(snapshot, pending, gangs, settings))
+    assert len(fast.allocated) == 1 and len(fast.pending) == 2 and not cache.problems
+
+    again = read(snapshot, pending, gangs, settings, cache)
+    assert again.slices[0] is fast.slices[0], "unchanged objects come from the cache"
+
+    bad = claim("c", "mig-3g.gpupolicy.dev")
+    bad["spec"]["devices"]["requests"][0]["exactly"]["count"] = -1
+    api.put("resourceclaims", bad)
+    snapshot = Snapshot.read(api)
+    worse = read(snapshot, [*pending, ("default", "c")], gangs, settings, cache)
+    assert len(worse.pending) == 2 and cache.problems and "default/c" in cache.problems[0]
