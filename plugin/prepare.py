@@ -360,6 +360,9 @@ class Preparer:
         except (NvmlError, CommandError, OSError) as exc:
             log.warning("unprepare %s failed: %s", claim, exc)
             return f"unprepare failed (will be retried): {exc}"
+        except Exception as exc:  # never fail the whole batch
+            log.exception("unprepare %s failed unexpectedly", claim)
+            return f"internal error: {type(exc).__name__}: {exc}"
 
     def teardown(self, record: ClaimRecord, crash_points: bool = False) -> None:
         """Undo what ``record`` says was (or may have been) done; each step tolerates absent state."""
