@@ -151,7 +151,9 @@ def _plot(docs: list[dict[str, object]], path: Path) -> None:
         curve = d["curve"]
         assert isinstance(curve, list)
         ys = [float("nan") if v is None else float(v) for v in curve]
-        ax.plot(xs, ys, label=f"{d['strategy']} ({d['allocation_at_130']}%)", linewidth=1.4)
+        at = d["allocation_at_130"]
+        label = f"{d['strategy']} ({float(str(at)):.2f}%)" if at is not None else str(d["strategy"])
+        ax.plot(xs, ys, label=label, linewidth=1.4)
     ax.plot([0, 100, 130], [0, 100, 100], color="grey", linestyle=":", linewidth=1, label="capacity")
     ax.set_xlabel("arrived GPU demand (% of cluster GPU capacity)")
     ax.set_ylabel("GPU allocation (%)")

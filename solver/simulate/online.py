@@ -46,6 +46,7 @@ class OnlineConfig:
     cpu_weight: float = 1.0
     order: str = "random"  # node order for ties: random, small-first, large-first
     weight_by: str = "count"  # typical-type weights: count or gpu (count x GPU milli)
+    cpu_guard: float = 0.0  # > 0: among ties, avoid leaving less CPU than guard x need of idle GPUs
     cpu_surplus: bool = True  # CPU-only pods go where CPU exceeds what the idle GPUs will need
 
 
@@ -114,6 +115,11 @@ class Online(FragAware):
             delta = np.floor(exact / self.config.step)
         slack = self.config.tau if self.config.tau > 0 else self.config.tolerance
         tie = np.flatnonzero(delta >= delta.max() - slack)
+        if len(tie) > 1 and self.config.cpu_guard > 0 and self.gpu_milli:
+            need = cand.free_after[tie].sum(axis=1) * (self.config.cpu_guard * self.gpu_cpu / self.gpu_milli)
+            safe = tie[cand.cpu_after[tie] >= need]
+            if len(safe):
+                tie = safe
         if len(tie) > 1 and self.config.pack_weight:
             left = cand.free_after[tie].sum(axis=1) / 8000.0 + cand.cpu_after[tie] / 128000.0
             key = left * self.config.pack_weight
