@@ -5,8 +5,8 @@ Run: ``python benchmarks/controller_bench.py [--sizes 10 100 1000] [--repeat 1]`
 etcd + kube-apiserver from the end-to-end test bed (``scripts/build-testbed``, cached); no scheduler (binding is the
 scheduler's cost, not ours). Per batch size N: fresh fake nodes with 8 whole H100s each (25 % more GPUs than
 claims), N ResourceClaims for one GPU each and N pods gated with ``gpupolicy.dev/placement`` that use them, created
-one after the other through the API; then one controller pass (``Controller.step``, batch window closed). Earlier
-batches' allocations stay in the cluster, so later batches solve against them.
+one after the other through the API; then one pass of one long-running controller (``Controller.step``, batch
+window closed). Earlier batches' allocations stay in the cluster, so later batches solve against them.
 
 * throughput: N / (first pod created → last allocation written), and N / controller pass (read + solve + write);
 * latency: per claim, its pod's creation → its allocation written (median, p95, max); includes the time the
@@ -97,7 +97,7 @@ def publish(api: KubeApi, prefix: str, gpus: int) -> None:
         api.create("resourceslices", to_wire(s))
 
 
-def batch(api: KubeApi, size: int, index: int) -> dict[str, Any]:
+def batch(api: KubeApi, timed: Timed, controller: Controller, size: int, index: int) -> dict[str, Any]:
     namespace = f"bench-{index}-{size}"
     api.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
@@ -120,9 +120,6 @@ def batch(api: KubeApi, size: int, index: int) -> dict[str, Any]:
                      "containers": [{"name": "c", "image": "none", "resources": {"claims": [{"name": "gpu"}]}}]},
         })  # fmt: skip
         created[name] = time.perf_counter()
-    timed = Timed(api)
-    settings = Settings(policy=(POLICY, "bench-policy.yaml"), params=SolveParams(time_limit_s=30, workers=1))
-    controller = Controller(timed, Config("bench", settings))
     start = time.perf_counter()
     result = controller.step(force=True)
     end = time.perf_counter()
@@ -156,9 +153,12 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpupolicy-bench-") as work, control_plane(bin_dir, Path(work)) as plane:
         api = KubeApi(plane.kubeconfig)
+        timed = Timed(api)
+        settings = Settings(policy=(POLICY, "bench-policy.yaml"), params=SolveParams(time_limit_s=30, workers=1))
+        controller = Controller(timed, Config("bench", settings))  # one long-running controller, as in a cluster
         for rep in range(args.repeat):
             for size in args.sizes:
-                row = batch(api, size, rep)
+                row = batch(api, timed, controller, size, rep)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         api.close()
