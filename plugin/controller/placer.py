@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plugin.controller.api import Obj
+from plugin.controller.nodes import allowed_nodes, restrict
 from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation
 from policy.k8s.load import Loaded, load_doc
 from policy.policyfile.compile import load_policy
@@ -180,6 +181,7 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
             nodes=inputs.nodes,
             policy=inputs.policy,
         )
+        restrict(compiled, _pod_nodes(snapshot, todo))
         solution = solve(compiled.problem, settings.strategy, settings.params)
         out.compiled, out.solution, out.status = compiled, solution, solution.status
         broken = _split(compiled, solution, todo, snapshot, out)
@@ -187,6 +189,18 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
             break
         todo = [u for u in todo if u.key not in broken]
     out.solve_s = time.perf_counter() - started
+    return out
+
+
+def _pod_nodes(snapshot: Snapshot, todo: Sequence[Unit]) -> dict[ClaimKey, frozenset[str]]:
+    labels = {str(n["metadata"]["name"]): dict(n["metadata"].get("labels") or {}) for n in snapshot.nodes}
+    out: dict[ClaimKey, frozenset[str]] = {}
+    for unit in todo:
+        pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in unit.pods}
+        for (ns, name), pod_key in unit.claims.items():
+            nodes = allowed_nodes(pods[pod_key], labels)
+            if nodes is not None:
+                out[ClaimKey(f"{ns}/{name}")] = nodes
     return out
 
 

@@ -303,3 +303,24 @@ def test_only_the_namespaces_it_is_given(api: FakeApi) -> None:
     ctl = Controller(api, Config("scoped", settings, namespaces=("team-a",)), clock=Clock())
     assert ctl.step(force=True).placed == ["pod:team-a/p"]
     assert (api.get("resourceclaims", "team-b", "theirs").get("status") or {}).get("allocation") is None
+
+
+def test_the_pods_node_selector_is_honoured(api: FakeApi) -> None:
+    _, _, slices = example("first-fit-strands")
+    for s in slices:  # a second H100, h100-1
+        s = {**s, "metadata": {**s["metadata"], "name": s["metadata"]["name"].replace("h100-0", "h100-1")}}
+        s["spec"] = {**s["spec"], "nodeName": "h100-1", "pool": {**s["spec"]["pool"], "name": "h100-1"}}
+        api.put("resourceslices", s)
+    api.put("nodes", node("h100-1"))
+    there = pod("there", ["x"])
+    there["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "h100-1"}
+    nowhere = pod("nowhere", ["y"])
+    nowhere["spec"]["nodeSelector"] = {"gpu-pool": "does-not-exist"}
+    add(api, claim("x", THREE_G), there, claim("y", THREE_G), nowhere)
+    result = controller(api).step(force=True)
+    assert result.placed == ["pod:default/there"] and result.unplaced == ["pod:default/nowhere"]
+    assert claim_of(api, "x")["status"]["allocation"]["devices"]["results"][0]["pool"] == "h100-1"
+    cond = placement_condition(api, "nowhere")
+    assert cond is not None and cond["status"] == "False" and "default/y" in cond["message"]
+    assert cond["reason"] == "SelectorExcludesAll"
+    assert "the pod's nodeSelector/nodeName (0 node(s) match)" in cond["message"]
