@@ -2,8 +2,8 @@
 
 The condition is ``gpupolicy.dev/Placement``: ``False`` with the reason (the explanation's code in CamelCase) and
 the explanation as ``gpupolicy solve --explain`` prints it, one ``ns/claim: code: message`` line per claim;
-``True``/``Placed`` once placed. Both are written only when they change, so a pod retried on every inventory
-change does not collect a new Event each time.
+``True``/``Placed`` once placed. The condition is written when the explanation changes, the Event when its
+reason does, so a pod retried on every inventory change does not collect a new Event each time.
 """
 
 from __future__ import annotations
@@ -97,12 +97,15 @@ def event(api: Api, pod: Obj, kind: str, reason: str, message: str) -> None:
 
 
 def unplaced(api: Api, pod: Obj, reasons: list[tuple[ClaimRef, Reason]]) -> bool:
-    """Condition False plus a Warning event, when the explanation changed; True when it did."""
+    """Condition False when the explanation changed, plus a Warning event when its reason did (explanations name
+    other claims, which change on a busy cluster; one event per reason keeps the event stream readable)."""
     code = reasons[0][1].code if reasons else "unknown"
     message = explanation(reasons)
+    old = condition(pod)
     if not set_condition(api, pod, "False", camel(code), message):
         return False
-    event(api, pod, "Warning", "FailedPlacement", message)
+    if old is None or (old.get("status"), old.get("reason")) != ("False", camel(code)):
+        event(api, pod, "Warning", "FailedPlacement", message)
     return True
 
 

@@ -324,3 +324,21 @@ def test_the_pods_node_selector_is_honoured(api: FakeApi) -> None:
     assert cond is not None and cond["status"] == "False" and "default/y" in cond["message"]
     assert cond["reason"] == "SelectorExcludesAll"
     assert "the pod's nodeSelector/nodeName (0 node(s) match)" in cond["message"]
+
+
+def test_a_changed_explanation_updates_the_condition_but_the_same_reason_adds_no_event(api: FakeApi) -> None:
+    add(api, claim("busy", FOUR_G), claim("late", FOUR_G), pod("p", ["late"]))
+    busy = claim_of(api, "busy")
+    busy["status"] = allocated("gpu-0-mig-4g40gb-5-0")
+    api.put("resourceclaims", busy)
+    ctl = controller(api)
+    assert ctl.step(force=True).unplaced == ["pod:default/p"]
+    first = placement_condition(api, "p")
+    other = claim("other", THREE_G)
+    other["status"] = allocated("gpu-0-mig-3g40gb-9-4")
+    api.put("resourceclaims", other)  # the inventory changes, the reason does not
+    ctl.step(force=True)
+    second = placement_condition(api, "p")
+    assert first is not None and second is not None and first["reason"] == second["reason"]
+    assert first["message"] != second["message"] and "default/other" in second["message"]
+    assert len(api.of("events")) == 1
