@@ -70,6 +70,8 @@ class SharingOp:
     mps_dir: str = ""
     active_thread_percentage: int | None = None
     pinned_memory_limit: str = ""
+    shared: bool = False
+    """Held together with other claims on a shared GPU: set up by the first, undone by the last."""
 
 
 @dataclass(frozen=True)

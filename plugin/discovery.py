@@ -62,6 +62,8 @@ class NodeDevice:
     mode: Mode = Mode.EXCLUSIVE
     memory_slots: int = 0
     """Memory slots of the parent GPU (0 without MIG)."""
+    publish: Publish = EXCLUSIVE
+    """The policy's decision for the parent GPU (time-slice interval, MPS defaults, shares)."""
 
     def exclusive_keys(self) -> tuple[str, ...]:
         """What preparing this device holds: a full GPU holds every memory slot, a MIG device its own."""
@@ -129,6 +131,7 @@ def build_inventory(
                     shareable=bool(wire.get("allowMultipleAllocations")),
                     mode=publish.mode,
                     memory_slots=slots,
+                    publish=publish,
                 )
             inventory.devices[name] = device
     inventory.dynamic_gpus = frozenset(dynamic)

@@ -17,15 +17,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from plugin import faults
+from plugin import faults, sharing_plan
 from plugin.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
 from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
 from plugin.config import ConfigError, DeviceConfig, config_for, parse_configs
 from plugin.discovery import Inventory, NodeDevice
 from plugin.kube import Kube, KubeError
 from plugin.nvml.types import Nvml, NvmlError
-from plugin.sharing import CommandError, CommandRunner, reset_timeslice, set_timeslice, start_mps, stop_mps
-from policy.gpu import Mode
+from plugin.sharing import (
+    CommandError,
+    CommandRunner,
+    reset_timeslice,
+    set_timeslice,
+    start_mps,
+    start_shared_mps,
+    stop_mps,
+)
 from policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
@@ -87,6 +94,7 @@ class Preparer:
         self._lock = threading.Lock()
         self._claim_locks: dict[str, threading.Lock] = {}
         self._write_lock = threading.Lock()
+        self._share_lock = threading.Lock()
         self._dirty = 0
         self._written = 0
 
@@ -197,37 +205,11 @@ class Preparer:
         return _Planned(result, device, config_for(configs, result["request"], device.mig))
 
     def _sharing_plan(self, uid: str, planned: list[_Planned]) -> tuple[SharingOp, ...]:
-        ops: list[SharingOp] = []
-        mps_devices: list[str] = []
-        mps_limits: tuple[int | None, str] = (None, "")
-        for p in planned:
-            if p.admin:
-                continue
-            sharing = p.config.sharing if p.config else None
-            strategy: str = sharing.strategy if sharing else ""
-            if not strategy and not p.device.mig and not p.device.shareable:
-                strategy = {Mode.TIME_SLICING: "TimeSlicing", Mode.MPS: "MPS"}.get(p.device.mode, "")
-            if strategy == "TimeSlicing":
-                interval = (
-                    sharing.time_slicing_config.interval if sharing and sharing.time_slicing_config else "Default"
-                )
-                ops.append(SharingOp("TimeSlicing", (p.device.gpu_uuid,), interval=interval))
-            elif strategy == "MPS":
-                mps_devices.append(p.device.name)
-                mps = sharing.mps_config if sharing else None
-                if mps is not None:
-                    mps_limits = (mps.default_active_thread_percentage, mps.default_pinned_device_memory_limit or "")
-        if mps_devices:
-            ops.append(
-                SharingOp(
-                    "MPS",
-                    tuple(mps_devices),
-                    mps_dir=str(self.state_dir / "mps" / uid),
-                    active_thread_percentage=mps_limits[0],
-                    pinned_memory_limit=mps_limits[1],
-                )
-            )
-        return tuple(ops)
+        items = [sharing_plan.Item(p.device, p.config, p.result, p.admin) for p in planned]
+        try:
+            return sharing_plan.plan(self.state_dir / "mps" / uid, items)
+        except sharing_plan.SharingError as exc:
+            raise ClaimError(str(exc)) from None
 
     def _start(self, claim: ClaimRef, planned: list[_Planned], inventory: Inventory) -> ClaimRecord:
         uid = ClaimUID(claim.uid)
@@ -294,7 +276,10 @@ class Preparer:
         self._set(record)
         for op in sharing:
             if op.strategy == "TimeSlicing":
-                set_timeslice(self.runner, op.gpu_uuids[0], op.interval)
+                set_timeslice(self.runner, op.gpu_uuids[0], op.interval)  # idempotent, also when shared
+            elif op.shared:
+                with self._share_lock:
+                    start_shared_mps(self.runner, op)
             else:
                 start_mps(self.runner, op)
         faults.crash_point("prepare-sharing")
@@ -317,7 +302,6 @@ class Preparer:
         self, record: ClaimRecord, planned: list[_Planned], uuids: dict[str, str], mig: dict[str, MigOp]
     ) -> list[CdiDevice]:
         visible = ",".join(dict.fromkeys(uuids[p.device.name] for p in planned))
-        mps = next((op for op in record.sharing if op.strategy == "MPS"), None)
         out = []
         seen = set()
         for p in planned:
@@ -334,9 +318,15 @@ class Preparer:
                 ]
             env = {"NVIDIA_VISIBLE_DEVICES": visible}
             mounts: tuple[tuple[str, str], ...] = ()
-            if mps is not None and uuids[d.name] in mps.gpu_uuids:
+            mps = next((o for o in record.sharing if o.strategy == "MPS" and uuids[d.name] in o.gpu_uuids), None)
+            if mps is not None:
                 env["CUDA_MPS_PIPE_DIRECTORY"] = MPS_PIPE_IN_CONTAINER
                 mounts = ((str(Path(mps.mps_dir) / "pipe"), MPS_PIPE_IN_CONTAINER),)
+                if mps.shared:  # the daemon is the GPU's: this claim's limits are per client
+                    if mps.active_thread_percentage is not None:
+                        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(mps.active_thread_percentage)
+                    if mps.pinned_memory_limit:
+                        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={mps.pinned_memory_limit}"
             out.append(CdiDevice(d.name, tuple(nodes), env, mounts))
         return out
 
@@ -364,13 +354,32 @@ class Preparer:
             log.exception("unprepare %s failed unexpectedly", claim)
             return f"internal error: {type(exc).__name__}: {exc}"
 
+    def _undo(self, op: SharingOp) -> None:
+        if op.strategy == "TimeSlicing":
+            reset_timeslice(self.runner, op.gpu_uuids[0])
+        else:
+            stop_mps(self.runner, op)
+
+    def _held_by_others(self, uid: str, op: SharingOp) -> bool:
+        """Whether another claim on the same shared GPU still needs ``op``'s setting or daemon."""
+        with self._lock:
+            others = [r for r in self.records.values() if r.uid != uid]
+        key = (op.strategy, op.mps_dir if op.strategy == "MPS" else op.gpu_uuids[0])
+        return any(
+            o.shared and (o.strategy, o.mps_dir if o.strategy == "MPS" else o.gpu_uuids[0]) == key
+            for r in others
+            for o in r.sharing
+        )
+
     def teardown(self, record: ClaimRecord, crash_points: bool = False) -> None:
         """Undo what ``record`` says was (or may have been) done; each step tolerates absent state."""
         for op in reversed(record.sharing):
-            if op.strategy == "TimeSlicing":
-                reset_timeslice(self.runner, op.gpu_uuids[0])
+            if op.shared:
+                with self._share_lock:
+                    if not self._held_by_others(record.uid, op):
+                        self._undo(op)
             else:
-                stop_mps(self.runner, op)
+                self._undo(op)
         if crash_points:
             faults.crash_point("unprepare-sharing")
         self.cdi.remove(record.uid)

@@ -17,6 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plugin import sharing_plan
 from plugin.checkpoint import ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
 from plugin.discovery import Inventory
 from plugin.kube import Kube, KubeError
@@ -56,10 +57,12 @@ def rebuild_records(preparer: Preparer, kube: Kube, inventory: Inventory, cdi_ui
         devices: list[PreparedDevice] = []
         mig: list[MigOp] = []
         keys: list[str] = []
+        items: list[sharing_plan.Item] = []
         for r in results:
             device = inventory.devices.get(r["device"])
             if device is None:
                 continue
+            items.append(sharing_plan.Item(device, None, r, bool(r.get("adminAccess"))))
             keys.extend(device.exclusive_keys())
             if device.mig:
                 inst = next((m for m in gpus[device.gpu_uuid].mig_instances if m.start == device.start), None)
@@ -71,8 +74,16 @@ def rebuild_records(preparer: Preparer, kube: Kube, inventory: Inventory, cdi_ui
                     )
             cdi_id = preparer.cdi.device_id(uid, device.name)
             devices.append(PreparedDevice((r["request"],), preparer.pool, device.name, (cdi_id,), r.get("shareID")))
-        mps_dir = preparer.state_dir / "mps" / uid
-        sharing = (SharingOp("MPS", (), mps_dir=str(mps_dir)),) if mps_dir.exists() else ()
+        # The policy's sharing (a claim's own config is not re-read): shared GPUs' settings and daemons
+        # stay held, a claim's own MPS daemon is kept when its folder is there.
+        try:
+            planned = sharing_plan.plan(preparer.state_dir / "mps" / uid, items)
+        except sharing_plan.SharingError:
+            planned = ()
+        sharing = tuple(op for op in planned if op.shared or op.strategy == "TimeSlicing" or Path(op.mps_dir).exists())
+        own_mps = preparer.state_dir / "mps" / uid
+        if own_mps.exists() and not any(op.mps_dir == str(own_mps) for op in sharing):
+            sharing += (SharingOp("MPS", (), mps_dir=str(own_mps)),)
         out.append(
             ClaimRecord(
                 uid=ClaimUID(uid),
@@ -130,9 +141,10 @@ def reconcile(
             cdi.remove(uid)
             report.removed_cdi.append(uid)
     mps_root = state_dir / "mps"
+    held = {op.mps_dir for r in records.values() for op in r.sharing if op.mps_dir}
     if mps_root.is_dir():
         for folder in sorted(mps_root.iterdir()):
-            if folder.name not in records:
+            if str(folder) not in held:
                 stop_mps(preparer.runner, SharingOp("MPS", (), mps_dir=str(folder)))
                 shutil.rmtree(folder, ignore_errors=True)
                 report.removed_mps.append(folder.name)

@@ -142,6 +142,18 @@ def start_mps(runner: CommandRunner, op: SharingOp) -> None:
         raise
 
 
+def start_shared_mps(runner: CommandRunner, op: SharingOp) -> None:
+    """Start a shared GPU's control daemon unless it runs already (another claim started it).
+    Its clients' limits come from their environment (``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``...)."""
+    for sub in ("pipe", "log"):
+        (Path(op.mps_dir) / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        runner.run([MPS_CONTROL, "-d"], env=_mps_env(op))
+    except CommandError as exc:
+        if "already" not in str(exc).lower():
+            raise
+
+
 def stop_mps(runner: CommandRunner, op: SharingOp) -> None:
     """Stop the daemon and remove its folders. A daemon that does not answer is taken to be gone
     (it died, or a crash interrupted its start): unprepare must not stay stuck on it."""

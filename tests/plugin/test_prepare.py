@@ -159,8 +159,8 @@ def test_mps_daemon_per_claim_with_limits_and_mounts(tmp_path: Path) -> None:
     (daemon,) = node.runner.state["mps"].values()
     assert daemon["limits"] == [
         "set_default_active_thread_percentage 40",
-        "set_default_device_pinned_mem_limit 0 8Gi",
-        "set_default_device_pinned_mem_limit 1 8Gi",
+        "set_default_device_pinned_mem_limit 0 8192M",
+        "set_default_device_pinned_mem_limit 1 8192M",
     ]
     spec = json.loads(node.cdi.spec_path(claim.uid).read_text())
     edits = spec["devices"][0]["containerEdits"]
@@ -259,3 +259,65 @@ def test_admin_access_exposes_devices_in_use_without_changing_them(tmp_path: Pat
     missing = node.add_claim("missing", [("m", "gpu-1-mig-7g40gb-0-0")])
     node.kube.claims[("default", "missing")]["status"]["allocation"]["devices"]["results"][0]["adminAccess"] = True
     assert "does not exist now" in node.preparer.prepare([missing])[missing.uid].error
+
+
+def _env(node, claim) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    spec = json.loads(node.cdi.spec_path(claim.uid).read_text())
+    return dict(e.split("=", 1) for e in spec["devices"][0]["containerEdits"]["env"])
+
+
+def test_shared_mps_gpu_one_daemon_for_all_claims_with_client_limits(tmp_path: Path) -> None:
+    policy = Publish(mode=Mode.MPS, shares=4, mps_active_thread_percentage=25, mps_pinned_memory_bytes=8 * 2**30)
+    node = make_node(tmp_path, publish_for=lambda g, v: policy)
+    a = node.add_claim("a", [("gpu", "gpu-2")], share_ids={"gpu-2": "s-a"})
+    b = node.add_claim("b", [("gpu", "gpu-2")], share_ids={"gpu-2": "s-b"})
+    node.kube.claims[("default", "b")]["status"]["allocation"]["devices"]["results"][0]["consumedCapacity"] = {
+        "shares": "2",
+        "memory": "20Gi",
+    }
+    results = node.preparer.prepare([a, b])
+    assert [r.error for r in results.values()] == ["", ""]
+    (daemon,) = node.runner.state["mps"].items()
+    assert daemon[0].endswith(f"gpu-{node.nvml.gpus()[2].uuid}/pipe") and daemon[1]["limits"] == []
+    assert _env(node, a)["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"  # the policy's default
+    assert _env(node, a)["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=8192M"
+    assert _env(node, b)["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"  # 2 of 4 shares
+    assert _env(node, b)["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=20480M"  # the memory it consumed
+    assert node.preparer.unprepare([a]) == {a.uid: ""}
+    assert len(node.runner.state["mps"]) == 1  # b still uses it
+    assert node.preparer.unprepare([b]) == {b.uid: ""}
+    assert node.runner.state["mps"] == {}
+
+
+def test_shared_time_sliced_gpu_reset_by_the_last_claim(tmp_path: Path) -> None:
+    node = make_node(
+        tmp_path, publish_for=lambda g, v: Publish(mode=Mode.TIME_SLICING, shares=4, time_slice_interval="Short")
+    )
+    a = node.add_claim("a", [("gpu", "gpu-3")], share_ids={"gpu-3": "s-a"})
+    b = node.add_claim("b", [("gpu", "gpu-3")], share_ids={"gpu-3": "s-b"})
+    assert [r.error for r in node.preparer.prepare([a, b]).values()] == ["", ""]
+    uuid = node.nvml.gpus()[3].uuid
+    assert node.runner.state["timeslice"] == {uuid: 1}
+    node.preparer.unprepare([a])
+    assert node.runner.state["timeslice"] == {uuid: 1}
+    node.preparer.unprepare([b])
+    assert node.runner.state["timeslice"] == {}
+
+
+def test_claim_cannot_switch_a_shared_gpu_to_another_strategy(tmp_path: Path) -> None:
+    node = make_node(tmp_path, publish_for=lambda g, v: Publish(mode=Mode.MPS, shares=4))
+    cfg = [opaque("GpuConfig", {"strategy": "TimeSlicing"})]
+    claim = node.add_claim("c", [("gpu", "gpu-2")], config=cfg, share_ids={"gpu-2": "s"})
+    assert "cannot switch it to TimeSlicing" in node.preparer.prepare([claim])[claim.uid].error
+
+
+def test_policy_mps_defaults_for_an_exclusive_gpu(tmp_path: Path) -> None:
+    policy = Publish(mode=Mode.MPS, mps_active_thread_percentage=30, mps_pinned_memory_bytes=2**30)
+    node = make_node(tmp_path, publish_for=lambda g, v: policy)
+    claim = node.add_claim("c", [("gpu", "gpu-2")])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    (daemon,) = node.runner.state["mps"].values()
+    assert daemon["limits"] == [
+        "set_default_active_thread_percentage 30",
+        "set_default_device_pinned_mem_limit 0 1024M",
+    ]
