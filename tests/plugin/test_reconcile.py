@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from plugin.cdi import CdiDevice
 from plugin.driver import BOOT_ID_ENV, Options, Plugin
@@ -26,13 +27,14 @@ class Node:
         self.state = tmp / "state"
         self.state.mkdir(exist_ok=True)
 
-    def plugin(self) -> Plugin:
+    def plugin(self, publish_for: Any = None) -> Plugin:
         options = Options(
             node=NODE, driver=DRIVER, plugin_dir=self.tmp / "p", registry_dir=self.tmp / "r",
             cdi_root=self.tmp / "cdi", state_dir=self.state, nvml="sim:" + SPEC,
         )  # fmt: skip
         nvml = SimNvml(SPEC, seed=NODE, state_file=self.state / "sim-nvml.json")
-        plugin = Plugin(options, kube=self.kube, nvml=nvml, runner=FakeRunner(self.state / "cmd.json"))
+        runner = FakeRunner(self.state / "cmd.json")
+        plugin = Plugin(options, kube=self.kube, nvml=nvml, runner=runner, publish_for=publish_for)
         plugin.start()
         return plugin
 
@@ -158,3 +160,36 @@ def test_cdi_spec_shape(tmp_path: Path) -> None:
     assert registry.claim_uids() == ["u1"] and registry.device_id("u1", "gpu-0") == f"k8s.{DRIVER}/claim=u1-gpu-0"
     assert (mig_cap_minor(0, 1), mig_cap_minor(0, 1, 0), mig_cap_minor(1, 0)) == (12, 13, 138)
     assert registry.remove("u1") and not registry.remove("u1")
+
+
+def test_shared_mps_daemon_survives_restart_and_rebuild(tmp_path: Path) -> None:
+    from policy.gpu import Mode, Publish
+
+    def shared(gpu, view):  # type: ignore[no-untyped-def]
+        return Publish(mode=Mode.MPS, shares=4) if gpu.minor == 2 else Publish()
+
+    node = Node(tmp_path)
+    plugin = node.plugin(shared)
+    claims = [
+        ref(node.kube.put_claim(claim_obj(f"c{i}", [("g", "gpu-2")], share_ids={"gpu-2": f"s{i}"}))) for i in range(2)
+    ]
+    assert all(r.error == "" for r in node.preparer(plugin).prepare(claims).values())
+    plugin.stop()
+
+    def daemons() -> list[str]:
+        return list(json.loads((node.state / "cmd.json").read_text())["mps"])
+
+    assert len(daemons()) == 1
+    plugin = node.plugin(shared)
+    assert daemons() and plugin.report.removed_mps == []
+    plugin.stop()
+    (node.state / "checkpoint.json").write_text("{}")
+    plugin = node.plugin(shared)
+    try:
+        assert sorted(plugin.report.rebuilt) == sorted(c.uid for c in claims)
+        assert daemons() and plugin.report.removed_mps == []
+        preparer = node.preparer(plugin)
+        assert preparer.unprepare(claims[:1]) == {claims[0].uid: ""} and daemons()
+        assert preparer.unprepare(claims[1:]) == {claims[1].uid: ""} and daemons() == []
+    finally:
+        plugin.stop()
