@@ -2,7 +2,7 @@
 
     gpupolicy controller run [--kubeconfig FILE] [--policy FILE] [--batch-window S] [--poll-interval S]
                              [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
-                             [--write-parallelism N] [--namespace NS]...
+                             [--write-parallelism N] [--namespace NS]... [--no-watch] [--resync S]
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
                              [--metrics-address HOST:PORT] [--once]
 
@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--namespace", action="append", default=[], metavar="NS", help="only gated pods of NS (repeatable; default all)"
     )
+    run.add_argument("--no-watch", action="store_true", help="poll with lists instead of waking on watch events")
+    run.add_argument("--resync", type=float, default=10.0, metavar="S", help="with watches: a full pass this often")
     run.add_argument("--write-parallelism", type=int, default=8, metavar="N", help="units written at once")
     run.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
     run.add_argument("--time-limit", type=float, metavar="S", help="solver time limit per batch (default: policy, 10)")
@@ -141,7 +143,14 @@ def _run(args: argparse.Namespace) -> int:
             api, identity, args.lease_namespace, args.lease_name, args.lease_duration, args.lease_duration * 2 / 3
         )
     config = Config(
-        identity, settings, args.batch_window, args.poll_interval, max(1, args.write_parallelism), tuple(args.namespace)
+        identity,
+        settings,
+        args.batch_window,
+        args.poll_interval,
+        max(1, args.write_parallelism),
+        tuple(args.namespace),
+        watch=not args.no_watch,
+        resync_s=min(args.resync, args.lease_duration / 3),
     )
     controller = Controller(api, config, elector, metrics, log)
     if args.once:

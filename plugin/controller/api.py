@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,6 +117,55 @@ class KubeApi:
         if response.status >= 400:
             raise _error(response.status, text)
         return dict(json.loads(text)) if text else {}
+
+    def watch(self, kind: str, stop: threading.Event, changed: Callable[[], None], timeout_s: int = 60) -> None:
+        """Until ``stop``: list+watch ``kind`` from the list's resourceVersion, calling ``changed`` on every event
+        (bookmarks excepted). Reconnects when the server ends the watch; re-lists when the version is too old."""
+        while not stop.is_set():
+            try:
+                listed = self._request("GET", path(kind) + "?limit=1")
+                version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+                while not stop.is_set() and version:
+                    version = self._watch_once(kind, version, changed, timeout_s)
+            except ApiError:
+                stop.wait(1.0)
+
+    def _watch_once(self, kind: str, version: str, changed: Callable[[], None], timeout_s: int) -> str:
+        """One watch request; returns the version to resume from ("" to list again)."""
+        query = f"?watch=true&allowWatchBookmarks=true&timeoutSeconds={timeout_s}&resourceVersion={version}"
+        try:
+            response = self._api.call_api(
+                *self._api.param_serialize(
+                    "GET",
+                    path(kind) + query,
+                    header_params={"Accept": "application/json"},
+                    auth_settings=["BearerToken"],
+                ),
+                _request_timeout=(5, timeout_s + 30),
+            )
+        except Exception as exc:  # connection errors
+            raise ApiError("unreachable", f"{type(exc).__name__}: {exc}") from exc
+        if response.status >= 400:
+            return ""
+        buffer = b""
+        try:
+            for chunk in response.response.stream(4096):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    event = json.loads(line) if line.strip() else {}
+                    kind_of = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind_of == "ERROR":
+                        return ""  # 410 Gone: too old, list again
+                    version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                    if kind_of in ("ADDED", "MODIFIED", "DELETED"):
+                        changed()
+        except Exception as exc:  # the stream broke (timeouts, reset connections)
+            raise ApiError("unreachable", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            response.response.release_conn()
+        return version
 
     def list(self, kind: str) -> list[Obj]:
         items = self._request("GET", path(kind)).get("items") or []

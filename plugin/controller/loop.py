@@ -42,6 +42,8 @@ class Config:
     poll_interval_s: float = 0.5
     write_parallelism: int = 8
     namespaces: tuple[str, ...] = ()  # only gated pods of these (all when empty)
+    watch: bool = True  # wake on watch events (pods, claims, slices) instead of listing every poll interval
+    resync_s: float = 10.0  # with watches: a full pass at least this often anyway
 
 
 @dataclass
@@ -52,6 +54,7 @@ class StepResult:
     skipped: dict[str, str] = field(default_factory=dict)
     finished: list[str] = field(default_factory=list)  # complete units whose gates a step removed
     released: list[str] = field(default_factory=list)
+    deferred: bool = False  # ready units wait for the batch window to close
     plan: Plan | None = None
 
 
@@ -102,6 +105,7 @@ class Controller:
             self.first_seen.setdefault(unit.key, now)
         self.metrics.update(pending_pods=len(snapshot.pods))
         if not ready or (not force and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s):
+            out.deferred = bool(ready)
             self._unplaced_metric()
             return out
         self._batch(snapshot, ready, inventory, out)
@@ -183,20 +187,42 @@ class Controller:
             self.log("warning", "could not report on a pod", pod=pod["metadata"]["name"], error=str(exc))
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set: hold the Lease, poll, place."""
+        """Until ``stop`` is set: hold the Lease, place. With watches, a pass runs when pods, claims or slices change
+        (and every ``resync_s``); without, every ``poll_interval_s``."""
+        wake = threading.Event()
+        watch = getattr(self.api, "watch", None) if self.config.watch else None
+        if watch is not None:
+            for kind in ("pods", "resourceclaims", "resourceslices"):
+                threading.Thread(target=watch, args=(kind, stop, wake.set), name=f"watch-{kind}", daemon=True).start()
         while not stop.is_set():
+            wake.clear()
             leader = self.leading()
             self.metrics.update(leader=int(leader))
+            deferred = False
             if leader:
                 try:
-                    self.step()
+                    deferred = self.step().deferred
                 except ApiError as exc:
                     self.log("error", "API call failed; retrying", error=str(exc))
                 except DiagnosticError as exc:
                     self.log("error", "the cluster's objects do not read cleanly", error=str(exc))
-            stop.wait(self.config.poll_interval_s)
+            quiet = watch is not None and leader and not deferred
+            self._sleep(stop, wake, self._resync() if quiet else self.config.poll_interval_s, quiet)
         if self.elector is not None:
             self.elector.release()
+
+    def _resync(self) -> float:
+        """Never sleep past the next Lease renewal (a third of its duration)."""
+        lease = self.elector.lease_duration_s / 3 if self.elector is not None else self.config.resync_s
+        return min(self.config.resync_s, lease)
+
+    def _sleep(self, stop: threading.Event, wake: threading.Event, seconds: float, wakeable: bool) -> None:
+        deadline = self.clock() + seconds
+        while not stop.is_set() and self.clock() < deadline:
+            if wakeable and wake.is_set():
+                stop.wait(self.config.poll_interval_s)  # a burst of events: one pass for all of it
+                return
+            (wake if wakeable else stop).wait(min(0.2, max(0.0, deadline - self.clock())))
 
 
 def _uids(unit: Unit) -> frozenset[str]:

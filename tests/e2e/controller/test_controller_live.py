@@ -71,11 +71,21 @@ def test_controller_places_what_the_scheduler_strands_then_the_scheduler_binds(
     (tests/e2e/test_scheduler_vs_solver.py); gated, `gpupolicy controller run` places both, the scheduler binds."""
     inventory = tmp_path / "inventory.yaml"
     node = strands_node(kube, cleanup, inventory)
-    replica = replicas("solo")
+    # A long Lease and resync: the loop sleeps 10 s between passes unless a watch event wakes it.
+    replica = replicas("solo", STRANDS.policy_file(), "--lease-duration=30", "--resync=30")
     kube.create(template(namespace, "three", THREE_G))
     kube.create(template(namespace, "four", FOUR_G))
+    kube.wait_for("the controller to start", lambda: '"msg": "started"' in replica.logs(), timeout_s=60)
+    time.sleep(1.0)  # its first pass found nothing to do
+    created = time.monotonic()
     kube.create(gated_pod(namespace, "a-three-g", ["three"]))  # arrival order as in the example
     kube.create(gated_pod(namespace, "b-four-g", ["four"]))
+    kube.wait_for(
+        "gates removed", lambda: not gates(kube, namespace, "b-four-g") and not gates(kube, namespace, "a-three-g")
+    )
+    woke = time.monotonic() - created
+    print(f"\ngate to ungate with watches: {woke:.1f} s")
+    assert woke < 8.0, "a watch event, not the 10 s resync, started the pass"
     assert wait_bound(kube, namespace, ["a-three-g", "b-four-g"], 60, replica) == {"a-three-g": node, "b-four-g": node}
 
     claims = live_claims(kube, namespace)

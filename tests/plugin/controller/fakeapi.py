@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import copy
 import itertools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class FakeApi:
         self.calls: list[tuple[str, str]] = []
         self.before_update: Callable[[str, Obj, bool], None] | None = None  # may raise ApiError
         self.after_list: Callable[[str], None] | None = None
+        self.watchers: list[Callable[[], None]] = []
 
     def _key(self, kind: str, namespace: str | None, name: str) -> Key:
         return kind, (namespace or "") if RESOURCES[kind].namespaced else "", name
@@ -39,7 +41,14 @@ class FakeApi:
         meta.setdefault("creationTimestamp", f"2026-01-01T00:00:{next(self._uid) % 60:02d}Z")
         meta["resourceVersion"] = str(next(self._rv))
         self.objects[self._key(kind, meta.get("namespace"), meta["name"])] = obj
+        for changed in list(self.watchers):
+            changed()
         return copy.deepcopy(obj)
+
+    def watch(self, kind: str, stop: threading.Event, changed: Callable[[], None]) -> None:
+        """Like the real list+watch: ``changed`` on every write (any kind), until ``stop``."""
+        self.watchers.append(changed)
+        stop.wait()
 
     def list(self, kind: str) -> list[Obj]:
         self.calls.append(("list", kind))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -342,3 +344,29 @@ def test_a_changed_explanation_updates_the_condition_but_the_same_reason_adds_no
     assert first is not None and second is not None and first["reason"] == second["reason"]
     assert first["message"] != second["message"] and "default/other" in second["message"]
     assert len(api.of("events")) == 1
+
+
+@pytest.mark.parametrize("watch", [True, False], ids=["watch", "poll"])
+def test_the_run_loop_places_pods_as_they_come(api: FakeApi, watch: bool) -> None:
+    """The loop as `controller run` drives it: with watches a pass follows each change although the resync is long;
+    without, the poll interval paces it."""
+    policy = Path(example("first-fit-strands")[0])
+    settings = Settings(policy=(policy.read_text(), str(policy)), params=SolveParams(time_limit_s=5, workers=1))
+    config = Config("looping", settings, batch_window_s=0.1, poll_interval_s=0.1, watch=watch, resync_s=60)
+    ctl = Controller(api, config)
+    if not watch:
+        api.watch = None  # type: ignore[assignment,method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=ctl.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(0.3)  # the first pass is done: nothing pending, the loop sleeps until something changes
+        add(api, claim("a-three-g", THREE_G), pod("p3", ["a-three-g"]))
+        deadline = time.monotonic() + 10
+        while gates(api, "p3") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gates(api, "p3") == [] and devices(api, "a-three-g")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
