@@ -286,7 +286,9 @@ def gpu_devices(gpu: GpuInfo, publish: Publish) -> tuple[list[Wire], Wire | None
 
 
 def _gpu_devices(gpu: GpuInfo, publish: Publish) -> tuple[list[Wire], Wire | None]:
-    if publish.mode is Mode.MIG and gpu.spec.mig_capable:
+    # MIG devices only where MIG mode is on: the driver never switches MIG mode itself, so a
+    # MIG-capable GPU with MIG off is published as a whole GPU even under a MIG rule.
+    if publish.mode is Mode.MIG and gpu.spec.mig_capable and gpu.mig_enabled:
         if publish.mig_dynamic:
             return dynamic_devices(gpu, publish), counter_set(gpu)
         return static_mig_devices(gpu, publish), None

@@ -14,7 +14,7 @@ import yaml
 
 from solver.compile import compile_problem
 from solver.inputs import read_inputs
-from solver.problem import NodeName
+from solver.problem import NodeName, Problem
 from solver.result import Placement, Solution
 from solver.verify import verify
 from tests.e2e.kube import Obj
@@ -27,27 +27,36 @@ def pending_copy(claim: Obj) -> Obj:
     return bare
 
 
-def verify_scheduler(inventory: Path, live: list[Obj], policy: Path | None = None) -> list[str]:
-    """Violations our verifier finds in the allocations of ``live`` claims (empty: valid). ``policy`` adds its
-    rules (admission, quotas) to the check; without it, plain Kubernetes semantics apply."""
-    allocated = [c for c in live if (c.get("status") or {}).get("allocation")]
+def _problem(inventory: Path, objs: list[Obj], policy: Path | None, *, as_pending: bool) -> Problem:
+    text = (yaml.safe_dump_all(objs), "<pending>" if as_pending else "<allocated>")
     inputs = read_inputs(
-        [(inventory.read_text(), str(inventory)), (yaml.safe_dump_all(allocated), "<allocated>")],
-        [(yaml.safe_dump_all([pending_copy(c) for c in live]), "<pending>")],
+        [(inventory.read_text(), str(inventory)), *([] if as_pending else [text])],
+        [text] if as_pending else [],
         (policy.read_text(), str(policy)) if policy is not None else None,
     )
-    compiled = compile_problem(
+    return compile_problem(
         inputs.slices,
         inputs.classes,
         inputs.pending,
         allocated=inputs.allocated,
         nodes=inputs.nodes,
         policy=inputs.policy,
-    )
-    problem = compiled.problem
+    ).problem
+
+
+def verify_scheduler(inventory: Path, live: list[Obj], policy: Path | None = None) -> list[str]:
+    """Violations our verifier finds in the allocations of ``live`` claims (empty: valid). ``policy`` adds its
+    rules (admission, quotas) to the check; without it, plain Kubernetes semantics apply.
+
+    Two reads over the same inventory (so device indexes agree): the allocations as existing ones, then the
+    same claims without status as pending; the first read's allocations are checked as the answer to the
+    second read's problem."""
+    allocated = [c for c in live if (c.get("status") or {}).get("allocation")]
+    existing = _problem(inventory, allocated, policy, as_pending=False).existing
+    problem = _problem(inventory, [pending_copy(c) for c in live], policy, as_pending=True)
     solution = Solution("kube-scheduler")
-    for existing in problem.existing:
-        solution.placements[existing.claim] = Placement(existing.claim, existing.node or NodeName(""), existing.results)
-    if len(solution.placements) != len(allocated):
+    for item in existing:
+        solution.placements[item.claim] = Placement(item.claim, item.node or NodeName(""), item.results)
+    if len(solution.placements) != len(allocated) or any(not p.results for p in solution.placements.values()):
         return [f"only {len(solution.placements)} of {len(allocated)} allocations refer to known devices"]
     return verify(dataclasses.replace(problem, existing=()), solution)

@@ -23,6 +23,7 @@ DYNAMIC = Publish(Mode.MIG, mig_dynamic=True)
 
 
 def _gpus(model: str, count: int, **kwargs: object) -> list[GpuInfo]:
+    kwargs.setdefault("mig_enabled", True)  # MIG devices are published only where MIG mode is on
     return [
         GpuInfo(model, minor, f"GPU-{minor:08d}", f"0000:{minor + 0x10:02x}:00.0", **kwargs)  # type: ignore[arg-type]
         for minor in range(count)
@@ -103,6 +104,14 @@ def test_dynamic_mig_layout() -> None:
         assert len(s.devices) <= limits.SLICE_MAX_DEVICES_ADVANCED
         minors = {d.name.split("-")[1] for d in s.devices}
         assert len(minors) == 1  # one GPU per device slice
+
+
+def test_mig_rule_on_a_gpu_with_mig_mode_off_publishes_the_whole_gpu() -> None:
+    # The driver never switches MIG mode; MIG devices on a MIG-off GPU could never be prepared.
+    gpus = _gpus("H100-80GB", 2, mig_enabled=False)
+    slices = build_slices("n", gpus, publish_for=lambda g, v: DYNAMIC)
+    assert not any(s.spec.shared_counters for s in slices)
+    assert sorted(_devices(slices)) == ["gpu-0", "gpu-1"]
 
 
 def test_counter_sets_respect_api_limits() -> None:

@@ -199,47 +199,7 @@ def replicas(kube_cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iter
 
 
 def verify_live(inventory: Path, live: list[Obj], policy: Path) -> list[str]:
-    """Our verifier (``solver.verify``) on allocations read back from the API server.
+    """Our verifier (``solver.verify``) on allocations read back from the API server."""
+    from tests.e2e.verifyalloc import verify_scheduler
 
-    The allocations go through the solver's input path as existing allocations (one read), the same claims without
-    status as pending (a second read over the same inventory, so device indexes agree); the first read's allocations
-    are then checked as the answer to the second read's problem."""
-    import dataclasses
-
-    from solver.compile import compile_problem
-    from solver.inputs import read_inputs
-    from solver.problem import NodeName
-    from solver.result import Placement, Solution
-    from solver.verify import verify
-
-    def compiled(objs: list[Obj], as_pending: bool) -> Any:
-        text = (yaml.safe_dump_all(objs), "<live>")
-        inputs = read_inputs(
-            [(inventory.read_text(), str(inventory)), *([] if as_pending else [text])],
-            [text] if as_pending else [],
-            (policy.read_text(), str(policy)),
-        )
-        return compile_problem(
-            inputs.slices,
-            inputs.classes,
-            inputs.pending,
-            allocated=inputs.allocated,
-            nodes=inputs.nodes,
-            policy=inputs.policy,
-        ).problem
-
-    allocated = [c for c in live if (c.get("status") or {}).get("allocation")]
-    KEYS = ("name", "namespace")
-    bare = [
-        {"apiVersion": c["apiVersion"], "kind": c["kind"], "metadata": {k: c["metadata"][k] for k in KEYS}}
-        | {"spec": c["spec"]}
-        for c in live
-    ]
-    existing = compiled(allocated, as_pending=False).existing
-    problem = compiled(bare, as_pending=True)
-    solution = Solution("controller")
-    for item in existing:
-        solution.placements[item.claim] = Placement(item.claim, item.node or NodeName(""), item.results)
-    if len(solution.placements) != len(allocated) or any(not p.results for p in solution.placements.values()):
-        return [f"only {len(solution.placements)} of {len(allocated)} allocations refer to known devices"]
-    return verify(dataclasses.replace(problem, existing=()), solution)
+    return verify_scheduler(inventory, live, policy)

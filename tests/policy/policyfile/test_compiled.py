@@ -20,7 +20,7 @@ def _policy(body: str) -> CompiledPolicy:
 
 
 def _gpu(model: str, minor: int = 0) -> GpuInfo:
-    return GpuInfo(model, minor, f"GPU-{model}-{minor}", f"0000:{minor + 1:02x}:00.0")
+    return GpuInfo(model, minor, f"GPU-{model}-{minor}", f"0000:{minor + 1:02x}:00.0", mig_enabled=True)
 
 
 SHARING = """
