@@ -40,11 +40,12 @@ class LiveState:
     claims: list[Text] = field(default_factory=list)
 
 
-def read_cluster(kubeconfig: str) -> LiveState:
-    """Everything ``gpupolicy solve`` needs from the cluster ``kubeconfig`` points at."""
+def read_cluster(kubeconfig: str, namespace: str | None = None) -> LiveState:
+    """Everything ``gpupolicy solve`` needs from the cluster ``kubeconfig`` points at; with ``namespace``,
+    only that namespace's pending claims and pods are placed (allocations everywhere still count)."""
     api = _connect(kubeconfig)
     try:
-        return collect(lambda kind: _list(api, kind, kubeconfig))
+        return collect(lambda kind: _list(api, kind, kubeconfig), namespace)
     finally:
         api.close()
 
@@ -83,14 +84,20 @@ def _describe(exc: ApiError, kind: str) -> tuple[str, str]:
     return "cluster_api_error", f"listing {kind} failed: {text}"
 
 
-def collect(list_kind: Lister) -> LiveState:
+def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
     """The texts for ``read_inputs``, from any lister of wire objects (the API server, or a test's)."""
     out = LiveState()
     slices, classes, nodes = list_kind("resourceslices"), list_kind("deviceclasses"), list_kind("nodes")
     claims = list_kind("resourceclaims")
     allocated = [c for c in claims if _allocation(c) is not None]
-    pending = sorted((c for c in claims if _allocation(c) is None and not _deleting(c)), key=_arrival)
-    pods = sorted((p for p in list_kind("pods") if _unscheduled(p)), key=_arrival)
+
+    def wanted_here(obj: Obj) -> bool:
+        return namespace is None or _ns(obj) == namespace
+
+    pending = sorted(
+        (c for c in claims if _allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival
+    )
+    pods = sorted((p for p in list_kind("pods") if _unscheduled(p) and wanted_here(p)), key=_arrival)
     wire_pods = [w for w in (_pod(p) for p in pods) if w["spec"]["resourceClaims"]]
     wanted = {(_ns(p), str(e["resourceClaimTemplateName"])) for p in wire_pods for e in _template_refs(p)}
     templates = [t for t in list_kind(TEMPLATES) if (_ns(t), t["metadata"]["name"]) in wanted] if wanted else []

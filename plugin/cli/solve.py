@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="read slices, classes, nodes, allocations and pending claims from this cluster (read only)",
     )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help="with --kubeconfig: place only this namespace's pending claims and pods (allocations everywhere count)",
+    )
     parser.add_argument("--policy", metavar="FILE", help="a GpuPolicy file (device classes, rules, objective)")
     parser.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
     parser.add_argument("--time-limit", type=float, metavar="S", help="solver time limit in seconds")
@@ -71,6 +77,8 @@ def _read(path: str) -> tuple[str, str]:
 def _usage_problem(args: argparse.Namespace) -> str:
     if args.time_limit is not None and args.time_limit <= 0:
         return "--time-limit must be positive"
+    if args.namespace and not args.kubeconfig:
+        return "--namespace filters what --kubeconfig reads; give --kubeconfig FILE too"
     if not args.kubeconfig and not args.inventory:
         return "give --inventory FILE... or --kubeconfig FILE"
     if not args.kubeconfig and not args.claims:
@@ -106,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         from plugin.live import read_cluster
 
-        live = read_cluster(args.kubeconfig)
+        live = read_cluster(args.kubeconfig, args.namespace)
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
     policy = _read(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)

@@ -196,3 +196,18 @@ def test_served_cluster_is_read_not_written(served: Served, tmp_path: Path, caps
     assert sorted(placed.values()) == [("node-a", "gpu-0"), ("node-b", "gpu-1")]
     assert requests and all(method == "GET" for method, _ in requests)
     assert ("GET", "/apis/resource.k8s.io/v1/resourceclaims") in requests
+
+
+def test_namespace_limits_what_is_placed(served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = served
+    base = ("--kubeconfig", str(kubeconfig(tmp_path, url)), "-o", "json", "--no-timing", "--workers", "1")
+    code, out, err = solve(capsys, *base, "--namespace", "elsewhere")
+    assert code == 0, err
+    doc = json.loads(out)
+    names = {c["metadata"]["name"] for c in doc["claims"]}
+    assert not names & {"p-gpu-x1", "q-gpu"} and doc["unplaced"] == []
+
+
+def test_namespace_needs_kubeconfig(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = solve(capsys, "--inventory", "x.yaml", "--claims", "y.yaml", "--namespace", "a")
+    assert code == 2 and "--kubeconfig" in err

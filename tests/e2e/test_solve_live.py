@@ -36,9 +36,12 @@ needs_live_solve = pytest.mark.skipif(
 )
 
 
-def live_solve(plane: ControlPlane, *extra: str) -> dict[str, Any]:
+def live_solve(plane: ControlPlane, namespace: str, *extra: str) -> dict[str, Any]:
+    # The control plane is shared by the whole session and has no namespace controller, so other tests'
+    # pending claims linger: place only this test's namespace (allocations everywhere still count).
     out = run_cli(
-        "solve", "--kubeconfig", str(plane.kubeconfig), "--policy", str(STRANDS.policy_file()),
+        "solve", "--kubeconfig", str(plane.kubeconfig), "--namespace", namespace,
+        "--policy", str(STRANDS.policy_file()),
         "-o", "json", "--no-timing", "--workers", "1", "--seed", "1", *extra,
     )  # fmt: skip
     assert out.returncode in (0, 1), out.stderr
@@ -76,7 +79,7 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     cleanup.create(four_g)
 
     # Both pending: the solver, seeing them together, places both on the live slices.
-    live = live_solve(kube_cluster)
+    live = live_solve(kube_cluster, namespace)
     placed, unplaced = outcome(live, namespace)
     assert set(placed) == {"a-three-g", "b-four-g"} and not unplaced
     assert all(device.startswith("gpu-0-mig-") for device in placed.values())
@@ -93,7 +96,7 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     # The scheduler allocates the 3g claim first-fit (memory slots 0-3); a live solve must respect that allocation.
     cleanup.create(pod_for(three_g, node))
     wait_decided(kube, namespace, three_g)
-    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    placed, unplaced = outcome(live_solve(kube_cluster, namespace), namespace)
     assert "b-four-g" in unplaced
     assert "b-four-g" not in placed
 
@@ -114,7 +117,7 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     gated["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimTemplateName": "t-three-g"}]
     gated["spec"]["schedulingGates"] = [{"name": "example.com/hold"}]
     cleanup.create(gated)
-    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    placed, unplaced = outcome(live_solve(kube_cluster, namespace), namespace)
     from_template = [name for name in placed if name.startswith("gated-gpu")]
     assert len(from_template) == 1 and "b-four-g" in unplaced
     assert placed[from_template[0]] not in (held_device, "") and placed[from_template[0]].startswith("gpu-0-mig-3g")
@@ -125,7 +128,7 @@ def test_live_solve_reads_slices_pending_claims_and_allocations(
     extra["metadata"]["name"] = "c-extra"
     extra_file = tmp_path / "extra.yaml"
     extra_file.write_text(yaml.safe_dump(extra))
-    placed, unplaced = outcome(live_solve(kube_cluster, "--claims", str(extra_file)), namespace)
+    placed, unplaced = outcome(live_solve(kube_cluster, namespace, "--claims", str(extra_file)), namespace)
     contenders = {"c-extra", *from_template}
     assert len(contenders & set(placed)) == 1 and len(contenders & unplaced) == 1
     assert held_device not in [placed[name] for name in contenders & set(placed)]
@@ -173,6 +176,6 @@ def test_live_solve_reads_claims_made_from_templates(
 
     claim_name: str = kube.wait_for("kube-controller-manager to make the gated pod's claim", made)
     assert claim_name != "gated-gpu"
-    placed, unplaced = outcome(live_solve(kube_cluster), namespace)
+    placed, unplaced = outcome(live_solve(kube_cluster, namespace), namespace)
     assert set(placed) == {claim_name} and not unplaced
     assert placed[claim_name].startswith("gpu-0-mig-3g")
