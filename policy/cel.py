@@ -10,7 +10,8 @@ Environments (``env=``):
 * ``"selector"``: ``device`` (``driver``, ``attributes[domain][id]``, ``capacity[domain][id]``,
   ``allowMultipleAllocations``), as in DeviceClass and ResourceClaim selectors.
 * ``"admission"``: ``device`` plus ``claim`` (``namespace``, ``name``, ``labels``,
-  ``annotations``) and ``request`` (``name``, ``deviceClassName``).
+  ``annotations``) and ``request`` (``name``, ``deviceClassName``, ``count``, ``allocationMode``,
+  ``capacity`` as a map of quantities).
 
 Thread safety: a :class:`Program` holds no per-evaluation state (each evaluation gets its own
 variable map and cost meter), so it can be used from several threads at once. The result caches
@@ -41,6 +42,7 @@ from policy.cel_refs import KeyFn, Projection, analyze, key_function
 from policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
 from policy.device import DeviceView, result_cache
 from policy.errors import DiagnosticError, Location
+from policy.quantity import Quantity
 
 EXPRESSION_MAX_BYTES = 10 * 1024
 COST_LIMIT = 1_000_000
@@ -57,7 +59,13 @@ OBJECTS: dict[str, dict[str, StaticType]] = {
         "labels": map_of("string", "string"),
         "annotations": map_of("string", "string"),
     },
-    "request": {"name": "string", "deviceClassName": "string"},
+    "request": {
+        "name": "string",
+        "deviceClassName": "string",
+        "count": "int",
+        "allocationMode": "string",
+        "capacity": map_of("string", "quantity"),
+    },
 }
 ENVIRONMENTS: dict[str, dict[str, StaticType]] = {
     "selector": {"device": ("object", "device")},
@@ -374,7 +382,16 @@ def _claim_value(claim: Mapping[str, object]) -> dict[str, object]:
 
 
 def _request_value(request: Mapping[str, object]) -> dict[str, object]:
-    return {"name": str(request.get("name", "")), "deviceClassName": str(request.get("deviceClassName", ""))}
+    count = request.get("count", 1)
+    raw = request.get("capacity")
+    capacity: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}
+    return {
+        "name": str(request.get("name", "")),
+        "deviceClassName": str(request.get("deviceClassName", "")),
+        "count": count if isinstance(count, int) else 1,
+        "allocationMode": str(request.get("allocationMode", "ExactCount")),
+        "capacity": {str(k): v if isinstance(v, Quantity) else Quantity.parse(str(v)) for k, v in capacity.items()},
+    }
 
 
 def _freeze(value: object) -> Hashable:

@@ -152,6 +152,21 @@ def test_admission_results_depend_on_the_claim() -> None:
     assert diagnostic('claim.labels.tier == "gold"')[0] == "cel_undeclared_reference"
 
 
+def test_admission_sees_the_request_shape() -> None:
+    program = compile_expression(
+        'request.count <= 2 && request.allocationMode == "ExactCount" && '
+        '(!("memory" in request.capacity) || request.capacity["memory"].compareTo(quantity("10Gi")) <= 0)',
+        env="admission",
+    )
+    device = gpu()
+    small = {"name": "r", "count": 1, "allocationMode": "ExactCount", "capacity": {"memory": Quantity.parse("8Gi")}}
+    assert program.evaluate(device, claim={}, request=small) is True
+    assert program.evaluate(device, claim={}, request={**small, "count": 3}) is False
+    assert program.evaluate(device, claim={}, request={**small, "capacity": {"memory": "20Gi"}}) is False
+    assert program.evaluate(device, claim={}, request={"name": "r", "allocationMode": "All"}) is False
+    assert diagnostic("request.count == 'x'", env="admission")[0] == "cel_type_error"
+
+
 def test_compiled_programs_are_shared_between_locations() -> None:
     a = compile_expression("device.driver == 'x'", Location("a.yaml", 1, 1))
     b = compile_expression("device.driver == 'x'", Location("b.yaml", 2, 2))
