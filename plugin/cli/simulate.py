@@ -1,8 +1,15 @@
-"""``gpupolicy simulate``: replay an openb trace with one or more placement strategies.
+"""``gpupolicy simulate``: replay arrivals against a cluster with one or more placement strategies.
 
-Follows the FGD paper's protocol (seeds, 130% of GPU capacity with resampling, shuffled
-arrivals, no departures or retries, 1% buckets of arrived demand) and prints the allocation
-at 130% per strategy, or ``-o json`` with the curves, or ``--plot FILE.png``.
+Two input modes:
+
+- ``--nodes NODES.csv --pods PODS.csv``: an openb trace under the FGD paper's protocol (seeds, 130%
+  of GPU capacity with resampling, shuffled arrivals, no departures or retries, 1% buckets of
+  arrived demand); prints the allocation at 130% per strategy, or ``-o json`` with the curves;
+- ``--inventory FILE... --claims FILE... [--policy FILE]``: our own formats (cluster descriptions or
+  ResourceSlices; ResourceClaims/Pods in arrival order), replayed in file order with the solver's
+  own strategies (see :mod:`solver.simulate.claims`).
+
+``--plot FILE.png`` draws allocation versus arrivals in both modes.
 """
 
 from __future__ import annotations
@@ -13,11 +20,31 @@ import sys
 from pathlib import Path
 
 STRATEGY_NAMES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online", "batch")
+CLAIM_STRATEGIES = ("first-fit", "best-fit", "online", "batch")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--nodes", required=True, type=Path, help="node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
-    parser.add_argument("--pods", required=True, type=Path, help="pod list CSV (name,cpu_milli,memory_mib,num_gpu,...)")
+    parser.add_argument("--nodes", type=Path, help="openb node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
+    parser.add_argument("--pods", type=Path, help="openb pod list CSV (name,cpu_milli,memory_mib,num_gpu,...)")
+    parser.add_argument(
+        "--inventory",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="cluster descriptions, ResourceSlices, Nodes, DeviceClasses, allocated ResourceClaims",
+    )
+    parser.add_argument(
+        "--claims",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="ResourceClaims, templates, Pods and workloads, in arrival order",
+    )
+    parser.add_argument("--policy", type=Path, help="with --inventory: a GpuPolicy file")
+    parser.add_argument("--window", type=int, default=16, help="with --inventory: arrivals per batch window")
+    parser.add_argument("--time-limit", type=float, default=10.0, help="with --inventory: seconds per solve")
     parser.add_argument(
         "--strategy", action="append", choices=STRATEGY_NAMES, required=True, help="placement strategy (repeatable)"
     )
@@ -48,7 +75,113 @@ def _progress(strategy: str, seed: int, done: int, total: int) -> None:
         print(f"\r{strategy} seed {seed}: {done}/{total} pods", end=end, file=sys.stderr, flush=True)
 
 
+def _usage_problem(args: argparse.Namespace) -> str:
+    csv_mode = args.nodes is not None or args.pods is not None
+    dra_mode = bool(args.inventory or args.claims or args.policy)
+    if csv_mode and dra_mode:
+        return "give either --nodes/--pods (openb CSV) or --inventory/--claims (YAML), not both"
+    if csv_mode and (args.nodes is None or args.pods is None):
+        return "the openb mode needs both --nodes and --pods"
+    if not csv_mode and (not args.inventory or not args.claims):
+        return "give --nodes NODES.csv --pods PODS.csv, or --inventory FILE... --claims FILE..."
+    if dra_mode:
+        wrong = [s for s in args.strategy if s not in CLAIM_STRATEGIES]
+        if wrong:
+            return f"with --inventory the strategies are {', '.join(CLAIM_STRATEGIES)}, not {', '.join(wrong)}"
+        if args.mig:
+            return "--mig applies to the openb mode only"
+        if args.window < 1 or args.time_limit <= 0:
+            return "--window and --time-limit must be positive"
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = _usage_problem(args)
+    if problem:
+        print(f"gpupolicy simulate: error: {problem}", file=sys.stderr)
+        return 2
+    if args.inventory:
+        return _run_claims(args)
+    return _run_openb(args)
+
+
+def _read_text(path: str) -> tuple[str, str]:
+    from policy.errors import DiagnosticError, Location
+
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {reason}", Location(path)) from None
+
+
+def _claim_progress(strategy: str, done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\r{strategy}: {done}/{total} arrivals", end=end, file=sys.stderr, flush=True)
+
+
+def _run_claims(args: argparse.Namespace) -> int:
+    from solver.compile import compile_problem
+    from solver.inputs import read_inputs
+    from solver.result import SolveParams
+    from solver.simulate.claims import replay_claims
+
+    inventory = [_read_text(p) for p in args.inventory]
+    claims = [_read_text(p) for p in args.claims]
+    policy = _read_text(str(args.policy)) if args.policy else None
+    inputs = read_inputs(inventory, claims, policy)
+    compiled = compile_problem(
+        inputs.slices,
+        inputs.classes,
+        inputs.pending,
+        allocated=inputs.allocated,
+        nodes=inputs.nodes,
+        policy=inputs.policy,
+    )
+    params = SolveParams(time_limit_s=args.time_limit, workers=1, seed=0, explain=False)
+    trace = "+".join(args.claims)
+    progress = _claim_progress if sys.stderr.isatty() else None
+    results = [
+        replay_claims(compiled.problem, s, trace=trace, window=args.window, params=params, progress=progress)
+        for s in args.strategy
+    ]
+    docs = [r.to_json() for r in results]
+    if args.output == "json":
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
+    else:
+        print(_claims_table(docs))
+    if args.plot:
+        _plot_arrivals(docs, args.plot)
+    bad = [v for r in results for v in r.violations]
+    for violation in bad:
+        print(f"gpupolicy simulate: verifier: {violation}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _claims_table(docs: list[dict[str, object]]) -> str:
+    head = (
+        f"{'strategy':<10} {'arrivals':>8} {'claims':>6} {'placed':>6} {'failed':>6} {'GPUs full':>9}"
+        f" {'partly':>6} {'idle':>5} {'alloc %':>8} {'seconds':>8}"
+    )
+    lines = [head]
+    for d in docs:
+        gpus, failed = d["gpus"], d["failed_pods"]
+        assert isinstance(gpus, dict) and isinstance(failed, list)
+        lines.append(
+            f"{d['strategy']!s:<10} {d['arrivals']!s:>8} {d['claims']!s:>6} {d['placed']!s:>6} {len(failed):>6}"
+            f" {gpus['full']!s:>9} {gpus['partial']!s:>6} {gpus['idle']!s:>5}"
+            f" {float(str(d['allocation'])):>8.2f} {float(str(d['seconds'])):>8.3f}"
+        )
+    for d in docs:
+        reasons = d["failed_reasons"]
+        assert isinstance(reasons, dict)
+        if reasons:
+            listed = ", ".join(f"{name} ({code})" for name, code in reasons.items())
+            lines.append(f"{d['strategy']}: not placed: {listed}")
+    return "\n".join(lines)
+
+
+def _run_openb(args: argparse.Namespace) -> int:
     from solver.simulate.replay import Replay
     from solver.simulate.run import parse_seeds
     from solver.simulate.run import run as run_strategy
@@ -171,6 +304,30 @@ def _plot(docs: list[dict[str, object]], path: Path) -> None:
     inset.set_title("100-130%", fontsize=7)
     inset.tick_params(labelsize=6)
     inset.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_arrivals(docs: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for d in docs:
+        curve = d["curve"]
+        assert isinstance(curve, list)
+        label = f"{d['strategy']} ({float(str(d['allocation'])):.2f}%, {d['placed']} placed)"
+        ax.step(range(len(curve)), [float(v) for v in curve], where="post", label=label, linewidth=1.4)
+    ax.set_xlabel("arrivals (pods or lone claims, in file order)")
+    ax.set_ylabel("GPU allocation (% of GPU capacity)")
+    ax.set_ylim(0, 101)
+    ax.set_title(f"{docs[0]['trace'] if docs else ''}: allocation vs arrivals")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path)

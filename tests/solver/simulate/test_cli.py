@@ -61,3 +61,65 @@ def test_missing_file_is_a_diagnostic(files: tuple[Path, Path], capsys: pytest.C
 def test_bad_seeds_is_a_usage_error(files: tuple[Path, Path]) -> None:
     n, p = files
     assert main(["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "random", "--seeds", "x"]) == 2
+
+
+STRANDS = Path(__file__).resolve().parents[3] / "examples" / "first-fit-strands"
+CLAIM_KEYS = {"strategy", "trace", "curve", "failed_pods", "seconds", "placed", "gpus", "allocation"}
+
+
+def _claims_argv(*strategies: str) -> list[str]:
+    argv = ["simulate", "--inventory", str(STRANDS / "cluster.yaml"), "--claims", str(STRANDS / "claims.yaml")]
+    argv += ["--policy", str(STRANDS / "policy.yaml")]
+    for s in strategies:
+        argv += ["--strategy", s]
+    return argv
+
+
+def test_claims_mode_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*_claims_argv("first-fit", "online"), "-o", "json"]) == 0
+    first, online = json.loads(capsys.readouterr().out)
+    assert set(first) >= CLAIM_KEYS and set(online) >= CLAIM_KEYS
+    assert first["failed_pods"] == ["default/b-four-g"] and first["placed"] == 1
+    assert online["failed_pods"] == [] and online["placed"] == 2
+    assert online["gpus"] == {"full": 1, "partial": 0, "idle": 0, "total": 1}
+    assert len(online["curve"]) == 3 and online["curve"][-1] == 100.0
+
+
+def test_claims_mode_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "claims.png"
+    assert main([*_claims_argv("first-fit", "batch"), "--window", "2", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "first-fit: not placed: default/b-four-g (not_placed)" in out
+    assert "batch: not placed" not in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_claims_mode_without_the_policy_reports_the_missing_classes(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--inventory", str(STRANDS / "cluster.yaml"), "--claims", str(STRANDS / "claims.yaml")]
+    assert main([*argv, "--strategy", "online"]) == 0
+    assert "default/a-three-g (device_class_not_found)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strategy", "fgd"], "strategies are first-fit, best-fit, online, batch"),
+        (["--strategy", "online", "--nodes", "n.csv"], "not both"),
+        (["--strategy", "online", "--window", "0"], "must be positive"),
+        (["--strategy", "online", "--mig"], "openb mode only"),
+    ],
+)
+def test_claims_mode_usage_errors(extra: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*_claims_argv(), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_neither_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--strategy", "online"]) == 2
+    assert "--inventory FILE... --claims FILE..." in capsys.readouterr().err
+
+
+def test_claims_mode_unreadable_file(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["simulate", "--inventory", "/nonexistent.yaml", "--claims", str(STRANDS / "claims.yaml")]
+    assert main([*argv, "--strategy", "online"]) == 1
+    assert "file_unreadable" in capsys.readouterr().err

@@ -1,0 +1,172 @@
+"""Replay DRA claims (our own formats) in arrival order against an inventory.
+
+The arrivals are the problem's gangs in order: a Pod's claims together (all or nothing), a lone
+ResourceClaim by itself. Nothing departs and a claim that is not placed when it arrives fails for
+good (no retries). Strategies, all the solver's own code:
+
+- ``first-fit``: the Kubernetes allocator (:func:`solver.firstfit.first_fit`), gang by gang;
+- ``best-fit``: the same search, tightest node and partly used GPUs first;
+- ``online``: each arrival solved with the optimal model (:func:`solver.solve.solve`) on its own,
+  everything placed before it fixed as existing allocations;
+- ``batch``: the optimal model over windows of ``window`` arrivals, earlier windows fixed.
+
+After the replay the verifier (:func:`solver.verify.verify`) re-checks the final state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from solver.firstfit import best_fit, first_fit
+from solver.problem import Claim, ClaimKey, Existing, Problem
+from solver.result import Placement, Solution, SolveParams
+from solver.simulate.gpu_use import GpuCounts, GpuUse
+from solver.solve import solve
+from solver.verify import verify
+
+STRATEGIES = ("first-fit", "best-fit", "online", "batch")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ClaimReplay:
+    strategy: str
+    trace: str
+    arrivals: list[str]  # gang names in arrival order
+    claims: int
+    placements: dict[ClaimKey, Placement]
+    failed: list[str]  # arrivals (gangs) not placed
+    reasons: dict[str, str]  # failed arrival -> compile error code of one of its claims, or "not_placed"
+    curve: list[float]  # allocation % before the first arrival and after each one
+    gpus: GpuCounts
+    seconds: float
+    decision_ms: list[float] = field(default_factory=list)  # per solve (online: arrival, batch: window)
+    violations: list[str] = field(default_factory=list)
+    window: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "strategy": self.strategy,
+            "trace": self.trace,
+            "arrivals": len(self.arrivals),
+            "claims": self.claims,
+            "placed": len(self.placements),
+            "failed_pods": self.failed,
+            "failed_reasons": self.reasons,
+            "gpus": self.gpus.to_json(),
+            "allocation": round(self.curve[-1], 4),
+            "curve": [round(v, 4) for v in self.curve],
+            "seconds": round(self.seconds, 3),
+            "violations": self.violations,
+        }
+        if self.decision_ms:
+            ms = np.array(self.decision_ms)
+            doc["decision_ms"] = {
+                "median": round(float(np.median(ms)), 3),
+                "p99": round(float(np.percentile(ms, 99)), 3),
+            }
+        if self.strategy == "batch":
+            doc["window"] = self.window
+        return doc
+
+
+def arrivals(problem: Problem) -> list[tuple[str, list[Claim]]]:
+    """Gangs in arrival order (the position of their first claim)."""
+    out: dict[str, list[Claim]] = {}
+    for claim in problem.claims:
+        out.setdefault(claim.gang or claim.key, []).append(claim)
+    return list(out.items())
+
+
+def _greedy(problem: Problem, strategy: str) -> tuple[dict[ClaimKey, Placement], list[float]]:
+    solution = first_fit(problem) if strategy == "first-fit" else best_fit(problem)
+    return solution.placements, []
+
+
+def _windows(
+    problem: Problem, size: int, params: SolveParams, progress: Progress | None, name: str
+) -> tuple[dict[ClaimKey, Placement], list[float]]:
+    """Solve ``size`` arrivals at a time with the optimal model, everything placed earlier fixed."""
+    gangs = arrivals(problem)
+    existing = list(problem.existing)
+    placements: dict[ClaimKey, Placement] = {}
+    times: list[float] = []
+    for start in range(0, len(gangs), size):
+        claims = tuple(c for _, members in gangs[start : start + size] for c in members)
+        started = time.perf_counter()
+        solution = solve(replace(problem, claims=claims, existing=tuple(existing)), "optimal", params)
+        times.append(1000.0 * (time.perf_counter() - started))
+        by_key = {c.key: c for c in claims}
+        for key, placement in solution.placements.items():
+            placements[key] = placement
+            existing.append(Existing(key, by_key[key].namespace, placement.results, placement.node))
+        if progress is not None:
+            progress(name, min(start + size, len(gangs)), len(gangs))
+    return placements, times
+
+
+def replay_claims(
+    problem: Problem,
+    strategy: str,
+    *,
+    trace: str = "",
+    window: int = 16,
+    params: SolveParams | None = None,
+    progress: Progress | None = None,
+) -> ClaimReplay:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    params = replace(params or SolveParams(time_limit_s=10.0, workers=1), explain=False)
+    started = time.perf_counter()
+    if strategy in ("first-fit", "best-fit"):
+        placements, times = _greedy(problem, strategy)
+    else:
+        size = 1 if strategy == "online" else max(1, window)
+        placements, times = _windows(problem, size, params, progress, strategy)
+    seconds = time.perf_counter() - started
+    return _summarise(problem, strategy, trace, placements, seconds, times, window)
+
+
+def _summarise(
+    problem: Problem,
+    strategy: str,
+    trace: str,
+    placements: dict[ClaimKey, Placement],
+    seconds: float,
+    times: Sequence[float],
+    window: int,
+) -> ClaimReplay:
+    use = GpuUse(problem)
+    curve = [use.allocation]
+    failed: list[str] = []
+    reasons: dict[str, str] = {}
+    gangs = arrivals(problem)
+    for name, members in gangs:
+        placed = [placements[c.key] for c in members if c.key in placements]
+        if len(placed) < len(members):
+            failed.append(name)
+            errors = [c.error[0] for c in members if c.error is not None]
+            reasons[name] = errors[0] if errors else "not_placed"
+        for placement in placed:
+            use.add(placement.results)
+        curve.append(use.allocation)
+    final = Solution(strategy=strategy, placements=dict(placements), status="HEURISTIC")
+    return ClaimReplay(
+        strategy=strategy,
+        trace=trace,
+        arrivals=[name for name, _ in gangs],
+        claims=len(problem.claims),
+        placements=placements,
+        failed=failed,
+        reasons=reasons,
+        curve=curve,
+        gpus=use.counts(),
+        seconds=seconds,
+        decision_ms=list(times),
+        violations=verify(problem, final),
+        window=window,
+    )
