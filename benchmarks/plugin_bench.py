@@ -261,10 +261,11 @@ def main() -> None:
         default="stub",
         help="the HTTP stand-in, or etcd + kube-apiserver built by the e2e test bed (needs its binaries)",
     )
+    parser.add_argument("--cases", nargs="+", choices=list(RULES), default=list(RULES))
     args = parser.parse_args()
     startups = []
     print("| case | claims | p50 ms | p99 ms | max ms | in the plugin: p50 / p99 ms |\n|---|---|---|---|---|---|")
-    for mode in ("shared", "exclusive", "mig"):
+    for mode in args.cases:
         samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)
         startups.append(startup)
         p50, p99, worst = _pct(samples, 0.5), _pct(samples, 0.99), max(samples) * 1000

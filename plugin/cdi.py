@@ -49,6 +49,7 @@ class CdiRegistry:
         self.vendor = f"k8s.{driver}"
         self.kind = f"{self.vendor}/{CLASS}"
         self._prefix = f"{self.vendor}-{CLASS}_"
+        self._root_made = False
 
     def spec_path(self, claim_uid: str) -> Path:
         return self.root / f"{self._prefix}{claim_uid}.json"
@@ -63,11 +64,18 @@ class CdiRegistry:
             "containerEdits": {"deviceNodes": [{"path": p} for p in CONTROL_NODES]},
             "devices": [self._device(claim_uid, d) for d in devices],
         }
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not self._root_made:  # once: a syscall less per prepare (recreated if someone removes it)
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._root_made = True
         path = self.spec_path(claim_uid)
         # Atomic (the runtime never reads half a spec) but not fsynced: the CDI root is tmpfs on real
         # nodes, and after a power loss the boot ID changes and all prepared state is discarded anyway.
-        write_atomic(path, json.dumps(spec, indent=1, sort_keys=True).encode(), mode=0o644, durable=False)
+        data = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+        try:
+            write_atomic(path, data, mode=0o644, durable=False)
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data, mode=0o644, durable=False)
         return path
 
     @staticmethod

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,22 +190,72 @@ class Checkpoint:
         return target
 
     def save(self, records: dict[ClaimUID, ClaimRecord]) -> None:
-        """Write ``records``; each record's JSON is computed once per version of the record."""
+        """Write ``records`` atomically and durably (saves are serialized)."""
         with self._lock:
-            parts = []
-            for uid, record in sorted(records.items()):
-                cached = self._memo.get(uid)
-                if cached is None or cached[0] is not record:
-                    cached = (record, _canonical(record.to_json()))
-                    self._memo[uid] = cached
-                parts.append(f"{json.dumps(str(uid))}:{cached[1]}")
-            for stale in set(self._memo) - set(records):
-                del self._memo[stale]
-            claims = "{" + ",".join(parts) + "}"
-            checksum = _checksum(VERSION, self.boot_id, claims)
-            boot = json.dumps(self.boot_id)
-            text = f'{{"bootId":{boot},"checksum":"{checksum}","claims":{claims},"version":{VERSION}}}'
-            write_atomic(self.path, text.encode())
+            write_atomic(self.path, self._encode(records))
+
+    def _encode(self, records: dict[ClaimUID, ClaimRecord]) -> bytes:
+        """The file's bytes; each record's JSON is computed once per version of the record."""
+        parts = []
+        for uid, record in sorted(records.items()):
+            cached = self._memo.get(uid)
+            if cached is None or cached[0] is not record:
+                cached = (record, _canonical(record.to_json()))
+                self._memo[uid] = cached
+            parts.append(f"{json.dumps(str(uid))}:{cached[1]}")
+        for stale in set(self._memo) - set(records):
+            del self._memo[stale]
+        claims = "{" + ",".join(parts) + "}"
+        checksum = _checksum(VERSION, self.boot_id, claims)
+        boot = json.dumps(self.boot_id)
+        return f'{{"bootId":{boot},"checksum":"{checksum}","claims":{claims},"version":{VERSION}}}'.encode()
+
+
+class GroupCommit:
+    """Concurrent callers of ``commit`` share checkpoint writes; each returns once the records as
+    they were when it called are on disk.
+
+    One write at a time: a caller that arrives during a write waits for it to end, and the next
+    write (by one of the waiters) covers everyone who arrived meanwhile. The waiters sleep on a
+    condition and are woken together; handing a plain lock from waiter to waiter made each of them
+    wait for the GIL in turn, which with 64 concurrent prepares added tens of milliseconds.
+    (Overlapping writes were tried: on this disk parallel fsyncs queue behind each other and made
+    it slower.) A failed write raises in its writer; the callers it would have covered try again.
+    """
+
+    def __init__(self, snapshot: Callable[[], dict[ClaimUID, ClaimRecord]], checkpoint: Checkpoint) -> None:
+        self._snapshot = snapshot
+        self._checkpoint = checkpoint
+        self._cond = threading.Condition(threading.Lock())
+        self._requested = 0
+        self._durable = 0
+        self._writing = False
+        self.writes = 0
+
+    def commit(self) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while self._durable < ticket:
+                if self._writing:
+                    self._cond.wait()
+                else:
+                    self._write()
+
+    def _write(self) -> None:
+        """One write, entered with ``_cond`` held; it is released while writing."""
+        covers = self._requested
+        records = self._snapshot()  # after every change of the tickets up to ``covers``
+        self._writing = True
+        self._cond.release()
+        try:
+            self._checkpoint.save(records)
+        finally:
+            self._cond.acquire()
+            self._writing = False
+            self._cond.notify_all()
+        self._durable = covers
+        self.writes += 1
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from plugin import faults, sharing_plan
 from plugin.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
-from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
+from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, GroupCommit, MigOp, PreparedDevice, SharingOp
 from plugin.config import ConfigError, DeviceConfig, config_for, parse_configs
 from plugin.discovery import Inventory, NodeDevice
 from plugin.kube import Kube, KubeError
@@ -93,24 +93,18 @@ class Preparer:
         self._inventory = inventory
         self._lock = threading.Lock()
         self._claim_locks: dict[str, threading.Lock] = {}
-        self._write_lock = threading.Lock()
         self._share_lock = threading.Lock()
-        self._dirty = 0
-        self._written = 0
+        self._commit = GroupCommit(self._snapshot, checkpoint)
 
-    # --- persistence (group commit: concurrent callers share one write) ---------------------
+    # --- persistence ------------------------------------------------------------------------
 
     def persist(self) -> None:
+        """Return once the records as they are now are on disk (concurrent callers share writes)."""
+        self._commit.commit()
+
+    def _snapshot(self) -> dict[ClaimUID, ClaimRecord]:
         with self._lock:
-            self._dirty += 1
-            mine = self._dirty
-        with self._write_lock:
-            if self._written >= mine:
-                return
-            with self._lock:
-                snapshot, seq = dict(self.records), self._dirty
-            self._checkpoint.save(snapshot)
-            self._written = seq
+            return dict(self.records)
 
     def _set(self, record: ClaimRecord) -> None:
         with self._lock:

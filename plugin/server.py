@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 
@@ -41,8 +41,35 @@ DIR_MODE = 0o750
 SOCKET_MODE = 0o660
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_queued = threading.local()
+
+
+class _TimedPool(futures.ThreadPoolExecutor):
+    """The gRPC server's worker pool; it notes when each call was handed over, so that a handler's
+    duration includes its wait for a free worker (without it, fewer workers would look faster)."""
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> futures.Future[_T]:
+        return super().submit(_run_noting_queued, time.perf_counter(), fn, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def _run_noting_queued(queued: float, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    _queued.at = queued
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _queued.at = None
+
+
+def _call_began() -> float:
+    """When the current call reached the worker pool (now, outside the pool)."""
+    return getattr(_queued, "at", None) or time.perf_counter()
+
+
 class CallStats:
-    """Durations of the last calls of each DRA method, summarised in the log at shutdown."""
+    """Durations of the last calls of each DRA method (from reaching the worker pool to the response),
+    summarised in the log at shutdown."""
 
     def __init__(self, keep: int = 10000) -> None:
         self._keep = keep
@@ -83,11 +110,13 @@ class _DraServicer:
         self._stats = stats
 
     def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
-        begin = time.perf_counter()
+        begin, entered = _call_began(), time.perf_counter()
         try:
             return self._prepare(request)
         finally:
-            self._stats.add("NodePrepareResources", time.perf_counter() - begin)
+            end = time.perf_counter()
+            self._stats.add("NodePrepareResources", end - begin)
+            self._stats.add("NodePrepareResources (handler only)", end - entered)
 
     def _prepare(self, request: Any) -> Any:
         results = self._preparer.prepare(_claims(request))
@@ -109,7 +138,7 @@ class _DraServicer:
         return response
 
     def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
-        begin = time.perf_counter()
+        begin = _call_began()
         response = self._pb.NodeUnprepareResourcesResponse()
         for uid, error in self._preparer.unprepare(_claims(request)).items():
             response.claims[uid].error = error
@@ -198,7 +227,7 @@ def prepare_socket(path: Path, own_folder: bool) -> None:
 
 def _serve(path: Path, add: Callable[[grpc.Server], None], workers: int, own_folder: bool) -> grpc.Server:
     prepare_socket(path, own_folder)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=path.stem))
+    server = grpc.server(_TimedPool(max_workers=workers, thread_name_prefix=path.stem))
     add(server)
     old = os.umask(0o117)
     try:
