@@ -10,6 +10,14 @@ good (no retries). Strategies, all the solver's own code:
   everything placed before it fixed as existing allocations;
 - ``batch``: the optimal model over windows of ``window`` arrivals, earlier windows fixed.
 
+Solved alone, one arrival usually has many placements that are equal for the policy's objective
+(any partly used node, any MIG placement of a profile). ``online`` and ``batch`` break those ties
+through the model's lowest level, *stability* (devices kept from a previous plan): the previous plan
+handed to the model is a guided greedy placement of the window, which takes the devices that block
+the fewest other still-free devices of their GPU (a 3g.40gb slice at memory slot 4 keeps the 4g.40gb
+placement at slot 0 open), then partly used GPUs, on the fullest node (best-fit). Everything above
+stability (placement, ``firstAvailable`` order, the policy's objective and preferences) still wins.
+
 After the replay the verifier (:func:`solver.verify.verify`) re-checks the final state.
 """
 
@@ -21,11 +29,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from solver.firstfit import best_fit, first_fit
-from solver.problem import Claim, ClaimKey, Existing, Problem
+from solver.firstfit import _fullest_nodes, _tightest_devices, best_fit, first_fit, greedy
+from solver.problem import Claim, ClaimKey, DeviceIndex, DeviceResult, Existing, Problem
 from solver.result import Placement, Solution, SolveParams
 from solver.simulate.gpu_use import GpuCounts, GpuUse
 from solver.solve import solve
+from solver.state import Usage
 from solver.verify import verify
 
 STRATEGIES = ("first-fit", "best-fit", "online", "batch")
@@ -87,6 +96,38 @@ def _greedy(problem: Problem, strategy: str) -> tuple[dict[ClaimKey, Placement],
     return solution.placements, []
 
 
+class _Blocking:
+    """How many other still-free devices of its GPU taking a device would make unallocatable."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.siblings: dict[tuple[object, ...], list[DeviceIndex]] = {}
+        for d, device in enumerate(problem.devices):
+            if device.consumes and not device.multi_allocatable:
+                self.siblings.setdefault(device.gpu_key, []).append(DeviceIndex(d))
+
+    def count(self, usage: Usage, d: DeviceIndex) -> int:
+        device = usage.problem.devices[d]
+        if not device.consumes or device.multi_allocatable or usage.in_use(d) or not usage.counters_fit(d):
+            return 0
+        free = [e for e in self.siblings.get(device.gpu_key, []) if e != d and usage.counters_fit(e)]
+        free = [e for e in free if not usage.in_use(e)]
+        probe = [DeviceResult(request="", device=d)]
+        usage.add(probe)
+        blocked = sum(1 for e in free if not usage.counters_fit(e))
+        usage.remove(probe)
+        return blocked
+
+    def order(self, usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
+        return sorted(_tightest_devices(usage, candidates), key=lambda d: self.count(usage, d))
+
+
+def _guided(problem: Problem, blocking: _Blocking) -> Problem:
+    """``problem`` with a guided greedy placement as the previous plan (the stability tie-breaker)."""
+    plan = greedy(problem, "guided", blocking.order, _fullest_nodes)
+    previous = {key: frozenset(r.device for r in p.results) for key, p in plan.placements.items()}
+    return replace(problem, previous={**problem.previous, **previous})
+
+
 def _windows(
     problem: Problem, size: int, params: SolveParams, progress: Progress | None, name: str
 ) -> tuple[dict[ClaimKey, Placement], list[float]]:
@@ -95,10 +136,12 @@ def _windows(
     existing = list(problem.existing)
     placements: dict[ClaimKey, Placement] = {}
     times: list[float] = []
+    blocking = _Blocking(problem)
     for start in range(0, len(gangs), size):
         claims = tuple(c for _, members in gangs[start : start + size] for c in members)
         started = time.perf_counter()
-        solution = solve(replace(problem, claims=claims, existing=tuple(existing)), "optimal", params)
+        window = _guided(replace(problem, claims=claims, existing=tuple(existing)), blocking)
+        solution = solve(window, "optimal", params)
         times.append(1000.0 * (time.perf_counter() - started))
         by_key = {c.key: c for c in claims}
         for key, placement in solution.placements.items():

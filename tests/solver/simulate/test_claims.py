@@ -89,3 +89,32 @@ def test_shares_count_as_a_fraction_of_a_gpu() -> None:
 def test_unknown_strategy() -> None:
     with pytest.raises(ValueError, match="unknown strategy"):
         replay_claims(load(ROOT / "examples" / "first-fit-strands"), "fgd")
+
+
+PACKING = HERE / "claims" / "packing"
+
+
+def _packing() -> Problem:
+    inputs = read_inputs(
+        [_text(PACKING / "cluster.yaml")], [_text(PACKING / "claims.yaml")], _text(PACKING / "policy.yaml")
+    )
+    return compile_problem(
+        inputs.slices, inputs.classes, inputs.pending, nodes=inputs.nodes, policy=inputs.policy
+    ).problem
+
+
+@pytest.mark.parametrize("strategy", ["first-fit", "best-fit", "online"])
+def test_small_claims_fill_partly_used_nodes(strategy: str) -> None:
+    result = replay_claims(_packing(), strategy)
+    assert result.failed == []
+    assert result.gpus.full == 12 and result.curve[-1] == pytest.approx(100.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="solver/model/objective.py: a node busy only with existing allocations counts as a free node, "
+    "so the pack objective opens a new node for a window instead of filling a partly used one",
+)
+def test_batch_windows_fill_partly_used_nodes() -> None:
+    result = replay_claims(_packing(), "batch", window=2)
+    assert result.failed == []
