@@ -15,8 +15,13 @@ What it changes:
   (FGD takes the first GPU with the best integer score);
 - CPU-only pods go to the node whose CPU most exceeds what its idle GPUs will need (idle GPU
   milli x the CPU per GPU milli of the GPU pods seen so far), so they do not strand GPUs;
-- the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by`` are the
-  variants we measured and did not keep (documented in the results).
+- GPU pods keep CPU and memory headroom in proportion to the idle GPU capacity: the exact
+  fragmentation drop of a choice is reduced by ``headroom`` (3) x the growth of its node's
+  *shortfall*, the idle GPU milli that the node's free CPU or memory could no longer serve at
+  the CPU and memory per GPU milli of the GPU pods seen so far; the integer score and the
+  node-order ties then apply as before;
+- the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by``/``cpu_guard``/
+  ``mem_surplus`` are the variants we measured and did not keep (documented in the results).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from solver.simulate.candidates import enumerate_choices
+from solver.simulate.candidates import Candidates, enumerate_choices
 from solver.simulate.cluster import Placement
 from solver.simulate.fgd import FragAware
 from solver.simulate.protocol import typical_types
@@ -52,6 +57,8 @@ class OnlineConfig:
     gpu_exact: bool = True  # inside the chosen node, take the GPU with the best exact delta
     cpu_guard: float = 0.0  # > 0: among ties, avoid leaving less CPU than guard x need of idle GPUs
     cpu_surplus: bool = True  # CPU-only pods go where CPU exceeds what the idle GPUs will need
+    mem_surplus: bool = False  # the same for memory: the scarcer of CPU and memory headroom decides
+    headroom: float = 3.0  # GPU pods pay this x the idle GPU milli their node's CPU/memory could no longer serve
 
 
 class Online(FragAware):
@@ -66,7 +73,7 @@ class Online(FragAware):
         self.cpu_weight = self.config.cpu_weight
         self.seen: Counter[tuple[int, ...]] = Counter()
         self.next_refresh = 1
-        self.gpu_cpu, self.gpu_milli = 0, 0
+        self.gpu_cpu, self.gpu_mem, self.gpu_milli = 0, 0, 0
         self.rank = ctx.rank
         if self.config.order != "random":
             nd = ctx.cluster.nodes
@@ -86,6 +93,7 @@ class Online(FragAware):
         self.seen[key] += 1
         if p.num_gpu[i] > 0:
             self.gpu_cpu += int(p.cpu[i])
+            self.gpu_mem += int(p.mem[i])
             self.gpu_milli += int(p.gpu_request[i])
         n = sum(self.seen.values())
         if self.config.learn and n >= self.next_refresh:
@@ -99,6 +107,19 @@ class Online(FragAware):
             else:
                 self.next_refresh = n + min(n, self.config.refresh_every)
 
+    def _shortfall(self, idle: np.ndarray, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """Idle GPU milli that the CPU or memory left could not serve at the learned per-milli needs."""
+        by_cpu = idle - cpu * (self.gpu_milli / max(self.gpu_cpu, 1))
+        by_mem = idle - mem * (self.gpu_milli / max(self.gpu_mem, 1))
+        return np.maximum(0.0, np.maximum(by_cpu, by_mem))
+
+    def _shortfall_growth(self, cand: Candidates, i: int) -> np.ndarray:
+        c = self.cluster
+        before = self._shortfall(c.gpu_free[cand.node].sum(axis=1), c.cpu_free[cand.node], c.mem_free[cand.node])
+        mem_after = c.mem_free[cand.node] - self.pods.mem[i]
+        after = self._shortfall(cand.free_after.sum(axis=1), cand.cpu_after, mem_after)
+        return np.asarray(after - before, dtype=np.float64)
+
     def place(self, i: int) -> Placement | None:
         self._observe(i)
         self._pending_mem = int(self.pods.mem[i])
@@ -107,11 +128,17 @@ class Online(FragAware):
         if cand.count == 0:
             return None
         if self.config.cpu_surplus and self.pods.num_gpu[i] == 0 and self.gpu_milli:
-            need = c.gpu_free[cand.node].sum(axis=1) * (self.gpu_cpu / self.gpu_milli)
-            surplus = cand.cpu_after - need
+            idle = c.gpu_free[cand.node].sum(axis=1)
+            surplus = cand.cpu_after - idle * (self.gpu_cpu / self.gpu_milli)
+            if self.config.mem_surplus:
+                mem_left = c.mem_free[cand.node] - self.pods.mem[i] - idle * (self.gpu_mem / self.gpu_milli)
+                nd = c.nodes
+                surplus = np.minimum(surplus / nd.cpu[cand.node], mem_left / nd.mem[cand.node])
             best = np.flatnonzero(surplus >= surplus.max() - 1e-9)
             return cand.placement(int(best[np.argmin(self.rank[cand.node[best]])]))
         exact = self.frag_delta(cand)
+        if self.config.headroom > 0 and self.gpu_milli:
+            exact = exact - self.config.headroom * self._shortfall_growth(cand, i)
         delta = exact
         if self.config.quantize:
             delta = np.trunc(100.0 / (1.0 + np.exp(-exact / 1000.0)))
