@@ -321,3 +321,14 @@ def test_policy_mps_defaults_for_an_exclusive_gpu(tmp_path: Path) -> None:
         "set_default_active_thread_percentage 30",
         "set_default_device_pinned_mem_limit 0 1024M",
     ]
+
+
+@pytest.mark.parametrize("mode", [Mode.MPS, Mode.TIME_SLICING])
+def test_all_claims_of_a_shared_gpu_unprepared_in_one_call_undo_its_sharing(tmp_path: Path, mode: Mode) -> None:
+    node = make_node(tmp_path, publish_for=lambda g, v: Publish(mode=mode, shares=8, time_slice_interval="Short"))
+    claims = [node.add_claim(f"c{i}", [("gpu", "gpu-1")], share_ids={"gpu-1": f"s-{i}"}) for i in range(6)]
+    assert [r.error for r in node.preparer.prepare(claims).values()] == [""] * 6
+    assert node.runner.state["mps" if mode is Mode.MPS else "timeslice"] != {}
+    assert node.preparer.unprepare(claims) == {c.uid: "" for c in claims}  # in parallel
+    assert node.runner.state == {"timeslice": {}, "mps": {}}
+    assert node.preparer.records == {}
