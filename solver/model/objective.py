@@ -64,7 +64,10 @@ def fragmentation(v: Variables) -> Level:
             v.model.add(var <= sum(1 - free_unit[u] for u in sorted(us, key=str)))
             active.append(var)
         return Level("fragmentation", list(active), 0, len(active))
-    busy_nodes = {n for u in busy_units for d in units.get(u, []) for n in v.problem.devices[d].nodes or ()}
+    # A node with any device in use (even one that has no placement variable here) is not free.
+    busy_nodes = {
+        n for d, device in enumerate(v.problem.devices) if v.usage.in_use(DeviceIndex(d)) for n in device.nodes or ()
+    }
     free_node = []
     for n, us in sorted(node_units.items()):
         if n in busy_nodes:

@@ -110,11 +110,6 @@ def test_small_claims_fill_partly_used_nodes(strategy: str) -> None:
     assert result.gpus.full == 12 and result.curve[-1] == pytest.approx(100.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="solver/model/objective.py: a node busy only with existing allocations counts as a free node, "
-    "so the pack objective opens a new node for a window instead of filling a partly used one",
-)
 def test_batch_windows_fill_partly_used_nodes() -> None:
     result = replay_claims(_packing(), "batch", window=2)
     assert result.failed == []
