@@ -1,6 +1,6 @@
 """Benchmark the kubelet plugin: prepare latency under concurrency, and start-up to first publish.
 
-Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real]``
+Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real] [--cases shared exclusive mig]``
 
 The plugin runs as its own process (``gpupolicy plugin run --nvml sim:8xH100-80GB``) against the
 HTTP API-server stand-in (``plugin.kube_stub``), or with ``--apiserver real`` against etcd +
@@ -13,6 +13,9 @@ claim, all released at once.
 * mig: 8 waves of 7 concurrent claims for dynamic ``1g.10gb`` MIG devices (includes simulated MIG creation);
 * start-up: process start to a complete pool on the API server, and in-process ``Plugin.start`` to
   the first publish (without interpreter start-up and imports).
+
+Latency is per call at the client, and inside the plugin as its shutdown summary reports it: from
+the call reaching the gRPC worker pool, and the handler alone.
 """
 
 from __future__ import annotations
