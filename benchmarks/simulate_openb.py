@@ -79,7 +79,9 @@ def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Pat
             d = docs.get((trace, strategy))
             if d is None:
                 continue
-            ours = [float(x) for x in d["allocation_at_130_per_seed"]]  # type: ignore[union-attr]
+            per_seed = d["allocation_at_130_per_seed"]
+            assert isinstance(per_seed, list)
+            ours = [float(x) for x in per_seed]
             p = pub.get((trace, PUBLISHED.get(strategy, "")), [])
             diff = f"{np.mean(ours) - np.mean(p):+.2f}" if p else "—"
             n = len(ours)
