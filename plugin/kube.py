@@ -218,7 +218,7 @@ class RealKube:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/resourceclaims/{quote(name, safe='')}"
         try:
             response = self._api.rest_client.pool_manager.request(
-                "GET", self._host + path, headers=self._headers(), timeout=self._timeout, retries=False
+                "GET", self._host + path, headers=dict(self._headers()), timeout=self._timeout, retries=False
             )
         except Exception as exc:  # urllib3 connection errors, timeouts
             raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
