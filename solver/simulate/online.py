@@ -21,7 +21,8 @@ What it changes:
   the CPU and memory per GPU milli of the GPU pods seen so far; the integer score and the
   node-order ties then apply as before;
 - the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by``/``cpu_guard``/
-  ``mem_surplus`` are the variants we measured and did not keep (documented in the results).
+  ``mem_surplus`` and ``headroom_need`` other than 1 are the variants we measured and did not
+  keep (documented in the results).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class OnlineConfig:
     cpu_surplus: bool = True  # CPU-only pods go where CPU exceeds what the idle GPUs will need
     mem_surplus: bool = False  # the same for memory: the scarcer of CPU and memory headroom decides
     headroom: float = 3.0  # GPU pods pay this x the idle GPU milli their node's CPU/memory could no longer serve
+    headroom_need: float = 1.0  # the CPU/memory per idle GPU milli kept free, x the average of GPU pods seen
 
 
 class Online(FragAware):
@@ -109,8 +111,9 @@ class Online(FragAware):
 
     def _shortfall(self, idle: np.ndarray, cpu: np.ndarray, mem: np.ndarray) -> np.ndarray:
         """Idle GPU milli that the CPU or memory left could not serve at the learned per-milli needs."""
-        by_cpu = idle - cpu * (self.gpu_milli / max(self.gpu_cpu, 1))
-        by_mem = idle - mem * (self.gpu_milli / max(self.gpu_mem, 1))
+        need = self.config.headroom_need
+        by_cpu = idle - cpu * (self.gpu_milli / max(need * self.gpu_cpu, 1))
+        by_mem = idle - mem * (self.gpu_milli / max(need * self.gpu_mem, 1))
         return np.maximum(0.0, np.maximum(by_cpu, by_mem))
 
     def _shortfall_growth(self, cand: Candidates, i: int) -> np.ndarray:
