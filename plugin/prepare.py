@@ -169,7 +169,13 @@ class Preparer:
             self.persist()
             raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
         self._set(done)
-        self.persist()
+        try:
+            self.persist()
+        except OSError as exc:
+            # Not durable, so not prepared: kept as started, the retry rolls it back and starts over
+            # instead of answering from a record that a crash would lose.
+            self._set(replace(done, state=ClaimState.PREPARE_STARTED))
+            raise ClaimError(f"cannot record the prepared claim in the checkpoint: {exc}") from None
         faults.crash_point("prepare-completed")
         return done.devices
 
@@ -348,7 +354,11 @@ class Preparer:
                     return ""
                 self.teardown(record, crash_points=True)
                 self._drop(uid)
-                self.persist()
+                try:
+                    self.persist()
+                except OSError:
+                    self._set(record)  # still in the checkpoint: the retry tears down again and drops it
+                    raise
                 faults.crash_point("unprepare-done")
                 return ""
         except (NvmlError, CommandError, OSError) as exc:

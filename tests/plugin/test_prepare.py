@@ -332,3 +332,45 @@ def test_all_claims_of_a_shared_gpu_unprepared_in_one_call_undo_its_sharing(tmp_
     assert node.preparer.unprepare(claims) == {c.uid: "" for c in claims}  # in parallel
     assert node.runner.state == {"timeslice": {}, "mps": {}}
     assert node.preparer.records == {}
+
+
+def test_a_claim_whose_completed_state_cannot_be_written_is_not_reported_prepared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_node(tmp_path)
+    claim = node.add_claim("c1", [("gpu", "gpu-2")])
+    save = node.checkpoint.save
+
+    def disk_full(records):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node.checkpoint, "save", disk_full)
+    failed = node.preparer.prepare([claim])[claim.uid]
+    assert "cannot record the prepared claim" in failed.error and failed.devices == ()
+    assert node.preparer.records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_STARTED
+    node.kube.reachable = False  # the retry does not answer from the unwritten record
+    assert "cannot read ResourceClaim" in node.preparer.prepare([claim])[claim.uid].error
+    node.kube.reachable = True
+    monkeypatch.setattr(node.checkpoint, "save", save)
+    assert node.preparer.prepare([claim])[claim.uid].error == ""  # rolled back and prepared again
+    assert node.checkpoint.load().records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_COMPLETED
+    assert node.cdi_files() == [claim.uid]
+
+
+def test_an_unprepare_whose_removal_cannot_be_written_fails_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_node(tmp_path)
+    claim = node.add_claim("c1", [("gpu", "gpu-2")])
+    assert node.preparer.prepare([claim])[claim.uid].error == ""
+    save = node.checkpoint.save
+
+    def disk_full(records):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node.checkpoint, "save", disk_full)
+    assert "will be retried" in node.preparer.unprepare([claim])[claim.uid]
+    assert ClaimUID(claim.uid) in node.preparer.records  # not forgotten while the checkpoint still has it
+    monkeypatch.setattr(node.checkpoint, "save", save)
+    assert node.preparer.unprepare([claim]) == {claim.uid: ""}
+    assert node.checkpoint.load().records == {} and node.cdi_files() == []
