@@ -306,7 +306,7 @@ def first_fit(problem: Problem) -> Solution:
     return greedy(problem, "first-fit", _kubernetes_order, _in_order)
 
 
-def _tightest_devices(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
+def tightest_devices(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
     devices = usage.problem.devices
     sibling_use: dict[tuple[str, str, str], int] = {}
     for key, held in usage.counters.items():
@@ -325,7 +325,7 @@ def _cost(consumes: tuple[CounterUse, ...]) -> int:
     return sum(sum(u.counters.values()) for u in consumes)
 
 
-def _fullest_nodes(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> list[NodeName]:
+def fullest_nodes(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> list[NodeName]:
     problem = usage.problem
     free: dict[NodeName, int] = dict.fromkeys(nodes, 0)
     for d in _candidates(claims):
@@ -341,4 +341,4 @@ def _fullest_nodes(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> 
 
 def best_fit(problem: Problem) -> Solution:
     """Same search; tightest node first, partly used GPUs first."""
-    return greedy(problem, "best-fit", _tightest_devices, _fullest_nodes)
+    return greedy(problem, "best-fit", tightest_devices, fullest_nodes)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from solver.firstfit import _fullest_nodes, _tightest_devices, best_fit, first_fit, greedy
+from solver.firstfit import best_fit, first_fit, fullest_nodes, greedy, tightest_devices
 from solver.problem import Claim, ClaimKey, DeviceIndex, DeviceResult, Existing, Problem
 from solver.result import Placement, Solution, SolveParams
 from solver.simulate.gpu_use import GpuCounts, GpuUse
@@ -118,12 +118,12 @@ class _Blocking:
         return blocked
 
     def order(self, usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
-        return sorted(_tightest_devices(usage, candidates), key=lambda d: self.count(usage, d))
+        return sorted(tightest_devices(usage, candidates), key=lambda d: self.count(usage, d))
 
 
 def _guided(problem: Problem, blocking: _Blocking) -> Problem:
     """``problem`` with a guided greedy placement as the previous plan (the stability tie-breaker)."""
-    plan = greedy(problem, "guided", blocking.order, _fullest_nodes)
+    plan = greedy(problem, "guided", blocking.order, fullest_nodes)
     previous = {key: frozenset(r.device for r in p.results) for key, p in plan.placements.items()}
     return replace(problem, previous={**problem.previous, **previous})
 
