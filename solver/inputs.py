@@ -29,7 +29,7 @@ from policy.k8s.slice import ResourceSlice
 from policy.policyfile.compile import load_policy
 from policy.policyfile.compiled import CompiledPolicy
 from policy.yamlsrc import SourceDoc, parse_yaml
-from solver.compile import ClassInfo, Locate, PendingClaim
+from solver.compile import ClassInfo, Compiled, Locate, PendingClaim, compile_problem
 from solver.compile_devices import NodeInfo
 
 REPLICAS_ANNOTATION = "gpupolicy.dev/replicas"
@@ -44,6 +44,12 @@ class SolveInput:
     pending: list[PendingClaim] = field(default_factory=list)
     allocated: list[ResourceClaim] = field(default_factory=list)
     policy: CompiledPolicy | None = None
+
+    def compile(self) -> Compiled:
+        """The solver's problem for everything read: pending claims placed around the existing allocations."""
+        return compile_problem(
+            self.slices, self.classes, self.pending, allocated=self.allocated, nodes=self.nodes, policy=self.policy
+        )
 
 
 def read_inputs(inventory: Sequence[Text], claims: Sequence[Text], policy: Text | None = None) -> SolveInput:

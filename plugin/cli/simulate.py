@@ -121,7 +121,6 @@ def _claim_progress(strategy: str, done: int, total: int) -> None:
 
 
 def _run_claims(args: argparse.Namespace) -> int:
-    from solver.compile import compile_problem
     from solver.inputs import read_inputs
     from solver.result import SolveParams
     from solver.simulate.claims import replay_claims
@@ -130,14 +129,7 @@ def _run_claims(args: argparse.Namespace) -> int:
     claims = [_read_text(p) for p in args.claims]
     policy = _read_text(str(args.policy)) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
-    compiled = compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    )
+    compiled = inputs.compile()
     params = SolveParams(time_limit_s=args.time_limit, workers=1, seed=0, explain=False)
     trace = "+".join(args.claims)
     progress = _claim_progress if sys.stderr.isatty() else None

@@ -98,7 +98,6 @@ def _progress(enabled: bool) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from policy.yamlsrc import dump_yaml
-    from solver.compile import compile_problem
     from solver.inputs import read_inputs
     from solver.output import document
     from solver.result import SolveParams
@@ -118,14 +117,7 @@ def run(args: argparse.Namespace) -> int:
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
     policy = _read(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
-    compiled = compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    )
+    compiled = inputs.compile()
     limits = inputs.policy.solver_limits if inputs.policy is not None else None
     params = SolveParams(
         time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 30.0),

@@ -26,7 +26,7 @@ from policy.k8s.load import Loaded, load_doc
 from policy.policyfile.compile import load_policy
 from policy.policyfile.compiled import CompiledPolicy
 from policy.yamlsrc import SourceDoc
-from solver.compile import ClassInfo, Compiled, PendingClaim, compile_problem
+from solver.compile import ClassInfo, Compiled, PendingClaim
 from solver.compile_devices import NodeInfo
 from solver.inputs import SolveInput, read_inputs
 from solver.output import allocation as allocation_of
@@ -173,14 +173,7 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
         pending, gangs = _pending(snapshot, todo)
         inputs = read(snapshot, pending, gangs, settings, cache)
         out.problems = list(cache.problems)
-        compiled = compile_problem(
-            inputs.slices,
-            inputs.classes,
-            inputs.pending,
-            allocated=inputs.allocated,
-            nodes=inputs.nodes,
-            policy=inputs.policy,
-        )
+        compiled = inputs.compile()
         restrict(compiled, _pod_nodes(snapshot, todo))
         solution = solve(compiled.problem, settings.strategy, settings.params)
         out.compiled, out.solution, out.status = compiled, solution, solution.status

@@ -17,7 +17,6 @@ from typing import Any
 from plugin.controller.api import Obj
 from plugin.controller.placer import Settings, read
 from plugin.controller.snapshot import ClaimRef, Snapshot, allocation, ours
-from solver.compile import compile_problem
 from solver.output import summary_json
 from solver.problem import ClaimKey, DeviceIndex, DeviceResult, NodeName, Problem
 from solver.report import summarize
@@ -75,14 +74,7 @@ def propose(snapshot: Snapshot, pods: list[Obj], settings: Settings, margin: int
     unallocated = {c: {**obj, "status": {}} if c in claims else obj for c, obj in snapshot.claims.items()}
     pending_view = dataclasses.replace(snapshot, claims=unallocated)
     inputs = read(pending_view, claims, _gangs(claims, snapshot), settings)
-    compiled = compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    )
+    compiled = inputs.compile()
     current = _current(compiled.problem, snapshot, claims)
     previous = {k: frozenset(r.device for r in p.results) for k, p in current.placements.items()}
     problem = dataclasses.replace(compiled.problem, previous=previous)  # ties broken towards staying put

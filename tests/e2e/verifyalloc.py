@@ -12,7 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from solver.compile import compile_problem
 from solver.inputs import read_inputs
 from solver.problem import NodeName, Problem
 from solver.result import Placement, Solution
@@ -34,14 +33,7 @@ def _problem(inventory: Path, objs: list[Obj], policy: Path | None, *, as_pendin
         [text] if as_pending else [],
         (policy.read_text(), str(policy)) if policy is not None else None,
     )
-    return compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    ).problem
+    return inputs.compile().problem
 
 
 def verify_scheduler(inventory: Path, live: list[Obj], policy: Path | None = None) -> list[str]:

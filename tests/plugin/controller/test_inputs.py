@@ -6,21 +6,13 @@ from typing import Any
 
 from plugin.controller.placer import LoadCache, Settings, read, read_text
 from plugin.controller.snapshot import Snapshot
-from solver.compile import compile_problem
 from solver.inputs import SolveInput
 from solver.problem import Problem
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node
 
 
 def shape(inputs: SolveInput) -> Any:
-    problem: Problem = compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    ).problem
+    problem: Problem = inputs.compile().problem
     claims = [
         (c.key, c.gang, c.error, [(a.name, a.eligible) for r in c.requests for a in r.alternatives])
         for c in problem.claims

@@ -24,14 +24,7 @@ def load(example: Path, claims: Path | None = None) -> Problem:
     inputs = read_inputs(
         [_text(example / "cluster.yaml")], [_text(claims or example / "claims.yaml")], _text(example / "policy.yaml")
     )
-    return compile_problem(
-        inputs.slices,
-        inputs.classes,
-        inputs.pending,
-        allocated=inputs.allocated,
-        nodes=inputs.nodes,
-        policy=inputs.policy,
-    ).problem
+    return inputs.compile().problem
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
