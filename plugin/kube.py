@@ -179,24 +179,32 @@ class FakeKube:
             self.events.append(self._stamp(copy.deepcopy(obj)))
 
 
+def api_client(kubeconfig: Path | None, pool_size: int) -> Any:
+    """A kubernetes ``ApiClient`` for the ``kubeconfig`` file, or the in-cluster service account when None.
+    No retries inside the client: callers decide how to retry."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    configuration.retries = 0
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
 class RealKube:
     """The kubernetes client: ``kubeconfig`` file, or the in-cluster service account when None."""
 
     def __init__(self, kubeconfig: Path | None, timeout_s: float = 5.0) -> None:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        configuration = client.Configuration()
-        if kubeconfig is not None:
-            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        else:
-            config.load_incluster_config(client_configuration=configuration)
-        configuration.retries = 0
-        configuration.connection_pool_maxsize = 64  # kubelet sends many claims at once
-        self._api = client.ApiClient(configuration)
+        self._api = api_client(kubeconfig, pool_size=64)  # kubelet sends many claims at once
         self._custom = client.CustomObjectsApi(self._api)
         # No CoreV1Api: constructing it imports ~250 model modules (close to a second at start-up).
         self._timeout = timeout_s
-        self._host = configuration.host
+        self._host = self._api.configuration.host
         self._auth_lock = threading.Lock()
         self._auth: tuple[float, dict[str, str]] = (-1.0, {})
 

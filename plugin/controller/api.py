@@ -79,16 +79,9 @@ class KubeApi:
     """The kubernetes package's ApiClient, raw paths, JSON bodies; ``kubeconfig`` None means in-cluster."""
 
     def __init__(self, kubeconfig: Path | None, timeout_s: float = 30.0) -> None:
-        from kubernetes import client, config
+        from plugin.kube import api_client
 
-        configuration = client.Configuration()
-        if kubeconfig is not None:
-            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        else:
-            config.load_incluster_config(client_configuration=configuration)
-        configuration.retries = 0
-        configuration.connection_pool_maxsize = 16
-        self._api = client.ApiClient(configuration)
+        self._api = api_client(kubeconfig, pool_size=16)
         self._timeout = timeout_s
 
     def close(self) -> None:
