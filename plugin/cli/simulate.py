@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from plugin.cli.solve import add_input_arguments
+
 STRATEGY_NAMES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online", "batch")
 CLAIM_STRATEGIES = ("first-fit", "best-fit", "online", "batch")
 
@@ -26,22 +28,7 @@ CLAIM_STRATEGIES = ("first-fit", "best-fit", "online", "batch")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=Path, help="openb node list CSV (sn,cpu_milli,memory_mib,gpu,model)")
     parser.add_argument("--pods", type=Path, help="openb pod list CSV (name,cpu_milli,memory_mib,num_gpu,...)")
-    parser.add_argument(
-        "--inventory",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="cluster descriptions, ResourceSlices, Nodes, DeviceClasses, allocated ResourceClaims",
-    )
-    parser.add_argument(
-        "--claims",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="ResourceClaims, templates, Pods and workloads, in arrival order",
-    )
+    add_input_arguments(parser, "ResourceClaims, templates, Pods and workloads, in arrival order")
     parser.add_argument("--policy", type=Path, help="with --inventory: a GpuPolicy file")
     parser.add_argument("--window", type=int, default=16, help="with --inventory: arrivals per batch window")
     parser.add_argument("--time-limit", type=float, default=10.0, help="with --inventory: seconds per solve")

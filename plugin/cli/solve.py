@@ -25,7 +25,8 @@ EXIT_OK, EXIT_UNPLACED, EXIT_USAGE = 0, 1, 2
 EXPLAIN_ALWAYS_UP_TO = 200  # unplaced claims explained without --explain up to this many claims
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: argparse.ArgumentParser, claims_help: str) -> None:
+    """``--inventory FILE...`` and ``--claims FILE...``, as solve and simulate read them."""
     parser.add_argument(
         "--inventory",
         nargs="+",
@@ -34,14 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="ResourceSlices, cluster descriptions, Nodes, DeviceClasses, allocated ResourceClaims",
     )
-    parser.add_argument(
-        "--claims",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="ResourceClaims, ResourceClaimTemplates, Pods and workloads to place",
-    )
+    parser.add_argument("--claims", nargs="+", action="extend", default=[], metavar="FILE", help=claims_help)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser, "ResourceClaims, ResourceClaimTemplates, Pods and workloads to place")
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
