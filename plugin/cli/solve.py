@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true", help="explain every unplaced claim")
     parser.add_argument("--compare", choices=("first-fit", "best-fit", "optimal"), help="also run this strategy")
     parser.add_argument("--no-timing", action="store_true", help="leave wall-clock times out of the output")
+    parser.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="an earlier plan (a solve -o yaml|json output, or allocated ResourceClaims): keep its devices on ties",
+    )
 
 
 def _read(path: str) -> tuple[str, str]:
@@ -116,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     policy = _read(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
     compiled = inputs.compile()
+    if args.previous:
+        from solver.previous import with_previous
+
+        compiled.problem = with_previous(compiled.problem, *_read(args.previous))
     limits = inputs.policy.solver_limits if inputs.policy is not None else None
     params = SolveParams(
         time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 30.0),
