@@ -1,35 +1,82 @@
-"""The pod's own node constraints, which the solver does not see: ``spec.nodeSelector`` and
-``spec.nodeName``. A claim placed on a node its pod cannot run on would leave the pod unschedulable. So every
-alternative of a gated pod's claims loses the node-local devices of nodes the pod does not select. Devices
-usable from every node stay. An alternative left with too few devices is explained by the solver like any
-other (``selector_excludes_all``, ``no_single_node``). Required node affinity, Node taints and CPU/memory are not
-checked (see docs/controller.md).
+"""The pod's own node constraints, which the solver does not see: ``spec.nodeName``, ``spec.nodeSelector``,
+required node affinity, and the Node's taints (``NoSchedule``/``NoExecute``, and ``spec.unschedulable``) against
+the pod's tolerations. A claim placed on a node its pod cannot run on would leave the pod unschedulable. So every
+alternative of a gated pod's claims loses the node-local devices of nodes the pod cannot use. Devices usable from
+every node stay. An alternative left with too few devices is explained by the solver like any other
+(``selector_excludes_all``, ``no_single_node``). CPU, memory and pod (anti-)affinity are not checked (see
+docs/controller.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
 
 from plugin.controller.api import Obj
+from policy.k8s.meta import NodeSelector
+from policy.k8s.nodeselect import node_selector_matches
 from solver.compile import Compiled
 from solver.problem import Alternative, ClaimKey, DeviceIndex, Exclusion, Problem
 
 Labels = Mapping[str, str]
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+UNSCHEDULABLE = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 
-def allowed_nodes(pod: Obj, nodes: Mapping[str, Labels]) -> frozenset[str] | None:
-    """Nodes the pod may run on, or None when it does not restrict them."""
-    spec = pod.get("spec") or {}
-    selector: Labels = spec.get("nodeSelector") or {}
-    pinned = spec.get("nodeName")
-    if not selector and not pinned:
-        return None
-    return frozenset(
-        name
-        for name, labels in nodes.items()
-        if all(labels.get(k) == v for k, v in selector.items()) and (not pinned or name == pinned)
+def _required_affinity(spec: Mapping[str, Any]) -> NodeSelector | None:
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
     )
+    if not affinity:
+        return None
+    try:
+        return NodeSelector.model_validate(affinity)
+    except ValidationError:
+        return None  # the API server would not have admitted such a pod; do not guess
+
+
+def _tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """Kubernetes' toleration match: effect (empty = all), key (empty with Exists = all), Equal compares values."""
+    if toleration.get("effect") and toleration.get("effect") != taint.get("effect"):
+        return False
+    operator = toleration.get("operator") or "Equal"
+    if not toleration.get("key"):
+        return operator == "Exists"
+    if toleration.get("key") != taint.get("key"):
+        return False
+    return operator == "Exists" or (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+def blocking_taints(node: Obj) -> list[Mapping[str, Any]]:
+    spec = node.get("spec") or {}
+    taints = [t for t in spec.get("taints") or () if t.get("effect") in BLOCKING_EFFECTS]
+    return [*taints, UNSCHEDULABLE] if spec.get("unschedulable") else taints
+
+
+def _runs_on(name: str, node: Obj, spec: Mapping[str, Any], affinity: NodeSelector | None) -> bool:
+    labels: Labels = (node.get("metadata") or {}).get("labels") or {}
+    selector: Labels = spec.get("nodeSelector") or {}
+    if spec.get("nodeName") and spec["nodeName"] != name:
+        return False
+    if not all(labels.get(k) == v for k, v in selector.items()):
+        return False
+    if affinity is not None and not node_selector_matches(affinity, name, labels):
+        return False
+    tolerations: Sequence[Mapping[str, Any]] = spec.get("tolerations") or ()
+    return all(any(_tolerates(t, taint) for t in tolerations) for taint in blocking_taints(node))
+
+
+def allowed_nodes(pod: Obj, nodes: Mapping[str, Obj]) -> frozenset[str] | None:
+    """Nodes (name -> Node object) the pod may run on, or None when nothing restricts it."""
+    spec = pod.get("spec") or {}
+    affinity = _required_affinity(spec)
+    restricted = spec.get("nodeSelector") or spec.get("nodeName") or affinity is not None
+    if not restricted and not any(blocking_taints(node) for node in nodes.values()):
+        return None
+    return frozenset(name for name, node in nodes.items() if _runs_on(name, node, spec, affinity))
 
 
 def restrict(compiled: Compiled, allowed: Mapping[ClaimKey, frozenset[str]]) -> None:
@@ -52,7 +99,7 @@ def restrict(compiled: Compiled, allowed: Mapping[ClaimKey, frozenset[str]]) -> 
                 if key not in shared:
                     keep = tuple(d for d in alt.eligible if _usable(problem, d, nodes))
                     dropped = len(alt.eligible) - len(keep)
-                    rule = Exclusion(f"the pod's nodeSelector/nodeName ({len(nodes)} node(s) match)", "", dropped)
+                    rule = Exclusion(f"the pod's node constraints ({len(nodes)} node(s) fit)", "", dropped)
                     exclusions = (*alt.exclusions, rule) if dropped else alt.exclusions
                     shared[key] = dataclasses.replace(alt, eligible=keep, exclusions=exclusions)
                 alternatives.append(shared[key])

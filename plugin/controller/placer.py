@@ -186,14 +186,14 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
 
 
 def _pod_nodes(snapshot: Snapshot, todo: Sequence[Unit]) -> dict[ClaimKey, frozenset[str]]:
-    labels = {str(n["metadata"]["name"]): dict(n["metadata"].get("labels") or {}) for n in snapshot.nodes}
+    nodes = {str(n["metadata"]["name"]): n for n in snapshot.nodes}
     out: dict[ClaimKey, frozenset[str]] = {}
     for unit in todo:
         pods = {f"{p['metadata']['namespace']}/{p['metadata']['name']}": p for p in unit.pods}
         for (ns, name), pod_key in unit.claims.items():
-            nodes = allowed_nodes(pods[pod_key], labels)
-            if nodes is not None:
-                out[ClaimKey(f"{ns}/{name}")] = nodes
+            allowed = allowed_nodes(pods[pod_key], nodes)
+            if allowed is not None:
+                out[ClaimKey(f"{ns}/{name}")] = allowed
     return out
 
 

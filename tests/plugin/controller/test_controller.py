@@ -325,7 +325,7 @@ def test_the_pods_node_selector_is_honoured(api: FakeApi) -> None:
     cond = placement_condition(api, "nowhere")
     assert cond is not None and cond["status"] == "False" and "default/y" in cond["message"]
     assert cond["reason"] == "SelectorExcludesAll"
-    assert "the pod's nodeSelector/nodeName (0 node(s) match)" in cond["message"]
+    assert "the pod's node constraints (0 node(s) fit)" in cond["message"]
 
 
 def test_a_changed_explanation_updates_the_condition_but_the_same_reason_adds_no_event(api: FakeApi) -> None:
