@@ -146,6 +146,16 @@ class Device:
     def label(self) -> str:
         return f"{self.driver}/{self.pool}/{self.name}"
 
+    @property
+    def memory_slices(self) -> tuple[tuple[str, int], ...]:
+        """(counter set, slot) per ``memory-slice-<i>`` counter it consumes: the MIG memory slots it occupies."""
+        return tuple(
+            (use.counter_set, int(name.removeprefix("memory-slice-")))
+            for use in self.consumes
+            for name in use.counters
+            if name.startswith("memory-slice-") and name.removeprefix("memory-slice-").isdigit()
+        )
+
     def counter_sets(self) -> tuple[tuple[str, str, str], ...]:
         return tuple((self.driver, self.pool, use.counter_set) for use in self.consumes)
 

@@ -6,11 +6,13 @@ Levels, most important first (each level's weight exceeds the range of everythin
 2. order: minus the index of each chosen ``firstAvailable`` subrequest (Kubernetes tries them strictly in
    order, so a later one is taken only when that lets more priority-weighted claims be placed);
 3. fragmentation, by objective:
-   - pack:                 (U + 1) * free_nodes + free_units
-   - least-fragmentation:  (N + 1) * free_units + free_nodes
+   - pack:                 (U + 1)(M + 1) * free_nodes + (M + 1) * free_units + open_mig
+   - least-fragmentation:  (M (N + 1) + N + 1) * free_units + (N + 1) * open_mig + free_nodes
    - spread:               active_nodes
    where a *unit* is one physical GPU (a shared counter set, or a device without counters), free means
-   no allocation at all, U is the largest number of units on one node and N the number of nodes;
+   no allocation at all, U is the largest number of units on one node, N the number of candidate free
+   nodes, open_mig the number of MIG placements (devices on some but not all memory slots of a GPU that
+   the pending claims may touch) whose slots are all still free, and M how many such placements there are;
 4. preferences: sum of weight * take over preferred devices;
 5. stability: the number of devices that a claim keeps from the previous plan.
 """
@@ -76,13 +78,56 @@ def fragmentation(v: Variables) -> Level:
         for u in sorted(us, key=str):
             v.model.add_implication(var, free_unit[u])
         free_node.append(var)
+    placeable = _placeable_mig_devices(v)
     max_units = max((len(us) for us in node_units.values()), default=0)
-    if objective == Objective.PACK:
-        w_node, w_unit = max_units + 1, 1
-    else:
-        w_node, w_unit = 1, len(free_node) + 1
+    if objective == Objective.PACK:  # nodes >> units >> MIG placements
+        w_place = 1
+        w_unit = len(placeable) + 1
+        w_node = (max_units + 1) * w_unit
+    else:  # least-fragmentation: units >> MIG placements >> nodes
+        w_node = 1
+        w_place = len(free_node) + 1
+        w_unit = len(placeable) * w_place + len(free_node) + 1
     terms: list[cp_model.LinearExprT] = [w_node * x for x in free_node] + [w_unit * x for x in free_unit.values()]
-    return Level("fragmentation", terms, 0, w_node * len(free_node) + w_unit * len(free_unit))
+    terms += [w_place * x for x in placeable]
+    high = w_node * len(free_node) + w_unit * len(free_unit) + w_place * len(placeable)
+    return Level("fragmentation", terms, 0, high)
+
+
+def _placeable_mig_devices(v: Variables) -> list[cp_model.IntVar]:
+    """One flag per MIG placement (a device occupying some but not all memory slots of a GPU) on a GPU the
+    pending claims may touch, true only while none of its slots is taken: the MIG shapes still open.
+
+    Counting them rewards keeping whole aligned slot ranges free (a 1g slice at slot 6 of an H100 closes 4
+    placements, at slot 0 it closes 6, among them the only 4g.40gb one) over scattered remainders."""
+    devices = v.problem.devices
+    slot_users: dict[tuple[str, str, str, int], list[DeviceIndex]] = defaultdict(list)
+    for d, device in enumerate(devices):
+        for counter_set, slot in device.memory_slices:
+            slot_users[(device.driver, device.pool, counter_set, slot)].append(DeviceIndex(d))
+    gpu_slots: dict[tuple[str, str, str], int] = defaultdict(int)
+    for driver, pool, counter_set, _ in slot_users:
+        gpu_slots[(driver, pool, counter_set)] += 1
+    touched = {key[:3] for key, users in slot_users.items() if any(u in v.used for u in users)}
+    slot_free: dict[tuple[str, str, str, int], cp_model.IntVar] = {}
+    for key, users in sorted(slot_users.items()):
+        if key[:3] not in touched or any(v.usage.in_use(u) for u in users):
+            continue
+        var = v.model.new_bool_var(f"slot_free[{'/'.join(map(str, key))}]")
+        for u in users:
+            if u in v.used:
+                v.model.add_implication(v.used[u], var.Not())
+        slot_free[key] = var
+    out: list[cp_model.IntVar] = []
+    for device in devices:
+        slots = [(device.driver, device.pool, cs, slot) for cs, slot in device.memory_slices]
+        if not slots or len(slots) >= gpu_slots[slots[0][:3]] or not all(k in slot_free for k in slots):
+            continue
+        var = v.model.new_bool_var(f"placeable[{device.label}]")
+        for key in slots:
+            v.model.add_implication(var, slot_free[key])
+        out.append(var)
+    return out
 
 
 def _objective(v: Variables) -> Objective:
