@@ -28,9 +28,7 @@ def _profile(problem: Problem, r: DeviceResult) -> str:
     profile = next((str(v) for k, v in device.attributes.items() if k.endswith("/profile")), "")
     if not profile:
         return "-"
-    slots = [
-        int(n.rsplit("-", 1)[-1]) for use in device.consumes for n in use.counters if n.startswith("memory-slice-")
-    ]
+    slots = [slot for _, slot in device.memory_slices]
     return f"{profile}@{min(slots)}" if slots else profile
 
 
