@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from plugin.controller.api import RESOURCES, ApiError, Resource
+from plugin.controller.snapshot import allocation, node_wire, slim
 from policy.errors import DiagnosticError, Location
 
 Obj = dict[str, Any]
@@ -89,27 +90,25 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
     out = LiveState()
     slices, classes, nodes = list_kind("resourceslices"), list_kind("deviceclasses"), list_kind("nodes")
     claims = list_kind("resourceclaims")
-    allocated = [c for c in claims if _allocation(c) is not None]
+    allocated = [c for c in claims if allocation(c) is not None]
 
     def wanted_here(obj: Obj) -> bool:
         return namespace is None or _ns(obj) == namespace
 
-    pending = sorted(
-        (c for c in claims if _allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival
-    )
+    pending = sorted((c for c in claims if allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival)
     pods = sorted((p for p in list_kind("pods") if _unscheduled(p) and wanted_here(p)), key=_arrival)
     wire_pods = [w for w in (_pod(p) for p in pods) if w["spec"]["resourceClaims"]]
     wanted = {(_ns(p), str(e["resourceClaimTemplateName"])) for p in wire_pods for e in _template_refs(p)}
     templates = [t for t in list_kind(TEMPLATES) if (_ns(t), t["metadata"]["name"]) in wanted] if wanted else []
     out.inventory = [
-        _text("resourceslices", [_slim(s) for s in slices]),
-        _text("deviceclasses", [_slim(c) for c in classes]),
-        _text("nodes", [_node(n) for n in nodes]),
-        _text("allocated resourceclaims", [_slim(c, allocation=True) for c in allocated]),
+        _text("resourceslices", [slim(s, KEEP_META) for s in slices]),
+        _text("deviceclasses", [slim(c, KEEP_META) for c in classes]),
+        _text("nodes", [node_wire(n) for n in nodes]),
+        _text("allocated resourceclaims", [slim(c, KEEP_META, with_allocation=True) for c in allocated]),
     ]
     out.claims = [
-        _text("pending resourceclaims", [_slim(c) for c in pending]),
-        _text("resourceclaimtemplates", [_slim(t) for t in templates]),
+        _text("pending resourceclaims", [slim(c, KEEP_META) for c in pending]),
+        _text("resourceclaimtemplates", [slim(t, KEEP_META) for t in templates]),
         _text("pods", wire_pods),
     ]
     return out
@@ -118,25 +117,6 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
 def _text(what: str, objs: Sequence[Obj]) -> Text:
     doc = {"apiVersion": "v1", "kind": "List", "items": list(objs)}
     return json.dumps(doc, indent=1, sort_keys=True), f"<cluster:{what}>"
-
-
-def _slim(obj: Obj, *, allocation: bool = False) -> Obj:
-    """apiVersion, kind, the identifying metadata and spec: what the loaders model (managedFields and such go)."""
-    meta = obj.get("metadata") or {}
-    out: Obj = {
-        "apiVersion": obj.get("apiVersion", ""),
-        "kind": obj.get("kind", ""),
-        "metadata": {k: meta[k] for k in KEEP_META if k in meta},
-        "spec": obj.get("spec") or {},
-    }
-    if allocation:
-        out["status"] = {"allocation": _allocation(obj)}
-    return out
-
-
-def _node(obj: Obj) -> Obj:
-    meta = obj.get("metadata") or {}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}}
 
 
 def _pod(pod: Obj) -> Obj:
@@ -161,11 +141,6 @@ def _pod(pod: Obj) -> Obj:
 
 def _template_refs(pod: Obj) -> list[Obj]:
     return [e for e in pod["spec"]["resourceClaims"] if e.get("resourceClaimTemplateName")]
-
-
-def _allocation(claim: Obj) -> Obj | None:
-    value = (claim.get("status") or {}).get("allocation")
-    return value if value else None
 
 
 def _deleting(obj: Obj) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from plugin.controller.api import Obj
 from plugin.controller.nodes import allowed_nodes, restrict
-from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation
+from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
 from policy.k8s.load import Loaded, load_doc
 from policy.policyfile.compile import load_policy
 from policy.policyfile.compiled import CompiledPolicy
@@ -56,24 +56,6 @@ class Plan:
     problems: list[str] = field(default_factory=list)  # cluster objects left out as invalid
 
 
-def _slim(obj: Obj, *, status: bool) -> Obj:
-    meta = obj.get("metadata") or {}
-    out: Obj = {
-        "apiVersion": obj.get("apiVersion", ""),
-        "kind": obj.get("kind", ""),
-        "metadata": {k: meta[k] for k in KEEP_META if k in meta},
-        "spec": obj.get("spec") or {},
-    }
-    if status and allocation(obj) is not None:
-        out["status"] = {"allocation": allocation(obj)}
-    return out
-
-
-def _node(obj: Obj) -> Obj:
-    meta = obj.get("metadata") or {}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}}
-
-
 def _text(objs: Sequence[Obj], name: str) -> tuple[str, str]:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objs)}), name
 
@@ -83,12 +65,12 @@ def read_text(
 ) -> SolveInput:
     """Through ``solver.inputs.read_inputs``, exactly as ``gpupolicy solve`` reads files (the reference path)."""
     inventory = [
-        _text([_slim(s, status=False) for s in snapshot.slices], "<cluster:resourceslices>"),
-        _text([_slim(c, status=False) for c in snapshot.classes], "<cluster:deviceclasses>"),
-        _text([_node(n) for n in snapshot.nodes], "<cluster:nodes>"),
-        _text([_slim(c, status=True) for c in snapshot.allocated()], "<cluster:allocated>"),
+        _text([slim(s, KEEP_META) for s in snapshot.slices], "<cluster:resourceslices>"),
+        _text([slim(c, KEEP_META) for c in snapshot.classes], "<cluster:deviceclasses>"),
+        _text([node_wire(n) for n in snapshot.nodes], "<cluster:nodes>"),
+        _text([slim(c, KEEP_META, with_allocation=True) for c in snapshot.allocated()], "<cluster:allocated>"),
     ]
-    claims = [_text([_slim(snapshot.claims[c], status=False) for c in pending], "<cluster:pending>")]
+    claims = [_text([slim(snapshot.claims[c], KEEP_META) for c in pending], "<cluster:pending>")]
     inputs = read_inputs(inventory, claims, settings.policy)
     inputs.pending = [
         dataclasses.replace(p, gang=gangs.get((p.claim.metadata.namespace_or_default, p.claim.metadata.name or "")))
@@ -126,7 +108,8 @@ class LoadCache:
         if version and key in self._before:
             loaded = self._before[key]
         else:
-            doc = SourceDoc(_slim(obj, status=role == "allocated"), f"<cluster:{obj.get('kind', '')} {name}>")
+            wire = slim(obj, KEEP_META, with_allocation=role == "allocated")
+            doc = SourceDoc(wire, f"<cluster:{obj.get('kind', '')} {name}>")
             loaded, problems = load_doc(doc)
             self.problems += [str(p) for p in problems]
         self._now[key] = loaded

@@ -10,7 +10,7 @@ carry our allocation and others none (a batch cut short): those are released and
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -82,6 +82,27 @@ def gated(pod: Obj) -> bool:
 def allocation(claim: Obj) -> Obj | None:
     value = (claim.get("status") or {}).get("allocation")
     return value if value else None
+
+
+def slim(obj: Obj, keep: Sequence[str], *, with_allocation: bool = False) -> Obj:
+    """apiVersion, kind, the ``keep`` metadata and spec (plus ``status.allocation`` when asked and present):
+    what the loaders model, without managedFields and the like."""
+    meta = obj.get("metadata") or {}
+    out: Obj = {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", ""),
+        "metadata": {k: meta[k] for k in keep if k in meta},
+        "spec": obj.get("spec") or {},
+    }
+    if with_allocation and allocation(obj) is not None:
+        out["status"] = {"allocation": allocation(obj)}
+    return out
+
+
+def node_wire(obj: Obj) -> Obj:
+    """A Node reduced to its name and labels (what node selection reads)."""
+    meta = obj.get("metadata") or {}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}}}
 
 
 def ours(claim: Obj) -> bool:
