@@ -18,8 +18,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plugin.cli.solve import add_input_arguments
+
+if TYPE_CHECKING:
+    from solver.simulate.mig import MigResult
 
 STRATEGY_NAMES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online", "batch")
 CLAIM_STRATEGIES = ("first-fit", "best-fit", "online", "batch")
@@ -190,35 +194,19 @@ def _run_openb(args: argparse.Namespace) -> int:
 
 
 def _run_mig(args: argparse.Namespace, nodes: object, pods: object, seeds: list[int], trace: str) -> int:
-    import numpy as np
-
     from solver.simulate.mig import replay_mig
     from solver.simulate.trace import Nodes, Pods
 
     assert isinstance(nodes, Nodes) and isinstance(pods, Pods)
+    for strategy in args.strategy:
+        if strategy not in ("first-fit", "online", "batch"):
+            msg = f"--mig supports first-fit, online and batch, not {strategy}"
+            print(f"gpupolicy simulate: error: {msg}", file=sys.stderr)
+            return 2
     docs = []
     for strategy in args.strategy:
-        if strategy not in ("first-fit", "online"):
-            print(f"gpupolicy simulate: error: --mig supports first-fit and online, not {strategy}", file=sys.stderr)
-            return 2
         results = [replay_mig(nodes, pods, strategy, seed, args.target) for seed in seeds]
-        at = [round(r.at_130, 4) for r in results]
-        docs.append(
-            {
-                "strategy": strategy,
-                "trace": trace,
-                "variant": "mig-h100-80gb",
-                "seeds": seeds,
-                "slices_in_use_at_130": round(float(np.mean(at)), 4),
-                "slices_in_use_at_130_sd": round(float(np.std(at, ddof=1)), 4) if len(at) > 1 else 0.0,
-                "slices_in_use_at_130_per_seed": at,
-                "curve": [
-                    None if np.isnan(v) else round(float(v), 4) for v in np.nanmean([r.curve for r in results], 0)
-                ],
-                "failed_pods": {k: float(np.mean([r.failed.get(k, 0) for r in results])) for k in results[0].failed},
-                "seconds": round(sum(r.seconds for r in results), 2),
-            }
-        )
+        docs.append(_mig_doc(strategy, trace, seeds, results))
     if args.output == "json":
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
     else:
@@ -229,6 +217,31 @@ def _run_mig(args: argparse.Namespace, nodes: object, pods: object, seeds: list[
                 f" {d['slices_in_use_at_130_sd']!s:>6}"
             )
     return 0
+
+
+def _mig_doc(strategy: str, trace: str, seeds: list[int], results: list[MigResult]) -> dict[str, object]:
+    import numpy as np
+
+    from solver.simulate.run import mean_curve
+
+    def num(x: float) -> float | None:  # NaN (a bucket no event reached) is null in JSON
+        return None if np.isnan(x) else round(float(x), 4)
+
+    at = np.array([r.at_130 for r in results])
+    kinds = sorted({k for r in results for k in r.failed})
+    return {
+        "strategy": strategy,
+        "trace": trace,
+        "variant": "mig-h100-80gb",
+        "seeds": seeds,
+        "slices_in_use_at_130": num(float(at.mean())),
+        "slices_in_use_at_130_sd": num(float(at.std(ddof=1))) if len(at) > 1 else 0.0,
+        "slices_in_use_at_130_per_seed": [num(x) for x in at],
+        "slices_in_use_final_per_seed": [num(r.final) for r in results],
+        "curve": mean_curve([r.curve for r in results]),
+        "failed_pods": {k: round(float(np.mean([r.failed.get(k, 0) for r in results])), 1) for k in kinds},
+        "seconds": round(sum(r.seconds for r in results), 2),
+    }
 
 
 def _table(docs: list[dict[str, object]]) -> str:

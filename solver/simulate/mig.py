@@ -11,6 +11,7 @@ placement rules). We report compute slices in use versus the total.
 - ``online``: the placement whose GPU loses least "placeability" of the profile mix seen so
   far (free slices a profile can no longer use, weighted by how often it arrived), ties to
   the tightest GPU and a fixed node order.
+- ``batch``: windows of arrivals placed jointly with CP-SAT (:mod:`solver.simulate.mig_batch`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,9 @@ from policy.catalog import MigProfile, get_model
 from solver.simulate.protocol import arrival_order
 from solver.simulate.replay import bucket_means
 from solver.simulate.trace import MILLI, Nodes, Pods
+
+if TYPE_CHECKING:
+    from solver.simulate.mig_batch import MigBatchConfig
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -95,6 +100,16 @@ class MigCluster:
         self.used = np.where(self.valid, 0, prof.slices).astype(np.int64)
         self.total_slices = int(nodes.gpus.sum()) * prof.slices
 
+    def empty(self) -> npt.NDArray[np.bool_]:
+        """[N, G]: GPUs with nothing on them."""
+        return np.asarray((self.mask == 0) & (self.used == 0) & self.valid, dtype=np.bool_)
+
+    def copy(self) -> MigCluster:
+        out = MigCluster.__new__(MigCluster)
+        out.__dict__.update(self.__dict__)
+        out.cpu, out.mem, out.mask, out.used = self.cpu.copy(), self.mem.copy(), self.mask.copy(), self.used.copy()
+        return out
+
     def slices_in_use(self) -> int:
         return int(self.used[self.valid].sum())
 
@@ -126,7 +141,11 @@ def _frag_table(prof: Profiles, weights: F64) -> F64:
     return out
 
 
-def replay_mig(nodes: Nodes, pods: Pods, strategy: str, seed: int, target: float = 1.3) -> MigResult:
+def replay_mig(
+    nodes: Nodes, pods: Pods, strategy: str, seed: int, target: float = 1.3, batch: MigBatchConfig | None = None
+) -> MigResult:
+    if strategy not in ("first-fit", "online", "batch"):
+        raise ValueError(f"the MIG variant has no strategy {strategy!r}")
     prof = h100_profiles()
     order = arrival_order(pods, nodes.total_gpu_milli, seed, target)
     arr = pods.take(order)
@@ -138,17 +157,31 @@ def replay_mig(nodes: Nodes, pods: Pods, strategy: str, seed: int, target: float
     arrived, inuse = np.zeros(n), np.zeros(n)
     failed: Counter[str] = Counter()
     kinds = arr.kind()
+    qs = [profile_of(int(arr.milli[i]), int(arr.num_gpu[i]), prof) for i in range(n)]
+    decided: dict[int, Choice | None] = {}
     total = 0
     start = time.perf_counter()
     for i in range(n):
         total += int(arr.gpu_request[i])
-        q = profile_of(int(arr.milli[i]), int(arr.num_gpu[i]), prof)
+        q = qs[i]
         if q != -2:
             seen[q] += 1
-            if strategy == "online" and (sum(seen.values()) & (sum(seen.values()) - 1)) == 0:
+            if strategy != "first-fit" and (sum(seen.values()) & (sum(seen.values()) - 1)) == 0:
                 w = np.array([seen[k] for k in range(len(prof.compute))] + [seen[WHOLE]], dtype=np.float64)
                 table = _frag_table(prof, w / w.sum())
-        if not _place(cl, arr, i, q, strategy, rank, table):
+        if strategy == "batch":
+            if i not in decided:
+                from solver.simulate.mig_batch import MigBatchConfig, solve_window
+
+                cfg = batch or MigBatchConfig()
+                decided = solve_window(cl, arr, i, qs[i : i + cfg.window], rank, table, cfg)
+            choice = decided.pop(i)
+            ok = choice is not None
+            if choice is not None:
+                apply(cl, arr, i, q, choice)
+        else:
+            ok = _place(cl, arr, i, q, strategy, rank, table)
+        if not ok:
             failed[str(kinds[i])] += 1
         arrived[i], inuse[i] = total, cl.slices_in_use()
     cl.check()
@@ -158,35 +191,51 @@ def replay_mig(nodes: Nodes, pods: Pods, strategy: str, seed: int, target: float
     return MigResult(strategy, seed, curve, float(curve[130]), dict(failed), time.perf_counter() - start, final)
 
 
+@dataclass(frozen=True)
+class Choice:
+    """Where one pod goes: a node, its GPUs, and the placement index of its MIG profile."""
+
+    node: int
+    gpus: tuple[int, ...] = ()  # empty for CPU-only pods
+    k: int = WHOLE  # placement index for MIG profiles; WHOLE for whole GPUs and CPU-only pods
+
+
 def _place(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, table: F64) -> bool:
-    node_ok = ((cl.cpu >= arr.cpu[i]) & (cl.mem >= arr.mem[i])) & (cl.nodes.gpus > 0 if q != -2 else True)
+    choice = choose(cl, arr, i, q, strategy, rank, table)
+    if choice is None:
+        return False
+    apply(cl, arr, i, q, choice)
+    return True
+
+
+def node_ok(cl: MigCluster, arr: Pods, i: int, q: int) -> npt.NDArray[np.bool_]:
+    ok = (cl.cpu >= arr.cpu[i]) & (cl.mem >= arr.mem[i])
+    return np.asarray(ok & (cl.nodes.gpus > 0) if q != -2 else ok, dtype=np.bool_)
+
+
+def choose(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, table: F64) -> Choice | None:
+    """The strategy's choice for pod ``i`` (profile ``q``), or None when nothing fits."""
+    fit = node_ok(cl, arr, i, q)
     if q == -2:
-        nodes = np.flatnonzero(node_ok)
+        nodes = np.flatnonzero(fit)
         if len(nodes) == 0:
-            return False
-        node = int(nodes[0] if strategy == "first-fit" else nodes[np.argmin(rank[nodes])])
-        _commit_cpu(cl, arr, i, node)
-        return True
+            return None
+        return Choice(int(nodes[0] if strategy == "first-fit" else nodes[np.argmin(rank[nodes])]))
     if q == WHOLE:
-        empty = (cl.mask == 0) & (cl.used == 0) & cl.valid
-        ok = node_ok & (empty.sum(axis=1) >= arr.num_gpu[i])
-        nodes = np.flatnonzero(ok)
+        empty = cl.empty()
+        nodes = np.flatnonzero(fit & (empty.sum(axis=1) >= arr.num_gpu[i]))
         if len(nodes) == 0:
-            return False
+            return None
         if strategy == "first-fit":
             node = int(nodes[0])
         else:  # prefer nodes where fewer empty GPUs are left, then node order
             left = empty[nodes].sum(axis=1) - arr.num_gpu[i]
             node = int(nodes[np.lexsort((rank[nodes], left))[0]])
-        gpus = np.flatnonzero(empty[node])[: int(arr.num_gpu[i])]
-        cl.mask[node, gpus] = (1 << cl.prof.slots) - 1
-        cl.used[node, gpus] = cl.prof.slices
-        _commit_cpu(cl, arr, i, node)
-        return True
-    opts = cl.options(q) & node_ok[:, None, None]
+        return Choice(node, tuple(int(g) for g in np.flatnonzero(empty[node])[: int(arr.num_gpu[i])]))
+    opts = cl.options(q) & fit[:, None, None]
     hits = np.argwhere(opts)  # rows (node, gpu, placement) in device order
     if len(hits) == 0:
-        return False
+        return None
     if strategy == "first-fit":
         node, gpu, k = (int(x) for x in hits[0])
     else:
@@ -196,12 +245,26 @@ def _place(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, 
         delta = table[new_m, new_u] - table[old_m, old_u]
         key = np.lexsort((hits[:, 2], hits[:, 1], rank[hits[:, 0]], cl.prof.slices - new_u, np.round(delta, 6)))
         node, gpu, k = (int(x) for x in hits[key[0]])
-    cl.mask[node, gpu] |= cl.prof.masks[q][k]
-    cl.used[node, gpu] += int(cl.prof.compute[q])
-    _commit_cpu(cl, arr, i, node)
-    return True
+    return Choice(node, (gpu,), k)
 
 
-def _commit_cpu(cl: MigCluster, arr: Pods, i: int, node: int) -> None:
-    cl.cpu[node] -= arr.cpu[i]
-    cl.mem[node] -= arr.mem[i]
+def apply(cl: MigCluster, arr: Pods, i: int, q: int, choice: Choice) -> None:
+    """Commit a choice; raises ValueError if it does not fit (the replay's own check)."""
+    n = choice.node
+    if cl.cpu[n] < arr.cpu[i] or cl.mem[n] < arr.mem[i]:
+        raise ValueError(f"pod {i}: not enough CPU or memory on node {n}")
+    if q >= 0:
+        (g,) = choice.gpus
+        pm, c = cl.prof.masks[q][choice.k], int(cl.prof.compute[q])
+        if cl.mask[n, g] & pm or cl.used[n, g] + c > cl.prof.slices or not cl.valid[n, g]:
+            raise ValueError(f"pod {i}: {cl.prof.names[q]} placement {choice.k} does not fit GPU {g} of node {n}")
+        cl.mask[n, g] |= pm
+        cl.used[n, g] += c
+    elif q == WHOLE:
+        gpus = np.array(choice.gpus, dtype=np.int64)
+        if len(set(choice.gpus)) != int(arr.num_gpu[i]) or not cl.empty()[n, gpus].all():
+            raise ValueError(f"pod {i}: GPUs {choice.gpus} of node {n} are not {int(arr.num_gpu[i])} empty GPUs")
+        cl.mask[n, gpus] = (1 << cl.prof.slots) - 1
+        cl.used[n, gpus] = cl.prof.slices
+    cl.cpu[n] -= arr.cpu[i]
+    cl.mem[n] -= arr.mem[i]

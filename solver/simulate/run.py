@@ -47,7 +47,7 @@ def _r(x: float) -> float | None:
     return None if np.isnan(x) else round(float(x), 4)
 
 
-def _curve(arrays: Sequence[np.ndarray]) -> list[float | None]:
+def mean_curve(arrays: Sequence[np.ndarray]) -> list[float | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # buckets no seed reached stay NaN
         mean = np.nanmean(np.vstack(arrays), axis=0) if arrays else np.zeros(0)
@@ -77,11 +77,11 @@ class Summary:
             "allocation_at_130": _r(float(at.mean())),
             "allocation_at_130_sd": _r(float(at.std(ddof=1))) if len(at) > 1 else 0.0,
             "allocation_at_130_per_seed": [_r(x) for x in at],
-            "curve": _curve([r.curve for r in self.results]),
+            "curve": mean_curve([r.curve for r in self.results]),
             "curve_per_seed": [[_r(v) for v in r.curve] for r in self.results],
-            "fragmentation": _curve([r.frag for r in self.results]),
-            "fragmentation_ratio": _curve([r.frag_ratio for r in self.results]),
-            "stranded": _curve([r.stranded for r in self.results]),
+            "fragmentation": mean_curve([r.frag for r in self.results]),
+            "fragmentation_ratio": mean_curve([r.frag_ratio for r in self.results]),
+            "stranded": mean_curve([r.stranded for r in self.results]),
             "failed_pods": failed,
             "failed_pods_total": round(sum(failed.values()), 1),
             "pods": [r.pods for r in self.results],

@@ -92,9 +92,59 @@ def test_mig_profiles_cover_the_share() -> None:
     assert profile_of(1000, 2, prof) == WHOLE
 
 
-@pytest.mark.parametrize("strategy", ["first-fit", "online"])
+@pytest.mark.parametrize("strategy", ["first-fit", "online", "batch"])
 def test_mig_replay_never_over_allocates(strategy: str, nodes: Nodes, pods: Pods) -> None:
     from solver.simulate.mig import replay_mig
 
     res = replay_mig(nodes, pods, strategy, seed=3)  # replay_mig runs the checker at the end
     assert 0 < res.final <= 100
+
+
+def test_mig_batch_window_fits_what_online_cannot() -> None:
+    """A 3g then a 4g on one H100: online puts the 3g on memory slots 0-3, where the only 4g
+    placement lives, and the 4g fails; a window that sees both puts the 3g on slots 4-7."""
+    from solver.simulate.mig import MigCluster, apply, choose, h100_profiles, profile_of
+    from solver.simulate.mig_batch import MigBatchConfig, solve_window
+
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
+    pods = parse_pods(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\np3g,1000,1024,1,320,\np4g,1000,1024,1,470,\n",
+        nodes.models,
+        "p.csv",
+    )
+    prof = h100_profiles()
+    qs = [profile_of(320, 1, prof), profile_of(470, 1, prof)]
+    assert [prof.names[q] for q in qs] == ["3g.40gb", "4g.40gb"]
+    rank = np.zeros(1, dtype=np.int64)
+    table = np.zeros((1 << prof.slots, prof.slices + 1))
+
+    online = MigCluster(nodes, prof)
+    first = choose(online, pods, 0, qs[0], "online", rank, table)
+    assert first is not None
+    apply(online, pods, 0, qs[0], first)
+    assert choose(online, pods, 1, qs[1], "online", rank, table) is None
+
+    batch = MigCluster(nodes, prof)
+    decided = solve_window(batch, pods, 0, qs, rank, table, MigBatchConfig())
+    for i, q in enumerate(qs):
+        choice = decided[i]
+        assert choice is not None
+        apply(batch, pods, i, q, choice)  # raises if the window's answer overlaps
+    assert batch.slices_in_use() == 7
+
+
+def test_mig_apply_refuses_overlapping_instances() -> None:
+    from solver.simulate.mig import Choice, MigCluster, apply, h100_profiles, profile_of
+
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
+    pods = parse_pods(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\na,1000,1024,1,320,\nb,1000,1024,1,320,\n",
+        nodes.models,
+        "p.csv",
+    )
+    prof = h100_profiles()
+    q = profile_of(320, 1, prof)
+    cl = MigCluster(nodes, prof)
+    apply(cl, pods, 0, q, Choice(0, (0,), 0))
+    with pytest.raises(ValueError, match="does not fit"):
+        apply(cl, pods, 1, q, Choice(0, (0,), 0))
