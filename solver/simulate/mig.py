@@ -9,8 +9,11 @@ placement rules). We report compute slices in use versus the total.
 - ``first-fit``: the reference driver's device order: nodes in order, then GPUs, then each
   profile's placements in catalog order; the first free one.
 - ``online``: the placement whose GPU loses least "placeability" of the profile mix seen so
-  far (free slices a profile can no longer use, weighted by how often it arrived), ties to
-  the tightest GPU and a fixed node order.
+  far (free slices a profile can no longer use, weighted by how often it arrived) plus the
+  growth of its node's *shortfall* (free slices that the node's CPU or memory could no longer
+  serve at the CPU and memory per slice of the GPU pods seen so far); ties to the tightest GPU
+  and a fixed node order. CPU-only pods go where the shortfall grows least, i.e. where CPU
+  and memory most exceed what the free slices will need.
 - ``batch``: windows of arrivals placed jointly with CP-SAT (:mod:`solver.simulate.mig_batch`).
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 WHOLE = -1
+HEADROOM = 1.0  # online: weight of the growth of a node's CPU/memory shortfall, in slices
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,49 @@ class MigCluster:
         assert ((self.used >= 0) & (self.used <= self.prof.slices)).all(), "compute slices over-allocated"
 
 
+@dataclass
+class Learned:
+    """What ``online`` knows from the arrivals so far: the profile mix and CPU/memory per slice."""
+
+    prof: Profiles
+    headroom: float = HEADROOM
+    table: F64 = field(init=False)
+    seen: Counter[int] = field(default_factory=Counter)
+    cpu: int = 0  # CPU milli, memory MiB and compute slices of the GPU pods seen
+    mem: int = 0
+    slices: int = 0
+
+    def __post_init__(self) -> None:
+        self.table = np.zeros((1 << self.prof.slots, self.prof.slices + 1))
+
+    def observe(self, arr: Pods, i: int, q: int) -> None:
+        if q == -2:
+            return
+        self.seen[q] += 1
+        self.cpu += int(arr.cpu[i])
+        self.mem += int(arr.mem[i])
+        self.slices += slices_of(self.prof, q, int(arr.num_gpu[i]))
+        n = sum(self.seen.values())
+        if n & (n - 1) == 0:  # relearn the mix at 1, 2, 4, 8, ... arrivals
+            w = np.array([self.seen[k] for k in range(len(self.prof.compute))] + [self.seen[WHOLE]], dtype=np.float64)
+            self.table = _frag_table(self.prof, w / w.sum())
+
+    def shortfall(self, free_slices: F64 | I64, cpu: I64, mem: I64) -> F64:
+        """Free slices the node's CPU or memory could no longer serve at the learned per-slice needs."""
+        if not self.slices:
+            return np.zeros(len(cpu))
+        by_cpu = free_slices - cpu * (self.slices / max(self.cpu, 1))
+        by_mem = free_slices - mem * (self.slices / max(self.mem, 1))
+        return np.asarray(np.maximum(0.0, np.maximum(by_cpu, by_mem)), dtype=np.float64)
+
+
+def slices_of(prof: Profiles, q: int, num: int) -> int:
+    """Compute slices a pod of profile ``q`` takes (0 for CPU-only pods)."""
+    if q >= 0:
+        return int(prof.compute[q])
+    return prof.slices * num if q == WHOLE else 0
+
+
 def _frag_table(prof: Profiles, weights: F64) -> F64:
     """frag[mask, used]: free slices the profile mix can no longer use on a GPU in that state."""
     n_masks, s = 1 << prof.slots, prof.slices
@@ -142,7 +189,13 @@ def _frag_table(prof: Profiles, weights: F64) -> F64:
 
 
 def replay_mig(
-    nodes: Nodes, pods: Pods, strategy: str, seed: int, target: float = 1.3, batch: MigBatchConfig | None = None
+    nodes: Nodes,
+    pods: Pods,
+    strategy: str,
+    seed: int,
+    target: float = 1.3,
+    batch: MigBatchConfig | None = None,
+    headroom: float | None = None,
 ) -> MigResult:
     if strategy not in ("first-fit", "online", "batch"):
         raise ValueError(f"the MIG variant has no strategy {strategy!r}")
@@ -151,8 +204,7 @@ def replay_mig(
     arr = pods.take(order)
     cl = MigCluster(nodes, prof)
     rank = np.argsort(np.random.default_rng(seed + 7919).permutation(nodes.count))
-    seen: Counter[int] = Counter()
-    table = np.zeros((1 << prof.slots, prof.slices + 1))
+    learned = Learned(prof, HEADROOM if headroom is None else headroom)
     n = arr.count
     arrived, inuse = np.zeros(n), np.zeros(n)
     failed: Counter[str] = Counter()
@@ -164,23 +216,20 @@ def replay_mig(
     for i in range(n):
         total += int(arr.gpu_request[i])
         q = qs[i]
-        if q != -2:
-            seen[q] += 1
-            if strategy != "first-fit" and (sum(seen.values()) & (sum(seen.values()) - 1)) == 0:
-                w = np.array([seen[k] for k in range(len(prof.compute))] + [seen[WHOLE]], dtype=np.float64)
-                table = _frag_table(prof, w / w.sum())
+        if strategy != "first-fit":
+            learned.observe(arr, i, q)
         if strategy == "batch":
             if i not in decided:
                 from solver.simulate.mig_batch import MigBatchConfig, solve_window
 
                 cfg = batch or MigBatchConfig()
-                decided = solve_window(cl, arr, i, qs[i : i + cfg.window], rank, table, cfg)
+                decided = solve_window(cl, arr, i, qs[i : i + cfg.window], rank, learned, cfg)
             choice = decided.pop(i)
             ok = choice is not None
             if choice is not None:
                 apply(cl, arr, i, q, choice)
         else:
-            ok = _place(cl, arr, i, q, strategy, rank, table)
+            ok = _place(cl, arr, i, q, strategy, rank, learned)
         if not ok:
             failed[str(kinds[i])] += 1
         arrived[i], inuse[i] = total, cl.slices_in_use()
@@ -200,8 +249,8 @@ class Choice:
     k: int = WHOLE  # placement index for MIG profiles; WHOLE for whole GPUs and CPU-only pods
 
 
-def _place(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, table: F64) -> bool:
-    choice = choose(cl, arr, i, q, strategy, rank, table)
+def _place(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, learned: Learned) -> bool:
+    choice = choose(cl, arr, i, q, strategy, rank, learned)
     if choice is None:
         return False
     apply(cl, arr, i, q, choice)
@@ -213,14 +262,18 @@ def node_ok(cl: MigCluster, arr: Pods, i: int, q: int) -> npt.NDArray[np.bool_]:
     return np.asarray(ok & (cl.nodes.gpus > 0) if q != -2 else ok, dtype=np.bool_)
 
 
-def choose(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, table: F64) -> Choice | None:
+def choose(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, learned: Learned) -> Choice | None:
     """The strategy's choice for pod ``i`` (profile ``q``), or None when nothing fits."""
     fit = node_ok(cl, arr, i, q)
     if q == -2:
         nodes = np.flatnonzero(fit)
         if len(nodes) == 0:
             return None
-        return Choice(int(nodes[0] if strategy == "first-fit" else nodes[np.argmin(rank[nodes])]))
+        if strategy == "first-fit":
+            return Choice(int(nodes[0]))
+        # CPU-only: where CPU and memory most exceed what the node's free slices will need
+        growth = _shortfall_growth(cl, arr, i, 0, nodes, learned)
+        return Choice(int(nodes[np.lexsort((rank[nodes], np.round(growth, 6)))[0]]))
     if q == WHOLE:
         empty = cl.empty()
         nodes = np.flatnonzero(fit & (empty.sum(axis=1) >= arr.num_gpu[i]))
@@ -228,9 +281,10 @@ def choose(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, 
             return None
         if strategy == "first-fit":
             node = int(nodes[0])
-        else:  # prefer nodes where fewer empty GPUs are left, then node order
+        else:  # least headroom lost, then nodes where fewer empty GPUs are left, then node order
             left = empty[nodes].sum(axis=1) - arr.num_gpu[i]
-            node = int(nodes[np.lexsort((rank[nodes], left))[0]])
+            growth = _shortfall_growth(cl, arr, i, slices_of(cl.prof, q, int(arr.num_gpu[i])), nodes, learned)
+            node = int(nodes[np.lexsort((rank[nodes], left, np.round(learned.headroom * growth, 6)))[0]])
         return Choice(node, tuple(int(g) for g in np.flatnonzero(empty[node])[: int(arr.num_gpu[i])]))
     opts = cl.options(q) & fit[:, None, None]
     hits = np.argwhere(opts)  # rows (node, gpu, placement) in device order
@@ -242,10 +296,20 @@ def choose(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, 
         pm = np.array(cl.prof.masks[q], dtype=np.int64)
         old_m, old_u = cl.mask[hits[:, 0], hits[:, 1]], cl.used[hits[:, 0], hits[:, 1]]
         new_m, new_u = old_m | pm[hits[:, 2]], old_u + cl.prof.compute[q]
-        delta = table[new_m, new_u] - table[old_m, old_u]
-        key = np.lexsort((hits[:, 2], hits[:, 1], rank[hits[:, 0]], cl.prof.slices - new_u, np.round(delta, 6)))
+        delta = learned.table[new_m, new_u] - learned.table[old_m, old_u]
+        growth = _shortfall_growth(cl, arr, i, int(cl.prof.compute[q]), hits[:, 0], learned)
+        score = np.round(delta + learned.headroom * growth, 6)
+        key = np.lexsort((hits[:, 2], hits[:, 1], rank[hits[:, 0]], cl.prof.slices - new_u, score))
         node, gpu, k = (int(x) for x in hits[key[0]])
     return Choice(node, (gpu,), k)
+
+
+def _shortfall_growth(cl: MigCluster, arr: Pods, i: int, slices: int, nodes: I64, learned: Learned) -> F64:
+    """How much placing pod ``i`` (taking ``slices``) on each of ``nodes`` grows its shortfall."""
+    free = ((cl.prof.slices - cl.used[nodes]) * cl.valid[nodes]).sum(axis=1)
+    before = learned.shortfall(free, cl.cpu[nodes], cl.mem[nodes])
+    after = learned.shortfall(free - slices, cl.cpu[nodes] - arr.cpu[i], cl.mem[nodes] - arr.mem[i])
+    return np.asarray(after - before, dtype=np.float64)
 
 
 def apply(cl: MigCluster, arr: Pods, i: int, q: int, choice: Choice) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from ortools.sat.python import cp_model
 
-from solver.simulate.mig import WHOLE, Choice, MigCluster, apply, choose, node_ok
+from solver.simulate.mig import WHOLE, Choice, Learned, MigCluster, apply, choose, node_ok, slices_of
 from solver.simulate.trace import Pods
 
 I64 = npt.NDArray[np.int64]
@@ -46,11 +46,13 @@ class _Vars:
     whole: dict[tuple[int, int], dict[int, cp_model.IntVar]]  # whole-GPU pods: (pod, node) -> GPU literals
 
 
-def _online_pass(cl: MigCluster, arr: Pods, pods: list[int], qs: list[int], rank: I64, table: F64) -> dict[int, Choice]:
+def _online_pass(
+    cl: MigCluster, arr: Pods, pods: list[int], qs: list[int], rank: I64, learned: Learned
+) -> dict[int, Choice]:
     sim = cl.copy()
     hint: dict[int, Choice] = {}
     for i, q in zip(pods, qs, strict=True):
-        choice = choose(sim, arr, i, q, "online", rank, table)
+        choice = choose(sim, arr, i, q, "online", rank, learned)
         if choice is not None:
             apply(sim, arr, i, q, choice)
             hint[i] = choice
@@ -126,18 +128,12 @@ def _constraints(model: cp_model.CpModel, cl: MigCluster, arr: Pods, qs: dict[in
         model.add(sum(int(arr.mem[i]) * x for i, x in members) <= int(cl.mem[n]))
 
 
-def _slices(cl: MigCluster, arr: Pods, i: int, q: int) -> int:
-    if q >= 0:
-        return int(cl.prof.compute[q])
-    return cl.prof.slices * int(arr.num_gpu[i]) if q == WHOLE else 0
-
-
 def solve_window(
-    cl: MigCluster, arr: Pods, first: int, qs: list[int], rank: I64, table: F64, config: MigBatchConfig
+    cl: MigCluster, arr: Pods, first: int, qs: list[int], rank: I64, learned: Learned, config: MigBatchConfig
 ) -> dict[int, Choice | None]:
     """Decisions for pods ``first .. first + len(qs) - 1`` (profiles ``qs``) on the cluster as it is now."""
     pods = list(range(first, first + len(qs)))
-    hint = _online_pass(cl, arr, pods, qs, rank, table)
+    hint = _online_pass(cl, arr, pods, qs, rank, learned)
     pool = _pool(cl, rank, config.pool)
     nodes = {i: list(dict.fromkeys([*pool, *([hint[i].node] if i in hint else [])])) for i in pods}
     model = cp_model.CpModel()
@@ -150,13 +146,13 @@ def solve_window(
         for c, x in opts:
             agree = hint.get(i) == c
             model.add_hint(x, agree)
-            terms.append(((_slices(cl, arr, i, by_pod[i]) + 1) * scale + int(agree)) * x)
+            terms.append(((slices_of(cl.prof, by_pod[i], int(arr.num_gpu[i])) + 1) * scale + int(agree)) * x)
     for i, per_node in v.node.items():
         h = hint.get(i)
         for n, x in per_node.items():
             agree = h is not None and h.node == n
             model.add_hint(x, agree)
-            terms.append(((_slices(cl, arr, i, by_pod[i]) + 1) * scale + int(agree)) * x)
+            terms.append(((slices_of(cl.prof, by_pod[i], int(arr.num_gpu[i])) + 1) * scale + int(agree)) * x)
             for g, w in v.whole.get((i, n), {}).items():
                 model.add_hint(w, agree and h is not None and g in h.gpus)
     model.maximize(sum(terms))

@@ -103,7 +103,7 @@ def test_mig_replay_never_over_allocates(strategy: str, nodes: Nodes, pods: Pods
 def test_mig_batch_window_fits_what_online_cannot() -> None:
     """A 3g then a 4g on one H100: online puts the 3g on memory slots 0-3, where the only 4g
     placement lives, and the 4g fails; a window that sees both puts the 3g on slots 4-7."""
-    from solver.simulate.mig import MigCluster, apply, choose, h100_profiles, profile_of
+    from solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
     from solver.simulate.mig_batch import MigBatchConfig, solve_window
 
     nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
@@ -116,16 +116,16 @@ def test_mig_batch_window_fits_what_online_cannot() -> None:
     qs = [profile_of(320, 1, prof), profile_of(470, 1, prof)]
     assert [prof.names[q] for q in qs] == ["3g.40gb", "4g.40gb"]
     rank = np.zeros(1, dtype=np.int64)
-    table = np.zeros((1 << prof.slots, prof.slices + 1))
+    learned = Learned(prof)  # nothing learned yet: placement order decides
 
     online = MigCluster(nodes, prof)
-    first = choose(online, pods, 0, qs[0], "online", rank, table)
+    first = choose(online, pods, 0, qs[0], "online", rank, learned)
     assert first is not None
     apply(online, pods, 0, qs[0], first)
-    assert choose(online, pods, 1, qs[1], "online", rank, table) is None
+    assert choose(online, pods, 1, qs[1], "online", rank, learned) is None
 
     batch = MigCluster(nodes, prof)
-    decided = solve_window(batch, pods, 0, qs, rank, table, MigBatchConfig())
+    decided = solve_window(batch, pods, 0, qs, rank, learned, MigBatchConfig())
     for i, q in enumerate(qs):
         choice = decided[i]
         assert choice is not None
@@ -148,3 +148,29 @@ def test_mig_apply_refuses_overlapping_instances() -> None:
     apply(cl, pods, 0, q, Choice(0, (0,), 0))
     with pytest.raises(ValueError, match="does not fit"):
         apply(cl, pods, 1, q, Choice(0, (0,), 0))
+
+
+@pytest.mark.parametrize(("strategy", "placed"), [("first-fit", [0, 0, None]), ("online", [0, 1, 0])])
+def test_mig_online_keeps_cpu_next_to_free_gpus(strategy: str, placed: list[int | None]) -> None:
+    """A CPU-only pod that first-fit puts on the GPU node leaves too little CPU for the next
+    GPU pod; online sends it to the CPU-only node, where no free slices need the CPU."""
+    from solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
+
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\ngpu,6000,65536,2,H100\ncpu,64000,65536,0,\n", "n.csv")
+    pods = parse_pods(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+        "g0,2000,1024,1,1000,\nc0,3000,1024,0,0,\ng1,2000,1024,1,1000,\n",
+        nodes.models,
+        "p.csv",
+    )
+    prof = h100_profiles()
+    cl, learned, rank = MigCluster(nodes, prof), Learned(prof), np.arange(2, dtype=np.int64)
+    got: list[int | None] = []
+    for i in range(pods.count):
+        q = profile_of(int(pods.milli[i]), int(pods.num_gpu[i]), prof)
+        learned.observe(pods, i, q)
+        choice = choose(cl, pods, i, q, strategy, rank, learned)
+        if choice is not None:
+            apply(cl, pods, i, q, choice)
+        got.append(None if choice is None else choice.node)
+    assert got == placed
