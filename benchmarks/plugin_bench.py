@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -44,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from plugin.kube import FakeKube  # noqa: E402
+from plugin.server import SENT_AT_KEY  # noqa: E402
 from tests.plugin.proc import PluginProcess  # noqa: E402
 
 NODE = "node-a"
@@ -117,10 +119,16 @@ def _concurrent(kubelet: Any, claims: list[tuple[str, str, str]]) -> list[float]
     errors: list[str] = []
     lock = threading.Lock()
 
+    conn = kubelet.connect()
+
     def one(claim: tuple[str, str, str]) -> None:
+        request = conn.pb.NodePrepareResourcesRequest(
+            claims=[conn.pb.Claim(namespace=claim[0], uid=claim[1], name=claim[2])]
+        )
         barrier.wait()
         begin = time.perf_counter()
-        response = kubelet.prepare([claim])
+        sent = [(SENT_AT_KEY, str(time.monotonic_ns()))]
+        response = conn.stub.NodePrepareResources(request, timeout=45, metadata=sent)
         elapsed = time.perf_counter() - begin
         with lock:
             latencies.append(elapsed)
@@ -138,10 +146,23 @@ def _concurrent(kubelet: Any, claims: list[tuple[str, str, str]]) -> list[float]
     return latencies
 
 
+STATS = (" (since sent)", "", " (handler only)")
+"""The plugin's summary lines: from the client's stamp (includes any wait before the plugin's code runs);
+from the call being handed to the plugin's code; the handler alone (older versions)."""
+
+
 def _server_stats(logs: str, key: str) -> str:
     """p50 / p99 of the plugin's own summary line ``NodePrepareResources<key>: ...`` ("-" when absent)."""
     found = re.search(rf"NodePrepareResources{re.escape(key)}: \d+ calls, p50=([\d.]+)ms p99=([\d.]+)ms", logs)
     return f"{found[1]} / {found[2]}" if found else "-"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (0 for pid 0)."""
+    if not pid:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -150,8 +171,8 @@ def _pct(values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def stub_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str]]:
-    """The HTTP stand-in as its own process, holding ``claims``: (kubeconfig, URL)."""
+def stub_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str, int | None]]:
+    """The HTTP stand-in as its own process, holding ``claims``: (kubeconfig, URL, its process ID)."""
     claims_file = root / "claims.yaml"
     claims_file.write_text(yaml.safe_dump_all(claims))
     port = _free_port()
@@ -164,14 +185,14 @@ def stub_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, s
     assert api.stdout is not None
     api.stdout.readline()  # "serving ..." once the claims are loaded
     try:
-        yield kubeconfig, f"http://127.0.0.1:{port}"
+        yield kubeconfig, f"http://127.0.0.1:{port}", api.pid
     finally:
         api.kill()
         api.wait()
 
 
 @contextlib.contextmanager
-def real_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str]]:
+def real_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, str, int | None]]:
     """etcd + kube-apiserver of the end-to-end test bed (tests/e2e), holding ``claims`` (status via /status)."""
     from tests.e2e.controlplane import build_testbed, control_plane
     from tests.e2e.kube import Kube, create_namespace, create_node
@@ -185,7 +206,7 @@ def real_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, s
             created = kube.create(body)
             created["status"] = claim["status"]
             claim["metadata"]["uid"] = kube.replace_status(created)["metadata"]["uid"]
-        yield plane.kubeconfig, ""
+        yield plane.kubeconfig, "", None
 
 
 def _wait_published(url: str, kubeconfig: Path) -> None:
@@ -209,7 +230,7 @@ def bench_prepare(mode: str, runs: int, apiserver: str) -> tuple[list[float], fl
         root = Path(tmp)
         waves = _waves(mode, runs)
         serve = real_api if apiserver == "real" else stub_api
-        with serve(root, [c for wave in waves for c in wave]) as (kubeconfig, url):
+        with serve(root, [c for wave in waves for c in wave]) as (kubeconfig, url, api_pid):
             policy = root / "policy.yaml"
             policy.write_text(POLICY.format(rule=RULES[mode]))
             nvml = "sim:8xH100-80GB:mig" if mode == "mig" else "sim:8xH100-80GB"
@@ -224,12 +245,17 @@ def bench_prepare(mode: str, runs: int, apiserver: str) -> tuple[list[float], fl
                 kubelet = proc.kubelet()
                 kubelet.connect()
                 samples: list[float] = []
+                assert proc.proc is not None
+                pids = [proc.proc.pid, api_pid or 0, os.getpid()]
+                cpu = [_cpu_seconds(pid) for pid in pids]
                 for wave in waves:
                     samples.extend(_concurrent(kubelet, [_ref(c) for c in wave]))
+                cpu = [_cpu_seconds(pid) - before for pid, before in zip(pids, cpu)]
                 kubelet.close()
                 proc.terminate()
-                server = " | ".join(_server_stats(proc.logs(), key) for key in ("", " (handler only)"))
-                return samples, startup, server
+                server = " | ".join(_server_stats(proc.logs(), key) for key in STATS)
+                per_claim = " / ".join(f"{c / len(samples) * 1000:.2f}" if pid else "-" for pid, c in zip(pids, cpu))
+                return samples, startup, f"{server} | {per_claim}"
             finally:
                 proc.kill()
                 if cdi is not None:
@@ -273,8 +299,10 @@ def main() -> None:
     args = parser.parse_args()
     startups = []
     print(
-        "| case | claims | p50 ms | p99 ms | max ms | in the plugin p50 / p99 ms | handler only p50 / p99 ms |\n"
-        "|---|---|---|---|---|---|---|"
+        "| case | claims | client p50 ms | client p99 ms | client max ms | plugin since sent p50 / p99 ms "
+        "| plugin since handed over p50 / p99 ms | handler only p50 / p99 ms "
+        "| CPU ms per claim: plugin / API stand-in / client |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for mode in args.cases:
         samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)

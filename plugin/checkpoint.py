@@ -14,6 +14,8 @@ because a reboot destroys MIG instances, MPS daemons and the CDI files in ``/var
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
 import json
@@ -21,7 +23,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +92,28 @@ class ClaimRecord:
     """Physical resources held exclusively (``gpu:<uuid>`` or ``mig:<uuid>:<start>``)."""
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["state"] = self.state.value
-        return data
+        """The record as ``dataclasses.asdict`` gives it (state as its value), built directly: asdict
+        deep-copies every leaf, which made it the largest cost of encoding a checkpoint."""
+        return {
+            "uid": self.uid,
+            "namespace": self.namespace,
+            "name": self.name,
+            "state": self.state.value,
+            "devices": [
+                {
+                    "request_names": list(d.request_names),
+                    "pool_name": d.pool_name,
+                    "device_name": d.device_name,
+                    "cdi_device_ids": list(d.cdi_device_ids),
+                    "share_id": d.share_id,
+                }
+                for d in self.devices
+            ],
+            "mig": [vars(m).copy() for m in self.mig],
+            "sharing": [{**vars(s), "gpu_uuids": list(s.gpu_uuids)} for s in self.sharing],
+            "cdi_file": self.cdi_file,
+            "exclusive": list(self.exclusive),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClaimRecord:
@@ -194,6 +216,20 @@ class Checkpoint:
         with self._lock:
             write_atomic(self.path, self._encode(records))
 
+    async def save_async(self, records: dict[ClaimUID, ClaimRecord], executor: Executor) -> None:
+        """``save`` on an event loop; the caller serializes saves (``GroupCommit``). The encoding and the
+        write into the page cache run on the loop, the fsync and the rename (which wait for the disk) on
+        ``executor``."""
+        data = self._encode(records)
+        tmp = _tmp_path(self.path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+        except BaseException:
+            os.close(fd)
+            raise
+        await asyncio.get_running_loop().run_in_executor(executor, _sync_close_replace, fd, tmp, self.path)
+
     def _encode(self, records: dict[ClaimUID, ClaimRecord]) -> bytes:
         """The file's bytes; each record's JSON is computed once per version of the record."""
         parts = []
@@ -212,15 +248,16 @@ class Checkpoint:
 
 
 class GroupCommit:
-    """Concurrent callers of ``commit`` share checkpoint writes; each returns once the records as
-    they were when it called are on disk.
+    """Concurrent callers of ``commit`` (threads) and ``commit_async`` (coroutines) share checkpoint
+    writes; each returns once the records as they were when it called are on disk.
 
     One write at a time: a caller that arrives during a write waits for it to end, and the next
-    write (by one of the waiters) covers everyone who arrived meanwhile. The waiters sleep on a
-    condition and are woken together; handing a plain lock from waiter to waiter made each of them
-    wait for the GIL in turn, which with 64 concurrent prepares added tens of milliseconds.
-    (Overlapping writes were tried: on this disk parallel fsyncs queue behind each other and made
-    it slower.) A failed write raises in its writer; the callers it would have covered try again.
+    write (by one of the waiters) covers everyone who arrived meanwhile. Waiters sleep on a
+    condition (threads) or a future (coroutines) and are all woken when a write ends; handing a
+    plain lock from waiter to waiter made each of them wait for the GIL in turn, which with 64
+    concurrent prepares added tens of milliseconds. (Overlapping writes were tried: on this disk
+    parallel fsyncs queue behind each other and made it slower.) A failed write raises in its
+    writer; the callers it would have covered try again.
     """
 
     def __init__(self, snapshot: Callable[[], dict[ClaimUID, ClaimRecord]], checkpoint: Checkpoint) -> None:
@@ -230,6 +267,7 @@ class GroupCommit:
         self._requested = 0
         self._durable = 0
         self._writing = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.writes = 0
 
     def commit(self) -> None:
@@ -239,32 +277,81 @@ class GroupCommit:
             while self._durable < ticket:
                 if self._writing:
                     self._cond.wait()
-                else:
+                    continue
+                self._writing = True
+                self._cond.release()
+                try:
                     self._write()
+                finally:
+                    self._cond.acquire()
+
+    async def commit_async(self, executor: Executor) -> None:
+        """``commit`` for a coroutine: the write runs on ``executor``, waiting does not hold a thread."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+        while True:
+            with self._cond:
+                if self._durable >= ticket:
+                    return
+                write = not self._writing
+                if write:
+                    self._writing = True
+                else:
+                    woken: asyncio.Future[None] = loop.create_future()
+                    self._waiters.append((loop, woken))
+            if write:
+                covers, records = self._begin()
+                written = False
+                try:
+                    await self._checkpoint.save_async(records, executor)
+                    written = True
+                finally:
+                    self._end(covers, written)
+            else:
+                await woken
 
     def _write(self) -> None:
-        """One write, entered with ``_cond`` held; it is released while writing."""
-        covers = self._requested
-        records = self._snapshot()  # after every change of the tickets up to ``covers``
-        self._writing = True
-        self._cond.release()
+        """One write by the thread that set ``_writing``."""
+        covers, records = self._begin()
+        written = False
         try:
             self._checkpoint.save(records)
+            written = True
         finally:
-            self._cond.acquire()
+            self._end(covers, written)
+
+    def _begin(self) -> tuple[int, dict[ClaimUID, ClaimRecord]]:
+        with self._cond:
+            return self._requested, self._snapshot()  # after every change of the tickets up to the first
+
+    def _end(self, covers: int, written: bool) -> None:
+        """A write ended: every waiter is woken, to return (``covers`` is durable) or to write again."""
+        with self._cond:
             self._writing = False
+            if written:
+                self._durable = max(self._durable, covers)
+                self.writes += 1
             self._cond.notify_all()
-        self._durable = covers
-        self.writes += 1
+            for loop, woken in self._waiters:
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve, woken)
+            self._waiters.clear()
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def write_atomic(path: Path | str, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
     """Write ``data`` to ``path`` so that readers and crashes see the old or the new content, never a mix.
 
     ``durable`` fsyncs the file before the rename, so the new content is on disk before it replaces the
     old. The folder is not fsynced after the rename: that would only make the rename itself survive a
     power loss, and after one the boot ID differs and all prepared state is discarded anyway."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp = _tmp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
@@ -273,3 +360,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, durable: bool = 
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _sync_close_replace(fd: int, tmp: str, path: Path) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _tmp_path(path: Path | str) -> str:
+    """A temporary name next to ``path``, of this process and thread."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")

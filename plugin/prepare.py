@@ -9,10 +9,12 @@ Unprepare undoes exactly what the record says, tolerating what is already gone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,7 @@ class Preparer:
         self._checkpoint = checkpoint
         self.records = records
         self.state_dir = state_dir
+        self._mps_root = state_dir / "mps"
         self._inventory = inventory
         self._lock = threading.Lock()
         self._claim_locks: dict[str, threading.Lock] = {}
@@ -97,6 +100,7 @@ class Preparer:
         """Claims whose teardown has begun: they no longer hold a shared GPU's setting or daemon."""
         self._share_lock = threading.Lock()
         self._commit = GroupCommit(self._snapshot, checkpoint)
+        self._async_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -142,48 +146,145 @@ class Preparer:
             log.exception("prepare %s failed unexpectedly", claim)
             return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
 
-    def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
+    # --- the same on an event loop (the DRA server) ----------------------------------------------
+
+    async def prepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, PrepareResult]:
+        """``prepare`` on the running event loop, for the gRPC server: a claim that needs only its CDI spec
+        (no MIG instance, no sharing set-up, nothing to roll back) is prepared on the loop without a
+        thread; the checkpoint write and any blocking step run on ``executor``. Once started, the claims
+        are prepared to the end even if the call is cancelled (as a thread would finish them)."""
+        work = asyncio.gather(*(self._prepare_one_async(claim, executor) for claim in claims))
+        results = await asyncio.shield(work)
+        return {claim.uid: result for claim, result in zip(claims, results)}
+
+    async def _prepare_one_async(self, claim: ClaimRef, executor: Executor) -> PrepareResult:
+        try:
+            async with self._claim_lock_async(claim.uid):
+                return PrepareResult(await self._prepare_locked_async(claim, executor))
+        except ClaimError as exc:
+            log.warning("prepare %s failed: %s", claim, exc)
+            return PrepareResult(error=str(exc))
+        except Exception as exc:  # never fail the whole batch
+            log.exception("prepare %s failed unexpectedly", claim)
+            return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _prepare_locked_async(self, claim: ClaimRef, executor: Executor) -> tuple[PreparedDevice, ...]:
         uid = ClaimUID(claim.uid)
         record = self.records.get(uid)
         if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
             return record.devices
-        results, config_entries = self._allocation(claim)
+        obj = await self._fetch_async(claim)
+        loop = asyncio.get_running_loop()
+        if record is not None:
+            return await loop.run_in_executor(executor, self._prepare_fetched, claim, record, obj)
+        planned, inventory, sharing = self._plan(claim, *self._check(claim, obj))
+        if sharing or any(p.device.mig for p in planned):
+            return await loop.run_in_executor(executor, self._prepare_fetched, claim, None, obj)
+        started = self._start(claim, planned, inventory, sharing)  # nothing to roll back: not persisted
+        faults.crash_point("prepare-started")
+        try:
+            done = self._apply(started, planned)  # the CDI spec only (tmpfs on real nodes)
+        except OSError as exc:
+            self._discard(uid, started)
+            await self._commit.commit_async(executor)
+            raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
+        self._set(done)
+        try:
+            await self._commit.commit_async(executor)
+        except OSError as exc:
+            raise self._not_recorded(done, exc) from None
+        faults.crash_point("prepare-completed")
+        return done.devices
+
+    async def _fetch_async(self, claim: ClaimRef) -> dict[str, Any]:
+        try:
+            return await self.kube.get_claim_async(claim.namespace, claim.name)
+        except KubeError as exc:
+            raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
+
+    async def unprepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, str]:
+        """``unprepare`` for the gRPC server: each claim on ``executor``, under the same per-claim lock as
+        ``prepare_async``; run to the end even if the call is cancelled."""
+        loop = asyncio.get_running_loop()
+
+        async def one(claim: ClaimRef) -> str:
+            async with self._claim_lock_async(claim.uid):
+                return await loop.run_in_executor(executor, self._unprepare_one, claim)
+
+        errors = await asyncio.shield(asyncio.gather(*(one(claim) for claim in claims)))
+        return {claim.uid: error for claim, error in zip(claims, errors)}
+
+    @contextlib.asynccontextmanager
+    async def _claim_lock_async(self, uid: str) -> AsyncIterator[None]:
+        """One prepare or unprepare of a claim at a time among the server's calls (the loop's own lock:
+        a thread's lock would block the loop); forgotten when nobody holds or waits for it."""
+        lock, users = self._async_locks.get(uid, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._async_locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._async_locks[uid]
+            if users == 1:
+                del self._async_locks[uid]
+            else:
+                self._async_locks[uid] = (lock, users - 1)
+
+    def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
+        record = self.records.get(ClaimUID(claim.uid))
+        if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
+            return record.devices
+        return self._prepare_fetched(claim, record, self._fetch(claim))
+
+    def _prepare_fetched(
+        self, claim: ClaimRef, record: ClaimRecord | None, obj: dict[str, Any]
+    ) -> tuple[PreparedDevice, ...]:
+        """Prepare ``claim`` as ``obj`` (its ResourceClaim) allocates it, first rolling back ``record`` (an
+        interrupted earlier attempt). Blocks: MIG creation, sharing daemons, checkpoint writes."""
+        uid = ClaimUID(claim.uid)
+        allocation = self._check(claim, obj)
         if record is not None:
             log.info("rolling back the interrupted prepare of %s", claim)
             self.teardown(record)
             self._drop(uid)
-        try:
-            configs = parse_configs(self.driver, config_entries)
-            inventory = self._inventory()
-            planned = [self._plan_device(r, inventory, configs) for r in results]
-        except ConfigError as exc:
-            raise ClaimError(str(exc)) from None
-        started = self._start(claim, planned, inventory)
+        planned, inventory, sharing = self._plan(claim, *allocation)
+        started = self._start(claim, planned, inventory, sharing)
         faults.crash_point("prepare-started")
         try:
             done = self._apply(started, planned)
         except (NvmlError, CommandError, OSError) as exc:
-            current = self.records.get(uid, started)
-            self.teardown(current)
-            self._drop(uid)
+            self._discard(uid, started)
             self.persist()
             raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
         self._set(done)
         try:
             self.persist()
         except OSError as exc:
-            # Not durable, so not prepared: kept as started, the retry rolls it back and starts over
-            # instead of answering from a record that a crash would lose.
-            self._set(replace(done, state=ClaimState.PREPARE_STARTED))
-            raise ClaimError(f"cannot record the prepared claim in the checkpoint: {exc}") from None
+            raise self._not_recorded(done, exc) from None
         faults.crash_point("prepare-completed")
         return done.devices
 
-    def _allocation(self, claim: ClaimRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _discard(self, uid: ClaimUID, started: ClaimRecord) -> None:
+        """Undo a prepare that failed part-way (the caller persists the removal)."""
+        self.teardown(self.records.get(uid, started))
+        self._drop(uid)
+
+    def _not_recorded(self, done: ClaimRecord, exc: OSError) -> ClaimError:
+        # Not durable, so not prepared: kept as started, the retry rolls it back and starts over
+        # instead of answering from a record that a crash would lose.
+        self._set(replace(done, state=ClaimState.PREPARE_STARTED))
+        return ClaimError(f"cannot record the prepared claim in the checkpoint: {exc}")
+
+    def _fetch(self, claim: ClaimRef) -> dict[str, Any]:
         try:
-            obj = self.kube.get_claim(claim.namespace, claim.name)
+            return self.kube.get_claim(claim.namespace, claim.name)
         except KubeError as exc:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
+
+    def _check(self, claim: ClaimRef, obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The claim's device results for this driver and its config entries, once its UID and pool are checked."""
         actual = obj.get("metadata", {}).get("uid")
         if actual != claim.uid:
             where = f"{claim.namespace}/{claim.name}"
@@ -200,6 +301,17 @@ class Preparer:
                 )
         return results, list(devices.get("config") or [])
 
+    def _plan(
+        self, claim: ClaimRef, results: list[dict[str, Any]], config_entries: list[dict[str, Any]]
+    ) -> tuple[list[_Planned], Inventory, tuple[SharingOp, ...]]:
+        try:
+            configs = parse_configs(self.driver, config_entries)
+            inventory = self._inventory()
+            planned = [self._plan_device(r, inventory, configs) for r in results]
+        except ConfigError as exc:
+            raise ClaimError(str(exc)) from None
+        return planned, inventory, self._sharing_plan(claim.uid, planned)
+
     @staticmethod
     def _plan_device(result: dict[str, Any], inventory: Inventory, configs: Any) -> _Planned:
         device = inventory.devices.get(result["device"])
@@ -210,11 +322,13 @@ class Preparer:
     def _sharing_plan(self, uid: str, planned: list[_Planned]) -> tuple[SharingOp, ...]:
         items = [sharing_plan.Item(p.device, p.config, p.result, p.admin) for p in planned]
         try:
-            return sharing_plan.plan(self.state_dir / "mps" / uid, items)
+            return sharing_plan.plan(self._mps_root / uid, items)
         except sharing_plan.SharingError as exc:
             raise ClaimError(str(exc)) from None
 
-    def _start(self, claim: ClaimRef, planned: list[_Planned], inventory: Inventory) -> ClaimRecord:
+    def _start(
+        self, claim: ClaimRef, planned: list[_Planned], inventory: Inventory, sharing: tuple[SharingOp, ...]
+    ) -> ClaimRecord:
         uid = ClaimUID(claim.uid)
         static_uuids = {
             (g.uuid, m.start): (m.uuid, m.gi_id if m.gi_id is not None else -1, m.ci_id or 0)
@@ -241,8 +355,8 @@ class Preparer:
             name=claim.name,
             state=ClaimState.PREPARE_STARTED,
             mig=tuple(mig),
-            sharing=self._sharing_plan(claim.uid, planned),
-            cdi_file=str(self.cdi.spec_path(claim.uid)),
+            sharing=sharing,
+            cdi_file=self.cdi.spec_file(claim.uid),
             exclusive=keys,
         )
         with self._lock:

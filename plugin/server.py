@@ -4,25 +4,30 @@
 DRA is served first and registration second, so kubelet never learns of an endpoint that does
 not answer yet. Sockets and their folders are readable by their owner (and group) only; a stale
 socket left by a crash is replaced; ``stop`` removes both sockets.
+
+DRA and health run on one asyncio event loop (``grpc.aio``): kubelet sends many claims at once, and a
+thread per call made them queue for the GIL behind each other's hand-offs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from plugin.health import HealthState
-from plugin.prepare import ClaimRef, Preparer
+from plugin.prepare import ClaimRef, Preparer, PrepareResult
 from plugin.proto import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
@@ -39,32 +44,8 @@ PLUGIN_TYPE = "DRAPlugin"
 SUPPORTED_VERSIONS = ("v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth")
 DIR_MODE = 0o750
 SOCKET_MODE = 0o660
-
-
-_P = ParamSpec("_P")
 _T = TypeVar("_T")
-_queued = threading.local()
-
-
-class _TimedPool(futures.ThreadPoolExecutor):
-    """The gRPC server's worker pool; it notes when each call was handed over, so that a handler's
-    duration includes its wait for a free worker (without it, fewer workers would look faster)."""
-
-    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> futures.Future[_T]:
-        return super().submit(_run_noting_queued, time.perf_counter(), fn, *args, **kwargs)  # type: ignore[arg-type]
-
-
-def _run_noting_queued(queued: float, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    _queued.at = queued
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        _queued.at = None
-
-
-def _call_began() -> float:
-    """When the current call reached the worker pool (now, outside the pool)."""
-    return getattr(_queued, "at", None) or time.perf_counter()
+SENT_AT_KEY = "gpupolicy-sent-at-ns"
 
 
 class CallStats:
@@ -82,6 +63,15 @@ class CallStats:
             values.append(seconds)
             if len(values) > self._keep:
                 del values[: len(values) - self._keep]
+
+    def add_since_sent(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """When the client stamped the call (``SENT_AT_KEY``: CLOCK_MONOTONIC in ns, one clock for all processes
+        of a host, as a benchmark does), its age now: an upper bound of the time since it reached the plugin
+        that also covers the wait before the handler starts."""
+        for key, value in context.invocation_metadata() or ():
+            if key == SENT_AT_KEY:
+                with contextlib.suppress(ValueError):
+                    self.add(f"{method} (since sent)", (time.monotonic_ns() - int(value)) / 1e9)
 
     def summary(self) -> list[str]:
         lines = []
@@ -101,25 +91,29 @@ def _claims(request: Any) -> list[ClaimRef]:
 
 
 class _DraServicer:
-    """NodePrepareResources/NodeUnprepareResources for one proto version (``pb`` module)."""
+    """NodePrepareResources/NodeUnprepareResources for one proto version (``pb`` module), on the event loop.
 
-    def __init__(self, preparer: Preparer, pb: Any, with_share_id: bool, stats: CallStats) -> None:
+    Without a thread per call: the preparer does what blocks (checkpoint writes, MIG creation, sharing
+    daemons) on ``executor`` threads."""
+
+    def __init__(
+        self, preparer: Preparer, pb: Any, with_share_id: bool, stats: CallStats, executor: futures.Executor
+    ) -> None:
         self._preparer = preparer
         self._pb = pb
         self._share = with_share_id
         self._stats = stats
+        self._executor = executor
 
-    def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
-        begin, entered = _call_began(), time.perf_counter()
+    async def NodePrepareResources(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        begin = time.perf_counter()
         try:
-            return self._prepare(request)
+            return self._response(await self._preparer.prepare_async(_claims(request), self._executor))
         finally:
-            end = time.perf_counter()
-            self._stats.add("NodePrepareResources", end - begin)
-            self._stats.add("NodePrepareResources (handler only)", end - entered)
+            self._stats.add("NodePrepareResources", time.perf_counter() - begin)
+            self._stats.add_since_sent("NodePrepareResources", context)
 
-    def _prepare(self, request: Any) -> Any:
-        results = self._preparer.prepare(_claims(request))
+    def _response(self, results: dict[str, PrepareResult]) -> Any:
         response = self._pb.NodePrepareResourcesResponse()
         for uid, result in results.items():
             entry = response.claims[uid]
@@ -128,44 +122,54 @@ class _DraServicer:
                 continue
             for device in result.devices:
                 out = entry.devices.add(
-                    request_names=list(device.request_names),
+                    request_names=device.request_names,
                     pool_name=device.pool_name,
                     device_name=device.device_name,
-                    cdi_device_ids=list(device.cdi_device_ids),
+                    cdi_device_ids=device.cdi_device_ids,
                 )
                 if self._share and device.share_id:
                     out.share_id = device.share_id
         return response
 
-    def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
-        begin = _call_began()
+    async def NodeUnprepareResources(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        begin = time.perf_counter()
+        errors = await self._preparer.unprepare_async(_claims(request), self._executor)
         response = self._pb.NodeUnprepareResourcesResponse()
-        for uid, error in self._preparer.unprepare(_claims(request)).items():
+        for uid, error in errors.items():
             response.claims[uid].error = error
         self._stats.add("NodeUnprepareResources", time.perf_counter() - begin)
         return response
 
 
 class _HealthServicer:
-    def __init__(self, health: HealthState, stopping: threading.Event) -> None:
+    """The health stream; each watcher waits for changes on a thread of ``executor``."""
+
+    def __init__(self, health: HealthState, stopping: threading.Event, executor: futures.Executor) -> None:
         self._health = health
         self._stopping = stopping
+        self._executor = executor
 
-    def NodeWatchResources(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def NodeWatchResources(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         pb = health_v1alpha1_pb2
         status = {True: pb.HEALTHY, False: pb.UNHEALTHY}
-        for snapshot in self._health.watch(lambda: self._stopping.is_set() or not context.is_active()):
-            yield pb.NodeWatchResourcesResponse(
-                devices=[
-                    pb.DeviceHealth(
-                        device=pb.DeviceIdentifier(pool_name=d.pool, device_name=d.device),
-                        health=status[d.healthy],
-                        last_updated_time=int(d.since),
-                        message=d.message,
-                    )
-                    for d in snapshot
-                ]
-            )
+        gone = threading.Event()  # the stream ended (client left, server stopping): the watch thread ends too
+        snapshots = self._health.watch(lambda: self._stopping.is_set() or gone.is_set())
+        loop = asyncio.get_running_loop()
+        try:
+            while (snapshot := await loop.run_in_executor(self._executor, next, snapshots, None)) is not None:
+                yield pb.NodeWatchResourcesResponse(
+                    devices=[
+                        pb.DeviceHealth(
+                            device=pb.DeviceIdentifier(pool_name=d.pool, device_name=d.device),
+                            health=status[d.healthy],
+                            last_updated_time=int(d.since),
+                            message=d.message,
+                        )
+                        for d in snapshot
+                    ]
+                )
+        finally:
+            gone.set()
 
 
 @dataclass
@@ -225,23 +229,41 @@ def prepare_socket(path: Path, own_folder: bool) -> None:
         raise FileExistsError(f"{path} exists and is not a socket")
 
 
-def _serve(path: Path, add: Callable[[grpc.Server], None], workers: int, own_folder: bool) -> grpc.Server:
+def _listen(path: Path, server: grpc.Server | grpc.aio.Server, own_folder: bool) -> None:
+    """Bind ``server`` to the unix socket ``path``, created with the socket's mode from the start."""
     prepare_socket(path, own_folder)
-    server = grpc.server(_TimedPool(max_workers=workers, thread_name_prefix=path.stem))
-    add(server)
     old = os.umask(0o117)
     try:
         if server.add_insecure_port(f"unix://{path}") == 0:
             raise OSError(f"cannot listen on {path}")
-        server.start()
     finally:
         os.umask(old)
     os.chmod(path, SOCKET_MODE)
-    return server
+
+
+class _LoopThread:
+    """An asyncio event loop on its own thread, for the DRA server."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 class PluginServer:
-    """Both sockets of one driver; ``start`` serves DRA then registration; ``stop`` removes them."""
+    """Both sockets of one driver; ``start`` serves DRA then registration; ``stop`` removes them.
+
+    DRA and health are served by an asyncio gRPC server (one event-loop thread, the claims' work on
+    ``workers`` threads); registration, called a few times in the plugin's life, by a small
+    thread-pool server."""
 
     def __init__(
         self,
@@ -263,35 +285,55 @@ class PluginServer:
         self._health = health
         self._workers = workers
         self._stopping = threading.Event()
-        self._servers: list[grpc.Server] = []
+        self._loop: _LoopThread | None = None
+        self._dra: grpc.aio.Server | None = None
+        self._reg: grpc.Server | None = None
+        self._executors: list[futures.ThreadPoolExecutor] = []
         self.stats = CallStats()
 
+    async def _start_dra(self) -> grpc.aio.Server:
+        claims = futures.ThreadPoolExecutor(self._workers, thread_name_prefix="claims")
+        watchers = futures.ThreadPoolExecutor(8, thread_name_prefix="health")
+        self._executors += [claims, watchers]
+        server = grpc.aio.server()
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(
+            _DraServicer(self._preparer, dra_v1_pb2, True, self.stats, claims), server
+        )
+        dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
+            _DraServicer(self._preparer, dra_v1beta1_pb2, False, self.stats, claims), server
+        )
+        health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
+            _HealthServicer(self._health, self._stopping, watchers), server
+        )
+        _listen(self.dra_socket, server, own_folder=True)
+        await server.start()
+        return server
+
     def start(self) -> None:
-        def add_dra(server: grpc.Server) -> None:
-            dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(
-                _DraServicer(self._preparer, dra_v1_pb2, True, self.stats), server
-            )
-            dra_v1beta1_pb2_grpc.add_DRAPluginServicer_to_server(
-                _DraServicer(self._preparer, dra_v1beta1_pb2, False, self.stats), server
-            )
-            health_v1alpha1_pb2_grpc.add_DRAResourceHealthServicer_to_server(
-                _HealthServicer(self._health, self._stopping), server
-            )
-
-        def add_reg(server: grpc.Server) -> None:
-            servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration, self._on_rejected)
-            pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, server)
-
-        self._servers.append(_serve(self.dra_socket, add_dra, self._workers, own_folder=True))
-        self._servers.append(_serve(self.reg_socket, add_reg, 2, own_folder=False))
+        self._loop = _LoopThread("dra")
+        self._dra = self._loop.run(self._start_dra())
+        self._reg = grpc.server(futures.ThreadPoolExecutor(2, thread_name_prefix="registration"))
+        servicer = _RegistrationServicer(self.driver, str(self.dra_socket), self.registration, self._on_rejected)
+        pluginregistration_pb2_grpc.add_RegistrationServicer_to_server(servicer, self._reg)
+        _listen(self.reg_socket, self._reg, own_folder=False)
+        self._reg.start()
         log.info("serving DRA on %s, registration on %s", self.dra_socket, self.reg_socket)
 
     def stop(self, grace_s: float = 1.0) -> None:
         self._stopping.set()
         self._health.wake()
-        for server in reversed(self._servers):
-            server.stop(grace_s).wait()
-        self._servers.clear()
+        if self._reg is not None:
+            self._reg.stop(grace_s).wait()
+            self._reg = None
+        if self._loop is not None:
+            if self._dra is not None:
+                self._loop.run(self._dra.stop(grace_s))
+                self._dra = None
+            self._loop.close()
+            self._loop = None
+        for executor in self._executors:
+            executor.shutdown(wait=False)
+        self._executors.clear()
         for path in (self.reg_socket, self.dra_socket):
             path.unlink(missing_ok=True)
         for line in self.stats.summary():
