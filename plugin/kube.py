@@ -43,6 +43,9 @@ class Kube(Protocol):
 
     async def get_claim_async(self, namespace: str, name: str) -> Obj: ...
 
+    async def aclose(self) -> None:
+        """Close what ``get_claim_async`` keeps open on the running event loop (before the loop closes)."""
+
     def list_claims(self) -> list[Obj]: ...
 
     def get_node(self, name: str) -> Obj: ...
@@ -126,7 +129,11 @@ class FakeKube:
                 raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
 
     async def get_claim_async(self, namespace: str, name: str) -> Obj:
+        await asyncio.sleep(0)  # a network read would let other coroutines run meanwhile
         return self.get_claim(namespace, name)
+
+    async def aclose(self) -> None:
+        return None
 
     def list_claims(self) -> list[Obj]:
         with self._lock:
@@ -266,6 +273,11 @@ class RealKube:
         except kube_async.HttpError as exc:
             raise KubeError("unreachable", str(exc)) from exc
         return self._decode(response.status, response.reason, response.body)
+
+    async def aclose(self) -> None:
+        getter = self._getters.pop(asyncio.get_running_loop(), None)
+        if getter is not None:
+            await getter.close()
 
     def _headers(self) -> dict[str, str]:
         """Accept, User-Agent and auth headers, refreshed from the configuration every ``AUTH_REUSE_S``."""

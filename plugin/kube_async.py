@@ -11,6 +11,7 @@ client certificate and server name of the client configuration. Proxies are not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -153,10 +154,13 @@ class AsyncGetter:
             body, keep = await reader.read(), False
         return Response(int(code), reason, body), keep
 
-    def close(self) -> None:
-        for _, writer in self._idle:
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
             writer.close()
-        self._idle.clear()
+        for _, writer in idle:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

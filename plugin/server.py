@@ -329,6 +329,7 @@ class PluginServer:
             if self._dra is not None:
                 self._loop.run(self._dra.stop(grace_s))
                 self._dra = None
+            self._loop.run(self._preparer.kube.aclose())
             self._loop.close()
             self._loop = None
         for executor in self._executors:

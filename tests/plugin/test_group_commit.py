@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,14 @@ class SlowCheckpoint(Checkpoint):
             self.fail_next -= 1
             raise OSError("disk full")
         super().save(records)
+        self.saved.append(set(records))
+
+    async def save_async(self, records: dict[ClaimUID, ClaimRecord], executor: Executor) -> None:
+        await asyncio.get_running_loop().run_in_executor(executor, self.gate.wait, 5)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise OSError("disk full")
+        await super().save_async(records, executor)
         self.saved.append(set(records))
 
 
@@ -113,3 +123,48 @@ def test_a_changed_record_is_written_again(tmp_path: Path, state: ClaimState) ->
         node.records[ClaimUID("u1")] = dataclasses.replace(_record(1), state=state)
     node.commit.commit()
     assert Checkpoint(tmp_path, "boot").load().records[ClaimUID("u1")].state is state
+
+
+def _on_disk(checkpoint: SlowCheckpoint) -> set[str]:
+    return set(Checkpoint(checkpoint.path.parent, "boot").load().records)
+
+
+async def _change_async(node: Node, n: int, executor: Executor, checkpoint: SlowCheckpoint) -> None:
+    with node.lock:
+        node.records[ClaimUID(f"u{n}")] = _record(n)
+    await node.commit.commit_async(executor)
+    assert f"u{n}" in _on_disk(checkpoint)  # what this caller changed is on disk when commit returns
+
+
+def test_coroutines_and_threads_share_writes_and_each_waits_for_its_own(tmp_path: Path) -> None:
+    checkpoint = SlowCheckpoint(tmp_path)
+    node = Node(checkpoint)
+    checkpoint.gate.clear()
+    threading.Timer(0.2, checkpoint.gate.set).start()
+
+    async def run() -> list[BaseException | None]:
+        with ThreadPoolExecutor(4) as executor:
+            loop = asyncio.get_running_loop()
+            threads = [loop.run_in_executor(None, node.change, 100 + n) for n in range(4)]
+            coroutines = [_change_async(node, n, executor, checkpoint) for n in range(32)]
+            return await asyncio.gather(*coroutines, *threads, return_exceptions=True)
+
+    assert asyncio.run(run()) == [None] * 36
+    assert len(checkpoint.saved) < 36 / 2
+    assert _on_disk(checkpoint) == {f"u{n}" for n in range(32)} | {f"u{100 + n}" for n in range(4)}
+
+
+def test_a_failed_async_write_fails_its_writer_and_the_others_write_again(tmp_path: Path) -> None:
+    checkpoint = SlowCheckpoint(tmp_path)
+    checkpoint.fail_next = 1
+    node = Node(checkpoint)
+
+    async def run() -> list[BaseException | None]:
+        with ThreadPoolExecutor(2) as executor:
+            changes = (_change_async(node, n, executor, checkpoint) for n in range(8))
+            return await asyncio.gather(*changes, return_exceptions=True)
+
+    outcome = asyncio.run(run())
+    failed = [n for n, exc in enumerate(outcome) if exc is not None]
+    assert len(failed) == 1 and isinstance(outcome[failed[0]], OSError)
+    assert {f"u{n}" for n in range(8) if n not in failed} <= _on_disk(checkpoint)
