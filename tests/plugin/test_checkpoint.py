@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -65,3 +66,12 @@ def test_other_boot_discards_prepared_state(tmp_path: Path) -> None:
     Checkpoint(tmp_path, "boot-a").save({RECORD.uid: RECORD})
     result = Checkpoint(tmp_path, "boot-b").load()
     assert result.records == {} and result.boot_changed and result.corrupted is None
+
+
+def test_record_json_is_the_dataclass_fields_with_the_state_value() -> None:
+    """The hand-built ``to_json`` keeps the file format ``dataclasses.asdict`` defined."""
+    expected = dataclasses.asdict(RECORD)
+    expected["state"] = RECORD.state.value
+    assert json.dumps(RECORD.to_json(), sort_keys=True) == json.dumps(expected, sort_keys=True)
+    bare = ClaimRecord(uid=ClaimUID("u2"), namespace="ns", name="d", state=ClaimState.PREPARE_STARTED)
+    assert bare.to_json() == {**dataclasses.asdict(bare), "state": "PrepareStarted"}
