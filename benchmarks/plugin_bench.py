@@ -262,6 +262,98 @@ def bench_prepare(mode: str, runs: int, apiserver: str) -> tuple[list[float], fl
                     shutil.rmtree(cdi, ignore_errors=True)
 
 
+def serve_floor(sock: Path) -> None:
+    """An empty DRA v1 server on ``sock`` until stdin closes: each claim is answered at once with one device,
+    with the plugin's own call statistics. It measures what gRPC and the client cost without the plugin."""
+    import asyncio
+
+    import grpc
+
+    from plugin.proto import dra_v1_pb2, dra_v1_pb2_grpc
+    from plugin.server import CallStats
+
+    stats = CallStats()
+
+    class Empty:
+        async def NodePrepareResources(self, request: Any, context: Any) -> Any:
+            begin = time.perf_counter()
+            response = dra_v1_pb2.NodePrepareResourcesResponse()
+            for claim in request.claims:
+                response.claims[claim.uid].devices.add(
+                    request_names=["gpu"], pool_name=NODE, device_name="gpu-0",
+                    cdi_device_ids=[f"k8s.{DRIVER}/claim={claim.uid}-gpu-0"],
+                )  # fmt: skip
+            stats.add("NodePrepareResources", time.perf_counter() - begin)
+            stats.add_since_sent("NodePrepareResources", context)
+            return response
+
+        async def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
+            response = dra_v1_pb2.NodeUnprepareResourcesResponse()
+            for claim in request.claims:
+                response.claims[claim.uid].error = ""
+            return response
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        dra_v1_pb2_grpc.add_DRAPluginServicer_to_server(Empty(), server)
+        server.add_insecure_port(f"unix://{sock}")
+        await server.start()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await server.stop(0)
+        print("\n".join(stats.summary()), flush=True)
+
+    asyncio.run(run())
+
+
+class _Direct:
+    """A client of the empty server: ``_concurrent`` needs ``connect`` and ``unprepare``."""
+
+    def __init__(self, sock: Path) -> None:
+        import grpc
+
+        from plugin.proto import dra_v1_pb2, dra_v1_pb2_grpc
+
+        self.channel = grpc.insecure_channel(f"unix://{sock}")
+        self.pb = dra_v1_pb2
+        self.stub = dra_v1_pb2_grpc.DRAPluginStub(self.channel)
+
+    def connect(self) -> _Direct:
+        return self
+
+    def unprepare(self, claims: list[tuple[str, str, str]]) -> None:
+        request = self.pb.NodeUnprepareResourcesRequest(
+            claims=[self.pb.Claim(namespace=c[0], uid=c[1], name=c[2]) for c in claims]
+        )
+        self.stub.NodeUnprepareResources(request, timeout=45)
+
+
+def bench_floor(runs: int) -> tuple[list[float], str]:
+    """The shared case's waves against the empty server (its own process), with the same client."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        sock = Path(tmp) / "floor.sock"
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve-floor", str(sock)],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert server.stdin is not None and server.stdout is not None
+        server.stdout.readline()
+        client = _Direct(sock)
+        pids = [server.pid, 0, os.getpid()]
+        cpu = [_cpu_seconds(pid) for pid in pids]
+        samples: list[float] = []
+        for wave in _waves("shared", runs):
+            samples.extend(_concurrent(client, [_ref(c) for c in wave]))
+        cpu = [_cpu_seconds(pid) - before for pid, before in zip(pids, cpu)]
+        client.channel.close()
+        server.stdin.close()
+        logs = server.stdout.read()
+        server.wait()
+    stats = " | ".join(_server_stats(logs, key) for key in STATS)
+    per_claim = " / ".join(f"{c / len(samples) * 1000:.2f}" if pid else "-" for pid, c in zip(pids, cpu))
+    return samples, f"{stats} | {per_claim}"
+
+
 def bench_startup_in_process(runs: int) -> list[float]:
     from plugin.driver import Options, Plugin
     from plugin.nvml.sim import SimNvml
@@ -295,8 +387,18 @@ def main() -> None:
         default="stub",
         help="the HTTP stand-in, or etcd + kube-apiserver built by the e2e test bed (needs its binaries)",
     )
-    parser.add_argument("--cases", nargs="+", choices=list(RULES), default=list(RULES))
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=[*RULES, "floor"],
+        default=list(RULES),
+        help="floor: the shared case's waves against an empty gRPC server (what gRPC and the client cost alone)",
+    )
+    parser.add_argument("--serve-floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
+        return
     startups = []
     print(
         "| case | claims | client p50 ms | client p99 ms | client max ms | plugin since sent p50 / p99 ms "
@@ -305,10 +407,15 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|"
     )
     for mode in args.cases:
-        samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)
-        startups.append(startup)
+        if mode == "floor":
+            samples, server = bench_floor(args.runs)
+        else:
+            samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)
+            startups.append(startup)
         p50, p99, worst = _pct(samples, 0.5), _pct(samples, 0.99), max(samples) * 1000
         print(f"| {mode} | {len(samples)} | {p50:.1f} | {p99:.1f} | {worst:.1f} | {server} |", flush=True)
+    if not startups:
+        return
     inproc = bench_startup_in_process(args.runs)
     print()
     print(f"start-up to first publish, plugin process (python start + imports + publish over HTTP, {args.apiserver}): "

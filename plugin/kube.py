@@ -128,6 +128,15 @@ class FakeKube:
             except KeyError:
                 raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
 
+    def claim_json(self, namespace: str, name: str) -> bytes:
+        """``get_claim`` as the API server sends it (JSON), without the copy."""
+        with self._lock:
+            self._check("get_claim")
+            try:
+                return json.dumps(self.claims[(namespace, name)]).encode()
+            except KeyError:
+                raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
+
     async def get_claim_async(self, namespace: str, name: str) -> Obj:
         await asyncio.sleep(0)  # a network read would let other coroutines run meanwhile
         return self.get_claim(namespace, name)
