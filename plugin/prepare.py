@@ -359,12 +359,13 @@ class Preparer:
             cdi_file=self.cdi.spec_file(claim.uid),
             exclusive=keys,
         )
+        wanted = set(keys)
+        if len(wanted) != len(keys):
+            raise ClaimError("the allocation names overlapping devices")
         with self._lock:
-            if len(set(keys)) != len(keys):
-                raise ClaimError("the allocation names overlapping devices")
-            for other in self.records.values():
-                clash = set(keys).intersection(other.exclusive)
-                if clash and other.uid != uid:
+            for other in self.records.values() if wanted else ():  # a shared device holds nothing exclusively
+                if other.uid != uid and not wanted.isdisjoint(other.exclusive):
+                    clash = wanted.intersection(other.exclusive)
                     held = ", ".join(p.device.name for p in planned if clash & set(p.device.exclusive_keys()))
                     raise ClaimError(f"device {held} is already prepared for claim {other.namespace}/{other.name}")
             self.records[uid] = record
