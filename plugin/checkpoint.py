@@ -216,10 +216,10 @@ class Checkpoint:
         with self._lock:
             write_atomic(self.path, self._encode(records))
 
-    async def save_async(self, records: dict[ClaimUID, ClaimRecord], executor: Executor) -> None:
-        """``save`` on an event loop; the caller serializes saves (``GroupCommit``). The encoding and the
-        write into the page cache run on the loop, the fsync and the rename (which wait for the disk) on
-        ``executor``."""
+    def begin_write(self, records: dict[ClaimUID, ClaimRecord]) -> tuple[int, str]:
+        """The first half of ``save`` for an event loop: encode and write a temporary file into the page
+        cache (no waiting for the disk). ``end_write`` makes it durable and puts it in place; the caller
+        serializes writes (``GroupCommit``)."""
         data = self._encode(records)
         tmp = _tmp_path(self.path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -228,7 +228,16 @@ class Checkpoint:
         except BaseException:
             os.close(fd)
             raise
-        await asyncio.get_running_loop().run_in_executor(executor, _sync_close_replace, fd, tmp, self.path)
+        return fd, tmp
+
+    def end_write(self, pending: tuple[int, str]) -> None:
+        """The second half: fsync, then rename over the checkpoint (blocks on the disk: run on a thread)."""
+        fd, tmp = pending
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
 
     def _encode(self, records: dict[ClaimUID, ClaimRecord]) -> bytes:
         """The file's bytes; each record's JSON is computed once per version of the record."""
@@ -302,15 +311,29 @@ class GroupCommit:
                     woken: asyncio.Future[None] = loop.create_future()
                     self._waiters.append((loop, woken))
             if write:
-                covers, records = self._begin()
-                written = False
-                try:
-                    await self._checkpoint.save_async(records, executor)
-                    written = True
-                finally:
-                    self._end(covers, written)
+                await self._write_async(loop, executor)
             else:
                 await woken
+
+    async def _write_async(self, loop: asyncio.AbstractEventLoop, executor: Executor) -> None:
+        """One write by the coroutine that set ``_writing``: the file is written on the loop, the fsync and
+        rename on ``executor``, whose thread also wakes the waiters (a turn of the loop sooner). Even if
+        this coroutine is cancelled, the write runs to its end and wakes the others."""
+        covers, records = self._begin()
+        try:
+            pending = self._checkpoint.begin_write(records)
+        except BaseException:
+            self._end(covers, written=False)
+            raise
+        await loop.run_in_executor(executor, self._end_write, pending, covers)
+
+    def _end_write(self, pending: tuple[int, str], covers: int) -> None:
+        written = False
+        try:
+            self._checkpoint.end_write(pending)
+            written = True
+        finally:
+            self._end(covers, written)
 
     def _write(self) -> None:
         """One write by the thread that set ``_writing``."""
@@ -334,15 +357,19 @@ class GroupCommit:
                 self._durable = max(self._durable, covers)
                 self.writes += 1
             self._cond.notify_all()
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for loop, woken in self._waiters:
-                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-                    loop.call_soon_threadsafe(_resolve, woken)
+                by_loop.setdefault(loop, []).append(woken)
             self._waiters.clear()
+        for loop, futures in by_loop.items():  # one wake-up per loop, not one per waiter
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, futures)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def write_atomic(path: Path | str, data: bytes, mode: int = 0o600, *, durable: bool = True) -> None:
@@ -357,14 +384,6 @@ def write_atomic(path: Path | str, data: bytes, mode: int = 0o600, *, durable: b
         os.write(fd, data)
         if durable:
             os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _sync_close_replace(fd: int, tmp: str, path: Path) -> None:
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

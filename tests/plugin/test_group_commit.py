@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +28,7 @@ class SlowCheckpoint(Checkpoint):
         self.fail_next = 0
         self.gate = threading.Event()
         self.gate.set()
+        self.writing: set[str] = set()
 
     def save(self, records: dict[ClaimUID, ClaimRecord]) -> None:
         self.gate.wait(5)
@@ -36,13 +38,18 @@ class SlowCheckpoint(Checkpoint):
         super().save(records)
         self.saved.append(set(records))
 
-    async def save_async(self, records: dict[ClaimUID, ClaimRecord], executor: Executor) -> None:
-        await asyncio.get_running_loop().run_in_executor(executor, self.gate.wait, 5)
+    def begin_write(self, records: dict[ClaimUID, ClaimRecord]) -> tuple[int, str]:
+        self.writing = set(records)
+        return super().begin_write(records)
+
+    def end_write(self, pending: tuple[int, str]) -> None:
+        self.gate.wait(5)
         if self.fail_next:
             self.fail_next -= 1
+            os.close(pending[0])
             raise OSError("disk full")
-        await super().save_async(records, executor)
-        self.saved.append(set(records))
+        super().end_write(pending)
+        self.saved.append(self.writing)
 
 
 class Node:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -146,19 +147,20 @@ def test_a_claim_whose_completed_state_cannot_be_written_is_not_reported_prepare
 ) -> None:
     node = make_node(tmp_path)
     claim = node.add_claim("c1", [("gpu", "gpu-2")])
-    save = node.checkpoint.save_async
+    save = node.checkpoint.end_write
 
-    async def disk_full(records, executor):  # type: ignore[no-untyped-def]
+    def disk_full(pending):  # type: ignore[no-untyped-def]
+        os.close(pending[0])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(node.checkpoint, "save_async", disk_full)
+    monkeypatch.setattr(node.checkpoint, "end_write", disk_full)
     failed = _prepare(node, [claim], executor)[claim.uid]
     assert "cannot record the prepared claim" in failed.error and failed.devices == ()
     assert node.preparer.records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_STARTED
     node.kube.reachable = False  # the retry does not answer from the unwritten record
     assert "cannot read ResourceClaim" in _prepare(node, [claim], executor)[claim.uid].error
     node.kube.reachable = True
-    monkeypatch.setattr(node.checkpoint, "save_async", save)
+    monkeypatch.setattr(node.checkpoint, "end_write", save)
     assert _prepare(node, [claim], executor)[claim.uid].error == ""  # rolled back and prepared again
     assert node.checkpoint.load().records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_COMPLETED
     assert node.cdi_files() == [claim.uid]
