@@ -1,6 +1,6 @@
 """Benchmark the kubelet plugin: prepare latency under concurrency, and start-up to first publish.
 
-Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real] [--cases shared exclusive mig]``
+Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real] [--cases shared exclusive mig floor]``
 
 The plugin runs as its own process (``gpupolicy plugin run --nvml sim:8xH100-80GB``) against the
 HTTP API-server stand-in (``plugin.kube_stub``), or with ``--apiserver real`` against etcd +
@@ -11,11 +11,15 @@ claim, all released at once.
 * shared: 64 concurrent full-GPU claims on 8 GPUs published with ``shares: 8`` (8 claims per GPU);
 * exclusive: 8 waves of 8 concurrent claims for whole exclusive GPUs (unprepared between waves);
 * mig: 8 waves of 7 concurrent claims for dynamic ``1g.10gb`` MIG devices (includes simulated MIG creation);
+* floor: the shared case's waves against an empty gRPC server (what gRPC and this client cost alone);
 * start-up: process start to a complete pool on the API server, and in-process ``Plugin.start`` to
   the first publish (without interpreter start-up and imports).
 
-Latency is per call at the client, and inside the plugin as its shutdown summary reports it: from
-the call reaching the gRPC worker pool, and the handler alone.
+Latency is per call at the client, and inside the plugin as its shutdown summary reports it: since
+the client stamped the call (``plugin.server.SENT_AT_KEY``; includes any wait before the plugin's code
+runs, and the client's own delay between stamping and sending), since gRPC handed the call to the
+plugin's code, and (older plugins) the handler alone. CPU time per claim of the plugin, the API
+stand-in and this client process is read from ``/proc`` around the waves.
 """
 
 from __future__ import annotations
