@@ -5,6 +5,11 @@ this node's pool; record ``PrepareStarted`` with everything it is about to do; c
 instances, set up sharing, write the CDI spec; record ``PrepareCompleted``. A crash anywhere
 leaves a ``PrepareStarted`` record that the next attempt (or start-up reconciliation) rolls back.
 Unprepare undoes exactly what the record says, tolerating what is already gone.
+
+Two ways in: ``prepare``/``unprepare`` (threads: start-up and tests) and ``prepare_async``/
+``unprepare_async`` (the gRPC server's event loop). Each way serializes the calls for one claim with
+its own kind of lock, so one process uses one way at a time (the server starts after start-up's
+reconciliation).
 """
 
 from __future__ import annotations
