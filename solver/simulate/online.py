@@ -13,18 +13,15 @@ What it changes:
   seen are kept (no 95% cut);
 - inside the chosen node a shared pod takes the GPU with the best *exact* fragmentation drop
   (FGD takes the first GPU with the best integer score);
-- CPU-only pods go to the node whose CPU most exceeds what its idle GPUs will need (idle GPU
-  milli x the CPU per GPU milli of the GPU pods seen so far), so they do not strand GPUs; once
-  fewer than a tenth of the nodes could still host the largest CPU-only pod seen, they take
-  the smallest surplus that stays >= 0 instead, so the big CPU holes survive;
-- GPU pods keep CPU and memory headroom in proportion to the idle GPU capacity: the exact
-  fragmentation drop of a choice is reduced by ``headroom`` (3) x the growth of its node's
-  *shortfall*, the idle GPU milli that the node's free CPU or memory could no longer serve at
-  the CPU and memory per GPU milli of the GPU pods seen so far; the integer score and the
-  node-order ties then apply as before;
+- every pod, CPU-only pods included, keeps CPU and memory headroom in proportion to the idle
+  GPU capacity: the exact fragmentation drop of a choice is reduced by ``headroom`` (1) x the
+  growth of its node's *shortfall*, the idle GPU milli that the node's free CPU or memory
+  could no longer serve at the CPU and memory per GPU milli of the GPU pods seen so far; the
+  integer score and the node-order ties then apply as before, so CPU-only pods pack into
+  nodes whose GPUs do not need the CPU instead of spreading over every node;
 - the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by``/``cpu_guard``/
-  ``mem_surplus`` and ``headroom_need`` other than 1 are the variants we measured and did not
-  keep (documented in the results).
+  ``cpu_surplus``/``mem_surplus`` and ``headroom_need`` other than 1 are the variants we
+  measured and did not keep (documented in the results).
 """
 
 from __future__ import annotations
@@ -59,11 +56,9 @@ class OnlineConfig:
     weight_by: str = "count"  # typical-type weights: count or gpu (count x GPU milli)
     gpu_exact: bool = True  # inside the chosen node, take the GPU with the best exact delta
     cpu_guard: float = 0.0  # > 0: among ties, avoid leaving less CPU than guard x need of idle GPUs
-    cpu_surplus: bool = True  # CPU-only pods go where CPU exceeds what the idle GPUs will need
+    cpu_surplus: bool = False  # True: CPU-only pods go where CPU most exceeds what the idle GPUs will need
     mem_surplus: bool = False  # the same for memory: the scarcer of CPU and memory headroom decides
-    cpu_tight: bool = False  # CPU-only pods always take the smallest surplus >= 0 (measured, not kept)
-    keep_holes: float = 0.1  # ... and so once fewer than this share of nodes can host the largest CPU-only pod
-    headroom: float = 3.0  # GPU pods pay this x the idle GPU milli their node's CPU/memory could no longer serve
+    headroom: float = 1.0  # a pod pays this x the idle GPU milli its node's CPU/memory could no longer serve
     headroom_need: float = 1.0  # the CPU/memory per idle GPU milli kept free, x the average of GPU pods seen
 
 
@@ -80,7 +75,6 @@ class Online(FragAware):
         self.seen: Counter[tuple[int, ...]] = Counter()
         self.next_refresh = 1
         self.gpu_cpu, self.gpu_mem, self.gpu_milli = 0, 0, 0
-        self.cpu_only_max = (0, 0)  # the largest CPU and memory request of a CPU-only pod so far
         self.rank = ctx.rank
         if self.config.order != "random":
             nd = ctx.cluster.nodes
@@ -98,10 +92,7 @@ class Online(FragAware):
         if self.config.with_memory:
             key = (*key, int(p.mem[i]))
         self.seen[key] += 1
-        if p.num_gpu[i] == 0:
-            cpu, mem = self.cpu_only_max
-            self.cpu_only_max = (max(cpu, int(p.cpu[i])), max(mem, int(p.mem[i])))
-        else:
+        if p.num_gpu[i] > 0:
             self.gpu_cpu += int(p.cpu[i])
             self.gpu_mem += int(p.mem[i])
             self.gpu_milli += int(p.gpu_request[i])
@@ -131,20 +122,6 @@ class Online(FragAware):
         after = self._shortfall(cand.free_after.sum(axis=1), cand.cpu_after, mem_after)
         return np.asarray(after - before, dtype=np.float64)
 
-    def _holes_scarce(self) -> bool:
-        """Whether CPU-only pods should now fill the tightest surplus instead of the largest.
-
-        Spreading CPU-only pods over the nodes with the most spare CPU keeps CPU next to idle
-        GPUs, but late in a busy cluster it wears down every hole big enough for the largest
-        CPU-only pods; once few nodes can still host one, tight fit keeps those holes.
-        """
-        if self.config.cpu_tight:
-            return True
-        cpu, mem = self.cpu_only_max
-        c = self.cluster
-        hosts = int(((c.cpu_free >= cpu) & (c.mem_free >= mem)).sum())
-        return hosts < self.config.keep_holes * len(c.cpu_free)
-
     def place(self, i: int) -> Placement | None:
         self._observe(i)
         self._pending_mem = int(self.pods.mem[i])
@@ -159,11 +136,7 @@ class Online(FragAware):
                 mem_left = c.mem_free[cand.node] - self.pods.mem[i] - idle * (self.gpu_mem / self.gpu_milli)
                 nd = c.nodes
                 surplus = np.minimum(surplus / nd.cpu[cand.node], mem_left / nd.mem[cand.node])
-            if self._holes_scarce() and (surplus >= 0).any():
-                fit = np.where(surplus >= 0, surplus, np.inf)
-                best = np.flatnonzero(fit <= fit.min() + 1e-9)
-            else:
-                best = np.flatnonzero(surplus >= surplus.max() - 1e-9)
+            best = np.flatnonzero(surplus >= surplus.max() - 1e-9)
             return cand.placement(int(best[np.argmin(self.rank[cand.node[best]])]))
         exact = self.frag_delta(cand)
         if self.config.headroom > 0 and self.gpu_milli:

@@ -6,19 +6,18 @@ import numpy as np
 import pytest
 
 from solver.simulate.cluster import Cluster
-from solver.simulate.online import Online, OnlineConfig
+from solver.simulate.online import Online
 from solver.simulate.protocol import type_counts, typical_types
-from solver.simulate.strategies import Context
+from solver.simulate.strategies import Context, FirstFit, Strategy
 from solver.simulate.trace import parse_nodes, parse_pods
 
 
-def _replay(nodes_csv: str, pods_csv: str, config: OnlineConfig) -> list[int | None]:
+def _replay(nodes_csv: str, pods_csv: str, strategy: Strategy) -> list[int | None]:
     """Place every pod in file order; the node index of each, None where it failed."""
     nodes = parse_nodes(nodes_csv, "nodes.csv")
     pods = parse_pods(pods_csv, nodes.models, "pods.csv")
     cluster = Cluster(nodes)
     rank = np.arange(nodes.count, dtype=np.int64)
-    strategy = Online(config)
     strategy.reset(Context(cluster, pods, np.random.default_rng(0), typical_types(type_counts(pods)), rank))
     out: list[int | None] = []
     for i in range(pods.count):
@@ -31,27 +30,28 @@ def _replay(nodes_csv: str, pods_csv: str, config: OnlineConfig) -> list[int | N
     return out
 
 
-# 20 nodes of 32 cores with one GPU each; one GPU pod sets the CPU per GPU milli learned (2 cores
-# per GPU), a 30-core CPU-only pod sets the largest CPU-only request, then 40 small CPU-only pods
-# and, last, another 30-core one.
-NODES = "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{k},32000,131072,1,T4\n" for k in range(20))
+# A GPU node first in node order and a CPU-only node after it. One GPU pod teaches the CPU per
+# GPU milli; a CPU-only pod that took the GPU node's CPU would strand its second GPU.
+NODES = "sn,cpu_milli,memory_mib,gpu,model\ngpu,16000,65536,2,T4\ncpu,64000,262144,0,\n"
 PODS = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
-    "g,2000,4096,1,1000,\n"
-    "big0,30000,8192,0,0,\n" + "".join(f"s{k},4000,4096,0,0,\n" for k in range(40)) + "big1,30000,8192,0,0,\n"
+    "g0,6000,8192,1,1000,\n"
+    "c0,8000,8192,0,0,\n"
+    "g1,6000,8192,1,1000,\n"
 )
 
 
-@pytest.mark.parametrize(("keep_holes", "big_placed"), [(0.0, False), (0.1, True)])
-def test_cpu_only_pods_keep_a_hole_for_the_largest_cpu_only_pod(keep_holes: float, big_placed: bool) -> None:
-    placed = _replay(NODES, PODS, OnlineConfig(keep_holes=keep_holes))
-    assert all(n is not None for n in placed[:-1])
-    # spreading alone wears every node below 30 free cores; keeping holes leaves one
-    assert (placed[-1] is not None) is big_placed
+@pytest.mark.parametrize(("strategy", "placed"), [(FirstFit(), [0, 0, None]), (Online(), [0, 1, 0])])
+def test_cpu_only_pods_leave_the_cpu_that_idle_gpus_need(strategy: Strategy, placed: list[int | None]) -> None:
+    assert _replay(NODES, PODS, strategy) == placed
 
 
-def test_small_cpu_only_pods_spread_while_holes_are_plenty() -> None:
-    placed = _replay(NODES, PODS, OnlineConfig())
-    small = placed[2:12]
-    # the first ten small pods land on ten different nodes (most spare CPU first), not stacked
-    assert len(set(small)) == 10
+def test_cpu_only_pods_pack_in_node_order_where_no_gpu_needs_the_cpu() -> None:
+    # the GPU node comes first in node order; its CPU is exactly what its idle GPUs will need
+    nodes = "sn,cpu_milli,memory_mib,gpu,model\ng,96000,393216,8,G2\n"
+    nodes += "".join(f"c{k},64000,262144,0,\n" for k in range(4))
+    pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\ng0,12000,8192,1,1000,\n"
+    pods += "".join(f"c{k},8000,8192,0,0,\n" for k in range(10))
+    placed = _replay(nodes, pods, Online())
+    # eight 8-core pods fill the first CPU node, the next two go to the second; none to the GPU node
+    assert placed[1:] == [1] * 8 + [2, 2]
