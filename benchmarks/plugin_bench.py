@@ -266,9 +266,10 @@ def bench_prepare(mode: str, runs: int, apiserver: str) -> tuple[list[float], fl
                     shutil.rmtree(cdi, ignore_errors=True)
 
 
-def serve_floor(sock: Path) -> None:
-    """An empty DRA v1 server on ``sock`` until stdin closes: each claim is answered at once with one device,
-    with the plugin's own call statistics. It measures what gRPC and the client cost without the plugin."""
+def serve_floor(sock: Path, cpu_ms: float) -> None:
+    """An empty DRA v1 server on ``sock`` until stdin closes: each claim is answered with one device after
+    ``cpu_ms`` of busy CPU (0: at once), with the plugin's own call statistics. It measures what gRPC and the
+    client cost without the plugin, and what a plugin costing only ``cpu_ms`` per claim could reach."""
     import asyncio
 
     import grpc
@@ -281,6 +282,8 @@ def serve_floor(sock: Path) -> None:
     class Empty:
         async def NodePrepareResources(self, request: Any, context: Any) -> Any:
             begin = time.perf_counter()
+            while time.perf_counter() - begin < cpu_ms / 1000:
+                pass
             response = dra_v1_pb2.NodePrepareResourcesResponse()
             for claim in request.claims:
                 response.claims[claim.uid].devices.add(
@@ -332,12 +335,12 @@ class _Direct:
         self.stub.NodeUnprepareResources(request, timeout=45)
 
 
-def bench_floor(runs: int) -> tuple[list[float], str]:
+def bench_floor(runs: int, cpu_ms: float) -> tuple[list[float], str]:
     """The shared case's waves against the empty server (its own process), with the same client."""
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         sock = Path(tmp) / "floor.sock"
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve-floor", str(sock)],
+            [sys.executable, __file__, "--serve-floor", str(sock), "--floor-cpu-ms", str(cpu_ms)],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert server.stdin is not None and server.stdout is not None
@@ -398,10 +401,13 @@ def main() -> None:
         default=list(RULES),
         help="floor: the shared case's waves against an empty gRPC server (what gRPC and the client cost alone)",
     )
+    parser.add_argument(
+        "--floor-cpu-ms", type=float, default=0.0, help="busy CPU per claim in the floor case's server (default 0)"
+    )
     parser.add_argument("--serve-floor", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor:
-        serve_floor(args.serve_floor)
+        serve_floor(args.serve_floor, args.floor_cpu_ms)
         return
     startups = []
     print(
@@ -412,7 +418,7 @@ def main() -> None:
     )
     for mode in args.cases:
         if mode == "floor":
-            samples, server = bench_floor(args.runs)
+            samples, server = bench_floor(args.runs, args.floor_cpu_ms)
         else:
             samples, startup, server = bench_prepare(mode, args.runs, args.apiserver)
             startups.append(startup)
