@@ -49,8 +49,8 @@ SENT_AT_KEY = "gpupolicy-sent-at-ns"
 
 
 class CallStats:
-    """Durations of the last calls of each DRA method (from reaching the worker pool to the response),
-    summarised in the log at shutdown."""
+    """Durations of the last calls of each DRA method (from gRPC handing the call to the handler to the
+    response; with ``add_since_sent`` also from the client's stamp), summarised in the log at shutdown."""
 
     def __init__(self, keep: int = 10000) -> None:
         self._keep = keep
