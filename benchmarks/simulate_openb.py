@@ -71,8 +71,8 @@ def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Pat
     pub = published()
     lines = [
         "| trace | strategy | ours: alloc @130% (mean ± sd) | seeds | published (mean ± sd) | ours − published |"
-        " s/seed | decision median / p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        " failed pods / seed (CPU-only) | s/seed | decision median / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for trace in TRACES:
         for strategy in (*STRATEGIES, "batch"):
@@ -85,10 +85,11 @@ def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Pat
             p = pub.get((trace, PUBLISHED.get(strategy, "")), [])
             diff = f"{np.mean(ours) - np.mean(p):+.2f}" if p else "—"
             n = len(ours)
-            dm = d["decision_ms"]
-            assert isinstance(dm, dict)
+            dm, failed = d["decision_ms"], d["failed_pods"]
+            assert isinstance(dm, dict) and isinstance(failed, dict)
+            lost = f"{sum(failed.values()):.0f} ({failed.get('cpu', 0):.1f})"
             lines.append(
-                f"| {trace} | {strategy} | {fmt(ours)} | {n} | {fmt(p) if p else '—'} | {diff} |"
+                f"| {trace} | {strategy} | {fmt(ours)} | {n} | {fmt(p) if p else '—'} | {diff} | {lost} |"
                 f" {float(str(d['seconds'])) / n:.1f} | {dm['median']:.3f} / {dm['p99']:.3f} |"
             )
     out.write_text("\n".join(lines) + "\n")
