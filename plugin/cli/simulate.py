@@ -207,6 +207,8 @@ def _run_mig(args: argparse.Namespace, nodes: object, pods: object, seeds: list[
     for strategy in args.strategy:
         results = [replay_mig(nodes, pods, strategy, seed, args.target) for seed in seeds]
         docs.append(_mig_doc(strategy, trace, seeds, results))
+    if args.plot:
+        _plot(docs, args.plot, "slices_in_use_at_130", "MIG compute slices in use (%)")
     if args.output == "json":
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
     else:
@@ -264,7 +266,12 @@ def _table(docs: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def _plot(docs: list[dict[str, object]], path: Path) -> None:
+def _plot(
+    docs: list[dict[str, object]],
+    path: Path,
+    key: str = "allocation_at_130",
+    ylabel: str = "GPU allocation (%)",
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,12 +283,12 @@ def _plot(docs: list[dict[str, object]], path: Path) -> None:
         curve = d["curve"]
         assert isinstance(curve, list)
         ys = [float("nan") if v is None else float(v) for v in curve]
-        at = d["allocation_at_130"]
+        at = d[key]
         label = f"{d['strategy']} ({float(str(at)):.2f}%)" if at is not None else str(d["strategy"])
         ax.plot(xs, ys, label=label, linewidth=1.4)
     ax.plot([0, 100, 130], [0, 100, 100], color="grey", linestyle=":", linewidth=1, label="capacity")
     ax.set_xlabel("arrived GPU demand (% of cluster GPU capacity)")
-    ax.set_ylabel("GPU allocation (%)")
+    ax.set_ylabel(ylabel)
     ax.set_xlim(0, 130)
     ax.set_ylim(0, 101)
     trace = docs[0]["trace"] if docs else ""

@@ -63,9 +63,13 @@ def test_bad_seeds_is_a_usage_error(files: tuple[Path, Path]) -> None:
     assert main(["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "random", "--seeds", "x"]) == 2
 
 
-def test_mig_variant_json_for_every_mig_strategy(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_mig_variant_json_for_every_mig_strategy(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     n, p = files
+    png = tmp_path / "mig.png"
     argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--mig", "--seeds", "1-2", "-o", "json"]
+    argv += ["--plot", str(png)]
     assert main([*argv, "--strategy", "first-fit", "--strategy", "online", "--strategy", "batch"]) == 0
     docs = json.loads(capsys.readouterr().out)
     assert [d["strategy"] for d in docs] == ["first-fit", "online", "batch"]
@@ -74,6 +78,7 @@ def test_mig_variant_json_for_every_mig_strategy(files: tuple[Path, Path], capsy
         # the tiny trace may never reach the 130 % bucket (null then), but its end state is known
         assert all(x is None or 0 < x <= 100 for x in d["slices_in_use_at_130_per_seed"])
         assert all(0 < x <= 100 for x in d["slices_in_use_final_per_seed"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_mig_variant_refuses_strategies_it_lacks(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
