@@ -208,16 +208,39 @@ class Preparer:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
 
     async def unprepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, str]:
-        """``unprepare`` for the gRPC server: each claim on ``executor``, under the same per-claim lock as
-        ``prepare_async``; run to the end even if the call is cancelled."""
+        """``unprepare`` for the gRPC server, under the same per-claim lock as ``prepare_async``: a claim with
+        only a CDI spec on the loop, one with MIG instances or sharing (which block) on ``executor``; run to
+        the end even if the call is cancelled."""
         loop = asyncio.get_running_loop()
 
         async def one(claim: ClaimRef) -> str:
             async with self._claim_lock_async(claim.uid):
+                record = self.records.get(ClaimUID(claim.uid))
+                if record is not None and not record.mig and not record.sharing:
+                    return await self._unprepare_plain_async(claim, record, executor)
                 return await loop.run_in_executor(executor, self._unprepare_one, claim)
 
         errors = await asyncio.shield(asyncio.gather(*(one(claim) for claim in claims)))
         return {claim.uid: error for claim, error in zip(claims, errors)}
+
+    async def _unprepare_plain_async(self, claim: ClaimRef, record: ClaimRecord, executor: Executor) -> str:
+        """``_unprepare_one`` of a record without MIG or sharing: its teardown only removes the CDI spec."""
+        try:
+            self.teardown(record, crash_points=True)
+            self._drop(record.uid)
+            try:
+                await self._commit.commit_async(executor)
+            except OSError:
+                self._set(record)  # still in the checkpoint: the retry tears down again and drops it
+                raise
+            faults.crash_point("unprepare-done")
+            return ""
+        except OSError as exc:
+            log.warning("unprepare %s failed: %s", claim, exc)
+            return f"unprepare failed (will be retried): {exc}"
+        except Exception as exc:  # never fail the whole batch
+            log.exception("unprepare %s failed unexpectedly", claim)
+            return f"internal error: {type(exc).__name__}: {exc}"
 
     @contextlib.asynccontextmanager
     async def _claim_lock_async(self, uid: str) -> AsyncIterator[None]:
