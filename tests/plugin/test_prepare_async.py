@@ -185,3 +185,24 @@ def test_a_cancelled_call_still_finishes_its_claims(tmp_path: Path, executor: Th
     asyncio.run(run())
     states = {r.state for r in node.checkpoint.load().records.values()}
     assert states == {ClaimState.PREPARE_COMPLETED} and len(node.cdi_files()) == len(claims)
+
+
+def test_an_unprepare_whose_removal_cannot_be_written_fails_and_is_retried(
+    tmp_path: Path, executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_node(tmp_path)
+    claim = node.add_claim("c1", [("gpu", "gpu-2")])
+    assert _prepare(node, [claim], executor)[claim.uid].error == ""
+    save = node.checkpoint.end_write
+
+    def disk_full(pending):  # type: ignore[no-untyped-def]
+        os.close(pending[0])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node.checkpoint, "end_write", disk_full)
+    failed = _run(lambda: node.preparer.unprepare_async([claim], executor))
+    assert "will be retried" in failed[claim.uid]
+    assert ClaimUID(claim.uid) in node.preparer.records  # not forgotten while the checkpoint still has it
+    monkeypatch.setattr(node.checkpoint, "end_write", save)
+    assert _run(lambda: node.preparer.unprepare_async([claim], executor)) == {claim.uid: ""}
+    assert node.checkpoint.load().records == {} and node.cdi_files() == []
