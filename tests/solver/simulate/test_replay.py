@@ -100,18 +100,20 @@ def test_mig_replay_never_over_allocates(strategy: str, nodes: Nodes, pods: Pods
     assert 0 < res.final <= 100
 
 
+def _one_h100(milli: list[int]) -> tuple[Nodes, Pods]:
+    """One node with one H100 and one single-GPU share pod per entry of ``milli``."""
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
+    rows = "".join(f"p{i},1000,1024,1,{m},\n" for i, m in enumerate(milli))
+    return nodes, parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n" + rows, nodes.models, "p.csv")
+
+
 def test_mig_batch_window_fits_what_online_cannot() -> None:
     """A 3g then a 4g on one H100: online puts the 3g on memory slots 0-3, where the only 4g
     placement lives, and the 4g fails; a window that sees both puts the 3g on slots 4-7."""
     from solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
     from solver.simulate.mig_batch import MigBatchConfig, solve_window
 
-    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
-    pods = parse_pods(
-        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\np3g,1000,1024,1,320,\np4g,1000,1024,1,470,\n",
-        nodes.models,
-        "p.csv",
-    )
+    nodes, pods = _one_h100([320, 470])
     prof = h100_profiles()
     qs = [profile_of(320, 1, prof), profile_of(470, 1, prof)]
     assert [prof.names[q] for q in qs] == ["3g.40gb", "4g.40gb"]
@@ -136,12 +138,7 @@ def test_mig_batch_window_fits_what_online_cannot() -> None:
 def test_mig_apply_refuses_overlapping_instances() -> None:
     from solver.simulate.mig import Choice, MigCluster, apply, h100_profiles, profile_of
 
-    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,16000,65536,1,H100\n", "n.csv")
-    pods = parse_pods(
-        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\na,1000,1024,1,320,\nb,1000,1024,1,320,\n",
-        nodes.models,
-        "p.csv",
-    )
+    nodes, pods = _one_h100([320, 320])
     prof = h100_profiles()
     q = profile_of(320, 1, prof)
     cl = MigCluster(nodes, prof)
