@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -210,7 +211,7 @@ def replay_mig(
     failed: Counter[str] = Counter()
     kinds = arr.kind()
     qs = [profile_of(int(arr.milli[i]), int(arr.num_gpu[i]), prof) for i in range(n)]
-    decided: dict[int, Choice | None] = {}
+    decide = _batch_decider(cl, arr, qs, rank, learned, batch) if strategy == "batch" else None
     total = 0
     start = time.perf_counter()
     for i in range(n):
@@ -218,20 +219,11 @@ def replay_mig(
         q = qs[i]
         if strategy != "first-fit":
             learned.observe(arr, i, q)
-        if strategy == "batch":
-            if i not in decided:
-                from solver.simulate.mig_batch import MigBatchConfig, solve_window
-
-                cfg = batch or MigBatchConfig()
-                decided = solve_window(cl, arr, i, qs[i : i + cfg.window], rank, learned, cfg)
-            choice = decided.pop(i)
-            ok = choice is not None
-            if choice is not None:
-                apply(cl, arr, i, q, choice)
-        else:
-            ok = _place(cl, arr, i, q, strategy, rank, learned)
-        if not ok:
+        choice = decide(i) if decide is not None else choose(cl, arr, i, q, strategy, rank, learned)
+        if choice is None:
             failed[str(kinds[i])] += 1
+        else:
+            apply(cl, arr, i, q, choice)
         arrived[i], inuse[i] = total, cl.slices_in_use()
     cl.check()
     pct = arrived / nodes.total_gpu_milli * 100
@@ -249,12 +241,22 @@ class Choice:
     k: int = WHOLE  # placement index for MIG profiles; WHOLE for whole GPUs and CPU-only pods
 
 
-def _place(cl: MigCluster, arr: Pods, i: int, q: int, strategy: str, rank: I64, learned: Learned) -> bool:
-    choice = choose(cl, arr, i, q, strategy, rank, learned)
-    if choice is None:
-        return False
-    apply(cl, arr, i, q, choice)
-    return True
+def _batch_decider(
+    cl: MigCluster, arr: Pods, qs: list[int], rank: I64, learned: Learned, config: MigBatchConfig | None
+) -> Callable[[int], Choice | None]:
+    """``batch``'s choice for each arrival: its window is solved when its first pod arrives."""
+    from solver.simulate.mig_batch import MigBatchConfig, solve_window
+
+    cfg = config or MigBatchConfig()
+    decided: dict[int, Choice | None] = {}
+
+    def decide(i: int) -> Choice | None:
+        nonlocal decided
+        if i not in decided:
+            decided = solve_window(cl, arr, i, qs[i : i + cfg.window], rank, learned, cfg)
+        return decided.pop(i)
+
+    return decide
 
 
 def node_ok(cl: MigCluster, arr: Pods, i: int, q: int) -> npt.NDArray[np.bool_]:
