@@ -77,6 +77,15 @@ class _Planned:
         return bool(self.result.get("adminAccess"))
 
 
+def _failed(claim: ClaimRef, exc: Exception) -> PrepareResult:
+    """The result of a claim whose prepare raised (call it while handling ``exc``: it logs the traceback)."""
+    if isinstance(exc, ClaimError):
+        log.warning("prepare %s failed: %s", claim, exc)
+        return PrepareResult(error=str(exc))
+    log.exception("prepare %s failed unexpectedly", claim)
+    return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+
+
 class Preparer:
     def __init__(
         self,
@@ -144,12 +153,8 @@ class Preparer:
         try:
             with self._claim_lock(claim.uid):
                 return PrepareResult(self._prepare_locked(claim))
-        except ClaimError as exc:
-            log.warning("prepare %s failed: %s", claim, exc)
-            return PrepareResult(error=str(exc))
         except Exception as exc:  # never fail the whole batch
-            log.exception("prepare %s failed unexpectedly", claim)
-            return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+            return _failed(claim, exc)
 
     # --- the same on an event loop (the DRA server) ----------------------------------------------
 
@@ -166,12 +171,8 @@ class Preparer:
         try:
             async with self._claim_lock_async(claim.uid):
                 return PrepareResult(await self._prepare_locked_async(claim, executor))
-        except ClaimError as exc:
-            log.warning("prepare %s failed: %s", claim, exc)
-            return PrepareResult(error=str(exc))
         except Exception as exc:  # never fail the whole batch
-            log.exception("prepare %s failed unexpectedly", claim)
-            return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+            return _failed(claim, exc)
 
     async def _prepare_locked_async(self, claim: ClaimRef, executor: Executor) -> tuple[PreparedDevice, ...]:
         uid = ClaimUID(claim.uid)
