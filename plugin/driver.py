@@ -21,7 +21,7 @@ from plugin.discovery import Inventory, build_inventory
 from plugin.health import HealthMonitor, HealthState
 from plugin.kube import Kube, KubeError, Obj, RealKube, node_event
 from plugin.nvml.types import Gpu, Nvml
-from plugin.prepare import Preparer
+from plugin.prepare_loop import LoopPreparer
 from plugin.publish import Publisher
 from plugin.reconcile import ReconcileReport, reconcile
 from plugin.server import PluginServer
@@ -112,7 +112,7 @@ class Plugin:
         self.cdi = CdiRegistry(options.cdi_root, options.driver)
         self.inventory = Inventory()
         self._inventory_lock = threading.Lock()
-        self.preparer: Preparer | None = None
+        self.preparer: LoopPreparer | None = None
         self.server: PluginServer | None = None
         self.publisher: Publisher | None = None
         self.monitor: HealthMonitor | None = None
@@ -166,7 +166,7 @@ class Plugin:
             gpus = self.nvml.gpus()
             self._publish_for = load_policy_publish(opts.policy)[0] if opts.policy else default_publish_for(gpus, modes)
         inventory = self._refresh_inventory()
-        self.preparer = Preparer(
+        self.preparer = LoopPreparer(
             driver=opts.driver,
             pool=opts.node,
             kube=self.kube,

@@ -6,20 +6,18 @@ instances, set up sharing, write the CDI spec; record ``PrepareCompleted``. A cr
 leaves a ``PrepareStarted`` record that the next attempt (or start-up reconciliation) rolls back.
 Unprepare undoes exactly what the record says, tolerating what is already gone.
 
-Two ways in: ``prepare``/``unprepare`` (threads: start-up and tests) and ``prepare_async``/
-``unprepare_async`` (the gRPC server's event loop). Each way serializes the calls for one claim with
-its own kind of lock, so one process uses one way at a time (the server starts after start-up's
-reconciliation).
+Two ways in: ``prepare``/``unprepare`` here (threads: start-up and tests) and ``prepare_async``/
+``unprepare_async`` of :class:`plugin.prepare_loop.LoopPreparer` (the gRPC server's event loop). Each way
+serializes the calls for one claim with its own kind of lock, so one process uses one way at a time (the
+server starts after start-up's reconciliation).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -77,7 +75,7 @@ class _Planned:
         return bool(self.result.get("adminAccess"))
 
 
-def _failed(claim: ClaimRef, exc: Exception) -> PrepareResult:
+def prepare_failure(claim: ClaimRef, exc: Exception) -> PrepareResult:
     """The result of a claim whose prepare raised (call it while handling ``exc``: it logs the traceback)."""
     if isinstance(exc, ClaimError):
         log.warning("prepare %s failed: %s", claim, exc)
@@ -114,7 +112,6 @@ class Preparer:
         """Claims whose teardown has begun: they no longer hold a shared GPU's setting or daemon."""
         self._share_lock = threading.Lock()
         self._commit = GroupCommit(self._snapshot, checkpoint)
-        self._async_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -154,112 +151,7 @@ class Preparer:
             with self._claim_lock(claim.uid):
                 return PrepareResult(self._prepare_locked(claim))
         except Exception as exc:  # never fail the whole batch
-            return _failed(claim, exc)
-
-    # --- the same on an event loop (the DRA server) ----------------------------------------------
-
-    async def prepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, PrepareResult]:
-        """``prepare`` on the running event loop, for the gRPC server: a claim that needs only its CDI spec
-        (no MIG instance, no sharing set-up, nothing to roll back) is prepared on the loop without a
-        thread; the checkpoint write and any blocking step run on ``executor``. Once started, the claims
-        are prepared to the end even if the call is cancelled (as a thread would finish them)."""
-        work = asyncio.gather(*(self._prepare_one_async(claim, executor) for claim in claims))
-        results = await asyncio.shield(work)
-        return {claim.uid: result for claim, result in zip(claims, results)}
-
-    async def _prepare_one_async(self, claim: ClaimRef, executor: Executor) -> PrepareResult:
-        try:
-            async with self._claim_lock_async(claim.uid):
-                return PrepareResult(await self._prepare_locked_async(claim, executor))
-        except Exception as exc:  # never fail the whole batch
-            return _failed(claim, exc)
-
-    async def _prepare_locked_async(self, claim: ClaimRef, executor: Executor) -> tuple[PreparedDevice, ...]:
-        uid = ClaimUID(claim.uid)
-        record = self.records.get(uid)
-        if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
-            return record.devices
-        obj = await self._fetch_async(claim)
-        loop = asyncio.get_running_loop()
-        if record is not None:
-            return await loop.run_in_executor(executor, self._prepare_fetched, claim, record, obj)
-        planned, inventory, sharing = self._plan(claim, *self._check(claim, obj))
-        if sharing or any(p.device.mig for p in planned):
-            return await loop.run_in_executor(executor, self._prepare_fetched, claim, None, obj)
-        started = self._start(claim, planned, inventory, sharing)  # nothing to roll back: not persisted
-        faults.crash_point("prepare-started")
-        try:
-            done = self._apply(started, planned)  # the CDI spec only (tmpfs on real nodes)
-        except OSError as exc:
-            self._discard(uid, started)
-            await self._commit.commit_async(executor)
-            raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
-        self._set(done)
-        try:
-            await self._commit.commit_async(executor)
-        except OSError as exc:
-            raise self._not_recorded(done, exc) from None
-        faults.crash_point("prepare-completed")
-        return done.devices
-
-    async def _fetch_async(self, claim: ClaimRef) -> dict[str, Any]:
-        try:
-            return await self.kube.get_claim_async(claim.namespace, claim.name)
-        except KubeError as exc:
-            raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
-
-    async def unprepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, str]:
-        """``unprepare`` for the gRPC server, under the same per-claim lock as ``prepare_async``: a claim with
-        only a CDI spec on the loop, one with MIG instances or sharing (which block) on ``executor``; run to
-        the end even if the call is cancelled."""
-        loop = asyncio.get_running_loop()
-
-        async def one(claim: ClaimRef) -> str:
-            async with self._claim_lock_async(claim.uid):
-                record = self.records.get(ClaimUID(claim.uid))
-                if record is not None and not record.mig and not record.sharing:
-                    return await self._unprepare_plain_async(claim, record, executor)
-                return await loop.run_in_executor(executor, self._unprepare_one, claim)
-
-        errors = await asyncio.shield(asyncio.gather(*(one(claim) for claim in claims)))
-        return {claim.uid: error for claim, error in zip(claims, errors)}
-
-    async def _unprepare_plain_async(self, claim: ClaimRef, record: ClaimRecord, executor: Executor) -> str:
-        """``_unprepare_one`` of a record without MIG or sharing: its teardown only removes the CDI spec."""
-        try:
-            self.teardown(record, crash_points=True)
-            self._drop(record.uid)
-            try:
-                await self._commit.commit_async(executor)
-            except OSError:
-                self._set(record)  # still in the checkpoint: the retry tears down again and drops it
-                raise
-            faults.crash_point("unprepare-done")
-            return ""
-        except OSError as exc:
-            log.warning("unprepare %s failed: %s", claim, exc)
-            return f"unprepare failed (will be retried): {exc}"
-        except Exception as exc:  # never fail the whole batch
-            log.exception("unprepare %s failed unexpectedly", claim)
-            return f"internal error: {type(exc).__name__}: {exc}"
-
-    @contextlib.asynccontextmanager
-    async def _claim_lock_async(self, uid: str) -> AsyncIterator[None]:
-        """One prepare or unprepare of a claim at a time among the server's calls (the loop's own lock:
-        a thread's lock would block the loop); forgotten when nobody holds or waits for it."""
-        lock, users = self._async_locks.get(uid, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._async_locks[uid] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._async_locks[uid]
-            if users == 1:
-                del self._async_locks[uid]
-            else:
-                self._async_locks[uid] = (lock, users - 1)
+            return prepare_failure(claim, exc)
 
     def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
         record = self.records.get(ClaimUID(claim.uid))

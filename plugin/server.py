@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 import grpc
 
 from plugin.health import HealthState
-from plugin.prepare import ClaimRef, Preparer, PrepareResult
+from plugin.prepare import ClaimRef, PrepareResult
+from plugin.prepare_loop import LoopPreparer
 from plugin.proto import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
@@ -97,7 +98,7 @@ class _DraServicer:
     daemons) on ``executor`` threads."""
 
     def __init__(
-        self, preparer: Preparer, pb: Any, with_share_id: bool, stats: CallStats, executor: futures.Executor
+        self, preparer: LoopPreparer, pb: Any, with_share_id: bool, stats: CallStats, executor: futures.Executor
     ) -> None:
         self._preparer = preparer
         self._pb = pb
@@ -271,7 +272,7 @@ class PluginServer:
         driver: str,
         plugin_dir: Path,
         registry_dir: Path,
-        preparer: Preparer,
+        preparer: LoopPreparer,
         health: HealthState,
         workers: int = 64,
         on_rejected: Callable[[str], None] | None = None,

@@ -12,7 +12,8 @@ from plugin.checkpoint import Checkpoint
 from plugin.discovery import Inventory, build_inventory
 from plugin.kube import FakeKube
 from plugin.nvml.sim import SimNvml
-from plugin.prepare import ClaimRef, Preparer
+from plugin.prepare import ClaimRef
+from plugin.prepare_loop import LoopPreparer
 from plugin.sharing import FakeRunner
 from policy.builder import PublishFor
 
@@ -77,7 +78,7 @@ class Node:
     runner: FakeRunner
     cdi: CdiRegistry
     checkpoint: Checkpoint
-    preparer: Preparer
+    preparer: LoopPreparer
     publish_for: PublishFor | None
 
     def inventory(self) -> Inventory:
@@ -102,7 +103,7 @@ def make_node(tmp: Path, spec: str = "2xA100-40GB:mig,2xH100-80GB", publish_for:
     cdi = CdiRegistry(tmp / "cdi", DRIVER)
     checkpoint = Checkpoint(state, "boot-1")
     node = Node(tmp, nvml, kube, runner, cdi, checkpoint, None, publish_for)  # type: ignore[arg-type]
-    node.preparer = Preparer(
+    node.preparer = LoopPreparer(
         driver=DRIVER,
         pool=NODE,
         kube=kube,
