@@ -26,6 +26,8 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from plugin.cli.files import read_source
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="controller_command", metavar="ACTION")
@@ -63,21 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     propose.add_argument("-o", "--output", choices=("json", "yaml"), default="json")
 
 
-def _read(path: Path) -> tuple[str, str]:
-    from policy.errors import DiagnosticError, Location
-
-    try:
-        return path.read_text(encoding="utf-8"), str(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {exc}", Location(str(path))) from None
-
-
 def _settings(args: argparse.Namespace) -> object:
     from plugin.controller.placer import Settings
     from policy.policyfile.compile import load_policy
     from solver.result import SolveParams
 
-    policy = _read(args.policy) if args.policy else None
+    policy = read_source(args.policy) if args.policy else None
     limits = load_policy(*policy).solver_limits if policy is not None else None
     params = SolveParams(
         time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 10.0),

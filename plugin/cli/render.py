@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from policy.errors import DiagnosticError, Location
+from plugin.cli.files import read_source
+from policy.errors import DiagnosticError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only", choices=("all", "deviceclasses", "slices"), default="all", help="which objects to print"
     )
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {err}", Location(path)) from None
 
 
 def render_objects(policy_text: str, policy_name: str, cluster_text: str, cluster_name: str) -> list[dict[str, Any]]:
@@ -75,7 +68,7 @@ def format_objects(objects: list[dict[str, Any]], output: str, as_list: bool) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    objects = render_objects(_read(args.policy), args.policy, _read(args.cluster), args.cluster)
+    objects = render_objects(*read_source(args.policy), *read_source(args.cluster))
     if args.only == "deviceclasses":
         objects = [o for o in objects if o["kind"] == "DeviceClass"]
     elif args.only == "slices":

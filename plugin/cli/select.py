@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from plugin.cli.files import read_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,15 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE", help="GpuPolicy used to expand cluster descriptions")
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     parser.add_argument("expression", help="a CEL expression over `device`, as in a DeviceClass selector")
-
-
-def _read(path: str) -> tuple[str, str]:
-    from policy.errors import DiagnosticError, Location
-
-    try:
-        return Path(path).read_text(encoding="utf-8"), path
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiagnosticError.single("file_unreadable", f"cannot read file: {exc}", Location(path)) from None
 
 
 def evaluate(expression: str, inventory: list[tuple[str, str]], policy: tuple[str, str] | None) -> dict[str, Any]:
@@ -57,8 +49,8 @@ def evaluate(expression: str, inventory: list[tuple[str, str]], policy: tuple[st
 
 
 def run(args: argparse.Namespace) -> int:
-    policy = _read(args.policy) if args.policy else None
-    inventory = [_read(path) for path in args.inventory]
+    policy = read_source(args.policy) if args.policy else None
+    inventory = [read_source(path) for path in args.inventory]
     out = evaluate(args.expression, inventory, policy)
     total = out.pop("_total")
     if args.output == "json":

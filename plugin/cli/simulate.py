@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from plugin.cli.files import read_source
 from plugin.cli.solve import add_input_arguments
 
 if TYPE_CHECKING:
@@ -47,17 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mig",
         action="store_true",
-        help="MIG variant: every GPU an H100-80GB with dynamic MIG (strategies first-fit, online)",
+        help="MIG variant: every GPU an H100-80GB with dynamic MIG (strategies first-fit, online, batch)",
     )
-
-
-def _read(path: Path, code: str) -> str:
-    from policy.errors import DiagnosticError, Location
-
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DiagnosticError.single(code, f"cannot read {path}: {exc.strerror}", Location(str(path))) from exc
 
 
 def _progress(strategy: str, seed: int, done: int, total: int) -> None:
@@ -96,16 +88,6 @@ def run(args: argparse.Namespace) -> int:
     return _run_openb(args)
 
 
-def _read_text(path: str) -> tuple[str, str]:
-    from policy.errors import DiagnosticError, Location
-
-    try:
-        return Path(path).read_text(encoding="utf-8"), path
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {reason}", Location(path)) from None
-
-
 def _claim_progress(strategy: str, done: int, total: int) -> None:
     end = "\n" if done == total else ""
     print(f"\r{strategy}: {done}/{total} arrivals", end=end, file=sys.stderr, flush=True)
@@ -116,9 +98,9 @@ def _run_claims(args: argparse.Namespace) -> int:
     from solver.result import SolveParams
     from solver.simulate.claims import replay_claims
 
-    inventory = [_read_text(p) for p in args.inventory]
-    claims = [_read_text(p) for p in args.claims]
-    policy = _read_text(str(args.policy)) if args.policy else None
+    inventory = [read_source(p) for p in args.inventory]
+    claims = [read_source(p) for p in args.claims]
+    policy = read_source(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
     compiled = inputs.compile()
     params = SolveParams(time_limit_s=args.time_limit, workers=1, seed=0, explain=False)
@@ -175,8 +157,8 @@ def _run_openb(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gpupolicy simulate: error: bad --seeds {args.seeds!r}: {exc}", file=sys.stderr)
         return 2
-    nodes = parse_nodes(_read(args.nodes, "nodes_unreadable"), str(args.nodes))
-    pods = parse_pods(_read(args.pods, "pods_unreadable"), nodes.models, str(args.pods))
+    nodes = parse_nodes(read_source(args.nodes, "nodes_unreadable")[0], str(args.nodes))
+    pods = parse_pods(read_source(args.pods, "pods_unreadable")[0], nodes.models, str(args.pods))
     trace = args.pods.stem.removeprefix("openb_pod_list_")
     if args.mig:
         return _run_mig(args, nodes, pods, seeds, trace)

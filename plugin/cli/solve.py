@@ -18,8 +18,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from plugin.cli.files import read_source
 
 EXIT_OK, EXIT_UNPLACED, EXIT_USAGE = 0, 1, 2
 EXPLAIN_ALWAYS_UP_TO = 200  # unplaced claims explained without --explain up to this many claims
@@ -67,16 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read(path: str) -> tuple[str, str]:
-    from policy.errors import DiagnosticError, Location
-
-    try:
-        return Path(path).read_text(encoding="utf-8"), path
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DiagnosticError.single("file_unreadable", f"cannot read {path}: {reason}", Location(path)) from None
-
-
 def _usage_problem(args: argparse.Namespace) -> str:
     if args.time_limit is not None and args.time_limit <= 0:
         return "--time-limit must be positive"
@@ -111,20 +102,20 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"gpupolicy solve: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    inventory = [_read(p) for p in args.inventory]
-    claims = [_read(p) for p in args.claims]
+    inventory = [read_source(p) for p in args.inventory]
+    claims = [read_source(p) for p in args.claims]
     if args.kubeconfig:
         from plugin.live import read_cluster
 
         live = read_cluster(args.kubeconfig, args.namespace)
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
-    policy = _read(args.policy) if args.policy else None
+    policy = read_source(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
     compiled = inputs.compile()
     if args.previous:
         from solver.previous import with_previous
 
-        compiled.problem = with_previous(compiled.problem, *_read(args.previous))
+        compiled.problem = with_previous(compiled.problem, *read_source(args.previous))
     limits = inputs.policy.solver_limits if inputs.policy is not None else None
     params = SolveParams(
         time_limit_s=args.time_limit or (limits.time_limit_seconds if limits else 30.0),
