@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,12 +112,7 @@ def _run_claims(args: argparse.Namespace) -> int:
         for s in args.strategy
     ]
     docs = [r.to_json() for r in results]
-    if args.output == "json":
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
-    else:
-        print(_claims_table(docs))
-    if args.plot:
-        _plot_arrivals(docs, args.plot)
+    _emit(args, docs, _claims_table, _plot_arrivals)
     bad = [v for r in results for v in r.violations]
     for violation in bad:
         print(f"gpupolicy simulate: verifier: {violation}", file=sys.stderr)
@@ -166,12 +162,7 @@ def _run_openb(args: argparse.Namespace) -> int:
     progress = _progress if sys.stderr.isatty() else None
     summaries = [run_strategy(replay, s, seeds, trace, args.check, progress) for s in args.strategy]
     docs = [s.to_json() for s in summaries]
-    if args.output == "json":
-        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
-    else:
-        print(_table(docs))
-    if args.plot:
-        _plot(docs, args.plot)
+    _emit(args, docs, _table, _plot)
     return 0
 
 
@@ -189,18 +180,39 @@ def _run_mig(args: argparse.Namespace, nodes: object, pods: object, seeds: list[
     for strategy in args.strategy:
         results = [replay_mig(nodes, pods, strategy, seed, args.target) for seed in seeds]
         docs.append(_mig_doc(strategy, trace, seeds, results))
-    if args.plot:
-        _plot(docs, args.plot, "slices_in_use_at_130", "MIG compute slices in use (%)")
+    _emit(args, docs, _mig_table, _plot_mig)
+    return 0
+
+
+def _mig_table(docs: list[dict[str, object]]) -> str:
+    lines = [f"{'strategy':<12} {'trace':<12} {'seeds':>5} {'MIG slices in use @130 %':>25} {'sd':>6}"]
+    for d in docs:
+        seeds = d["seeds"]
+        assert isinstance(seeds, list)
+        lines.append(
+            f"{d['strategy']!s:<12} {d['trace']!s:<12} {len(seeds):>5} {d['slices_in_use_at_130']!s:>25}"
+            f" {d['slices_in_use_at_130_sd']!s:>6}"
+        )
+    return "\n".join(lines)
+
+
+def _plot_mig(docs: list[dict[str, object]], path: Path) -> None:
+    _plot(docs, path, "slices_in_use_at_130", "MIG compute slices in use (%)")
+
+
+def _emit(
+    args: argparse.Namespace,
+    docs: list[dict[str, object]],
+    table: Callable[[list[dict[str, object]]], str],
+    plot: Callable[[list[dict[str, object]], Path], None],
+) -> None:
+    """Print the documents (``-o json``) or their table, and draw ``--plot``."""
     if args.output == "json":
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True))
     else:
-        print(f"{'strategy':<12} {'trace':<12} {'seeds':>5} {'MIG slices in use @130 %':>25} {'sd':>6}")
-        for d in docs:
-            print(
-                f"{d['strategy']!s:<12} {trace:<12} {len(seeds):>5} {d['slices_in_use_at_130']!s:>25}"
-                f" {d['slices_in_use_at_130_sd']!s:>6}"
-            )
-    return 0
+        print(table(docs))
+    if args.plot:
+        plot(docs, args.plot)
 
 
 def _mig_doc(strategy: str, trace: str, seeds: list[int], results: list[MigResult]) -> dict[str, object]:
