@@ -70,11 +70,14 @@ def _variables(
 ) -> _Vars:
     v = _Vars({}, {}, {})
     empty = cl.empty()
+    options: dict[int, npt.NDArray[np.bool_]] = {}  # per profile: the state is fixed during the window
     for i, q in zip(pods, qs, strict=True):
         fit = node_ok(cl, arr, i, q)
         cand = [n for n in nodes[i] if fit[n]]
         if q >= 0:
-            opts = cl.options(q)
+            if q not in options:
+                options[q] = cl.options(q)
+            opts = options[q]
             v.mig[i] = [
                 (Choice(n, (int(g),), int(k)), model.new_bool_var(f"m_{i}_{n}_{g}_{k}"))
                 for n in cand
