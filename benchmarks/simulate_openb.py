@@ -46,7 +46,7 @@ def run_one(trace: str, strategy: str, seeds: list[int], cache: Path) -> dict[st
     nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
     start = time.perf_counter()
-    doc = run(Replay(nodes, pods), strategy, seeds, trace).to_json()
+    doc = run(Replay(nodes, pods), strategy, seeds, trace, ceiling=strategy != "batch").to_json()
     doc["wall_seconds"] = round(time.perf_counter() - start, 1)
     (cache / f"{trace}__{strategy}.json").write_text(json.dumps(doc))
     print(f"{trace} {strategy}: {doc['allocation_at_130']} ({doc['wall_seconds']} s)", flush=True)
@@ -67,12 +67,18 @@ def fmt(values: list[float]) -> str:
     return f"{a.mean():.2f} ± {sd:.2f}"
 
 
+def _opt(doc: dict[str, object], key: str) -> str:
+    value = doc.get(key)
+    return "—" if value is None else f"{float(str(value)):.2f}"
+
+
 def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Path) -> None:
     pub = published()
     lines = [
         "| trace | strategy | ours: alloc @130% (mean ± sd) | seeds | published (mean ± sd) | ours − published |"
-        " failed pods / seed (CPU-only) | s/seed | decision median / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " failed pods / seed (CPU-only) | s/seed | decision median / p99 ms | first GPU failure, % arrived |"
+        " ceiling % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for trace in TRACES:
         for strategy in (*STRATEGIES, "batch"):
@@ -91,6 +97,7 @@ def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Pat
             lines.append(
                 f"| {trace} | {strategy} | {fmt(ours)} | {n} | {fmt(p) if p else '—'} | {diff} | {lost} |"
                 f" {float(str(d['seconds'])) / n:.1f} | {dm['median']:.3f} / {dm['p99']:.3f} |"
+                f" {_opt(d, 'first_gpu_failure_pct')} | {_opt(d, 'ceiling_at_130')} |"
             )
     out.write_text("\n".join(lines) + "\n")
     from plugin.cli.simulate import _plot

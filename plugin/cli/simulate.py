@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, help="write allocation %% vs arrived %% to this PNG")
     parser.add_argument("--check", action="store_true", help="re-check capacities after every placement")
     parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="openb mode: per seed, the most GPU any schedule could allocate that places every pod the"
+        " strategy placed before its first GPU failure (an LP bound; see solver/simulate/bound.py)",
+    )
+    parser.add_argument(
         "--mig",
         action="store_true",
         help="MIG variant: every GPU an H100-80GB with dynamic MIG (strategies first-fit, online, batch)",
@@ -68,12 +74,14 @@ def _usage_problem(args: argparse.Namespace) -> str:
         return "the openb mode needs both --nodes and --pods"
     if not csv_mode and (not args.inventory or not args.claims):
         return "give --nodes NODES.csv --pods PODS.csv, or --inventory FILE... --claims FILE..."
+    if args.mig and args.ceiling:
+        return "--ceiling does not apply to --mig"
     if dra_mode:
         wrong = [s for s in args.strategy if s not in CLAIM_STRATEGIES]
         if wrong:
             return f"with --inventory the strategies are {', '.join(CLAIM_STRATEGIES)}, not {', '.join(wrong)}"
-        if args.mig:
-            return "--mig applies to the openb mode only"
+        if args.mig or args.ceiling:
+            return "--mig and --ceiling apply to the openb mode only"
         if args.window < 1 or args.time_limit <= 0:
             return "--window and --time-limit must be positive"
     return ""
@@ -160,7 +168,7 @@ def _run_openb(args: argparse.Namespace) -> int:
         return _run_mig(args, nodes, pods, seeds, trace)
     replay = Replay(nodes, pods, target=args.target)
     progress = _progress if sys.stderr.isatty() else None
-    summaries = [run_strategy(replay, s, seeds, trace, args.check, progress) for s in args.strategy]
+    summaries = [run_strategy(replay, s, seeds, trace, args.check, progress, args.ceiling) for s in args.strategy]
     docs = [s.to_json() for s in summaries]
     _emit(args, docs, _table, _plot)
     return 0
@@ -245,6 +253,9 @@ def _table(docs: list[dict[str, object]]) -> str:
         f"{'strategy':<12} {'trace':<12} {'seeds':>5} {'alloc@130 %':>11} {'sd':>6} {'failed':>8}"
         f" {'s/seed':>7} {'p99 ms':>7}"
     )
+    with_ceiling = any("ceiling_at_130" in d for d in docs)
+    if with_ceiling:
+        head += f" {'1st fail %':>10} {'ceiling %':>9}"
     lines = [head]
     for d in docs:
         seeds = d["seeds"]
@@ -257,6 +268,10 @@ def _table(docs: list[dict[str, object]]) -> str:
             f"{d['allocation_at_130_sd']!s:>6} {d['failed_pods_total']!s:>8} "
             f"{float(str(d['seconds'])) / n:>7.1f} {dm['p99']!s:>7}"
         )
+        if with_ceiling:
+            first = d.get("first_gpu_failure_pct")
+            lines[-1] += f" {'-' if first is None else round(float(str(first)), 2)!s:>10}"
+            lines[-1] += f" {d.get('ceiling_at_130', '-')!s:>9}"
     return "\n".join(lines)
 
 

@@ -39,6 +39,9 @@ class SeedResult:
     seconds: float
     decision_ms: F64 = field(repr=False)
     final_allocation: float = 0.0
+    first_gpu_failure: int = -1  # arrival index of the first GPU pod that failed (-1: none failed)
+    first_gpu_failure_pct: float = float("nan")  # GPU request arrived before it, % of capacity
+    ceiling: float = float("nan")  # solver.simulate.bound: the most any schedule placing the same prefix gets
 
     @property
     def at_130(self) -> float:
@@ -77,7 +80,9 @@ class Replay:
         self.typical = typical_types(counts, 0.95)
         self.all_types = typical_types(counts, 1.0)
 
-    def run(self, strategy: Strategy, seed: int, check: bool = False, progress: object = None) -> SeedResult:
+    def run(
+        self, strategy: Strategy, seed: int, check: bool = False, progress: object = None, ceiling: bool = False
+    ) -> SeedResult:
         order = arrival_order(self.pods, self.nodes.total_gpu_milli, seed, self.target)
         arrivals = self.pods.take(order)
         cluster = Cluster(self.nodes)
@@ -85,7 +90,13 @@ class Replay:
         rank = np.argsort(rng.permutation(self.nodes.count)).astype(np.int64)
         ctx = Context(cluster, arrivals, rng, self.typical, rank)
         strategy.reset(ctx)
-        return self._loop(strategy, cluster, arrivals, seed, check, progress)
+        result = self._loop(strategy, cluster, arrivals, seed, check, progress)
+        if ceiling:
+            from solver.simulate.bound import ceiling as bound
+
+            forced = result.first_gpu_failure if result.first_gpu_failure >= 0 else arrivals.count
+            result.ceiling = bound(self.nodes, arrivals, forced).allocation
+        return result
 
     def _loop(
         self, strategy: Strategy, cluster: Cluster, arrivals: Pods, seed: int, check: bool, progress: object
@@ -102,6 +113,7 @@ class Replay:
         failed: Counter[str] = Counter()
         kinds = arrivals.kind()
         total_arrived = 0
+        first_fail, first_fail_milli = -1, 0
         start = time.perf_counter()
         for i in range(n):
             total_arrived += int(arrivals.gpu_request[i])
@@ -110,6 +122,8 @@ class Replay:
             decision[i] = time.perf_counter() - t0
             if placement is None:
                 failed[str(kinds[i])] += 1
+                if first_fail < 0 and arrivals.num_gpu[i] > 0:
+                    first_fail, first_fail_milli = i, total_arrived - int(arrivals.gpu_request[i])
             else:
                 cluster.place(arrivals, i, placement)
                 strategy.commit(i, placement)
@@ -138,4 +152,6 @@ class Replay:
             seconds=seconds,
             decision_ms=decision * 1000,
             final_allocation=float(used[-1] / cap * 100) if n else 0.0,
+            first_gpu_failure=first_fail,
+            first_gpu_failure_pct=first_fail_milli / cap * 100 if first_fail >= 0 else float("nan"),
         )

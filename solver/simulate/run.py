@@ -47,6 +47,12 @@ def _r(x: float) -> float | None:
     return None if np.isnan(x) else round(float(x), 4)
 
 
+def _mean(values: Sequence[float]) -> float | None:
+    """Mean of the values that are not NaN (None when there are none)."""
+    kept = [v for v in values if not np.isnan(v)]
+    return _r(float(np.mean(kept))) if kept else None
+
+
 def mean_curve(arrays: Sequence[np.ndarray]) -> list[float | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # buckets no seed reached stay NaN
@@ -91,7 +97,16 @@ class Summary:
                 "median": round(float(np.median(decision)), 4),
                 "p99": round(float(np.percentile(decision, 99)), 4),
             },
+            "first_gpu_failure_pct": _mean([r.first_gpu_failure_pct for r in self.results]),
+            "first_gpu_failure_pct_per_seed": [_r(r.first_gpu_failure_pct) for r in self.results],
+            **self._ceiling(),
         }
+
+    def _ceiling(self) -> dict[str, object]:
+        values = [r.ceiling for r in self.results]
+        if not values or all(np.isnan(v) for v in values):
+            return {}
+        return {"ceiling_at_130": _mean(values), "ceiling_at_130_per_seed": [_r(v) for v in values]}
 
 
 def run(
@@ -101,6 +116,7 @@ def run(
     trace: str = "",
     check: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
+    ceiling: bool = False,
 ) -> Summary:
     results: list[SeedResult] = []
     total = 0.0
@@ -110,7 +126,9 @@ def run(
             if progress is not None:
                 progress(strategy, seed, done, n)
 
-        res = replay.run(STRATEGIES[strategy](), seed, check=check, progress=tick if progress else None)
+        res = replay.run(
+            STRATEGIES[strategy](), seed, check=check, progress=tick if progress else None, ceiling=ceiling
+        )
         total += res.seconds
         results.append(res)
     return Summary(strategy, trace, results, total)

@@ -51,6 +51,29 @@ def test_several_strategies_and_a_plot(
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_ceiling_reports_the_bound_next_to_the_allocation(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    n, p = files
+    argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "first-fit", "--seeds", "1-3"]
+    assert main([*argv, "--ceiling", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["ceiling_at_130_per_seed"]) == 3
+    for curve, bound in zip(doc["curve_per_seed"], doc["ceiling_at_130_per_seed"], strict=True):
+        assert max(v for v in curve if v is not None) <= bound <= 100  # a tiny trace leaves some buckets empty
+    assert main([*argv, "--ceiling"]) == 0
+    assert "ceiling %" in capsys.readouterr().out
+    assert main([*argv]) == 0
+    assert "ceiling" not in capsys.readouterr().out
+
+
+def test_ceiling_does_not_apply_to_mig(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    n, p = files
+    argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "online", "--mig", "--ceiling"]
+    assert main(argv) == 2
+    assert "--ceiling does not apply to --mig" in capsys.readouterr().err
+
+
 def test_missing_file_is_a_diagnostic(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     _, p = files
     rc = main(["simulate", "--nodes", "/nonexistent.csv", "--pods", str(p), "--strategy", "random"])

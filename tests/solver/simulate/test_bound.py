@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from solver.simulate.bound import ceiling, forced_count, patterns
+from solver.simulate.protocol import arrival_order
+from solver.simulate.replay import Replay
+from solver.simulate.run import STRATEGIES
+from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+
+TWO_GPUS = "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,A\n"
+
+
+def _pods(nodes: Nodes, rows: list[str]) -> Pods:
+    text = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n" + "\n".join(rows) + "\n"
+    return parse_pods(text, nodes.models)
+
+
+def test_patterns_are_every_multiset_that_fits() -> None:
+    got = set(patterns([300, 500]))
+    assert got == {(300,), (300, 300), (300, 300, 300), (300, 500), (500,), (500, 500)}
+
+
+def test_forced_count_counts_leading_arrivals_within_the_percent() -> None:
+    nodes = parse_nodes(TWO_GPUS)
+    pods = _pods(nodes, ["a,1,1,1,500,", "b,1,1,0,0,", "c,1,1,1,1000,", "d,1,1,1,500,"])
+    assert forced_count(pods, nodes.total_gpu_milli, 25.0) == 2  # a and the CPU-only b
+    assert forced_count(pods, nodes.total_gpu_milli, 75.0) == 3
+    assert forced_count(pods, nodes.total_gpu_milli, 0.0) == 0
+
+
+def test_an_810_share_caps_its_gpu_at_the_small_pods_that_arrive() -> None:
+    nodes = parse_nodes(TWO_GPUS)
+    pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,600,", "d,1,1,1,400,", "e,1,1,1,150,"])
+    # nothing forced: the best subset fills both GPUs (b, and c + d)
+    assert ceiling(nodes, pods, 0).allocation == pytest.approx(100.0)
+    # the 810 must stay: its GPU can add at most the 150 share; the other GPU is filled
+    assert ceiling(nodes, pods, 1).allocation == pytest.approx((810 + 150 + 1000) / 2000 * 100)
+    # all of a..d cannot be placed together: no schedule places that prefix
+    assert math.isnan(ceiling(nodes, pods, 4).allocation)
+
+
+def test_model_constraints_and_multi_gpu_requests_are_kept() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nt,8000,8192,1,T4\nv,8000,8192,2,V100\n")
+    pods = _pods(nodes, ["a,1,1,2,1000,V100", "b,1,1,1,1000,V100", "c,1,1,1,500,T4", "d,1,1,1,300,T4"])
+    # a fills both V100s, so b cannot run; the T4 takes c and d
+    bound = ceiling(nodes, pods, 1)
+    assert bound.allocation == pytest.approx((2000 + 800) / 3000 * 100)
+    assert bound.forced_pct == pytest.approx(2000 / 3000 * 100)
+
+
+def _random_trace(seed: int) -> tuple[Nodes, Pods]:
+    rng = np.random.default_rng(seed)
+    node_rows = [
+        f"n{k},{rng.choice([16000, 32000, 64000])},131072,{rng.choice([1, 2, 4, 8])},{'AB'[k % 2]}" for k in range(12)
+    ]
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\n" + "\n".join(node_rows) + "\n")
+    sizes = [1000, 1000, 810, 650, 470, 460, 320, 230, 160]
+    pod_rows = []
+    for k in range(120):
+        num = int(rng.choice([0, 1, 1, 1, 1, 2, 4]))
+        milli = int(rng.choice(sizes)) if num == 1 else (1000 if num else 0)
+        spec = str(rng.choice(["", "", "", "A", "B"])) if num else ""
+        pod_rows.append(f"p{k},{rng.choice([1000, 4000, 8000])},4096,{num},{milli},{spec}")
+    return nodes, _pods(nodes, pod_rows)
+
+
+@pytest.mark.parametrize("name", ["first-fit", "best-fit", "fgd", "online", "random"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_no_strategy_ends_above_the_ceiling_of_what_it_placed(name: str, seed: int) -> None:
+    nodes, pods = _random_trace(seed)
+    result = Replay(nodes, pods, target=1.3).run(STRATEGIES[name](), seed, ceiling=True)
+    assert result.first_gpu_failure >= 0, "the trace is meant to overflow the cluster"
+    assert not math.isnan(result.ceiling)
+    assert result.final_allocation <= result.ceiling + 1e-6
+    assert np.nanmax(result.curve) <= result.ceiling + 1e-6  # allocation never falls: no bucket is above
+    # more forced pods can only lower the ceiling
+    arrivals = pods.take(arrival_order(pods, nodes.total_gpu_milli, seed, 1.3))
+    earlier = ceiling(nodes, arrivals, max(result.first_gpu_failure // 2, 0)).allocation
+    assert earlier >= result.ceiling - 1e-6
