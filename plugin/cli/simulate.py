@@ -48,9 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="re-check capacities after every placement")
     parser.add_argument(
         "--ceiling",
-        action="store_true",
-        help="openb mode: per seed, the most GPU any schedule could allocate that places every pod the"
-        " strategy placed before its first GPU failure (an LP bound; see solver/simulate/bound.py)",
+        nargs="?",
+        type=float,
+        const=95.0,
+        metavar="PCT",
+        help="openb mode: per seed, an upper bound on the allocation of any schedule that places every pod"
+        " the strategy placed among the arrivals before PCT %% of capacity (default 95; an LP, see"
+        " solver/simulate/bound.py)",
     )
     parser.add_argument(
         "--mig",
@@ -74,13 +78,15 @@ def _usage_problem(args: argparse.Namespace) -> str:
         return "the openb mode needs both --nodes and --pods"
     if not csv_mode and (not args.inventory or not args.claims):
         return "give --nodes NODES.csv --pods PODS.csv, or --inventory FILE... --claims FILE..."
-    if args.mig and args.ceiling:
+    if args.ceiling is not None and not 0 <= args.ceiling <= 1000:
+        return "--ceiling takes an arrived percent between 0 and 1000"
+    if args.mig and args.ceiling is not None:
         return "--ceiling does not apply to --mig"
     if dra_mode:
         wrong = [s for s in args.strategy if s not in CLAIM_STRATEGIES]
         if wrong:
             return f"with --inventory the strategies are {', '.join(CLAIM_STRATEGIES)}, not {', '.join(wrong)}"
-        if args.mig or args.ceiling:
+        if args.mig or args.ceiling is not None:
             return "--mig and --ceiling apply to the openb mode only"
         if args.window < 1 or args.time_limit <= 0:
             return "--window and --time-limit must be positive"

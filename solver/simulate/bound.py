@@ -1,11 +1,12 @@
 """A proven ceiling: the most GPU any scheduler could allocate, given the pods it must place.
 
-The question it answers: *how high can allocation at 130% go at all?* Every scheduler we run
-places every pod until the cluster is nearly full (the first failure comes at 93-96% arrived
-on the shared traces). Call the pods that arrive before some point X *forced*. Any schedule
-that places all forced pods, plus any subset of the later ones, is a feasible point of this
-linear program, so its optimum is an upper bound on the final allocation of every such
-schedule, and hence on its allocation at 130% (allocation never falls: pods do not leave):
+The question it answers: *how high can allocation at 130% go at all?* The good schedulers
+place nearly every pod until the cluster is nearly full (on `default`, FGD and `online` fail
+their first single-GPU pod at about 95% arrived). Call a set of arrivals *forced*: all pods
+that arrived before some point X, or those a strategy placed before X. Any schedule that places
+all forced pods, plus any subset of the others, is a feasible point of this linear program, so
+its optimum is an upper bound on the final allocation of every such schedule, and hence on its
+allocation at 130% (allocation never falls: pods do not leave):
 
 - each GPU model ``m`` has ``G_m`` GPUs of 1000 milli; a GPU holds either one whole-GPU request
   or a *pattern*, a multiset of share sizes that sum to at most 1000 (all such multisets are
@@ -17,8 +18,8 @@ schedule, and hence on its allocation at 130% (allocation never falls: pods do n
 - maximise the GPU milli served.
 
 What it leaves out, which only makes the bound looser (higher): node CPU and memory, node
-boundaries (an ``n``-GPU pod's GPUs need not share a node), the arrival order after X, and
-integrality (the LP is solved, not the integer program).
+boundaries (an ``n``-GPU pod's GPUs need not share a node), the arrival order, and integrality
+(the LP is solved, not the integer program).
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from solver.simulate.trace import MILLI, Nodes, Pods
+
+BOOL = npt.NDArray[np.bool_]
 
 WHOLE = MILLI
 
 
 @dataclass(frozen=True)
 class Ceiling:
-    forced_pods: int  # arrivals 0..forced_pods-1 must all be placed
+    forced_pods: int  # how many arrivals must be placed
     forced_pct: float  # their GPU request, % of capacity
     allocation: float  # the ceiling, % of GPU capacity
     patterns: int
@@ -59,8 +63,8 @@ def patterns(sizes: list[int], capacity: int = MILLI) -> list[tuple[int, ...]]:
     return out
 
 
-def _requests(arrivals: Pods, forced: int) -> tuple[Counter[tuple[int, int]], Counter[tuple[int, int]]]:
-    """(size, spec mask) -> count, for the forced pods and for the later ones."""
+def _requests(arrivals: Pods, forced: BOOL) -> tuple[Counter[tuple[int, int]], Counter[tuple[int, int]]]:
+    """(size, spec mask) -> count, for the forced pods and for the others."""
     must: Counter[tuple[int, int]] = Counter()
     may: Counter[tuple[int, int]] = Counter()
     for i in range(arrivals.count):
@@ -68,18 +72,18 @@ def _requests(arrivals: Pods, forced: int) -> tuple[Counter[tuple[int, int]], Co
         if num == 0 or milli == 0:
             continue
         size, count = (WHOLE, num) if milli >= MILLI else (milli, 1)
-        (must if i < forced else may)[(size, int(arrivals.spec_mask[i]))] += count
+        (must if forced[i] else may)[(size, int(arrivals.spec_mask[i]))] += count
     return must, may
 
 
-def forced_count(arrivals: Pods, capacity_milli: int, pct: float) -> int:
-    """How many leading arrivals fit within ``pct`` % of capacity of arrived GPU request."""
+def arrived_before(arrivals: Pods, capacity_milli: int, pct: float) -> BOOL:
+    """The leading arrivals whose GPU request, summed, stays within ``pct`` % of capacity."""
     cum = np.cumsum(arrivals.gpu_request)
-    return int(np.searchsorted(cum, pct / 100.0 * capacity_milli, side="right"))
+    return np.asarray(cum <= pct / 100.0 * capacity_milli, dtype=np.bool_)
 
 
-def ceiling(nodes: Nodes, arrivals: Pods, forced: int) -> Ceiling:
-    """The LP bound for schedules that place all of ``arrivals[:forced]``."""
+def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
+    """The LP bound for schedules that place every arrival where ``forced`` is true (and any others)."""
     from ortools.linear_solver import pywraplp
 
     start = time.perf_counter()
@@ -127,14 +131,14 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: int) -> Ceiling:
     objective.SetMaximization()
     status = solver.Solve()
     capacity = float(nodes.total_gpu_milli)
-    forced_milli = float(arrivals.gpu_request[:forced].sum())
+    forced_milli = float(arrivals.gpu_request[forced].sum())
     if status != pywraplp.Solver.OPTIMAL:
         # the forced pods cannot all be placed even in the relaxation: no schedule places them
         value = float("nan")
     else:
         value = min(objective.Value(), capacity) / capacity * 100
     return Ceiling(
-        forced_pods=forced,
+        forced_pods=int(forced.sum()),
         forced_pct=forced_milli / capacity * 100,
         allocation=value,
         patterns=len(pats),

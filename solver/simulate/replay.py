@@ -41,7 +41,8 @@ class SeedResult:
     final_allocation: float = 0.0
     first_gpu_failure: int = -1  # arrival index of the first GPU pod that failed (-1: none failed)
     first_gpu_failure_pct: float = float("nan")  # GPU request arrived before it, % of capacity
-    ceiling: float = float("nan")  # solver.simulate.bound: the most any schedule placing the same prefix gets
+    ceiling: float = float("nan")  # solver.simulate.bound: see Replay.run
+    placed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_), repr=False)
 
     @property
     def at_130(self) -> float:
@@ -81,8 +82,15 @@ class Replay:
         self.all_types = typical_types(counts, 1.0)
 
     def run(
-        self, strategy: Strategy, seed: int, check: bool = False, progress: object = None, ceiling: bool = False
+        self,
+        strategy: Strategy,
+        seed: int,
+        check: bool = False,
+        progress: object = None,
+        ceiling: float | None = None,
     ) -> SeedResult:
+        """Replay one seed; with ``ceiling`` (an arrived %), also bound what any schedule could reach
+        that places every pod this one placed among the arrivals before that point."""
         order = arrival_order(self.pods, self.nodes.total_gpu_milli, seed, self.target)
         arrivals = self.pods.take(order)
         cluster = Cluster(self.nodes)
@@ -91,10 +99,11 @@ class Replay:
         ctx = Context(cluster, arrivals, rng, self.typical, rank)
         strategy.reset(ctx)
         result = self._loop(strategy, cluster, arrivals, seed, check, progress)
-        if ceiling:
+        if ceiling is not None:
+            from solver.simulate.bound import arrived_before
             from solver.simulate.bound import ceiling as bound
 
-            forced = result.first_gpu_failure if result.first_gpu_failure >= 0 else arrivals.count
+            forced = result.placed & arrived_before(arrivals, self.nodes.total_gpu_milli, ceiling)
             result.ceiling = bound(self.nodes, arrivals, forced).allocation
         return result
 
@@ -110,6 +119,7 @@ class Replay:
         used, fr, st = np.zeros(n), np.zeros(n), np.zeros(n)
         idle = np.zeros(n)
         decision = np.zeros(n)
+        placed = np.zeros(n, dtype=np.bool_)
         failed: Counter[str] = Counter()
         kinds = arrivals.kind()
         total_arrived = 0
@@ -125,6 +135,7 @@ class Replay:
                 if first_fail < 0 and arrivals.num_gpu[i] > 0:
                     first_fail, first_fail_milli = i, total_arrived - int(arrivals.gpu_request[i])
             else:
+                placed[i] = True
                 cluster.place(arrivals, i, placement)
                 strategy.commit(i, placement)
                 m = placement.node
@@ -154,4 +165,5 @@ class Replay:
             final_allocation=float(used[-1] / cap * 100) if n else 0.0,
             first_gpu_failure=first_fail,
             first_gpu_failure_pct=first_fail_milli / cap * 100 if first_fail >= 0 else float("nan"),
+            placed=placed,
         )

@@ -116,7 +116,7 @@ def run(
     trace: str = "",
     check: bool = False,
     progress: Callable[[str, int, int, int], None] | None = None,
-    ceiling: bool = False,
+    ceiling: float | None = None,
 ) -> Summary:
     results: list[SeedResult] = []
     total = 0.0

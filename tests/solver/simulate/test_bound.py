@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from solver.simulate.bound import ceiling, forced_count, patterns
+from solver.simulate.bound import arrived_before, ceiling, patterns
 from solver.simulate.protocol import arrival_order
 from solver.simulate.replay import Replay
 from solver.simulate.run import STRATEGIES
@@ -24,30 +24,34 @@ def test_patterns_are_every_multiset_that_fits() -> None:
     assert got == {(300,), (300, 300), (300, 300, 300), (300, 500), (500,), (500, 500)}
 
 
-def test_forced_count_counts_leading_arrivals_within_the_percent() -> None:
+def _first(pods: Pods, k: int) -> np.ndarray:
+    return np.arange(pods.count) < k
+
+
+def test_arrived_before_marks_leading_arrivals_within_the_percent() -> None:
     nodes = parse_nodes(TWO_GPUS)
     pods = _pods(nodes, ["a,1,1,1,500,", "b,1,1,0,0,", "c,1,1,1,1000,", "d,1,1,1,500,"])
-    assert forced_count(pods, nodes.total_gpu_milli, 25.0) == 2  # a and the CPU-only b
-    assert forced_count(pods, nodes.total_gpu_milli, 75.0) == 3
-    assert forced_count(pods, nodes.total_gpu_milli, 0.0) == 0
+    assert arrived_before(pods, nodes.total_gpu_milli, 25.0).tolist() == [True, True, False, False]
+    assert arrived_before(pods, nodes.total_gpu_milli, 75.0).tolist() == [True, True, True, False]
+    assert not arrived_before(pods, nodes.total_gpu_milli, 0.0).any()
 
 
 def test_an_810_share_caps_its_gpu_at_the_small_pods_that_arrive() -> None:
     nodes = parse_nodes(TWO_GPUS)
     pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,600,", "d,1,1,1,400,", "e,1,1,1,150,"])
     # nothing forced: the best subset fills both GPUs (b, and c + d)
-    assert ceiling(nodes, pods, 0).allocation == pytest.approx(100.0)
+    assert ceiling(nodes, pods, _first(pods, 0)).allocation == pytest.approx(100.0)
     # the 810 must stay: its GPU can add at most the 150 share; the other GPU is filled
-    assert ceiling(nodes, pods, 1).allocation == pytest.approx((810 + 150 + 1000) / 2000 * 100)
+    assert ceiling(nodes, pods, _first(pods, 1)).allocation == pytest.approx((810 + 150 + 1000) / 2000 * 100)
     # all of a..d cannot be placed together: no schedule places that prefix
-    assert math.isnan(ceiling(nodes, pods, 4).allocation)
+    assert math.isnan(ceiling(nodes, pods, _first(pods, 4)).allocation)
 
 
 def test_model_constraints_and_multi_gpu_requests_are_kept() -> None:
     nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nt,8000,8192,1,T4\nv,8000,8192,2,V100\n")
     pods = _pods(nodes, ["a,1,1,2,1000,V100", "b,1,1,1,1000,V100", "c,1,1,1,500,T4", "d,1,1,1,300,T4"])
     # a fills both V100s, so b cannot run; the T4 takes c and d
-    bound = ceiling(nodes, pods, 1)
+    bound = ceiling(nodes, pods, _first(pods, 1))
     assert bound.allocation == pytest.approx((2000 + 800) / 3000 * 100)
     assert bound.forced_pct == pytest.approx(2000 / 3000 * 100)
 
@@ -72,12 +76,18 @@ def _random_trace(seed: int) -> tuple[Nodes, Pods]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_strategy_ends_above_the_ceiling_of_what_it_placed(name: str, seed: int) -> None:
     nodes, pods = _random_trace(seed)
-    result = Replay(nodes, pods, target=1.3).run(STRATEGIES[name](), seed, ceiling=True)
-    assert result.first_gpu_failure >= 0, "the trace is meant to overflow the cluster"
-    assert not math.isnan(result.ceiling)
-    assert result.final_allocation <= result.ceiling + 1e-6
-    assert np.nanmax(result.curve) <= result.ceiling + 1e-6  # allocation never falls: no bucket is above
-    # more forced pods can only lower the ceiling
+    replay = Replay(nodes, pods, target=1.3)
+    bounds = []
+    for pct in (130.0, 95.0, 50.0):
+        result = replay.run(STRATEGIES[name](), seed, ceiling=pct)
+        assert result.first_gpu_failure >= 0, "the trace is meant to overflow the cluster"
+        assert result.final_allocation <= result.ceiling + 1e-6
+        assert np.nanmax(result.curve) <= result.ceiling + 1e-6  # allocation never falls: no bucket is above
+        bounds.append(result.ceiling)
+    # fewer forced pods can only raise the ceiling
+    assert bounds[0] <= bounds[1] + 1e-6 <= bounds[2] + 2e-6
+    # the same pods forced by hand give the same bound
     arrivals = pods.take(arrival_order(pods, nodes.total_gpu_milli, seed, 1.3))
-    earlier = ceiling(nodes, arrivals, max(result.first_gpu_failure // 2, 0)).allocation
-    assert earlier >= result.ceiling - 1e-6
+    assert ceiling(
+        nodes, arrivals, result.placed & arrived_before(arrivals, nodes.total_gpu_milli, 50.0)
+    ).allocation == (pytest.approx(bounds[2]))

@@ -56,7 +56,7 @@ def test_ceiling_reports_the_bound_next_to_the_allocation(
 ) -> None:
     n, p = files
     argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "first-fit", "--seeds", "1-3"]
-    assert main([*argv, "--ceiling", "-o", "json"]) == 0
+    assert main([*argv, "--ceiling", "-o", "json"]) == 0  # default: what it placed before 95% arrived
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["ceiling_at_130_per_seed"]) == 3
     for curve, bound in zip(doc["curve_per_seed"], doc["ceiling_at_130_per_seed"], strict=True):
@@ -65,6 +65,8 @@ def test_ceiling_reports_the_bound_next_to_the_allocation(
     assert "ceiling %" in capsys.readouterr().out
     assert main([*argv]) == 0
     assert "ceiling" not in capsys.readouterr().out
+    assert main([*argv, "--ceiling", "-3"]) == 2
+    assert "--ceiling takes an arrived percent" in capsys.readouterr().err
 
 
 def test_ceiling_does_not_apply_to_mig(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

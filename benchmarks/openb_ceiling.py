@@ -1,0 +1,71 @@
+"""The proven ceiling of allocation at 130% on the openb traces (see solver/simulate/bound.py).
+
+For each trace, seed and point X (% of GPU capacity arrived): the most GPU milli any schedule
+could have in use at the end if it places every pod that arrived before X. On `default`, FGD
+places every pod until 93-95% arrived, so the ceiling at those points caps what it, or any
+rule that does as well, could reach (`simulate --ceiling` gives the same bound for the pods a
+given strategy placed). The bound ignores CPU,
+memory, node boundaries and arrival order, so the true ceiling is lower.
+
+Usage (from the repo root, venv active):
+    python benchmarks/openb_ceiling.py --seeds 42-51 --at 90,93,95
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / ".." / "shared" / "data" / "openb"
+TRACES = ("default", "cpu050", "gpushare40", "gpuspec10", "multigpu20")
+
+
+def _cell(values: list[float]) -> str:
+    kept = [v for v in values if not np.isnan(v)]
+    if not kept:
+        return "none: no schedule places them all"
+    sd = np.std(kept, ddof=1) if len(kept) > 1 else 0.0
+    text = f"{np.mean(kept):.2f} ± {sd:.2f}"
+    if len(kept) < len(values):
+        text += f" ({len(values) - len(kept)} seeds: no schedule places them all)"
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", default=",".join(TRACES))
+    ap.add_argument("--seeds", default="42-51")
+    ap.add_argument("--at", default="90,93,95", help="arrived %% before which every pod is placed")
+    args = ap.parse_args()
+    from solver.simulate.bound import arrived_before, ceiling
+    from solver.simulate.protocol import arrival_order
+    from solver.simulate.run import parse_seeds
+    from solver.simulate.trace import parse_nodes, parse_pods
+
+    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    points = [float(x) for x in args.at.split(",")]
+    seeds = parse_seeds(args.seeds)
+    print("| trace | " + " | ".join(f"ceiling if all pods before {x:g}% are placed" for x in points) + " | s/bound |")
+    print("|---|" + "---|" * (len(points) + 1))
+    for trace in args.traces.split(","):
+        pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
+        values: dict[float, list[float]] = {x: [] for x in points}
+        seconds: list[float] = []
+        for seed in seeds:
+            arrivals = pods.take(arrival_order(pods, nodes.total_gpu_milli, seed, 1.3))
+            for x in points:
+                bound = ceiling(nodes, arrivals, arrived_before(arrivals, nodes.total_gpu_milli, x))
+                values[x].append(bound.allocation)
+                seconds.append(bound.seconds)
+        cells = [_cell(v) for v in values.values()]
+        print(f"| {trace} | " + " | ".join(cells) + f" | {np.median(seconds):.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
