@@ -8,24 +8,25 @@ all forced pods, plus any subset of the others, is a feasible point of this line
 its optimum is an upper bound on the final allocation of every such schedule, and hence on its
 allocation at 130% (allocation never falls: pods do not leave):
 
-- each GPU model ``m`` has ``G_m`` GPUs of 1000 milli; a GPU holds either one whole-GPU request
-  or a *pattern*, a multiset of share sizes that sum to at most 1000 (all such multisets are
-  enumerated);
-- ``x[m, p]``: GPUs of model m filled with pattern p; ``w[m]``: GPUs of model m given whole;
-- ``y[s, c, m]``: requests of size s (a share, or a whole GPU) from pods whose ``gpu_spec``
-  allows the model set c, served on model m; an ``n``-GPU pod counts as n whole requests;
-- forced requests of each (s, c) must all be served; the later ones may be;
-- maximise the GPU milli served.
+- nodes are grouped by type (model, GPU count, CPU, memory); pods by class (GPU count, per-GPU
+  share, ``gpu_spec``, CPU, memory);
+- a GPU holds either one whole-GPU request or a *pattern*, a multiset of share sizes that sum to
+  at most 1000 milli (all such multisets are enumerated); ``x[t, p]``: GPUs of node type t
+  filled with pattern p, ``w[t]``: GPUs of type t given whole;
+- ``y[c, t]``: pods of class c placed on nodes of type t, allowed when one such node could host
+  the pod alone (model in its ``gpu_spec``, enough GPUs, CPU and memory); an ``n``-GPU pod fills
+  n whole-GPU slots; the pods' CPU and memory on type t stay within the type's total;
+- the forced pods of each class must all be placed; the others may be;
+- maximise the GPU milli in use.
 
-What it leaves out, which only makes the bound looser (higher): node CPU and memory, node
-boundaries (an ``n``-GPU pod's GPUs need not share a node), the arrival order, and integrality
-(the LP is solved, not the integer program).
+What it leaves out, which only makes the bound looser (higher): CPU and memory node by node (only
+each node type's total counts), node boundaries for GPUs (an ``n``-GPU pod's GPUs need not share
+a node), the arrival order, and integrality (the LP is solved, not the integer program).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,17 +64,37 @@ def patterns(sizes: list[int], capacity: int = MILLI) -> list[tuple[int, ...]]:
     return out
 
 
-def _requests(arrivals: Pods, forced: BOOL) -> tuple[Counter[tuple[int, int]], Counter[tuple[int, int]]]:
-    """(size, spec mask) -> count, for the forced pods and for the others."""
-    must: Counter[tuple[int, int]] = Counter()
-    may: Counter[tuple[int, int]] = Counter()
+PodClass = tuple[int, int, int, int, int]  # GPU count, per-GPU size, spec mask, CPU milli, memory MiB
+
+
+def _classes(arrivals: Pods, forced: BOOL) -> dict[PodClass, list[int]]:
+    """Each pod class -> [forced pods, other pods]."""
+    out: dict[PodClass, list[int]] = {}
     for i in range(arrivals.count):
         num, milli = int(arrivals.num_gpu[i]), int(arrivals.milli[i])
-        if num == 0 or milli == 0:
-            continue
-        size, count = (WHOLE, num) if milli >= MILLI else (milli, 1)
-        (must if forced[i] else may)[(size, int(arrivals.spec_mask[i]))] += count
-    return must, may
+        size = WHOLE if num and milli >= MILLI else (milli if num else 0)
+        key = (num, size, int(arrivals.spec_mask[i]), int(arrivals.cpu[i]), int(arrivals.mem[i]))
+        out.setdefault(key, [0, 0])[0 if forced[i] else 1] += 1
+    return out
+
+
+NodeType = tuple[int, int, int, int]  # model (-1: no GPU), GPUs, CPU milli, memory MiB per node
+
+
+def _node_types(nodes: Nodes) -> dict[NodeType, int]:
+    out: dict[NodeType, int] = {}
+    for k in range(nodes.count):
+        key = (int(nodes.model[k]), int(nodes.gpus[k]), int(nodes.cpu[k]), int(nodes.mem[k]))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def _fits(c: PodClass, t: NodeType) -> bool:
+    num, _, mask, cpu, mem = c
+    model, gpus, node_cpu, node_mem = t
+    if cpu > node_cpu or mem > node_mem:
+        return False
+    return num == 0 or (model >= 0 and bool(mask >> model & 1) and gpus >= num)
 
 
 def arrived_before(arrivals: Pods, capacity_milli: int, pct: float) -> BOOL:
@@ -87,45 +108,51 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
     from ortools.linear_solver import pywraplp
 
     start = time.perf_counter()
-    must, may = _requests(arrivals, forced)
-    gpus = {m: int(nodes.gpus[nodes.model == m].sum()) for m in range(len(nodes.models))}
-    gpus = {m: g for m, g in gpus.items() if g > 0}
-    sizes = sorted({s for s, _ in (*must, *may) if s < WHOLE})
-    pats = patterns(sizes)
+    classes = _classes(arrivals, forced)
+    types = _node_types(nodes)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     inf = solver.infinity()
-    served: dict[tuple[int, int], list[object]] = {k: [] for k in (*must, *may)}
-    by_model: dict[tuple[int, int], list[tuple[int, object]]] = {}
-    for key in served:
-        size, mask = key
-        for m in gpus:
-            if mask >> m & 1:
-                var = solver.NumVar(0, inf, "")
-                served[key].append(var)
-                by_model.setdefault((m, size), []).append((1, var))
     objective = solver.Objective()
-    for m, count in gpus.items():
+    served: dict[PodClass, list[object]] = {c: [] for c in classes}
+    pattern_cache: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    columns = 0
+    for t, count in types.items():
+        here = [c for c in classes if _fits(c, t)]
+        y = {c: solver.NumVar(0, inf, "") for c in here}
+        for c, var in y.items():
+            served[c].append(var)
+        cpu = solver.Constraint(0, count * t[2])  # CPU and memory of this node type, summed over its nodes
+        mem = solver.Constraint(0, count * t[3])
+        for c, var in y.items():
+            cpu.SetCoefficient(var, c[3])
+            mem.SetCoefficient(var, c[4])
+        if t[1] == 0:
+            continue
+        sizes = tuple(sorted({c[1] for c in here if c[0] and c[1] < WHOLE}))
+        pats = pattern_cache.setdefault(sizes, patterns(list(sizes)))
+        columns += len(pats)
         used = [solver.NumVar(0, inf, "") for _ in pats]
         whole = solver.NumVar(0, inf, "")
-        room = solver.Constraint(0, count)
+        room = solver.Constraint(0, count * t[1])
         room.SetCoefficient(whole, 1)
         objective.SetCoefficient(whole, WHOLE)
         for k, p in enumerate(pats):
             room.SetCoefficient(used[k], 1)
             objective.SetCoefficient(used[k], sum(p))
         for size in [*sizes, WHOLE]:
-            link = solver.Constraint(0, 0)  # GPUs' slots of this size on model m == requests served there
-            for _, var in by_model.get((m, size), []):
-                link.SetCoefficient(var, -1)
+            link = solver.Constraint(0, 0)  # slots of this size on these GPUs == the requests served there
+            for c, var in y.items():
+                if c[0] and c[1] == size:
+                    link.SetCoefficient(var, -c[0])
             if size == WHOLE:
                 link.SetCoefficient(whole, 1)
             else:
                 for k, p in enumerate(pats):
                     if size in p:
                         link.SetCoefficient(used[k], p.count(size))
-    for key, vars_ in served.items():
-        lo = must.get(key, 0)
-        row = solver.Constraint(lo, lo + may.get(key, 0))
+    for c, vars_ in served.items():
+        lo, extra = classes[c]
+        row = solver.Constraint(lo, lo + extra)
         for var in vars_:
             row.SetCoefficient(var, 1)
     objective.SetMaximization()
@@ -141,6 +168,6 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
         forced_pods=int(forced.sum()),
         forced_pct=forced_milli / capacity * 100,
         allocation=value,
-        patterns=len(pats),
+        patterns=columns,
         seconds=time.perf_counter() - start,
     )
