@@ -91,3 +91,20 @@ def test_no_strategy_ends_above_the_ceiling_of_what_it_placed(name: str, seed: i
     assert ceiling(
         nodes, arrivals, result.placed & arrived_before(arrivals, nodes.total_gpu_milli, 50.0)
     ).allocation == (pytest.approx(bounds[2]))
+
+
+def test_cpu_and_memory_of_a_node_type_are_respected() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,8000,65536,2,A\n")
+    pods = _pods(nodes, ["a,8000,1024,1,1000,", "b,1000,1024,1,1000,", "c,1000,70000,1,500,"])
+    # a takes all the CPU: b cannot follow; c never fits the node's memory
+    assert ceiling(nodes, pods, _first(pods, 1)).allocation == pytest.approx(50.0)
+    # nothing forced: b, and (the LP being a relaxation) 7/8 of a in the CPU b leaves; c still never fits
+    assert ceiling(nodes, pods, _first(pods, 0)).allocation == pytest.approx((1000 + 875) / 2000 * 100)
+    two_small = _pods(nodes, ["b,1000,1024,1,1000,", "d,1000,1024,1,1000,"])
+    assert ceiling(nodes, two_small, _first(two_small, 0)).allocation == pytest.approx(100.0)
+
+
+def test_a_multi_gpu_pod_needs_a_node_with_that_many_gpus() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,8000,8192,2,A\nn1,8000,8192,2,A\n")
+    pods = _pods(nodes, ["a,1000,1024,4,1000,", "b,1000,1024,2,1000,"])
+    assert ceiling(nodes, pods, _first(pods, 0)).allocation == pytest.approx(50.0)  # only b
