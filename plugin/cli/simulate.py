@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const=95.0,
         metavar="PCT",
         help="openb mode: per seed, an upper bound on the allocation of any schedule that places every pod"
-        " the strategy placed among the arrivals before PCT %% of capacity (default 95; an LP, see"
+        " the strategy placed before PCT %% of the GPU capacity had arrived (default 95; an LP, see"
         " solver/simulate/bound.py)",
     )
     parser.add_argument(
