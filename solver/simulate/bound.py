@@ -11,7 +11,7 @@ allocation at 130% (allocation never falls: pods do not leave):
 - nodes are grouped by type (model, GPU count, CPU, memory); pods by class (GPU count, per-GPU
   share, ``gpu_spec``, CPU, memory);
 - a GPU holds either one whole-GPU request or a *pattern*, a multiset of share sizes that sum to
-  at most 1000 milli (all such multisets are enumerated); ``x[t, p]``: GPUs of node type t
+  at most 1000 milli (generated as needed, see :func:`ceiling`); ``x[t, p]``: GPUs of node type t
   filled with pattern p, ``w[t]``: GPUs of type t given whole;
 - ``y[c, t]``: pods of class c placed on nodes of type t, allowed when one such node could host
   the pod alone (model in its ``gpu_spec``, enough GPUs, CPU and memory); an ``n``-GPU pod fills
@@ -26,8 +26,10 @@ a node), the arrival order, and integrality (the LP is solved, not the integer p
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,24 +46,9 @@ class Ceiling:
     forced_pods: int  # how many arrivals must be placed
     forced_pct: float  # their GPU request, % of capacity
     allocation: float  # the ceiling, % of GPU capacity
-    patterns: int
+    patterns: int  # fill patterns the column generation used
     seconds: float
-
-
-def patterns(sizes: list[int], capacity: int = MILLI) -> list[tuple[int, ...]]:
-    """Every non-empty multiset of ``sizes`` (ascending) that sums to at most ``capacity``."""
-    out: list[tuple[int, ...]] = []
-
-    def grow(start: int, left: int, cur: tuple[int, ...]) -> None:
-        for k in range(start, len(sizes)):
-            if sizes[k] > left:
-                break
-            nxt = (*cur, sizes[k])
-            out.append(nxt)
-            grow(k, left - sizes[k], nxt)
-
-    grow(0, capacity, ())
-    return out
+    rounds: int = 0
 
 
 PodClass = tuple[int, int, int, int, int]  # GPU count, per-GPU size, spec mask, CPU milli, memory MiB
@@ -103,8 +90,51 @@ def arrived_before(arrivals: Pods, capacity_milli: int, pct: float) -> BOOL:
     return np.asarray(cum <= pct / 100.0 * capacity_milli, dtype=np.bool_)
 
 
-def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
-    """The LP bound for schedules that place every arrival where ``forced`` is true (and any others)."""
+LEFT_OUT = 1e7  # objective cost of a forced pod left out (more than any pod's GPU milli can gain)
+
+
+def best_pattern(sizes: list[int], price: list[float], capacity: int = MILLI) -> tuple[float, tuple[int, ...]]:
+    """The multiset of ``sizes`` that fits ``capacity`` with the largest total ``price`` (unbounded knapsack)."""
+    unit = math.gcd(capacity, *sizes) if sizes else capacity
+    cap = capacity // unit
+    steps = [x // unit for x in sizes]
+    best = [0.0] * (cap + 1)
+    pick = [-1] * (cap + 1)
+    for c in range(1, cap + 1):
+        best[c], pick[c] = best[c - 1], -1
+        for k, w in enumerate(steps):
+            if w <= c and best[c - w] + price[k] > best[c] + 1e-9:
+                best[c], pick[c] = best[c - w] + price[k], k
+    items: list[int] = []
+    c = cap
+    while c > 0:
+        if pick[c] < 0:
+            c -= 1
+        else:
+            items.append(sizes[pick[c]])
+            c -= steps[pick[c]]
+    return best[cap], tuple(sorted(items))
+
+
+@dataclass
+class _TypeRows:
+    """The rows one node type adds: its GPU count and one slot-balance row per share size."""
+
+    room: Any
+    link: dict[int, Any]
+    sizes: list[int]
+    seen: set[tuple[int, ...]]
+
+
+def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 500) -> Ceiling:
+    """The LP bound for schedules that place every arrival where ``forced`` is true (and any others).
+
+    Patterns are generated as needed (column generation): start from one pattern per share size
+    (as many copies as fit), solve, and add, per node type, the pattern whose reduced profit under
+    the LP's duals is largest, until no pattern has a positive one. Then the LP is the same as the
+    LP over every pattern. A forced pod may be left out at a prohibitive cost; if the optimum still
+    leaves one out, no schedule can place them all (the ceiling is NaN).
+    """
     from ortools.linear_solver import pywraplp
 
     start = time.perf_counter()
@@ -113,9 +143,17 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
     solver = pywraplp.Solver.CreateSolver("GLOP")
     inf = solver.infinity()
     objective = solver.Objective()
-    served: dict[PodClass, list[object]] = {c: [] for c in classes}
-    pattern_cache: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-    columns = 0
+    served: dict[PodClass, list[Any]] = {c: [] for c in classes}
+    rows: list[_TypeRows] = []
+
+    def add_pattern(r: _TypeRows, p: tuple[int, ...]) -> None:
+        var = solver.NumVar(0, inf, "")
+        objective.SetCoefficient(var, sum(p))
+        r.room.SetCoefficient(var, 1)
+        for size in set(p):
+            r.link[size].SetCoefficient(var, p.count(size))
+        r.seen.add(p)
+
     for t, count in types.items():
         here = [c for c in classes if _fits(c, t)]
         y = {c: solver.NumVar(0, inf, "") for c in here}
@@ -128,46 +166,68 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL) -> Ceiling:
             mem.SetCoefficient(var, c[4])
         if t[1] == 0:
             continue
-        sizes = tuple(sorted({c[1] for c in here if c[0] and c[1] < WHOLE}))
-        pats = pattern_cache.setdefault(sizes, patterns(list(sizes)))
-        columns += len(pats)
-        used = [solver.NumVar(0, inf, "") for _ in pats]
+        sizes = sorted({c[1] for c in here if c[0] and c[1] < WHOLE})
         whole = solver.NumVar(0, inf, "")
         room = solver.Constraint(0, count * t[1])
         room.SetCoefficient(whole, 1)
         objective.SetCoefficient(whole, WHOLE)
-        for k, p in enumerate(pats):
-            room.SetCoefficient(used[k], 1)
-            objective.SetCoefficient(used[k], sum(p))
+        link = {}
         for size in [*sizes, WHOLE]:
-            link = solver.Constraint(0, 0)  # slots of this size on these GPUs == the requests served there
+            link[size] = solver.Constraint(0, 0)  # slots of this size on these GPUs == the requests served there
             for c, var in y.items():
                 if c[0] and c[1] == size:
-                    link.SetCoefficient(var, -c[0])
-            if size == WHOLE:
-                link.SetCoefficient(whole, 1)
-            else:
-                for k, p in enumerate(pats):
-                    if size in p:
-                        link.SetCoefficient(used[k], p.count(size))
+                    link[size].SetCoefficient(var, -c[0])
+        link[WHOLE].SetCoefficient(whole, 1)
+        r = _TypeRows(room, link, sizes, set())
+        rows.append(r)
+        for size in sizes:
+            add_pattern(r, (size,) * (MILLI // size))
+    left_out = []
     for c, vars_ in served.items():
         lo, extra = classes[c]
-        row = solver.Constraint(lo, lo + extra)
+        row = solver.Constraint(-inf, lo + extra)
         for var in vars_:
             row.SetCoefficient(var, 1)
+        if lo:
+            short = solver.NumVar(0, lo, "")  # forced pods of this class left out
+            objective.SetCoefficient(short, -LEFT_OUT)
+            floor = solver.Constraint(lo, inf)
+            floor.SetCoefficient(short, 1)
+            for var in vars_:
+                floor.SetCoefficient(var, 1)
+            left_out.append(short)
     objective.SetMaximization()
-    status = solver.Solve()
+    rounds = 0
+    while True:
+        rounds += 1
+        if solver.Solve() != pywraplp.Solver.OPTIMAL:
+            raise RuntimeError("the ceiling LP did not solve")  # bounded and feasible by construction
+        new = []  # read every dual before the model changes
+        for r in rows:
+            price = [size - r.link[size].dual_value() for size in r.sizes]
+            keep = [k for k, v in enumerate(price) if v > 1e-9]
+            gain, p = best_pattern([r.sizes[k] for k in keep], [price[k] for k in keep])
+            if p and gain - r.room.dual_value() > 1e-6 and p not in r.seen:
+                new.append((r, p))
+        for r, p in new:
+            add_pattern(r, p)
+        added = len(new)
+        if not added or rounds >= max_rounds:
+            break
     capacity = float(nodes.total_gpu_milli)
     forced_milli = float(arrivals.gpu_request[forced].sum())
-    if status != pywraplp.Solver.OPTIMAL:
-        # the forced pods cannot all be placed even in the relaxation: no schedule places them
-        value = float("nan")
+    value = objective.Value() + LEFT_OUT * sum(v.solution_value() for v in left_out)
+    if any(v.solution_value() > 1e-6 for v in left_out):
+        value = float("nan")  # even the relaxation cannot place every forced pod: no schedule does
     else:
-        value = min(objective.Value(), capacity) / capacity * 100
+        value = min(value, capacity) / capacity * 100
+    if added:  # stopped before no pattern could improve it: the value is not yet an upper bound
+        value = float("nan")
     return Ceiling(
+        rounds=rounds,
         forced_pods=int(forced.sum()),
         forced_pct=forced_milli / capacity * 100,
         allocation=value,
-        patterns=columns,
+        patterns=sum(len(r.seen) for r in rows),
         seconds=time.perf_counter() - start,
     )

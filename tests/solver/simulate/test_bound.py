@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from solver.simulate.bound import arrived_before, ceiling, patterns
+from solver.simulate.bound import arrived_before, best_pattern, ceiling
 from solver.simulate.protocol import arrival_order
 from solver.simulate.replay import Replay
 from solver.simulate.run import STRATEGIES
@@ -19,9 +19,39 @@ def _pods(nodes: Nodes, rows: list[str]) -> Pods:
     return parse_pods(text, nodes.models)
 
 
-def test_patterns_are_every_multiset_that_fits() -> None:
-    got = set(patterns([300, 500]))
-    assert got == {(300,), (300, 300), (300, 300, 300), (300, 500), (500,), (500, 500)}
+def _multisets(sizes: list[int], capacity: int = 1000) -> list[tuple[int, ...]]:
+    """Every non-empty multiset of ``sizes`` (ascending) that fits: the brute-force oracle."""
+    out: list[tuple[int, ...]] = []
+
+    def grow(start: int, left: int, cur: tuple[int, ...]) -> None:
+        for k in range(start, len(sizes)):
+            if sizes[k] <= left:
+                out.append((*cur, sizes[k]))
+                grow(k, left - sizes[k], (*cur, sizes[k]))
+
+    grow(0, capacity, ())
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pricing_finds_the_best_pattern_of_all(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = sorted({int(x) for x in rng.choice(np.arange(50, 1000, 10), size=int(rng.integers(1, 6)))})
+    price = [float(s + rng.normal(0, 120)) for s in sizes]
+    value = dict(zip(sizes, price, strict=True))
+    gain, pattern = best_pattern(sizes, price)
+    assert sum(pattern) <= 1000
+    assert gain == pytest.approx(sum(value[s] for s in pattern))
+    best = max([0.0, *(sum(value[s] for s in p) for p in _multisets(sizes))])
+    assert gain == pytest.approx(best)
+
+
+def test_a_ceiling_cut_short_is_not_reported() -> None:
+    nodes = parse_nodes(TWO_GPUS)
+    pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,150,"])
+    # the answer needs the pattern (150, 810), which the first round does not have
+    assert math.isnan(ceiling(nodes, pods, _first(pods, 1), max_rounds=1).allocation)
+    assert ceiling(nodes, pods, _first(pods, 1)).allocation == pytest.approx(98.0)
 
 
 def _first(pods: Pods, k: int) -> np.ndarray:
