@@ -49,6 +49,7 @@ class Ceiling:
     patterns: int  # fill patterns the column generation used
     seconds: float
     rounds: int = 0
+    exact: bool = True  # False: generation stopped early; the value is a looser (still valid) bound
 
 
 PodClass = tuple[int, int, int, int, int]  # GPU count, per-GPU size, spec mask, CPU milli, memory MiB
@@ -95,25 +96,31 @@ LEFT_OUT = 1e7  # objective cost of a forced pod left out (more than any pod's G
 
 def best_pattern(sizes: list[int], price: list[float], capacity: int = MILLI) -> tuple[float, tuple[int, ...]]:
     """The multiset of ``sizes`` that fits ``capacity`` with the largest total ``price`` (unbounded knapsack)."""
-    unit = math.gcd(capacity, *sizes) if sizes else capacity
+    if not sizes:
+        return 0.0, ()
+    unit = math.gcd(capacity, *sizes)
     cap = capacity // unit
-    steps = [x // unit for x in sizes]
-    best = [0.0] * (cap + 1)
-    pick = [-1] * (cap + 1)
+    steps = np.array([x // unit for x in sizes], dtype=np.int64)
+    gain = np.array(price, dtype=np.float64)
+    best = np.zeros(cap + 1)
+    pick = np.full(cap + 1, -1, dtype=np.int64)
     for c in range(1, cap + 1):
-        best[c], pick[c] = best[c - 1], -1
-        for k, w in enumerate(steps):
-            if w <= c and best[c - w] + price[k] > best[c] + 1e-9:
-                best[c], pick[c] = best[c - w] + price[k], k
+        fits = steps <= c
+        best[c] = best[c - 1]
+        if fits.any():
+            cand = np.where(fits, best[np.maximum(c - steps, 0)] + gain, -np.inf)
+            k = int(np.argmax(cand))
+            if cand[k] > best[c] + 1e-9:
+                best[c], pick[c] = cand[k], k
     items: list[int] = []
     c = cap
     while c > 0:
         if pick[c] < 0:
             c -= 1
         else:
-            items.append(sizes[pick[c]])
-            c -= steps[pick[c]]
-    return best[cap], tuple(sorted(items))
+            items.append(sizes[int(pick[c])])
+            c -= int(steps[pick[c]])
+    return float(best[cap]), tuple(sorted(items))
 
 
 @dataclass
@@ -121,19 +128,22 @@ class _TypeRows:
     """The rows one node type adds: its GPU count and one slot-balance row per share size."""
 
     room: Any
+    gpus: int  # GPUs of this type in the cluster
     link: dict[int, Any]
     sizes: list[int]
     seen: set[tuple[int, ...]]
 
 
-def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 500) -> Ceiling:
+def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 1000, time_limit: float = 60.0) -> Ceiling:
     """The LP bound for schedules that place every arrival where ``forced`` is true (and any others).
 
     Patterns are generated as needed (column generation): start from one pattern per share size
     (as many copies as fit), solve, and add, per node type, the pattern whose reduced profit under
     the LP's duals is largest, until no pattern has a positive one. Then the LP is the same as the
-    LP over every pattern. A forced pod may be left out at a prohibitive cost; if the optimum still
-    leaves one out, no schedule can place them all (the ceiling is NaN).
+    LP over every pattern. If ``max_rounds`` or ``time_limit`` stops it first, the result is the
+    Lagrangian bound of the last round: still an upper bound, looser, with ``exact`` False. A
+    forced pod may be left out at a prohibitive cost; if the optimum still leaves one out, no
+    schedule can place them all (the ceiling is NaN).
     """
     from ortools.linear_solver import pywraplp
 
@@ -178,7 +188,7 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 500) -
                 if c[0] and c[1] == size:
                     link[size].SetCoefficient(var, -c[0])
         link[WHOLE].SetCoefficient(whole, 1)
-        r = _TypeRows(room, link, sizes, set())
+        r = _TypeRows(room, count * t[1], link, sizes, set())
         rows.append(r)
         for size in sizes:
             add_pattern(r, (size,) * (MILLI // size))
@@ -197,34 +207,42 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 500) -
                 floor.SetCoefficient(var, 1)
             left_out.append(short)
     objective.SetMaximization()
-    rounds = 0
+    rounds, deadline = 0, start + time_limit
     while True:
         rounds += 1
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
             raise RuntimeError("the ceiling LP did not solve")  # bounded and feasible by construction
+        found = objective.Value()
+        short = sum(v.solution_value() for v in left_out)
         new = []  # read every dual before the model changes
+        lift = 0.0  # how much the patterns not yet added could still raise the optimum, at most
         for r in rows:
             price = [size - r.link[size].dual_value() for size in r.sizes]
             keep = [k for k, v in enumerate(price) if v > 1e-9]
             gain, p = best_pattern([r.sizes[k] for k in keep], [price[k] for k in keep])
-            if p and gain - r.room.dual_value() > 1e-6 and p not in r.seen:
-                new.append((r, p))
+            profit = gain - r.room.dual_value()
+            if p and profit > 1e-6:
+                lift += r.gpus * profit
+                if p not in r.seen:
+                    new.append((r, p))
+        if not new or rounds >= max_rounds or time.perf_counter() > deadline:
+            break
         for r, p in new:
             add_pattern(r, p)
-        added = len(new)
-        if not added or rounds >= max_rounds:
-            break
+    # Weak duality: raising each node type's GPU-count dual by the best pattern's reduced profit
+    # makes the duals feasible for every pattern, so ``found + lift`` bounds the full LP even when
+    # the generation stopped early (it equals ``found`` once nothing is left to add).
+    exact = not new
+    bound = found + (lift if new else 0.0)
     capacity = float(nodes.total_gpu_milli)
     forced_milli = float(arrivals.gpu_request[forced].sum())
-    value = objective.Value() + LEFT_OUT * sum(v.solution_value() for v in left_out)
-    if any(v.solution_value() > 1e-6 for v in left_out):
+    if (exact and short > 1e-6) or bound < 0:
         value = float("nan")  # even the relaxation cannot place every forced pod: no schedule does
     else:
-        value = min(value, capacity) / capacity * 100
-    if added:  # stopped before no pattern could improve it: the value is not yet an upper bound
-        value = float("nan")
+        value = min(bound + (LEFT_OUT * short if exact else 0.0), capacity) / capacity * 100
     return Ceiling(
         rounds=rounds,
+        exact=exact,
         forced_pods=int(forced.sum()),
         forced_pct=forced_milli / capacity * 100,
         allocation=value,

@@ -42,6 +42,7 @@ class SeedResult:
     first_gpu_failure: int = -1  # arrival index of the first GPU pod that failed (-1: none failed)
     first_gpu_failure_pct: float = float("nan")  # GPU request arrived before it, % of capacity
     ceiling: float = float("nan")  # solver.simulate.bound: see Replay.run
+    ceiling_exact: bool = True  # False: the bound's column generation stopped early (a looser bound)
     placed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_), repr=False)
 
     @property
@@ -104,7 +105,8 @@ class Replay:
             from solver.simulate.bound import ceiling as bound
 
             forced = result.placed & arrived_before(arrivals, self.nodes.total_gpu_milli, ceiling)
-            result.ceiling = bound(self.nodes, arrivals, forced).allocation
+            found = bound(self.nodes, arrivals, forced)
+            result.ceiling, result.ceiling_exact = found.allocation, found.exact
         return result
 
     def _loop(

@@ -106,7 +106,11 @@ class Summary:
         values = [r.ceiling for r in self.results]
         if not values or all(np.isnan(v) for v in values):
             return {}
-        return {"ceiling_at_130": _mean(values), "ceiling_at_130_per_seed": [_r(v) for v in values]}
+        return {
+            "ceiling_at_130": _mean(values),
+            "ceiling_at_130_per_seed": [_r(v) for v in values],
+            "ceiling_exact": all(r.ceiling_exact for r in self.results),
+        }
 
 
 def run(

@@ -46,12 +46,27 @@ def test_pricing_finds_the_best_pattern_of_all(seed: int) -> None:
     assert gain == pytest.approx(best)
 
 
-def test_a_ceiling_cut_short_is_not_reported() -> None:
+def test_a_ceiling_cut_short_is_still_an_upper_bound() -> None:
     nodes = parse_nodes(TWO_GPUS)
     pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,150,"])
+    full = ceiling(nodes, pods, _first(pods, 1))
+    assert full.exact and full.allocation == pytest.approx(98.0)
     # the answer needs the pattern (150, 810), which the first round does not have
-    assert math.isnan(ceiling(nodes, pods, _first(pods, 1), max_rounds=1).allocation)
-    assert ceiling(nodes, pods, _first(pods, 1)).allocation == pytest.approx(98.0)
+    cut = ceiling(nodes, pods, _first(pods, 1), max_rounds=1)
+    assert not cut.exact
+    assert 98.0 - 1e-6 <= cut.allocation <= 100.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_lagrangian_bound_never_undercuts_the_full_lp(seed: int) -> None:
+    nodes, pods = _random_trace(seed)
+    arrivals = pods.take(arrival_order(pods, nodes.total_gpu_milli, seed, 1.3))
+    forced = arrived_before(arrivals, nodes.total_gpu_milli, 60.0)
+    full = ceiling(nodes, arrivals, forced)
+    assert full.exact
+    for rounds in (1, 2, 3):
+        cut = ceiling(nodes, arrivals, forced, max_rounds=rounds)
+        assert cut.allocation >= full.allocation - 1e-6
 
 
 def _first(pods: Pods, k: int) -> np.ndarray:

@@ -59,6 +59,7 @@ def test_ceiling_reports_the_bound_next_to_the_allocation(
     assert main([*argv, "--ceiling", "-o", "json"]) == 0  # default: what it placed before 95% arrived
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["ceiling_at_130_per_seed"]) == 3
+    assert doc["ceiling_exact"] is True
     for curve, bound in zip(doc["curve_per_seed"], doc["ceiling_at_130_per_seed"], strict=True):
         assert max(v for v in curve if v is not None) <= bound <= 100  # a tiny trace leaves some buckets empty
     assert main([*argv, "--ceiling"]) == 0
