@@ -59,11 +59,14 @@ def _classes(arrivals: Pods, forced: BOOL) -> dict[PodClass, list[int]]:
     """Each pod class -> [forced pods, other pods]."""
     out: dict[PodClass, list[int]] = {}
     for i in range(arrivals.count):
-        num, milli = int(arrivals.num_gpu[i]), int(arrivals.milli[i])
-        size = WHOLE if num and milli >= MILLI else (milli if num else 0)
-        key = (num, size, int(arrivals.spec_mask[i]), int(arrivals.cpu[i]), int(arrivals.mem[i]))
-        out.setdefault(key, [0, 0])[0 if forced[i] else 1] += 1
+        out.setdefault(_class_of(arrivals, i), [0, 0])[0 if forced[i] else 1] += 1
     return out
+
+
+def _class_of(arrivals: Pods, i: int) -> PodClass:
+    num, milli = int(arrivals.num_gpu[i]), int(arrivals.milli[i])
+    size = WHOLE if num and milli >= MILLI else (milli if num else 0)
+    return (num, size, int(arrivals.spec_mask[i]), int(arrivals.cpu[i]), int(arrivals.mem[i]))
 
 
 NodeType = tuple[int, int, int, int]  # model (-1: no GPU), GPUs, CPU milli, memory MiB per node
@@ -83,6 +86,22 @@ def _fits(c: PodClass, t: NodeType) -> bool:
     if cpu > node_cpu or mem > node_mem:
         return False
     return num == 0 or (model >= 0 and bool(mask >> model & 1) and gpus >= num)
+
+
+def placeable(nodes: Nodes, arrivals: Pods) -> BOOL:
+    """The arrivals that some node could host when empty (the others no schedule can place)."""
+    types = list(_node_types(nodes))
+    out = np.zeros(arrivals.count, dtype=np.bool_)
+    for c, idx in _class_index(arrivals).items():
+        out[idx] = any(_fits(c, t) for t in types)
+    return out
+
+
+def _class_index(arrivals: Pods) -> dict[PodClass, list[int]]:
+    out: dict[PodClass, list[int]] = {}
+    for i in range(arrivals.count):
+        out.setdefault(_class_of(arrivals, i), []).append(i)
+    return out
 
 
 def arrived_before(arrivals: Pods, capacity_milli: int, pct: float) -> BOOL:

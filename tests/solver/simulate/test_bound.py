@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from solver.simulate.bound import arrived_before, best_pattern, ceiling
+from solver.simulate.bound import arrived_before, best_pattern, ceiling, placeable
 from solver.simulate.protocol import arrival_order
 from solver.simulate.replay import Replay
 from solver.simulate.run import STRATEGIES
@@ -153,3 +153,10 @@ def test_a_multi_gpu_pod_needs_a_node_with_that_many_gpus() -> None:
     nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,8000,8192,2,A\nn1,8000,8192,2,A\n")
     pods = _pods(nodes, ["a,1000,1024,4,1000,", "b,1000,1024,2,1000,"])
     assert ceiling(nodes, pods, _first(pods, 0)).allocation == pytest.approx(50.0)  # only b
+
+
+def test_placeable_marks_pods_no_empty_node_could_host() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nt,8000,8192,2,T4\nc,64000,8192,0,\n")
+    pods = _pods(nodes, ["a,4000,1,1,500,T4", "b,16000,1,1,500,T4", "c,16000,1,0,0,", "d,1000,1,4,1000,"])
+    # b needs more CPU than the T4 node has; c fits the CPU-only node; d needs 4 GPUs on one node
+    assert placeable(nodes, pods).tolist() == [True, False, True, False]
