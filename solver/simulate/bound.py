@@ -26,7 +26,6 @@ a node), the arrival order, and integrality (the LP is solved, not the integer p
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from solver.simulate.patterns import best_pattern
 from solver.simulate.trace import MILLI, Nodes, Pods
 
 BOOL = npt.NDArray[np.bool_]
@@ -111,35 +111,6 @@ def arrived_before(arrivals: Pods, capacity_milli: int, pct: float) -> BOOL:
 
 
 LEFT_OUT = 1e7  # objective cost of a forced pod left out (more than any pod's GPU milli can gain)
-
-
-def best_pattern(sizes: list[int], price: list[float], capacity: int = MILLI) -> tuple[float, tuple[int, ...]]:
-    """The multiset of ``sizes`` that fits ``capacity`` with the largest total ``price`` (unbounded knapsack)."""
-    if not sizes:
-        return 0.0, ()
-    unit = math.gcd(capacity, *sizes)
-    cap = capacity // unit
-    steps = np.array([x // unit for x in sizes], dtype=np.int64)
-    gain = np.array(price, dtype=np.float64)
-    best = np.zeros(cap + 1)
-    pick = np.full(cap + 1, -1, dtype=np.int64)
-    for c in range(1, cap + 1):
-        fits = steps <= c
-        best[c] = best[c - 1]
-        if fits.any():
-            cand = np.where(fits, best[np.maximum(c - steps, 0)] + gain, -np.inf)
-            k = int(np.argmax(cand))
-            if cand[k] > best[c] + 1e-9:
-                best[c], pick[c] = cand[k], k
-    items: list[int] = []
-    c = cap
-    while c > 0:
-        if pick[c] < 0:
-            c -= 1
-        else:
-            items.append(sizes[int(pick[c])])
-            c -= int(steps[pick[c]])
-    return float(best[cap]), tuple(sorted(items))
 
 
 @dataclass

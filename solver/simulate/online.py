@@ -34,6 +34,7 @@ import numpy as np
 from solver.simulate.candidates import Candidates, enumerate_choices
 from solver.simulate.cluster import Placement
 from solver.simulate.fgd import FragAware
+from solver.simulate.patterns import Pattern, efficient_patterns, parts
 from solver.simulate.protocol import typical_types
 from solver.simulate.strategies import Context
 
@@ -60,6 +61,8 @@ class OnlineConfig:
     mem_surplus: bool = False  # the same for memory: the scarcer of CPU and memory headroom decides
     headroom: float = 1.0  # a pod pays this x the idle GPU milli its node's CPU/memory could no longer serve
     headroom_need: float = 1.0  # the CPU/memory per idle GPU milli kept free, x the average of GPU pods seen
+    fill_patterns: bool = True  # shares keep their GPU on track to a pattern of the optimal packing of shares seen
+    patterns_first: int = 64  # learn the patterns after this many shares, then at doubling counts
 
 
 class Online(FragAware):
@@ -85,6 +88,36 @@ class Online(FragAware):
             self.rank = np.lexsort((ctx.rank, key)).argsort().astype(np.int64)
         if not self.config.learn:
             self.set_types(ctx.typical)
+        self.contents: dict[tuple[int, int], Pattern] = {}  # shares on each partly used GPU
+        self.shares_seen: Counter[int] = Counter()
+        self.on_track: set[Pattern] = set()
+        self.next_patterns = self.config.patterns_first
+
+    def _learn_patterns(self, milli: int) -> None:
+        self.shares_seen[milli] += 1
+        n = sum(self.shares_seen.values())
+        if n >= self.next_patterns:
+            self.on_track = parts(efficient_patterns(self.shares_seen))
+            self.next_patterns = n + min(n, self.config.refresh_every)
+
+    def _keep_on_track(self, cand: Candidates, milli: int) -> np.ndarray:
+        """Choices whose GPU would still hold part of an efficient pattern (all, if none would)."""
+        gpu = np.argmax(cand.use, axis=1)
+        ok = np.array(
+            [
+                tuple(sorted((*self.contents.get((int(n), int(g)), ()), milli))) in self.on_track
+                for n, g in zip(cand.node, gpu, strict=True)
+            ],
+            dtype=bool,
+        )
+        return ok if ok.any() else np.ones(cand.count, dtype=bool)
+
+    def commit(self, i: int, placement: Placement) -> None:
+        super().commit(i, placement)
+        milli = int(self.pods.milli[i])
+        if self.pods.num_gpu[i] == 1 and milli < 1000:
+            key = (placement.node, placement.gpus[0])
+            self.contents[key] = tuple(sorted((*self.contents.get(key, ()), milli)))
 
     def _observe(self, i: int) -> None:
         p = self.pods
@@ -124,6 +157,10 @@ class Online(FragAware):
 
     def place(self, i: int) -> Placement | None:
         self._observe(i)
+        milli = int(self.pods.milli[i])
+        share = self.config.fill_patterns and self.pods.num_gpu[i] == 1 and milli < 1000
+        if share:
+            self._learn_patterns(milli)
         self._pending_mem = int(self.pods.mem[i])
         c = self.cluster
         cand = enumerate_choices(c, self.pods, i)
@@ -146,6 +183,8 @@ class Online(FragAware):
             delta = np.trunc(100.0 / (1.0 + np.exp(-exact / 1000.0)))
         elif self.config.step > 0:
             delta = np.floor(exact / self.config.step)
+        if share and self.on_track:
+            delta = np.where(self._keep_on_track(cand, milli), delta, -np.inf)
         slack = self.config.tau if self.config.tau > 0 else self.config.tolerance
         tie = np.flatnonzero(delta >= delta.max() - slack)
         if len(tie) > 1 and self.config.cpu_guard > 0 and self.gpu_milli:

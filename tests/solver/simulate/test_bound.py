@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from solver.simulate.bound import arrived_before, best_pattern, ceiling, placeable
+from solver.simulate.bound import arrived_before, ceiling, placeable
+from solver.simulate.patterns import best_pattern
 from solver.simulate.protocol import arrival_order
 from solver.simulate.replay import Replay
 from solver.simulate.run import STRATEGIES

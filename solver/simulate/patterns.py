@@ -1,0 +1,101 @@
+"""Fill patterns: multisets of GPU shares that fit one GPU (1000 milli), and which ones pack well.
+
+:func:`best_pattern` is the pricing step of column generation (an unbounded knapsack), used by
+the ceiling LP (:mod:`solver.simulate.bound`) and by :func:`efficient_patterns`, which `online`
+uses to anticipate the share mix: the patterns of an optimal fractional packing of the shares
+seen so far (the fewest GPUs that hold them). A share placed so that its GPU's contents stay a
+part of one of those patterns keeps the GPU on track to be filled the way the optimum fills it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from solver.simulate.trace import MILLI
+
+Pattern = tuple[int, ...]  # share sizes, ascending
+
+
+def best_pattern(sizes: list[int], price: list[float], capacity: int = MILLI) -> tuple[float, tuple[int, ...]]:
+    """The multiset of ``sizes`` that fits ``capacity`` with the largest total ``price`` (unbounded knapsack)."""
+    if not sizes:
+        return 0.0, ()
+    unit = math.gcd(capacity, *sizes)
+    cap = capacity // unit
+    steps = np.array([x // unit for x in sizes], dtype=np.int64)
+    gain = np.array(price, dtype=np.float64)
+    best = np.zeros(cap + 1)
+    pick = np.full(cap + 1, -1, dtype=np.int64)
+    for c in range(1, cap + 1):
+        fits = steps <= c
+        best[c] = best[c - 1]
+        if fits.any():
+            cand = np.where(fits, best[np.maximum(c - steps, 0)] + gain, -np.inf)
+            k = int(np.argmax(cand))
+            if cand[k] > best[c] + 1e-9:
+                best[c], pick[c] = cand[k], k
+    items: list[int] = []
+    c = cap
+    while c > 0:
+        if pick[c] < 0:
+            c -= 1
+        else:
+            items.append(sizes[int(pick[c])])
+            c -= int(steps[pick[c]])
+    return float(best[cap]), tuple(sorted(items))
+
+
+def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rounds: int = 200) -> list[Pattern]:
+    """The patterns an optimal fractional packing of ``counts`` (share size -> pods) uses.
+
+    The LP: minimise the GPUs used, ``sum x_p``, such that every size is covered,
+    ``sum_p x_p count_p(s) >= counts[s]``; patterns are generated from the duals (a knapsack)
+    until none can lower the count, or ``max_rounds`` is reached (then the support found so far).
+    """
+    from ortools.linear_solver import pywraplp
+
+    sizes = sorted(s for s, n in counts.items() if 0 < s <= capacity and n > 0)
+    if not sizes:
+        return []
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    cover = {s: solver.Constraint(counts[s], solver.infinity()) for s in sizes}
+    objective = solver.Objective()
+    objective.SetMinimization()
+    columns: dict[Pattern, object] = {}
+
+    def add(p: Pattern) -> None:
+        var = solver.NumVar(0, solver.infinity(), "")
+        objective.SetCoefficient(var, 1)
+        for size, n in Counter(p).items():
+            cover[size].SetCoefficient(var, n)
+        columns[p] = var
+
+    for size in sizes:
+        add((size,) * (capacity // size))
+    for _ in range(max_rounds):
+        if solver.Solve() != pywraplp.Solver.OPTIMAL:
+            break
+        duals = [max(cover[s].dual_value(), 0.0) for s in sizes]
+        keep = [k for k, d in enumerate(duals) if d > 1e-12]
+        value, p = best_pattern([sizes[k] for k in keep], [duals[k] for k in keep], capacity)
+        if not p or value <= 1 + 1e-9 or p in columns:
+            break
+        add(p)
+    return [p for p, var in columns.items() if var.solution_value() > 1e-9]  # type: ignore[attr-defined]
+
+
+def parts(patterns: Iterable[Pattern]) -> set[Pattern]:
+    """Every non-empty sub-multiset of the patterns: GPU contents still on track to one of them."""
+    out: set[Pattern] = set()
+    for p in patterns:
+        sizes = sorted(Counter(p).items())
+        for take in itertools.product(*[range(n + 1) for _, n in sizes]):
+            sub = tuple(itertools.chain.from_iterable([s] * k for (s, _), k in zip(sizes, take, strict=True)))
+            if sub:
+                out.add(sub)
+    return out
