@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from solver.simulate.cluster import Cluster
-from solver.simulate.online import Online
+from solver.simulate.online import Online, OnlineConfig
 from solver.simulate.protocol import type_counts, typical_types
 from solver.simulate.strategies import Context, FirstFit, Strategy
 from solver.simulate.trace import parse_nodes, parse_pods
@@ -55,3 +55,16 @@ def test_cpu_only_pods_pack_in_node_order_where_no_gpu_needs_the_cpu() -> None:
     placed = _replay(nodes, pods, Online())
     # eight 8-core pods fill the first CPU node, the next two go to the second; none to the GPU node
     assert placed[1:] == [1] * 8 + [2, 2]
+
+
+def test_shares_keep_their_gpu_on_track_to_an_efficient_pattern() -> None:
+    # 4 GPUs on two nodes. The shares seen pack best as 470 + 470, 320 + 550 and 230 x 4; keeping
+    # each GPU on track to one of those leaves room for the 650 at the end, FGD's score alone does not.
+    nodes = "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{k},64000,262144,2,T4\n" for k in range(2))
+    sizes = [230, 320, 470, 470, 550, 470, 650]
+    pods = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+    pods += "".join(f"p{k},1000,1024,1,{s},\n" for k, s in enumerate(sizes))
+    with_patterns = _replay(nodes, pods, Online(OnlineConfig(patterns_first=2)))
+    without = _replay(nodes, pods, Online(OnlineConfig(patterns_first=2, fill_patterns=False)))
+    assert None not in with_patterns
+    assert without[-1] is None  # the 650 finds no GPU with room
