@@ -9,7 +9,6 @@ part of one of those patterns keeps the GPU on track to be filled the way the op
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -89,13 +88,20 @@ def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rou
     return [p for p, var in columns.items() if var.solution_value() > 1e-9]  # type: ignore[attr-defined]
 
 
-def parts(patterns: Iterable[Pattern]) -> set[Pattern]:
-    """Every non-empty sub-multiset of the patterns: GPU contents still on track to one of them."""
-    out: set[Pattern] = set()
-    for p in patterns:
-        sizes = sorted(Counter(p).items())
-        for take in itertools.product(*[range(n + 1) for _, n in sizes]):
-            sub = tuple(itertools.chain.from_iterable([s] * k for (s, _), k in zip(sizes, take, strict=True)))
-            if sub:
-                out.add(sub)
-    return out
+class OnTrack:
+    """GPU contents that are still part of one of the given patterns (a sub-multiset of it)."""
+
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
+        self.patterns = [Counter(p) for p in patterns]
+        self._memo: dict[Pattern, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __contains__(self, contents: Pattern) -> bool:
+        hit = self._memo.get(contents)
+        if hit is None:
+            need = Counter(contents)
+            hit = any(all(p[s] >= n for s, n in need.items()) for p in self.patterns)
+            self._memo[contents] = hit
+        return hit

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from solver.simulate.patterns import efficient_patterns, parts
+from solver.simulate.patterns import OnTrack, efficient_patterns
 
 
 def test_the_optimal_packing_pairs_shares_that_fill_a_gpu() -> None:
@@ -22,6 +22,10 @@ def test_nothing_to_pack() -> None:
     assert efficient_patterns({300: 0}) == []
 
 
-def test_parts_are_every_sub_multiset() -> None:
-    assert parts([(400, 600)]) == {(400,), (600,), (400, 600)}
-    assert parts([(230, 230, 550)]) == {(230,), (550,), (230, 230), (230, 550), (230, 230, 550)}
+def test_on_track_means_part_of_some_pattern() -> None:
+    track = OnTrack([(400, 600), (230, 230, 550)])
+    for part in [(400,), (600,), (400, 600), (230,), (230, 230), (230, 550), (230, 230, 550)]:
+        assert part in track
+    for off in [(400, 400), (230, 230, 230), (230, 600), (550, 600)]:
+        assert off not in track
+    assert not OnTrack([])
