@@ -76,14 +76,14 @@ def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rou
 
     for size in sizes:
         add((size,) * (capacity // size))
-    for _ in range(max_rounds):
+    for round_ in range(max_rounds):
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
-            break
+            return []
         duals = [max(cover[s].dual_value(), 0.0) for s in sizes]
         keep = [k for k, d in enumerate(duals) if d > 1e-12]
         value, p = best_pattern([sizes[k] for k in keep], [duals[k] for k in keep], capacity)
-        if not p or value <= 1 + 1e-9 or p in columns:
-            break
+        if not p or value <= 1 + 1e-9 or p in columns or round_ == max_rounds - 1:
+            break  # the model is still the one just solved
         add(p)
     return [p for p, var in columns.items() if var.solution_value() > 1e-9]  # type: ignore[attr-defined]
 
