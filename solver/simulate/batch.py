@@ -91,6 +91,7 @@ class Batch(Online):
     def _online_pass(self, first: int, last: int) -> dict[int, Placement]:
         """What ``online`` would do with the window, pod by pod; the state is restored after."""
         tried: dict[int, Placement] = {}
+        contents = dict(self.contents)
         for i in range(first, last):
             p = Online.place(self, i)
             if p is not None:
@@ -100,7 +101,8 @@ class Batch(Online):
         for i in reversed(list(tried)):
             self.cluster.remove(self.pods, i, tried[i])
         for n in {p.node for p in tried.values()}:
-            self.commit(-1, Placement(n, ()))
+            self.commit(-1, Placement(n, ()))  # refreshes the node's fragmentation cache
+        self.contents = contents
         return tried
 
     def _solve_window(self, first: int) -> None:

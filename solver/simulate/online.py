@@ -120,8 +120,8 @@ class Online(FragAware):
 
     def commit(self, i: int, placement: Placement) -> None:
         super().commit(i, placement)
-        milli = int(self.pods.milli[i])
-        if self.pods.num_gpu[i] == 1 and milli < 1000:
+        milli = int(self.pods.milli[i]) if i >= 0 else 0
+        if milli and self.pods.num_gpu[i] == 1 and milli < 1000 and placement.gpus:
             key = (placement.node, placement.gpus[0])
             self.contents[key] = tuple(sorted((*self.contents.get(key, ()), milli)))
 

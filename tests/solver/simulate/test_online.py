@@ -68,3 +68,22 @@ def test_shares_keep_their_gpu_on_track_to_an_efficient_pattern() -> None:
     without = _replay(nodes, pods, Online(OnlineConfig(patterns_first=2, fill_patterns=False)))
     assert None not in with_patterns
     assert without[-1] is None  # the 650 finds no GPU with room
+
+
+@pytest.mark.parametrize("name", ["online", "batch"])
+def test_the_shares_a_strategy_tracks_are_the_shares_on_each_gpu(name: str) -> None:
+    from solver.simulate.replay import Replay
+    from solver.simulate.run import STRATEGIES
+
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{k},64000,262144,4,T4\n" for k in range(3)))
+    rng = np.random.default_rng(7)
+    rows = [f"p{k},1000,1024,1,{int(rng.choice([230, 320, 470, 650, 810, 160]))}," for k in range(90)]
+    pods = parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n" + "\n".join(rows) + "\n", nodes.models)
+    strategy = STRATEGIES[name]()
+    assert isinstance(strategy, Online)
+    strategy.config = OnlineConfig(patterns_first=8)  # learn early on this short trace
+    Replay(nodes, pods, target=0.0).run(strategy, seed=3, check=True)
+    cluster = strategy.cluster
+    for n in range(nodes.count):
+        for g in range(int(nodes.gpus[n])):
+            assert sum(strategy.contents.get((n, g), ())) == 1000 - cluster.gpu_free[n, g]
