@@ -24,7 +24,9 @@ What it changes:
   patterns by column generation, relearned after 64 shares, then at doubling counts and every
   1,024), when any such GPU exists; so a 320 joins a 650 rather than a 470, and 470s pair up.
   Among those choices the score and node order apply as before. This took `default` from
-  95.92 to 96.26 (FGD: 95.38; the proven ceiling, ``solver.simulate.bound``: 96.50);
+  95.92 to 96.26 (FGD: 95.38; the proven ceiling, ``solver.simulate.bound``: 96.50). With more
+  than ``patterns_sizes`` (64) distinct share sizes the rule is off: per-choice checks would
+  cost too much, and such a mix has no few patterns to steer to;
 - the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by``/``cpu_guard``/
   ``cpu_surplus``/``mem_surplus`` and ``headroom_need`` other than 1 are the variants we
   measured and did not keep (documented in the results).
@@ -69,6 +71,7 @@ class OnlineConfig:
     headroom_need: float = 1.0  # the CPU/memory per idle GPU milli kept free, x the average of GPU pods seen
     fill_patterns: bool = True  # shares keep their GPU on track to a pattern of the optimal packing of shares seen
     patterns_first: int = 64  # learn the patterns after this many shares, then at doubling counts
+    patterns_sizes: int = 64  # more distinct share sizes than this: no patterns (the per-choice check would be slow)
 
 
 class Online(FragAware):
@@ -103,7 +106,8 @@ class Online(FragAware):
         self.shares_seen[milli] += 1
         n = sum(self.shares_seen.values())
         if n >= self.next_patterns:
-            self.on_track = OnTrack(efficient_patterns(self.shares_seen))
+            many = len(self.shares_seen) > self.config.patterns_sizes
+            self.on_track = OnTrack(() if many else efficient_patterns(self.shares_seen))
             self.next_patterns = n + min(n, self.config.refresh_every)
 
     def _keep_on_track(self, cand: Candidates, milli: int) -> np.ndarray:
