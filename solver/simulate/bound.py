@@ -58,8 +58,9 @@ PodClass = tuple[int, int, int, int, int]  # GPU count, per-GPU size, spec mask,
 def _classes(arrivals: Pods, forced: BOOL) -> dict[PodClass, list[int]]:
     """Each pod class -> [forced pods, other pods]."""
     out: dict[PodClass, list[int]] = {}
-    for i in range(arrivals.count):
-        out.setdefault(_class_of(arrivals, i), [0, 0])[0 if forced[i] else 1] += 1
+    for c, idx in _class_index(arrivals).items():
+        must = int(forced[idx].sum())
+        out[c] = [must, len(idx) - must]
     return out
 
 

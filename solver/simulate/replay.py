@@ -125,7 +125,6 @@ class Replay:
         failed: Counter[str] = Counter()
         kinds = arrivals.kind()
         total_arrived = 0
-        first_fail, first_fail_milli = -1, 0
         start = time.perf_counter()
         for i in range(n):
             total_arrived += int(arrivals.gpu_request[i])
@@ -134,8 +133,6 @@ class Replay:
             decision[i] = time.perf_counter() - t0
             if placement is None:
                 failed[str(kinds[i])] += 1
-                if first_fail < 0 and arrivals.num_gpu[i] > 0:
-                    first_fail, first_fail_milli = i, total_arrived - int(arrivals.gpu_request[i])
             else:
                 placed[i] = True
                 cluster.place(arrivals, i, placement)
@@ -153,6 +150,8 @@ class Replay:
         seconds = time.perf_counter() - start
         pct = arrived / cap * 100
         ratio = np.where(idle > 0, fr / np.maximum(idle, 1) * 100, 0.0)
+        gpu_failed = np.flatnonzero(~placed & (arrivals.num_gpu > 0))
+        first_fail = int(gpu_failed[0]) if len(gpu_failed) else -1
         return SeedResult(
             strategy=strategy.name,
             seed=seed,
@@ -166,6 +165,8 @@ class Replay:
             decision_ms=decision * 1000,
             final_allocation=float(used[-1] / cap * 100) if n else 0.0,
             first_gpu_failure=first_fail,
-            first_gpu_failure_pct=first_fail_milli / cap * 100 if first_fail >= 0 else float("nan"),
+            first_gpu_failure_pct=float(pct[first_fail] - arrivals.gpu_request[first_fail] / cap * 100)
+            if first_fail >= 0
+            else float("nan"),
             placed=placed,
         )
