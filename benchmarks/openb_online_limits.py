@@ -1,0 +1,237 @@
+"""How much better could `online` place shares on `default`, if it knew more? (the #4 target question)
+
+Each variant is `online` with one thing changed, replayed on the same seeds; next to its allocation
+at 130% the script gives the ceiling (solver/simulate/bound.py) for *exactly the pods it placed*:
+the most any schedule could allocate that places those pods (and any others). That splits a
+strategy's distance to the 95% ceiling (`simulate --ceiling`) in two: which pods it placed
+(admission: e.g. an 810 that takes an empty GPU once the cluster is nearly full) and how it packed
+them (the gap between its result and this ceiling).
+
+Variants:
+- `online`: as shipped (fill patterns learned from the shares seen so far);
+- `oracle-cover`: the fill patterns of the optimal packing of *every* share of the seed's arrival
+  sequence, known from the first pod (perfect knowledge of the future share mix);
+- `oracle-maxpack`: the patterns of the hindsight optimum itself: the LP that maximises GPU in use
+  when every pod arriving before 95% must be placed and the later ones may be (what the ceiling
+  solves, CPU left out);
+- `commit`: learned patterns, but each GPU is committed to one pattern when its first share lands,
+  and a share that fits no open slot opens a GPU for the pattern furthest below its LP proportion
+  (realizes the LP's pattern mix, not just its patterns).
+
+Usage (from the repo root, venv active):
+    python benchmarks/openb_online_limits.py --seeds 42-51 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / ".." / "shared" / "data" / "openb"
+VARIANTS = ("online", "oracle-cover", "oracle-maxpack", "commit")
+MILLI = 1000
+
+
+def _within(part: tuple[int, ...], whole: tuple[int, ...]) -> bool:
+    have = Counter(whole)
+    return all(have[s] >= n for s, n in Counter(part).items())
+
+
+def _cover_lp(counts: Counter[int]) -> dict[tuple[int, ...], float]:
+    """Patterns and GPU counts of the optimal fractional packing of ``counts`` (fewest GPUs)."""
+    from ortools.linear_solver import pywraplp
+
+    from solver.simulate.patterns import best_pattern
+
+    sizes = sorted(s for s, n in counts.items() if n > 0)
+    lp = pywraplp.Solver.CreateSolver("GLOP")
+    cover = {s: lp.Constraint(counts[s], lp.infinity()) for s in sizes}
+    lp.Objective().SetMinimization()
+    cols: dict[tuple[int, ...], Any] = {}
+
+    def add(p: tuple[int, ...]) -> None:
+        var = lp.NumVar(0, lp.infinity(), "")
+        lp.Objective().SetCoefficient(var, 1)
+        for s, n in Counter(p).items():
+            cover[s].SetCoefficient(var, n)
+        cols[p] = var
+
+    for s in sizes:
+        add((s,) * (MILLI // s))
+    for _ in range(200):
+        lp.Solve()
+        duals = [max(cover[s].dual_value(), 0.0) for s in sizes]
+        keep = [k for k, d in enumerate(duals) if d > 1e-12]
+        value, p = best_pattern([sizes[k] for k in keep], [duals[k] for k in keep])
+        if not p or value <= 1 + 1e-9 or p in cols:
+            break
+        add(p)
+    return {p: v.solution_value() for p, v in cols.items() if v.solution_value() > 1e-9}
+
+
+def _maxpack_lp(forced: Counter[int], optional: Counter[int], gpus: int) -> dict[tuple[int, ...], float]:
+    """Patterns of the LP that maximises GPU milli in use on ``gpus`` GPUs (key 1000: whole GPUs)."""
+    from ortools.linear_solver import pywraplp
+
+    sizes = sorted(k for k in set(forced) | set(optional) if k < MILLI)
+    pats: list[tuple[int, ...]] = []
+
+    def gen(start: int, room: int, cur: tuple[int, ...]) -> None:
+        if cur:
+            pats.append(cur)
+        for k in range(start, len(sizes)):
+            if sizes[k] <= room:
+                gen(k, room - sizes[k], (*cur, sizes[k]))
+
+    gen(0, MILLI, ())
+    lp = pywraplp.Solver.CreateSolver("GLOP")
+    x = [lp.NumVar(0, lp.infinity(), "") for _ in pats]
+    whole = lp.NumVar(forced[MILLI], forced[MILLI] + optional[MILLI], "")
+    room = lp.Constraint(0, gpus)
+    for var in [*x, whole]:
+        room.SetCoefficient(var, 1)
+    for s in sizes:
+        row = lp.Constraint(forced[s], forced[s] + optional[s])
+        for var, p in zip(x, pats, strict=True):
+            if s in p:
+                row.SetCoefficient(var, p.count(s))
+    for var, p in zip(x, pats, strict=True):
+        lp.Objective().SetCoefficient(var, sum(p))
+    lp.Objective().SetCoefficient(whole, MILLI)
+    lp.Objective().SetMaximization()
+    lp.Solve()
+    return {p: var.solution_value() for p, var in zip(pats, x, strict=True) if var.solution_value() > 1e-9}
+
+
+def _make(variant: str) -> Any:
+    from solver.simulate.bound import arrived_before
+    from solver.simulate.online import Online
+    from solver.simulate.patterns import OnTrack
+
+    class Oracle(Online):
+        def reset(self, ctx: Any) -> None:
+            super().reset(ctx)
+            p = self.pods
+            if variant == "oracle-cover":
+                counts: Counter[int] = Counter(
+                    int(p.milli[i]) for i in range(p.count) if p.num_gpu[i] == 1 and p.milli[i] < MILLI
+                )
+                self.fixed = OnTrack(_cover_lp(counts))
+                return
+            early = arrived_before(p, self.cluster.nodes.total_gpu_milli, 95.0)
+            forced: Counter[int] = Counter()
+            optional: Counter[int] = Counter()
+            for i in range(p.count):
+                if p.num_gpu[i]:
+                    key = MILLI if p.milli[i] >= MILLI else int(p.milli[i])
+                    (forced if early[i] else optional)[key] += int(p.num_gpu[i]) if key == MILLI else 1
+            self.fixed = OnTrack(_maxpack_lp(forced, optional, int(self.cluster.nodes.gpus.sum())))
+
+        def _learn_patterns(self, milli: int) -> None:
+            self.on_track = self.fixed
+
+    class Commit(Online):
+        def reset(self, ctx: Any) -> None:
+            super().reset(ctx)
+            self.plan: dict[tuple[int, int], tuple[int, ...] | None] = {}
+            self.x: dict[tuple[int, ...], float] = {}
+            self.intent: dict[tuple[int, int], tuple[int, ...] | None] = {}
+
+        def _learn_patterns(self, milli: int) -> None:
+            self.shares_seen[milli] += 1
+            n = sum(self.shares_seen.values())
+            if n >= self.next_patterns:
+                many = len(self.shares_seen) > self.config.patterns_sizes
+                self.x = {} if many else _cover_lp(self.shares_seen)
+                self.on_track = OnTrack(self.x)
+                self.next_patterns = n + min(n, self.config.refresh_every)
+                for key, p in list(self.plan.items()):  # recommit GPUs whose pattern left the support
+                    if p not in self.x:
+                        self.plan[key] = self._pattern_for(self.contents.get(key, ()))
+
+        def _pattern_for(self, contents: tuple[int, ...]) -> tuple[int, ...] | None:
+            fits = [p for p in self.x if _within(contents, p)]
+            if not fits:
+                return None
+            made = Counter(self.plan.values())
+            total, opened = sum(self.x.values()), sum(made[p] for p in self.x)
+            return max(fits, key=lambda p: self.x[p] / total * (opened + 1) - made[p])
+
+        def _keep_on_track(self, cand: Any, milli: int) -> Any:
+            gpu = np.argmax(cand.use, axis=1)
+            keys = [(int(n), int(g)) for n, g in zip(cand.node, gpu, strict=True)]
+            held = [self.contents.get(k, ()) for k in keys]
+            plans = [self.plan.get(k) for k in keys]
+            slot = np.array([bool(c) and p is not None and _within((*c, milli), p) for p, c in zip(plans, held)])
+            opening = self._pattern_for((milli,))
+            if slot.any():
+                self.intent = {k: self.plan[k] for k, ok in zip(keys, slot) if ok}
+                return slot
+            empty = np.array([not c for c in held])
+            if empty.any() and opening is not None:
+                self.intent = {k: opening for k, ok in zip(keys, empty) if ok}
+                return empty
+            self.intent = {}
+            return super()._keep_on_track(cand, milli)
+
+        def commit(self, i: int, placement: Any) -> None:
+            super().commit(i, placement)
+            if i >= 0 and placement.gpus and self.pods.num_gpu[i] == 1 and self.pods.milli[i] < MILLI:
+                key = (placement.node, placement.gpus[0])
+                self.plan[key] = self.intent.get(key) or self._pattern_for(self.contents[key])
+
+    if variant == "online":
+        return Online()
+    return Commit() if variant == "commit" else Oracle()
+
+
+def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
+    from solver.simulate.replay import Replay
+    from solver.simulate.trace import parse_nodes, parse_pods
+
+    variant, seed = job
+    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods((DATA / "openb_pod_list_default.csv").read_text(), nodes.models, "default")
+    result = Replay(nodes, pods).run(_make(variant), seed, ceiling=1000.0)
+    return variant, seed, result.at_130, float(result.ceiling)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="42-51")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+    from solver.simulate.run import parse_seeds
+
+    variants = args.variants.split(",")
+    jobs = [(v, s) for v in variants for s in parse_seeds(args.seeds)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(_one, jobs))
+    base = {s: a for v, s, a, _ in done if v == "online"}
+    print("| variant | allocation at 130% | − online (same seeds) | ceiling for the pods it placed | packing loss |")
+    print("|---|---|---|---|---|")
+    for v in variants:
+        rows = [(s, a, c) for w, s, a, c in done if w == v]
+        alloc = np.array([a for _, a, _ in rows])
+        ceil = np.array([c for _, _, c in rows])
+        diff = np.array([a - base[s] for s, a, _ in rows if s in base])
+        sd = np.std(alloc, ddof=1) if len(alloc) > 1 else 0.0
+        delta = f"{np.mean(diff):+.3f}" if len(diff) else "-"
+        print(
+            f"| {v} | {np.mean(alloc):.2f} ± {sd:.2f} | {delta} | {np.mean(ceil):.2f} | {np.mean(ceil - alloc):.2f} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
