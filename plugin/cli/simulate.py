@@ -160,7 +160,7 @@ def _run_openb(args: argparse.Namespace) -> int:
     from solver.simulate.replay import Replay
     from solver.simulate.run import parse_seeds
     from solver.simulate.run import run as run_strategy
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from solver.simulate.trace import check_replayable, parse_nodes, parse_pods
 
     try:
         seeds = parse_seeds(args.seeds)
@@ -169,6 +169,7 @@ def _run_openb(args: argparse.Namespace) -> int:
         return 2
     nodes = parse_nodes(read_source(args.nodes, "nodes_unreadable")[0], str(args.nodes))
     pods = parse_pods(read_source(args.pods, "pods_unreadable")[0], nodes.models, str(args.pods))
+    check_replayable(nodes, pods, args.target, str(args.nodes), str(args.pods))
     trace = args.pods.stem.removeprefix("openb_pod_list_")
     if args.mig:
         return _run_mig(args, nodes, pods, seeds, trace)
@@ -254,6 +255,11 @@ def _mig_doc(strategy: str, trace: str, seeds: list[int], results: list[MigResul
     }
 
 
+def _cell(value: object) -> str:
+    """A table cell: "-" where there is no value (e.g. the replay never reached 130% arrived)."""
+    return "-" if value is None else str(value)
+
+
 def _table(docs: list[dict[str, object]]) -> str:
     head = (
         f"{'strategy':<12} {'trace':<12} {'seeds':>5} {'alloc@130 %':>11} {'sd':>6} {'failed':>8}"
@@ -270,7 +276,7 @@ def _table(docs: list[dict[str, object]]) -> str:
         dm = d["decision_ms"]
         assert isinstance(dm, dict)
         lines.append(
-            f"{d['strategy']!s:<12} {d['trace']!s:<12} {n:>5} {d['allocation_at_130']!s:>11} "
+            f"{d['strategy']!s:<12} {d['trace']!s:<12} {n:>5} {_cell(d['allocation_at_130']):>11} "
             f"{d['allocation_at_130_sd']!s:>6} {d['failed_pods_total']!s:>8} "
             f"{float(str(d['seconds'])) / n:>7.1f} {dm['p99']!s:>7}"
         )

@@ -37,6 +37,8 @@ def arrival_order(pods: Pods, capacity_milli: int, seed: int, target: float = 1.
     goal = target * capacity_milli
     if target <= 0:  # no tuning: the shuffled trace as it is
         return np.array(order, dtype=np.int64)
+    if total == 0 or capacity_milli <= 0:
+        raise ValueError("tuning to a share of GPU capacity needs GPU capacity and pods that ask for GPUs")
     if total < goal:
         while True:
             pick = int(rng.integers(pods.count))

@@ -185,6 +185,8 @@ def parse_pods(text: str, models: tuple[str, ...], filename: str = "<pods>") -> 
             )
     if errors:
         raise DiagnosticError(errors)
+    if not names:
+        raise DiagnosticError.single("csv_empty", "the pod list has no rows", Location(filename, 1, 1))
     num = np.array(cols["num_gpu"], dtype=np.int64)
     milli = np.minimum(np.array(cols["gpu_milli"], dtype=np.int64), MILLI)
     milli = np.where(num == 0, 0, milli)
@@ -197,3 +199,18 @@ def parse_pods(text: str, models: tuple[str, ...], filename: str = "<pods>") -> 
         spec=tuple(specs),
         spec_mask=np.array([spec_mask(s, models) for s in specs], dtype=np.int64),
     )
+
+
+def check_replayable(nodes: Nodes, pods: Pods, target: float, nodes_file: str, pods_file: str) -> None:
+    """Reject inputs the FGD protocol cannot replay: no GPU to fill, or no GPU demand to scale."""
+    if nodes.total_gpu_milli <= 0:
+        raise DiagnosticError.single(
+            "nodes_no_gpus", "the node list has no GPUs: there is nothing to allocate", Location(nodes_file, 1, 1)
+        )
+    if target > 0 and int(pods.gpu_request.sum()) == 0:
+        raise DiagnosticError.single(
+            "pods_no_gpu_demand",
+            f"no pod asks for a GPU, so the arrivals cannot be scaled to {target * 100:g}% of the GPU capacity"
+            " (--target 0 replays the pod list as it is)",
+            Location(pods_file, 1, 1),
+        )

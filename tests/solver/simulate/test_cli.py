@@ -84,6 +84,50 @@ def test_missing_file_is_a_diagnostic(files: tuple[Path, Path], capsys: pytest.C
     assert "nodes_unreadable" in capsys.readouterr().err
 
 
+POD_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+
+
+@pytest.mark.parametrize(
+    ("nodes_text", "pods_text", "extra", "code", "bad_file"),
+    [
+        (None, POD_HEADER, [], "csv_empty", "pods"),
+        ("sn,cpu_milli,memory_mib,gpu,model\nn0,32000,65536,0,\n", None, [], "nodes_no_gpus", "nodes"),
+        ("sn,cpu_milli,memory_mib,gpu,model\nn0,32000,65536,0,\n", None, ["--mig"], "nodes_no_gpus", "nodes"),
+        (None, POD_HEADER + "c0,4000,1024,0,0,\nc1,2000,512,0,0,\n", [], "pods_no_gpu_demand", "pods"),
+    ],
+)
+def test_inputs_the_protocol_cannot_replay_are_located_errors(
+    files: tuple[Path, Path],
+    nodes_text: str | None,
+    pods_text: str | None,
+    extra: list[str],
+    code: str,
+    bad_file: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    n, p = files
+    if nodes_text is not None:
+        n.write_text(nodes_text)
+    if pods_text is not None:
+        p.write_text(pods_text)
+    argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "online", "--seeds", "1", *extra]
+    assert main(argv) == 1  # before the fix: a traceback, or (no GPU demand) a loop that never ended
+    err = capsys.readouterr().err
+    assert f"{n if bad_file == 'nodes' else p}:1:1: {code}" in err
+    assert "Traceback" not in err
+
+
+def test_cpu_only_pods_replay_as_they_are_with_target_zero(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    n, p = files
+    p.write_text(POD_HEADER + "c0,4000,1024,0,0,\nc1,2000,512,0,0,\n")
+    argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "fgd", "--seeds", "1", "--target", "0"]
+    assert main([*argv, "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["failed_pods_total"] == 0 and doc["allocation_at_130"] is None
+
+
 def test_bad_seeds_is_a_usage_error(files: tuple[Path, Path]) -> None:
     n, p = files
     assert main(["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "random", "--seeds", "x"]) == 2

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from solver.simulate.protocol import arrival_order, type_counts, typical_types
 from solver.simulate.trace import Pods, parse_pods
@@ -34,6 +35,15 @@ def test_tuning_down_removes_pods_until_at_or_below_target() -> None:
     order = arrival_order(pods, 4000, seed=1, target=1.3)
     assert len(order) == 5  # 5 x 1000 <= 5200 < 6 x 1000
     assert len(set(order.tolist())) == 5
+
+
+def test_tuning_without_gpu_demand_or_capacity_is_refused_not_an_endless_loop() -> None:
+    cpu_only = _pods([(1000, 0, 0), (2000, 0, 0)])
+    with pytest.raises(ValueError, match="GPU capacity"):
+        arrival_order(cpu_only, 4000, seed=1, target=1.3)
+    with pytest.raises(ValueError, match="GPU capacity"):
+        arrival_order(_pods([(1000, 1, 500)]), 0, seed=1, target=1.3)
+    assert sorted(arrival_order(cpu_only, 4000, seed=1, target=0).tolist()) == [0, 1]  # no tuning: as it is
 
 
 def test_tuning_is_reproducible_per_seed_and_differs_across_seeds() -> None:
