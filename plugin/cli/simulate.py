@@ -205,8 +205,8 @@ def _mig_table(docs: list[dict[str, object]]) -> str:
         seeds = d["seeds"]
         assert isinstance(seeds, list)
         lines.append(
-            f"{d['strategy']!s:<12} {d['trace']!s:<12} {len(seeds):>5} {d['slices_in_use_at_130']!s:>25}"
-            f" {d['slices_in_use_at_130_sd']!s:>6}"
+            f"{d['strategy']!s:<12} {d['trace']!s:<12} {len(seeds):>5} {_cell(d['slices_in_use_at_130']):>25}"
+            f" {_cell(d['slices_in_use_at_130_sd']):>6}"
         )
     return "\n".join(lines)
 
@@ -277,7 +277,7 @@ def _table(docs: list[dict[str, object]]) -> str:
         assert isinstance(dm, dict)
         lines.append(
             f"{d['strategy']!s:<12} {d['trace']!s:<12} {n:>5} {_cell(d['allocation_at_130']):>11} "
-            f"{d['allocation_at_130_sd']!s:>6} {d['failed_pods_total']!s:>8} "
+            f"{_cell(d['allocation_at_130_sd']):>6} {d['failed_pods_total']!s:>8} "
             f"{float(str(d['seconds'])) / n:>7.1f} {dm['p99']!s:>7}"
         )
         if with_ceiling:
