@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     objects = 0
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Diagnostic("file_unreadable", f"cannot read file: {exc}", Location(str(path))))
             continue

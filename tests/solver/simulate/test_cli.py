@@ -128,6 +128,17 @@ def test_cpu_only_pods_replay_as_they_are_with_target_zero(
     assert doc["failed_pods_total"] == 0 and doc["allocation_at_130"] is None
 
 
+def test_a_byte_order_mark_before_the_header_is_ignored(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    n, p = files
+    n.write_bytes(b"\xef\xbb\xbf" + NODES_CSV.replace("\n", "\r\n").encode())  # as a spreadsheet saves it
+    p.write_bytes(b"\xef\xbb\xbf" + PODS_CSV.encode())
+    argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "fgd", "--seeds", "1", "-o", "json"]
+    assert main(argv) == 0  # before: csv_missing_column "sn" / "name"
+    assert json.loads(capsys.readouterr().out)["allocation_at_130"] is not None
+
+
 def test_bad_seeds_is_a_usage_error(files: tuple[Path, Path]) -> None:
     n, p = files
     assert main(["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "random", "--seeds", "x"]) == 2
