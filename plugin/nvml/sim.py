@@ -65,6 +65,9 @@ def specs_from_cluster(path: Path, node: str) -> list[SimGpuSpec]:
     ]
 
 
+MAX_SIM_GPUS = 64  # more than any real node (NVML counts GPUs per node)
+
+
 def parse_spec(spec: str) -> list[SimGpuSpec]:
     """``8xH100-80GB``, ``2xA100-40GB,1xL4``, ``1xA100-40GB:mig``, ``1xA100-40GB:mig=3g.20gb@0+3g.20gb@4``."""
     gpus: list[SimGpuSpec] = []
@@ -84,6 +87,8 @@ def parse_spec(spec: str) -> list[SimGpuSpec]:
         gpus.extend(SimGpuSpec(model, mig, placements) for _ in range(count))
     if not gpus:
         raise NvmlError("invalid_sim_spec", "the simulated node has no GPUs")
+    if len(gpus) > MAX_SIM_GPUS:
+        raise NvmlError("invalid_sim_spec", f"{len(gpus)} GPUs; a simulated node has at most {MAX_SIM_GPUS}")
     return gpus
 
 
@@ -158,7 +163,7 @@ class SimNvml:
         model = catalog.get_model(spec.model)
         engines = model.mig_engines or catalog.Engines(model.multiprocessors, 0, 0, 0, 0, 0)
         state = self._state["gpus"][index]
-        bus = 0x18 + 0x10 * index
+        domain, bus = index // 15, 0x18 + 0x10 * (index % 15)  # 15 buses per PCI domain keep the ids valid
         return Gpu(
             index=index,
             minor=index,
@@ -170,8 +175,8 @@ class SimNvml:
             cuda_compute_capability=model.compute_capability,
             driver_version=spec.driver_version or DRIVER_VERSION,
             cuda_driver_version=spec.cuda_driver_version or CUDA_DRIVER_VERSION,
-            pci_bus_id=spec.pci_bus_id or f"0000:{bus:02x}:00.0",
-            pcie_root=spec.pcie_root or f"pci0000:{bus & 0xF0:02x}",
+            pci_bus_id=spec.pci_bus_id or f"{domain:04x}:{bus:02x}:00.0",
+            pcie_root=spec.pcie_root or f"pci{domain:04x}:{bus & 0xF0:02x}",
             memory_bytes=model.memory_bytes,
             multiprocessors=model.multiprocessors,
             copy_engines=engines.copy_engines,

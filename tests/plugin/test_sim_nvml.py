@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ def test_spec_forms() -> None:
         ("1xL4:mig", "mig_not_supported"),
         ("eight H100s", "invalid_sim_spec"),
         ("", "invalid_sim_spec"),
+        ("60xH100-80GB,5xL4", "invalid_sim_spec"),  # more GPUs than a node has
     ],
 )
 def test_bad_specs(spec: str, code: str) -> None:
@@ -43,6 +45,15 @@ def test_discovery_is_deterministic_and_complete() -> None:
     )  # fmt: skip
     assert gpu.uuid.startswith("GPU-") and gpu.pci_bus_id.startswith("0000:") and gpu.pcie_root.startswith("pci")
     assert gpu.memory_bytes == 81559 * 2**20 and gpu.multiprocessors == 132 and gpu.mig_capable and not gpu.mig_enabled
+
+
+def test_pci_addresses_stay_valid_and_distinct_on_large_nodes() -> None:
+    gpus = SimNvml("16xV100-32GB,48xL4", seed="dgx").gpus()
+    ids = [g.pci_bus_id for g in gpus]
+    assert len(set(ids)) == 64
+    assert all(re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:00\.0", i) for i in ids), ids  # was 0000:108:00.0 at GPU 15
+    assert ids[0] == "0000:18:00.0" and ids[14] == "0000:f8:00.0" and ids[15] == "0001:18:00.0"
+    assert all(re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}", g.pcie_root) for g in gpus)
 
 
 @pytest.mark.parametrize(
