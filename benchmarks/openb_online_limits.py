@@ -18,8 +18,14 @@ Variants:
   and a share that fits no open slot opens a GPU for the pattern furthest below its LP proportion
   (realizes the LP's pattern mix, not just its patterns).
 
+`--binpack` instead packs only the shares that arrive before 95%, in arrival order, as plain bin
+packing (no nodes, CPU or whole-GPU pods), with the patterns of their own optimal packing known from
+the start: a share joins the fullest GPU it keeps on track, else opens one. It prints the GPUs used
+against the LP, and how much of the excess is room left in GPUs whose pattern is still incomplete.
+
 Usage (from the repo root, venv active):
     python benchmarks/openb_online_limits.py --seeds 42-51 --jobs 2
+    python benchmarks/openb_online_limits.py --seeds 42-51 --binpack
 """
 
 from __future__ import annotations
@@ -204,13 +210,51 @@ def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
     return variant, seed, result.at_130, float(result.ceiling)
 
 
+def _binpack(seeds: list[int]) -> None:
+    from solver.simulate.bound import arrived_before
+    from solver.simulate.patterns import OnTrack
+    from solver.simulate.protocol import arrival_order
+    from solver.simulate.trace import parse_nodes, parse_pods
+
+    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods((DATA / "openb_pod_list_default.csv").read_text(), nodes.models, "default")
+    print("| seed | GPUs used | LP | excess | room in GPUs whose pattern is incomplete | patterns |")
+    print("|---|---|---|---|---|---|")
+    for seed in seeds:
+        arrivals = pods.take(arrival_order(pods, nodes.total_gpu_milli, seed, 1.3))
+        early = arrived_before(arrivals, nodes.total_gpu_milli, 95.0)
+        shares = [
+            int(arrivals.milli[i])
+            for i in range(arrivals.count)
+            if early[i] and arrivals.num_gpu[i] == 1 and arrivals.milli[i] < MILLI
+        ]
+        x = _cover_lp(Counter(shares))
+        track = OnTrack(x)
+        gpus: list[tuple[int, ...]] = []
+        for s in shares:
+            ok = [k for k, held in enumerate(gpus) if tuple(sorted((*held, s))) in track]
+            if ok:
+                k = max(ok, key=lambda k: sum(gpus[k]))
+                gpus[k] = tuple(sorted((*gpus[k], s)))
+            else:
+                gpus.append((s,))
+        lp = sum(x.values())
+        room = sum(MILLI - sum(held) for held in gpus if held not in x) / MILLI
+        print(f"| {seed} | {len(gpus)} | {lp:.1f} | {len(gpus) - lp:.1f} | {room:.1f} | {len(x)} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="42-51")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--binpack", action="store_true", help="plain bin packing of the shares (see above)")
     args = ap.parse_args()
     from solver.simulate.run import parse_seeds
+
+    if args.binpack:
+        _binpack(parse_seeds(args.seeds))
+        return 0
 
     variants = args.variants.split(",")
     jobs = [(v, s) for v in variants for s in parse_seeds(args.seeds)]
