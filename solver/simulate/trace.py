@@ -133,7 +133,8 @@ def parse_nodes(text: str, filename: str = "<nodes>") -> Nodes:
         raise DiagnosticError(errors)
     if not names:
         raise DiagnosticError.single("csv_empty", "the node list has no rows", Location(filename, 1, 1))
-    models = tuple(sorted({m for m, g in zip(model_names, cols["gpu"]) if m and g > 0}))
+    # A GPU node without a model still has GPUs: they serve pods without a gpu_spec (model "").
+    models = tuple(sorted({m for m, g in zip(model_names, cols["gpu"]) if g > 0}))
     if len(models) > 62:
         raise DiagnosticError.single(
             "too_many_models", f"{len(models)} GPU models; at most 62", Location(filename, 1, 1)

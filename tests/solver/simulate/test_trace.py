@@ -20,6 +20,15 @@ def test_pods_cap_shares_and_mask_models(pods: Pods) -> None:
     assert pods.kind().tolist() == ["share", "share", "1gpu", "2gpu", "cpu", "share"]
 
 
+def test_gpus_without_a_model_serve_pods_without_a_gpu_spec() -> None:
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\na,8000,1024,2,\nb,8000,1024,1,T4\nc,8000,1024,0,\n")
+    assert nodes.models == ("", "T4") and nodes.model.tolist() == [0, 1, -1]  # before: a's GPUs had no model
+    pods = parse_pods(
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\nany,1,1,1,500,\nt4,1,1,1,500,T4\n", nodes.models
+    )
+    assert pods.spec_mask.tolist() == [0b11, 0b10]
+
+
 def test_gpu_milli_above_1000_is_capped(nodes: Nodes) -> None:
     pods = parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,1,1500\n", nodes.models)
     assert pods.milli.tolist() == [1000]
