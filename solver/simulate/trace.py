@@ -102,6 +102,17 @@ def _rows(text: str, filename: str, required: tuple[str, ...]) -> list[tuple[int
     return [(i + 2, row) for i, row in enumerate(reader)]
 
 
+# The largest value each column takes: GPUs per node or pod as cluster descriptions allow; CPU,
+# memory and per-GPU milli far above any real node, and small enough that sums stay exact.
+LIMITS = {
+    "cpu_milli": 10**9,
+    "memory_mib": 10**9,
+    "gpu": 64,
+    "num_gpu": 64,
+    "gpu_milli": 10**6,
+}
+
+
 def _int(row: dict[str, str], key: str, line: int, filename: str, errors: list[Diagnostic]) -> int:
     raw = (row.get(key) or "").strip()
     try:
@@ -115,6 +126,15 @@ def _int(row: dict[str, str], key: str, line: int, filename: str, errors: list[D
         errors.append(
             Diagnostic("csv_negative", f"{key}={value} must not be negative", Location(filename, line, 1, key))
         )
+    elif value > LIMITS.get(key, 0):
+        errors.append(
+            Diagnostic(
+                "csv_out_of_range",
+                f"{key}={value} is more than {LIMITS[key]:,}",
+                Location(filename, line, 1, key),
+            )
+        )
+        return 0
     return value
 
 

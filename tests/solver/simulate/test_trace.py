@@ -42,6 +42,9 @@ def test_gpu_milli_above_1000_is_capped(nodes: Nodes) -> None:
         ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,1,0\n", "pod_zero_gpu_milli"),
         ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,2,500\n", "pod_shared_multi_gpu"),
         ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,-1,1,0,0\n", "csv_negative"),
+        # before: an OverflowError traceback, or arrays sized by the number
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,100000000000000000000000,1,0,0\n", "csv_out_of_range"),
+        ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np,1,1,9223372036854775807,1000\n", "csv_out_of_range"),
     ],
 )
 def test_bad_pod_rows_give_located_diagnostics(nodes: Nodes, text: str, code: str) -> None:
@@ -51,6 +54,13 @@ def test_bad_pod_rows_give_located_diagnostics(nodes: Nodes, text: str, code: st
     assert d.code == code
     assert d.location.file == "pods.csv"
     assert d.location.line >= 1
+
+
+def test_a_node_with_more_gpus_than_a_node_has_is_an_error() -> None:
+    with pytest.raises(DiagnosticError) as err:
+        parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,1024,100000000000,A\n", "n.csv")
+    found = err.value.diagnostics[0]
+    assert found.code == "csv_out_of_range" and found.location.line == 2
 
 
 def test_empty_node_list_is_an_error() -> None:
