@@ -27,7 +27,7 @@ a node), the arrival order, and integrality (the LP is solved, not the integer p
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ class Ceiling:
     seconds: float
     rounds: int = 0
     exact: bool = True  # False: generation stopped early; the value is a looser (still valid) bound
+    fill: dict[tuple[int, ...], float] = field(default_factory=dict)  # the optimum's GPUs per fill pattern
 
 
 PodClass = tuple[int, int, int, int, int]  # GPU count, per-GPU size, spec mask, CPU milli, memory MiB
@@ -122,7 +123,7 @@ class _TypeRows:
     gpus: int  # GPUs of this type in the cluster
     link: dict[int, Any]
     sizes: list[int]
-    seen: set[tuple[int, ...]]
+    seen: dict[tuple[int, ...], Any]  # pattern -> its variable
 
 
 def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 1000, time_limit: float = 60.0) -> Ceiling:
@@ -153,7 +154,7 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 1000, 
         r.room.SetCoefficient(var, 1)
         for size in set(p):
             r.link[size].SetCoefficient(var, p.count(size))
-        r.seen.add(p)
+        r.seen[p] = var
 
     for t, count in types.items():
         here = [c for c in classes if _fits(c, t)]
@@ -179,7 +180,7 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 1000, 
                 if c[0] and c[1] == size:
                     link[size].SetCoefficient(var, -c[0])
         link[WHOLE].SetCoefficient(whole, 1)
-        r = _TypeRows(room, count * t[1], link, sizes, set())
+        r = _TypeRows(room, count * t[1], link, sizes, {})
         rows.append(r)
         for size in sizes:
             add_pattern(r, (size,) * (MILLI // size))
@@ -231,7 +232,13 @@ def ceiling(nodes: Nodes, arrivals: Pods, forced: BOOL, max_rounds: int = 1000, 
         value = float("nan")  # even the relaxation cannot place every forced pod: no schedule does
     else:
         value = min(bound + (LEFT_OUT * short if exact else 0.0), capacity) / capacity * 100
+    fill: dict[tuple[int, ...], float] = {}
+    for r in rows:
+        for p, var in r.seen.items():
+            if var.solution_value() > 1e-9:
+                fill[p] = fill.get(p, 0.0) + float(var.solution_value())
     return Ceiling(
+        fill=fill,
         rounds=rounds,
         exact=exact,
         forced_pods=int(forced.sum()),

@@ -50,7 +50,12 @@ def best_pattern(sizes: list[int], price: list[float], capacity: int = MILLI) ->
 
 
 def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rounds: int = 200) -> list[Pattern]:
-    """The patterns an optimal fractional packing of ``counts`` (share size -> pods) uses.
+    """The patterns an optimal fractional packing of ``counts`` (share size -> pods) uses."""
+    return list(optimal_packing(counts, capacity, max_rounds))
+
+
+def optimal_packing(counts: Mapping[int, int], capacity: int = MILLI, max_rounds: int = 200) -> dict[Pattern, float]:
+    """An optimal fractional packing of ``counts`` (share size -> pods): pattern -> GPUs filled so.
 
     The LP: minimise the GPUs used, ``sum x_p``, such that every size is covered,
     ``sum_p x_p count_p(s) >= counts[s]``; patterns are generated from the duals (a knapsack)
@@ -60,7 +65,7 @@ def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rou
 
     sizes = sorted(s for s, n in counts.items() if 0 < s <= capacity and n > 0)
     if not sizes:
-        return []
+        return {}
     solver = pywraplp.Solver.CreateSolver("GLOP")
     cover = {s: solver.Constraint(counts[s], solver.infinity()) for s in sizes}
     objective = solver.Objective()
@@ -78,14 +83,15 @@ def efficient_patterns(counts: Mapping[int, int], capacity: int = MILLI, max_rou
         add((size,) * (capacity // size))
     for round_ in range(max_rounds):
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
-            return []
+            return {}
         duals = [max(cover[s].dual_value(), 0.0) for s in sizes]
         keep = [k for k, d in enumerate(duals) if d > 1e-12]
         value, p = best_pattern([sizes[k] for k in keep], [duals[k] for k in keep], capacity)
         if not p or value <= 1 + 1e-9 or p in columns or round_ == max_rounds - 1:
             break  # the model is still the one just solved
         add(p)
-    return [p for p, var in columns.items() if var.solution_value() > 1e-9]  # type: ignore[attr-defined]
+    values = {p: float(var.solution_value()) for p, var in columns.items()}  # type: ignore[attr-defined]
+    return {p: x for p, x in values.items() if x > 1e-9}
 
 
 class OnTrack:

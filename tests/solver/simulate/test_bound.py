@@ -47,6 +47,14 @@ def test_pricing_finds_the_best_pattern_of_all(seed: int) -> None:
     assert gain == pytest.approx(best)
 
 
+def test_the_ceiling_reports_how_its_optimum_fills_the_gpus() -> None:
+    nodes = parse_nodes(TWO_GPUS)
+    pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,150,", "d,1,1,1,600,"])
+    found = ceiling(nodes, pods, _first(pods, 1))  # the 810 must be placed; any of the rest may be
+    assert found.allocation == pytest.approx(98.0)  # 810 + 150 on one GPU, the 1000 on the other
+    assert found.fill == pytest.approx({(150, 810): 1.0})  # whole GPUs are not patterns
+
+
 def test_a_ceiling_cut_short_is_still_an_upper_bound() -> None:
     nodes = parse_nodes(TWO_GPUS)
     pods = _pods(nodes, ["a,1,1,1,810,", "b,1,1,1,1000,", "c,1,1,1,150,"])

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from solver.simulate.patterns import OnTrack, efficient_patterns
+import pytest
+
+from solver.simulate.patterns import OnTrack, efficient_patterns, optimal_packing
 
 
 def test_the_optimal_packing_pairs_shares_that_fill_a_gpu() -> None:
@@ -15,6 +17,13 @@ def test_the_mix_decides_the_partners() -> None:
     # 650s want a 320; the 470s pair with each other
     got = set(efficient_patterns(Counter({650: 10, 320: 10, 470: 10})))
     assert got == {(320, 650), (470, 470)}
+
+
+def test_the_packing_says_how_many_gpus_each_pattern_fills() -> None:
+    counts = Counter({500: 4, 300: 3})
+    found = optimal_packing(counts)
+    assert found == pytest.approx({(500, 500): 2.0, (300, 300, 300): 1.0})  # 3 GPUs; no mix wastes less
+    assert efficient_patterns(counts) == list(found)
 
 
 def test_nothing_to_pack() -> None:
