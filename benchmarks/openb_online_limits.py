@@ -11,9 +11,9 @@ Variants:
 - `online`: as shipped (fill patterns learned from the shares seen so far);
 - `oracle-cover`: the fill patterns of the optimal packing of *every* share of the seed's arrival
   sequence, known from the first pod (perfect knowledge of the future share mix);
-- `oracle-maxpack`: the patterns of the hindsight optimum itself: the LP that maximises GPU in use
-  when every pod arriving before 95% must be placed and the later ones may be (what the ceiling
-  solves, CPU left out);
+- `oracle-maxpack`: the patterns of the hindsight optimum itself: the ceiling's LP
+  (solver/simulate/bound.py) when every placeable pod arriving before 95% must be placed and the
+  later ones may be;
 - `commit`: learned patterns, but each GPU is committed to one pattern when its first share lands,
   and a share that fits no open slot opens a GPU for the pattern furthest below its LP proportion
   (realizes the LP's pattern mix, not just its patterns).
@@ -51,76 +51,10 @@ def _within(part: tuple[int, ...], whole: tuple[int, ...]) -> bool:
     return all(have[s] >= n for s, n in Counter(part).items())
 
 
-def _cover_lp(counts: Counter[int]) -> dict[tuple[int, ...], float]:
-    """Patterns and GPU counts of the optimal fractional packing of ``counts`` (fewest GPUs)."""
-    from ortools.linear_solver import pywraplp
-
-    from solver.simulate.patterns import best_pattern
-
-    sizes = sorted(s for s, n in counts.items() if n > 0)
-    lp = pywraplp.Solver.CreateSolver("GLOP")
-    cover = {s: lp.Constraint(counts[s], lp.infinity()) for s in sizes}
-    lp.Objective().SetMinimization()
-    cols: dict[tuple[int, ...], Any] = {}
-
-    def add(p: tuple[int, ...]) -> None:
-        var = lp.NumVar(0, lp.infinity(), "")
-        lp.Objective().SetCoefficient(var, 1)
-        for s, n in Counter(p).items():
-            cover[s].SetCoefficient(var, n)
-        cols[p] = var
-
-    for s in sizes:
-        add((s,) * (MILLI // s))
-    for _ in range(200):
-        lp.Solve()
-        duals = [max(cover[s].dual_value(), 0.0) for s in sizes]
-        keep = [k for k, d in enumerate(duals) if d > 1e-12]
-        value, p = best_pattern([sizes[k] for k in keep], [duals[k] for k in keep])
-        if not p or value <= 1 + 1e-9 or p in cols:
-            break
-        add(p)
-    return {p: v.solution_value() for p, v in cols.items() if v.solution_value() > 1e-9}
-
-
-def _maxpack_lp(forced: Counter[int], optional: Counter[int], gpus: int) -> dict[tuple[int, ...], float]:
-    """Patterns of the LP that maximises GPU milli in use on ``gpus`` GPUs (key 1000: whole GPUs)."""
-    from ortools.linear_solver import pywraplp
-
-    sizes = sorted(k for k in set(forced) | set(optional) if k < MILLI)
-    pats: list[tuple[int, ...]] = []
-
-    def gen(start: int, room: int, cur: tuple[int, ...]) -> None:
-        if cur:
-            pats.append(cur)
-        for k in range(start, len(sizes)):
-            if sizes[k] <= room:
-                gen(k, room - sizes[k], (*cur, sizes[k]))
-
-    gen(0, MILLI, ())
-    lp = pywraplp.Solver.CreateSolver("GLOP")
-    x = [lp.NumVar(0, lp.infinity(), "") for _ in pats]
-    whole = lp.NumVar(forced[MILLI], forced[MILLI] + optional[MILLI], "")
-    room = lp.Constraint(0, gpus)
-    for var in [*x, whole]:
-        room.SetCoefficient(var, 1)
-    for s in sizes:
-        row = lp.Constraint(forced[s], forced[s] + optional[s])
-        for var, p in zip(x, pats, strict=True):
-            if s in p:
-                row.SetCoefficient(var, p.count(s))
-    for var, p in zip(x, pats, strict=True):
-        lp.Objective().SetCoefficient(var, sum(p))
-    lp.Objective().SetCoefficient(whole, MILLI)
-    lp.Objective().SetMaximization()
-    lp.Solve()
-    return {p: var.solution_value() for p, var in zip(pats, x, strict=True) if var.solution_value() > 1e-9}
-
-
 def _make(variant: str) -> Any:
-    from solver.simulate.bound import arrived_before
+    from solver.simulate.bound import arrived_before, ceiling, placeable
     from solver.simulate.online import Online
-    from solver.simulate.patterns import OnTrack
+    from solver.simulate.patterns import OnTrack, optimal_packing
 
     class Oracle(Online):
         def reset(self, ctx: Any) -> None:
@@ -130,16 +64,11 @@ def _make(variant: str) -> Any:
                 counts: Counter[int] = Counter(
                     int(p.milli[i]) for i in range(p.count) if p.num_gpu[i] == 1 and p.milli[i] < MILLI
                 )
-                self.fixed = OnTrack(_cover_lp(counts))
+                self.fixed = OnTrack(optimal_packing(counts))
                 return
-            early = arrived_before(p, self.cluster.nodes.total_gpu_milli, 95.0)
-            forced: Counter[int] = Counter()
-            optional: Counter[int] = Counter()
-            for i in range(p.count):
-                if p.num_gpu[i]:
-                    key = MILLI if p.milli[i] >= MILLI else int(p.milli[i])
-                    (forced if early[i] else optional)[key] += int(p.num_gpu[i]) if key == MILLI else 1
-            self.fixed = OnTrack(_maxpack_lp(forced, optional, int(self.cluster.nodes.gpus.sum())))
+            nodes = self.cluster.nodes
+            forced = arrived_before(p, nodes.total_gpu_milli, 95.0) & placeable(nodes, p)
+            self.fixed = OnTrack(ceiling(nodes, p, forced).fill)
 
         def _learn_patterns(self, milli: int) -> None:
             self.on_track = self.fixed
@@ -156,7 +85,7 @@ def _make(variant: str) -> Any:
             n = sum(self.shares_seen.values())
             if n >= self.next_patterns:
                 many = len(self.shares_seen) > self.config.patterns_sizes
-                self.x = {} if many else _cover_lp(self.shares_seen)
+                self.x = {} if many else optimal_packing(self.shares_seen)
                 self.on_track = OnTrack(self.x)
                 self.next_patterns = n + min(n, self.config.refresh_every)
                 for key, p in list(self.plan.items()):  # recommit GPUs whose pattern left the support
@@ -212,7 +141,7 @@ def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
 
 def _binpack(seeds: list[int]) -> None:
     from solver.simulate.bound import arrived_before
-    from solver.simulate.patterns import OnTrack
+    from solver.simulate.patterns import OnTrack, optimal_packing
     from solver.simulate.protocol import arrival_order
     from solver.simulate.trace import parse_nodes, parse_pods
 
@@ -228,7 +157,7 @@ def _binpack(seeds: list[int]) -> None:
             for i in range(arrivals.count)
             if early[i] and arrivals.num_gpu[i] == 1 and arrivals.milli[i] < MILLI
         ]
-        x = _cover_lp(Counter(shares))
+        x = optimal_packing(Counter(shares))
         track = OnTrack(x)
         gpus: list[tuple[int, ...]] = []
         for s in shares:
