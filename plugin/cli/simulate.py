@@ -167,7 +167,7 @@ def _run_openb(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gpupolicy simulate: error: bad --seeds {args.seeds!r}: {exc}", file=sys.stderr)
         return 2
-    nodes = parse_nodes(read_source(args.nodes, "nodes_unreadable")[0], str(args.nodes))
+    nodes = parse_nodes(*read_source(args.nodes, "nodes_unreadable"))
     pods = parse_pods(read_source(args.pods, "pods_unreadable")[0], nodes.models, str(args.pods))
     check_replayable(nodes, pods, args.target, str(args.nodes), str(args.pods))
     trace = args.pods.stem.removeprefix("openb_pod_list_")
@@ -283,7 +283,7 @@ def _table(docs: list[dict[str, object]]) -> str:
         if with_ceiling:
             first = d.get("first_gpu_failure_pct")
             lines[-1] += f" {'-' if first is None else round(float(str(first)), 2)!s:>10}"
-            lines[-1] += f" {d.get('ceiling_at_130', '-')!s:>9}"
+            lines[-1] += f" {_cell(d.get('ceiling_at_130')):>9}"
     return "\n".join(lines)
 
 

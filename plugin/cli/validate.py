@@ -35,7 +35,8 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policy.errors import Diagnostic, Location, sorted_diagnostics
+    from plugin.cli.files import read_source
+    from policy.errors import Diagnostic, DiagnosticError, Location, sorted_diagnostics
     from policy.validate import validate_text
 
     files, missing = expand_paths(args.paths)
@@ -43,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
     objects = 0
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Diagnostic("file_unreadable", f"cannot read file: {exc}", Location(str(path))))
+            text, name = read_source(path)
+        except DiagnosticError as err:
+            problems += err.diagnostics
             continue
-        count, found = validate_text(text, str(path))
+        count, found = validate_text(text, name)
         objects += count
         problems += found
     problems = sorted_diagnostics(problems)
