@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from policy import cel
-from policy.device import DeviceView
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy import cel
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "openb" / "openb_node_list_gpu_node.csv"
 DRIVER = "gpu.nvidia.com"

@@ -43,10 +43,10 @@ def main() -> int:
     ap.add_argument("--seeds", default="42-51")
     ap.add_argument("--at", default="90,93,95", help="arrived %% before which every pod is placed")
     args = ap.parse_args()
-    from solver.simulate.bound import arrived_before, ceiling, placeable
-    from solver.simulate.protocol import arrival_order
-    from solver.simulate.run import parse_seeds
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.bound import arrived_before, ceiling, placeable
+    from gpupolicy.solver.simulate.protocol import arrival_order
+    from gpupolicy.solver.simulate.run import parse_seeds
+    from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     points = [float(x) for x in args.at.split(",")]

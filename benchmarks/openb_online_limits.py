@@ -52,9 +52,9 @@ def _within(part: tuple[int, ...], whole: tuple[int, ...]) -> bool:
 
 
 def _make(variant: str) -> Any:
-    from solver.simulate.bound import arrived_before, ceiling, placeable
-    from solver.simulate.online import Online
-    from solver.simulate.patterns import OnTrack, optimal_packing
+    from gpupolicy.solver.simulate.bound import arrived_before, ceiling, placeable
+    from gpupolicy.solver.simulate.online import Online
+    from gpupolicy.solver.simulate.patterns import OnTrack, optimal_packing
 
     class Oracle(Online):
         def reset(self, ctx: Any) -> None:
@@ -129,8 +129,8 @@ def _make(variant: str) -> Any:
 
 
 def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
-    from solver.simulate.replay import Replay
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.replay import Replay
+    from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     variant, seed = job
     nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
@@ -140,10 +140,10 @@ def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
 
 
 def _binpack(seeds: list[int]) -> None:
-    from solver.simulate.bound import arrived_before
-    from solver.simulate.patterns import OnTrack, optimal_packing
-    from solver.simulate.protocol import arrival_order
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.bound import arrived_before
+    from gpupolicy.solver.simulate.patterns import OnTrack, optimal_packing
+    from gpupolicy.solver.simulate.protocol import arrival_order
+    from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     pods = parse_pods((DATA / "openb_pod_list_default.csv").read_text(), nodes.models, "default")
@@ -179,7 +179,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--binpack", action="store_true", help="plain bin packing of the shares (see above)")
     args = ap.parse_args()
-    from solver.simulate.run import parse_seeds
+    from gpupolicy.solver.simulate.run import parse_seeds
 
     if args.binpack:
         _binpack(parse_seeds(args.seeds))

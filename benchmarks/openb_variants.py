@@ -104,9 +104,9 @@ def write_variants(out: Path, seed: int = 7) -> dict[str, Path]:
 
 
 def main() -> int:
-    from solver.simulate.replay import Replay
-    from solver.simulate.run import parse_seeds, run
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.replay import Replay
+    from gpupolicy.solver.simulate.run import parse_seeds, run
+    from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="42-44")

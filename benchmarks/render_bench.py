@@ -1,4 +1,4 @@
-"""Time ``policy.cluster.render`` (policy + cluster description -> DeviceClasses and ResourceSlices).
+"""Time ``gpupolicy.policy.cluster.render`` (policy + cluster description -> DeviceClasses and ResourceSlices).
 
 Run: ``python benchmarks/render_bench.py`` (from the repository root). Prints the median of 3 runs.
 """
@@ -9,8 +9,8 @@ import statistics
 import time
 from pathlib import Path
 
-from policy.cluster import Cluster, load_cluster, render
-from policy.policyfile import load_policy
+from gpupolicy.policy.cluster import Cluster, load_cluster, render
+from gpupolicy.policy.policyfile import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 

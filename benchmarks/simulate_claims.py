@@ -82,10 +82,10 @@ def mig_claims(n: int, rng: random.Random) -> str:
 
 
 def run(name: str, policy: str, cluster: str, claims: str, strategies: list[str], limit: float) -> None:
-    from solver.compile import compile_problem
-    from solver.inputs import read_inputs
-    from solver.result import SolveParams
-    from solver.simulate.claims import replay_claims
+    from gpupolicy.solver.compile import compile_problem
+    from gpupolicy.solver.inputs import read_inputs
+    from gpupolicy.solver.result import SolveParams
+    from gpupolicy.solver.simulate.claims import replay_claims
 
     inputs = read_inputs([(cluster, "cluster.yaml")], [(claims, "claims.yaml")], (policy, "policy.yaml"))
     compiled = compile_problem(inputs.slices, inputs.classes, inputs.pending, nodes=inputs.nodes, policy=inputs.policy)

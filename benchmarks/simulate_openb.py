@@ -39,9 +39,9 @@ def published() -> dict[tuple[str, str], list[float]]:
 
 
 def run_one(trace: str, strategy: str, seeds: list[int], cache: Path) -> dict[str, object]:
-    from solver.simulate.replay import Replay
-    from solver.simulate.run import run
-    from solver.simulate.trace import parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.replay import Replay
+    from gpupolicy.solver.simulate.run import run
+    from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
@@ -100,7 +100,7 @@ def report(docs: dict[tuple[str, str], dict[str, object]], out: Path, plots: Pat
                 f" {_opt(d, 'first_gpu_failure_pct')} | {_opt(d, 'ceiling_at_130')} |"
             )
     out.write_text("\n".join(lines) + "\n")
-    from plugin.cli.simulate import _plot
+    from gpupolicy.plugin.cli.simulate import _plot
 
     for trace in TRACES:
         present = [docs[trace, s] for s in (*STRATEGIES, "batch") if (trace, s) in docs]
@@ -118,7 +118,7 @@ def main() -> int:
     ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "results" / "simulate_table.md")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    from solver.simulate.run import parse_seeds
+    from gpupolicy.solver.simulate.run import parse_seeds
 
     args.cache.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

@@ -21,12 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from solver.compile import compile_problem  # noqa: E402
-from solver.inputs import read_inputs  # noqa: E402
-from solver.report import summarize  # noqa: E402
-from solver.result import SolveParams  # noqa: E402
-from solver.solve import solve  # noqa: E402
-from solver.verify import verify  # noqa: E402
+from gpupolicy.solver.compile import compile_problem  # noqa: E402
+from gpupolicy.solver.inputs import read_inputs  # noqa: E402
+from gpupolicy.solver.report import summarize  # noqa: E402
+from gpupolicy.solver.result import SolveParams  # noqa: E402
+from gpupolicy.solver.solve import solve  # noqa: E402
+from gpupolicy.solver.verify import verify  # noqa: E402
 
 DRIVER = "gpu.gpupolicy.dev"
 CLASSES = f"""apiVersion: resource.k8s.io/v1

@@ -1,7 +1,7 @@
 """Reading located YAML: libyaml's parser (what ``parse_yaml`` uses) against PyYAML's pure-Python one.
 
 Generates N ResourceSlices (one per node, 8 GPUs each) as ``kubectl get -o yaml`` would print a
-List, then times ``policy.yamlsrc.parse_yaml`` with each loader in the same run. Prints medians.
+List, then times ``gpupolicy.policy.yamlsrc.parse_yaml`` with each loader in the same run. Prints medians.
 
     python benchmarks/yaml_bench.py [--slices 1000] [--runs 3]
 """
@@ -14,7 +14,7 @@ import time
 
 import yaml
 
-from policy import yamlsrc
+from gpupolicy.policy import yamlsrc
 
 
 def make_text(slices: int) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.checkpoint import write_atomic
+from gpupolicy.plugin.checkpoint import write_atomic
 
 CDI_VERSION = "0.6.0"
 CLASS = "claim"

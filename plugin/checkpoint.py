@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy.k8s.ids import ClaimUID
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 VERSION = 1
 FILE_NAME = "checkpoint.json"

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from policy.k8s.base import K8sModel
-from policy.quantity import Quantity, QuantityError
+from gpupolicy.policy.k8s.base import K8sModel
+from gpupolicy.policy.quantity import Quantity, QuantityError
 
 API_VERSIONS = ("resource.gpupolicy.dev/v1alpha1", "resource.nvidia.com/v1beta1")
 

@@ -1,4 +1,4 @@
-"""From NVML to the shared model: ``policy.gpu.GpuInfo`` per GPU, and the node's device inventory.
+"""From NVML to the shared model: ``gpupolicy.policy.gpu.GpuInfo`` per GPU, and the node's device inventory.
 
 The inventory maps each published device name back to what it is on this node (full GPU or MIG
 placement, created at prepare or pre-existing, shareable or not), using the shared builder so
@@ -11,11 +11,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from plugin.nvml.types import Gpu
-from policy import catalog
-from policy.builder import DEFAULT_DRIVER, PublishFor, gpu_view
-from policy.builder_devices import gpu_devices
-from policy.gpu import EXCLUSIVE, GpuInfo, GpuTaint, MigInstance, Mode, Publish
+from gpupolicy.plugin.nvml.types import Gpu
+from gpupolicy.policy import catalog
+from gpupolicy.policy.builder import DEFAULT_DRIVER, PublishFor, gpu_view
+from gpupolicy.policy.builder_devices import gpu_devices
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, GpuTaint, MigInstance, Mode, Publish
 
 log = logging.getLogger(__name__)
 

@@ -15,20 +15,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugin.cdi import CdiRegistry
-from plugin.checkpoint import Checkpoint, read_boot_id, write_atomic
-from plugin.discovery import Inventory, build_inventory
-from plugin.health import HealthMonitor, HealthState
-from plugin.kube import Kube, KubeError, Obj, RealKube, node_event
-from plugin.nvml.types import Gpu, Nvml
-from plugin.prepare_loop import LoopPreparer
-from plugin.publish import Publisher
-from plugin.reconcile import ReconcileReport, reconcile
-from plugin.server import PluginServer
-from plugin.sharing import CommandRunner, FakeRunner, SubprocessRunner
-from policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
-from policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
-from policy.k8s.dump import to_wire
+from gpupolicy.plugin.cdi import CdiRegistry
+from gpupolicy.plugin.checkpoint import Checkpoint, read_boot_id, write_atomic
+from gpupolicy.plugin.discovery import Inventory, build_inventory
+from gpupolicy.plugin.health import HealthMonitor, HealthState
+from gpupolicy.plugin.kube import Kube, KubeError, Obj, RealKube, node_event
+from gpupolicy.plugin.nvml.types import Gpu, Nvml
+from gpupolicy.plugin.prepare_loop import LoopPreparer
+from gpupolicy.plugin.publish import Publisher
+from gpupolicy.plugin.reconcile import ReconcileReport, reconcile
+from gpupolicy.plugin.server import PluginServer
+from gpupolicy.plugin.sharing import CommandRunner, FakeRunner, SubprocessRunner
+from gpupolicy.policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
+from gpupolicy.policy.k8s.dump import to_wire
 
 log = logging.getLogger(__name__)
 BOOT_ID_ENV = "GPUPOLICY_BOOT_ID"
@@ -52,12 +52,12 @@ class Options:
 def open_nvml(spec: str, node: str, state_dir: Path | None) -> Nvml:
     """``real`` or ``sim:<spec>``; a simulated node keeps its state in ``state_dir/sim-nvml.json``."""
     if spec == "real":
-        from plugin.nvml.real import RealNvml
+        from gpupolicy.plugin.nvml.real import RealNvml
 
         return RealNvml()
     if not spec.startswith("sim:"):
         raise ValueError(f"--nvml must be 'real' or 'sim:<spec>', not {spec!r}")
-    from plugin.nvml.sim import SimNvml
+    from gpupolicy.plugin.nvml.sim import SimNvml
 
     return SimNvml(spec[4:], seed=node, state_file=state_dir / "sim-nvml.json" if state_dir else None)
 
@@ -82,7 +82,7 @@ def default_publish_for(gpus: list[Gpu], modes_file: Path | None = None) -> Publ
 
 
 def load_policy_publish(path: Path) -> tuple[PublishFor, str]:
-    from policy.policyfile.compile import load_policy
+    from gpupolicy.policy.policyfile.compile import load_policy
 
     compiled = load_policy(path.read_text(encoding="utf-8"), str(path))
     return compiled.publish_for, compiled.driver_name

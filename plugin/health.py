@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from plugin.nvml.types import EventKind, HealthEvent, Nvml
-from policy.gpu import GpuTaint
+from gpupolicy.plugin.nvml.types import EventKind, HealthEvent, Nvml
+from gpupolicy.policy.gpu import GpuTaint
 
 log = logging.getLogger(__name__)
 

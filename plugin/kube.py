@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from plugin import kube_async
+from gpupolicy.plugin import kube_async
 
 GROUP = "resource.k8s.io"
 VERSION = "v1"
@@ -266,7 +266,7 @@ class RealKube:
         return self._decode(response.status, response.reason, response.data)
 
     async def get_claim_async(self, namespace: str, name: str) -> Obj:
-        """``get_claim`` on the running event loop, without a thread (see ``plugin.kube_async``)."""
+        """``get_claim`` on the running event loop, without a thread (see ``gpupolicy.plugin.kube_async``)."""
         loop = asyncio.get_running_loop()
         if not kube_async.supports(self._api.configuration):
             return await loop.run_in_executor(None, self.get_claim, namespace, name)

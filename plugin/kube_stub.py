@@ -1,7 +1,7 @@
 """An API-server stand-in over HTTP for tests and demos: the few ``resource.k8s.io/v1`` and
 ``/api/v1/nodes`` paths the plugin uses, backed by ``FakeKube``.
 
-    python -m plugin.kube_stub --port 8081 --kubeconfig-out /tmp/kc.yaml --node node-a [claims.yaml ...]
+    python -m gpupolicy.plugin.kube_stub --port 8081 --kubeconfig-out /tmp/kc.yaml --node node-a [claims.yaml ...]
 
 serves until interrupted; claims in the YAML files are loaded (with their status) as-is.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from plugin.kube import FakeKube, KubeError
+from gpupolicy.plugin.kube import FakeKube, KubeError
 
 _API = "/apis/resource.k8s.io/v1"
 _ROUTES = [

@@ -1,8 +1,9 @@
 """The live cluster state for ``gpupolicy solve --kubeconfig``: read, never written.
 
 Lists ResourceSlices, DeviceClasses, Nodes, ResourceClaims, unscheduled Pods and the ResourceClaimTemplates they
-still need through the controller's :class:`~plugin.controller.api.KubeApi`, and turns them into the same texts
-``gpupolicy solve`` reads from files, so live objects and files follow one code path (``solver.inputs``):
+still need through the controller's :class:`~gpupolicy.plugin.controller.api.KubeApi`, and turns them into the
+same texts ``gpupolicy solve`` reads from files, so live objects and files follow one code path
+(``gpupolicy.solver.inputs``):
 
 - inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed);
 - claims: every claim without an allocation (not being deleted), oldest first, and every unscheduled Pod that
@@ -22,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin.controller.api import RESOURCES, ApiError, Resource
-from plugin.controller.snapshot import allocation, node_wire, slim
-from policy.errors import DiagnosticError, Location
+from gpupolicy.plugin.controller.api import RESOURCES, ApiError, Resource
+from gpupolicy.plugin.controller.snapshot import allocation, node_wire, slim
+from gpupolicy.policy.errors import DiagnosticError, Location
 
 Obj = dict[str, Any]
-Text = tuple[str, str]  # (content, filename), what solver.inputs.read_inputs reads
+Text = tuple[str, str]  # (content, filename), what gpupolicy.solver.inputs.read_inputs reads
 Lister = Callable[[str], list[Obj]]
 
 KEEP_META = ("name", "namespace", "uid", "labels", "annotations", "generation", "creationTimestamp")
@@ -52,7 +53,7 @@ def read_cluster(kubeconfig: str, namespace: str | None = None) -> LiveState:
 
 
 def _connect(kubeconfig: str) -> Any:
-    from plugin.controller.api import KubeApi
+    from gpupolicy.plugin.controller.api import KubeApi
 
     path = Path(kubeconfig)
     if not path.is_file():

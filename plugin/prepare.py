@@ -7,7 +7,7 @@ leaves a ``PrepareStarted`` record that the next attempt (or start-up reconcilia
 Unprepare undoes exactly what the record says, tolerating what is already gone.
 
 Two ways in: ``prepare``/``unprepare`` here (threads: start-up and tests) and ``prepare_async``/
-``unprepare_async`` of :class:`plugin.prepare_loop.LoopPreparer` (the gRPC server's event loop). Each way
+``unprepare_async`` of :class:`gpupolicy.plugin.prepare_loop.LoopPreparer` (the gRPC server's event loop). Each way
 serializes the calls for one claim with its own kind of lock, so one process uses one way at a time (the
 server starts after start-up's reconciliation).
 """
@@ -22,14 +22,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from plugin import faults, sharing_plan
-from plugin.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
-from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, GroupCommit, MigOp, PreparedDevice, SharingOp
-from plugin.config import ConfigError, DeviceConfig, config_for, parse_configs
-from plugin.discovery import Inventory, NodeDevice
-from plugin.kube import Kube, KubeError
-from plugin.nvml.types import Nvml, NvmlError
-from plugin.sharing import (
+from gpupolicy.plugin import faults, sharing_plan
+from gpupolicy.plugin.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
+from gpupolicy.plugin.checkpoint import (
+    Checkpoint,
+    ClaimRecord,
+    ClaimState,
+    GroupCommit,
+    MigOp,
+    PreparedDevice,
+    SharingOp,
+)
+from gpupolicy.plugin.config import ConfigError, DeviceConfig, config_for, parse_configs
+from gpupolicy.plugin.discovery import Inventory, NodeDevice
+from gpupolicy.plugin.kube import Kube, KubeError
+from gpupolicy.plugin.nvml.types import Nvml, NvmlError
+from gpupolicy.plugin.sharing import (
     CommandError,
     CommandRunner,
     reset_timeslice,
@@ -38,7 +46,7 @@ from plugin.sharing import (
     start_shared_mps,
     stop_mps,
 )
-from policy.k8s.ids import ClaimUID
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
 

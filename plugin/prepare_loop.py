@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from typing import Any
 
-from plugin import faults
-from plugin.checkpoint import ClaimRecord, ClaimState, PreparedDevice
-from plugin.kube import KubeError
-from plugin.prepare import ClaimError, ClaimRef, Preparer, PrepareResult, prepare_failure
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin import faults
+from gpupolicy.plugin.checkpoint import ClaimRecord, ClaimState, PreparedDevice
+from gpupolicy.plugin.kube import KubeError
+from gpupolicy.plugin.prepare import ClaimError, ClaimRef, Preparer, PrepareResult, prepare_failure
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from plugin.kube import Kube, KubeError, Obj
-from policy.builder import NodeRef
+from gpupolicy.plugin.kube import Kube, KubeError, Obj
+from gpupolicy.policy.builder import NodeRef
 
 log = logging.getLogger(__name__)
 BuildSlices = Callable[[NodeRef, int], list[Obj]]

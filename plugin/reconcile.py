@@ -17,14 +17,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plugin import sharing_plan
-from plugin.checkpoint import ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
-from plugin.discovery import Inventory
-from plugin.kube import Kube, KubeError
-from plugin.nvml.types import NvmlError
-from plugin.prepare import Preparer
-from plugin.sharing import stop_mps
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin import sharing_plan
+from gpupolicy.plugin.checkpoint import ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
+from gpupolicy.plugin.discovery import Inventory
+from gpupolicy.plugin.kube import Kube, KubeError
+from gpupolicy.plugin.nvml.types import NvmlError
+from gpupolicy.plugin.prepare import Preparer
+from gpupolicy.plugin.sharing import stop_mps
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 
 import grpc
 
-from plugin.health import HealthState
-from plugin.prepare import ClaimRef, PrepareResult
-from plugin.prepare_loop import LoopPreparer
-from plugin.proto import (
+from gpupolicy.plugin.health import HealthState
+from gpupolicy.plugin.prepare import ClaimRef, PrepareResult
+from gpupolicy.plugin.prepare_loop import LoopPreparer
+from gpupolicy.plugin.proto import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
     dra_v1beta1_pb2,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from plugin.checkpoint import SharingOp, write_atomic
+from gpupolicy.plugin.checkpoint import SharingOp, write_atomic
 
 TIMESLICE = {"Default": 0, "Short": 1, "Medium": 2, "Long": 3}
 NVIDIA_SMI = "nvidia-smi"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.checkpoint import SharingOp
-from plugin.config import DeviceConfig
-from plugin.discovery import NodeDevice
-from policy.gpu import Mode
-from policy.quantity import Quantity, QuantityError
+from gpupolicy.plugin.checkpoint import SharingOp
+from gpupolicy.plugin.config import DeviceConfig
+from gpupolicy.plugin.discovery import NodeDevice
+from gpupolicy.policy.gpu import Mode
+from gpupolicy.policy.quantity import Quantity, QuantityError
 
 _POLICY_STRATEGY = {Mode.TIME_SLICING: "TimeSlicing", Mode.MPS: "MPS"}
 

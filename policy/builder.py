@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policy.builder_devices import Wire, gpu_attributes, gpu_devices
-from policy.device import AttributeValue, DeviceView, split_qualified
-from policy.gpu import EXCLUSIVE, GpuInfo, Publish
-from policy.k8s import limits
-from policy.k8s.slice import ResourceSlice
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.builder_devices import Wire, gpu_attributes, gpu_devices
+from gpupolicy.policy.device import AttributeValue, DeviceView, split_qualified
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, Publish
+from gpupolicy.policy.k8s import limits
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, fits
-from policy.gpu import GpuInfo, Mode, Publish
-from policy.quantity import Quantity
-from policy.semver import Semver, SemverError
+from gpupolicy.policy.catalog import Engines, GpuModel, MigPlacement, MigProfile, fits
+from gpupolicy.policy.gpu import GpuInfo, Mode, Publish
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver, SemverError
 
 Wire = dict[str, Any]
 

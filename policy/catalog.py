@@ -4,7 +4,7 @@ MIG geometry (profiles, memory slots, placements, media engines) comes from
 ``policy/data/mig_profiles.csv``, a copy of ``shared/data/mig_profiles.csv``. What the CSV does
 not hold is kept in the tables below, each with its source:
 
-The tables live in :mod:`policy.catalog_data`:
+The tables live in :mod:`gpupolicy.policy.catalog_data`:
 
 - GPU-instance profile IDs (the ``ID`` column of ``nvidia-smi mig -lgip``; the number that
   appears in MIG device names such as ``gpu-1-mig-2g20gb-14-0``): from real ``-lgip`` outputs.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 
-from policy.catalog_data import MODELS, MigSource, ModelSpec
+from gpupolicy.policy.catalog_data import MODELS, MigSource, ModelSpec
 
 MIB = 1024 * 1024
 
@@ -275,7 +275,7 @@ def _build(spec: ModelSpec, rows: Mapping[str, list[dict[str, str]]]) -> GpuMode
 @cache
 def all_models() -> tuple[GpuModel, ...]:
     """Every model of the catalog, in a fixed order."""
-    text = resources.files("policy").joinpath("data/mig_profiles.csv").read_text(encoding="utf-8")
+    text = resources.files("gpupolicy.policy").joinpath("data/mig_profiles.csv").read_text(encoding="utf-8")
     rows = read_mig_csv(text)
     return tuple(_build(spec, rows) for spec in MODELS)
 

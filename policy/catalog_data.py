@@ -1,4 +1,4 @@
-"""Per-model facts the MIG CSV does not hold; see :mod:`policy.catalog` for their sources."""
+"""Per-model facts the MIG CSV does not hold; see :mod:`gpupolicy.policy.catalog` for their sources."""
 
 from __future__ import annotations
 

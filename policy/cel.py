@@ -35,14 +35,14 @@ from celpy.celparser import CELParser
 from celpy.evaluation import celbytes, celstr
 from lark import Lark
 
-from policy.cel_ast import Node
-from policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
-from policy.cel_parse import Converter, ParseIssue
-from policy.cel_refs import KeyFn, Projection, analyze, key_function
-from policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
-from policy.device import DeviceView, result_cache
-from policy.errors import DiagnosticError, Location
-from policy.quantity import Quantity
+from gpupolicy.policy.cel_ast import Node
+from gpupolicy.policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
+from gpupolicy.policy.cel_parse import Converter, ParseIssue
+from gpupolicy.policy.cel_refs import KeyFn, Projection, analyze, key_function
+from gpupolicy.policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
+from gpupolicy.policy.device import DeviceView, result_cache
+from gpupolicy.policy.errors import DiagnosticError, Location
+from gpupolicy.policy.quantity import Quantity
 
 EXPRESSION_MAX_BYTES = 10 * 1024
 COST_LIMIT = 1_000_000

@@ -1,7 +1,7 @@
 """A small, engine-neutral syntax tree for CEL expressions.
 
-``policy.cel`` parses text with cel-python's grammar and converts lark trees into these nodes;
-the checker/compiler (``policy.cel_compiler``) and the reference analysis (``policy.cel_refs``)
+``gpupolicy.policy.cel`` parses text with cel-python's grammar and converts lark trees into these nodes;
+the checker/compiler (``gpupolicy.policy.cel_compiler``) and the reference analysis (``gpupolicy.policy.cel_refs``)
 work on them only. ``pos`` is the 0-based character offset of the node in the expression.
 """
 

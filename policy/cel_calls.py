@@ -1,17 +1,17 @@
-"""Compile operator and function calls (the ``Call`` node) for :mod:`policy.cel_compiler`."""
+"""Compile operator and function calls (the ``Call`` node) for :mod:`gpupolicy.policy.cel_compiler`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from policy import cel_lib, cel_ops, cel_strings
-from policy.cel_ast import Call, Ident, ListLit, Literal, MapLit, Node, children
-from policy.cel_regex import RegexError, compile_regex
-from policy.cel_types import DYN, EvalError, StaticType, assignable, cel_equal, compare, kind, runtime_type
+from gpupolicy.policy import cel_lib, cel_ops, cel_strings
+from gpupolicy.policy.cel_ast import Call, Ident, ListLit, Literal, MapLit, Node, children
+from gpupolicy.policy.cel_regex import RegexError, compile_regex
+from gpupolicy.policy.cel_types import DYN, EvalError, StaticType, assignable, cel_equal, compare, kind, runtime_type
 
 if TYPE_CHECKING:
-    from policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
+    from gpupolicy.policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
 
 _ARITH = {"_+_": cel_ops.add, "_-_": cel_ops.sub, "_*_": cel_ops.mul, "_/_": cel_ops.div, "_%_": cel_ops.mod}
 _CMP: dict[str, Callable[[int | None], bool]] = {
@@ -56,7 +56,7 @@ def _literal_ids(nodes: Sequence[Node]) -> set[int]:
 
 
 def _typed(fn: Fn, t: StaticType, cost: int, size: int | None = None) -> Typed:
-    from policy.cel_compiler import DEFAULT_SIZE, Typed
+    from gpupolicy.policy.cel_compiler import DEFAULT_SIZE, Typed
 
     return Typed(fn, t, cost, DEFAULT_SIZE if size is None else size)
 
@@ -196,7 +196,7 @@ def _resolve(compiler: Compiler, node: Call) -> tuple[str, list[cel_lib.Overload
 
 
 def _undeclared(name: str, pos: int) -> Exception:
-    from policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel_compiler import CompileIssue
 
     return CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", pos)
 
@@ -274,7 +274,7 @@ def _call_closure(
 
 def _check_format(template: str, node: Call) -> None:
     """cel-go validates ``"...".format([...])`` when the template and the list are literals."""
-    from policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel_compiler import CompileIssue
 
     (arg,) = node.args
     if not isinstance(arg, ListLit) or not all(isinstance(i, Literal) for i in arg.items):
@@ -295,7 +295,7 @@ def _check_format(template: str, node: Call) -> None:
 
 def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
     """Literal regexes, quantities and versions are checked when the expression is compiled."""
-    from policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel_compiler import CompileIssue
 
     literal_args = [a for a in node.args if isinstance(a, Literal) and isinstance(a.value, str)]
     if name in ("matches", "find", "findAll"):

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from policy import cel_ops
-from policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
-from policy.cel_calls import compile_call
-from policy.cel_types import (
+from gpupolicy.policy import cel_ops
+from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from gpupolicy.policy.cel_calls import compile_call
+from gpupolicy.policy.cel_types import (
     DYN,
     TYPE_NAMES,
     CostExceeded,
@@ -253,7 +253,7 @@ class Compiler:
                     self.scope[name] = old
 
     def _comprehension(self, node: Comprehension) -> Typed:
-        from policy.cel_macros import compile_comprehension
+        from gpupolicy.policy.cel_macros import compile_comprehension
 
         return compile_comprehension(self, node)
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from policy import cel_net, cel_regex, cel_strings, cel_url
-from policy.cel_types import (
+from gpupolicy.policy import cel_net, cel_regex, cel_strings, cel_url
+from gpupolicy.policy.cel_types import (
     DYN,
     INT64_MAX,
     INT64_MIN,
@@ -30,8 +30,8 @@ from policy.cel_types import (
     list_of,
     runtime_type,
 )
-from policy.quantity import Quantity, QuantityError
-from policy.semver import Semver, SemverError
+from gpupolicy.policy.quantity import Quantity, QuantityError
+from gpupolicy.policy.semver import Semver, SemverError
 
 Impl = Callable[..., object]
 Q, S = "quantity", "semver"

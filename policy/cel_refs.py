@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
-from policy.cel_ast import Bind, Call, Comprehension, Ident, Index, Literal, Node, Select, children
-from policy.device import DeviceView
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, Literal, Node, Select, children
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 ALL = None  # every ID of a domain
 Path = tuple[str, ...]

@@ -14,8 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

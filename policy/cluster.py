@@ -30,19 +30,19 @@ from typing import Literal
 
 from pydantic import Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
-from policy import catalog
-from policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
-from policy.device import DeviceView
-from policy.errors import Diagnostic, DiagnosticError, Location
-from policy.gpu import EXCLUSIVE, GpuInfo, MigInstance, Mode, Publish
-from policy.k8s import names
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.slice import ResourceSlice
-from policy.modelbase import diagnostics_from_validation
-from policy.policyfile.compiled import CompiledPolicy
-from policy.policyfile.model import API_VERSION, Metadata, PolicyModel
-from policy.quantity import Quantity, QuantityField
-from policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.policy import catalog
+from gpupolicy.policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, MigInstance, Mode, Publish
+from gpupolicy.policy.k8s import names
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.modelbase import diagnostics_from_validation
+from gpupolicy.policy.policyfile.compiled import CompiledPolicy
+from gpupolicy.policy.policyfile.model import API_VERSION, Metadata, PolicyModel
+from gpupolicy.policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 
 KIND = "ClusterDescription"
 _UUID_NAMESPACE = uuid.UUID("6f1c3e0a-8f1e-4b7e-9d1a-2b4c6d8e0f10")

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
-    from policy.quantity import Quantity
-    from policy.semver import Semver
+    from gpupolicy.policy.quantity import Quantity
+    from gpupolicy.policy.semver import Semver
 
 AttributeValue = Union[bool, int, str, "Semver"]
 
@@ -25,7 +25,7 @@ class DeviceView:
 
     Instances are compared by identity; selectors cache results by the projection of the
     device onto the attributes an expression references, so identical GPUs cost one evaluation.
-    ``policy.cel`` also remembers, on each instance, its result per selector: treat a device and
+    ``gpupolicy.policy.cel`` also remembers, on each instance, its result per selector: treat a device and
     its attribute/capacity maps as immutable once built (make a new ``DeviceView`` instead).
     """
 

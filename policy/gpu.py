@@ -2,7 +2,7 @@
 
 :class:`GpuInfo` is what the plugin's NVML discovery produces and what cluster descriptions
 expand into; :class:`Publish` is what the policy's sharing rules decide for one GPU. The
-ResourceSlice builder (:mod:`policy.builder`) turns both into devices.
+ResourceSlice builder (:mod:`gpupolicy.policy.builder`) turns both into devices.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from policy.catalog import GpuModel, MigPlacement, Placement, get_model
+from gpupolicy.policy.catalog import GpuModel, MigPlacement, Placement, get_model
 
 
 @dataclass(frozen=True)

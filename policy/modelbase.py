@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from policy.errors import Diagnostic, DiagnosticError
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 
 class StrictModel(BaseModel):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from policy.cel import compile_expression
-from policy.errors import Diagnostic, DiagnosticError, KeyPath
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.cel import compile_expression
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, KeyPath
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 SELECTOR_KINDS = ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate")
 

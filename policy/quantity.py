@@ -317,7 +317,7 @@ def canonical_string(nanos: int, fmt: QuantityFormat) -> str:
 
 
 def _validate_quantity(value: Any) -> Quantity:
-    """Pydantic hook; the ``invalid_quantity:`` prefix becomes the diagnostic code (see policy.modelbase)."""
+    """Pydantic hook; the ``invalid_quantity:`` prefix becomes the diagnostic code (see gpupolicy.policy.modelbase)."""
     try:
         if isinstance(value, (Quantity, str, int, float)):
             return Quantity.parse(value)

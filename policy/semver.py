@@ -152,7 +152,7 @@ def _normalize(text: str) -> str:
 
 
 def _validate_semver(value: Any) -> Semver:
-    """Pydantic hook; the ``invalid_semver:`` prefix becomes the diagnostic code (see policy.modelbase)."""
+    """Pydantic hook; the ``invalid_semver:`` prefix becomes the diagnostic code (see gpupolicy.policy.modelbase)."""
     try:
         return Semver.parse(value)
     except SemverError as err:

@@ -1,19 +1,19 @@
 """Validate one file of mixed objects: policies, cluster descriptions and Kubernetes objects.
 
 Each document is checked by the loader of its kind; Kubernetes objects additionally get their CEL
-selectors compiled (:mod:`policy.objcheck`). All problems are returned, none raised.
+selectors compiled (:mod:`gpupolicy.policy.objcheck`). All problems are returned, none raised.
 """
 
 from __future__ import annotations
 
-from policy.cluster import KIND as CLUSTER_KIND
-from policy.cluster import load_cluster_doc
-from policy.errors import Diagnostic, DiagnosticError
-from policy.k8s.load import load_objects
-from policy.objcheck import check_selectors
-from policy.policyfile.compile import compile_doc
-from policy.policyfile.model import KIND as POLICY_KIND
-from policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.policy.cluster import KIND as CLUSTER_KIND
+from gpupolicy.policy.cluster import load_cluster_doc
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError
+from gpupolicy.policy.k8s.load import load_objects
+from gpupolicy.policy.objcheck import check_selectors
+from gpupolicy.policy.policyfile.compile import compile_doc
+from gpupolicy.policy.policyfile.model import KIND as POLICY_KIND
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 
 
 def _own_kind(doc: SourceDoc) -> list[Diagnostic]:

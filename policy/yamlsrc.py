@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from policy.errors import Diagnostic, DiagnosticError, KeyPath, Location, format_path
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, KeyPath, Location, format_path
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 100

@@ -25,9 +25,18 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from solver.problem import AllocationMode, Claim, ClaimKey, DeviceIndex, DeviceResult, NodeName, Objective, Problem
-from solver.result import Placement, Solution, SolveParams
-from solver.state import Usage
+from gpupolicy.solver.problem import (
+    AllocationMode,
+    Claim,
+    ClaimKey,
+    DeviceIndex,
+    DeviceResult,
+    NodeName,
+    Objective,
+    Problem,
+)
+from gpupolicy.solver.result import Placement, Solution, SolveParams
+from gpupolicy.solver.state import Usage
 
 ClassKey = tuple[frozenset[DeviceIndex], int, int]  # eligible devices, count, priority
 GroupKey = tuple[NodeName, frozenset[int]]  # node, eligible class ids

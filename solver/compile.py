@@ -1,6 +1,6 @@
-"""Kubernetes objects (and a policy) → a :class:`solver.problem.Problem`.
+"""Kubernetes objects (and a policy) → a :class:`gpupolicy.solver.problem.Problem`.
 
-- devices and counter sets from ResourceSlices (:mod:`solver.compile_devices`);
+- devices and counter sets from ResourceSlices (:mod:`gpupolicy.solver.compile_devices`);
 - per request alternative, the eligible devices: class selectors, then request selectors (CEL,
   evaluated once per expression and device), then the policy's admission rules, then taints against
   tolerations, then capacity requests; every stage records how many devices it excluded and where
@@ -19,14 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.device import DeviceView
-from policy.errors import Diagnostic, DiagnosticError, Location
-from policy.k8s.claim import RequestFields, ResourceClaim
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.slice import ResourceSlice
-from policy.policyfile.compiled import ClaimInfo, CompiledPolicy, RequestInfo
-from solver.compile_devices import DeviceTable, NodeInfo, build_devices, qint
-from solver.problem import (
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location
+from gpupolicy.policy.k8s.claim import RequestFields, ResourceClaim
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.policyfile.compiled import ClaimInfo, CompiledPolicy, RequestInfo
+from gpupolicy.solver.compile_devices import DeviceTable, NodeInfo, build_devices, qint
+from gpupolicy.solver.problem import (
     AllocationMode,
     Alternative,
     Claim,
@@ -44,7 +44,7 @@ from solver.problem import (
     Toleration,
     tolerated,
 )
-from solver.selectors import SelectorCache, SelectorFailure
+from gpupolicy.solver.selectors import SelectorCache, SelectorFailure
 
 Locate = Callable[[Sequence[str | int]], Location]
 

@@ -1,6 +1,6 @@
 """ResourceSlices → the solver's devices and counter sets.
 
-Pools are gathered as the Kubernetes allocator does (``policy.k8s.view.gather_pools``: newest
+Pools are gathered as the Kubernetes allocator does (``gpupolicy.policy.k8s.view.gather_pools``: newest
 generation only, sorted by driver then pool name, slices by name). Devices of an *invalid* pool are
 left out (the allocator refuses to use them); devices of an *incomplete* pool stay usable for
 ``ExactCount`` requests but make any ``All`` request that would see them fail, as in Kubernetes.
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from policy.k8s.meta import NodeSelector
-from policy.k8s.nodeselect import node_selector_matches
-from policy.k8s.slice import CapacityRequestPolicy, ResourceSlice
-from policy.k8s.view import PoolDevice, gather_pools
-from policy.quantity import Quantity
-from policy.semver import Semver
-from solver.problem import (
+from gpupolicy.policy.k8s.meta import NodeSelector
+from gpupolicy.policy.k8s.nodeselect import node_selector_matches
+from gpupolicy.policy.k8s.slice import CapacityRequestPolicy, ResourceSlice
+from gpupolicy.policy.k8s.view import PoolDevice, gather_pools
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
+from gpupolicy.solver.problem import (
     AttributeValue,
     Capacity,
     CounterSet,

@@ -22,13 +22,13 @@ from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
-from solver.model import constraints, devices, placement
-from solver.model.quota import take_amount
-from solver.model.variables import Variables, create
-from solver.problem import AllocationMode, Alternative, Claim, ClaimKey, DeviceIndex, Problem, Quota
-from solver.quotas import existing_usage, usage_of
-from solver.result import Placement, Reason, Solution, SolveParams
-from solver.state import Usage
+from gpupolicy.solver.model import constraints, devices, placement
+from gpupolicy.solver.model.quota import take_amount
+from gpupolicy.solver.model.variables import Variables, create
+from gpupolicy.solver.problem import AllocationMode, Alternative, Claim, ClaimKey, DeviceIndex, Problem, Quota
+from gpupolicy.solver.quotas import existing_usage, usage_of
+from gpupolicy.solver.result import Placement, Reason, Solution, SolveParams
+from gpupolicy.solver.state import Usage
 
 Assumptions = dict[str, cp_model.IntVar]
 

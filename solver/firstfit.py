@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from solver.problem import (
+from gpupolicy.solver.problem import (
     AllocationMode,
     Alternative,
     AttributeValue,
@@ -31,9 +31,9 @@ from solver.problem import (
     Problem,
     node_options,
 )
-from solver.quotas import existing_usage, usage_of
-from solver.result import Placement, Solution
-from solver.state import Usage
+from gpupolicy.solver.quotas import existing_usage, usage_of
+from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.state import Usage
 
 MAX_STEPS = 200_000  # per (gang, node): the allocator's exponential worst case, bounded like its timeout
 _SHARE_NS = uuid.UUID("6f1c2b4e-3d5a-4f7e-9a10-2b3c4d5e6f70")

@@ -18,19 +18,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.cluster import KIND as CLUSTER_KIND
-from policy.cluster import load_cluster_doc, render
-from policy.errors import Diagnostic, DiagnosticError, Location
-from policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
-from policy.k8s.load import Loaded, LoadResult, load_objects
-from policy.k8s.meta import ObjectMeta
-from policy.k8s.pod import Pod, PodSpec
-from policy.k8s.slice import ResourceSlice
-from policy.policyfile.compile import load_policy
-from policy.policyfile.compiled import CompiledPolicy
-from policy.yamlsrc import SourceDoc, parse_yaml
-from solver.compile import ClassInfo, Compiled, Locate, PendingClaim, compile_problem
-from solver.compile_devices import NodeInfo
+from gpupolicy.policy.cluster import KIND as CLUSTER_KIND
+from gpupolicy.policy.cluster import load_cluster_doc, render
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location
+from gpupolicy.policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
+from gpupolicy.policy.k8s.load import Loaded, LoadResult, load_objects
+from gpupolicy.policy.k8s.meta import ObjectMeta
+from gpupolicy.policy.k8s.pod import Pod, PodSpec
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.policyfile.compile import load_policy
+from gpupolicy.policy.policyfile.compiled import CompiledPolicy
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.solver.compile import ClassInfo, Compiled, Locate, PendingClaim, compile_problem
+from gpupolicy.solver.compile_devices import NodeInfo
 
 REPLICAS_ANNOTATION = "gpupolicy.dev/replicas"
 Text = tuple[str, str]  # (content, filename)

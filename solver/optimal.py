@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from ortools.sat.python import cp_model
 
-from solver import aggregate
-from solver.firstfit import best_fit, first_fit, share_id
-from solver.model import constraints, devices, objective, placement, quota
-from solver.model.variables import Variables, create
-from solver.problem import ClaimKey, DeviceResult, NodeName, Problem
-from solver.result import Placement, Solution, SolveParams
-from solver.state import Usage
+from gpupolicy.solver import aggregate
+from gpupolicy.solver.firstfit import best_fit, first_fit, share_id
+from gpupolicy.solver.model import constraints, devices, objective, placement, quota
+from gpupolicy.solver.model.variables import Variables, create
+from gpupolicy.solver.problem import ClaimKey, DeviceResult, NodeName, Problem
+from gpupolicy.solver.result import Placement, Solution, SolveParams
+from gpupolicy.solver.state import Usage
 
 Progress = Callable[[str], None]
 

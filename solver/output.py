@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from policy.k8s.dump import to_wire
-from policy.quantity import Quantity
-from solver.compile import Compiled
-from solver.problem import DeviceResult, Toleration
-from solver.report import Summary, summarize
-from solver.result import Placement, Solution
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.solver.compile import Compiled
+from gpupolicy.solver.problem import DeviceResult, Toleration
+from gpupolicy.solver.report import Summary, summarize
+from gpupolicy.solver.result import Placement, Solution
 
 
 def _quantity(n: int) -> str:

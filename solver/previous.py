@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from policy.errors import Diagnostic, DiagnosticError
-from policy.k8s.load import load_objects
-from policy.yamlsrc import SourceDoc, parse_yaml
-from solver.problem import ClaimKey, DeviceIndex, Problem
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError
+from gpupolicy.policy.k8s.load import load_objects
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.solver.problem import ClaimKey, DeviceIndex, Problem
 
 
 def _claim_docs(text: str, filename: str) -> list[SourceDoc]:

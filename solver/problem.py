@@ -1,6 +1,6 @@
 """The solver's own view of a placement problem: plain frozen values, no Kubernetes types.
 
-``solver.compile`` builds a :class:`Problem` from ResourceSlices, DeviceClasses and ResourceClaims
+``gpupolicy.solver.compile`` builds a :class:`Problem` from ResourceSlices, DeviceClasses and ResourceClaims
 (CEL already evaluated, quantities already integers); the model, the baselines and the verifier all
 read only this. Devices are referred to by their index in ``Problem.devices``.
 

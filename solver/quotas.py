@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from solver.problem import DeviceResult, Problem, Quota
+from gpupolicy.solver.problem import DeviceResult, Problem, Quota
 
 
 def usage_of(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) -> int:

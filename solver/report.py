@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from solver.problem import ClaimKey, DeviceIndex, DeviceResult, Problem
-from solver.result import Solution
+from gpupolicy.solver.problem import ClaimKey, DeviceIndex, DeviceResult, Problem
+from gpupolicy.solver.result import Solution
 
 
 @dataclass

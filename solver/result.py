@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from solver.problem import ClaimKey, DeviceResult, NodeName
+from gpupolicy.solver.problem import ClaimKey, DeviceResult, NodeName
 
 
 @dataclass(frozen=True)

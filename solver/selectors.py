@@ -1,6 +1,6 @@
 """CEL device selectors for the compiler: compiled once per expression, evaluated in batches.
 
-``policy.cel``'s ``Program.evaluate_devices`` caches results by the part of the device an expression
+``gpupolicy.policy.cel``'s ``Program.evaluate_devices`` caches results by the part of the device an expression
 reads, so identical GPUs cost one evaluation. Kubernetes semantics: false excludes the device; a
 run-time error is not false but fails the claim that uses the selector, with the error.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.device import DeviceView
-from policy.errors import Location
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.errors import Location
 
 
 class SelectorFailure(Exception):
@@ -54,7 +54,7 @@ class SelectorCache:
     def get(self, expression: str, location: Location) -> Selector:
         program = self.programs.get(expression)
         if program is None:
-            cel = importlib.import_module("policy.cel")
+            cel = importlib.import_module("gpupolicy.policy.cel")
             program = cel.compile_expression(expression, location, env="selector")
             self.programs[expression] = program
         return Selector(expression, location, program)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from solver.explain import explain
-from solver.firstfit import best_fit, first_fit
-from solver.optimal import Progress, solve_optimal
-from solver.problem import Problem
-from solver.result import Solution, SolveParams
+from gpupolicy.solver.explain import explain
+from gpupolicy.solver.firstfit import best_fit, first_fit
+from gpupolicy.solver.optimal import Progress, solve_optimal
+from gpupolicy.solver.problem import Problem
+from gpupolicy.solver.result import Solution, SolveParams
 
 STRATEGIES = ("optimal", "first-fit", "best-fit")
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from solver.problem import Alternative, DeviceIndex, DeviceResult, Problem
+from gpupolicy.solver.problem import Alternative, DeviceIndex, DeviceResult, Problem
 
 CounterKey = tuple[str, str, str, str]  # driver, pool, counter set, counter
 

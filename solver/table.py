@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import string
 
-from solver.compile import Compiled
-from solver.problem import ClaimKey, DeviceResult, Problem
-from solver.report import Summary, Unit, UnitUse, gpu_units, summarize, unit_usage
-from solver.result import Solution
+from gpupolicy.solver.compile import Compiled
+from gpupolicy.solver.problem import ClaimKey, DeviceResult, Problem
+from gpupolicy.solver.report import Summary, Unit, UnitUse, gpu_units, summarize, unit_usage
+from gpupolicy.solver.result import Solution
 
 LETTERS = string.ascii_uppercase + string.ascii_lowercase + string.digits
 MAX_IDLE_NODES_SHOWN = 0  # in "table" mode nodes without any allocation are counted, not drawn

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from solver.problem import (
+from gpupolicy.solver.problem import (
     ANYWHERE,
     AllocationMode,
     Claim,
@@ -22,7 +22,7 @@ from solver.problem import (
     Quota,
     tolerated,
 )
-from solver.result import Placement, Solution
+from gpupolicy.solver.result import Placement, Solution
 
 
 def verify(problem: Problem, solution: Solution) -> list[str]:

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from plugin.cli.main import main
-from policy.builder import device_view
-from policy.cel import CelRuntimeError, compile_expression
-from policy.cluster import load_cluster, render
-from policy.device import DeviceView
-from policy.k8s.claim import RequestFields
-from policy.k8s.load import load_text
-from policy.k8s.slice import ResourceSlice
-from policy.k8s.validation import validate_object
-from policy.policyfile import CompiledPolicy, load_policy
-from policy.yamlsrc import SourceDoc
+from gpupolicy.plugin.cli.main import main
+from gpupolicy.policy.builder import device_view
+from gpupolicy.policy.cel import CelRuntimeError, compile_expression
+from gpupolicy.policy.cluster import load_cluster, render
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.k8s.claim import RequestFields
+from gpupolicy.policy.k8s.load import load_text
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.k8s.validation import validate_object
+from gpupolicy.policy.policyfile import CompiledPolicy, load_policy
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())

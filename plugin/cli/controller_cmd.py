@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-from plugin.cli.files import read_source
+from gpupolicy.plugin.cli.files import read_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> object:
-    from plugin.controller.placer import Settings
-    from policy.policyfile.compile import load_policy
-    from solver.result import SolveParams
+    from gpupolicy.plugin.controller.placer import Settings
+    from gpupolicy.policy.policyfile.compile import load_policy
+    from gpupolicy.solver.result import SolveParams
 
     policy = read_source(args.policy) if args.policy else None
     limits = load_policy(*policy).solver_limits if policy is not None else None
@@ -91,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
 def _propose(args: argparse.Namespace) -> int:
     import json
 
-    from plugin.controller.api import KubeApi
-    from plugin.controller.placer import Settings
-    from plugin.controller.rebalance import propose
-    from plugin.controller.snapshot import Snapshot
-    from policy.yamlsrc import dump_yaml
+    from gpupolicy.plugin.controller.api import KubeApi
+    from gpupolicy.plugin.controller.placer import Settings
+    from gpupolicy.plugin.controller.rebalance import propose
+    from gpupolicy.plugin.controller.snapshot import Snapshot
+    from gpupolicy.policy.yamlsrc import dump_yaml
 
     if args.time_limit is not None and args.time_limit <= 0:
         print("gpupolicy controller: times must be positive", file=sys.stderr)
@@ -114,12 +114,12 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from plugin.controller.api import KubeApi
-    from plugin.controller.leader import LeaderElector
-    from plugin.controller.logs import JsonLog
-    from plugin.controller.loop import Config, Controller
-    from plugin.controller.metrics import Metrics, serve
-    from plugin.controller.placer import Settings
+    from gpupolicy.plugin.controller.api import KubeApi
+    from gpupolicy.plugin.controller.leader import LeaderElector
+    from gpupolicy.plugin.controller.logs import JsonLog
+    from gpupolicy.plugin.controller.loop import Config, Controller
+    from gpupolicy.plugin.controller.metrics import Metrics, serve
+    from gpupolicy.plugin.controller.placer import Settings
 
     if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
         print("gpupolicy controller: times must be positive", file=sys.stderr)

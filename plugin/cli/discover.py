@@ -7,7 +7,7 @@ import socket
 import sys
 from pathlib import Path
 
-# policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
+# gpupolicy.policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
 DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(gpus: list[object]) -> str:
-    from plugin.nvml.types import Gpu
+    from gpupolicy.plugin.nvml.types import Gpu
 
     rows = [("MINOR", "UUID", "PRODUCT", "MEMORY", "ARCH", "CC", "PCI", "MIG", "MIG DEVICES")]
     for gpu in gpus:
@@ -48,8 +48,8 @@ def _table(gpus: list[object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plugin.driver import default_publish_for, load_policy_publish, open_nvml
-    from plugin.nvml.types import NvmlError
+    from gpupolicy.plugin.driver import default_publish_for, load_policy_publish, open_nvml
+    from gpupolicy.plugin.nvml.types import NvmlError
 
     try:
         nvml = open_nvml(args.nvml, args.node_name, None)
@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "table":
         sys.stdout.write(_table(list(gpus)))
         return 0
-    from plugin.discovery import build_inventory
-    from policy.builder import build_slices
-    from policy.gpu import EXCLUSIVE
-    from policy.k8s.dump import dump_objects
+    from gpupolicy.plugin.discovery import build_inventory
+    from gpupolicy.policy.builder import build_slices
+    from gpupolicy.policy.gpu import EXCLUSIVE
+    from gpupolicy.policy.k8s.dump import dump_objects
 
     if args.policy:
         publish_for, driver = load_policy_publish(args.policy)

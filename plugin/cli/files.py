@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from policy.errors import DiagnosticError, Location
+from gpupolicy.policy.errors import DiagnosticError, Location
 
 
 def read_source(path: str | Path, code: str = "file_unreadable") -> tuple[str, str]:

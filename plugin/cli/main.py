@@ -1,6 +1,6 @@
 """``gpupolicy``: the command line.
 
-Each subcommand lives in its own module under ``plugin.cli`` with two functions,
+Each subcommand lives in its own module under ``gpupolicy.plugin.cli`` with two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules import their heavy
 dependencies (ortools, grpc, NVML, the kubernetes client) inside ``run`` only, so that
 ``gpupolicy validate`` never loads grpc or NVML.
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, cast
 
-from policy.errors import DiagnosticError
+from gpupolicy.policy.errors import DiagnosticError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -24,14 +24,20 @@ EXIT_USAGE = 2
 
 # name -> (module, one-line help). Order is the order of ``gpupolicy --help``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("plugin.cli.validate", "validate policies, DeviceClasses, claims, slices and cluster descriptions"),
-    "select": ("plugin.cli.select", "evaluate one CEL device selector against an inventory"),
-    "render": ("plugin.cli.render", "print the DeviceClasses and ResourceSlices a policy yields for a cluster"),
-    "solve": ("plugin.cli.solve", "dry-run placement of pending claims (CP-SAT or a baseline)"),
-    "simulate": ("plugin.cli.simulate", "replay a trace of arrivals against a cluster with a strategy"),
-    "discover": ("plugin.cli.discover", "show the GPUs NVML reports on this node"),
-    "plugin": ("plugin.cli.plugin_cmd", "the kubelet DRA plugin (plugin run)"),
-    "controller": ("plugin.cli.controller_cmd", "the placement controller that allocates gated pods' claims"),
+    "validate": (
+        "gpupolicy.plugin.cli.validate",
+        "validate policies, DeviceClasses, claims, slices and cluster descriptions",
+    ),
+    "select": ("gpupolicy.plugin.cli.select", "evaluate one CEL device selector against an inventory"),
+    "render": (
+        "gpupolicy.plugin.cli.render",
+        "print the DeviceClasses and ResourceSlices a policy yields for a cluster",
+    ),
+    "solve": ("gpupolicy.plugin.cli.solve", "dry-run placement of pending claims (CP-SAT or a baseline)"),
+    "simulate": ("gpupolicy.plugin.cli.simulate", "replay a trace of arrivals against a cluster with a strategy"),
+    "discover": ("gpupolicy.plugin.cli.discover", "show the GPUs NVML reports on this node"),
+    "plugin": ("gpupolicy.plugin.cli.plugin_cmd", "the kubelet DRA plugin (plugin run)"),
+    "controller": ("gpupolicy.plugin.cli.controller_cmd", "the placement controller that allocates gated pods' claims"),
 }
 
 

@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from plugin.cli.files import read_source
-from policy.errors import DiagnosticError
+from gpupolicy.plugin.cli.files import read_source
+from gpupolicy.policy.errors import DiagnosticError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def render_objects(policy_text: str, policy_name: str, cluster_text: str, cluster_name: str) -> list[dict[str, Any]]:
     """Pure: texts in, the objects (as kubectl shows them) out."""
-    from policy.cluster import load_cluster, render
-    from policy.errors import Diagnostic
-    from policy.policyfile import load_policy
+    from gpupolicy.policy.cluster import load_cluster, render
+    from gpupolicy.policy.errors import Diagnostic
+    from gpupolicy.policy.policyfile import load_policy
 
     problems: list[Diagnostic] = []
     policy = cluster = None

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from plugin.cli.files import read_source
+from gpupolicy.plugin.cli.files import read_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def evaluate(expression: str, inventory: list[tuple[str, str]], policy: tuple[str, str] | None) -> dict[str, Any]:
     """The ``-o json`` document: matches and per-device errors, in pool/device order."""
-    from policy.cel import CelRuntimeError, compile_expression
-    from policy.errors import Location
-    from policy.k8s.view import gather_pools
-    from solver.inputs import read_inputs
+    from gpupolicy.policy.cel import CelRuntimeError, compile_expression
+    from gpupolicy.policy.errors import Location
+    from gpupolicy.policy.k8s.view import gather_pools
+    from gpupolicy.solver.inputs import read_inputs
 
     program = compile_expression(expression, Location("<expression>", 1, 1), env="selector")
     slices = read_inputs(inventory, [], policy).slices

@@ -7,7 +7,7 @@ Two input modes:
   arrived demand); prints the allocation at 130% per strategy, or ``-o json`` with the curves;
 - ``--inventory FILE... --claims FILE... [--policy FILE]``: our own formats (cluster descriptions or
   ResourceSlices; ResourceClaims/Pods in arrival order), replayed in file order with the solver's
-  own strategies (see :mod:`solver.simulate.claims`).
+  own strategies (see :mod:`gpupolicy.solver.simulate.claims`).
 
 ``--plot FILE.png`` draws allocation versus arrivals in both modes.
 """
@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plugin.cli.files import read_source
-from plugin.cli.solve import add_input_arguments
+from gpupolicy.plugin.cli.files import read_source
+from gpupolicy.plugin.cli.solve import add_input_arguments
 
 if TYPE_CHECKING:
-    from solver.simulate.mig import MigResult
+    from gpupolicy.solver.simulate.mig import MigResult
 
 STRATEGY_NAMES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online", "batch")
 CLAIM_STRATEGIES = ("first-fit", "best-fit", "online", "batch")
@@ -109,9 +109,9 @@ def _claim_progress(strategy: str, done: int, total: int) -> None:
 
 
 def _run_claims(args: argparse.Namespace) -> int:
-    from solver.inputs import read_inputs
-    from solver.result import SolveParams
-    from solver.simulate.claims import replay_claims
+    from gpupolicy.solver.inputs import read_inputs
+    from gpupolicy.solver.result import SolveParams
+    from gpupolicy.solver.simulate.claims import replay_claims
 
     inventory = [read_source(p) for p in args.inventory]
     claims = [read_source(p) for p in args.claims]
@@ -157,10 +157,10 @@ def _claims_table(docs: list[dict[str, object]]) -> str:
 
 
 def _run_openb(args: argparse.Namespace) -> int:
-    from solver.simulate.replay import Replay
-    from solver.simulate.run import parse_seeds
-    from solver.simulate.run import run as run_strategy
-    from solver.simulate.trace import check_replayable, parse_nodes, parse_pods
+    from gpupolicy.solver.simulate.replay import Replay
+    from gpupolicy.solver.simulate.run import parse_seeds
+    from gpupolicy.solver.simulate.run import run as run_strategy
+    from gpupolicy.solver.simulate.trace import check_replayable, parse_nodes, parse_pods
 
     try:
         seeds = parse_seeds(args.seeds)
@@ -182,8 +182,8 @@ def _run_openb(args: argparse.Namespace) -> int:
 
 
 def _run_mig(args: argparse.Namespace, nodes: object, pods: object, seeds: list[int], trace: str) -> int:
-    from solver.simulate.mig import replay_mig
-    from solver.simulate.trace import Nodes, Pods
+    from gpupolicy.solver.simulate.mig import replay_mig
+    from gpupolicy.solver.simulate.trace import Nodes, Pods
 
     assert isinstance(nodes, Nodes) and isinstance(pods, Pods)
     for strategy in args.strategy:
@@ -233,7 +233,7 @@ def _emit(
 def _mig_doc(strategy: str, trace: str, seeds: list[int], results: list[MigResult]) -> dict[str, object]:
     import numpy as np
 
-    from solver.simulate.run import mean_curve
+    from gpupolicy.solver.simulate.run import mean_curve
 
     def num(x: float) -> float | None:  # NaN (a bucket no event reached) is null in JSON
         return None if np.isnan(x) else round(float(x), 4)

@@ -6,7 +6,7 @@
                     [-o table|wide|json|yaml] [--explain] [--compare first-fit|best-fit] [--no-timing]
 
 ``--kubeconfig`` reads the live cluster (ResourceSlices, DeviceClasses, Nodes, allocated claims as the inventory;
-pending claims and unscheduled Pods as the claims; see ``plugin.live``); files given as well add to it (extra
+pending claims and unscheduled Pods as the claims; see ``gpupolicy.plugin.live``); files given as well add to it (extra
 hypothetical claims to place against the live state). Nothing is written to the cluster.
 
 Exit codes: 0 every claim placed; 1 some claim unplaced, or invalid input; 2 usage.
@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from plugin.cli.files import read_source
+from gpupolicy.plugin.cli.files import read_source
 
 EXIT_OK, EXIT_UNPLACED, EXIT_USAGE = 0, 1, 2
 EXPLAIN_ALWAYS_UP_TO = 200  # unplaced claims explained without --explain up to this many claims
@@ -91,12 +91,12 @@ def _progress(enabled: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policy.yamlsrc import dump_yaml
-    from solver.inputs import read_inputs
-    from solver.output import document
-    from solver.result import SolveParams
-    from solver.solve import solve
-    from solver.table import render_compare, render_table
+    from gpupolicy.policy.yamlsrc import dump_yaml
+    from gpupolicy.solver.inputs import read_inputs
+    from gpupolicy.solver.output import document
+    from gpupolicy.solver.result import SolveParams
+    from gpupolicy.solver.solve import solve
+    from gpupolicy.solver.table import render_compare, render_table
 
     problem = _usage_problem(args)
     if problem:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     inventory = [read_source(p) for p in args.inventory]
     claims = [read_source(p) for p in args.claims]
     if args.kubeconfig:
-        from plugin.live import read_cluster
+        from gpupolicy.plugin.live import read_cluster
 
         live = read_cluster(args.kubeconfig, args.namespace)
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = read_inputs(inventory, claims, policy)
     compiled = inputs.compile()
     if args.previous:
-        from solver.previous import with_previous
+        from gpupolicy.solver.previous import with_previous
 
         compiled.problem = with_previous(compiled.problem, *read_source(args.previous))
     limits = inputs.policy.solver_limits if inputs.policy is not None else None

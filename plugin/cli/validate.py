@@ -35,9 +35,9 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plugin.cli.files import read_source
-    from policy.errors import Diagnostic, DiagnosticError, Location, sorted_diagnostics
-    from policy.validate import validate_text
+    from gpupolicy.plugin.cli.files import read_source
+    from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location, sorted_diagnostics
+    from gpupolicy.policy.validate import validate_text
 
     files, missing = expand_paths(args.paths)
     problems = [Diagnostic("file_not_found", "no such file or directory", Location(m)) for m in missing]

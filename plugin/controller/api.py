@@ -79,7 +79,7 @@ class KubeApi:
     """The kubernetes package's ApiClient, raw paths, JSON bodies; ``kubeconfig`` None means in-cluster."""
 
     def __init__(self, kubeconfig: Path | None, timeout_s: float = 30.0) -> None:
-        from plugin.kube import api_client
+        from gpupolicy.plugin.kube import api_client
 
         self._api = api_client(kubeconfig, pool_size=16)
         self._timeout = timeout_s

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from plugin.controller.api import Api, ApiError, Obj
-from plugin.controller.snapshot import (
+from gpupolicy.plugin.controller.api import Api, ApiError, Obj
+from gpupolicy.plugin.controller.snapshot import (
     ALLOCATED_BY,
     FINALIZER,
     GATE,

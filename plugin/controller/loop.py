@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.controller import report
-from plugin.controller.api import Api, ApiError, Obj
-from plugin.controller.commit import commit, devices, release, ungate
-from plugin.controller.leader import LeaderElector
-from plugin.controller.metrics import Metrics
-from plugin.controller.placer import LoadCache, Plan, Settings, plan
-from plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
-from policy.errors import DiagnosticError
+from gpupolicy.plugin.controller import report
+from gpupolicy.plugin.controller.api import Api, ApiError, Obj
+from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
+from gpupolicy.plugin.controller.leader import LeaderElector
+from gpupolicy.plugin.controller.metrics import Metrics
+from gpupolicy.plugin.controller.placer import LoadCache, Plan, Settings, plan
+from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
+from gpupolicy.policy.errors import DiagnosticError
 
 Log = Callable[..., None]
 

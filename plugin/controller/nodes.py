@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from plugin.controller.api import Obj
-from policy.k8s.meta import NodeSelector
-from policy.k8s.nodeselect import node_selector_matches
-from solver.compile import Compiled
-from solver.problem import Alternative, ClaimKey, DeviceIndex, Exclusion, Problem
+from gpupolicy.plugin.controller.api import Obj
+from gpupolicy.policy.k8s.meta import NodeSelector
+from gpupolicy.policy.k8s.nodeselect import node_selector_matches
+from gpupolicy.solver.compile import Compiled
+from gpupolicy.solver.problem import Alternative, ClaimKey, DeviceIndex, Exclusion, Problem
 
 Labels = Mapping[str, str]
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")

@@ -7,7 +7,7 @@ The inventory is what the cluster holds (ResourceSlices, DeviceClasses, Nodes, e
 the pending claims are the unallocated claims of the ready units, each pod's claims one gang. A group of pods
 must be placed all or nothing too, but across nodes, which the solver's gangs (one pod, one node) do not say:
 a group the solver placed only in part is taken out and the rest solved again, until every group is whole or
-absent. Allocations come from ``solver.output.allocation``, the shape the scheduler writes.
+absent. Allocations come from ``gpupolicy.solver.output.allocation``, the shape the scheduler writes.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.controller.api import Obj
-from plugin.controller.nodes import allowed_nodes, restrict
-from plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
-from policy.k8s.load import Loaded, load_doc
-from policy.policyfile.compile import load_policy
-from policy.policyfile.compiled import CompiledPolicy
-from policy.yamlsrc import SourceDoc
-from solver.compile import ClassInfo, Compiled, PendingClaim
-from solver.compile_devices import NodeInfo
-from solver.inputs import SolveInput, read_inputs
-from solver.output import allocation as allocation_of
-from solver.problem import ClaimKey
-from solver.result import Reason, Solution, SolveParams
-from solver.solve import solve
+from gpupolicy.plugin.controller.api import Obj
+from gpupolicy.plugin.controller.nodes import allowed_nodes, restrict
+from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
+from gpupolicy.policy.k8s.load import Loaded, load_doc
+from gpupolicy.policy.policyfile.compile import load_policy
+from gpupolicy.policy.policyfile.compiled import CompiledPolicy
+from gpupolicy.policy.yamlsrc import SourceDoc
+from gpupolicy.solver.compile import ClassInfo, Compiled, PendingClaim
+from gpupolicy.solver.compile_devices import NodeInfo
+from gpupolicy.solver.inputs import SolveInput, read_inputs
+from gpupolicy.solver.output import allocation as allocation_of
+from gpupolicy.solver.problem import ClaimKey
+from gpupolicy.solver.result import Reason, Solution, SolveParams
+from gpupolicy.solver.solve import solve
 
 KEEP_META = ("name", "namespace", "uid", "labels", "annotations", "generation", "resourceVersion")
 
@@ -63,7 +63,8 @@ def _text(objs: Sequence[Obj], name: str) -> tuple[str, str]:
 def read_text(
     snapshot: Snapshot, pending: Sequence[ClaimRef], gangs: dict[ClaimRef, str], settings: Settings
 ) -> SolveInput:
-    """Through ``solver.inputs.read_inputs``, exactly as ``gpupolicy solve`` reads files (the reference path)."""
+    """Through ``gpupolicy.solver.inputs.read_inputs``, exactly as ``gpupolicy solve`` reads files
+    (the reference path)."""
     inventory = [
         _text([slim(s, KEEP_META) for s in snapshot.slices], "<cluster:resourceslices>"),
         _text([slim(c, KEEP_META) for c in snapshot.classes], "<cluster:deviceclasses>"),
@@ -80,9 +81,9 @@ def read_text(
 
 
 class LoadCache:
-    """Objects loaded by the solver's own loader (``policy.k8s.load.load_doc``: schema and API-server rules), kept
-    by uid and resourceVersion so that an unchanged object is validated once, not on every pass. The same inputs
-    as :func:`read_text` (a test checks it), without re-parsing the whole cluster as YAML each time."""
+    """Objects loaded by the solver's own loader (``gpupolicy.policy.k8s.load.load_doc``: schema and API-server
+    rules), kept by uid and resourceVersion so that an unchanged object is validated once, not on every pass. The
+    same inputs as :func:`read_text` (a test checks it), without re-parsing the whole cluster as YAML each time."""
 
     def __init__(self) -> None:
         self._now: dict[tuple[str, ...], Loaded[Any] | None] = {}

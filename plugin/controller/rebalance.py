@@ -14,14 +14,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from plugin.controller.api import Obj
-from plugin.controller.placer import Settings, read
-from plugin.controller.snapshot import ClaimRef, Snapshot, allocation, ours
-from solver.output import summary_json
-from solver.problem import ClaimKey, DeviceIndex, DeviceResult, NodeName, Problem
-from solver.report import summarize
-from solver.result import Placement, Solution
-from solver.solve import solve
+from gpupolicy.plugin.controller.api import Obj
+from gpupolicy.plugin.controller.placer import Settings, read
+from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, allocation, ours
+from gpupolicy.solver.output import summary_json
+from gpupolicy.solver.problem import ClaimKey, DeviceIndex, DeviceResult, NodeName, Problem
+from gpupolicy.solver.report import summarize
+from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.solve import solve
 
 
 @dataclass

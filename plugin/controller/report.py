@@ -12,9 +12,9 @@ import copy
 import time
 import uuid
 
-from plugin.controller.api import Api, ApiError, Obj
-from plugin.controller.snapshot import ClaimRef, ref
-from solver.result import Reason
+from gpupolicy.plugin.controller.api import Api, ApiError, Obj
+from gpupolicy.plugin.controller.snapshot import ClaimRef, ref
+from gpupolicy.solver.result import Reason
 
 CONDITION = "gpupolicy.dev/Placement"
 COMPONENT = "gpupolicy-controller"

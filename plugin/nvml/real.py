@@ -13,7 +13,7 @@ from typing import Any
 
 import pynvml
 
-from plugin.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
+from gpupolicy.plugin.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
 
 _ARCH = {
     pynvml.NVML_DEVICE_ARCH_VOLTA: "Volta",

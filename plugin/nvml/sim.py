@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from plugin.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
-from policy import catalog
+from gpupolicy.plugin.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
+from gpupolicy.policy import catalog
 
 DRIVER_VERSION = "580.95.05"
 CUDA_DRIVER_VERSION = "13.0"
@@ -43,7 +43,7 @@ class SimGpuSpec:
 def specs_from_cluster(path: Path, node: str) -> list[SimGpuSpec]:
     """The GPUs of ``node`` in a cluster description file, with the same UUIDs and PCI addresses
     ``gpupolicy render`` gives them, so the plugin publishes exactly what render shows."""
-    from policy.cluster import load_cluster
+    from gpupolicy.policy.cluster import load_cluster
 
     cluster = load_cluster(path.read_text(encoding="utf-8"), str(path))
     found = next((n for n in cluster.nodes if n.name == node), None)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from plugin.proto import dra_v1_pb2 as plugin_dot_proto_dot_dra__v1__pb2
+from gpupolicy.plugin.proto import dra_v1_pb2 as gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in plugin/proto/dra_v1_pb2_grpc.py depends on'
+        + ' but the generated code in gpupolicy/plugin/proto/dra_v1_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class DRAPluginStub:
         """
         self.NodePrepareResources = channel.unary_unary(
                 '/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources',
-                request_serializer=plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.SerializeToString,
-                response_deserializer=plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.FromString,
+                request_serializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.SerializeToString,
+                response_deserializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.FromString,
                 _registered_method=True)
         self.NodeUnprepareResources = channel.unary_unary(
                 '/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources',
-                request_serializer=plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.SerializeToString,
-                response_deserializer=plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.FromString,
+                request_serializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.SerializeToString,
+                response_deserializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.FromString,
                 _registered_method=True)
 
 
@@ -69,13 +69,13 @@ def add_DRAPluginServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'NodePrepareResources': grpc.unary_unary_rpc_method_handler(
                     servicer.NodePrepareResources,
-                    request_deserializer=plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.FromString,
-                    response_serializer=plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.SerializeToString,
+                    request_deserializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.FromString,
+                    response_serializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.SerializeToString,
             ),
             'NodeUnprepareResources': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeUnprepareResources,
-                    request_deserializer=plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.FromString,
-                    response_serializer=plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.SerializeToString,
+                    request_deserializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.FromString,
+                    response_serializer=gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -103,8 +103,8 @@ class DRAPlugin:
             request,
             target,
             '/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodePrepareResources',
-            plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.SerializeToString,
-            plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.FromString,
+            gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesRequest.SerializeToString,
+            gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodePrepareResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -130,8 +130,8 @@ class DRAPlugin:
             request,
             target,
             '/k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin/NodeUnprepareResources',
-            plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.SerializeToString,
-            plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.FromString,
+            gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesRequest.SerializeToString,
+            gpupolicy_dot_plugin_dot_proto_dot_dra__v1__pb2.NodeUnprepareResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

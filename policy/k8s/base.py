@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, ConfigDict, StrictBool, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
-from policy.modelbase import StrictModel
+from gpupolicy.policy.modelbase import StrictModel
 
 Str = StrictStr
 Int = StrictInt

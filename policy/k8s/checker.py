@@ -1,6 +1,6 @@
 """Shared machinery for API-server style validation: a collector of located diagnostics.
 
-Codes used across ``policy.k8s``:
+Codes used across ``gpupolicy.policy.k8s``:
 
 - ``invalid_name``: a name or key has the wrong format or length.
 - ``too_many``: a list or map has more entries than the API server allows.
@@ -18,8 +18,8 @@ import json
 from collections.abc import Callable, Hashable, Iterable, Sequence, Sized
 from typing import Any
 
-from policy.errors import Diagnostic
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.errors import Diagnostic
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 Path = tuple[str | int, ...]
 

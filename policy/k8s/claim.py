@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from policy.k8s.base import Bool, Int, K8sModel, Str, Time
-from policy.k8s.common import DeviceSelector, DeviceToleration, OpaqueDeviceConfiguration
-from policy.k8s.ids import ClaimName, ClaimRef, RequestName
-from policy.k8s.meta import Condition, NodeSelector, ObjectMeta
-from policy.quantity import QuantityField
+from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str, Time
+from gpupolicy.policy.k8s.common import DeviceSelector, DeviceToleration, OpaqueDeviceConfiguration
+from gpupolicy.policy.k8s.ids import ClaimName, ClaimRef, RequestName
+from gpupolicy.policy.k8s.meta import Condition, NodeSelector, ObjectMeta
+from gpupolicy.policy.quantity import QuantityField
 
 AllocationMode = Literal["ExactCount", "All"]
 

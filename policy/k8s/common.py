@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from policy.k8s.base import Int, K8sModel, Str, Time
+from gpupolicy.policy.k8s.base import Int, K8sModel, Str, Time
 
 API_GROUP = "resource.k8s.io"
 API_VERSION = "resource.k8s.io/v1"

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.errors import Diagnostic, KeyPath, Location
-from policy.k8s.common import API_GROUP, API_VERSION
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.errors import Diagnostic, KeyPath, Location
+from gpupolicy.policy.k8s.common import API_GROUP, API_VERSION
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 RESOURCE_KINDS = ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice")
 RESOURCE_VERSIONS = ("v1", "v1beta2", "v1beta1")

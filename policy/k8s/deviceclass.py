@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from policy.k8s.base import K8sModel, Str
-from policy.k8s.common import DeviceClassConfiguration, DeviceSelector
-from policy.k8s.meta import ObjectMeta
+from gpupolicy.policy.k8s.base import K8sModel, Str
+from gpupolicy.policy.k8s.common import DeviceClassConfiguration, DeviceSelector
+from gpupolicy.policy.k8s.meta import ObjectMeta
 
 
 class DeviceClassSpec(K8sModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policy.yamlsrc import dump_yaml
+from gpupolicy.policy.yamlsrc import dump_yaml
 
 
 def to_wire(obj: BaseModel) -> dict[str, Any]:

@@ -14,15 +14,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from policy.errors import Diagnostic, DiagnosticError, sorted_diagnostics
-from policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
-from policy.k8s.convert import RESOURCE_KINDS, RESOURCE_VERSIONS, ConvertedDoc, convert_doc, is_resource_api
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.pod import WORKLOAD_API_VERSIONS, Pod, Workload
-from policy.k8s.slice import ResourceSlice
-from policy.k8s.validation import validate_object
-from policy.modelbase import diagnostics_from_validation
-from policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, sorted_diagnostics
+from gpupolicy.policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
+from gpupolicy.policy.k8s.convert import RESOURCE_KINDS, RESOURCE_VERSIONS, ConvertedDoc, convert_doc, is_resource_api
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.pod import WORKLOAD_API_VERSIONS, Pod, Workload
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.k8s.validation import validate_object
+from gpupolicy.policy.modelbase import diagnostics_from_validation
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 
 T = TypeVar("T", bound=BaseModel)
 

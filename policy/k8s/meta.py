@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from policy.k8s.base import Bool, Int, K8sModel, Str, Time
-from policy.k8s.ids import Namespace
+from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str, Time
+from gpupolicy.policy.k8s.ids import Namespace
 
 DEFAULT_NAMESPACE = Namespace("default")
 

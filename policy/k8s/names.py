@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from policy.k8s import limits
+from gpupolicy.policy.k8s import limits
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL = re.compile(rf"^{_LABEL}$")

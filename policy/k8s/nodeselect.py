@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from policy.k8s.meta import NodeSelector, NodeSelectorRequirement, NodeSelectorTerm
+from gpupolicy.policy.k8s.meta import NodeSelector, NodeSelectorRequirement, NodeSelectorTerm
 
 
 def node_selector_matches(selector: NodeSelector, node_name: str, labels: Mapping[str, str]) -> bool:

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from policy.k8s.base import Int, K8sModel, LenientModel, Str
-from policy.k8s.meta import ObjectMeta
-from policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.k8s.base import Int, K8sModel, LenientModel, Str
+from gpupolicy.policy.k8s.meta import ObjectMeta
+from gpupolicy.policy.quantity import Quantity, QuantityField
 
 
 class PodResourceClaim(K8sModel):

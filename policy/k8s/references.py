@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from policy.errors import Diagnostic, sorted_diagnostics
-from policy.k8s.checker import Path
-from policy.k8s.claim import ResourceClaimSpec
-from policy.k8s.load import Loaded, LoadResult
-from policy.k8s.pod import PodSpec
+from gpupolicy.policy.errors import Diagnostic, sorted_diagnostics
+from gpupolicy.policy.k8s.checker import Path
+from gpupolicy.policy.k8s.claim import ResourceClaimSpec
+from gpupolicy.policy.k8s.load import Loaded, LoadResult
+from gpupolicy.policy.k8s.pod import PodSpec
 
 Refs = set[tuple[str, str | None]]
 

@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from policy.k8s.base import Bool, Int, K8sModel, Str
-from policy.k8s.common import DeviceTaint
-from policy.k8s.ids import DriverName, PoolID, PoolName
-from policy.k8s.meta import NodeSelector, ObjectMeta
-from policy.quantity import Quantity, QuantityField
-from policy.semver import Semver, SemverField
+from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str
+from gpupolicy.policy.k8s.common import DeviceTaint
+from gpupolicy.policy.k8s.ids import DriverName, PoolID, PoolName
+from gpupolicy.policy.k8s.meta import NodeSelector, ObjectMeta
+from gpupolicy.policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.semver import Semver, SemverField
 
 
 class ResourcePool(K8sModel):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from policy.k8s import limits, names
-from policy.k8s.checker import Checker, Path
-from policy.k8s.claim import (
+from gpupolicy.policy.k8s import limits, names
+from gpupolicy.policy.k8s.checker import Checker, Path
+from gpupolicy.policy.k8s.claim import (
     AllocatedDeviceStatus,
     AllocationResult,
     DeviceClaim,
@@ -17,8 +17,8 @@ from policy.k8s.claim import (
     ResourceClaimStatus,
     ResourceClaimTemplate,
 )
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.validate_common import (
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.validate_common import (
     check_binding,
     check_labels_annotations,
     check_meta,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from policy.k8s import limits, names
-from policy.k8s.checker import Checker, Path
-from policy.k8s.common import DeviceSelector, DeviceTaint, DeviceToleration, OpaqueDeviceConfiguration
-from policy.k8s.meta import NodeSelector, NodeSelectorRequirement, ObjectMeta
+from gpupolicy.policy.k8s import limits, names
+from gpupolicy.policy.k8s.checker import Checker, Path
+from gpupolicy.policy.k8s.common import DeviceSelector, DeviceTaint, DeviceToleration, OpaqueDeviceConfiguration
+from gpupolicy.policy.k8s.meta import NodeSelector, NodeSelectorRequirement, ObjectMeta
 
 NameRule = Callable[[str], list[str]]
 

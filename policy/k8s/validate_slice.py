@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from policy.k8s import limits, names
-from policy.k8s.checker import Checker, Path
-from policy.k8s.slice import CapacityRequestPolicy, Counter, Device, DeviceAttribute, ResourceSlice, ResourceSliceSpec
-from policy.k8s.validate_common import check_binding, check_meta, check_node_selector, check_qualified_key, check_taint
-from policy.quantity import Quantity
+from gpupolicy.policy.k8s import limits, names
+from gpupolicy.policy.k8s.checker import Checker, Path
+from gpupolicy.policy.k8s.slice import (
+    CapacityRequestPolicy,
+    Counter,
+    Device,
+    DeviceAttribute,
+    ResourceSlice,
+    ResourceSliceSpec,
+)
+from gpupolicy.policy.k8s.validate_common import (
+    check_binding,
+    check_meta,
+    check_node_selector,
+    check_qualified_key,
+    check_taint,
+)
+from gpupolicy.policy.quantity import Quantity
 
 
 def check_resource_slice(c: Checker, slc: ResourceSlice) -> None:

@@ -1,4 +1,4 @@
-"""API-server validation of a parsed object: one entry point for every kind ``policy.k8s`` reads.
+"""API-server validation of a parsed object: one entry point for every kind ``gpupolicy.policy.k8s`` reads.
 
 Structure (types, unknown and missing fields, enum values) is checked by the pydantic models;
 this module adds what the API server checks beyond the schema: name formats, list limits,
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from policy.errors import Diagnostic
-from policy.k8s import names
-from policy.k8s.checker import Checker, Path
-from policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.pod import Pod, PodSpec, Workload
-from policy.k8s.slice import ResourceSlice
-from policy.k8s.validate_claim import check_device_class, check_resource_claim, check_resource_claim_template
-from policy.k8s.validate_common import check_meta
-from policy.k8s.validate_slice import check_resource_slice
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.errors import Diagnostic
+from gpupolicy.policy.k8s import names
+from gpupolicy.policy.k8s.checker import Checker, Path
+from gpupolicy.policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.pod import Pod, PodSpec, Workload
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.k8s.validate_claim import check_device_class, check_resource_claim, check_resource_claim_template
+from gpupolicy.policy.k8s.validate_common import check_meta
+from gpupolicy.policy.k8s.validate_slice import check_resource_slice
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 
 def validate_object(obj: BaseModel, doc: SourceDoc) -> list[Diagnostic]:

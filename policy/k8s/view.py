@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from policy.device import AttributeValue, DeviceView, split_qualified
-from policy.k8s.common import DeviceTaint
-from policy.k8s.ids import DeviceID, DeviceName, DriverName, NodeName, PoolID, PoolName
-from policy.k8s.meta import NodeSelector
-from policy.k8s.nodeselect import node_selector_matches
-from policy.k8s.slice import CapacityRequestPolicy, Device, ResourceSlice
-from policy.quantity import Quantity
+from gpupolicy.policy.device import AttributeValue, DeviceView, split_qualified
+from gpupolicy.policy.k8s.common import DeviceTaint
+from gpupolicy.policy.k8s.ids import DeviceID, DeviceName, DriverName, NodeName, PoolID, PoolName
+from gpupolicy.policy.k8s.meta import NodeSelector
+from gpupolicy.policy.k8s.nodeselect import node_selector_matches
+from gpupolicy.policy.k8s.slice import CapacityRequestPolicy, Device, ResourceSlice
+from gpupolicy.policy.quantity import Quantity
 
 CounterAmounts = Mapping[str, Mapping[str, Quantity]]
 """``{counterSet: {counter: amount}}``."""

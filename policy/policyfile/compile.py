@@ -1,7 +1,7 @@
 """``load_policy``: parse, validate and compile a GpuPolicy file, reporting every error at once.
 
 Order of checks: YAML (syntax, duplicate keys), the document's apiVersion/kind, the schema
-(pydantic, all errors), every CEL expression (compiled once through :mod:`policy.cel`, even when
+(pydantic, all errors), every CEL expression (compiled once through :mod:`gpupolicy.policy.cel`, even when
 the schema failed elsewhere), then cross-rule checks (unique names, known MIG profiles, layouts
 that fit). All diagnostics are sorted by location and raised together.
 """
@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policy import catalog
-from policy.errors import Diagnostic, DiagnosticError, Location, PathElement
-from policy.gpu import GpuInfo
-from policy.k8s.deviceclass import DeviceClass
-from policy.k8s.validation import validate_object
-from policy.modelbase import diagnostics_from_validation
-from policy.policyfile.compiled import (
+from gpupolicy.policy import catalog
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location, PathElement
+from gpupolicy.policy.gpu import GpuInfo
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.validation import validate_object
+from gpupolicy.policy.modelbase import diagnostics_from_validation
+from gpupolicy.policy.policyfile.compiled import (
     CompiledAdmission,
     CompiledPolicy,
     CompiledPreference,
@@ -29,8 +29,8 @@ from policy.policyfile.compiled import (
     Rule,
     publish_from_rule,
 )
-from policy.policyfile.model import API_VERSION, KIND, GpuPolicy, Mig
-from policy.yamlsrc import SourceDoc, parse_yaml
+from gpupolicy.policy.policyfile.model import API_VERSION, KIND, GpuPolicy, Mig
+from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 
 Path = tuple[PathElement, ...]
 
@@ -44,7 +44,7 @@ _CEL_SITES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 
 def _compile(expression: str, location: Location, env: str) -> Program:
-    from policy.cel import compile_expression  # the CEL engine loads only when a policy has CEL
+    from gpupolicy.policy.cel import compile_expression  # the CEL engine loads only when a policy has CEL
 
     return compile_expression(expression, location, env=env)
 
@@ -126,7 +126,7 @@ def _mig_problems(doc: SourceDoc, index: int, mig: Mig) -> list[Diagnostic]:
 
 
 def _layout_fits_somewhere(layout: Sequence[str]) -> bool:
-    from policy.builder_devices import planned_layout
+    from gpupolicy.policy.builder_devices import planned_layout
 
     for model in catalog.all_models():
         names = {p.name for p in model.mig_profiles}

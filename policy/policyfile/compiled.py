@@ -6,18 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from policy.device import DeviceView
-from policy.errors import DiagnosticError, Location
-from policy.gpu import GpuInfo, Mode, Publish
-from policy.k8s.claim import RequestFields, ResourceClaim
-from policy.k8s.deviceclass import DeviceClass
-from policy.policyfile.model import GpuPolicy, Quota, SharingRule, SolverLimits
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.errors import DiagnosticError, Location
+from gpupolicy.policy.gpu import GpuInfo, Mode, Publish
+from gpupolicy.policy.k8s.claim import RequestFields, ResourceClaim
+from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.policyfile.model import GpuPolicy, Quota, SharingRule, SolverLimits
 
 MIB = 1024 * 1024
 
 
 class Program(Protocol):
-    """What :mod:`policy.cel` returns for a compiled expression."""
+    """What :mod:`gpupolicy.policy.cel` returns for a compiled expression."""
 
     def evaluate(
         self,
@@ -133,7 +133,7 @@ def _true(
             claim=claim.cel() if claim is not None else None,
             request=request.cel() if request is not None else None,
         )
-    except Exception as err:  # policy.cel.CelRuntimeError; imported lazily with the CEL engine
+    except Exception as err:  # gpupolicy.policy.cel.CelRuntimeError; imported lazily with the CEL engine
         code = getattr(err, "code", "cel_runtime_error")
         subject = f"claim {claim.namespace}/{claim.name}: " if claim is not None else ""
         raise DiagnosticError.single(code, f"{subject}rule {rule.name!r}: {err}", rule.location) from None
@@ -207,7 +207,8 @@ class CompiledPolicy:
         return None
 
     def publish_for(self, gpu: GpuInfo, device: DeviceView) -> Publish:
-        """How to publish ``gpu``: the first matching rule's sharing, else exclusive. Fits ``policy.builder``."""
+        """How to publish ``gpu``: the first matching rule's sharing, else exclusive.
+        Fits ``gpupolicy.policy.builder``."""
         del gpu
         compiled = self.sharing_rule_for(device)
         return compiled.publish if compiled is not None else Publish()

@@ -12,9 +12,9 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from policy.k8s import names
-from policy.modelbase import StrictModel
-from policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.k8s import names
+from gpupolicy.policy.modelbase import StrictModel
+from gpupolicy.policy.quantity import Quantity, QuantityField
 
 API_VERSION = "gpupolicy.dev/v1alpha1"
 KIND = "GpuPolicy"

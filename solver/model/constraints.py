@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
-from solver.model.variables import TakeKey, Variables
-from solver.problem import AttributeValue, Claim, Constraint
+from gpupolicy.solver.model.variables import TakeKey, Variables
+from gpupolicy.solver.problem import AttributeValue, Claim, Constraint
 
 
 def build(v: Variables, assumptions: dict[str, cp_model.IntVar] | None = None) -> list[cp_model.LinearExprT]:

@@ -10,8 +10,8 @@ from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
-from solver.model.variables import Variables
-from solver.problem import DeviceIndex
+from gpupolicy.solver.model.variables import Variables
+from gpupolicy.solver.problem import DeviceIndex
 
 
 def build(v: Variables) -> list[cp_model.LinearExprT]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from solver.model.variables import Variables
-from solver.problem import AllocationMode, Alternative, DeviceIndex, NodeName, Objective
+from gpupolicy.solver.model.variables import Variables
+from gpupolicy.solver.problem import AllocationMode, Alternative, DeviceIndex, NodeName, Objective
 
 LIMIT = 2**62
 

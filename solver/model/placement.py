@@ -10,8 +10,8 @@ from collections import defaultdict
 
 from ortools.sat.python import cp_model
 
-from solver.model.variables import TakeKey, Variables
-from solver.problem import ANYWHERE, AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
+from gpupolicy.solver.model.variables import TakeKey, Variables
+from gpupolicy.solver.problem import ANYWHERE, AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
 
 
 def build(v: Variables) -> list[cp_model.LinearExprT]:

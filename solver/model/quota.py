@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ortools.sat.python import cp_model
 
-from solver.model.variables import TakeKey, Variables
-from solver.problem import DeviceResult, Quota
-from solver.quotas import existing_usage
+from gpupolicy.solver.model.variables import TakeKey, Variables
+from gpupolicy.solver.problem import DeviceResult, Quota
+from gpupolicy.solver.quotas import existing_usage
 
 
 def take_amount(v: Variables, quota: Quota, t: TakeKey) -> int:

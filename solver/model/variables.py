@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from solver.problem import (
+from gpupolicy.solver.problem import (
     AllocationMode,
     Alternative,
     Claim,
@@ -24,7 +24,7 @@ from solver.problem import (
     Problem,
     node_options,
 )
-from solver.state import Usage
+from gpupolicy.solver.state import Usage
 
 TakeKey = tuple[ClaimKey, str, DeviceIndex]
 

@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from ortools.sat.python import cp_model
 
-from solver.simulate.candidates import enumerate_choices
-from solver.simulate.cluster import Placement
-from solver.simulate.online import Online, OnlineConfig
-from solver.simulate.strategies import Context
-from solver.simulate.trace import MILLI
+from gpupolicy.solver.simulate.candidates import enumerate_choices
+from gpupolicy.solver.simulate.cluster import Placement
+from gpupolicy.solver.simulate.online import Online, OnlineConfig
+from gpupolicy.solver.simulate.strategies import Context
+from gpupolicy.solver.simulate.trace import MILLI
 
 I64 = npt.NDArray[np.int64]
 

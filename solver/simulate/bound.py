@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.patterns import best_pattern
-from solver.simulate.trace import MILLI, Nodes, Pods
+from gpupolicy.solver.simulate.patterns import best_pattern
+from gpupolicy.solver.simulate.trace import MILLI, Nodes, Pods
 
 BOOL = npt.NDArray[np.bool_]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.cluster import Cluster, Placement
-from solver.simulate.trace import MILLI, Pods
+from gpupolicy.solver.simulate.cluster import Cluster, Placement
+from gpupolicy.solver.simulate.trace import MILLI, Pods
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]

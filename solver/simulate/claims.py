@@ -4,9 +4,9 @@ The arrivals are the problem's gangs in order: a Pod's claims together (all or n
 ResourceClaim by itself. Nothing departs and a claim that is not placed when it arrives fails for
 good (no retries). Strategies, all the solver's own code:
 
-- ``first-fit``: the Kubernetes allocator (:func:`solver.firstfit.first_fit`), gang by gang;
+- ``first-fit``: the Kubernetes allocator (:func:`gpupolicy.solver.firstfit.first_fit`), gang by gang;
 - ``best-fit``: the same search, tightest node and partly used GPUs first;
-- ``online``: each arrival solved with the optimal model (:func:`solver.solve.solve`) on its own,
+- ``online``: each arrival solved with the optimal model (:func:`gpupolicy.solver.solve.solve`) on its own,
   everything placed before it fixed as existing allocations;
 - ``batch``: the optimal model over windows of ``window`` arrivals, earlier windows fixed.
 
@@ -18,7 +18,7 @@ the fewest other still-free devices of their GPU (a 3g.40gb slice at memory slot
 placement at slot 0 open), then partly used GPUs, on the fullest node (best-fit). Everything above
 stability (placement, ``firstAvailable`` order, the policy's objective and preferences) still wins.
 
-After the replay the verifier (:func:`solver.verify.verify`) re-checks the final state.
+After the replay the verifier (:func:`gpupolicy.solver.verify.verify`) re-checks the final state.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from solver.firstfit import best_fit, first_fit, fullest_nodes, greedy, tightest_devices
-from solver.problem import Claim, ClaimKey, DeviceIndex, DeviceResult, Existing, Problem
-from solver.result import Placement, Solution, SolveParams
-from solver.simulate.gpu_use import GpuCounts, GpuUse
-from solver.solve import solve
-from solver.state import Usage
-from solver.verify import verify
+from gpupolicy.solver.firstfit import best_fit, first_fit, fullest_nodes, greedy, tightest_devices
+from gpupolicy.solver.problem import Claim, ClaimKey, DeviceIndex, DeviceResult, Existing, Problem
+from gpupolicy.solver.result import Placement, Solution, SolveParams
+from gpupolicy.solver.simulate.gpu_use import GpuCounts, GpuUse
+from gpupolicy.solver.solve import solve
+from gpupolicy.solver.state import Usage
+from gpupolicy.solver.verify import verify
 
 STRATEGIES = ("first-fit", "best-fit", "online", "batch")
 Progress = Callable[[str, int, int], None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.trace import MILLI, Nodes, Pods
+from gpupolicy.solver.simulate.trace import MILLI, Nodes, Pods
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]

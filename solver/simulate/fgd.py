@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate import frag
-from solver.simulate.candidates import Candidates, enumerate_choices
-from solver.simulate.cluster import Placement
-from solver.simulate.protocol import PodTypes
-from solver.simulate.strategies import Context, _Base, pick_max
+from gpupolicy.solver.simulate import frag
+from gpupolicy.solver.simulate.candidates import Candidates, enumerate_choices
+from gpupolicy.solver.simulate.cluster import Placement
+from gpupolicy.solver.simulate.protocol import PodTypes
+from gpupolicy.solver.simulate.strategies import Context, _Base, pick_max
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.protocol import PodTypes
+from gpupolicy.solver.simulate.protocol import PodTypes
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -1,6 +1,6 @@
 """How much of each physical GPU a set of DRA allocations uses (for ``simulate --inventory``).
 
-A physical GPU is a :attr:`solver.problem.Device.gpu_key`: the shared counter set of a dynamic MIG
+A physical GPU is a :attr:`gpupolicy.solver.problem.Device.gpu_key`: the shared counter set of a dynamic MIG
 GPU, the parent of static MIG devices, or a plain device. Its use is the fraction of its dominant
 resource in use:
 
@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from solver.problem import DeviceIndex, DeviceResult, Problem
-from solver.state import Usage
+from gpupolicy.solver.problem import DeviceIndex, DeviceResult, Problem
+from gpupolicy.solver.state import Usage
 
 Unit = tuple[object, ...]
 FULL = 1.0 - 1e-9

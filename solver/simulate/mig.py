@@ -14,7 +14,7 @@ placement rules). We report compute slices in use versus the total.
   serve at the CPU and memory per slice of the GPU pods seen so far); ties to the tightest GPU
   and a fixed node order. CPU-only pods go where the shortfall grows least, i.e. where CPU
   and memory most exceed what the free slices will need.
-- ``batch``: windows of arrivals placed jointly with CP-SAT (:mod:`solver.simulate.mig_batch`).
+- ``batch``: windows of arrivals placed jointly with CP-SAT (:mod:`gpupolicy.solver.simulate.mig_batch`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from policy.catalog import MigProfile, get_model
-from solver.simulate.protocol import arrival_order
-from solver.simulate.replay import bucket_means
-from solver.simulate.trace import MILLI, Nodes, Pods
+from gpupolicy.policy.catalog import MigProfile, get_model
+from gpupolicy.solver.simulate.protocol import arrival_order
+from gpupolicy.solver.simulate.replay import bucket_means
+from gpupolicy.solver.simulate.trace import MILLI, Nodes, Pods
 
 if TYPE_CHECKING:
-    from solver.simulate.mig_batch import MigBatchConfig
+    from gpupolicy.solver.simulate.mig_batch import MigBatchConfig
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -245,7 +245,7 @@ def _batch_decider(
     cl: MigCluster, arr: Pods, qs: list[int], rank: I64, learned: Learned, config: MigBatchConfig | None
 ) -> Callable[[int], Choice | None]:
     """``batch``'s choice for each arrival: its window is solved when its first pod arrives."""
-    from solver.simulate.mig_batch import MigBatchConfig, solve_window
+    from gpupolicy.solver.simulate.mig_batch import MigBatchConfig, solve_window
 
     cfg = config or MigBatchConfig()
     decided: dict[int, Choice | None] = {}

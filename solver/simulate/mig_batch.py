@@ -1,6 +1,6 @@
 """``batch`` for the MIG variant: windows of arrivals placed jointly with CP-SAT.
 
-The offline reference of :mod:`solver.simulate.batch`, with MIG geometry. Each window of
+The offline reference of :mod:`gpupolicy.solver.simulate.batch`, with MIG geometry. Each window of
 ``window`` arrivals is first run through ``online`` on a copy of the cluster (the solver's
 hint, and the answer when no solution is found in time). Every pod may then go to the node
 ``online`` picked or to a shared pool: the first ``pool`` nodes in node order that still have
@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 from ortools.sat.python import cp_model
 
-from solver.simulate.mig import WHOLE, Choice, Learned, MigCluster, apply, choose, node_ok, slices_of
-from solver.simulate.trace import Pods
+from gpupolicy.solver.simulate.mig import WHOLE, Choice, Learned, MigCluster, apply, choose, node_ok, slices_of
+from gpupolicy.solver.simulate.trace import Pods
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -20,11 +20,11 @@ What it changes:
   integer score and the node-order ties then apply as before, so CPU-only pods pack into
   nodes whose GPUs do not need the CPU instead of spreading over every node;
 - a share only goes to a GPU whose shares, with it, are still part of a *fill pattern* of the
-  optimal fractional packing of the shares seen so far (``solver.simulate.patterns``: an LP over
+  optimal fractional packing of the shares seen so far (``gpupolicy.solver.simulate.patterns``: an LP over
   patterns by column generation, relearned after 64 shares, then at doubling counts and every
   1,024), when any such GPU exists; so a 320 joins a 650 rather than a 470, and 470s pair up.
   Among those choices the score and node order apply as before. This took `default` from
-  95.92 to 96.26 (FGD: 95.38; the proven ceiling, ``solver.simulate.bound``: 96.50). With more
+  95.92 to 96.26 (FGD: 95.38; the proven ceiling, ``gpupolicy.solver.simulate.bound``: 96.50). With more
   than ``patterns_sizes`` (64) distinct share sizes the rule is off: per-choice checks would
   cost too much, and such a mix has no few patterns to steer to;
 - the options ``step``/``tau``/``measure``/``pack_weight``/``order``/``weight_by``/``cpu_guard``/
@@ -39,12 +39,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from solver.simulate.candidates import Candidates, enumerate_choices
-from solver.simulate.cluster import Placement
-from solver.simulate.fgd import FragAware
-from solver.simulate.patterns import OnTrack, Pattern, efficient_patterns
-from solver.simulate.protocol import typical_types
-from solver.simulate.strategies import Context
+from gpupolicy.solver.simulate.candidates import Candidates, enumerate_choices
+from gpupolicy.solver.simulate.cluster import Placement
+from gpupolicy.solver.simulate.fgd import FragAware
+from gpupolicy.solver.simulate.patterns import OnTrack, Pattern, efficient_patterns
+from gpupolicy.solver.simulate.protocol import typical_types
+from gpupolicy.solver.simulate.strategies import Context
 
 
 @dataclass(frozen=True)

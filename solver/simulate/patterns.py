@@ -1,7 +1,7 @@
 """Fill patterns: multisets of GPU shares that fit one GPU (1000 milli), and which ones pack well.
 
 :func:`best_pattern` is the pricing step of column generation (an unbounded knapsack), used by
-the ceiling LP (:mod:`solver.simulate.bound`) and by :func:`efficient_patterns`, which `online`
+the ceiling LP (:mod:`gpupolicy.solver.simulate.bound`) and by :func:`efficient_patterns`, which `online`
 uses to anticipate the share mix: the patterns of an optimal fractional packing of the shares
 seen so far (the fewest GPUs that hold them). A share placed so that its GPU's contents stay a
 part of one of those patterns keeps the GPU on track to be filled the way the optimum fills it.
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from solver.simulate.trace import MILLI
+from gpupolicy.solver.simulate.trace import MILLI
 
 Pattern = tuple[int, ...]  # share sizes, ascending
 

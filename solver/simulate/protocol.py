@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.trace import Pods
+from gpupolicy.solver.simulate.trace import Pods
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

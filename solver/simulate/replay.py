@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate import frag
-from solver.simulate.cluster import Cluster
-from solver.simulate.protocol import PodTypes, arrival_order, type_counts, typical_types
-from solver.simulate.strategies import Context, Strategy
-from solver.simulate.trace import Nodes, Pods
+from gpupolicy.solver.simulate import frag
+from gpupolicy.solver.simulate.cluster import Cluster
+from gpupolicy.solver.simulate.protocol import PodTypes, arrival_order, type_counts, typical_types
+from gpupolicy.solver.simulate.strategies import Context, Strategy
+from gpupolicy.solver.simulate.trace import Nodes, Pods
 
 F64 = npt.NDArray[np.float64]
 BUCKETS = 131
@@ -41,7 +41,7 @@ class SeedResult:
     final_allocation: float = 0.0
     first_gpu_failure: int = -1  # arrival index of the first GPU pod that failed (-1: none failed)
     first_gpu_failure_pct: float = float("nan")  # GPU request arrived before it, % of capacity
-    ceiling: float = float("nan")  # solver.simulate.bound: see Replay.run
+    ceiling: float = float("nan")  # gpupolicy.solver.simulate.bound: see Replay.run
     ceiling_exact: bool = True  # False: the bound's column generation stopped early (a looser bound)
     placed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_), repr=False)
 
@@ -101,8 +101,8 @@ class Replay:
         strategy.reset(ctx)
         result = self._loop(strategy, cluster, arrivals, seed, check, progress)
         if ceiling is not None:
-            from solver.simulate.bound import arrived_before
-            from solver.simulate.bound import ceiling as bound
+            from gpupolicy.solver.simulate.bound import arrived_before
+            from gpupolicy.solver.simulate.bound import ceiling as bound
 
             forced = result.placed & arrived_before(arrivals, self.nodes.total_gpu_milli, ceiling)
             found = bound(self.nodes, arrivals, forced)

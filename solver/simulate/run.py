@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solver.simulate.batch import Batch
-from solver.simulate.fgd import Fgd
-from solver.simulate.online import Online
-from solver.simulate.replay import Replay, SeedResult
-from solver.simulate.strategies import BestFit, FirstFit, GpuPacking, RandomFit, Strategy
+from gpupolicy.solver.simulate.batch import Batch
+from gpupolicy.solver.simulate.fgd import Fgd
+from gpupolicy.solver.simulate.online import Online
+from gpupolicy.solver.simulate.replay import Replay, SeedResult
+from gpupolicy.solver.simulate.strategies import BestFit, FirstFit, GpuPacking, RandomFit, Strategy
 
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "random": RandomFit,

@@ -19,10 +19,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from solver.simulate.candidates import best_fit_gpu, default_gpus
-from solver.simulate.cluster import Cluster, Placement
-from solver.simulate.protocol import PodTypes
-from solver.simulate.trace import MILLI, Pods
+from gpupolicy.solver.simulate.candidates import best_fit_gpu, default_gpus
+from gpupolicy.solver.simulate.cluster import Cluster, Placement
+from gpupolicy.solver.simulate.protocol import PodTypes
+from gpupolicy.solver.simulate.trace import MILLI, Pods
 
 I64 = npt.NDArray[np.int64]
 MAX_SPEC_CPU = 128_000

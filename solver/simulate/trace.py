@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from policy.errors import Diagnostic, DiagnosticError, Location
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location
 
 MILLI = 1000
 I64 = npt.NDArray[np.int64]

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = list(yaml.safe_load_all((ROOT / "tests" / "solver" / "cases" / "inventory.yaml").read_text()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mig-inference"
 BASE = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = str(ROOT / "examples" / "mig-inference" / "cluster.yaml")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from policy.cluster import load_cluster
-from policy.k8s.dump import to_wire
-from policy.policyfile.compile import load_policy
+from gpupolicy.policy.cluster import load_cluster
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.policyfile.compile import load_policy
 from tests.e2e.controlplane import REPO
 from tests.e2e.kube import Obj
 
@@ -62,7 +62,7 @@ def examples() -> list[Example]:
 def cli_has(subcommand: str) -> bool:
     """Whether ``gpupolicy <subcommand>`` is registered (other parts of the project land over time)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "plugin.cli.main", subcommand, "--help"],
+        [sys.executable, "-m", "gpupolicy.plugin.cli.main", subcommand, "--help"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def cli_has(subcommand: str) -> bool:
 
 def run_cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "plugin.cli.main", *args],
+        [sys.executable, "-m", "gpupolicy.plugin.cli.main", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -53,7 +53,7 @@ class PluginProcess:
         return ""
 
     def _cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "plugin.cli.main", "plugin", *args]
+        return [sys.executable, "-m", "gpupolicy.plugin.cli.main", "plugin", *args]
 
     def start(self, policy: Path | None = None) -> None:
         assert self.popen is None or self.popen.poll() is not None, "already running"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from policy.k8s.dump import to_wire
-from policy.policyfile.compile import load_policy
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.policyfile.compile import load_policy
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import REPO, ControlPlane, Process
 from tests.e2e.kube import Kube, Obj, create_node
@@ -46,7 +46,7 @@ def fault(plugin: PluginProcess, gpu: int, kind: str) -> None:
         [
             sys.executable,
             "-m",
-            "plugin.cli.main",
+            "gpupolicy.plugin.cli.main",
             "plugin",
             "fault",
             f"--state-dir={plugin.state_dir}",

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import yaml
 
-from policy.k8s.load import load_text
+from gpupolicy.policy.k8s.load import load_text
 from tests.e2e.conftest import Cleanup
 from tests.e2e.examples import Example, cli_has, examples, run_cli, yaml_objects
 from tests.e2e.kube import Kube, Obj, create_namespace

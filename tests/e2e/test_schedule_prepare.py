@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from policy.k8s.dump import to_wire
-from policy.policyfile.compile import load_policy
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.policyfile.compile import load_policy
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import ControlPlane, Process
 from tests.e2e.kube import Kube, Obj, create_node

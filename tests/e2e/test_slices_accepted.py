@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from policy.builder import NodeRef, build_slices
-from policy.device import DeviceView
-from policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
-from policy.k8s.dump import to_wire
+from gpupolicy.policy.builder import NodeRef, build_slices
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
+from gpupolicy.policy.k8s.dump import to_wire
 from tests.e2e.conftest import Cleanup
 from tests.e2e.kube import Kube, KubeError, Obj, create_node
 

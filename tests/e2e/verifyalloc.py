@@ -1,4 +1,5 @@
-"""Run our independent verifier (``solver.verify``) on allocations somebody else made: the real kube-scheduler.
+"""Run our independent verifier (``gpupolicy.solver.verify``) on allocations somebody else made: the real
+kube-scheduler.
 
 The allocated claims, exactly as the API server returns them, go through the solver's own input path (as existing
 allocations), so ``shareID`` and ``consumedCapacity`` are read the way ``gpupolicy solve`` reads a live cluster;
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from solver.inputs import read_inputs
-from solver.problem import NodeName, Problem
-from solver.result import Placement, Solution
-from solver.verify import verify
+from gpupolicy.solver.inputs import read_inputs
+from gpupolicy.solver.problem import NodeName, Problem
+from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.verify import verify
 from tests.e2e.kube import Obj
 
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from plugin.cdi import CdiRegistry
-from plugin.checkpoint import Checkpoint
-from plugin.discovery import Inventory, build_inventory
-from plugin.kube import FakeKube
-from plugin.nvml.sim import SimNvml
-from plugin.prepare import ClaimRef
-from plugin.prepare_loop import LoopPreparer
-from plugin.sharing import FakeRunner
-from policy.builder import PublishFor
+from gpupolicy.plugin.cdi import CdiRegistry
+from gpupolicy.plugin.checkpoint import Checkpoint
+from gpupolicy.plugin.discovery import Inventory, build_inventory
+from gpupolicy.plugin.kube import FakeKube
+from gpupolicy.plugin.nvml.sim import SimNvml
+from gpupolicy.plugin.prepare import ClaimRef
+from gpupolicy.plugin.prepare_loop import LoopPreparer
+from gpupolicy.plugin.sharing import FakeRunner
+from gpupolicy.policy.builder import PublishFor
 
 DRIVER = "gpu.gpupolicy.dev"
 NODE = "node-a"

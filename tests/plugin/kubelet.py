@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from plugin.proto import (
+from gpupolicy.plugin.proto import (
     dra_v1_pb2,
     dra_v1_pb2_grpc,
     dra_v1beta1_pb2,

@@ -57,7 +57,7 @@ class PluginProcess:
 
     def start(self, env: dict[str, str] | None = None) -> PluginProcess:
         argv = [
-            sys.executable, "-m", "plugin.cli.main", "plugin", "run",
+            sys.executable, "-m", "gpupolicy.plugin.cli.main", "plugin", "run",
             "--node-name", NODE, "--driver-name", DRIVER,
             "--plugin-dir", str(self.plugin_dir), "--registry-dir", str(self.registry_dir),
             "--cdi-root", str(self.cdi_root), "--state-dir", str(self.state_dir),

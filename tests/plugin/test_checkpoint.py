@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 RECORD = ClaimRecord(
     uid=ClaimUID("u1"),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plugin.config import ConfigError, config_for, parse_configs
+from gpupolicy.plugin.config import ConfigError, config_for, parse_configs
 
 TABLE = yaml.safe_load((Path(__file__).parent / "testdata" / "opaque_config.yaml").read_text())
 

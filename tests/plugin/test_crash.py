@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.faults import ENV, PREPARE_STEPS, UNPREPARE_STEPS
-from plugin.kube_stub import StubApiServer
+from gpupolicy.plugin.faults import ENV, PREPARE_STEPS, UNPREPARE_STEPS
+from gpupolicy.plugin.kube_stub import StubApiServer
 from tests.plugin.helpers import NODE, claim_obj, opaque
 from tests.plugin.proc import PluginProcess
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 
 def test_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -34,7 +34,8 @@ def test_cli_modules_stay_light() -> None:
     import sys
 
     code = (
-        "import sys, plugin.cli.plugin_cmd as p, plugin.cli.discover as d, policy.builder as b;"
+        "import sys, gpupolicy.plugin.cli.plugin_cmd as p, gpupolicy.plugin.cli.discover as d;"
+        "import gpupolicy.policy.builder as b;"
         "heavy = [m for m in ('grpc', 'pynvml', 'kubernetes') if m in sys.modules];"
         "assert p.DEFAULT_DRIVER == d.DEFAULT_DRIVER == b.DEFAULT_DRIVER, heavy; assert not heavy, heavy"
     )
@@ -46,9 +47,9 @@ def test_simulated_node_from_a_cluster_description_matches_render(capsys: pytest
     exactly the slices `gpupolicy render` shows for that node."""
     from pathlib import Path
 
-    from policy.cluster import load_cluster, render
-    from policy.k8s.dump import to_wire
-    from policy.policyfile.compile import load_policy
+    from gpupolicy.policy.cluster import load_cluster, render
+    from gpupolicy.policy.k8s.dump import to_wire
+    from gpupolicy.policy.policyfile.compile import load_policy
 
     example = Path(__file__).resolve().parents[2] / "examples" / "mig-inference"
     cluster_file, policy_file = example / "cluster.yaml", example / "policy.yaml"

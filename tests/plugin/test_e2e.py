@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from plugin.kube_stub import StubApiServer
-from plugin.nvml.sim import inject_fault
-from plugin.nvml.types import EventKind
+from gpupolicy.plugin.kube_stub import StubApiServer
+from gpupolicy.plugin.nvml.sim import inject_fault
+from gpupolicy.plugin.nvml.types import EventKind
 from tests.plugin.helpers import DRIVER, NODE, claim_obj
 from tests.plugin.proc import PluginProcess
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, GroupCommit
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin.checkpoint import Checkpoint, ClaimRecord, ClaimState, GroupCommit
+from gpupolicy.policy.k8s.ids import ClaimUID
 
 
 def _record(n: int) -> ClaimRecord:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from plugin.health import HealthState
-from plugin.nvml.types import EventKind, HealthEvent
-from policy.gpu import GpuTaint
+from gpupolicy.plugin.health import HealthState
+from gpupolicy.plugin.nvml.types import EventKind, HealthEvent
+from gpupolicy.policy.gpu import GpuTaint
 
 DRIVER = "gpu.gpupolicy.dev"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from plugin.kube import KubeError, RealKube
-from plugin.kube_stub import StubApiServer
+from gpupolicy.plugin.kube import KubeError, RealKube
+from gpupolicy.plugin.kube_stub import StubApiServer
 from tests.plugin.helpers import claim_obj
 
 CLAIM = {"kind": "ResourceClaim", "metadata": {"name": "c1", "namespace": "default", "uid": "u1"}}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.kube import KubeError, RealKube
-from plugin.kube_stub import StubApiServer
+from gpupolicy.plugin.kube import KubeError, RealKube
+from gpupolicy.plugin.kube_stub import StubApiServer
 from tests.plugin.helpers import claim_obj
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from plugin.checkpoint import ClaimState
-from plugin.prepare import ClaimRef
-from policy.gpu import Mode, Publish
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin.checkpoint import ClaimState
+from gpupolicy.plugin.prepare import ClaimRef
+from gpupolicy.policy.gpu import Mode, Publish
+from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.helpers import NODE, make_node, opaque
 
 DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from plugin.checkpoint import ClaimState
-from plugin.prepare import ClaimRef, PrepareResult
-from policy.gpu import Mode, Publish
-from policy.k8s.ids import ClaimUID
+from gpupolicy.plugin.checkpoint import ClaimState
+from gpupolicy.plugin.prepare import ClaimRef, PrepareResult
+from gpupolicy.policy.gpu import Mode, Publish
+from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.helpers import NODE, Node, make_node
 
 _T = TypeVar("_T")

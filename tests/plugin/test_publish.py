@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plugin.driver import Options, Plugin
-from plugin.kube import FakeKube
-from plugin.nvml.sim import SimNvml
-from plugin.publish import Publisher
-from plugin.sharing import FakeRunner
-from policy.builder import NodeRef
-from policy.gpu import Mode, Publish
+from gpupolicy.plugin.driver import Options, Plugin
+from gpupolicy.plugin.kube import FakeKube
+from gpupolicy.plugin.nvml.sim import SimNvml
+from gpupolicy.plugin.publish import Publisher
+from gpupolicy.plugin.sharing import FakeRunner
+from gpupolicy.policy.builder import NodeRef
+from gpupolicy.policy.gpu import Mode, Publish
 from tests.plugin.helpers import DRIVER, NODE
 
 

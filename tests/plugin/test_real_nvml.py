@@ -12,7 +12,7 @@ from typing import Any
 import pynvml
 import pytest
 
-from plugin.nvml.real import RealNvml
+from gpupolicy.plugin.nvml.real import RealNvml
 
 PROFILES = {  # NVML profile enum -> (id shown by nvidia-smi, name, compute slices, memory MiB, placement size, starts)
     pynvml.NVML_GPU_INSTANCE_PROFILE_1_SLICE: (19, "MIG 1g.5gb", 1, 4864, 1, range(7)),
@@ -201,8 +201,8 @@ def test_create_and_destroy_mig(fake: FakeNvml) -> None:
 
 
 def test_events_xid_lost_and_recovered(fake: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
-    import plugin.nvml.real as real
-    from plugin.nvml.types import EventKind
+    import gpupolicy.plugin.nvml.real as real
+    from gpupolicy.plugin.nvml.types import EventKind
 
     monkeypatch.setattr(real, "PROBE_INTERVAL_S", 0.0)
     queue: list[Any] = [

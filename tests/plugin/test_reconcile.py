@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plugin.cdi import CdiDevice
-from plugin.driver import BOOT_ID_ENV, Options, Plugin
-from plugin.kube import FakeKube
-from plugin.nvml.sim import SimNvml
-from plugin.prepare import Preparer
-from plugin.sharing import FakeRunner
+from gpupolicy.plugin.cdi import CdiDevice
+from gpupolicy.plugin.driver import BOOT_ID_ENV, Options, Plugin
+from gpupolicy.plugin.kube import FakeKube
+from gpupolicy.plugin.nvml.sim import SimNvml
+from gpupolicy.plugin.prepare import Preparer
+from gpupolicy.plugin.sharing import FakeRunner
 from tests.plugin.helpers import DRIVER, NODE, claim_obj, ref
 
 SPEC = "2xA100-40GB:mig,1xH100-80GB"
@@ -148,7 +148,7 @@ def test_new_boot_discards_prepared_state(tmp_path: Path, monkeypatch) -> None: 
 
 
 def test_cdi_spec_shape(tmp_path: Path) -> None:
-    from plugin.cdi import CdiRegistry, mig_cap_minor
+    from gpupolicy.plugin.cdi import CdiRegistry, mig_cap_minor
 
     registry = CdiRegistry(tmp_path, DRIVER)
     path = registry.write("u1", [CdiDevice("gpu-0", ("/dev/nvidia0",), {"A": "1"}, (("/h", "/c"),))])
@@ -163,7 +163,7 @@ def test_cdi_spec_shape(tmp_path: Path) -> None:
 
 
 def test_shared_mps_daemon_survives_restart_and_rebuild(tmp_path: Path) -> None:
-    from policy.gpu import Mode, Publish
+    from gpupolicy.policy.gpu import Mode, Publish
 
     def shared(gpu, view):  # type: ignore[no-untyped-def]
         return Publish(mode=Mode.MPS, shares=4) if gpu.minor == 2 else Publish()

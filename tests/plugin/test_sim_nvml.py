@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plugin.nvml.sim import SimNvml, inject_fault, parse_spec
-from plugin.nvml.types import EventKind, NvmlError
+from gpupolicy.plugin.nvml.sim import SimNvml, inject_fault, parse_spec
+from gpupolicy.plugin.nvml.types import EventKind, NvmlError
 
 
 def test_spec_forms() -> None:

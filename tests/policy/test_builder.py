@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.builder import NodeRef, build_slices, device_view, gpu_view
-from policy.builder_devices import lenient_version
-from policy.catalog import MigPlacement, Placement, all_models, fits, get_model, layout_problems
-from policy.gpu import GpuInfo, GpuTaint, MigInstance, Mode, Publish
-from policy.k8s import limits
-from policy.k8s.slice import Device, ResourceSlice
-from policy.quantity import Quantity
+from gpupolicy.policy.builder import NodeRef, build_slices, device_view, gpu_view
+from gpupolicy.policy.builder_devices import lenient_version
+from gpupolicy.policy.catalog import MigPlacement, Placement, all_models, fits, get_model, layout_problems
+from gpupolicy.policy.gpu import GpuInfo, GpuTaint, MigInstance, Mode, Publish
+from gpupolicy.policy.k8s import limits
+from gpupolicy.policy.k8s.slice import Device, ResourceSlice
+from gpupolicy.policy.quantity import Quantity
 
 DRIVER = "gpu.gpupolicy.dev"
 DYNAMIC = Publish(Mode.MIG, mig_dynamic=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.catalog import (
+from gpupolicy.policy.catalog import (
     MigPlacement,
     Placement,
     all_models,

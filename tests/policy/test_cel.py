@@ -7,16 +7,11 @@ import time
 
 import pytest
 
-from policy.cel import (
-    EXPRESSION_MAX_BYTES,
-    CelRuntimeError,
-    Program,
-    compile_expression,
-)
-from policy.device import AttributeValue, DeviceView
-from policy.errors import DiagnosticError, Location
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.cel import EXPRESSION_MAX_BYTES, CelRuntimeError, Program, compile_expression
+from gpupolicy.policy.device import AttributeValue, DeviceView
+from gpupolicy.policy.errors import DiagnosticError, Location
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 D = "gpu.nvidia.com"
 

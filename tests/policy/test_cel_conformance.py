@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from policy.cel import CelRuntimeError, compile_expression
-from policy.device import AttributeValue, DeviceView, split_qualified
-from policy.errors import DiagnosticError
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.cel import CelRuntimeError, compile_expression
+from gpupolicy.policy.device import AttributeValue, DeviceView, split_qualified
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 CASES_DIR = Path(__file__).parent / "cel_cases"
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy.cel import CelRuntimeError, compile_expression
-from policy.device import DeviceView
-from policy.errors import DiagnosticError
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.cel import CelRuntimeError, compile_expression
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 D = "gpu.nvidia.com"
 DEVICE = DeviceView(

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.catalog import get_model, model_names
-from policy.cluster import gpu_uuid, load_cluster, render
-from policy.errors import DiagnosticError
-from policy.gpu import Mode, Publish
-from policy.k8s.validation import validate_object
-from policy.policyfile import load_policy
-from policy.yamlsrc import SourceDoc
+from gpupolicy.policy.catalog import get_model, model_names
+from gpupolicy.policy.cluster import gpu_uuid, load_cluster, render
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.gpu import Mode, Publish
+from gpupolicy.policy.k8s.validation import validate_object
+from gpupolicy.policy.policyfile import load_policy
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 HEAD = """apiVersion: gpupolicy.dev/v1alpha1
 kind: ClusterDescription

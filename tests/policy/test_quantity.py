@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from policy.quantity import Quantity, QuantityError, QuantityField, QuantityFormat
+from gpupolicy.policy.quantity import Quantity, QuantityError, QuantityField, QuantityFormat
 
 CANONICAL = [
     ("40Gi", "40Gi", QuantityFormat.BINARY_SI),

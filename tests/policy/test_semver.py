@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from policy.semver import Semver, SemverError, SemverField
+from gpupolicy.policy.semver import Semver, SemverError, SemverField
 
 
 @pytest.mark.parametrize("text", ["1.2.3", "550.54.15", "0.0.0", "1.0.0-rc.1+build.5", "1.0.0-0a.x-y", "1.0.0+001"])

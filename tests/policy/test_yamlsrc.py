@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.errors import Diagnostic, DiagnosticError
-from policy.yamlsrc import dump_yaml, parse_yaml
+from gpupolicy.policy.errors import Diagnostic, DiagnosticError
+from gpupolicy.policy.yamlsrc import dump_yaml, parse_yaml
 
 MULTI = """\
 apiVersion: v1

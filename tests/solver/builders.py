@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from solver.problem import (
+from gpupolicy.solver.problem import (
     AllocationMode,
     Alternative,
     Capacity,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from solver.compile import Compiled, compile_problem
-from solver.inputs import read_inputs
-from solver.output import allocation, document
-from solver.result import Solution, SolveParams
-from solver.solve import solve
-from solver.verify import verify
+from gpupolicy.solver.compile import Compiled, compile_problem
+from gpupolicy.solver.inputs import read_inputs
+from gpupolicy.solver.output import allocation, document
+from gpupolicy.solver.result import Solution, SolveParams
+from gpupolicy.solver.solve import solve
+from gpupolicy.solver.verify import verify
 
 CASES = Path(__file__).parent / "cases"
 PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0)
@@ -213,7 +213,7 @@ requests:
 def test_duplicate_claims_are_input_errors() -> None:
     import pytest
 
-    from policy.errors import DiagnosticError
+    from gpupolicy.policy.errors import DiagnosticError
 
     claim = claim_yaml("twice", "requests:\n- name: gpu\n  exactly: {deviceClassName: gpu}\n")
     with pytest.raises(DiagnosticError) as exc:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from solver.firstfit import best_fit, first_fit
-from solver.optimal import solve_optimal
-from solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, Existing, Objective, Problem, Quota
-from solver.result import Solution, SolveParams
-from solver.verify import verify
+from gpupolicy.solver.firstfit import best_fit, first_fit
+from gpupolicy.solver.optimal import solve_optimal
+from gpupolicy.solver.problem import (
+    ClaimKey,
+    Constraint,
+    DeviceIndex,
+    DeviceResult,
+    Existing,
+    Objective,
+    Problem,
+    Quota,
+)
+from gpupolicy.solver.result import Solution, SolveParams
+from gpupolicy.solver.verify import verify
 from tests.solver.builders import alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
 
 PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from solver.problem import Alternative, ClaimKey, Constraint, Exclusion, Quota
-from solver.result import SolveParams
-from solver.solve import solve
-from solver.verify import verify
+from gpupolicy.solver.problem import Alternative, ClaimKey, Constraint, Exclusion, Quota
+from gpupolicy.solver.result import SolveParams
+from gpupolicy.solver.solve import solve
+from gpupolicy.solver.verify import verify
 from tests.solver.builders import DRIVER, alt, claim, eligible, gpu, mig_gpu, problem
 
 PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0, explain_time_limit_s=5)

@@ -8,9 +8,9 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from solver.firstfit import best_fit, first_fit
-from solver.optimal import solve_optimal
-from solver.problem import (
+from gpupolicy.solver.firstfit import best_fit, first_fit
+from gpupolicy.solver.optimal import solve_optimal
+from gpupolicy.solver.problem import (
     ClaimKey,
     Constraint,
     CounterSet,
@@ -21,8 +21,8 @@ from solver.problem import (
     Problem,
     Quota,
 )
-from solver.result import SolveParams
-from solver.verify import verify
+from gpupolicy.solver.result import SolveParams
+from gpupolicy.solver.verify import verify
 from tests.solver.builders import DRIVER, alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
 
 PARAMS = SolveParams(time_limit_s=20, workers=1, seed=0)
@@ -95,7 +95,7 @@ def problems(draw: st.DrawFn) -> Problem:
 
 
 def _consistent(p: Problem, existing: list[Existing]) -> Problem:
-    from solver.result import Solution
+    from gpupolicy.solver.result import Solution
 
     kept: list[Existing] = []
     for e in existing:
@@ -146,7 +146,7 @@ def simple_problems(draw: st.DrawFn) -> Problem:
 @settings(max_examples=max(1, EXAMPLES * 2 // 3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(simple_problems())
 def test_aggregated_model_matches_full_model(p: Problem) -> None:
-    from solver.aggregate import applicable
+    from gpupolicy.solver.aggregate import applicable
 
     assert applicable(p)
     fast = solve_optimal(p, PARAMS)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 
 POLICY = """\
 apiVersion: gpupolicy.dev/v1alpha1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, NodeName, Problem, Quota
-from solver.result import Placement, Solution
-from solver.verify import verify
+from gpupolicy.solver.problem import ClaimKey, Constraint, DeviceIndex, DeviceResult, NodeName, Problem, Quota
+from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.verify import verify
 from tests.solver.builders import DRIVER, alt, claim, eligible, gpu, mig_gpu, problem, shared_gpu
 
 

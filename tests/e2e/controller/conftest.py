@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from plugin.controller.api import KubeApi
-from plugin.controller.loop import Config, Controller, StepResult
-from plugin.controller.placer import Settings
-from solver.result import SolveParams
+from gpupolicy.plugin.controller.api import KubeApi
+from gpupolicy.plugin.controller.loop import Config, Controller, StepResult
+from gpupolicy.plugin.controller.placer import Settings
+from gpupolicy.solver.result import SolveParams
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import REPO, ControlPlane, die_with_parent, free_port
 from tests.e2e.kube import Kube, Obj, create_node
@@ -179,7 +179,7 @@ def replicas(kube_cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iter
         port = free_port()
         log = tmp_path / f"controller-{name}.log"
         argv = [
-            sys.executable, "-m", "plugin.cli.main", "controller", "run",
+            sys.executable, "-m", "gpupolicy.plugin.cli.main", "controller", "run",
             f"--kubeconfig={kube_cluster.kubeconfig}", f"--policy={policy}", f"--identity={name}",
             f"--lease-namespace={namespace}", f"--namespace={namespace}", "--lease-duration=3",
             "--batch-window=0.3", "--poll-interval=0.3",
@@ -199,7 +199,7 @@ def replicas(kube_cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iter
 
 
 def verify_live(inventory: Path, live: list[Obj], policy: Path) -> list[str]:
-    """Our verifier (``solver.verify``) on allocations read back from the API server."""
+    """Our verifier (``gpupolicy.solver.verify``) on allocations read back from the API server."""
     from tests.e2e.verifyalloc import verify_scheduler
 
     return verify_scheduler(inventory, live, policy)

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from plugin.controller.api import RESOURCES, ApiError, Obj
-from policy.cluster import load_cluster
-from policy.k8s.dump import to_wire
-from policy.policyfile.compile import load_policy
+from gpupolicy.plugin.controller.api import RESOURCES, ApiError, Obj
+from gpupolicy.policy.cluster import load_cluster
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.policyfile.compile import load_policy
 
 REPO = Path(__file__).resolve().parents[3]
 Key = tuple[str, str, str]  # kind, namespace, name

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from plugin.controller.api import ApiError, Obj
-from plugin.controller.loop import Config, Controller
-from plugin.controller.placer import Settings
-from plugin.controller.report import CONDITION
-from plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
-from solver.result import SolveParams
+from gpupolicy.plugin.controller.api import ApiError, Obj
+from gpupolicy.plugin.controller.loop import Config, Controller
+from gpupolicy.plugin.controller.placer import Settings
+from gpupolicy.plugin.controller.report import CONDITION
+from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
+from gpupolicy.solver.result import SolveParams
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"

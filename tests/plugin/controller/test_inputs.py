@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin.controller.placer import LoadCache, Settings, read, read_text
-from plugin.controller.snapshot import Snapshot
-from solver.inputs import SolveInput
-from solver.problem import Problem
+from gpupolicy.plugin.controller.placer import LoadCache, Settings, read, read_text
+from gpupolicy.plugin.controller.snapshot import Snapshot
+from gpupolicy.solver.inputs import SolveInput
+from gpupolicy.solver.problem import Problem
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node
 
 

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import urllib.request
 
-from plugin.controller.api import ApiError, Obj
-from plugin.controller.leader import LeaderElector
-from plugin.controller.metrics import Metrics, serve
+from gpupolicy.plugin.controller.api import ApiError, Obj
+from gpupolicy.plugin.controller.leader import LeaderElector
+from gpupolicy.plugin.controller.metrics import Metrics, serve
 from tests.plugin.controller.fakeapi import REPO, FakeApi
 
 
@@ -129,7 +129,7 @@ def test_metrics_exposition_and_endpoint() -> None:
 def test_cli_help_and_usage_errors() -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "plugin.cli.main", "controller", *args],
+            [sys.executable, "-m", "gpupolicy.plugin.cli.main", "controller", *args],
             cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin.controller.nodes import allowed_nodes
+from gpupolicy.plugin.controller.nodes import allowed_nodes
 
 
 def node(name: str, labels: dict[str, str] | None = None, **spec: Any) -> tuple[str, dict[str, Any]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plugin.controller.placer import Settings
-from plugin.controller.rebalance import propose
-from plugin.controller.snapshot import ALLOCATED_BY, Snapshot
-from solver.result import SolveParams
+from gpupolicy.plugin.controller.placer import Settings
+from gpupolicy.plugin.controller.rebalance import propose
+from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, Snapshot
+from gpupolicy.solver.result import SolveParams
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from policy.k8s.load import load_text
+from gpupolicy.policy.k8s.load import load_text
 
 CASES = Path(__file__).resolve().parent / "cases"
 

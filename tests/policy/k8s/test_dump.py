@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from policy.k8s.dump import as_list, dump_list, dump_objects, to_wire
-from policy.k8s.load import load_text
+from gpupolicy.policy.k8s.dump import as_list, dump_list, dump_objects, to_wire
+from gpupolicy.policy.k8s.load import load_text
 
 from .conftest import read_data
 

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy.k8s.dump import dump_objects
-from policy.k8s.load import load_text
-from policy.yamlsrc import parse_yaml
+from gpupolicy.policy.k8s.dump import dump_objects
+from gpupolicy.policy.k8s.load import load_text
+from gpupolicy.policy.yamlsrc import parse_yaml
 
 from .conftest import read_data
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy.k8s import limits
-from policy.k8s.load import load_text
+from gpupolicy.policy.k8s import limits
+from gpupolicy.policy.k8s.load import load_text
 
 Obj = dict[str, Any]
 

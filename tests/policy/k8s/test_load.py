@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from policy.k8s.claim import ResourceClaim
-from policy.k8s.load import LoadResult, load_objects, load_text
-from policy.yamlsrc import parse_yaml
+from gpupolicy.policy.k8s.claim import ResourceClaim
+from gpupolicy.policy.k8s.load import LoadResult, load_objects, load_text
+from gpupolicy.policy.yamlsrc import parse_yaml
 
 from .conftest import read_data
 

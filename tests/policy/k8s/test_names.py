@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from policy.k8s import names
-from policy.k8s.meta import NodeSelector
-from policy.k8s.nodeselect import node_selector_matches
+from gpupolicy.policy.k8s import names
+from gpupolicy.policy.k8s.meta import NodeSelector
+from gpupolicy.policy.k8s.nodeselect import node_selector_matches
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policy.k8s.load import load_text
-from policy.k8s.references import check_references
+from gpupolicy.policy.k8s.load import load_text
+from gpupolicy.policy.k8s.references import check_references
 
 from .conftest import read_data
 

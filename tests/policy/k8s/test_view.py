@@ -6,12 +6,12 @@ from typing import Any
 
 import yaml
 
-from policy.k8s.common import DeviceTaint, DeviceToleration, toleration_tolerates
-from policy.k8s.load import load_text
-from policy.k8s.slice import ResourceSlice
-from policy.k8s.view import device_view, gather_pools
-from policy.quantity import Quantity
-from policy.semver import Semver
+from gpupolicy.policy.k8s.common import DeviceTaint, DeviceToleration, toleration_tolerates
+from gpupolicy.policy.k8s.load import load_text
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.k8s.view import device_view, gather_pools
+from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.semver import Semver
 
 from .conftest import read_data
 

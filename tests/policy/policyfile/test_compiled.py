@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from policy.builder import build_slices, device_view, gpu_view
-from policy.errors import DiagnosticError
-from policy.gpu import GpuInfo, Mode
-from policy.policyfile import ClaimInfo, CompiledPolicy, RequestInfo, load_policy
-from policy.quantity import Quantity
+from gpupolicy.policy.builder import build_slices, device_view, gpu_view
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.gpu import GpuInfo, Mode
+from gpupolicy.policy.policyfile import ClaimInfo, CompiledPolicy, RequestInfo, load_policy
+from gpupolicy.policy.quantity import Quantity
 
 HEADER = "apiVersion: gpupolicy.dev/v1alpha1\nkind: GpuPolicy\nmetadata: {name: t}\nspec:\n"
 D = "gpu.gpupolicy.dev"

@@ -9,9 +9,9 @@ import pytest
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
-from policy.cluster import load_cluster
-from policy.policyfile import load_policy
-from policy.policyfile.model import GpuPolicy
+from gpupolicy.policy.cluster import load_cluster
+from gpupolicy.policy.policyfile import load_policy
+from gpupolicy.policy.policyfile.model import GpuPolicy
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "policy-reference.md"
 HEADER = "apiVersion: gpupolicy.dev/v1alpha1\nkind: GpuPolicy\nmetadata: {name: doc}\n"

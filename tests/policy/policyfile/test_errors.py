@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from policy.errors import DiagnosticError
-from policy.policyfile import load_policy
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.policyfile import load_policy
 
 HERE = Path(__file__).resolve().parent
 HEADER = "apiVersion: gpupolicy.dev/v1alpha1\nkind: GpuPolicy\nmetadata: {name: t}\nspec:\n"

@@ -8,8 +8,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.errors import DiagnosticError
-from policy.policyfile import load_policy
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.policyfile import load_policy
 
 SPEC_KEYS = [
     "driverName",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+from gpupolicy.solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
 
 NODES_CSV = """sn,cpu_milli,memory_mib,gpu,model
 n0,16000,65536,2,T4

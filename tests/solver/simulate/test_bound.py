@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from solver.simulate.bound import arrived_before, ceiling, placeable
-from solver.simulate.patterns import best_pattern
-from solver.simulate.protocol import arrival_order
-from solver.simulate.replay import Replay
-from solver.simulate.run import STRATEGIES
-from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+from gpupolicy.solver.simulate.bound import arrived_before, ceiling, placeable
+from gpupolicy.solver.simulate.patterns import best_pattern
+from gpupolicy.solver.simulate.protocol import arrival_order
+from gpupolicy.solver.simulate.replay import Replay
+from gpupolicy.solver.simulate.run import STRATEGIES
+from gpupolicy.solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
 
 TWO_GPUS = "sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,2,A\n"
 

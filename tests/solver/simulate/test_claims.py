@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from solver.compile import compile_problem
-from solver.inputs import read_inputs
-from solver.problem import Problem
-from solver.simulate.claims import STRATEGIES, arrivals, replay_claims
+from gpupolicy.solver.compile import compile_problem
+from gpupolicy.solver.inputs import read_inputs
+from gpupolicy.solver.problem import Problem
+from gpupolicy.solver.simulate.claims import STRATEGIES, arrivals, replay_claims
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.cli.main import main
+from gpupolicy.plugin.cli.main import main
 from tests.solver.simulate.conftest import NODES_CSV, PODS_CSV
 
 KEYS = {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from solver.simulate import frag
-from solver.simulate.protocol import PodTypes
+from gpupolicy.solver.simulate import frag
+from gpupolicy.solver.simulate.protocol import PodTypes
 
 CASES = yaml.safe_load((Path(__file__).parent / "frag_cases.yaml").read_text())
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solver.simulate.cluster import Cluster
-from solver.simulate.online import Online, OnlineConfig
-from solver.simulate.protocol import type_counts, typical_types
-from solver.simulate.strategies import Context, FirstFit, Strategy
-from solver.simulate.trace import parse_nodes, parse_pods
+from gpupolicy.solver.simulate.cluster import Cluster
+from gpupolicy.solver.simulate.online import Online, OnlineConfig
+from gpupolicy.solver.simulate.protocol import type_counts, typical_types
+from gpupolicy.solver.simulate.strategies import Context, FirstFit, Strategy
+from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
 
 def _replay(nodes_csv: str, pods_csv: str, strategy: Strategy) -> list[int | None]:
@@ -72,8 +72,8 @@ def test_shares_keep_their_gpu_on_track_to_an_efficient_pattern() -> None:
 
 @pytest.mark.parametrize("name", ["online", "batch"])
 def test_the_shares_a_strategy_tracks_are_the_shares_on_each_gpu(name: str) -> None:
-    from solver.simulate.replay import Replay
-    from solver.simulate.run import STRATEGIES
+    from gpupolicy.solver.simulate.replay import Replay
+    from gpupolicy.solver.simulate.run import STRATEGIES
 
     nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\n" + "".join(f"n{k},64000,262144,4,T4\n" for k in range(3)))
     rng = np.random.default_rng(7)

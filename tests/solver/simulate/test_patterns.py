@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from solver.simulate.patterns import OnTrack, efficient_patterns, optimal_packing
+from gpupolicy.solver.simulate.patterns import OnTrack, efficient_patterns, optimal_packing
 
 
 def test_the_optimal_packing_pairs_shares_that_fill_a_gpu() -> None:

@@ -5,8 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from solver.simulate.protocol import arrival_order, type_counts, typical_types
-from solver.simulate.trace import Pods, parse_pods
+from gpupolicy.solver.simulate.protocol import arrival_order, type_counts, typical_types
+from gpupolicy.solver.simulate.trace import Pods, parse_pods
 
 
 def _pods(rows: list[tuple[int, int, int]]) -> Pods:

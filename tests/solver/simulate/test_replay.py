@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solver.simulate.cluster import Cluster, Placement
-from solver.simulate.replay import Replay, bucket_means
-from solver.simulate.run import STRATEGIES, parse_seeds
-from solver.simulate.strategies import FirstFit
-from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+from gpupolicy.solver.simulate.cluster import Cluster, Placement
+from gpupolicy.solver.simulate.replay import Replay, bucket_means
+from gpupolicy.solver.simulate.run import STRATEGIES, parse_seeds
+from gpupolicy.solver.simulate.strategies import FirstFit
+from gpupolicy.solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
 
 
 def test_buckets_average_events_by_rounded_arrived_percent() -> None:
@@ -77,7 +77,7 @@ def test_bad_seed_range() -> None:
 
 
 def test_mig_profiles_cover_the_share() -> None:
-    from solver.simulate.mig import WHOLE, h100_profiles, profile_of
+    from gpupolicy.solver.simulate.mig import WHOLE, h100_profiles, profile_of
 
     prof = h100_profiles()
     assert prof.names == ("1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb")
@@ -94,7 +94,7 @@ def test_mig_profiles_cover_the_share() -> None:
 
 @pytest.mark.parametrize("strategy", ["first-fit", "online", "batch"])
 def test_mig_replay_never_over_allocates(strategy: str, nodes: Nodes, pods: Pods) -> None:
-    from solver.simulate.mig import replay_mig
+    from gpupolicy.solver.simulate.mig import replay_mig
 
     res = replay_mig(nodes, pods, strategy, seed=3)  # replay_mig runs the checker at the end
     assert 0 < res.final <= 100
@@ -110,8 +110,8 @@ def _one_h100(milli: list[int]) -> tuple[Nodes, Pods]:
 def test_mig_batch_window_fits_what_online_cannot() -> None:
     """A 3g then a 4g on one H100: online puts the 3g on memory slots 0-3, where the only 4g
     placement lives, and the 4g fails; a window that sees both puts the 3g on slots 4-7."""
-    from solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
-    from solver.simulate.mig_batch import MigBatchConfig, solve_window
+    from gpupolicy.solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
+    from gpupolicy.solver.simulate.mig_batch import MigBatchConfig, solve_window
 
     nodes, pods = _one_h100([320, 470])
     prof = h100_profiles()
@@ -136,7 +136,7 @@ def test_mig_batch_window_fits_what_online_cannot() -> None:
 
 
 def test_mig_apply_refuses_overlapping_instances() -> None:
-    from solver.simulate.mig import Choice, MigCluster, apply, h100_profiles, profile_of
+    from gpupolicy.solver.simulate.mig import Choice, MigCluster, apply, h100_profiles, profile_of
 
     nodes, pods = _one_h100([320, 320])
     prof = h100_profiles()
@@ -151,7 +151,7 @@ def test_mig_apply_refuses_overlapping_instances() -> None:
 def test_mig_online_keeps_cpu_next_to_free_gpus(strategy: str, placed: list[int | None]) -> None:
     """A CPU-only pod that first-fit puts on the GPU node leaves too little CPU for the next
     GPU pod; online sends it to the CPU-only node, where no free slices need the CPU."""
-    from solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
+    from gpupolicy.solver.simulate.mig import Learned, MigCluster, apply, choose, h100_profiles, profile_of
 
     nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\ngpu,6000,65536,2,H100\ncpu,64000,65536,0,\n", "n.csv")
     pods = parse_pods(

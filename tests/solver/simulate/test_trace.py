@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from policy.errors import DiagnosticError
-from solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.solver.simulate.trace import Nodes, Pods, parse_nodes, parse_pods
 
 
 def test_nodes_are_parsed_with_models_and_capacity(nodes: Nodes) -> None:
