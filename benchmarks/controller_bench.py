@@ -33,9 +33,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gpupolicy.plugin.controller.api import ApiError, KubeApi, Obj  # noqa: E402
 from gpupolicy.plugin.controller.loop import Config, Controller  # noqa: E402
 from gpupolicy.plugin.controller.placer import Settings  # noqa: E402
+from gpupolicy.plugin.kube.api import ApiError, KubeApi, Obj  # noqa: E402
 from gpupolicy.policy.cluster import load_cluster  # noqa: E402
 from gpupolicy.policy.k8s.dump import to_wire  # noqa: E402
 from gpupolicy.policy.policyfile.compile import load_policy  # noqa: E402

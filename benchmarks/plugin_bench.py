@@ -3,7 +3,7 @@
 Run: ``python benchmarks/plugin_bench.py [--runs 5] [--apiserver stub|real] [--cases shared exclusive mig floor]``
 
 The plugin runs as its own process (``gpupolicy plugin run --nvml sim:8xH100-80GB``) against the
-HTTP API-server stand-in (``gpupolicy.plugin.kube_stub``), or with ``--apiserver real`` against etcd +
+HTTP API-server stand-in (``tests.fakes.kube_stub``), or with ``--apiserver real`` against etcd +
 kube-apiserver from the end-to-end test bed (its binaries must be built, see docs/e2e.md); a
 kubelet-like client in this process talks to it over the real unix sockets, one thread per
 claim, all released at once.
@@ -16,7 +16,7 @@ claim, all released at once.
   the first publish (without interpreter start-up and imports).
 
 Latency is per call at the client, and inside the plugin as its shutdown summary reports it: since
-the client stamped the call (``gpupolicy.plugin.server.SENT_AT_KEY``; includes any wait before the plugin's code
+the client stamped the call (``gpupolicy.plugin.kubelet.server.SENT_AT_KEY``; includes any wait before the plugin's code
 runs, and the client's own delay between stamping and sending), since gRPC handed the call to the
 plugin's code, and (older plugins) the handler alone. CPU time per claim of the plugin, the API
 stand-in and this client process is read from ``/proc`` around the waves.
@@ -48,9 +48,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gpupolicy.plugin.kube import FakeKube  # noqa: E402
-from gpupolicy.plugin.server import SENT_AT_KEY  # noqa: E402
-from tests.plugin.proc import PluginProcess  # noqa: E402
+from gpupolicy.plugin.kubelet.server import SENT_AT_KEY  # noqa: E402
+from tests.fakes.kube import FakeKube  # noqa: E402
+from tests.plugin.kubelet.proc import PluginProcess  # noqa: E402
 
 NODE = "node-a"
 DRIVER = "gpu.gpupolicy.dev"
@@ -182,7 +182,7 @@ def stub_api(root: Path, claims: list[dict[str, Any]]) -> Iterator[tuple[Path, s
     port = _free_port()
     kubeconfig = root / "kc"
     api = subprocess.Popen(
-        [sys.executable, "-m", "gpupolicy.plugin.kube_stub", "--port", str(port), "--kubeconfig-out", str(kubeconfig),
+        [sys.executable, "-m", "tests.fakes.kube_stub", "--port", str(port), "--kubeconfig-out", str(kubeconfig),
          "--node", NODE, str(claims_file)],
         cwd=REPO, stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -218,7 +218,7 @@ def _wait_published(url: str, kubeconfig: Path) -> None:
         while not _published(url):
             time.sleep(0.005)
         return
-    from gpupolicy.plugin.kube import RealKube
+    from gpupolicy.plugin.kube.client import RealKube
 
     kube = RealKube(kubeconfig)
     while True:
@@ -274,8 +274,8 @@ def serve_floor(sock: Path, cpu_ms: float) -> None:
 
     import grpc
 
-    from gpupolicy.plugin.proto import dra_v1_pb2, dra_v1_pb2_grpc
-    from gpupolicy.plugin.server import CallStats
+    from gpupolicy.plugin.kubelet.proto import dra_v1_pb2, dra_v1_pb2_grpc
+    from gpupolicy.plugin.kubelet.server import CallStats
 
     stats = CallStats()
 
@@ -319,7 +319,7 @@ class _Direct:
     def __init__(self, sock: Path) -> None:
         import grpc
 
-        from gpupolicy.plugin.proto import dra_v1_pb2, dra_v1_pb2_grpc
+        from gpupolicy.plugin.kubelet.proto import dra_v1_pb2, dra_v1_pb2_grpc
 
         self.channel = grpc.insecure_channel(f"unix://{sock}")
         self.pb = dra_v1_pb2
@@ -362,9 +362,9 @@ def bench_floor(runs: int, cpu_ms: float) -> tuple[list[float], str]:
 
 
 def bench_startup_in_process(runs: int) -> list[float]:
-    from gpupolicy.plugin.driver import Options, Plugin
-    from gpupolicy.plugin.nvml.sim import SimNvml
-    from gpupolicy.plugin.sharing import FakeRunner
+    from gpupolicy.plugin.kubelet.driver import Options, Plugin
+    from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
+    from gpupolicy.plugin.kubelet.sharing import FakeRunner
 
     out = []
     for _ in range(runs):

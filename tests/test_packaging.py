@@ -89,7 +89,7 @@ def test_wheel_has_one_top_level_package(wheel: Path) -> None:
         assert "gpupolicy = gpupolicy.plugin.cli.main:main" in archive.read(entry_points).decode()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == {"gpupolicy"}
-    for data in ("gpupolicy/policy/data/mig_profiles.csv", "gpupolicy/plugin/proto/dra_v1.proto"):
+    for data in ("gpupolicy/policy/data/mig_profiles.csv", "gpupolicy/plugin/kubelet/proto/dra_v1.proto"):
         assert data in names
     for folder in FOLDERS:
         assert f"gpupolicy/{folder}/py.typed" in names

@@ -91,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
 def _propose(args: argparse.Namespace) -> int:
     import json
 
-    from gpupolicy.plugin.controller.api import KubeApi
     from gpupolicy.plugin.controller.placer import Settings
     from gpupolicy.plugin.controller.rebalance import propose
     from gpupolicy.plugin.controller.snapshot import Snapshot
+    from gpupolicy.plugin.kube.api import KubeApi
     from gpupolicy.policy.yamlsrc import dump_yaml
 
     if args.time_limit is not None and args.time_limit <= 0:
@@ -114,12 +114,12 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.controller.api import KubeApi
     from gpupolicy.plugin.controller.leader import LeaderElector
     from gpupolicy.plugin.controller.logs import JsonLog
     from gpupolicy.plugin.controller.loop import Config, Controller
     from gpupolicy.plugin.controller.metrics import Metrics, serve
     from gpupolicy.plugin.controller.placer import Settings
+    from gpupolicy.plugin.kube.api import KubeApi
 
     if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
         print("gpupolicy controller: times must be positive", file=sys.stderr)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _table(gpus: list[object]) -> str:
-    from gpupolicy.plugin.nvml.types import Gpu
+    from gpupolicy.plugin.kubelet.nvml.types import Gpu
 
     rows = [("MINOR", "UUID", "PRODUCT", "MEMORY", "ARCH", "CC", "PCI", "MIG", "MIG DEVICES")]
     for gpu in gpus:
@@ -48,8 +48,8 @@ def _table(gpus: list[object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.driver import default_publish_for, load_policy_publish, open_nvml
-    from gpupolicy.plugin.nvml.types import NvmlError
+    from gpupolicy.plugin.kubelet.driver import default_publish_for, load_policy_publish, open_nvml
+    from gpupolicy.plugin.kubelet.nvml.types import NvmlError
 
     try:
         nvml = open_nvml(args.nvml, args.node_name, None)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "table":
         sys.stdout.write(_table(list(gpus)))
         return 0
-    from gpupolicy.plugin.discovery import build_inventory
+    from gpupolicy.plugin.kubelet.discovery import build_inventory
     from gpupolicy.policy.builder import build_slices
     from gpupolicy.policy.gpu import EXCLUSIVE
     from gpupolicy.policy.k8s.dump import dump_objects

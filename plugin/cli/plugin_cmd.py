@@ -78,14 +78,14 @@ def _driver_name(args: argparse.Namespace) -> str:
         return str(args.driver_name)
     policy = getattr(args, "policy", None)
     if policy is not None:
-        from gpupolicy.plugin.driver import load_policy_publish
+        from gpupolicy.plugin.kubelet.driver import load_policy_publish
 
         return load_policy_publish(policy)[1]
     return DEFAULT_DRIVER
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.driver import Options, Plugin
+    from gpupolicy.plugin.kubelet.driver import Options, Plugin
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -125,8 +125,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _withdraw(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.kube import KubeError, RealKube
-    from gpupolicy.plugin.publish import Publisher
+    from gpupolicy.plugin.kube.client import KubeError, RealKube
+    from gpupolicy.plugin.kubelet.publish import Publisher
 
     publisher = Publisher(RealKube(args.kubeconfig), _driver_name(args), args.node_name, lambda ref, gen: [])
     try:
@@ -139,8 +139,8 @@ def _withdraw(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.nvml.sim import inject_fault
-    from gpupolicy.plugin.nvml.types import EventKind
+    from gpupolicy.plugin.kubelet.nvml.sim import inject_fault
+    from gpupolicy.plugin.kubelet.nvml.types import EventKind
 
     inject_fault(args.state_dir / "sim-nvml.json", args.gpu, EventKind(args.kind), args.xid)
     return 0

@@ -6,8 +6,8 @@
                     [-o table|wide|json|yaml] [--explain] [--compare first-fit|best-fit] [--no-timing]
 
 ``--kubeconfig`` reads the live cluster (ResourceSlices, DeviceClasses, Nodes, allocated claims as the inventory;
-pending claims and unscheduled Pods as the claims; see ``gpupolicy.plugin.live``); files given as well add to it (extra
-hypothetical claims to place against the live state). Nothing is written to the cluster.
+pending claims and unscheduled Pods as the claims; see ``gpupolicy.plugin.cli.live``); files given as well add to
+it (extra hypothetical claims to place against the live state). Nothing is written to the cluster.
 
 Exit codes: 0 every claim placed; 1 some claim unplaced, or invalid input; 2 usage.
 """
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     inventory = [read_source(p) for p in args.inventory]
     claims = [read_source(p) for p in args.claims]
     if args.kubeconfig:
-        from gpupolicy.plugin.live import read_cluster
+        from gpupolicy.plugin.cli.live import read_cluster
 
         live = read_cluster(args.kubeconfig, args.namespace)
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.controller.api import Api, ApiError, Obj
 from gpupolicy.plugin.controller.snapshot import (
     ALLOCATED_BY,
     FINALIZER,
@@ -31,6 +30,7 @@ from gpupolicy.plugin.controller.snapshot import (
     ours,
     ref,
 )
+from gpupolicy.plugin.kube.api import Api, ApiError, Obj
 
 RETRIES = 5
 DeviceKey = tuple[str, str, str]  # driver, pool, device

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.controller.api import Api, ApiError, Obj
+from gpupolicy.plugin.kube.api import Api, ApiError, Obj
 
 
 def _micro(epoch: float) -> str:

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpupolicy.plugin.controller import report
-from gpupolicy.plugin.controller.api import Api, ApiError, Obj
 from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import LoadCache, Plan, Settings, plan
 from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
+from gpupolicy.plugin.kube.api import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
 
 Log = Callable[..., None]

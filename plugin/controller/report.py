@@ -12,8 +12,8 @@ import copy
 import time
 import uuid
 
-from gpupolicy.plugin.controller.api import Api, ApiError, Obj
 from gpupolicy.plugin.controller.snapshot import ClaimRef, ref
+from gpupolicy.plugin.kube.api import Api, ApiError, Obj
 from gpupolicy.solver.result import Reason
 
 CONDITION = "gpupolicy.dev/Placement"

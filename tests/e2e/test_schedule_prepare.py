@@ -17,7 +17,7 @@ from tests.e2e.controlplane import ControlPlane, Process
 from tests.e2e.kube import Kube, Obj, create_node
 from tests.e2e.pluginproc import MIXED_POLICY, PluginProcess
 from tests.e2e.test_plugin_publish import DRIVER, wait_published
-from tests.plugin.kubelet import FakeKubelet
+from tests.plugin.kubelet.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.testbed
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from gpupolicy.plugin.controller.api import KubeApi
 from gpupolicy.plugin.controller.loop import Config, Controller, StepResult
 from gpupolicy.plugin.controller.placer import Settings
+from gpupolicy.plugin.kube.api import KubeApi
 from gpupolicy.solver.result import SolveParams
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import REPO, ControlPlane, die_with_parent, free_port

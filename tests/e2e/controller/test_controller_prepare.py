@@ -13,7 +13,7 @@ from tests.e2e.kube import Kube
 from tests.e2e.pluginproc import MIXED_POLICY, PluginProcess
 from tests.e2e.test_plugin_publish import DRIVER
 from tests.e2e.test_schedule_prepare import CLASSES
-from tests.plugin.kubelet import FakeKubelet
+from tests.plugin.kubelet.kubelet import FakeKubelet
 
 pytestmark = pytest.mark.testbed
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpupolicy.plugin.controller.api import RESOURCES, ApiError, Obj
+from gpupolicy.plugin.kube.api import RESOURCES, ApiError, Obj
 from gpupolicy.policy.cluster import load_cluster
 from gpupolicy.policy.k8s.dump import to_wire
 from gpupolicy.policy.policyfile.compile import load_policy

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gpupolicy.plugin.controller.api import ApiError, Obj
 from gpupolicy.plugin.controller.loop import Config, Controller
 from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.report import CONDITION
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
+from gpupolicy.plugin.kube.api import ApiError, Obj
 from gpupolicy.solver.result import SolveParams
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 

@@ -6,9 +6,9 @@ import subprocess
 import sys
 import urllib.request
 
-from gpupolicy.plugin.controller.api import ApiError, Obj
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics, serve
+from gpupolicy.plugin.kube.api import ApiError, Obj
 from tests.plugin.controller.fakeapi import REPO, FakeApi
 
 

@@ -1,0 +1,1 @@
+"""The kubelet DRA plugin: gRPC server, prepare/unprepare, checkpoints, CDI, MIG and sharing, NVML, publishing."""

@@ -1,0 +1,206 @@
+"""The plugin process: discovery, reconciliation, gRPC servers, publishing and health, wired together.
+
+``Plugin.start`` order: NVML → checkpoint → inventory → reconcile → DRA + registration sockets →
+publisher and health threads. Publishing and claim reads need the API server; everything else
+works without it, so the plugin registers with kubelet even while the API server is down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpupolicy.plugin.kube.client import Kube, KubeError, Obj, RealKube, node_event
+from gpupolicy.plugin.kubelet.cdi import CdiRegistry
+from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id, write_atomic
+from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
+from gpupolicy.plugin.kubelet.health import HealthMonitor, HealthState
+from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml
+from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
+from gpupolicy.plugin.kubelet.publish import Publisher
+from gpupolicy.plugin.kubelet.reconcile import ReconcileReport, reconcile
+from gpupolicy.plugin.kubelet.server import PluginServer
+from gpupolicy.plugin.kubelet.sharing import CommandRunner, FakeRunner, SubprocessRunner
+from gpupolicy.policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
+from gpupolicy.policy.gpu import EXCLUSIVE, GpuInfo, Mode, Publish
+from gpupolicy.policy.k8s.dump import to_wire
+
+log = logging.getLogger(__name__)
+BOOT_ID_ENV = "GPUPOLICY_BOOT_ID"
+DYNAMIC_MIG = Publish(mode=Mode.MIG, mig_dynamic=True, rule="default: MIG-enabled GPU without foreign instances")
+
+
+@dataclass(frozen=True)
+class Options:
+    node: str
+    driver: str = DEFAULT_DRIVER
+    policy: Path | None = None
+    plugin_dir: Path = Path("/var/lib/kubelet/plugins")
+    registry_dir: Path = Path("/var/lib/kubelet/plugins_registry")
+    cdi_root: Path = Path("/var/run/cdi")
+    state_dir: Path = Path("/var/lib/gpupolicy")
+    kubeconfig: Path | None = None
+    nvml: str = "real"
+    resync_s: float = 30.0
+
+
+def open_nvml(spec: str, node: str, state_dir: Path | None) -> Nvml:
+    """``real`` or ``sim:<spec>``; a simulated node keeps its state in ``state_dir/sim-nvml.json``."""
+    if spec == "real":
+        from gpupolicy.plugin.kubelet.nvml.real import RealNvml
+
+        return RealNvml()
+    if not spec.startswith("sim:"):
+        raise ValueError(f"--nvml must be 'real' or 'sim:<spec>', not {spec!r}")
+    from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
+
+    return SimNvml(spec[4:], seed=node, state_file=state_dir / "sim-nvml.json" if state_dir else None)
+
+
+def default_publish_for(gpus: list[Gpu], modes_file: Path | None = None) -> PublishFor:
+    """Without a policy: full GPUs, and MIG-enabled GPUs as dynamic MIG, except one that already had
+    MIG instances the first time the plugin saw it (somebody else's layout), kept as static MIG.
+
+    The decision is made once per GPU and remembered in ``modes_file``, so instances the plugin
+    creates later (or leaks in a crash) never turn a dynamic GPU into a static one."""
+    known: dict[str, str] = {}
+    if modes_file is not None and modes_file.exists():
+        known = dict(json.loads(modes_file.read_text(encoding="utf-8")))
+    for gpu in gpus:
+        if gpu.uuid not in known:
+            known[gpu.uuid] = "dynamic" if gpu.mig_enabled and not gpu.mig_devices else "static"
+    if modes_file is not None:
+        write_atomic(modes_file, json.dumps(known, sort_keys=True, indent=1).encode())
+    decisions = {uuid: DYNAMIC_MIG if mode == "dynamic" else EXCLUSIVE for uuid, mode in known.items()}
+    mig_enabled = {gpu.uuid for gpu in gpus if gpu.mig_enabled}
+    return lambda info, _view: decisions.get(info.uuid, EXCLUSIVE) if info.uuid in mig_enabled else EXCLUSIVE
+
+
+def load_policy_publish(path: Path) -> tuple[PublishFor, str]:
+    from gpupolicy.policy.policyfile.compile import load_policy
+
+    compiled = load_policy(path.read_text(encoding="utf-8"), str(path))
+    return compiled.publish_for, compiled.driver_name
+
+
+class Plugin:
+    def __init__(
+        self,
+        options: Options,
+        *,
+        kube: Kube | None = None,
+        nvml: Nvml | None = None,
+        runner: CommandRunner | None = None,
+        publish_for: PublishFor | None = None,
+    ) -> None:
+        self.options = options
+        options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.nvml = nvml or open_nvml(options.nvml, options.node, options.state_dir)
+        if runner is None:
+            sim = options.nvml.startswith("sim:")
+            runner = FakeRunner(options.state_dir / "sim-commands.json") if sim else SubprocessRunner()
+        self.runner = runner
+        self.kube: Kube = kube or RealKube(options.kubeconfig)
+        self._publish_for = publish_for
+        self.health = HealthState(options.driver, options.node)
+        self.checkpoint = Checkpoint(options.state_dir, os.environ.get(BOOT_ID_ENV) or read_boot_id())
+        self.cdi = CdiRegistry(options.cdi_root, options.driver)
+        self.inventory = Inventory()
+        self._inventory_lock = threading.Lock()
+        self.preparer: LoopPreparer | None = None
+        self.server: PluginServer | None = None
+        self.publisher: Publisher | None = None
+        self.monitor: HealthMonitor | None = None
+        self.report = ReconcileReport()
+
+    def _refresh_inventory(self) -> Inventory:
+        gpus = self.nvml.gpus()
+        with self._inventory_lock:
+            self.inventory = build_inventory(gpus, self._publish_for, self.health.taints(), self.options.driver)
+            self.health.set_devices([(name, d.gpu_uuid) for name, d in self.inventory.devices.items()])
+            return self.inventory
+
+    def _current_inventory(self) -> Inventory:
+        return self.inventory
+
+    def build_slices(self, node: NodeRef, generation: int) -> list[Obj]:
+        taints = self.health.taints()
+        with self._inventory_lock:
+            inventory = self.inventory
+        gpus: list[GpuInfo] = [dataclasses.replace(g, taints=taints.get(g.uuid, ())) for g in inventory.gpus]
+        slices = build_slices(
+            node,
+            gpus,
+            publish_for=lambda g, _v: inventory.publish.get(g.uuid, EXCLUSIVE),
+            driver=self.options.driver,
+            generation=generation,
+        )
+        return [to_wire(s) for s in slices]
+
+    def event(self, reason: str, message: str) -> None:
+        """A Warning Event on the Node, sent in the background (the API server may be down)."""
+
+        def send() -> None:
+            try:
+                uid = str(self.kube.get_node(self.options.node)["metadata"].get("uid") or "")
+                self.kube.create_event(node_event(self.options.node, uid, reason, message))
+            except KubeError as exc:
+                log.warning("could not record event %s: %s", reason, exc)
+
+        threading.Thread(target=send, name="event", daemon=True).start()
+
+    def start(self) -> None:
+        opts = self.options
+        loaded = self.checkpoint.load()
+        if loaded.corrupted:
+            message = f"checkpoint was unreadable and moved to {loaded.corrupted}; state rebuilt from NVML and the API"
+            log.error("%s", message)
+            self.event("CheckpointCorrupted", message)
+        if self._publish_for is None:
+            modes = opts.state_dir / "gpu-modes.json"
+            gpus = self.nvml.gpus()
+            self._publish_for = load_policy_publish(opts.policy)[0] if opts.policy else default_publish_for(gpus, modes)
+        inventory = self._refresh_inventory()
+        self.preparer = LoopPreparer(
+            driver=opts.driver,
+            pool=opts.node,
+            kube=self.kube,
+            nvml=self.nvml,
+            cdi=self.cdi,
+            runner=self.runner,
+            checkpoint=self.checkpoint,
+            records=dict(loaded.records),
+            state_dir=opts.state_dir,
+            inventory=self._current_inventory,
+        )
+        self.report = reconcile(
+            self.preparer, inventory, self.kube, rebuild=loaded.corrupted is not None, state_dir=opts.state_dir
+        )
+        self.server = PluginServer(
+            driver=opts.driver,
+            plugin_dir=opts.plugin_dir,
+            registry_dir=opts.registry_dir,
+            preparer=self.preparer,
+            health=self.health,
+            on_rejected=lambda error: self.event("RegistrationFailed", f"kubelet rejected the plugin: {error}"),
+        )
+        self.server.start()
+        self.publisher = Publisher(self.kube, opts.driver, opts.node, self.build_slices, resync_s=opts.resync_s)
+        self.health.on_change(self.publisher.poke)
+        self.publisher.start()
+        self.monitor = HealthMonitor(self.nvml, self.health)
+        self.monitor.start()
+
+    def stop(self) -> None:
+        if self.monitor:
+            self.monitor.stop()
+        if self.publisher:
+            self.publisher.stop()
+        if self.server:
+            self.server.stop()
+        self.nvml.shutdown()

@@ -1,0 +1,164 @@
+"""Publishing this node's ResourceSlices: one pool named after the node, owned by the Node.
+
+``Publisher.sync`` compares what the API server has with what the builder produces now; when
+anything differs (devices, health taints, a slice deleted or edited behind our back) it writes
+the whole pool again under the next generation, so consumers never mix generations. A thread
+runs ``sync`` on start, when poked (health change) and every ``resync_s``, retrying failures with
+exponential backoff; the plugin keeps serving kubelet while the API server is unreachable.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from gpupolicy.plugin.kube.client import Kube, KubeError, Obj
+from gpupolicy.policy.builder import NodeRef
+
+log = logging.getLogger(__name__)
+BuildSlices = Callable[[NodeRef, int], list[Obj]]
+
+
+def _covers(actual: Any, wanted: Any) -> bool:
+    """Whether ``actual`` says what ``wanted`` says: same values, and extra fields only when empty
+    (the API server may add defaulted fields, but a taint somebody left behind is a difference)."""
+    if isinstance(wanted, dict):
+        if not isinstance(actual, dict) or any(actual[k] for k in set(actual) - set(wanted)):
+            return False
+        return all(k in actual and _covers(actual[k], v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(actual, list) and len(actual) == len(wanted) and all(map(_covers, actual, wanted))
+    return bool(actual == wanted)
+
+
+def _without_generation(obj: Obj) -> Obj:
+    spec = dict(obj.get("spec") or {})
+    pool = dict(spec.get("pool") or {})
+    pool.pop("generation", None)
+    spec["pool"] = pool
+    return {"spec": spec, "owners": (obj.get("metadata") or {}).get("ownerReferences")}
+
+
+class Publisher:
+    def __init__(
+        self,
+        kube: Kube,
+        driver: str,
+        node: str,
+        build: BuildSlices,
+        *,
+        resync_s: float = 30.0,
+        backoff_s: tuple[float, float] = (0.2, 30.0),
+    ) -> None:
+        self._kube = kube
+        self.driver = driver
+        self.node = node
+        self._build = build
+        self._resync_s = resync_s
+        self._backoff = backoff_s
+        self.generation = 0
+        self._node_uid = ""
+        self.published = threading.Event()
+        self.syncs = 0
+        self.writes = 0
+        self.last_error = ""
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def _node_ref(self) -> NodeRef:
+        """The owning Node, read on every sync: a re-created Node has a new UID, and slices owned by
+        the old one would be garbage-collected."""
+        try:
+            self._node_uid = str(self._kube.get_node(self.node)["metadata"].get("uid") or "")
+        except KubeError as exc:
+            if exc.code != "not_found":
+                raise
+            log.warning("Node %s not found: publishing slices without an owner", self.node)
+            self._node_uid = ""
+        return NodeRef(self.node, self._node_uid)
+
+    def sync(self) -> bool:
+        """Make the API server hold exactly the desired slices; True when something was written."""
+        self.syncs += 1
+        ref = self._node_ref()
+        existing = {s["metadata"]["name"]: s for s in self._kube.list_slices(self.driver, self.node)}
+        generations = {int(s["spec"]["pool"].get("generation", 0)) for s in existing.values()}
+        current = max(generations, default=0)
+        desired = self._build(ref, max(current, 1))
+        if (
+            len(generations) == 1
+            and set(existing) == {d["metadata"]["name"] for d in desired}
+            and all(
+                _covers(_without_generation(existing[d["metadata"]["name"]]), _without_generation(d)) for d in desired
+            )
+        ):
+            self.generation = current
+            return False
+        self.generation = max(self.generation, current) + 1
+        desired = self._build(ref, self.generation)
+        for obj in desired:
+            name = obj["metadata"]["name"]
+            if name in existing:
+                body = {
+                    **obj,
+                    "metadata": {**obj["metadata"], "resourceVersion": existing[name]["metadata"]["resourceVersion"]},
+                }
+                self._kube.replace_slice(body)
+            else:
+                self._kube.create_slice(obj)
+        for name in set(existing) - {d["metadata"]["name"] for d in desired}:
+            try:
+                self._kube.delete_slice(name)
+            except KubeError as exc:
+                if exc.code != "not_found":
+                    raise
+        self.writes += 1
+        log.info("published %d ResourceSlice(s) of pool %s, generation %d", len(desired), self.node, self.generation)
+        return True
+
+    def withdraw(self) -> int:
+        """Delete every slice of this driver on this node (uninstall); returns how many."""
+        names = [s["metadata"]["name"] for s in self._kube.list_slices(self.driver, self.node)]
+        for name in names:
+            try:
+                self._kube.delete_slice(name)
+            except KubeError as exc:
+                if exc.code != "not_found":
+                    raise
+        return len(names)
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            self._poke.clear()
+            try:
+                self.sync()
+                self.published.set()
+                failures, self.last_error = 0, ""
+                delay = self._resync_s
+            except KubeError as exc:
+                failures += 1
+                base, cap = self._backoff
+                delay = min(cap, base * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+                self.last_error = str(exc)
+                log.warning("publishing ResourceSlices failed (attempt %d, retry in %.1fs): %s", failures, delay, exc)
+            except Exception:
+                failures += 1
+                delay = self._backoff[1]
+                log.exception("publishing ResourceSlices failed")
+            self._poke.wait(delay)

@@ -1,0 +1,1 @@
+"""In-memory stand-ins for the Kubernetes API, for tests and benchmarks."""

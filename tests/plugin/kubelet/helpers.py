@@ -1,0 +1,118 @@
+"""Shared set-up for plugin tests: a simulated node with a fake API server behind a Preparer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpupolicy.plugin.kubelet.cdi import CdiRegistry
+from gpupolicy.plugin.kubelet.checkpoint import Checkpoint
+from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
+from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
+from gpupolicy.plugin.kubelet.prepare import ClaimRef
+from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
+from gpupolicy.plugin.kubelet.sharing import FakeRunner
+from gpupolicy.policy.builder import PublishFor
+from tests.fakes.kube import FakeKube
+
+DRIVER = "gpu.gpupolicy.dev"
+NODE = "node-a"
+
+
+def claim_obj(
+    name: str,
+    results: list[tuple[str, str]],
+    *,
+    namespace: str = "default",
+    config: list[dict[str, Any]] | None = None,
+    pool: str = NODE,
+    driver: str = DRIVER,
+    share_ids: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An allocated ResourceClaim; ``results`` are (request, device) pairs."""
+    out = []
+    for request, device in results:
+        result: dict[str, Any] = {"request": request, "driver": driver, "pool": pool, "device": device}
+        if share_ids and device in share_ids:
+            result["shareID"] = share_ids[device]
+        out.append(result)
+    devices: dict[str, Any] = {"results": out}
+    if config:
+        devices["config"] = config
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
+        "spec": {"devices": {"requests": [{"name": r, "exactly": {"deviceClassName": "gpu"}} for r, _ in results]}},
+        "status": {"allocation": {"devices": devices}},
+    }
+
+
+def ref(obj: dict[str, Any]) -> ClaimRef:
+    meta = obj["metadata"]
+    return ClaimRef(meta["namespace"], meta["uid"], meta["name"])
+
+
+def opaque(
+    kind: str, sharing: dict[str, Any], source: str = "FromClaim", requests: list[str] | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "source": source,
+        "opaque": {
+            "driver": DRIVER,
+            "parameters": {"apiVersion": "resource.gpupolicy.dev/v1alpha1", "kind": kind, "sharing": sharing},
+        },
+    }
+    if requests:
+        entry["requests"] = requests
+    return entry
+
+
+@dataclass
+class Node:
+    tmp: Path
+    nvml: SimNvml
+    kube: FakeKube
+    runner: FakeRunner
+    cdi: CdiRegistry
+    checkpoint: Checkpoint
+    preparer: LoopPreparer
+    publish_for: PublishFor | None
+
+    def inventory(self) -> Inventory:
+        return build_inventory(self.nvml.gpus(), self.publish_for, driver=DRIVER)
+
+    def add_claim(self, name: str, results: list[tuple[str, str]], **kwargs: Any) -> ClaimRef:
+        return ref(self.kube.put_claim(claim_obj(name, results, **kwargs)))
+
+    def cdi_files(self) -> list[str]:
+        return self.cdi.claim_uids()
+
+    def mig_instances(self) -> list[tuple[int, str, int]]:
+        return sorted((g.minor, m.profile, m.start) for g in self.nvml.gpus() for m in g.mig_devices)
+
+
+def make_node(tmp: Path, spec: str = "2xA100-40GB:mig,2xH100-80GB", publish_for: PublishFor | None = None) -> Node:
+    state = tmp / "state"
+    state.mkdir(exist_ok=True)
+    nvml = SimNvml(spec, state_file=state / "sim-nvml.json")
+    kube = FakeKube()
+    runner = FakeRunner(state / "sim-commands.json")
+    cdi = CdiRegistry(tmp / "cdi", DRIVER)
+    checkpoint = Checkpoint(state, "boot-1")
+    node = Node(tmp, nvml, kube, runner, cdi, checkpoint, None, publish_for)  # type: ignore[arg-type]
+    node.preparer = LoopPreparer(
+        driver=DRIVER,
+        pool=NODE,
+        kube=kube,
+        nvml=nvml,
+        cdi=cdi,
+        runner=runner,
+        checkpoint=checkpoint,
+        records={},
+        state_dir=state,
+        inventory=node.inventory,
+    )
+    return node

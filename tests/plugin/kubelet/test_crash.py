@@ -1,0 +1,142 @@
+"""SIGKILL the plugin at every step of prepare and unprepare, restart it, and check that kubelet's
+retry succeeds and that no MIG instance, CDI file, MPS daemon or time-slice setting leaks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpupolicy.plugin.kubelet.faults import ENV, PREPARE_STEPS, UNPREPARE_STEPS
+from tests.fakes.kube_stub import StubApiServer
+from tests.plugin.kubelet.helpers import NODE, claim_obj, opaque
+from tests.plugin.kubelet.proc import PluginProcess
+
+pytestmark = pytest.mark.slow
+MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
+TIMESLICE = {"strategy": "TimeSlicing", "timeSlicingConfig": {"interval": "Medium"}}
+
+
+@pytest.fixture
+def api() -> Iterator[StubApiServer]:
+    server = StubApiServer().start()
+    server.kube.put_node(NODE)
+    yield server
+    server.stop()
+
+
+def _claim(api: StubApiServer) -> tuple[str, str, str]:
+    """Two dynamic MIG devices with MPS and a full GPU with time-slicing: every kind of step."""
+    doc = claim_obj(
+        "crashy",
+        [("mig", "gpu-0-mig-3g20gb-9-4"), ("mig2", "gpu-1-mig-2g10gb-14-2"), ("full", "gpu-2")],
+        config=[
+            opaque("MigDeviceConfig", MPS, requests=["mig", "mig2"]),
+            opaque("GpuConfig", TIMESLICE, requests=["full"]),
+        ],
+    )
+    api.kube.put_claim(doc)
+    return ("default", doc["metadata"]["uid"], "crashy")
+
+
+def _assert_prepared(plugin: PluginProcess, uid: str) -> None:
+    assert plugin.mig_instances() == [(0, "3g.20gb", 4), (1, "2g.10gb", 2)]
+    assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{uid}.json"]
+    commands = plugin.commands_state()
+    assert len(commands["mps"]) == 1 and list(commands["timeslice"].values()) == [2]
+    assert [c["state"] for c in plugin.checkpoint_claims().values()] == ["PrepareCompleted"]
+
+
+def _assert_clean(plugin: PluginProcess) -> None:
+    assert plugin.mig_instances() == []
+    assert plugin.cdi_files() == []
+    assert plugin.commands_state() == {"timeslice": {}, "mps": {}}
+    assert plugin.checkpoint_claims() == {}
+    assert not (plugin.state_dir / "mps").exists() or not any((plugin.state_dir / "mps").iterdir())
+
+
+@pytest.mark.parametrize("step", PREPARE_STEPS)
+def test_killed_during_prepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    claim = _claim(api)
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        kubelet.connect()
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.prepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        plugin.start()
+        response = kubelet.prepare([claim])
+        assert response.claims[claim[1]].error == "", plugin.logs()
+        _assert_prepared(plugin, claim[1])
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
+
+
+@pytest.mark.parametrize("step", UNPREPARE_STEPS)
+def test_killed_during_unprepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    claim = _claim(api)
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+        _assert_prepared(plugin, claim[1])
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.unprepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        plugin.start()
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == "", plugin.logs()
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
+
+
+def test_restart_without_retry_rolls_back_interrupted_prepare(tmp_path: Path, api: StubApiServer) -> None:
+    """kubelet may never retry (the pod was deleted): start-up reconciliation cleans up alone."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    claim = _claim(api)
+    try:
+        plugin.start({ENV: "prepare-cdi"})
+        kubelet = plugin.kubelet()
+        kubelet.connect()
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.prepare([claim], timeout_s=0)
+        plugin.wait()
+        assert plugin.mig_instances() != []
+        plugin.start()
+        kubelet.close()
+        plugin.kubelet().connect()
+        _assert_clean(plugin)
+    finally:
+        plugin.kill()
+
+
+@pytest.mark.parametrize("step", ["prepare-cdi", "prepare-completed"])
+def test_killed_during_prepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    """A whole GPU without sharing has no PrepareStarted record: the CDI file is the only trace."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    doc = claim_obj("plain", [("gpu", "gpu-3")])
+    api.kube.put_claim(doc)
+    claim = ("default", doc["metadata"]["uid"], "plain")
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        kubelet.connect()
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.prepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        plugin.start()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
+        assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
