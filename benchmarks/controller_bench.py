@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from gpupolicy.plugin.controller.loop import Config, Controller  # noqa: E402
 from gpupolicy.plugin.controller.placer import Settings  # noqa: E402
-from gpupolicy.plugin.kube.api import ApiError, KubeApi, Obj  # noqa: E402
+from gpupolicy.plugin.kube import ApiError, Client, Obj  # noqa: E402
 from gpupolicy.policy.cluster import load_cluster  # noqa: E402
 from gpupolicy.policy.k8s.dump import to_wire  # noqa: E402
 from gpupolicy.policy.policyfile.compile import load_policy  # noqa: E402
@@ -67,7 +67,7 @@ def cluster(prefix: str, nodes: int) -> str:
 class Timed:
     """The real client, recording when each claim's allocation write returned."""
 
-    def __init__(self, real: KubeApi) -> None:
+    def __init__(self, real: Client) -> None:
         self.real = real
         self.written: dict[str, float] = {}
 
@@ -87,7 +87,7 @@ class Timed:
         return out
 
 
-def publish(api: KubeApi, prefix: str, gpus: int) -> None:
+def publish(api: Client, prefix: str, gpus: int) -> None:
     policy = load_policy(POLICY, "bench-policy.yaml")
     described = load_cluster(cluster(prefix, math.ceil(gpus / 8)), "bench-cluster.yaml")
     for cls in policy.device_classes:
@@ -97,7 +97,7 @@ def publish(api: KubeApi, prefix: str, gpus: int) -> None:
         api.create("resourceslices", to_wire(s))
 
 
-def batch(api: KubeApi, timed: Timed, controller: Controller, size: int, index: int) -> dict[str, Any]:
+def batch(api: Client, timed: Timed, controller: Controller, size: int, index: int) -> dict[str, Any]:
     namespace = f"bench-{index}-{size}"
     api.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": namespace}}
@@ -152,7 +152,7 @@ def main() -> int:
     bin_dir = build_testbed(45 * 60)
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpupolicy-bench-") as work, control_plane(bin_dir, Path(work)) as plane:
-        api = KubeApi(plane.kubeconfig)
+        api = Client(plane.kubeconfig)
         timed = Timed(api)
         settings = Settings(policy=(POLICY, "bench-policy.yaml"), params=SolveParams(time_limit_s=30, workers=1))
         controller = Controller(timed, Config("bench", settings))  # one long-running controller, as in a cluster

@@ -218,9 +218,9 @@ def _wait_published(url: str, kubeconfig: Path) -> None:
         while not _published(url):
             time.sleep(0.005)
         return
-    from gpupolicy.plugin.kube.client import RealKube
+    from gpupolicy.plugin.kubelet.api import NodeApi
 
-    kube = RealKube(kubeconfig)
+    kube = NodeApi(kubeconfig)
     while True:
         slices = kube.list_slices(DRIVER, NODE)
         if slices and all(s["spec"]["pool"]["resourceSliceCount"] == len(slices) for s in slices):

@@ -94,7 +94,7 @@ def _propose(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.controller.placer import Settings
     from gpupolicy.plugin.controller.rebalance import propose
     from gpupolicy.plugin.controller.snapshot import Snapshot
-    from gpupolicy.plugin.kube.api import KubeApi
+    from gpupolicy.plugin.kube import Client
     from gpupolicy.policy.yamlsrc import dump_yaml
 
     if args.time_limit is not None and args.time_limit <= 0:
@@ -102,7 +102,7 @@ def _propose(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args)
     assert isinstance(settings, Settings)
-    api = KubeApi(args.kubeconfig)
+    api = Client(args.kubeconfig)
     try:
         snapshot = Snapshot.read(api)
         proposal = propose(snapshot, api.list("pods"), settings, args.margin).to_json()
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.controller.loop import Config, Controller
     from gpupolicy.plugin.controller.metrics import Metrics, serve
     from gpupolicy.plugin.controller.placer import Settings
-    from gpupolicy.plugin.kube.api import KubeApi
+    from gpupolicy.plugin.kube import Client
 
     if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
         print("gpupolicy controller: times must be positive", file=sys.stderr)
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     assert isinstance(settings, Settings)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    api = KubeApi(args.kubeconfig)
+    api = Client(args.kubeconfig)
     metrics = Metrics()
     elector = None
     if not args.no_leader_election:

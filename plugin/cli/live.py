@@ -1,7 +1,7 @@
 """The live cluster state for ``gpupolicy solve --kubeconfig``: read, never written.
 
 Lists ResourceSlices, DeviceClasses, Nodes, ResourceClaims, unscheduled Pods and the ResourceClaimTemplates they
-still need through the controller's :class:`~gpupolicy.plugin.kube.api.KubeApi`, and turns them into the
+still need through the one API client (:class:`~gpupolicy.plugin.kube.client.Client`), and turns them into the
 same texts ``gpupolicy solve`` reads from files, so live objects and files follow one code path
 (``gpupolicy.solver.inputs``):
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupolicy.plugin.controller.snapshot import allocation, node_wire, slim
-from gpupolicy.plugin.kube.api import RESOURCES, ApiError, Resource
+from gpupolicy.plugin.kube import RESOURCES, ApiError, NotFound, Unreachable
 from gpupolicy.policy.errors import DiagnosticError, Location
 
 Obj = dict[str, Any]
@@ -53,16 +53,15 @@ def read_cluster(kubeconfig: str, namespace: str | None = None) -> LiveState:
 
 
 def _connect(kubeconfig: str) -> Any:
-    from gpupolicy.plugin.kube.api import KubeApi
+    from gpupolicy.plugin.kube import Client
 
     path = Path(kubeconfig)
     if not path.is_file():
         raise DiagnosticError.single(
             "kubeconfig_unreadable", f"cannot read {kubeconfig}: no such file", Location(kubeconfig)
         )
-    RESOURCES.setdefault(TEMPLATES, Resource("resource.k8s.io/v1", "ResourceClaimTemplate", TEMPLATES, True))
     try:
-        return KubeApi(path, timeout_s=TIMEOUT_S)
+        return Client(path, timeout_s=TIMEOUT_S)
     except Exception as exc:  # the kubernetes config loader raises ConfigException, YAML and OS errors
         message = f"cannot load {kubeconfig}: {type(exc).__name__}: {exc}"
         raise DiagnosticError.single("kubeconfig_invalid", message, Location(kubeconfig)) from None
@@ -78,10 +77,10 @@ def _list(api: Any, kind: str, kubeconfig: str) -> list[Obj]:
 
 
 def _describe(exc: ApiError, kind: str) -> tuple[str, str]:
-    text = str(exc).removeprefix(f"{exc.code}: ")
-    if exc.code == "unreachable":
+    text = exc.message
+    if isinstance(exc, Unreachable):
         return "cluster_unreachable", f"cannot reach the API server to list {kind}: {text}"
-    if exc.code == "not_found":
+    if isinstance(exc, NotFound):
         return "cluster_api_missing", f"the API server does not serve {kind} ({RESOURCES[kind].prefix}): {text}"
     return "cluster_api_error", f"listing {kind} failed: {text}"
 

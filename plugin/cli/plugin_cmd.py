@@ -125,13 +125,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _withdraw(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.kube.client import KubeError, RealKube
+    from gpupolicy.plugin.kube import ApiError
+    from gpupolicy.plugin.kubelet.api import NodeApi
     from gpupolicy.plugin.kubelet.publish import Publisher
 
-    publisher = Publisher(RealKube(args.kubeconfig), _driver_name(args), args.node_name, lambda ref, gen: [])
+    publisher = Publisher(NodeApi(args.kubeconfig), _driver_name(args), args.node_name, lambda ref, gen: [])
     try:
         count = publisher.withdraw()
-    except KubeError as exc:
+    except ApiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"deleted {count} ResourceSlice(s) of node {args.node_name}")

@@ -30,7 +30,7 @@ from gpupolicy.plugin.controller.snapshot import (
     ours,
     ref,
 )
-from gpupolicy.plugin.kube.api import Api, ApiError, Obj
+from gpupolicy.plugin.kube import Api, ApiError, Conflict, NotFound, Obj
 
 RETRIES = 5
 DeviceKey = tuple[str, str, str]  # driver, pool, device
@@ -135,9 +135,7 @@ def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) 
             wanted = copy.deepcopy(claim)
             wanted.setdefault("status", {})["allocation"] = {**alloc, "allocationTimestamp": _now()}
             return api.update("resourceclaims", wanted, status=True)
-        except ApiError as exc:
-            if exc.code != "conflict":
-                raise
+        except Conflict:
             out.conflicts += 1
             claim = api.get("resourceclaims", *ref(claim))
     raise Lost(f"claim {ref(claim)[0]}/{ref(claim)[1]}: still conflicting after {RETRIES} tries")
@@ -148,10 +146,8 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
     for _ in range(RETRIES):
         try:
             claim = api.get("resourceclaims", *claim_ref)
-        except ApiError as exc:
-            if exc.code == "not_found":
-                return
-            raise
+        except NotFound:
+            return
         status = claim.get("status") or {}
         if allocation(claim) is None or not ours(claim) or status.get("reservedFor"):
             return
@@ -160,9 +156,8 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
         try:
             api.update("resourceclaims", claim, status=True)
             return
-        except ApiError as exc:
-            if exc.code != "conflict":
-                raise
+        except Conflict:
+            pass
 
 
 def _now() -> str:
@@ -187,10 +182,8 @@ def ungate(api: Api, pod: Obj) -> None:
         try:
             api.update("pods", pod)
             return
-        except ApiError as exc:
-            if exc.code == "not_found":
-                return
-            if exc.code != "conflict":
-                raise
+        except NotFound:
+            return
+        except Conflict:
             pod = api.get("pods", *ref(pod))
-    raise ApiError("conflict", f"pod {ref(pod)[0]}/{ref(pod)[1]}: gate still conflicting after {RETRIES} tries")
+    raise Conflict(f"pod {ref(pod)[0]}/{ref(pod)[1]}: gate still conflicting after {RETRIES} tries")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.kube.api import Api, ApiError, Obj
+from gpupolicy.plugin.kube import Api, ApiError, NotFound, Obj
 
 
 def _micro(epoch: float) -> str:
@@ -49,10 +49,10 @@ class LeaderElector:
         now = self.clock()
         try:
             lease = self.api.get("leases", self.namespace, self.name)
-        except ApiError as exc:
-            if exc.code != "not_found":
-                return self._failed()
+        except NotFound:
             return self._create(now)
+        except ApiError:
+            return self._failed()
         rv = str(lease["metadata"].get("resourceVersion", ""))
         if rv != self._seen_rv:
             self._seen_rv, self._seen_at = rv, now

@@ -24,7 +24,7 @@ from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import LoadCache, Plan, Settings, plan
 from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
-from gpupolicy.plugin.kube.api import Api, ApiError, Obj
+from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
 
 Log = Callable[..., None]

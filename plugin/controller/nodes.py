@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gpupolicy.plugin.kube.api import Obj
+from gpupolicy.plugin.kube import Obj
 from gpupolicy.policy.k8s.meta import NodeSelector
 from gpupolicy.policy.k8s.nodeselect import node_selector_matches
 from gpupolicy.solver.compile import Compiled

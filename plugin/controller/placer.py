@@ -21,7 +21,7 @@ from typing import Any
 
 from gpupolicy.plugin.controller.nodes import allowed_nodes, restrict
 from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
-from gpupolicy.plugin.kube.api import Obj
+from gpupolicy.plugin.kube import Obj
 from gpupolicy.policy.k8s.load import Loaded, load_doc
 from gpupolicy.policy.policyfile.compile import load_policy
 from gpupolicy.policy.policyfile.compiled import CompiledPolicy

@@ -16,7 +16,7 @@ from typing import Any
 
 from gpupolicy.plugin.controller.placer import Settings, read
 from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, allocation, ours
-from gpupolicy.plugin.kube.api import Obj
+from gpupolicy.plugin.kube import Obj
 from gpupolicy.solver.output import summary_json
 from gpupolicy.solver.problem import ClaimKey, DeviceIndex, DeviceResult, NodeName, Problem
 from gpupolicy.solver.report import summarize

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from gpupolicy.plugin.controller.snapshot import ClaimRef, ref
-from gpupolicy.plugin.kube.api import Api, ApiError, Obj
+from gpupolicy.plugin.kube import Api, Conflict, NotFound, Obj
 from gpupolicy.solver.result import Reason
 
 CONDITION = "gpupolicy.dev/Placement"
@@ -60,11 +60,9 @@ def set_condition(api: Api, pod: Obj, status: str, reason: str, message: str) ->
         try:
             api.update("pods", pod, status=True)
             return True
-        except ApiError as exc:
-            if exc.code == "not_found":
-                return False
-            if exc.code != "conflict":
-                raise
+        except NotFound:
+            return False
+        except Conflict:
             pod = api.get("pods", *ref(pod))
     return False
 

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gpupolicy.plugin.kube.api import Api, Obj
+from gpupolicy.plugin.kube import Api, Obj
 
 GATE = "gpupolicy.dev/placement"
 GROUP_LABEL = "gpupolicy.dev/group"

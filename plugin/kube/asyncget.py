@@ -2,7 +2,8 @@
 
 The prepare path reads one ResourceClaim per claim, dozens at once when kubelet starts many pods. On the
 DRA server's event loop this costs a write, a read and a JSON parse per claim, where the kubernetes
-client's urllib3 path needs a thread per request and ~0.3 ms of CPU under the GIL. Only what that read
+client's urllib3 path needs a thread per request and ~0.3 ms of CPU under the GIL. Used by
+``gpupolicy.plugin.kube.client.Client.get_async``. Only what that read
 needs: GET, a status line, headers, a ``Content-Length``, chunked or read-to-close body; TLS with the CA,
 client certificate and server name of the client configuration. Proxies are not supported here
 (``AsyncGetter.supports`` says so and the caller keeps the kubernetes client's path).
@@ -14,7 +15,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,8 @@ class Response:
     status: int
     reason: str
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Header names in lower case."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class AsyncGetter:
             body = await reader.readexactly(int(headers["content-length"]))
         else:
             body, keep = await reader.read(), False
-        return Response(int(code), reason, body), keep
+        return Response(int(code), reason, body, headers), keep
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

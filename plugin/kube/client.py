@@ -1,9 +1,17 @@
-"""The few Kubernetes API calls the plugin makes, behind one protocol with a real and a fake client.
+"""The one Kubernetes client of gpupolicy: the kubelet plugin, the placement controller and ``solve --kubeconfig``.
 
-Objects are wire dicts in the shape ``kubectl get -o json`` shows. The real client talks to
-``/apis/resource.k8s.io/v1`` through the kubernetes package's custom-objects API, which builds the
-same paths for built-in groups; ``tests.fakes.kube.FakeKube`` keeps objects in memory for unit tests and
-backs the HTTP API-server stand-in (``tests.fakes.kube_stub``).
+Objects are wire dicts (:data:`~gpupolicy.plugin.kube.resources.Obj`). Requests go straight to the connection
+pool of the kubernetes package's ``ApiClient`` (its TLS, proxy and credential settings, no code generation on the
+path: the generic request path costs about 0.4 ms of CPU more per call). One path for every verb:
+
+- sync: :meth:`Client.request` and the verbs on top (``list``, ``get``, ``create``, ``update``, ``delete``);
+- async: :meth:`Client.get_async`, a GET on the running event loop without a thread (``asyncget``);
+- :meth:`Client.watch`: list+watch of one kind, reconnecting.
+
+Every failure is an :class:`~gpupolicy.plugin.kube.errors.ApiError`. Answers that carry ``Retry-After`` (429, and
+5xx that name it) are retried after the time the server asks, at most ``max_retries`` times, as client-go does.
+The kubernetes package is imported when a client is made, not with this module (``gpupolicy validate`` never
+loads it).
 """
 
 from __future__ import annotations
@@ -13,74 +21,45 @@ import json
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import quote
 
-from gpupolicy.plugin.kube import asyncget as kube_async
+from gpupolicy.plugin.kube import asyncget
+from gpupolicy.plugin.kube.errors import ApiError, Unreachable, from_response, retry_after
+from gpupolicy.plugin.kube.resources import RESOURCES, Obj, path
 
-GROUP = "resource.k8s.io"
-VERSION = "v1"
-Obj = dict[str, Any]
 AUTH_REUSE_S = 1.0
-"""How long the hot path reuses its auth headers before asking the configuration again (which runs
-its token-refresh hook: an in-cluster service-account token or a kubeconfig exec plugin)."""
+"""How long requests reuse their auth headers before asking the configuration again (which runs its
+token-refresh hook: an in-cluster service-account token or a kubeconfig exec plugin)."""
 
 
-class KubeError(Exception):
-    """An API call failed: ``code`` is ``not_found``, ``conflict``, ``unreachable`` or ``api_error``."""
+class Api(Protocol):
+    """What the controller and the CLI need of the API server; :class:`Client` is the real one."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+    def list(self, kind: str) -> list[Obj]: ...
 
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj: ...
 
-class Kube(Protocol):
-    def get_claim(self, namespace: str, name: str) -> Obj: ...
+    def create(self, kind: str, obj: Obj) -> Obj: ...
 
-    async def get_claim_async(self, namespace: str, name: str) -> Obj: ...
-
-    async def aclose(self) -> None:
-        """Close what ``get_claim_async`` keeps open on the running event loop (before the loop closes)."""
-
-    def list_claims(self) -> list[Obj]: ...
-
-    def get_node(self, name: str) -> Obj: ...
-
-    def list_slices(self, driver: str, node: str) -> list[Obj]: ...
-
-    def create_slice(self, obj: Obj) -> Obj: ...
-
-    def replace_slice(self, obj: Obj) -> Obj: ...
-
-    def delete_slice(self, name: str) -> None: ...
-
-    def create_event(self, obj: Obj) -> None: ...
+    def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
+        """PUT with the object's ``metadata.resourceVersion``: :class:`Conflict` if it moved on."""
+        ...
 
 
-def node_event(node: str, node_uid: str, reason: str, message: str, warning: bool = True) -> Obj:
-    """A core/v1 Event about the Node, as ``kubectl describe node`` lists them."""
-    import datetime
+@dataclass(frozen=True)
+class Retry:
+    """How answers with ``Retry-After`` are retried: at most ``max_retries`` times, each wait capped."""
 
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{node}.", "namespace": "default"},
-        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid},
-        "reason": reason,
-        "message": message[:1000],
-        "type": "Warning" if warning else "Normal",
-        "source": {"component": "gpupolicy-plugin", "host": node},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+    max_retries: int = 10  # client-go's default
+    max_wait_s: float = 10.0
 
 
-def api_client(kubeconfig: Path | None, pool_size: int) -> Any:
+def load_configuration(kubeconfig: Path | None, pool_size: int) -> Any:
     """A kubernetes ``ApiClient`` for the ``kubeconfig`` file, or the in-cluster service account when None.
-    No retries inside the client: callers decide how to retry."""
+    Raises what the kubernetes config loader raises (``ConfigException``, YAML and OS errors)."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -88,79 +67,143 @@ def api_client(kubeconfig: Path | None, pool_size: int) -> Any:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
-    configuration.retries = 0
+    configuration.retries = 0  # no retries inside urllib3: Client decides
     configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 
 
-def _claim_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/resourceclaims/{quote(name, safe='')}"
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str | None
+    body: bytes
+    headers: Mapping[str, str]
 
 
-class RealKube:
-    """The kubernetes client: ``kubeconfig`` file, or the in-cluster service account when None."""
+class Client:
+    """The API server of ``kubeconfig`` (in-cluster when None)."""
 
-    def __init__(self, kubeconfig: Path | None, timeout_s: float = 5.0) -> None:
-        from kubernetes import client
-
-        self._api = api_client(kubeconfig, pool_size=64)  # kubelet sends many claims at once
-        self._custom = client.CustomObjectsApi(self._api)
-        # No CoreV1Api: constructing it imports ~250 model modules (close to a second at start-up).
-        self._timeout = timeout_s
+    def __init__(
+        self,
+        kubeconfig: Path | None,
+        *,
+        timeout_s: float = 30.0,
+        pool_size: int = 16,
+        retry: Retry = Retry(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api = load_configuration(kubeconfig, pool_size)
         self._host = self._api.configuration.host
+        self._timeout = timeout_s
+        self._retry = retry
+        self._sleep = sleep
         self._auth_lock = threading.Lock()
         self._auth: tuple[float, dict[str, str]] = (-1.0, {})
-        self._getters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._getters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncget.AsyncGetter] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
+    # -- the verbs
 
-        try:
-            return fn(*args, _request_timeout=self._timeout, **kwargs)
-        except ApiException as exc:
-            code = {404: "not_found", 409: "conflict"}.get(exc.status or 0, "api_error")
-            raise KubeError(code, f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}") from exc
-        except Exception as exc:  # urllib3 connection errors, timeouts
-            raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
+    def list(self, kind: str, *, field_selector: str | None = None) -> list[Obj]:
+        """Every object of ``kind`` (all namespaces); each item gets the ``apiVersion`` and ``kind`` a list omits."""
+        query = {"fieldSelector": field_selector} if field_selector else None
+        items = self.request("GET", path(kind, query=query)).get("items") or []
+        res = RESOURCES[kind]
+        for item in items:
+            item.setdefault("apiVersion", res.api_version)
+            item.setdefault("kind", res.kind)
+        return list(items)
 
-    def get_claim(self, namespace: str, name: str) -> Obj:
-        # On every prepare, so straight to the client's connection pool: the generic request path
-        # costs about 0.4 ms of CPU more per call (argument sanitising, and a token-refresh hook that
-        # re-reads the proxy environment), which 64 concurrent prepares pay under one GIL.
-        try:
-            response = self._api.rest_client.pool_manager.request(
-                "GET",
-                self._host + _claim_path(namespace, name),
-                headers=dict(self._headers()),
-                timeout=self._timeout,
-                retries=False,
-            )
-        except Exception as exc:  # urllib3 connection errors, timeouts
-            raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
-        return self._decode(response.status, response.reason, response.data)
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj:
+        return self.request("GET", path(kind, namespace, name))
 
-    async def get_claim_async(self, namespace: str, name: str) -> Obj:
-        """``get_claim`` on the running event loop, without a thread (see ``gpupolicy.plugin.kube.asyncget``)."""
+    def create(self, kind: str, obj: Obj) -> Obj:
+        return self.request("POST", path(kind, obj["metadata"].get("namespace")), obj)
+
+    def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
+        meta = obj["metadata"]
+        return self.request("PUT", path(kind, meta.get("namespace"), meta["name"], "status" if status else None), obj)
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        self.request("DELETE", path(kind, namespace, name))
+
+    async def get_async(self, kind: str, namespace: str | None, name: str) -> Obj:
+        """``get`` on the running event loop, without a thread (see ``asyncget``); through a thread when the
+        configuration needs what ``asyncget`` does not do (a proxy)."""
         loop = asyncio.get_running_loop()
-        if not kube_async.supports(self._api.configuration):
-            return await loop.run_in_executor(None, self.get_claim, namespace, name)
+        if not asyncget.supports(self._api.configuration):
+            return await loop.run_in_executor(None, self.get, kind, namespace, name)
         if time.monotonic() - self._auth[0] >= AUTH_REUSE_S:  # may run a credential plugin: not on the loop
             await loop.run_in_executor(None, self._headers)
         getter = self._getters.get(loop)
         if getter is None:
-            getter = self._getters[loop] = kube_async.AsyncGetter(
+            getter = self._getters[loop] = asyncget.AsyncGetter(
                 self._api.configuration, lambda: self._auth[1], self._timeout
             )
-        try:
-            response = await getter.get(_claim_path(namespace, name))
-        except kube_async.HttpError as exc:
-            raise KubeError("unreachable", str(exc)) from exc
-        return self._decode(response.status, response.reason, response.body)
+        target = path(kind, namespace, name)
+        for attempt in range(self._retry.max_retries + 1):
+            try:
+                response = await getter.get(target)
+            except asyncget.HttpError as exc:
+                raise Unreachable(str(exc)) from exc
+            answer = _Answer(response.status, response.reason, response.body, response.headers)
+            wait = self._wait(answer, attempt)
+            if wait is None:
+                return _decode(answer)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def aclose(self) -> None:
+        """Close what ``get_async`` keeps open on the running event loop (before the loop closes)."""
         getter = self._getters.pop(asyncio.get_running_loop(), None)
         if getter is not None:
             await getter.close()
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- one request
+
+    def request(self, method: str, resource_path: str, body: Obj | None = None) -> Obj:
+        """``method`` on ``resource_path`` with a JSON ``body``; the decoded answer ({} when empty)."""
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(self._retry.max_retries + 1):
+            answer = self._send(method, resource_path, data)
+            wait = self._wait(answer, attempt)
+            if wait is None:
+                return _decode(answer)
+            self._sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _wait(self, answer: _Answer, attempt: int) -> float | None:
+        """Seconds to wait before trying again, or None to answer now (success, or an error to raise)."""
+        if answer.status != 429 and answer.status < 500:
+            return None
+        seconds = retry_after(answer.headers)
+        if seconds is None or attempt >= self._retry.max_retries:
+            return None
+        return min(seconds, self._retry.max_wait_s)
+
+    def _send(self, method: str, resource_path: str, data: bytes | None, **options: Any) -> Any:
+        headers = dict(self._headers())
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self._api.rest_client.pool_manager.request(
+                method,
+                self._host + resource_path,
+                body=data,
+                headers=headers,
+                timeout=options.pop("timeout", self._timeout),
+                retries=False,
+                **options,
+            )
+        except Exception as exc:  # urllib3 connection errors, TLS errors, timeouts
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        if options.get("preload_content") is False:
+            return response
+        return _Answer(response.status, response.reason, response.data or b"", response.headers)
 
     def _headers(self) -> dict[str, str]:
         """Accept, User-Agent and auth headers, refreshed from the configuration every ``AUTH_REUSE_S``."""
@@ -172,53 +215,67 @@ class RealKube:
                 self._auth = (now, headers)
             return self._auth[1]
 
-    def list_claims(self) -> list[Obj]:
-        return list(self._call(self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceclaims")["items"])
+    # -- watches
 
-    def _get_raw(self, path: str, **params: str) -> Obj:
-        return self._raw("GET", path, None, **params)
+    def watch(self, kind: str, stop: threading.Event, changed: Callable[[], None], timeout_s: int = 60) -> None:
+        """Until ``stop``: list+watch ``kind`` from the list's resourceVersion, calling ``changed`` on every event
+        (bookmarks excepted). Reconnects when the server ends the watch; lists again when the version is too old."""
+        while not stop.is_set():
+            try:
+                listed = self.request("GET", path(kind, query={"limit": "1"}))
+                version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+                while not stop.is_set() and version:
+                    version = self._watch_once(kind, version, changed, timeout_s)
+            except ApiError:
+                stop.wait(1.0)
 
-    def _raw(self, verb: str, path: str, body: Obj | None, **params: str) -> Obj:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        method, url, headers, data, _ = self._api.param_serialize(
-            verb, path, path_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
+    def _watch_once(self, kind: str, version: str, changed: Callable[[], None], timeout_s: int) -> str:
+        """One watch request; returns the version to resume from ("" to list again)."""
+        from urllib3 import Timeout
+
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+            "resourceVersion": version,
+        }
+        timeout = Timeout(connect=5, read=timeout_s + 30)
+        response = self._send("GET", path(kind, query=query), None, timeout=timeout, preload_content=False)
         try:
-            response = self._api.call_api(method, url, header_params=headers, body=data, _request_timeout=self._timeout)
-            response.read()
-        except Exception as exc:  # urllib3 connection errors, timeouts
-            raise KubeError("unreachable", f"{type(exc).__name__}: {exc}") from exc
-        return self._decode(response.status, response.reason, response.data)
+            if response.status >= 400:
+                return ""
+            return _read_events(response.stream(4096), version, changed)
+        except ApiError:
+            raise
+        except Exception as exc:  # the stream broke (timeouts, reset connections)
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            response.release_conn()
 
-    @staticmethod
-    def _decode(status: int, reason: str | None, data: bytes) -> Obj:
-        if status >= 400:
-            code = {404: "not_found", 409: "conflict"}.get(status, "api_error")
-            raise KubeError(code, f"{status} {reason}: {data[:300]!r}")
-        return dict(json.loads(data))
 
-    def get_node(self, name: str) -> Obj:
-        node = self._get_raw("/api/v1/nodes/{name}", name=name)
-        return {"metadata": {"name": node["metadata"]["name"], "uid": node["metadata"].get("uid", "")}}
+def _read_events(chunks: Any, version: str, changed: Callable[[], None]) -> str:
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            event = json.loads(line) if line.strip() else {}
+            kind_of = event.get("type")
+            obj = event.get("object") or {}
+            if kind_of == "ERROR":
+                return ""  # 410 Gone: too old, list again
+            version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+            if kind_of in ("ADDED", "MODIFIED", "DELETED"):
+                changed()
+    return version
 
-    def list_slices(self, driver: str, node: str) -> list[Obj]:
-        selector = f"spec.nodeName={node},spec.driver={driver}"
-        result = self._call(
-            self._custom.list_cluster_custom_object, GROUP, VERSION, "resourceslices", field_selector=selector
-        )
-        return list(result["items"])
 
-    def create_slice(self, obj: Obj) -> Obj:
-        return dict(self._call(self._custom.create_cluster_custom_object, GROUP, VERSION, "resourceslices", obj))
-
-    def replace_slice(self, obj: Obj) -> Obj:
-        name = obj["metadata"]["name"]
-        return dict(self._call(self._custom.replace_cluster_custom_object, GROUP, VERSION, "resourceslices", name, obj))
-
-    def delete_slice(self, name: str) -> None:
-        self._call(self._custom.delete_cluster_custom_object, GROUP, VERSION, "resourceslices", name)
-
-    def create_event(self, obj: Obj) -> None:
-        self._raw("POST", "/api/v1/namespaces/{namespace}/events", obj, namespace=obj["metadata"]["namespace"])
+def _decode(answer: _Answer) -> Obj:
+    if answer.status >= 400:
+        raise from_response(answer.status, answer.reason, answer.body, answer.headers)
+    if not answer.body:
+        return {}
+    try:
+        return dict(json.loads(answer.body))
+    except (ValueError, TypeError) as exc:
+        raise ApiError(f"{answer.status}: the answer is not a JSON object: {answer.body[:100]!r}") from exc

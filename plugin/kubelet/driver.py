@@ -15,7 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpupolicy.plugin.kube.client import Kube, KubeError, Obj, RealKube, node_event
+from gpupolicy.plugin.kube import ApiError, Obj
+from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
 from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id, write_atomic
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
@@ -105,7 +106,7 @@ class Plugin:
             sim = options.nvml.startswith("sim:")
             runner = FakeRunner(options.state_dir / "sim-commands.json") if sim else SubprocessRunner()
         self.runner = runner
-        self.kube: Kube = kube or RealKube(options.kubeconfig)
+        self.kube: Kube = kube or NodeApi(options.kubeconfig)
         self._publish_for = publish_for
         self.health = HealthState(options.driver, options.node)
         self.checkpoint = Checkpoint(options.state_dir, os.environ.get(BOOT_ID_ENV) or read_boot_id())
@@ -149,7 +150,7 @@ class Plugin:
             try:
                 uid = str(self.kube.get_node(self.options.node)["metadata"].get("uid") or "")
                 self.kube.create_event(node_event(self.options.node, uid, reason, message))
-            except KubeError as exc:
+            except ApiError as exc:
                 log.warning("could not record event %s: %s", reason, exc)
 
         threading.Thread(target=send, name="event", daemon=True).start()

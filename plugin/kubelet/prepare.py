@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gpupolicy.plugin.kube.client import Kube, KubeError
+from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet import faults, sharing_plan
+from gpupolicy.plugin.kubelet.api import Kube
 from gpupolicy.plugin.kubelet.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
 from gpupolicy.plugin.kubelet.checkpoint import (
     Checkpoint,
@@ -209,7 +210,7 @@ class Preparer:
     def _fetch(self, claim: ClaimRef) -> dict[str, Any]:
         try:
             return self.kube.get_claim(claim.namespace, claim.name)
-        except KubeError as exc:
+        except ApiError as exc:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
 
     def _check(self, claim: ClaimRef, obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from typing import Any
 
-from gpupolicy.plugin.kube.client import KubeError
+from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet import faults
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, PreparedDevice
 from gpupolicy.plugin.kubelet.prepare import ClaimError, ClaimRef, Preparer, PrepareResult, prepare_failure
@@ -81,7 +81,7 @@ class LoopPreparer(Preparer):
     async def _fetch_async(self, claim: ClaimRef) -> dict[str, Any]:
         try:
             return await self.kube.get_claim_async(claim.namespace, claim.name)
-        except KubeError as exc:
+        except ApiError as exc:
             raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
 
     async def unprepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, str]:

@@ -9,13 +9,15 @@ exponential backoff; the plugin keeps serving kubelet while the API server is un
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from gpupolicy.plugin.kube.client import Kube, KubeError, Obj
+from gpupolicy.plugin.kube import ApiError, NotFound, Obj
+from gpupolicy.plugin.kubelet.api import Kube
 from gpupolicy.policy.builder import NodeRef
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,7 @@ class Publisher:
         the old one would be garbage-collected."""
         try:
             self._node_uid = str(self._kube.get_node(self.node)["metadata"].get("uid") or "")
-        except KubeError as exc:
-            if exc.code != "not_found":
-                raise
+        except NotFound:
             log.warning("Node %s not found: publishing slices without an owner", self.node)
             self._node_uid = ""
         return NodeRef(self.node, self._node_uid)
@@ -111,11 +111,8 @@ class Publisher:
             else:
                 self._kube.create_slice(obj)
         for name in set(existing) - {d["metadata"]["name"] for d in desired}:
-            try:
+            with contextlib.suppress(NotFound):
                 self._kube.delete_slice(name)
-            except KubeError as exc:
-                if exc.code != "not_found":
-                    raise
         self.writes += 1
         log.info("published %d ResourceSlice(s) of pool %s, generation %d", len(desired), self.node, self.generation)
         return True
@@ -124,11 +121,8 @@ class Publisher:
         """Delete every slice of this driver on this node (uninstall); returns how many."""
         names = [s["metadata"]["name"] for s in self._kube.list_slices(self.driver, self.node)]
         for name in names:
-            try:
+            with contextlib.suppress(NotFound):
                 self._kube.delete_slice(name)
-            except KubeError as exc:
-                if exc.code != "not_found":
-                    raise
         return len(names)
 
     def poke(self) -> None:
@@ -151,7 +145,7 @@ class Publisher:
                 self.published.set()
                 failures, self.last_error = 0, ""
                 delay = self._resync_s
-            except KubeError as exc:
+            except ApiError as exc:
                 failures += 1
                 base, cap = self._backoff
                 delay = min(cap, base * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)

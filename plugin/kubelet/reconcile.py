@@ -17,8 +17,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpupolicy.plugin.kube.client import Kube, KubeError
+from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet import sharing_plan
+from gpupolicy.plugin.kubelet.api import Kube
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp, PreparedDevice, SharingOp
 from gpupolicy.plugin.kubelet.discovery import Inventory
 from gpupolicy.plugin.kubelet.nvml.types import NvmlError
@@ -111,7 +112,7 @@ def reconcile(
             for record in rebuild_records(preparer, kube, inventory, set(cdi.claim_uids())):
                 records[record.uid] = record
                 report.rebuilt.append(record.uid)
-        except KubeError as exc:
+        except ApiError as exc:
             report.degraded = f"checkpoint lost and the API server is unreachable ({exc}); not cleaning up"
             log.error("%s", report.degraded)
             return report

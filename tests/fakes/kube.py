@@ -10,7 +10,8 @@ import json
 import threading
 import uuid
 
-from gpupolicy.plugin.kube.client import KubeError, Obj
+from gpupolicy.plugin.kube import Obj
+from gpupolicy.plugin.kube.errors import error
 
 
 class FakeKube:
@@ -32,7 +33,7 @@ class FakeKube:
     def _check(self, call: str) -> None:
         self.calls.append(call)
         if not self.reachable:
-            raise KubeError("unreachable", "connection refused")
+            raise error("unreachable", "connection refused")
 
     def _stamp(self, obj: Obj) -> Obj:
         meta = obj.setdefault("metadata", {})
@@ -58,7 +59,7 @@ class FakeKube:
             try:
                 return copy.deepcopy(self.claims[(namespace, name)])
             except KeyError:
-                raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
+                raise error("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
 
     def claim_json(self, namespace: str, name: str) -> bytes:
         """``get_claim`` as the API server sends it (JSON), without the copy."""
@@ -67,7 +68,7 @@ class FakeKube:
             try:
                 return json.dumps(self.claims[(namespace, name)]).encode()
             except KeyError:
-                raise KubeError("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
+                raise error("not_found", f'resourceclaims "{name}" not found in {namespace}') from None
 
     async def get_claim_async(self, namespace: str, name: str) -> Obj:
         await asyncio.sleep(0)  # a network read would let other coroutines run meanwhile
@@ -87,7 +88,7 @@ class FakeKube:
             try:
                 return copy.deepcopy(self.nodes[name])
             except KeyError:
-                raise KubeError("not_found", f'nodes "{name}" not found') from None
+                raise error("not_found", f'nodes "{name}" not found') from None
 
     def list_slices(self, driver: str | None, node: str | None) -> list[Obj]:
         """Slices of ``driver`` on ``node``; None matches any (a list without field selector)."""
@@ -104,7 +105,7 @@ class FakeKube:
             self._check("create_slice")
             name = obj["metadata"]["name"]
             if name in self.slices:
-                raise KubeError("conflict", f'resourceslices "{name}" already exists')
+                raise error("conflict", f'resourceslices "{name}" already exists')
             body = copy.deepcopy(obj)
             body["metadata"].pop("resourceVersion", None)
             self.slices[name] = self._stamp(body)
@@ -116,9 +117,9 @@ class FakeKube:
             name = obj["metadata"]["name"]
             current = self.slices.get(name)
             if current is None:
-                raise KubeError("not_found", f'resourceslices "{name}" not found')
+                raise error("not_found", f'resourceslices "{name}" not found')
             if obj["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-                raise KubeError("conflict", f'resourceslices "{name}": the object has been modified')
+                raise error("conflict", f'resourceslices "{name}": the object has been modified')
             body = copy.deepcopy(obj)
             body["metadata"]["uid"] = current["metadata"]["uid"]
             self.slices[name] = self._stamp(body)
@@ -128,7 +129,7 @@ class FakeKube:
         with self._lock:
             self._check("delete_slice")
             if self.slices.pop(name, None) is None:
-                raise KubeError("not_found", f'resourceslices "{name}" not found')
+                raise error("not_found", f'resourceslices "{name}" not found')
 
     def create_event(self, obj: Obj) -> None:
         with self._lock:

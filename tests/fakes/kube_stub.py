@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from gpupolicy.plugin.kube.client import KubeError
+from gpupolicy.plugin.kube import ApiError
 from tests.fakes.kube import FakeKube
 
 _API = "/apis/resource.k8s.io/v1"
@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
             if verb == method and match:
                 try:
                     code, body = self._dispatch(action, match.groupdict(), parse_qs(url.query))
-                except KubeError as exc:
+                except ApiError as exc:
                     code = _STATUS.get(exc.code, 500)
                     body = {
                         "kind": "Status",

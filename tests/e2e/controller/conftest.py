@@ -20,7 +20,7 @@ import yaml
 
 from gpupolicy.plugin.controller.loop import Config, Controller, StepResult
 from gpupolicy.plugin.controller.placer import Settings
-from gpupolicy.plugin.kube.api import KubeApi
+from gpupolicy.plugin.kube import Client
 from gpupolicy.solver.result import SolveParams
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controlplane import REPO, ControlPlane, die_with_parent, free_port
@@ -129,10 +129,10 @@ class Driven:
 
 @pytest.fixture
 def driven(kube_cluster: ControlPlane, namespace: str) -> Iterator[Callable[..., Driven]]:
-    made: list[KubeApi] = []
+    made: list[Client] = []
 
     def make(policy: Path = STRANDS_POLICY, api: Any = None, identity: str = "e2e", parallel: int = 8) -> Driven:
-        real = KubeApi(kube_cluster.kubeconfig)
+        real = Client(kube_cluster.kubeconfig)
         made.append(real)
         wrapped = api(real) if api is not None else real
         config = Config(identity, settings(policy), write_parallelism=parallel, namespaces=(namespace,))

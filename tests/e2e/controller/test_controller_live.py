@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gpupolicy.plugin.controller.report import CONDITION
-from gpupolicy.plugin.kube.api import Obj
+from gpupolicy.plugin.kube import Obj
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controller.conftest import (
     FOUR_G,

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpupolicy.plugin.kube.api import RESOURCES, ApiError, Obj
+from gpupolicy.plugin.kube import RESOURCES, Obj
+from gpupolicy.plugin.kube.errors import error
 from gpupolicy.policy.cluster import load_cluster
 from gpupolicy.policy.k8s.dump import to_wire
 from gpupolicy.policy.policyfile.compile import load_policy
@@ -61,14 +62,14 @@ class FakeApi:
         self.calls.append(("get", kind))
         obj = self.objects.get(self._key(kind, namespace, name))
         if obj is None:
-            raise ApiError("not_found", f"{kind} {namespace}/{name}")
+            raise error("not_found", f"{kind} {namespace}/{name}")
         return copy.deepcopy(obj)
 
     def create(self, kind: str, obj: Obj) -> Obj:
         self.calls.append(("create", kind))
         meta = obj["metadata"]
         if self._key(kind, meta.get("namespace"), meta["name"]) in self.objects:
-            raise ApiError("conflict", "already exists")
+            raise error("conflict", "already exists")
         return self.put(kind, obj)
 
     def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
@@ -79,9 +80,9 @@ class FakeApi:
         key = self._key(kind, meta.get("namespace"), meta["name"])
         stored = self.objects.get(key)
         if stored is None:
-            raise ApiError("not_found", meta["name"])
+            raise error("not_found", meta["name"])
         if meta.get("resourceVersion") != stored["metadata"]["resourceVersion"]:
-            raise ApiError("conflict", f"{kind} {meta['name']}: the object has been modified")
+            raise error("conflict", f"{kind} {meta['name']}: the object has been modified")
         new = copy.deepcopy(stored)
         if status:
             new["status"] = copy.deepcopy(obj.get("status") or {})

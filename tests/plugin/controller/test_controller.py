@@ -12,7 +12,7 @@ from gpupolicy.plugin.controller.loop import Config, Controller
 from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.report import CONDITION
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
-from gpupolicy.plugin.kube.api import ApiError, Obj
+from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.solver.result import SolveParams
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 
@@ -235,7 +235,7 @@ def test_a_unit_written_half_way_is_rolled_back(api: FakeApi) -> None:
 
     def fail_second(kind: str, obj: Obj, status: bool) -> None:
         if kind == "resourceclaims" and status and obj["metadata"]["name"] == "y" and obj["status"].get("allocation"):
-            raise ApiError("api_error", "500: etcd timeout")
+            raise ApiError("500: etcd timeout")
 
     api.before_update = fail_second
     result = controller(api).step(force=True)

@@ -8,7 +8,7 @@ import urllib.request
 
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics, serve
-from gpupolicy.plugin.kube.api import ApiError, Obj
+from gpupolicy.plugin.kube import Obj, Unreachable
 from tests.plugin.controller.fakeapi import REPO, FakeApi
 
 
@@ -90,7 +90,7 @@ def test_unreachable_api_keeps_leadership_only_until_the_deadline() -> None:
     assert a.try_acquire_or_renew()
 
     def down(kind: str, namespace: str | None, name: str) -> Obj:
-        raise ApiError("unreachable", "connection refused")
+        raise Unreachable("connection refused")
 
     api.get = down  # type: ignore[method-assign]
     clock.now += 5

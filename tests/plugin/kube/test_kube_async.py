@@ -1,4 +1,4 @@
-"""The claim GET on the event loop (``RealKube.get_claim_async``): same answers as the threaded client,
+"""The claim GET on the event loop (``NodeApi.get_claim_async``): same answers as the threaded client,
 kept-alive connections, bodies as HTTP/1.1 servers send them, time-outs and TLS."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from gpupolicy.plugin.kube.client import KubeError, RealKube
+from gpupolicy.plugin.kube import ApiError
+from gpupolicy.plugin.kubelet.api import NodeApi
 from tests.fakes.kube_stub import StubApiServer
 from tests.plugin.kubelet.helpers import claim_obj
 
@@ -86,12 +87,12 @@ async def _stop(server: asyncio.Server) -> None:
 
 def test_async_get_answers_as_the_threaded_client(tmp_path: Path, api: StubApiServer) -> None:
     stored = api.kube.put_claim(claim_obj("c1", [("gpu", "gpu-0")]))
-    kube = RealKube(api.write_kubeconfig(tmp_path / "kc"), timeout_s=2)
+    kube = NodeApi(api.write_kubeconfig(tmp_path / "kc"), timeout_s=2)
 
     async def run() -> None:
         for _ in range(3):
             assert await kube.get_claim_async("default", "c1") == stored == kube.get_claim("default", "c1")
-        with pytest.raises(KubeError) as missing:
+        with pytest.raises(ApiError) as missing:
             await kube.get_claim_async("default", "nope")
         assert missing.value.code == "not_found"
         await kube.aclose()
@@ -100,8 +101,8 @@ def test_async_get_answers_as_the_threaded_client(tmp_path: Path, api: StubApiSe
 
 
 def test_unreachable_server(tmp_path: Path) -> None:
-    kube = RealKube(_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1"), timeout_s=2)
-    with pytest.raises(KubeError) as down:
+    kube = NodeApi(_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1"), timeout_s=2)
+    with pytest.raises(ApiError) as down:
         asyncio.run(kube.get_claim_async("default", "c1"))
     assert down.value.code == "unreachable"
 
@@ -116,7 +117,7 @@ def test_requests_carry_auth_and_share_kept_alive_connections(tmp_path: Path) ->
 
     async def run() -> None:
         server, port = await _serve(scripted)
-        kube = RealKube(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
+        kube = NodeApi(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
         for _ in range(3):
             results = await asyncio.gather(*(kube.get_claim_async("default", "c1") for _ in range(8)))
             assert results == [CLAIM] * 8
@@ -140,7 +141,7 @@ def test_a_connection_the_server_closed_is_replaced(tmp_path: Path) -> None:
 
     async def run() -> None:
         server, port = await _serve(scripted)
-        kube = RealKube(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
+        kube = NodeApi(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
         for _ in range(3):
             assert await kube.get_claim_async("default", "c1") == CLAIM
             await asyncio.sleep(0.05)
@@ -168,7 +169,7 @@ def test_chunked_and_read_to_close_bodies(tmp_path: Path, framing: str) -> None:
 
     async def run() -> None:
         server, port = await _serve(scripted)
-        kube = RealKube(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
+        kube = NodeApi(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=2)
         assert await kube.get_claim_async("default", "c1") == CLAIM
         assert await kube.get_claim_async("default", "c1") == CLAIM
         await kube.aclose()
@@ -185,8 +186,8 @@ def test_a_server_that_does_not_answer_times_out(tmp_path: Path) -> None:
 
     async def run() -> None:
         server, port = await _serve(Scripted(respond))
-        kube = RealKube(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=0.2)
-        with pytest.raises(KubeError) as slow:
+        kube = NodeApi(_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}"), timeout_s=0.2)
+        with pytest.raises(ApiError) as slow:
             await kube.get_claim_async("default", "c1")
         assert slow.value.code == "unreachable" and "no response within" in str(slow.value)
         await _stop(server)
@@ -220,11 +221,11 @@ def test_tls_verifies_the_server_against_the_configured_ca(tmp_path: Path) -> No
     async def run() -> None:
         server, port = await _serve(Scripted(respond), tls)
         url = f"https://127.0.0.1:{port}"
-        trusted = RealKube(_kubeconfig(tmp_path / "kc", url, ca=cert), timeout_s=2)
+        trusted = NodeApi(_kubeconfig(tmp_path / "kc", url, ca=cert), timeout_s=2)
         assert await trusted.get_claim_async("default", "c1") == CLAIM
         await trusted.aclose()
-        untrusted = RealKube(_kubeconfig(tmp_path / "kc-other", url, ca=other), timeout_s=2)
-        with pytest.raises(KubeError) as refused:
+        untrusted = NodeApi(_kubeconfig(tmp_path / "kc-other", url, ca=other), timeout_s=2)
+        with pytest.raises(ApiError) as refused:
             await untrusted.get_claim_async("default", "c1")
         assert refused.value.code == "unreachable" and "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
         await _stop(server)
