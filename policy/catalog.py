@@ -157,12 +157,6 @@ class GpuModel:
         known = ", ".join(p.name for p in self.mig_profiles) or "none"
         raise KeyError(f"{self.name} has no MIG profile {name!r} (known: {known})")
 
-    def profile_by_id(self, gi_profile_id: int) -> MigProfile:
-        for p in self.mig_profiles:
-            if p.gi_profile_id == gi_profile_id:
-                return p
-        raise KeyError(f"{self.name} has no MIG profile with GI profile ID {gi_profile_id}")
-
 
 def _max_engines(engines: list[Engines]) -> Engines:
     return Engines(

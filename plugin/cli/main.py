@@ -3,9 +3,12 @@
 Each subcommand lives in its own module under ``gpupolicy.plugin.cli`` with two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules import their heavy
 dependencies (ortools, grpc, NVML, the kubernetes client) inside ``run`` only, so that
-``gpupolicy validate`` never loads grpc or NVML.
+``gpupolicy validate`` never loads grpc or NVML. A subcommand module that is missing or fails to
+import is an error of the installation, for every command: one line on stderr naming the module
+and the cause (``subcommand_unavailable``), no traceback.
 
-Exit codes: 0 success; 1 invalid input, unsatisfiable or unplaced claims; 2 usage error.
+Exit codes: 0 success; 1 invalid input, unsatisfiable or unplaced claims; 2 usage error; 3 broken
+installation (a subcommand module cannot be loaded).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from gpupolicy.policy.errors import DiagnosticError
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_BROKEN = 3
 
 # name -> (module, one-line help). Order is the order of ``gpupolicy --help``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -47,13 +51,22 @@ class _Subcommand(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-def _load(module: str) -> _Subcommand | None:
+class SubcommandUnavailable(Exception):
+    """A subcommand's module is missing, fails to import, or lacks ``add_arguments``/``run``."""
+
+    def __init__(self, name: str, module: str, cause: str) -> None:
+        super().__init__(f"subcommand_unavailable: cannot load '{name}' from {module}: {cause}")
+
+
+def _load(name: str, module: str) -> _Subcommand:
     try:
-        return cast(_Subcommand, importlib.import_module(module))
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return None
-        raise
+        loaded = importlib.import_module(module)
+    except Exception as exc:  # any failure to import is reported the same way, without a traceback
+        raise SubcommandUnavailable(name, module, f"{type(exc).__name__}: {exc}") from exc
+    lacking = [f for f in ("add_arguments", "run") if not callable(getattr(loaded, f, None))]
+    if lacking:
+        raise SubcommandUnavailable(name, module, f"the module has no {' or '.join(lacking)}")
+    return cast(_Subcommand, loaded)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = _load(module_name)
-        if module is None:
-            continue
+        module = _load(name, module_name)
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)
         sub.set_defaults(_module=module)
@@ -74,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except SubcommandUnavailable as exc:
+        print(f"gpupolicy: error: {exc}", file=sys.stderr)
+        return EXIT_BROKEN
     args = parser.parse_args(argv)
     module = cast(_Subcommand, args._module)
     try:

@@ -9,7 +9,8 @@ Two input modes:
   ResourceSlices; ResourceClaims/Pods in arrival order), replayed in file order with the solver's
   own strategies (see :mod:`gpupolicy.solver.simulate.claims`).
 
-``--plot FILE.png`` draws allocation versus arrivals in both modes.
+``--plot FILE.png`` draws allocation versus arrivals in both modes; it needs matplotlib, the optional
+extra ``gpupolicy[plot]`` (without it ``--plot`` is a usage error, ``plot_unavailable``, before any replay).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", default="42", help="seeds, e.g. 42-51 or 42,43 (default: 42)")
     parser.add_argument("--target", type=float, default=1.3, help="arrived GPU demand / capacity (default: 1.3)")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    parser.add_argument("--plot", type=Path, help="write allocation %% vs arrived %% to this PNG")
+    parser.add_argument(
+        "--plot", type=Path, help="write allocation %% vs arrived %% to this PNG (needs the extra gpupolicy[plot])"
+    )
     parser.add_argument("--check", action="store_true", help="re-check capacities after every placement")
     parser.add_argument(
         "--ceiling",
@@ -90,7 +93,21 @@ def _usage_problem(args: argparse.Namespace) -> str:
             return "--mig and --ceiling apply to the openb mode only"
         if args.window < 1 or args.time_limit <= 0:
             return "--window and --time-limit must be positive"
+    if args.plot is not None and not _can_plot():
+        return (
+            "plot_unavailable: --plot needs matplotlib, which is not installed;"
+            " install the extra: pip install 'gpupolicy[plot]'"
+        )
     return ""
+
+
+def _can_plot() -> bool:
+    """Whether matplotlib (the optional extra ``gpupolicy[plot]``) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:

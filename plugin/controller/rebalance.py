@@ -94,10 +94,6 @@ def propose(snapshot: Snapshot, pods: list[Obj], settings: Settings, margin: int
     return out
 
 
-def _label(problem: Problem, d: DeviceIndex) -> str:
-    return f"{problem.devices[d].pool}/{problem.devices[d].name}"
-
-
 def _held(solution: Solution, key: Any, problem: Problem) -> list[tuple[str, str, str]]:
     placement = solution.placements.get(key)
     if placement is None:

@@ -38,7 +38,6 @@ class Unit:
     pods: list[Obj]
     claims: dict[ClaimRef, str] = field(default_factory=dict)  # claim -> the pod (ns/name) whose gang it joins
     state: State = State.READY
-    waiting_for: str = ""
 
     @property
     def namespace(self) -> str:
@@ -142,17 +141,17 @@ def _classify(unit: Unit, claims: dict[ClaimRef, Obj]) -> None:
     for pod in unit.pods:
         names, missing = claim_names(pod)
         if missing:
-            unit.state, unit.waiting_for = State.WAITING, f"pod {pod_key(pod)}: {missing}"
+            unit.state = State.WAITING
             return
         for name in names:
             claim_ref = (ref(pod)[0], name)
             if claim_ref not in claims:
-                unit.state, unit.waiting_for = State.WAITING, f"pod {pod_key(pod)}: claim {name} does not exist"
+                unit.state = State.WAITING
                 return
             unit.claims.setdefault(claim_ref, pod_key(pod))
     size = _group_size(unit.pods)
     if size > len(unit.pods):
-        unit.state, unit.waiting_for = State.WAITING, f"{len(unit.pods)} of {size} pods of the group are gated"
+        unit.state = State.WAITING
         return
     done = [allocation(claims[c]) is not None for c in unit.claims]
     if unit.claims and all(done):

@@ -75,7 +75,7 @@ class Batch(Online):
         feasible = np.zeros(self.cluster.nodes.count, dtype=bool)
         feasible[cand.node] = True
         shared = [int(n) for n in pool if feasible[n]][: self.batch.pool]
-        delta = np.floor(self.frag_delta(cand) / max(self.config.step, 1.0))
+        delta = np.floor(self.frag_delta(cand))
         order = np.lexsort((self.rank[cand.node], -delta))
         nodes: list[int] = list(shared)
         best = 0

@@ -35,15 +35,9 @@ class FragAware(_Base):
     """Shared machinery: a per-node fragmentation cache for a set of typical types."""
 
     types: PodTypes
-    measure: str = "fgd"
-    cpu_weight: float = 1.0
 
     def _measure(self, cpu: I64, mem: I64, bits: I64, free: I64) -> F64:
-        if self.measure == "fill":
-            return frag.fill(cpu, mem, bits, free, self.types)
-        if self.measure == "fgd+cpu":
-            base = frag.fgd(cpu, bits, free, self.types)
-            return base + self.cpu_weight * frag.fill(cpu, mem, bits, free, self.types, blocked_only=True)
+        """Fragmentation of each node state (FGD's; memory is there for measures that use it)."""
         return frag.fgd(cpu, bits, free, self.types)
 
     def set_types(self, types: PodTypes) -> None:
@@ -53,8 +47,7 @@ class FragAware(_Base):
 
     def frag_delta(self, cand: Candidates) -> F64:
         c = self.cluster
-        mem_after = c.mem_free[cand.node] - (c.cpu_free[cand.node] - cand.cpu_after) * 0
-        mem_after = mem_after - self._pending_mem
+        mem_after = c.mem_free[cand.node] - self._pending_mem
         after = self._measure(cand.cpu_after, mem_after, c.model_bits[cand.node], cand.free_after)
         return np.asarray(self.frag_now[cand.node] - after, dtype=np.float64)
 

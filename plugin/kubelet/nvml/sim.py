@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -250,15 +250,6 @@ class SimNvml:
             state["instances"] = kept
             self._save()
 
-    def set_mig_mode(self, gpu_uuid: str, enabled: bool) -> None:
-        with self._lock:
-            index = self._index(gpu_uuid)
-            state = self._state["gpus"][index]
-            if state["instances"]:
-                raise NvmlError("in_use", f"GPU {index} still has MIG instances")
-            state["mig"] = enabled
-            self._save()
-
     # --- faults and events ---------------------------------------------------------------
 
     def apply_fault(self, index: int, kind: EventKind, xid: int = 0) -> HealthEvent:
@@ -347,7 +338,3 @@ def inject_fault(state_file: Path, gpu: int, kind: EventKind, xid: int = 0) -> N
     """Queue a fault for the plugin process that simulates the node behind ``state_file``."""
     with open(faults_path(state_file), "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"gpu": gpu, "kind": kind.value, "xid": xid}) + "\n")
-
-
-def with_mig_devices(gpu: Gpu, devices: tuple[MigDevice, ...]) -> Gpu:
-    return replace(gpu, mig_devices=devices)

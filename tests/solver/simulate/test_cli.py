@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,31 @@ def test_claims_mode_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "first-fit: not placed: default/b-four-g (not_placed)" in out
     assert "batch: not placed" not in out
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("mode", ["openb", "claims"])
+def test_plot_without_matplotlib_is_a_usage_error_before_the_replay(
+    mode: str,
+    files: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """matplotlib is the optional extra gpupolicy[plot]; None in sys.modules makes its import fail."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    n, p = files
+    png = tmp_path / "out.png"
+    if mode == "claims":
+        argv = _claims_argv("first-fit")
+    else:
+        argv = ["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "first-fit"]
+    assert main([*argv, "--plot", str(png)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and not png.exists()  # nothing replayed
+    assert err == (
+        "gpupolicy simulate: error: plot_unavailable: --plot needs matplotlib, which is not installed;"
+        " install the extra: pip install 'gpupolicy[plot]'\n"
+    )
 
 
 def test_claims_mode_without_the_policy_reports_the_missing_classes(capsys: pytest.CaptureFixture[str]) -> None:
