@@ -15,9 +15,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpupolicy.plugin.fsutil import write_atomic
 from gpupolicy.plugin.kube.client import Kube, KubeError, Obj, RealKube, node_event
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
-from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id, write_atomic
+from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
 from gpupolicy.plugin.kubelet.health import HealthMonitor, HealthState
 from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml
