@@ -1,4 +1,5 @@
-"""Checkpoint: round trip, checksum, version, corruption handling, boot ID."""
+"""Checkpoint: round trip, checksums, versions (upgrade from version 1, refusal of newer ones),
+corruption handling, boot ID, short writes."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_round_trip_and_file_shape(tmp_path: Path) -> None:
     cp.save({RECORD.uid: RECORD})
     assert cp.load().records == {RECORD.uid: RECORD}
     doc = json.loads(cp.path.read_text())
-    assert doc["version"] == 1 and doc["bootId"] == "boot-a" and doc["checksum"].startswith("sha256:")
+    assert doc["version"] == 2 and doc["bootId"] == "boot-a" and doc["checksum"].startswith("sha256:")
     assert doc["claims"]["u1"]["state"] == "PrepareCompleted"
     assert cp.path.stat().st_mode & 0o077 == 0
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]  # no temp files left
@@ -46,7 +47,8 @@ def test_missing_file_is_empty(tmp_path: Path) -> None:
     [
         lambda text: text[: len(text) // 2],
         lambda text: text.replace("PrepareCompleted", "PrepareStarted"),
-        lambda text: text.replace('"version":1', '"version":7'),
+        lambda text: text.replace('"version":2', '"version":0'),  # a newer version is not corrupt (below)
+        lambda text: text.replace('"version":2', '"version":"2"'),
         lambda text: "[]",
         lambda text: "\x00\xff garbage",
     ],
