@@ -22,8 +22,10 @@ changed::
     claimChecksums[uid] = sha256(canonical(claims[uid]))
     checksum = sha256(canonical({"bootId": ..., "claimChecksums": ..., "version": 2}))
 
-Version 1 is read as leniently as the build that wrote it read it (types coerced where pydantic's lax
-mode does), so an upgrade never discards a checkpoint its predecessor accepted; version 2 strictly.
+Version 1 is read in pydantic's lax mode (its builds never checked types when reading: ``3.0`` for an
+integer is taken as ``3``), so an upgrade does not discard a checkpoint its predecessor accepted;
+unknown fields are errors in both (version-1 builds only ever added fields, each with a default).
+Version 2 is read strictly.
 """
 
 from __future__ import annotations
