@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpupolicy.plugin.kubelet.checkpoint import write_atomic
+from gpupolicy.plugin.fsutil import write_atomic
 
 CDI_VERSION = "0.6.0"
 CLASS = "claim"

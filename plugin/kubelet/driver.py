@@ -2,7 +2,9 @@
 
 ``Plugin.start`` order: NVML → checkpoint → inventory → reconcile → DRA + registration sockets →
 publisher and health threads. Publishing and claim reads need the API server; everything else
-works without it, so the plugin registers with kubelet even while the API server is down.
+works without it, so the plugin registers with kubelet even while the API server is down. A
+checkpoint written by a newer build (a version this one does not read) stops ``start`` before
+anything is changed: ``CheckpointVersionUnsupported``, also sent as a Warning Event on the Node.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpupolicy.plugin.fsutil import write_atomic
 from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
-from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id, write_atomic
+from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id
+from gpupolicy.plugin.kubelet.checkpoint_schema import CheckpointVersionUnsupported
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
 from gpupolicy.plugin.kubelet.health import HealthMonitor, HealthState
 from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml
@@ -143,8 +147,9 @@ class Plugin:
         )
         return [to_wire(s) for s in slices]
 
-    def event(self, reason: str, message: str) -> None:
-        """A Warning Event on the Node, sent in the background (the API server may be down)."""
+    def event(self, reason: str, message: str, *, wait_s: float = 0.0) -> None:
+        """A Warning Event on the Node, sent in the background (the API server may be down); ``wait_s``:
+        how long to wait for it to be sent (when the process is about to exit)."""
 
         def send() -> None:
             try:
@@ -153,11 +158,18 @@ class Plugin:
             except ApiError as exc:
                 log.warning("could not record event %s: %s", reason, exc)
 
-        threading.Thread(target=send, name="event", daemon=True).start()
+        sender = threading.Thread(target=send, name="event", daemon=True)
+        sender.start()
+        if wait_s:
+            sender.join(wait_s)
 
     def start(self) -> None:
         opts = self.options
-        loaded = self.checkpoint.load()
+        try:
+            loaded = self.checkpoint.load()
+        except CheckpointVersionUnsupported as exc:  # a newer build's state: keep it, and everything it describes
+            self.event("CheckpointVersionUnsupported", str(exc), wait_s=5.0)
+            raise
         if loaded.corrupted:
             message = f"checkpoint was unreadable and moved to {loaded.corrupted}; state rebuilt from NVML and the API"
             log.error("%s", message)

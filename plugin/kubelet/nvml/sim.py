@@ -9,7 +9,6 @@ lines to ``<state_file>.faults`` (see ``inject_fault``), which the running plugi
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpupolicy.plugin.fsutil import write_atomic
 from gpupolicy.plugin.kubelet.nvml.types import EventKind, Gpu, HealthEvent, MigDevice, MigProfile, NvmlError
 from gpupolicy.policy import catalog
 
@@ -124,12 +124,8 @@ class SimNvml:
     def _save(self) -> None:
         if self._state_file is None:
             return
-        tmp = self._state_file.with_name(self._state_file.name + ".tmp")
-        with open(
-            tmp, "w", encoding="utf-8"
-        ) as handle:  # atomic; like the GPU's state, not meant to survive power loss
-            json.dump(self._state, handle, sort_keys=True)
-        os.replace(tmp, self._state_file)
+        # atomic; like the GPU's state, not meant to survive power loss
+        write_atomic(self._state_file, json.dumps(self._state, sort_keys=True).encode(), 0o644, durable=False)
 
     # --- discovery -----------------------------------------------------------------------
 

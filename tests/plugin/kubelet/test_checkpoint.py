@@ -1,9 +1,11 @@
-"""Checkpoint: round trip, checksum, version, corruption handling, boot ID."""
+"""Checkpoint: round trip, checksums, versions (upgrade from version 1, refusal of newer ones),
+corruption handling, boot ID, short writes."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ def test_round_trip_and_file_shape(tmp_path: Path) -> None:
     cp.save({RECORD.uid: RECORD})
     assert cp.load().records == {RECORD.uid: RECORD}
     doc = json.loads(cp.path.read_text())
-    assert doc["version"] == 1 and doc["bootId"] == "boot-a" and doc["checksum"].startswith("sha256:")
+    assert doc["version"] == 2 and doc["bootId"] == "boot-a" and doc["checksum"].startswith("sha256:")
     assert doc["claims"]["u1"]["state"] == "PrepareCompleted"
     assert cp.path.stat().st_mode & 0o077 == 0
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]  # no temp files left
@@ -45,7 +47,8 @@ def test_missing_file_is_empty(tmp_path: Path) -> None:
     [
         lambda text: text[: len(text) // 2],
         lambda text: text.replace("PrepareCompleted", "PrepareStarted"),
-        lambda text: text.replace('"version":1', '"version":7'),
+        lambda text: text.replace('"version":2', '"version":0'),  # a newer version is not corrupt (below)
+        lambda text: text.replace('"version":2', '"version":"2"'),
         lambda text: "[]",
         lambda text: "\x00\xff garbage",
     ],
@@ -76,3 +79,49 @@ def test_record_json_is_the_dataclass_fields_with_the_state_value() -> None:
     bare = ClaimRecord(uid=ClaimUID("u2"), namespace="ns", name="d", state=ClaimState.PREPARE_STARTED)
     expected = {**dataclasses.asdict(bare), "state": "PrepareStarted"}
     assert json.dumps(bare.to_json(), sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def _short_os_write(monkeypatch: pytest.MonkeyPatch, chunk: int, stall_after: int | None = None) -> None:
+    """``os.write`` writes at most ``chunk`` bytes a call (and nothing once ``stall_after`` are written)."""
+    real_write = os.write
+    total = [0]
+
+    def write(fd: int, data: bytes) -> int:
+        limit = chunk if stall_after is None else max(0, min(chunk, stall_after - total[0]))
+        written = real_write(fd, bytes(data[:limit])) if limit else 0
+        total[0] += written
+        return written
+
+    monkeypatch.setattr(os, "write", write)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["save", "begin+end"])
+def test_short_writes_still_write_the_whole_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, split: bool
+) -> None:
+    cp = Checkpoint(tmp_path, "boot-a")
+    records = {ClaimUID(f"u{i}"): dataclasses.replace(RECORD, uid=ClaimUID(f"u{i}")) for i in range(20)}
+    _short_os_write(monkeypatch, 97)
+    if split:
+        cp.end_write(cp.begin_write(records))
+    else:
+        cp.save(records)
+    monkeypatch.undo()
+    assert cp.load().records == records
+
+
+def test_a_write_that_stops_short_raises_and_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp = Checkpoint(tmp_path, "boot-a")
+    cp.save({RECORD.uid: RECORD})
+    before = cp.path.read_bytes()
+    records = {ClaimUID(f"u{i}"): dataclasses.replace(RECORD, uid=ClaimUID(f"u{i}")) for i in range(20)}
+    _short_os_write(monkeypatch, 97, stall_after=1000)
+    with pytest.raises(OSError, match="short write"):
+        cp.save(records)
+    with pytest.raises(OSError, match="short write"):
+        cp.begin_write(records)
+    monkeypatch.undo()
+    assert cp.path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+    assert cp.load().records == {RECORD.uid: RECORD}

@@ -80,6 +80,24 @@ def test_registration_prepare_unprepare_and_clean_exit(plugin: PluginProcess, ap
     assert api.kube.slices  # a restart or upgrade keeps the slices; `plugin withdraw` removes them
 
 
+def test_a_checkpoint_of_a_newer_version_stops_the_process_and_is_kept(
+    plugin: PluginProcess, api: StubApiServer
+) -> None:
+    plugin.state_dir.mkdir(parents=True)
+    checkpoint = plugin.state_dir / "checkpoint.json"
+    raw = b'{"version": 3, "bootId": "boot-1", "somethingNew": {}}'
+    checkpoint.write_bytes(raw)
+    plugin.start()
+    assert plugin.wait() == 1
+    logs = plugin.logs()
+    assert f"error: cannot start the plugin: {checkpoint}: checkpoint_version_unsupported: version: 3 is newer" in logs
+    assert "Traceback" not in logs and not plugin.dra_socket.exists() and not plugin.reg_socket.exists()
+    assert checkpoint.read_bytes() == raw and sorted(p.name for p in plugin.state_dir.glob("checkpoint*")) == [
+        "checkpoint.json"
+    ]
+    assert [e["reason"] for e in api.kube.events] == ["CheckpointVersionUnsupported"]
+
+
 def test_v1beta1_only_kubelet(plugin: PluginProcess, api: StubApiServer) -> None:
     plugin.start()
     kubelet = plugin.kubelet()

@@ -8,15 +8,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gpupolicy.plugin.kubelet.cdi import CdiDevice
+from gpupolicy.plugin.kubelet.checkpoint_schema import CheckpointVersionUnsupported, canonical, checksum_v1
 from gpupolicy.plugin.kubelet.driver import BOOT_ID_ENV, Options, Plugin
 from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
 from gpupolicy.plugin.kubelet.prepare import Preparer
+from gpupolicy.plugin.kubelet.reconcile import ReconcileReport
 from gpupolicy.plugin.kubelet.sharing import FakeRunner
 from tests.fakes.kube import FakeKube
-from tests.plugin.kubelet.helpers import DRIVER, NODE, claim_obj, ref
+from tests.plugin.kubelet.helpers import DRIVER, NODE, claim_obj, opaque, ref
 
 SPEC = "2xA100-40GB:mig,1xH100-80GB"
+MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
 
 
 class Node:
@@ -126,6 +131,60 @@ def test_corrupted_checkpoint_and_no_api_server_destroys_nothing(tmp_path: Path)
         assert len(list((tmp_path / "cdi").iterdir())) == 1
     finally:
         plugin.stop()
+
+
+def _prepared_mig_claim(node: Node) -> tuple[Any, list[tuple[int, str, int]]]:
+    """A claim with a dynamic MIG device and MPS, prepared; the plugin stopped. Returns it and the MIG instances."""
+    plugin = node.plugin()
+    claim = ref(
+        node.kube.put_claim(claim_obj("c", [("m", "gpu-0-mig-3g20gb-9-4")], config=[opaque("MigDeviceConfig", MPS)]))
+    )
+    assert node.preparer(plugin).prepare([claim])[claim.uid].error == ""
+    plugin.stop()
+    return claim, _instances(node)
+
+
+def _instances(node: Node) -> list[tuple[int, str, int]]:
+    nvml = SimNvml(SPEC, seed=NODE, state_file=node.state / "sim-nvml.json")
+    return sorted((g.minor, m.profile, m.start) for g in nvml.gpus() for m in g.mig_devices)
+
+
+def test_a_version_1_checkpoint_keeps_every_claim_across_the_upgrade(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    claim, instances = _prepared_mig_claim(node)
+    path = node.state / "checkpoint.json"
+    doc = json.loads(path.read_text())
+    v1 = {"bootId": doc["bootId"], "claims": doc["claims"], "version": 1}  # as the version-1 writer wrote it
+    path.write_text(canonical({**v1, "checksum": checksum_v1(doc["bootId"], canonical(doc["claims"]))}))
+    node.kube.reachable = False  # the state comes from the checkpoint, not from a rebuild
+    plugin = node.plugin()
+    try:
+        assert plugin.report == ReconcileReport() and _instances(node) == instances
+        preparer = node.preparer(plugin)
+        assert [d.device_name for d in preparer.prepare([claim])[claim.uid].devices] == ["gpu-0-mig-3g20gb-9-4"]
+        node.kube.reachable = True
+        assert preparer.unprepare([claim]) == {claim.uid: ""} and _instances(node) == []
+        assert json.loads(path.read_text())["version"] == 2  # the next write is the current version
+    finally:
+        plugin.stop()
+
+
+def test_a_checkpoint_of_a_newer_version_stops_the_plugin_before_it_changes_anything(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    claim, instances = _prepared_mig_claim(node)
+    path = node.state / "checkpoint.json"
+    raw = json.dumps({**json.loads(path.read_text()), "version": 3, "aNewSection": {}}, indent=2).encode()
+    path.write_bytes(raw)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "sim-nvml" not in p.name)
+    with pytest.raises(CheckpointVersionUnsupported, match=f"^{path}: checkpoint_version_unsupported: version: 3 "):
+        node.plugin()
+    assert path.read_bytes() == raw
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "sim-nvml" not in p.name) == before
+    assert _instances(node) == instances and (tmp_path / "cdi" / f"k8s.{DRIVER}-claim_{claim.uid}.json").exists()
+    assert list(json.loads((node.state / "cmd.json").read_text())["mps"])  # the claim's MPS daemon still runs
+    (event,) = node.kube.events
+    assert (event["reason"], event["type"]) == ("CheckpointVersionUnsupported", "Warning")
+    assert "run a build that reads version 3" in event["message"]
 
 
 def test_new_boot_discards_prepared_state(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
