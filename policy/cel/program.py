@@ -35,11 +35,19 @@ from celpy.celparser import CELParser
 from celpy.evaluation import celbytes, celstr
 from lark import Lark
 
-from gpupolicy.policy.cel_ast import Node
-from gpupolicy.policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
-from gpupolicy.policy.cel_parse import Converter, ParseIssue
-from gpupolicy.policy.cel_refs import KeyFn, Projection, analyze, key_function
-from gpupolicy.policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
+from gpupolicy.policy.cel.ast import Node
+from gpupolicy.policy.cel.checker.check import CompileIssue, Compiler, Meter, Typed
+from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
+from gpupolicy.policy.cel.runtime.values import (
+    CostExceeded,
+    EvalError,
+    StaticType,
+    kind,
+    map_of,
+    runtime_type,
+    type_name,
+)
+from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue
 from gpupolicy.policy.device import DeviceView, result_cache
 from gpupolicy.policy.errors import DiagnosticError, Location
 from gpupolicy.policy.quantity import Quantity

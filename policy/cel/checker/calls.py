@@ -1,19 +1,29 @@
-"""Compile operator and function calls (the ``Call`` node) for :mod:`gpupolicy.policy.cel_compiler`."""
+"""Compile operator and function calls (the ``Call`` node) for :mod:`gpupolicy.policy.cel.checker.check`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from gpupolicy.policy import cel_lib, cel_ops, cel_strings
-from gpupolicy.policy.cel_ast import Call, Ident, ListLit, Literal, MapLit, Node, children
-from gpupolicy.policy.cel_regex import RegexError, compile_regex
-from gpupolicy.policy.cel_types import DYN, EvalError, StaticType, assignable, cel_equal, compare, kind, runtime_type
+from gpupolicy.policy.cel.ast import Call, Ident, ListLit, Literal, MapLit, Node, children
+from gpupolicy.policy.cel.lib import functions, strings
+from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
+from gpupolicy.policy.cel.runtime import ops
+from gpupolicy.policy.cel.runtime.values import (
+    DYN,
+    EvalError,
+    StaticType,
+    assignable,
+    cel_equal,
+    compare,
+    kind,
+    runtime_type,
+)
 
 if TYPE_CHECKING:
-    from gpupolicy.policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
+    from gpupolicy.policy.cel.checker.check import Compiler, Fn, Meter, Typed, Vars
 
-_ARITH = {"_+_": cel_ops.add, "_-_": cel_ops.sub, "_*_": cel_ops.mul, "_/_": cel_ops.div, "_%_": cel_ops.mod}
+_ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
 _CMP: dict[str, Callable[[int | None], bool]] = {
     "_<_": lambda c: c is not None and c < 0,
     "_<=_": lambda c: c is not None and c <= 0,
@@ -56,7 +66,7 @@ def _literal_ids(nodes: Sequence[Node]) -> set[int]:
 
 
 def _typed(fn: Fn, t: StaticType, cost: int, size: int | None = None) -> Typed:
-    from gpupolicy.policy.cel_compiler import DEFAULT_SIZE, Typed
+    from gpupolicy.policy.cel.checker.check import DEFAULT_SIZE, Typed
 
     return Typed(fn, t, cost, DEFAULT_SIZE if size is None else size)
 
@@ -114,7 +124,7 @@ def _conditional(compiler: Compiler, node: Call) -> Typed:
 
 def _equality(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    if not cel_ops.equatable(a.type, b.type):
+    if not ops.equatable(a.type, b.type):
         raise compiler.no_overload(node.name, node.pos, a.type, b.type)
     af, bf = a.fn, b.fn
     eq = cel_equal
@@ -125,7 +135,7 @@ def _equality(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
 
 def _comparison(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    if not cel_ops.comparable(a.type, b.type):
+    if not ops.comparable(a.type, b.type):
         raise compiler.no_overload(node.name, node.pos, a.type, b.type)
     af, bf, test = a.fn, b.fn, _CMP[node.name]
     return _typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool", a.cost + b.cost + 1, 1)
@@ -133,7 +143,7 @@ def _comparison(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
 
 def _arith(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    result = cel_ops.arith_result(node.name.strip("_"), a.type, b.type)
+    result = ops.arith_result(node.name.strip("_"), a.type, b.type)
     if result is None:
         raise compiler.no_overload(node.name, node.pos, a.type, b.type)
     af, bf, op = a.fn, b.fn, _ARITH[node.name]
@@ -154,11 +164,11 @@ def _unary(compiler: Compiler, node: Call, arg: Typed) -> Typed:
         if k not in ("bool", "dyn"):
             raise compiler.no_overload("!_", node.pos, arg.type)
         f = arg.fn
-        return _typed(lambda v, m: cel_ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
+        return _typed(lambda v, m: ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
     if k not in ("int", "double", "dyn"):
         raise compiler.no_overload("-_", node.pos, arg.type)
     f = arg.fn
-    return _typed(lambda v, m: cel_ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
+    return _typed(lambda v, m: ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
 
 
 def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
@@ -172,7 +182,7 @@ def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
         box = c(v, m)
         if isinstance(box, (list, tuple)):
             m.charge(1 + len(box) // 10)
-        return cel_ops.contains(f(v, m), box)
+        return ops.contains(f(v, m), box)
 
     return _typed(run, "bool", item.cost + container.cost + 1 + container.size // 10, 1)
 
@@ -180,23 +190,23 @@ def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
 # --- library functions ------------------------------------------------------------------
 
 
-def _resolve(compiler: Compiler, node: Call) -> tuple[str, list[cel_lib.Overload], bool]:
+def _resolve(compiler: Compiler, node: Call) -> tuple[str, list[functions.Overload], bool]:
     """Return (display name, overloads, is_member) for a call, or raise an undeclared reference."""
     target = node.target
     if target is not None and isinstance(target, Ident) and not compiler.is_variable(target.name):
         qualified = f"{target.name}.{node.name}"
-        if qualified in cel_lib.GLOBAL:
-            return qualified, cel_lib.GLOBAL[qualified], False
-        if target.name in cel_lib.NAMESPACES:
+        if qualified in functions.GLOBAL:
+            return qualified, functions.GLOBAL[qualified], False
+        if target.name in functions.NAMESPACES:
             raise _undeclared(qualified, node.pos)
-    table = cel_lib.MEMBER if target is not None else cel_lib.GLOBAL
+    table = functions.MEMBER if target is not None else functions.GLOBAL
     if node.name not in table:
         raise _undeclared(node.name, node.pos)
     return node.name, table[node.name], target is not None
 
 
 def _undeclared(name: str, pos: int) -> Exception:
-    from gpupolicy.policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel.checker.check import CompileIssue
 
     return CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", pos)
 
@@ -208,7 +218,7 @@ def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
         args = [compiler.compile(node.target), *args]
     types = [a.type for a in args]
     candidates = [
-        o for o in overloads if len(o.params) == len(types) and all(map(cel_lib.static_matches, o.params, types))
+        o for o in overloads if len(o.params) == len(types) and all(map(functions.static_matches, o.params, types))
     ]
     if name.startswith("sets.") and len(types) == 2 and not assignable(types[0], types[1]):
         candidates = []
@@ -218,14 +228,14 @@ def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
     results = {o.result for o in candidates}
     result = results.pop() if len(results) == 1 else DYN
     fns = [a.fn for a in args]
-    linear = name in cel_lib.LINEAR_COST
+    linear = name in functions.LINEAR_COST
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
     sizes = sum(a.size for a in args if kind(a.type) in ("string", "bytes", "list", "map", "dyn"))
     static_cost = sum(a.cost for a in args) + 1 + (sizes // 10 if linear else 0)
-    if name in cel_lib.QUADRATIC_COST:
+    if name in functions.QUADRATIC_COST:
         static_cost += (args[0].size * args[1].size) // 10
 
-    run = _call_closure(fns, linear, impl, cel_lib.dispatcher(name, overloads, len(args)))
+    run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
 
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":
@@ -237,7 +247,7 @@ _SIZED = (str, bytes, list, tuple)
 
 
 def _call_closure(
-    fns: Sequence[Fn], linear: bool, impl: cel_lib.Impl | None, choose: Callable[[Sequence[object]], object]
+    fns: Sequence[Fn], linear: bool, impl: functions.Impl | None, choose: Callable[[Sequence[object]], object]
 ) -> Fn:
     """The run-time closure of a call; one- and two-argument calls avoid building lists."""
     if len(fns) == 2:
@@ -274,17 +284,17 @@ def _call_closure(
 
 def _check_format(template: str, node: Call) -> None:
     """cel-go validates ``"...".format([...])`` when the template and the list are literals."""
-    from gpupolicy.policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel.checker.check import CompileIssue
 
     (arg,) = node.args
     if not isinstance(arg, ListLit) or not all(isinstance(i, Literal) for i in arg.items):
         return
     values = [i.value for i in arg.items if isinstance(i, Literal)]
     try:
-        cel_strings.format_string(template, values)
+        strings.format_string(template, values)
     except EvalError as err:
         raise CompileIssue("cel_compile_error", f"invalid format call: {err}", node.pos) from None
-    used = cel_strings.count_verbs(template)
+    used = strings.count_verbs(template)
     if used < len(values):
         raise CompileIssue(
             "cel_compile_error",
@@ -295,7 +305,7 @@ def _check_format(template: str, node: Call) -> None:
 
 def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
     """Literal regexes, quantities and versions are checked when the expression is compiled."""
-    from gpupolicy.policy.cel_compiler import CompileIssue
+    from gpupolicy.policy.cel.checker.check import CompileIssue
 
     literal_args = [a for a in node.args if isinstance(a, Literal) and isinstance(a.value, str)]
     if name in ("matches", "find", "findAll"):
@@ -309,6 +319,6 @@ def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> N
         _check_format(node.target.value, node)
     elif name in ("quantity", "semver") and len(node.args) == 1 and literal_args:
         try:
-            cel_lib.GLOBAL[name][0].impl(literal_args[0].value)
+            functions.GLOBAL[name][0].impl(literal_args[0].value)
         except EvalError as err:
             raise CompileIssue("cel_compile_error", str(err), literal_args[0].pos) from None

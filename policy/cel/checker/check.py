@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from gpupolicy.policy import cel_ops
-from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
-from gpupolicy.policy.cel_calls import compile_call
-from gpupolicy.policy.cel_types import (
+from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from gpupolicy.policy.cel.checker.calls import compile_call
+from gpupolicy.policy.cel.runtime import ops
+from gpupolicy.policy.cel.runtime.values import (
     DYN,
     TYPE_NAMES,
     CostExceeded,
@@ -141,7 +141,7 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            return Typed(lambda v, m: cel_ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -155,7 +155,7 @@ class Compiler:
             what = "has() macro" if node.test_only else "field selection"
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
-            return Typed(lambda v, m: cel_ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
         base, keys = operand.path or (fn, ())
         path = (base, (*keys, field))
         return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
@@ -168,7 +168,7 @@ class Compiler:
                 raise self.no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
-            return Typed(lambda v, m: cel_ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise self.no_overload("_[_]", node.pos, operand.type, key.type)
@@ -184,7 +184,7 @@ class Compiler:
             base, keys = operand.path or (ofn, ())
             path = (base, (*keys, node.index.value))
             return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
-        return Typed(lambda v, m: cel_ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
+        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
 
     @staticmethod
     def no_overload(name: str, pos: int, *types: StaticType) -> CompileIssue:
@@ -253,7 +253,7 @@ class Compiler:
                     self.scope[name] = old
 
     def _comprehension(self, node: Comprehension) -> Typed:
-        from gpupolicy.policy.cel_macros import compile_comprehension
+        from gpupolicy.policy.cel.checker.comprehensions import compile_comprehension
 
         return compile_comprehension(self, node)
 
@@ -301,7 +301,7 @@ def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:
                 except KeyError:
                     raise EvalError(f"no such key: {key}") from None
             else:
-                x = cel_ops.select(x, key)
+                x = ops.select(x, key)
         return x
 
     return run

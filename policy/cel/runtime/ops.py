@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gpupolicy.policy.cel_strings import MAX_STRING
-from gpupolicy.policy.cel_types import (
+from gpupolicy.policy.cel.lib.strings import MAX_STRING
+from gpupolicy.policy.cel.runtime.values import (
     DYN,
     INT64_MAX,
     INT64_MIN,

@@ -1,8 +1,9 @@
 """A small, engine-neutral syntax tree for CEL expressions.
 
 ``gpupolicy.policy.cel`` parses text with cel-python's grammar and converts lark trees into these nodes;
-the checker/compiler (``gpupolicy.policy.cel_compiler``) and the reference analysis (``gpupolicy.policy.cel_refs``)
-work on them only. ``pos`` is the 0-based character offset of the node in the expression.
+the checker/compiler (``gpupolicy.policy.cel.checker.check``) and the reference analysis
+(``gpupolicy.policy.cel.projection``) work on them only. ``pos`` is the 0-based character offset of
+the node in the expression.
 """
 
 from __future__ import annotations

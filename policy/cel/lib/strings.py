@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from gpupolicy.policy.cel_types import EvalError, Uint, runtime_type
+from gpupolicy.policy.cel.runtime.values import EvalError, Uint, runtime_type
 
 MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from gpupolicy.policy.cel_ast import Comprehension
-from gpupolicy.policy.cel_types import DYN, EvalError, StaticType, kind, runtime_type
+from gpupolicy.policy.cel.ast import Comprehension
+from gpupolicy.policy.cel.runtime.values import DYN, EvalError, StaticType, kind, runtime_type
 
 if TYPE_CHECKING:
-    from gpupolicy.policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
+    from gpupolicy.policy.cel.checker.check import Compiler, Fn, Meter, Typed, Vars
 
 _MISSING = object()
 
@@ -37,10 +37,10 @@ def _elem_type(t: StaticType) -> StaticType:
 
 
 def compile_comprehension(compiler: Compiler, node: Comprehension) -> Typed:
-    from gpupolicy.policy.cel_compiler import CompileIssue, Typed
+    from gpupolicy.policy.cel.checker.check import CompileIssue, Typed
 
     if node.var2 is not None:
-        from gpupolicy.policy.cel_macros2 import compile_two_var
+        from gpupolicy.policy.cel.checker.two_variable import compile_two_var
 
         return compile_two_var(compiler, node)
     rng = compiler.compile(node.range)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from gpupolicy.policy.cel_ast import Comprehension
-from gpupolicy.policy.cel_types import DYN, EvalError, StaticType, kind, map_lookup, runtime_type
+from gpupolicy.policy.cel.ast import Comprehension
+from gpupolicy.policy.cel.runtime.values import DYN, EvalError, StaticType, kind, map_lookup, runtime_type
 
 if TYPE_CHECKING:
-    from gpupolicy.policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
+    from gpupolicy.policy.cel.checker.check import Compiler, Fn, Meter, Typed, Vars
 
 _MISSING = object()
 
@@ -36,7 +36,7 @@ def _var_types(t: StaticType) -> tuple[StaticType, StaticType]:
 
 
 def compile_two_var(compiler: Compiler, node: Comprehension) -> Typed:
-    from gpupolicy.policy.cel_compiler import CompileIssue, Typed
+    from gpupolicy.policy.cel.checker.check import CompileIssue, Typed
 
     assert node.var2 is not None
     rng = compiler.compile(node.range)
