@@ -36,17 +36,20 @@ from celpy.evaluation import celbytes, celstr
 from lark import Lark
 
 from gpupolicy.policy.cel.ast import Node
-from gpupolicy.policy.cel.checker.check import CompileIssue, Compiler, Meter, Typed
-from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
-from gpupolicy.policy.cel.runtime.values import (
+from gpupolicy.policy.cel.checker.check import Compiler
+from gpupolicy.policy.cel.core import (
+    CompileIssue,
     CostExceeded,
     EvalError,
+    Meter,
     StaticType,
+    Typed,
     kind,
     map_of,
-    runtime_type,
     type_name,
 )
+from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
+from gpupolicy.policy.cel.runtime.values import runtime_type
 from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue
 from gpupolicy.policy.device import DeviceView, result_cache
 from gpupolicy.policy.errors import DiagnosticError, Location

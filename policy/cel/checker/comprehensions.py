@@ -8,13 +8,11 @@ comprehensions over big lists are stopped by the run-time budget, and the static
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from gpupolicy.policy.cel.ast import Comprehension
-from gpupolicy.policy.cel.runtime.values import DYN, EvalError, StaticType, kind, runtime_type
-
-if TYPE_CHECKING:
-    from gpupolicy.policy.cel.checker.check import Compiler, Fn, Meter, Typed, Vars
+from gpupolicy.policy.cel.checker.two_variable import compile_two_var
+from gpupolicy.policy.cel.core import DYN, Checker, CompileIssue, EvalError, Fn, Meter, StaticType, Typed, Vars, kind
+from gpupolicy.policy.cel.runtime.values import runtime_type
 
 _MISSING = object()
 
@@ -36,12 +34,8 @@ def _elem_type(t: StaticType) -> StaticType:
     return DYN
 
 
-def compile_comprehension(compiler: Compiler, node: Comprehension) -> Typed:
-    from gpupolicy.policy.cel.checker.check import CompileIssue, Typed
-
+def compile_comprehension(compiler: Checker, node: Comprehension) -> Typed:
     if node.var2 is not None:
-        from gpupolicy.policy.cel.checker.two_variable import compile_two_var
-
         return compile_two_var(compiler, node)
     rng = compiler.compile(node.range)
     if kind(rng.type) not in ("list", "map", "dyn"):
@@ -49,8 +43,8 @@ def compile_comprehension(compiler: Compiler, node: Comprehension) -> Typed:
             "cel_type_error", f"expression of type '{kind(rng.type)}' cannot be range of a comprehension", node.pos
         )
     elem = _elem_type(rng.type)
-    body = compiler.with_var(node.var, elem, 64, node.body)
-    pred = compiler.with_var(node.var, elem, 64, node.predicate) if node.predicate is not None else None
+    body = compiler.with_vars([(node.var, elem, 64)], node.body)
+    pred = compiler.with_vars([(node.var, elem, 64)], node.predicate) if node.predicate is not None else None
     per_step = body.cost + (pred.cost if pred else 0) + 1
     cost = rng.cost + rng.size * per_step + 1
     if node.macro in ("all", "exists", "exists_one", "filter"):

@@ -8,13 +8,10 @@ also ``exists``, ``existsOne``, ``transformList(i, v, [filter,] expr)``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from gpupolicy.policy.cel.ast import Comprehension
-from gpupolicy.policy.cel.runtime.values import DYN, EvalError, StaticType, kind, map_lookup, runtime_type
-
-if TYPE_CHECKING:
-    from gpupolicy.policy.cel.checker.check import Compiler, Fn, Meter, Typed, Vars
+from gpupolicy.policy.cel.core import DYN, Checker, CompileIssue, EvalError, Fn, Meter, StaticType, Typed, Vars, kind
+from gpupolicy.policy.cel.runtime.values import map_lookup, runtime_type
 
 _MISSING = object()
 
@@ -35,9 +32,7 @@ def _var_types(t: StaticType) -> tuple[StaticType, StaticType]:
     return DYN, DYN
 
 
-def compile_two_var(compiler: Compiler, node: Comprehension) -> Typed:
-    from gpupolicy.policy.cel.checker.check import CompileIssue, Typed
-
+def compile_two_var(compiler: Checker, node: Comprehension) -> Typed:
     assert node.var2 is not None
     rng = compiler.compile(node.range)
     if kind(rng.type) not in ("list", "map", "dyn"):

@@ -13,21 +13,17 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, kind, list_of
 from gpupolicy.policy.cel.lib import net, regex, strings, url
 from gpupolicy.policy.cel.runtime.values import (
-    DYN,
     INT64_MAX,
     INT64_MIN,
     UINT64_MAX,
-    EvalError,
     OptionalValue,
-    StaticType,
     TypeValue,
     Uint,
     cel_equal,
     compare,
-    kind,
-    list_of,
     runtime_type,
 )
 from gpupolicy.policy.quantity import Quantity, QuantityError
