@@ -107,7 +107,7 @@ def median(timings: Sequence[Timing] | Iterator[Timing]) -> Timing:
 
 def cold_run(exprs: Sequence[str]) -> Timing:
     devices = load_devices()  # fresh objects: no per-device cache entries
-    cel._compile_core.cache_clear()  # empty compile and result caches
+    cel.program._compile_core.cache_clear()  # empty compile and result caches
 
     def run() -> None:
         for program in [cel.compile_expression(e) for e in exprs]:

@@ -1,19 +1,31 @@
-"""Compile operator and function calls (the ``Call`` node) for :mod:`gpupolicy.policy.cel_compiler`."""
+"""Check and compile operator and function calls (the ``Call`` node)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from gpupolicy.policy import cel_lib, cel_ops, cel_strings
-from gpupolicy.policy.cel_ast import Call, Ident, ListLit, Literal, MapLit, Node, children
-from gpupolicy.policy.cel_regex import RegexError, compile_regex
-from gpupolicy.policy.cel_types import DYN, EvalError, StaticType, assignable, cel_equal, compare, kind, runtime_type
+from gpupolicy.policy.cel.ast import Call, Ident, ListLit, Literal, MapLit, Node, children
+from gpupolicy.policy.cel.core import (
+    DYN,
+    Checker,
+    CompileIssue,
+    EvalError,
+    Fn,
+    Meter,
+    StaticType,
+    Typed,
+    Vars,
+    assignable,
+    kind,
+    no_overload,
+    undeclared,
+)
+from gpupolicy.policy.cel.lib import functions, strings
+from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
+from gpupolicy.policy.cel.runtime import ops
+from gpupolicy.policy.cel.runtime.values import cel_equal, compare, runtime_type
 
-if TYPE_CHECKING:
-    from gpupolicy.policy.cel_compiler import Compiler, Fn, Meter, Typed, Vars
-
-_ARITH = {"_+_": cel_ops.add, "_-_": cel_ops.sub, "_*_": cel_ops.mul, "_/_": cel_ops.div, "_%_": cel_ops.mod}
+_ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
 _CMP: dict[str, Callable[[int | None], bool]] = {
     "_<_": lambda c: c is not None and c < 0,
     "_<=_": lambda c: c is not None and c <= 0,
@@ -22,7 +34,7 @@ _CMP: dict[str, Callable[[int | None], bool]] = {
 }
 
 
-def compile_call(compiler: Compiler, node: Call) -> Typed:
+def compile_call(compiler: Checker, node: Call) -> Typed:
     name = node.name
     if name in ("_&&_", "_||_"):
         return _logical(compiler, node)
@@ -32,15 +44,15 @@ def compile_call(compiler: Compiler, node: Call) -> Typed:
         compiler.heterogeneous_ok.update(_literal_ids(node.args))  # cel-go exempts format's arguments
     args = [compiler.compile(a) for a in node.args]
     if name in ("_==_", "_!=_"):
-        return _equality(compiler, node, args)
+        return _equality(node, args)
     if name in _CMP:
-        return _comparison(compiler, node, args)
+        return _comparison(node, args)
     if name in _ARITH:
-        return _arith(compiler, node, args)
+        return _arith(node, args)
     if name in ("!_", "-_"):
-        return _unary(compiler, node, args[0])
+        return _unary(node, args[0])
     if name == "@in":
-        return _in(compiler, node, args)
+        return _in(node, args)
     return _function(compiler, node, args)
 
 
@@ -55,21 +67,15 @@ def _literal_ids(nodes: Sequence[Node]) -> set[int]:
     return found
 
 
-def _typed(fn: Fn, t: StaticType, cost: int, size: int | None = None) -> Typed:
-    from gpupolicy.policy.cel_compiler import DEFAULT_SIZE, Typed
-
-    return Typed(fn, t, cost, DEFAULT_SIZE if size is None else size)
-
-
-def _require_bool(compiler: Compiler, t: StaticType, pos: int, op: str, other: StaticType) -> None:
+def _require_bool(t: StaticType, pos: int, op: str, other: StaticType) -> None:
     if kind(t) not in ("bool", "dyn"):
-        raise compiler.no_overload(op, pos, t, other)
+        raise no_overload(op, pos, t, other)
 
 
-def _logical(compiler: Compiler, node: Call) -> Typed:
+def _logical(compiler: Checker, node: Call) -> Typed:
     left, right = (compiler.compile(a) for a in node.args)
     for side in (left, right):
-        _require_bool(compiler, side.type, node.pos, node.name, right.type if side is left else left.type)
+        _require_bool(side.type, node.pos, node.name, right.type if side is left else left.type)
     lf, rf = left.fn, right.fn
     decisive = node.name == "_||_"  # the value that decides the result on its own
 
@@ -92,12 +98,12 @@ def _logical(compiler: Compiler, node: Call) -> Typed:
             raise err
         return not decisive
 
-    return _typed(run, "bool", left.cost + right.cost + 1, 1)
+    return Typed(run, "bool", left.cost + right.cost + 1, 1)
 
 
-def _conditional(compiler: Compiler, node: Call) -> Typed:
+def _conditional(compiler: Checker, node: Call) -> Typed:
     cond, yes, no = (compiler.compile(a) for a in node.args)
-    _require_bool(compiler, cond.type, node.pos, "_?_:_", yes.type)
+    _require_bool(cond.type, node.pos, "_?_:_", yes.type)
     cf, yf, nf = cond.fn, yes.fn, no.fn
 
     def run(v: Vars, m: Meter) -> object:
@@ -109,33 +115,33 @@ def _conditional(compiler: Compiler, node: Call) -> Typed:
         raise EvalError(f"no such overload: {runtime_type(c)} ? _ : _")
 
     t = yes.type if yes.type == no.type else DYN
-    return _typed(run, t, cond.cost + max(yes.cost, no.cost) + 1, max(yes.size, no.size))
+    return Typed(run, t, cond.cost + max(yes.cost, no.cost) + 1, max(yes.size, no.size))
 
 
-def _equality(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+def _equality(node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    if not cel_ops.equatable(a.type, b.type):
-        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+    if not ops.equatable(a.type, b.type):
+        raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf = a.fn, b.fn
     eq = cel_equal
     if node.name == "_==_":
-        return _typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
-    return _typed(lambda v, m: not eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+        return Typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+    return Typed(lambda v, m: not eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
 
 
-def _comparison(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    if not cel_ops.comparable(a.type, b.type):
-        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+    if not ops.comparable(a.type, b.type):
+        raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, test = a.fn, b.fn, _CMP[node.name]
-    return _typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool", a.cost + b.cost + 1, 1)
+    return Typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool", a.cost + b.cost + 1, 1)
 
 
-def _arith(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+def _arith(node: Call, args: Sequence[Typed]) -> Typed:
     a, b = args
-    result = cel_ops.arith_result(node.name.strip("_"), a.type, b.type)
+    result = ops.arith_result(node.name.strip("_"), a.type, b.type)
     if result is None:
-        raise compiler.no_overload(node.name, node.pos, a.type, b.type)
+        raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, op = a.fn, b.fn, _ARITH[node.name]
     size = a.size + b.size
 
@@ -145,99 +151,93 @@ def _arith(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
             m.charge(1 + len(x) // 10)
         return op(x, y)
 
-    return _typed(run, result, a.cost + b.cost + 1 + size // 10, size)
+    return Typed(run, result, a.cost + b.cost + 1 + size // 10, size)
 
 
-def _unary(compiler: Compiler, node: Call, arg: Typed) -> Typed:
+def _unary(node: Call, arg: Typed) -> Typed:
     k = kind(arg.type)
     if node.name == "!_":
         if k not in ("bool", "dyn"):
-            raise compiler.no_overload("!_", node.pos, arg.type)
+            raise no_overload("!_", node.pos, arg.type)
         f = arg.fn
-        return _typed(lambda v, m: cel_ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
+        return Typed(lambda v, m: ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
     if k not in ("int", "double", "dyn"):
-        raise compiler.no_overload("-_", node.pos, arg.type)
+        raise no_overload("-_", node.pos, arg.type)
     f = arg.fn
-    return _typed(lambda v, m: cel_ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
+    return Typed(lambda v, m: ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
 
 
-def _in(compiler: Compiler, node: Call, args: Sequence[Typed]) -> Typed:
+def _in(node: Call, args: Sequence[Typed]) -> Typed:
     item, container = args
     k = kind(container.type)
     if k not in ("list", "map", "dyn") or (k != "dyn" and not assignable(item.type, container.type[1])):
-        raise compiler.no_overload("@in", node.pos, item.type, container.type)
+        raise no_overload("@in", node.pos, item.type, container.type)
     f, c = item.fn, container.fn
 
     def run(v: Vars, m: Meter) -> object:
         box = c(v, m)
         if isinstance(box, (list, tuple)):
             m.charge(1 + len(box) // 10)
-        return cel_ops.contains(f(v, m), box)
+        return ops.contains(f(v, m), box)
 
-    return _typed(run, "bool", item.cost + container.cost + 1 + container.size // 10, 1)
+    return Typed(run, "bool", item.cost + container.cost + 1 + container.size // 10, 1)
 
 
 # --- library functions ------------------------------------------------------------------
 
 
-def _resolve(compiler: Compiler, node: Call) -> tuple[str, list[cel_lib.Overload], bool]:
+def _resolve(compiler: Checker, node: Call) -> tuple[str, list[functions.Overload], bool]:
     """Return (display name, overloads, is_member) for a call, or raise an undeclared reference."""
     target = node.target
     if target is not None and isinstance(target, Ident) and not compiler.is_variable(target.name):
         qualified = f"{target.name}.{node.name}"
-        if qualified in cel_lib.GLOBAL:
-            return qualified, cel_lib.GLOBAL[qualified], False
-        if target.name in cel_lib.NAMESPACES:
-            raise _undeclared(qualified, node.pos)
-    table = cel_lib.MEMBER if target is not None else cel_lib.GLOBAL
+        if qualified in functions.GLOBAL:
+            return qualified, functions.GLOBAL[qualified], False
+        if target.name in functions.NAMESPACES:
+            raise undeclared(qualified, node.pos)
+    table = functions.MEMBER if target is not None else functions.GLOBAL
     if node.name not in table:
-        raise _undeclared(node.name, node.pos)
+        raise undeclared(node.name, node.pos)
     return node.name, table[node.name], target is not None
 
 
-def _undeclared(name: str, pos: int) -> Exception:
-    from gpupolicy.policy.cel_compiler import CompileIssue
-
-    return CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", pos)
-
-
-def _function(compiler: Compiler, node: Call, args: list[Typed]) -> Typed:
+def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     name, overloads, member = _resolve(compiler, node)
     if member:
         assert node.target is not None
         args = [compiler.compile(node.target), *args]
     types = [a.type for a in args]
     candidates = [
-        o for o in overloads if len(o.params) == len(types) and all(map(cel_lib.static_matches, o.params, types))
+        o for o in overloads if len(o.params) == len(types) and all(map(functions.static_matches, o.params, types))
     ]
     if name.startswith("sets.") and len(types) == 2 and not assignable(types[0], types[1]):
         candidates = []
     if not candidates:
-        raise compiler.no_overload(name, node.pos, *types)
+        raise no_overload(name, node.pos, *types)
     _check_constant_arguments(name, node, args)
     results = {o.result for o in candidates}
     result = results.pop() if len(results) == 1 else DYN
     fns = [a.fn for a in args]
-    linear = name in cel_lib.LINEAR_COST
+    linear = name in functions.LINEAR_COST
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
     sizes = sum(a.size for a in args if kind(a.type) in ("string", "bytes", "list", "map", "dyn"))
     static_cost = sum(a.cost for a in args) + 1 + (sizes // 10 if linear else 0)
-    if name in cel_lib.QUADRATIC_COST:
+    if name in functions.QUADRATIC_COST:
         static_cost += (args[0].size * args[1].size) // 10
 
-    run = _call_closure(fns, linear, impl, cel_lib.dispatcher(name, overloads, len(args)))
+    run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
 
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":
         size = args[0].size
-    return _typed(run, result, static_cost, size)
+    return Typed(run, result, static_cost, size)
 
 
 _SIZED = (str, bytes, list, tuple)
 
 
 def _call_closure(
-    fns: Sequence[Fn], linear: bool, impl: cel_lib.Impl | None, choose: Callable[[Sequence[object]], object]
+    fns: Sequence[Fn], linear: bool, impl: functions.Impl | None, choose: Callable[[Sequence[object]], object]
 ) -> Fn:
     """The run-time closure of a call; one- and two-argument calls avoid building lists."""
     if len(fns) == 2:
@@ -274,17 +274,15 @@ def _call_closure(
 
 def _check_format(template: str, node: Call) -> None:
     """cel-go validates ``"...".format([...])`` when the template and the list are literals."""
-    from gpupolicy.policy.cel_compiler import CompileIssue
-
     (arg,) = node.args
     if not isinstance(arg, ListLit) or not all(isinstance(i, Literal) for i in arg.items):
         return
     values = [i.value for i in arg.items if isinstance(i, Literal)]
     try:
-        cel_strings.format_string(template, values)
+        strings.format_string(template, values)
     except EvalError as err:
         raise CompileIssue("cel_compile_error", f"invalid format call: {err}", node.pos) from None
-    used = cel_strings.count_verbs(template)
+    used = strings.count_verbs(template)
     if used < len(values):
         raise CompileIssue(
             "cel_compile_error",
@@ -295,8 +293,6 @@ def _check_format(template: str, node: Call) -> None:
 
 def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
     """Literal regexes, quantities and versions are checked when the expression is compiled."""
-    from gpupolicy.policy.cel_compiler import CompileIssue
-
     literal_args = [a for a in node.args if isinstance(a, Literal) and isinstance(a.value, str)]
     if name in ("matches", "find", "findAll"):
         pattern_node = node.args[0] if node.target is not None else node.args[-1]
@@ -309,6 +305,6 @@ def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> N
         _check_format(node.target.value, node)
     elif name in ("quantity", "semver") and len(node.args) == 1 and literal_args:
         try:
-            cel_lib.GLOBAL[name][0].impl(literal_args[0].value)
+            functions.GLOBAL[name][0].impl(literal_args[0].value)
         except EvalError as err:
             raise CompileIssue("cel_compile_error", str(err), literal_args[0].pos) from None

@@ -1,8 +1,9 @@
-"""A small, engine-neutral syntax tree for CEL expressions.
+"""A small, engine-neutral syntax tree for CEL expressions (cel-go's ``common/ast``).
 
-``gpupolicy.policy.cel`` parses text with cel-python's grammar and converts lark trees into these nodes;
-the checker/compiler (``gpupolicy.policy.cel_compiler``) and the reference analysis (``gpupolicy.policy.cel_refs``)
-work on them only. ``pos`` is the 0-based character offset of the node in the expression.
+``gpupolicy.policy.cel.syntax`` parses text with cel-python's grammar and converts lark trees into
+these nodes; the checker (``gpupolicy.policy.cel.checker``) and the projection analysis
+(``gpupolicy.policy.cel.projection``) work on them only. ``pos`` is the 0-based character offset of
+the node in the expression.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from gpupolicy.policy.cel_types import EvalError
+from gpupolicy.policy.cel.core import EvalError
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")

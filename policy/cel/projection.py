@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
-from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, Literal, Node, Select, children
+from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, Literal, Node, Select, children
 from gpupolicy.policy.device import DeviceView
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver

@@ -1,11 +1,9 @@
-"""CEL values at run time, their static types, equality and ordering.
+"""CEL values at run time, their equality and ordering.
 
 Run-time representation: ``bool``, ``int`` (CEL int, int64 range), :class:`Uint`, ``float``,
 ``str``, ``bytes``, ``None`` (null), ``list``/``tuple``, ``dict``/``Mapping``, :class:`Quantity`,
-:class:`Semver` and :class:`TypeValue` (the result of ``type(x)``).
-
-Static types are small values: a name (``"int"``, ``"string"``, ``"quantity"``, ``"dyn"`` ...),
-``("list", elem)``, ``("map", key, value)`` or ``("object", name)`` for the declared variables.
+:class:`Semver` and :class:`TypeValue` (the result of ``type(x)``). Their static types are in
+:mod:`gpupolicy.policy.cel.core`.
 """
 
 from __future__ import annotations
@@ -14,12 +12,14 @@ import math
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
+from gpupolicy.policy.cel.core import EvalError
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
+MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
 
 
 class Uint(int):
@@ -68,60 +68,6 @@ class OptionalValue:
 
     def __repr__(self) -> str:
         return f"optional.of({self.value!r})" if self.present else "optional.none()"
-
-
-class EvalError(Exception):
-    """A CEL run-time error (``no such key: x``). ``&&``, ``||`` and macros may absorb it."""
-
-
-class CostExceeded(Exception):
-    """The run-time cost budget is spent. Never absorbed."""
-
-
-StaticType = str | tuple["StaticType", ...]
-DYN: StaticType = "dyn"
-
-TYPE_NAMES = ("bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type")
-
-
-def list_of(elem: StaticType) -> StaticType:
-    return ("list", elem)
-
-
-def map_of(key: StaticType, value: StaticType) -> StaticType:
-    return ("map", key, value)
-
-
-def kind(t: StaticType) -> str:
-    """``"list"`` for ``("list", "int")``; the name itself for simple types."""
-    return t if isinstance(t, str) else str(t[0])
-
-
-def assignable(a: StaticType, b: StaticType) -> bool:
-    """Whether values of static types ``a`` and ``b`` may meet where CEL wants one type
-    (``_==_(A, A)``, ``@in(A, list(A))``, homogeneous literals); ``dyn`` matches anything."""
-    if a == "dyn" or b == "dyn":
-        return True
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return len(a) == len(b) and a[0] == b[0] and all(assignable(x, y) for x, y in zip(a[1:], b[1:]))
-    return a == b
-
-
-def join(a: StaticType, b: StaticType) -> StaticType:
-    """The common type of two assignable types (the less specific one)."""
-    if a == "dyn" or b == "dyn":
-        return DYN
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        return (a[0], *(join(x, y) for x, y in zip(a[1:], b[1:])))
-    return a
-
-
-def type_name(t: StaticType) -> str:
-    if isinstance(t, str):
-        return t
-    if t[0] == "object":
-        return str(t[1])
-    return f"{t[0]}({', '.join(type_name(p) for p in t[1:])})"
 
 
 def runtime_type(value: object) -> str:

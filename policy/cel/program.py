@@ -1,17 +1,8 @@
-"""Kubernetes-compatible CEL for device selectors: compile once, evaluate many devices fast.
+"""Compile an expression once and evaluate it over many devices: :func:`compile_expression`, :class:`Program`.
 
-This is the only module that imports cel-python (``celpy``); we use its grammar and its string
-literal decoding. Checking, cost estimation and evaluation are our own (``policy.cel_*``):
-cel-python 0.5.0 has no type checker, no cost estimator, no ``cel.bind``, no Kubernetes
-quantity/semver libraries, and treats runtime errors in ways that differ from cel-go.
-
-Environments (``env=``):
-
-* ``"selector"``: ``device`` (``driver``, ``attributes[domain][id]``, ``capacity[domain][id]``,
-  ``allowMultipleAllocations``), as in DeviceClass and ResourceClaim selectors.
-* ``"admission"``: ``device`` plus ``claim`` (``namespace``, ``name``, ``labels``,
-  ``annotations``) and ``request`` (``name``, ``deviceClassName``, ``count``, ``allocationMode``,
-  ``capacity`` as a map of quantities).
+Compiling parses (:mod:`.syntax.parser`), checks and builds closures (:mod:`.checker`), and finds
+what the expression reads from ``device`` (:mod:`.projection`), once per expression and
+environment. Evaluating caches results by that projection, so identical GPUs cost one evaluation.
 
 Thread safety: a :class:`Program` holds no per-evaluation state (each evaluation gets its own
 variable map and cost meter), so it can be used from several threads at once. The result caches
@@ -23,54 +14,24 @@ is missing, and store the same value.
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import celpy
-from celpy.celparser import CELParser
-from celpy.evaluation import celbytes, celstr
-from lark import Lark
-
-from gpupolicy.policy.cel_ast import Node
-from gpupolicy.policy.cel_compiler import CompileIssue, Compiler, Meter, Typed
-from gpupolicy.policy.cel_parse import Converter, ParseIssue
-from gpupolicy.policy.cel_refs import KeyFn, Projection, analyze, key_function
-from gpupolicy.policy.cel_types import CostExceeded, EvalError, StaticType, kind, map_of, runtime_type, type_name
+from gpupolicy.policy.cel.checker.check import Compiler
+from gpupolicy.policy.cel.core import CompileIssue, CostExceeded, EvalError, Meter, Typed, kind, type_name
+from gpupolicy.policy.cel.environments import ENVIRONMENTS, OBJECTS, claim_value, device_value, request_value
+from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
+from gpupolicy.policy.cel.runtime.values import runtime_type
+from gpupolicy.policy.cel.syntax.parser import parse
 from gpupolicy.policy.device import DeviceView, result_cache
 from gpupolicy.policy.errors import DiagnosticError, Location
-from gpupolicy.policy.quantity import Quantity
 
 EXPRESSION_MAX_BYTES = 10 * 1024
 COST_LIMIT = 1_000_000
 RUNTIME_COST_LIMIT = 1_000_000
 _CACHE_LIMIT = 200_000
-
-_ATTRS: StaticType = map_of("string", map_of("string", "dyn"))
-_CAPS: StaticType = map_of("string", map_of("string", "quantity"))
-OBJECTS: dict[str, dict[str, StaticType]] = {
-    "device": {"driver": "string", "attributes": _ATTRS, "capacity": _CAPS, "allowMultipleAllocations": "bool"},
-    "claim": {
-        "namespace": "string",
-        "name": "string",
-        "labels": map_of("string", "string"),
-        "annotations": map_of("string", "string"),
-    },
-    "request": {
-        "name": "string",
-        "deviceClassName": "string",
-        "count": "int",
-        "allocationMode": "string",
-        "capacity": map_of("string", "quantity"),
-    },
-}
-ENVIRONMENTS: dict[str, dict[str, StaticType]] = {
-    "selector": {"device": ("object", "device")},
-    "admission": {"device": ("object", "device"), "claim": ("object", "claim"), "request": ("object", "request")},
-}
 
 
 class CelRuntimeError(Exception):
@@ -86,33 +47,6 @@ class CelRuntimeError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (CelRuntimeError, (self.code, self.message))
-
-
-class DomainMap(dict[str, Mapping[str, object]]):
-    """``device.attributes`` / ``device.capacity``: an unknown domain reads as an empty map."""
-
-    _EMPTY: Mapping[str, object] = {}
-
-    def __missing__(self, domain: str) -> Mapping[str, object]:
-        return self._EMPTY
-
-    def __contains__(self, domain: object) -> bool:
-        return isinstance(domain, str)  # like Kubernetes, every domain "exists" (possibly empty)
-
-
-def device_value(device: DeviceView) -> dict[str, object]:
-    """The ``device`` variable for one device; built once per device object and reused
-    (CEL cannot modify values, and ``DeviceView`` is frozen)."""
-    value: dict[str, object] | None = device.__dict__.get("_cel_value")
-    if value is None:
-        value = {
-            "driver": device.driver,
-            "attributes": DomainMap(device.attributes),
-            "capacity": DomainMap(device.capacity),
-            "allowMultipleAllocations": device.allow_multiple_allocations,
-        }
-        device.__dict__["_cel_value"] = value
-    return value
 
 
 # --- compiling ----------------------------------------------------------------------------
@@ -131,73 +65,6 @@ class _Core:
     lock: threading.Lock
 
 
-_parser_lock = threading.Lock()
-_OPTIONAL_SYNTAX = """
-member         : member_dot | member_dot_arg | member_index | member_object | primary
-               | member_dot_opt | member_index_opt
-member_dot_opt : member "." "?" IDENT
-member_index_opt : member "[" "?" expr "]"
-"""
-
-
-@functools.cache
-def _lark() -> Lark:
-    """cel-python's grammar plus CEL's optional selection syntax (``a.?b``, ``a[?k]``)."""
-    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
-    original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
-    if original not in grammar:  # a different cel-python: use its grammar unchanged
-        return Lark(grammar, **_LARK_OPTIONS)
-    return Lark(grammar.replace(original, _OPTIONAL_SYNTAX.lstrip("\n")), **_LARK_OPTIONS)
-
-
-_LARK_OPTIONS: dict[str, Any] = {
-    "parser": "lalr",
-    "start": "expr",
-    "g_regex_flags": re.M,
-    "lexer_callbacks": {"IDENT": CELParser.ambiguous_literals},
-    "propagate_positions": True,
-    "maybe_placeholders": False,
-    "priority": "invert",
-}
-
-
-def _parse(expression: str) -> Node:
-    with _parser_lock:  # one parse at a time through the shared parser
-        try:
-            tree = _lark().parse(expression)
-        except Exception as err:  # lark raises several exception families
-            line = getattr(err, "line", None)
-            column = getattr(err, "column", None)
-            pos = _offset(expression, line, column)
-            raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
-    try:
-        return Converter(lambda t: str(celstr(t)), lambda t: bytes(celbytes(t))).convert(tree)
-    except ParseIssue as issue:
-        raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
-    except (ValueError, OverflowError) as err:  # malformed escapes in literals
-        raise CompileIssue("cel_compile_error", f"invalid literal: {err}", 0) from None
-
-
-def _syntax_message(err: BaseException) -> str:
-    cause = err
-    token = getattr(cause, "token", None)
-    if token is not None and getattr(token, "type", "") == "$END":
-        return "syntax error: unexpected end of expression"
-    if token is not None:
-        return f"syntax error: unexpected {str(token)!r}"
-    char = getattr(cause, "char", None)
-    if char is not None:
-        return f"syntax error: unexpected character {char!r}"
-    return "syntax error: unexpected end of expression"
-
-
-def _offset(expression: str, line: object, column: object) -> int:
-    if not isinstance(line, int) or not isinstance(column, int) or line < 1:
-        return 0
-    lines = expression.split("\n")
-    return sum(len(part) + 1 for part in lines[: line - 1]) + max(column - 1, 0)
-
-
 @functools.lru_cache(maxsize=4096)
 def _compile_core(expression: str, env: str) -> _Core:
     if len(expression.encode()) > EXPRESSION_MAX_BYTES:
@@ -206,7 +73,7 @@ def _compile_core(expression: str, env: str) -> _Core:
             f"expression is {len(expression.encode())} bytes, more than the limit of {EXPRESSION_MAX_BYTES}",
             0,
         )
-    ast = _parse(expression)
+    ast = parse(expression)
     typed = Compiler(ENVIRONMENTS[env], OBJECTS).compile(ast)
     if kind(typed.type) not in ("bool", "dyn"):
         raise CompileIssue("cel_type_error", f"must evaluate to bool, not {type_name(typed.type)}", 0)
@@ -298,8 +165,8 @@ class Program:
     ) -> dict[str, object]:
         variables: dict[str, object] = {"device": device_value(device or DeviceView(driver=""))}
         if self._core.env == "admission":
-            variables["claim"] = _claim_value(claim or {})
-            variables["request"] = _request_value(request or {})
+            variables["claim"] = claim_value(claim or {})
+            variables["request"] = request_value(request or {})
         return variables
 
     def _run(self, variables: dict[str, object]) -> bool | CelRuntimeError:
@@ -370,28 +237,6 @@ class Program:
 
     def __repr__(self) -> str:
         return f"Program({self._core.expression!r}, env={self._core.env!r})"
-
-
-def _claim_value(claim: Mapping[str, object]) -> dict[str, object]:
-    return {
-        "namespace": str(claim.get("namespace", "")),
-        "name": str(claim.get("name", "")),
-        "labels": dict(claim.get("labels") or {}),  # type: ignore[call-overload]
-        "annotations": dict(claim.get("annotations") or {}),  # type: ignore[call-overload]
-    }
-
-
-def _request_value(request: Mapping[str, object]) -> dict[str, object]:
-    count = request.get("count", 1)
-    raw = request.get("capacity")
-    capacity: Mapping[object, object] = raw if isinstance(raw, Mapping) else {}
-    return {
-        "name": str(request.get("name", "")),
-        "deviceClassName": str(request.get("deviceClassName", "")),
-        "count": count if isinstance(count, int) else 1,
-        "allocationMode": str(request.get("allocationMode", "ExactCount")),
-        "capacity": {str(k): v if isinstance(v, Quantity) else Quantity.parse(str(v)) for k, v in capacity.items()},
-    }
 
 
 def _freeze(value: object) -> Hashable:

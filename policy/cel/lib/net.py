@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from gpupolicy.policy.cel_types import EvalError
+from gpupolicy.policy.cel.core import EvalError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

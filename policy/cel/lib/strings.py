@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from gpupolicy.policy.cel_types import EvalError, Uint, runtime_type
-
-MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
+from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.values import MAX_STRING, Uint, runtime_type
 
 
 def _check_len(text: str) -> str:

@@ -9,19 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gpupolicy.policy.cel_strings import MAX_STRING
-from gpupolicy.policy.cel_types import (
-    DYN,
+from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, kind
+from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
+    MAX_STRING,
     UINT64_MAX,
-    EvalError,
     OptionalValue,
-    StaticType,
     Uint,
-    assignable,
     cel_equal,
-    kind,
     map_lookup,
     runtime_type,
 )

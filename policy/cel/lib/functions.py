@@ -13,21 +13,17 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gpupolicy.policy import cel_net, cel_regex, cel_strings, cel_url
-from gpupolicy.policy.cel_types import (
-    DYN,
+from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, kind, list_of
+from gpupolicy.policy.cel.lib import net, regex, strings, url
+from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
     UINT64_MAX,
-    EvalError,
     OptionalValue,
-    StaticType,
     TypeValue,
     Uint,
     cel_equal,
     compare,
-    kind,
-    list_of,
     runtime_type,
 )
 from gpupolicy.policy.quantity import Quantity, QuantityError
@@ -73,11 +69,11 @@ def _value_matches(param: StaticType, value: object) -> bool:
     if k == "optional":
         return isinstance(value, OptionalValue)
     if k == "ip":
-        return isinstance(value, cel_net.IP)
+        return isinstance(value, net.IP)
     if k == "cidr":
-        return isinstance(value, cel_net.CIDR)
+        return isinstance(value, net.CIDR)
     if k == "url":
-        return isinstance(value, cel_url.URL)
+        return isinstance(value, url.URL)
     return False
 
 
@@ -95,8 +91,8 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
-             "semver": Semver, "optional": OptionalValue, "ip": cel_net.IP, "cidr": cel_net.CIDR,
-             "url": cel_url.URL}  # fmt: skip
+             "semver": Semver, "optional": OptionalValue, "ip": net.IP, "cidr": net.CIDR,
+             "url": url.URL}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -139,7 +135,7 @@ def _to_int(value: object) -> int:
             raise EvalError("integer overflow converting double to int")
         return int(value)
     if isinstance(value, str):
-        result = cel_strings.to_int_from_string(value)
+        result = strings.to_int_from_string(value)
     else:
         result = int(value)  # type: ignore[call-overload]
     if not INT64_MIN <= result <= INT64_MAX:
@@ -152,7 +148,7 @@ def _to_uint(value: object) -> Uint:
         if math.isnan(value) or not (0 <= value < 2.0**64):
             raise EvalError("unsigned integer overflow converting double to uint")
         return Uint(int(value))
-    result = cel_strings.to_uint_from_string(value) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    result = strings.to_uint_from_string(value) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
     if not 0 <= result <= UINT64_MAX:
         raise EvalError("unsigned integer overflow")
     return Uint(result)
@@ -315,12 +311,12 @@ GLOBAL: dict[str, list[Overload]] = {
     "int": [_o((t,), INT, _to_int) for t in (INT, UINT, DBL, STR)],
     "uint": [_o((t,), UINT, _to_uint) for t in (INT, UINT, DBL, STR)],
     "double": [_o((t,), DBL, _to_double) for t in (INT, UINT, DBL, STR)],
-    "string": [_o((DYN,), STR, cel_strings.to_string)],
+    "string": [_o((DYN,), STR, strings.to_string)],
     "bool": [_o((BOOL,), BOOL, _to_bool), _o((STR,), BOOL, _to_bool)],
     "bytes": [_o((STR,), BYTES, _to_bytes), _o((BYTES,), BYTES, _to_bytes)],
     "type": [_o((DYN,), "type", _type_of)],
     "dyn": [_o((DYN,), DYN, lambda v: v)],
-    "matches": [_o((STR, STR), BOOL, cel_regex.matches)],
+    "matches": [_o((STR, STR), BOOL, regex.matches)],
     "quantity": [_o((STR,), Q, _quantity)],
     "isQuantity": [_o((STR,), BOOL, _is_quantity)],
     "semver": [_o((STR,), S, _semver), _o((STR, BOOL), S, _semver)],
@@ -329,14 +325,14 @@ GLOBAL: dict[str, list[Overload]] = {
     "sets.contains": [_o((LIST, LIST), BOOL, _contains_all)],
     "sets.intersects": [_o((LIST, LIST), BOOL, _intersects)],
     "sets.equivalent": [_o((LIST, LIST), BOOL, lambda a, b: _contains_all(a, b) and _contains_all(b, a))],
-    "strings.quote": [_o((STR,), STR, cel_strings.quote)],
-    "ip": [_o((STR,), "ip", cel_net.ip)],
-    "isIP": [_o((STR,), BOOL, cel_net.is_ip)],
-    "ip.isCanonical": [_o((STR,), BOOL, cel_net.is_canonical)],
-    "cidr": [_o((STR,), "cidr", cel_net.cidr)],
-    "url": [_o((STR,), "url", cel_url.url)],
-    "isURL": [_o((STR,), BOOL, cel_url.is_url)],
-    "isCIDR": [_o((STR,), BOOL, cel_net.is_cidr)],
+    "strings.quote": [_o((STR,), STR, strings.quote)],
+    "ip": [_o((STR,), "ip", net.ip)],
+    "isIP": [_o((STR,), BOOL, net.is_ip)],
+    "ip.isCanonical": [_o((STR,), BOOL, net.is_canonical)],
+    "cidr": [_o((STR,), "cidr", net.cidr)],
+    "url": [_o((STR,), "url", url.url)],
+    "isURL": [_o((STR,), BOOL, url.is_url)],
+    "isCIDR": [_o((STR,), BOOL, net.is_cidr)],
     "optional.of": [_o((DYN,), OPT, lambda v: OptionalValue(True, v))],
     "optional.none": [_o((), OPT, lambda: OptionalValue(False))],
     "optional.ofNonZeroValue": [_o((DYN,), OPT, lambda v: OptionalValue(not _is_zero(v), v))],
@@ -347,34 +343,34 @@ MEMBER: dict[str, list[Overload]] = {
     "contains": [_o((STR, STR), BOOL, lambda s, t: t in s)],
     "startsWith": [_o((STR, STR), BOOL, lambda s, t: s.startswith(t))],
     "endsWith": [_o((STR, STR), BOOL, lambda s, t: s.endswith(t))],
-    "matches": [_o((STR, STR), BOOL, cel_regex.matches)],
-    "find": [_o((STR, STR), STR, cel_regex.find)],
+    "matches": [_o((STR, STR), BOOL, regex.matches)],
+    "find": [_o((STR, STR), STR, regex.find)],
     "findAll": [
-        _o((STR, STR), list_of(STR), cel_regex.find_all),
-        _o((STR, STR, INT), list_of(STR), cel_regex.find_all),
+        _o((STR, STR), list_of(STR), regex.find_all),
+        _o((STR, STR, INT), list_of(STR), regex.find_all),
     ],
-    "charAt": [_o((STR, INT), STR, cel_strings.char_at)],
+    "charAt": [_o((STR, INT), STR, strings.char_at)],
     "indexOf": [
-        _o((STR, STR), INT, cel_strings.index_of),
-        _o((STR, STR, INT), INT, cel_strings.index_of),
+        _o((STR, STR), INT, strings.index_of),
+        _o((STR, STR, INT), INT, strings.index_of),
         _o((LIST, DYN), INT, _list_index_of),
     ],
     "lastIndexOf": [
-        _o((STR, STR), INT, cel_strings.last_index_of),
-        _o((STR, STR, INT), INT, cel_strings.last_index_of),
+        _o((STR, STR), INT, strings.last_index_of),
+        _o((STR, STR, INT), INT, strings.last_index_of),
         _o((LIST, DYN), INT, _list_last_index_of),
     ],
-    "lowerAscii": [_o((STR,), STR, cel_strings.lower_ascii)],
-    "upperAscii": [_o((STR,), STR, cel_strings.upper_ascii)],
-    "trim": [_o((STR,), STR, cel_strings.trim)],
+    "lowerAscii": [_o((STR,), STR, strings.lower_ascii)],
+    "upperAscii": [_o((STR,), STR, strings.upper_ascii)],
+    "trim": [_o((STR,), STR, strings.trim)],
     "replace": [
-        _o((STR, STR, STR), STR, cel_strings.replace),
-        _o((STR, STR, STR, INT), STR, cel_strings.replace),
+        _o((STR, STR, STR), STR, strings.replace),
+        _o((STR, STR, STR, INT), STR, strings.replace),
     ],
-    "split": [_o((STR, STR), list_of(STR), cel_strings.split), _o((STR, STR, INT), list_of(STR), cel_strings.split)],
-    "substring": [_o((STR, INT), STR, cel_strings.substring), _o((STR, INT, INT), STR, cel_strings.substring)],
-    "format": [_o((STR, LIST), STR, cel_strings.format_string)],
-    "join": [_o((LIST,), STR, cel_strings.join), _o((LIST, STR), STR, cel_strings.join)],
+    "split": [_o((STR, STR), list_of(STR), strings.split), _o((STR, STR, INT), list_of(STR), strings.split)],
+    "substring": [_o((STR, INT), STR, strings.substring), _o((STR, INT, INT), STR, strings.substring)],
+    "format": [_o((STR, LIST), STR, strings.format_string)],
+    "join": [_o((LIST,), STR, strings.join), _o((LIST, STR), STR, strings.join)],
     "isSorted": [_o((LIST,), BOOL, _is_sorted)],
     "sum": [_o((LIST,), DYN, _sum)],
     "min": [_o((LIST,), DYN, lambda items: _extreme(items, -1, "min"))],
@@ -399,24 +395,24 @@ MEMBER: dict[str, list[Overload]] = {
     "orValue": [_o((OPT, DYN), DYN, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
     "getScheme": [_o(("url",), STR, lambda u: u.parts.scheme)],
-    "getHost": [_o(("url",), STR, cel_url.host)],
-    "getHostname": [_o(("url",), STR, cel_url.hostname)],
-    "getPort": [_o(("url",), STR, cel_url.port)],
-    "getEscapedPath": [_o(("url",), STR, cel_url.escaped_path)],
-    "getQuery": [_o(("url",), ("map", STR, ("list", STR)), cel_url.query)],
-    "family": [_o(("ip",), INT, cel_net.family)],
+    "getHost": [_o(("url",), STR, url.host)],
+    "getHostname": [_o(("url",), STR, url.hostname)],
+    "getPort": [_o(("url",), STR, url.port)],
+    "getEscapedPath": [_o(("url",), STR, url.escaped_path)],
+    "getQuery": [_o(("url",), ("map", STR, ("list", STR)), url.query)],
+    "family": [_o(("ip",), INT, net.family)],
     "isUnspecified": [_o(("ip",), BOOL, lambda v: v.addr.is_unspecified)],
     "isLoopback": [_o(("ip",), BOOL, lambda v: v.addr.is_loopback)],
-    "isLinkLocalMulticast": [_o(("ip",), BOOL, cel_net.is_link_local_multicast)],
+    "isLinkLocalMulticast": [_o(("ip",), BOOL, net.is_link_local_multicast)],
     "isLinkLocalUnicast": [_o(("ip",), BOOL, lambda v: v.addr.is_link_local and not v.addr.is_multicast)],
-    "isGlobalUnicast": [_o(("ip",), BOOL, cel_net.is_global_unicast)],
-    "containsIP": [_o(("cidr", "ip"), BOOL, cel_net.contains_ip), _o(("cidr", STR), BOOL, cel_net.contains_ip)],
+    "isGlobalUnicast": [_o(("ip",), BOOL, net.is_global_unicast)],
+    "containsIP": [_o(("cidr", "ip"), BOOL, net.contains_ip), _o(("cidr", STR), BOOL, net.contains_ip)],
     "containsCIDR": [
-        _o(("cidr", "cidr"), BOOL, cel_net.contains_cidr),
-        _o(("cidr", STR), BOOL, cel_net.contains_cidr),
+        _o(("cidr", "cidr"), BOOL, net.contains_cidr),
+        _o(("cidr", STR), BOOL, net.contains_cidr),
     ],
-    "ip": [_o(("cidr",), "ip", lambda c: cel_net.IP(c.addr))],
-    "masked": [_o(("cidr",), "cidr", cel_net.masked)],
+    "ip": [_o(("cidr",), "ip", lambda c: net.IP(c.addr))],
+    "masked": [_o(("cidr",), "cidr", net.masked)],
     "prefixLength": [_o(("cidr",), INT, lambda c: c.prefix)],
     "major": [_o((S,), INT, lambda v: v.major)],
     "minor": [_o((S,), INT, lambda v: v.minor)],

@@ -1,4 +1,4 @@
-"""Table-driven CEL conformance cases: ``tests/policy/cel_cases/*.yaml``.
+"""Table-driven CEL conformance cases: ``tests/policy/cel/cases/*.yaml``.
 
 Each file has named ``devices`` written the way a ResourceSlice writes them (unqualified
 attribute names belong to the driver's domain) and ``cases`` with an ``expression`` and either
@@ -20,7 +20,7 @@ from gpupolicy.policy.errors import DiagnosticError
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
-CASES_DIR = Path(__file__).parent / "cel_cases"
+CASES_DIR = Path(__file__).parent / "cases"
 
 
 def _attribute(value: dict[str, Any]) -> AttributeValue:

@@ -1,4 +1,4 @@
-"""Turn cel-python's lark parse tree into :mod:`gpupolicy.policy.cel_ast` nodes.
+"""Turn cel-python's lark parse tree into :mod:`gpupolicy.policy.cel.ast` nodes.
 
 This module only walks a lark tree (duck-typed: ``.data``, ``.children``, ``.meta``; tokens
 have ``.type``, ``.value`` and ``.start_pos``); it never imports the CEL engine. Macros
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
-from gpupolicy.policy.cel_types import INT64_MAX, INT64_MIN, UINT64_MAX, Uint
+from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from gpupolicy.policy.cel.runtime.values import INT64_MAX, INT64_MIN, UINT64_MAX, Uint
 
 MAX_DEPTH = 100
 _PASS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",

@@ -11,69 +11,32 @@ stops the evaluation with :class:`CostExceeded` once the budget is spent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 
-from gpupolicy.policy import cel_ops
-from gpupolicy.policy.cel_ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
-from gpupolicy.policy.cel_calls import compile_call
-from gpupolicy.policy.cel_types import (
+from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
+from gpupolicy.policy.cel.checker.calls import compile_call
+from gpupolicy.policy.cel.checker.comprehensions import compile_comprehension
+from gpupolicy.policy.cel.core import (
     DYN,
     TYPE_NAMES,
-    CostExceeded,
+    CompileIssue,
     EvalError,
+    Fn,
+    Meter,
+    ObjectFields,
     StaticType,
-    TypeValue,
-    Uint,
+    Typed,
+    Vars,
     assignable,
     join,
     kind,
-    map_lookup,
-    runtime_type,
+    no_overload,
     type_name,
+    undeclared,
 )
-
-Vars = dict[str, object]
-DEFAULT_SIZE = 64  # estimated size of a string, list or map whose size is unknown
-
-
-class CompileIssue(Exception):
-    """A problem found while checking an expression: a diagnostic code, a message, an offset."""
-
-    def __init__(self, code: str, message: str, pos: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.pos = code, message, pos
-
-
-class Meter:
-    """Counts run-time cost units for one evaluation."""
-
-    __slots__ = ("limit", "used")
-
-    def __init__(self, limit: int) -> None:
-        self.used = 0
-        self.limit = limit
-
-    def charge(self, units: int) -> None:
-        self.used += units
-        if self.used > self.limit:
-            raise CostExceeded(f"operation cancelled: actual cost limit exceeded ({self.limit})")
-
-
-Fn = Callable[[Vars, Meter], object]
-
-
-@dataclass(frozen=True, slots=True)
-class Typed:
-    fn: Fn
-    type: StaticType
-    cost: int = 0
-    size: int = DEFAULT_SIZE
-    const: bool = False
-    path: tuple[Fn, tuple[str, ...]] | None = None  # a chain of constant-key lookups, for fusing
-
-
-ObjectFields = Mapping[str, Mapping[str, StaticType]]
+from gpupolicy.policy.cel.runtime import ops
+from gpupolicy.policy.cel.runtime.values import TypeValue, map_lookup, runtime_type
 
 
 def literal_type(value: object) -> StaticType:
@@ -109,7 +72,7 @@ class Compiler:
         if isinstance(node, MapLit):
             return self._map(node)
         if isinstance(node, Comprehension):
-            return self._comprehension(node)
+            return compile_comprehension(self, node)
         if isinstance(node, Bind):
             return self._bind(node)
         raise CompileIssue("cel_compile_error", f"unsupported expression {type(node).__name__}", node.pos)
@@ -129,7 +92,7 @@ class Compiler:
         if name in TYPE_NAMES:
             value = TypeValue(name)
             return Typed(lambda v, m: value, "type", 0, 1, True)
-        raise CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", node.pos)
+        raise undeclared(name, node.pos)
 
     def _select(self, node: Select) -> Typed:
         operand = self.compile(node.operand)
@@ -141,7 +104,7 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            return Typed(lambda v, m: cel_ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -155,7 +118,7 @@ class Compiler:
             what = "has() macro" if node.test_only else "field selection"
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
-            return Typed(lambda v, m: cel_ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
         base, keys = operand.path or (fn, ())
         path = (base, (*keys, field))
         return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
@@ -165,31 +128,26 @@ class Compiler:
         k, kk = kind(operand.type), kind(key.type)
         if node.optional or k == "optional":
             if k not in ("map", "list", "dyn", "optional"):
-                raise self.no_overload("_[?_]", node.pos, operand.type, key.type)
+                raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
-            return Typed(lambda v, m: cel_ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
-                raise self.no_overload("_[_]", node.pos, operand.type, key.type)
+                raise no_overload("_[_]", node.pos, operand.type, key.type)
             result_type: StaticType = operand.type[1]
         elif k == "map":
             result_type = operand.type[2]
         elif k == "dyn":
             result_type = DYN
         else:
-            raise self.no_overload("_[_]", node.pos, operand.type, key.type)
+            raise no_overload("_[_]", node.pos, operand.type, key.type)
         ofn, kfn = operand.fn, key.fn
         if isinstance(node.index, Literal) and isinstance(node.index.value, str) and k != "list":
             base, keys = operand.path or (ofn, ())
             path = (base, (*keys, node.index.value))
             return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
-        return Typed(lambda v, m: cel_ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
-
-    @staticmethod
-    def no_overload(name: str, pos: int, *types: StaticType) -> CompileIssue:
-        applied = ", ".join(type_name(t) for t in types)
-        return CompileIssue("cel_type_error", f"found no matching overload for '{name}' applied to '({applied})'", pos)
+        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
 
     # --- literals -----------------------------------------------------------------------
 
@@ -252,11 +210,6 @@ class Compiler:
                 else:
                     self.scope[name] = old
 
-    def _comprehension(self, node: Comprehension) -> Typed:
-        from gpupolicy.policy.cel_macros import compile_comprehension
-
-        return compile_comprehension(self, node)
-
     def _bind(self, node: Bind) -> Typed:
         init = self.compile(node.init)
         body = self.with_var(node.var, init.type, init.size, node.body)
@@ -301,16 +254,7 @@ def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:
                 except KeyError:
                     raise EvalError(f"no such key: {key}") from None
             else:
-                x = cel_ops.select(x, key)
+                x = ops.select(x, key)
         return x
 
     return run
-
-
-def bool_result(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise EvalError(f"no such overload: expected bool, got {runtime_type(value)}")
-
-
-__all__ = ["CompileIssue", "Compiler", "CostExceeded", "EvalError", "Meter", "Typed", "Uint", "bool_result"]

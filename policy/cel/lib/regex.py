@@ -13,7 +13,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from gpupolicy.policy.cel_types import EvalError
+from gpupolicy.policy.cel.core import EvalError
 
 MAX_PATTERN = 4096
 _OPTIONS = re2.Options()

@@ -1,0 +1,1 @@
+"""Checking: static types, cost estimates and evaluation closures, in one pass over the syntax tree."""

@@ -1,0 +1,142 @@
+"""What every phase of the CEL package shares: static types, errors, and the compiled-node type.
+
+Static types are small values: a name (``"int"``, ``"string"``, ``"quantity"``, ``"dyn"`` ...),
+``("list", elem)``, ``("map", key, value)`` or ``("object", name)`` for the declared variables.
+A checked node is a :class:`Typed`: its static type, its estimated cost and size, and the
+closure ``fn(vars, meter)`` that evaluates it; the :class:`Meter` charges the run-time cost.
+Checking problems are :class:`CompileIssue`; run-time errors are :class:`EvalError` (which
+``&&``, ``||`` and the macros may absorb) and :class:`CostExceeded` (never absorbed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from gpupolicy.policy.cel.ast import Node
+
+# --- static types -------------------------------------------------------------------------
+
+StaticType = str | tuple["StaticType", ...]
+DYN: StaticType = "dyn"
+
+TYPE_NAMES = ("bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type")
+
+
+def list_of(elem: StaticType) -> StaticType:
+    return ("list", elem)
+
+
+def map_of(key: StaticType, value: StaticType) -> StaticType:
+    return ("map", key, value)
+
+
+def kind(t: StaticType) -> str:
+    """``"list"`` for ``("list", "int")``; the name itself for simple types."""
+    return t if isinstance(t, str) else str(t[0])
+
+
+def assignable(a: StaticType, b: StaticType) -> bool:
+    """Whether values of static types ``a`` and ``b`` may meet where CEL wants one type
+    (``_==_(A, A)``, ``@in(A, list(A))``, homogeneous literals); ``dyn`` matches anything."""
+    if a == "dyn" or b == "dyn":
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and a[0] == b[0] and all(assignable(x, y) for x, y in zip(a[1:], b[1:]))
+    return a == b
+
+
+def join(a: StaticType, b: StaticType) -> StaticType:
+    """The common type of two assignable types (the less specific one)."""
+    if a == "dyn" or b == "dyn":
+        return DYN
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return (a[0], *(join(x, y) for x, y in zip(a[1:], b[1:])))
+    return a
+
+
+def type_name(t: StaticType) -> str:
+    if isinstance(t, str):
+        return t
+    if t[0] == "object":
+        return str(t[1])
+    return f"{t[0]}({', '.join(type_name(p) for p in t[1:])})"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class EvalError(Exception):
+    """A CEL run-time error (``no such key: x``). ``&&``, ``||`` and macros may absorb it."""
+
+
+class CostExceeded(Exception):
+    """The run-time cost budget is spent. Never absorbed."""
+
+
+class CompileIssue(Exception):
+    """A problem found while checking an expression: a diagnostic code, a message, an offset."""
+
+    def __init__(self, code: str, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.pos = code, message, pos
+
+
+def no_overload(name: str, pos: int, *types: StaticType) -> CompileIssue:
+    applied = ", ".join(type_name(t) for t in types)
+    return CompileIssue("cel_type_error", f"found no matching overload for '{name}' applied to '({applied})'", pos)
+
+
+def undeclared(name: str, pos: int) -> CompileIssue:
+    return CompileIssue("cel_undeclared_reference", f"undeclared reference to '{name}'", pos)
+
+
+# --- checked nodes ------------------------------------------------------------------------
+
+Vars = dict[str, object]
+DEFAULT_SIZE = 64  # estimated size of a string, list or map whose size is unknown
+
+
+class Meter:
+    """Counts run-time cost units for one evaluation."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.used = 0
+        self.limit = limit
+
+    def charge(self, units: int) -> None:
+        self.used += units
+        if self.used > self.limit:
+            raise CostExceeded(f"operation cancelled: actual cost limit exceeded ({self.limit})")
+
+
+Fn = Callable[[Vars, Meter], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Typed:
+    fn: Fn
+    type: StaticType
+    cost: int = 0
+    size: int = DEFAULT_SIZE
+    const: bool = False
+    path: tuple[Fn, tuple[str, ...]] | None = None  # a chain of constant-key lookups, for fusing
+
+
+ObjectFields = Mapping[str, Mapping[str, StaticType]]
+
+
+class Checker(Protocol):
+    """What the call and comprehension checkers use of the checker that walks the tree
+    (:class:`gpupolicy.policy.cel.checker.check.Compiler`)."""
+
+    heterogeneous_ok: set[int]  # list and map literals exempt from homogeneity (format's arguments)
+
+    def compile(self, node: Node) -> Typed: ...
+
+    def is_variable(self, name: str) -> bool: ...
+
+    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed: ...

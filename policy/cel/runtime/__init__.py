@@ -1,0 +1,1 @@
+"""Run-time values (int64/uint64, optionals, type values), equality, ordering and the operators."""

@@ -1,0 +1,1 @@
+"""Syntax: cel-python's lark parse tree turned into our syntax tree (:mod:`gpupolicy.policy.cel.ast`)."""

@@ -1,0 +1,92 @@
+"""Parse CEL text with cel-python's grammar and lark's LALR parser; the syntax tree comes from :mod:`.converter`.
+
+This is the only module that imports cel-python (``celpy``) and lark: we use cel-python's grammar
+(extended with CEL's optional selection syntax) and its string-literal decoding. Checking, cost
+estimation and evaluation are our own: cel-python 0.5.0 has no type checker, no cost estimator,
+no ``cel.bind``, no Kubernetes quantity/semver libraries, and treats run-time errors in ways that
+differ from cel-go. One parse runs at a time through the shared parser (a lock).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import celpy
+from celpy.celparser import CELParser
+from celpy.evaluation import celbytes, celstr
+from lark import Lark
+
+from gpupolicy.policy.cel.ast import Node
+from gpupolicy.policy.cel.core import CompileIssue
+from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue
+
+_parser_lock = threading.Lock()
+_OPTIONAL_SYNTAX = """
+member         : member_dot | member_dot_arg | member_index | member_object | primary
+               | member_dot_opt | member_index_opt
+member_dot_opt : member "." "?" IDENT
+member_index_opt : member "[" "?" expr "]"
+"""
+
+
+@functools.cache
+def _lark() -> Lark:
+    """cel-python's grammar plus CEL's optional selection syntax (``a.?b``, ``a[?k]``)."""
+    grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
+    original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
+    if original not in grammar:  # a different cel-python: use its grammar unchanged
+        return Lark(grammar, **_LARK_OPTIONS)
+    return Lark(grammar.replace(original, _OPTIONAL_SYNTAX.lstrip("\n")), **_LARK_OPTIONS)
+
+
+_LARK_OPTIONS: dict[str, Any] = {
+    "parser": "lalr",
+    "start": "expr",
+    "g_regex_flags": re.M,
+    "lexer_callbacks": {"IDENT": CELParser.ambiguous_literals},
+    "propagate_positions": True,
+    "maybe_placeholders": False,
+    "priority": "invert",
+}
+
+
+def parse(expression: str) -> Node:
+    """The syntax tree of an expression; a syntax error is a :class:`CompileIssue` (``cel_compile_error``)."""
+    with _parser_lock:  # one parse at a time through the shared parser
+        try:
+            tree = _lark().parse(expression)
+        except Exception as err:  # lark raises several exception families
+            line = getattr(err, "line", None)
+            column = getattr(err, "column", None)
+            pos = _offset(expression, line, column)
+            raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
+    try:
+        return Converter(lambda t: str(celstr(t)), lambda t: bytes(celbytes(t))).convert(tree)
+    except ParseIssue as issue:
+        raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
+    except (ValueError, OverflowError) as err:  # malformed escapes in literals
+        raise CompileIssue("cel_compile_error", f"invalid literal: {err}", 0) from None
+
+
+def _syntax_message(err: BaseException) -> str:
+    cause = err
+    token = getattr(cause, "token", None)
+    if token is not None and getattr(token, "type", "") == "$END":
+        return "syntax error: unexpected end of expression"
+    if token is not None:
+        return f"syntax error: unexpected {str(token)!r}"
+    char = getattr(cause, "char", None)
+    if char is not None:
+        return f"syntax error: unexpected character {char!r}"
+    return "syntax error: unexpected end of expression"
+
+
+def _offset(expression: str, line: object, column: object) -> int:
+    if not isinstance(line, int) or not isinstance(column, int) or line < 1:
+        return 0
+    lines = expression.split("\n")
+    return sum(len(part) + 1 for part in lines[: line - 1]) + max(column - 1, 0)
