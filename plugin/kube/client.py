@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from gpupolicy.plugin.kube import asyncget as kube_async
+from gpupolicy.plugin.timefmt import kube_time
 
 GROUP = "resource.k8s.io"
 VERSION = "v1"
@@ -60,9 +61,7 @@ class Kube(Protocol):
 
 def node_event(node: str, node_uid: str, reason: str, message: str, warning: bool = True) -> Obj:
     """A core/v1 Event about the Node, as ``kubectl describe node`` lists them."""
-    import datetime
-
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = kube_time()
     return {
         "apiVersion": "v1",
         "kind": "Event",
