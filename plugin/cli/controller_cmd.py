@@ -4,7 +4,8 @@
                              [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
                              [--write-parallelism N] [--namespace NS]... [--no-watch] [--resync S]
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
-                             [--metrics-address HOST:PORT] [--once]
+                             [--metrics-address HOST:PORT] [--log-format json|text]
+                             [--log-level debug|info|warning|error] [--once]
 
     gpupolicy controller propose [--kubeconfig FILE] [--policy FILE] [--margin N] [-o json|yaml]
 
@@ -26,6 +27,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
+from gpupolicy.plugin.cli import service
 from gpupolicy.plugin.cli.files import read_source
 
 
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--lease-name", default="gpupolicy-controller")
     run.add_argument("--lease-duration", type=float, default=15.0, metavar="S")
     run.add_argument("--no-leader-election", action="store_true", help="write without holding the Lease (one replica)")
-    run.add_argument("--metrics-address", default="127.0.0.1:0", metavar="HOST:PORT", help="'' turns metrics off")
+    service.add_arguments(run)
     run.add_argument("--once", action="store_true", help="one pass, no batch window, then exit")
     propose = sub.add_parser("propose", help="dry run: would moving not-yet-started claims free whole GPUs?")
     propose.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster config)")
@@ -114,17 +116,22 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import logging
+
     from gpupolicy.plugin.controller.leader import LeaderElector
-    from gpupolicy.plugin.controller.logs import JsonLog
     from gpupolicy.plugin.controller.loop import Config, Controller
-    from gpupolicy.plugin.controller.metrics import Metrics, serve
+    from gpupolicy.plugin.controller.metrics import Metrics
     from gpupolicy.plugin.controller.placer import Settings
     from gpupolicy.plugin.kube import Client
+    from gpupolicy.plugin.metrics import MetricsServer
 
     if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
         print("gpupolicy controller: times must be positive", file=sys.stderr)
         return 2
-    log = JsonLog()
+    if problem := service.setup(args, "gpupolicy-controller"):
+        print(f"gpupolicy controller: {problem}", file=sys.stderr)
+        return 2
+    log = logging.getLogger(__name__)
     settings = _settings(args)
     assert isinstance(settings, Settings)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -145,19 +152,22 @@ def _run(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         resync_s=min(args.resync, args.lease_duration / 3),
     )
-    controller = Controller(api, config, elector, metrics, log)
+    controller = Controller(api, config, elector, metrics)
     if args.once:
         if elector is not None and not elector.try_acquire_or_renew():
-            log("warning", "another replica holds the Lease; nothing done")
+            log.warning("another replica holds the Lease; nothing done")
             return 0
         result = controller.step(force=True)
         if elector is not None:
             elector.release()
         return 1 if result.unplaced else 0
-    if args.metrics_address:
-        host, _, port = args.metrics_address.rpartition(":")
-        server = serve(metrics, host or "127.0.0.1", int(port))
-        log("info", "metrics", address=f"http://{host or '127.0.0.1'}:{server.server_port}/metrics")
+    try:
+        server = MetricsServer(metrics.registry, args.metrics_address) if args.metrics_address else None
+    except OSError as exc:
+        print(f"gpupolicy controller: cannot serve metrics on {args.metrics_address}: {exc}", file=sys.stderr)
+        return 1
+    if server is not None:
+        log.info("metrics", extra={"address": server.url})
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -165,8 +175,11 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    log("info", "started", identity=identity, policy=str(args.policy or ""), batch_window=args.batch_window)
+    started = {"identity": identity, "policy": str(args.policy or ""), "batch_window": args.batch_window}
+    log.info("started", extra=started)
     controller.run(stop)
-    log("info", "stopped", identity=identity)
+    log.info("stopped", extra={"identity": identity})
+    if server is not None:
+        server.close()
     api.close()
     return 0

@@ -16,6 +16,8 @@ import sys
 import threading
 from pathlib import Path
 
+from gpupolicy.plugin.cli import service
+
 # gpupolicy.policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
 DEFAULT_DRIVER = "gpu.gpupolicy.dev"
 
@@ -63,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'real', 'sim:<spec>' (e.g. sim:8xH100-80GB, sim:2xA100-40GB:mig) or 'sim:@<cluster.yaml>'",
     )
     run.add_argument("--resync", type=float, default=30.0, help="seconds between ResourceSlice checks")
-    run.add_argument("-v", "--verbose", action="store_true")
+    service.add_arguments(run)
+    run.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level=debug")
     withdraw = sub.add_parser("withdraw", help="delete this node's ResourceSlices (uninstall)")
     _common(withdraw)
     fault = sub.add_parser("fault", help="inject a fault into a plugin running with --nvml sim:...")
@@ -86,12 +89,12 @@ def _driver_name(args: argparse.Namespace) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.kubelet.driver import Options, Plugin
+    from gpupolicy.plugin.metrics import MetricsServer
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if problem := service.setup(args, "gpupolicy-plugin", "debug" if args.verbose else None):
+        print(f"gpupolicy plugin: {problem}", file=sys.stderr)
+        return 2
+    log = logging.getLogger(__name__)
     options = Options(
         node=args.node_name,
         driver=_driver_name(args),
@@ -113,14 +116,23 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if type(exc).__name__ == "DiagnosticError":  # an invalid policy file: main() prints its diagnostics
             raise  # a bad --nvml spec, no NVML, no kubeconfig, a socket folder we cannot use
-        logging.getLogger("plugin").debug("start-up failed", exc_info=True)
+        log.debug("start-up failed", exc_info=True)
         print(f"error: cannot start the plugin: {exc}", file=sys.stderr)
         return 1
+    server = None
     try:
+        if args.metrics_address:
+            server = MetricsServer(plugin.metrics.registry, args.metrics_address)
+            log.info("metrics", extra={"address": server.url})
         while not stop.wait(0.5):
             pass
+    except OSError as exc:
+        print(f"error: cannot serve metrics on {args.metrics_address}: {exc}", file=sys.stderr)
+        return 1
     finally:
         plugin.stop()
+        if server is not None:
+            server.close()
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from gpupolicy.plugin.controller.snapshot import (
     ref,
 )
 from gpupolicy.plugin.kube import Api, ApiError, Conflict, NotFound, Obj
+from gpupolicy.plugin.timefmt import kube_time
 
 RETRIES = 5
 DeviceKey = tuple[str, str, str]  # driver, pool, device
@@ -133,7 +133,9 @@ def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) 
                 claim["metadata"].setdefault("annotations", {})[ALLOCATED_BY] = identity
                 claim = api.update("resourceclaims", claim)
             wanted = copy.deepcopy(claim)
-            wanted.setdefault("status", {})["allocation"] = {**alloc, "allocationTimestamp": _now()}
+            # Stamped as the scheduler stamps its allocations; a claim without it gets stamped at reservation time,
+            # which the API server refuses for an allocation it did not make (the allocation is immutable once set).
+            wanted.setdefault("status", {})["allocation"] = {**alloc, "allocationTimestamp": kube_time()}
             return api.update("resourceclaims", wanted, status=True)
         except Conflict:
             out.conflicts += 1
@@ -158,12 +160,6 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
             return
         except Conflict:
             pass
-
-
-def _now() -> str:
-    """As the scheduler stamps its allocations; a claim without it gets stamped at reservation time, which the API
-    server refuses for an allocation it did not make (the allocation is immutable once set)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _rollback(api: Api, written: list[ClaimRef]) -> None:

@@ -15,10 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gpupolicy.plugin.kube import Api, ApiError, NotFound, Obj
-
-
-def _micro(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1e6):06d}Z"
+from gpupolicy.plugin.timefmt import kube_micro_time
 
 
 @dataclass
@@ -83,7 +80,7 @@ class LeaderElector:
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_duration_s),
             "acquireTime": acquired,
-            "renewTime": _micro(self.wall()),
+            "renewTime": kube_micro_time(self.wall()),
             "leaseTransitions": transitions,
         }
 
@@ -92,7 +89,7 @@ class LeaderElector:
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": self._spec(_micro(self.wall()), 0),
+            "spec": self._spec(kube_micro_time(self.wall()), 0),
         }
         try:
             created = self.api.create("leases", lease)
@@ -105,7 +102,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         mine = holder == self.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
-        acquired = spec.get("acquireTime") if mine and spec.get("acquireTime") else _micro(self.wall())
+        acquired = spec.get("acquireTime") if mine and spec.get("acquireTime") else kube_micro_time(self.wall())
         wanted = copy.deepcopy(lease)
         wanted["spec"] = self._spec(str(acquired), transitions)
         try:

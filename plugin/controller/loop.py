@@ -11,12 +11,12 @@ replica that stopped mid-batch are finished (gates removed) or released (our all
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from gpupolicy.plugin.controller import report
 from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
@@ -27,11 +27,7 @@ from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocati
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
 
-Log = Callable[..., None]
-
-
-def _quiet(level: str, msg: str, **fields: Any) -> None:
-    return
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,12 +71,11 @@ class Controller:
         config: Config,
         elector: LeaderElector | None = None,
         metrics: Metrics | None = None,
-        log: Log = _quiet,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.config, self.elector = api, config, elector
         self.metrics = metrics or Metrics()
-        self.log, self.clock = log, clock
+        self.clock = clock
         self.first_seen: dict[str, float] = {}
         self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
         self.failed_reason: dict[str, str] = {}
@@ -103,7 +98,7 @@ class Controller:
         ready = [u for u in all_units if u.state == State.READY and self.failed.get(u.key) != (inventory, _uids(u))]
         for unit in ready:
             self.first_seen.setdefault(unit.key, now)
-        self.metrics.update(pending_pods=len(snapshot.pods))
+        self.metrics.pending_pods.set(len(snapshot.pods))
         if not ready or (not force and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s):
             out.deferred = bool(ready)
             self._unplaced_metric()
@@ -117,28 +112,28 @@ class Controller:
                 for pod in unit.pods:
                     ungate(self.api, pod)
                 out.finished.append(unit.key)
-                self.log("info", "gates removed for an allocated unit", unit=unit.key)
+                log.info("gates removed for an allocated unit", extra={"unit": unit.key})
             elif unit.state == State.PARTIAL and self.leading():
                 for claim in unit.claims:
                     obj = snapshot.claims[claim]
                     if allocation(obj) is not None and ours(obj):
                         release(self.api, claim)
                 out.released.append(unit.key)
-                self.log("warning", "released a partly allocated unit", unit=unit.key)
+                log.warning("released a partly allocated unit", extra={"unit": unit.key})
 
     def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult) -> None:
         by_key = {u.key: u for u in ready}
         claims = sum(len(u.claims) for u in ready)
-        self.log("info", "batch", units=len(ready), claims=claims)
+        log.info("batch", extra={"units": len(ready), "claims": claims})
         result = plan(snapshot, ready, self.config.settings, self.cache)
         for problem in result.problems:
-            self.log("warning", "cluster object left out: it does not read cleanly", problem=problem)
+            log.warning("cluster object left out: it does not read cleanly", extra={"problem": problem})
         out.solved, out.plan = True, result
         self.metrics.solved(result.solve_s)
-        self.log("info", "solved", seconds=round(result.solve_s, 3), status=result.status, rounds=result.rounds,
-                 placed=len(result.placed), unplaced=len(result.unplaced))  # fmt: skip
+        log.info("solved", extra={"seconds": round(result.solve_s, 3), "status": result.status, "rounds": result.rounds,
+                                  "placed": len(result.placed), "unplaced": len(result.unplaced)})  # fmt: skip
         if not self.leading():
-            self.log("warning", "not the leader any more; batch dropped", units=len(ready))
+            log.warning("not the leader any more; batch dropped", extra={"units": len(ready)})
             return
         done = commit(
             self.api,
@@ -159,9 +154,9 @@ class Controller:
             self.first_seen.pop(key, None)
             for pod in by_key[key].pods:
                 self._try(report.placed, pod)
-            self.log("info", "placed", unit=key, claims=len(result.placed[key]))
+            log.info("placed", extra={"unit": key, "claims": len(result.placed[key])})
         for key, why in done.skipped.items():
-            self.log("warning", "not committed; solved again next round", unit=key, reason=why)
+            log.warning("not committed; solved again next round", extra={"unit": key, "reason": why})
         for key, reasons in result.unplaced.items():
             unit = by_key[key]
             self.failed[key] = (after, _uids(unit))
@@ -169,22 +164,24 @@ class Controller:
             self.first_seen.pop(key, None)
             for pod in unit.pods:
                 self._try(report.unplaced, pod, reasons)
-            self.log(
-                "info", "unplaced", unit=key, reason=self.failed_reason[key], explanation=report.explanation(reasons)
-            )
+            explanation = report.explanation(reasons)
+            log.info("unplaced", extra={"unit": key, "reason": self.failed_reason[key], "explanation": explanation})
         out.unplaced = list(result.unplaced)
         pods = sum(len(by_key[k].pods) for k in done.committed)
-        self.metrics.add(placed_pods=pods, placed_claims=done.claims_written, conflicts=done.conflicts)
+        self.metrics.placed_pods.inc(pods)
+        self.metrics.placed_claims.inc(done.claims_written)
+        self.metrics.conflicts.inc(done.conflicts)
         self._unplaced_metric()
 
     def _unplaced_metric(self) -> None:
-        self.metrics.set_unplaced(dict(Counter(self.failed_reason[k] for k in self.failed if k in self.failed_reason)))
+        reasons = Counter(self.failed_reason[k] for k in self.failed if k in self.failed_reason)
+        self.metrics.unplaced.set({(reason,): count for reason, count in reasons.items()})
 
     def _try(self, fn: Callable[..., object], pod: Obj, *args: object) -> None:
         try:
             fn(self.api, pod, *args)
         except ApiError as exc:
-            self.log("warning", "could not report on a pod", pod=pod["metadata"]["name"], error=str(exc))
+            log.warning("could not report on a pod", extra={"pod": pod["metadata"]["name"], "error": str(exc)})
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: hold the Lease, place. With watches, a pass runs when pods, claims or slices change
@@ -197,15 +194,15 @@ class Controller:
         while not stop.is_set():
             wake.clear()
             leader = self.leading()
-            self.metrics.update(leader=int(leader))
+            self.metrics.is_leader.set(int(leader))
             deferred = False
             if leader:
                 try:
                     deferred = self.step().deferred
                 except ApiError as exc:
-                    self.log("error", "API call failed; retrying", error=str(exc))
+                    log.error("API call failed; retrying", extra={"error": str(exc)})
                 except DiagnosticError as exc:
-                    self.log("error", "the cluster's objects do not read cleanly", error=str(exc))
+                    log.error("the cluster's objects do not read cleanly", extra={"error": str(exc)})
             quiet = watch is not None and leader and not deferred
             self._sleep(stop, wake, self._resync() if quiet else self.config.poll_interval_s, quiet)
         if self.elector is not None:

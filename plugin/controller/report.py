@@ -9,11 +9,11 @@ reason does, so a pod retried on every inventory change does not collect a new E
 from __future__ import annotations
 
 import copy
-import time
 import uuid
 
 from gpupolicy.plugin.controller.snapshot import ClaimRef, ref
 from gpupolicy.plugin.kube import Api, Conflict, NotFound, Obj
+from gpupolicy.plugin.timefmt import kube_time
 from gpupolicy.solver.result import Reason
 
 CONDITION = "gpupolicy.dev/Placement"
@@ -33,10 +33,6 @@ def explanation(reasons: list[tuple[ClaimRef, Reason]]) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def condition(pod: Obj) -> Obj | None:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == CONDITION:
@@ -52,7 +48,7 @@ def set_condition(api: Api, pod: Obj, status: str, reason: str, message: str) ->
             return False
         pod = copy.deepcopy(pod)
         conditions = [c for c in pod.setdefault("status", {}).get("conditions") or [] if c.get("type") != CONDITION]
-        since = old["lastTransitionTime"] if old and old.get("status") == status else _now()
+        since = old["lastTransitionTime"] if old and old.get("status") == status else kube_time()
         conditions.append(
             {"type": CONDITION, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
         )
@@ -69,7 +65,7 @@ def set_condition(api: Api, pod: Obj, status: str, reason: str, message: str) ->
 
 def event(api: Api, pod: Obj, kind: str, reason: str, message: str) -> None:
     ns, name = ref(pod)
-    now = _now()
+    now = kube_time()
     api.create(
         "events",
         {

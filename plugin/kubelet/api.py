@@ -4,11 +4,11 @@ and backs the HTTP stand-in (``tests.fakes.kube_stub``). Failures are :mod:`gpup
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Protocol
 
 from gpupolicy.plugin.kube import Client, Obj, Retry
+from gpupolicy.plugin.timefmt import kube_time
 
 DEFAULT_TIMEOUT_S = 5.0
 POOL_SIZE = 64  # kubelet sends many claims at once
@@ -78,7 +78,7 @@ class NodeApi:
 
 def node_event(node: str, node_uid: str, reason: str, message: str, warning: bool = True) -> Obj:
     """A core/v1 Event about the Node, as ``kubectl describe node`` lists them."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = kube_time()
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -25,6 +25,7 @@ from gpupolicy.plugin.kubelet.checkpoint import Checkpoint, read_boot_id
 from gpupolicy.plugin.kubelet.checkpoint_schema import CheckpointVersionUnsupported
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
 from gpupolicy.plugin.kubelet.health import HealthMonitor, HealthState
+from gpupolicy.plugin.kubelet.metrics import PluginMetrics
 from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
 from gpupolicy.plugin.kubelet.publish import Publisher
@@ -122,6 +123,7 @@ class Plugin:
         self.publisher: Publisher | None = None
         self.monitor: HealthMonitor | None = None
         self.report = ReconcileReport()
+        self.metrics = PluginMetrics()
 
     def _refresh_inventory(self) -> Inventory:
         gpus = self.nvml.gpus()
@@ -190,6 +192,7 @@ class Plugin:
             records=dict(loaded.records),
             state_dir=opts.state_dir,
             inventory=self._current_inventory,
+            metrics=self.metrics,
         )
         self.report = reconcile(
             self.preparer, inventory, self.kube, rebuild=loaded.corrupted is not None, state_dir=opts.state_dir
@@ -203,7 +206,9 @@ class Plugin:
             on_rejected=lambda error: self.event("RegistrationFailed", f"kubelet rejected the plugin: {error}"),
         )
         self.server.start()
-        self.publisher = Publisher(self.kube, opts.driver, opts.node, self.build_slices, resync_s=opts.resync_s)
+        self.publisher = Publisher(
+            self.kube, opts.driver, opts.node, self.build_slices, resync_s=opts.resync_s, metrics=self.metrics
+        )
         self.health.on_change(self.publisher.poke)
         self.publisher.start()
         self.monitor = HealthMonitor(self.nvml, self.health)

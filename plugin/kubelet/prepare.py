@@ -37,6 +37,7 @@ from gpupolicy.plugin.kubelet.checkpoint import (
 )
 from gpupolicy.plugin.kubelet.config import ConfigError, DeviceConfig, config_for, parse_configs
 from gpupolicy.plugin.kubelet.discovery import Inventory, NodeDevice
+from gpupolicy.plugin.kubelet.metrics import ErrorCode, PluginMetrics
 from gpupolicy.plugin.kubelet.nvml.types import Nvml, NvmlError
 from gpupolicy.plugin.kubelet.sharing import (
     CommandError,
@@ -47,6 +48,7 @@ from gpupolicy.plugin.kubelet.sharing import (
     start_shared_mps,
     stop_mps,
 )
+from gpupolicy.plugin.metrics import new_registry
 from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,11 @@ class PrepareResult:
 
 
 class ClaimError(Exception):
-    """Preparing one claim failed; the message goes back to kubelet."""
+    """Preparing one claim failed; the message goes back to kubelet, the code into the metrics."""
+
+    def __init__(self, message: str, code: ErrorCode) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -84,13 +90,29 @@ class _Planned:
         return bool(self.result.get("adminAccess"))
 
 
-def prepare_failure(claim: ClaimRef, exc: Exception) -> PrepareResult:
+def prepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> PrepareResult:
     """The result of a claim whose prepare raised (call it while handling ``exc``: it logs the traceback)."""
     if isinstance(exc, ClaimError):
-        log.warning("prepare %s failed: %s", claim, exc)
+        log.warning("prepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": exc.code.value})
+        metrics.failed("prepare", exc.code)
         return PrepareResult(error=str(exc))
-    log.exception("prepare %s failed unexpectedly", claim)
+    code = ErrorCode.INTERNAL
+    log.exception("prepare %s failed unexpectedly", claim, extra={"claim": str(claim), "code": code.value})
+    metrics.failed("prepare", code)
     return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def unprepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> str:
+    """The error of a claim whose unprepare raised (while handling ``exc``); kubelet retries the call."""
+    if isinstance(exc, NvmlError | CommandError | OSError):
+        code = ErrorCode.TEARDOWN_FAILED
+        log.warning("unprepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": code.value})
+        metrics.failed("unprepare", code)
+        return f"unprepare failed (will be retried): {exc}"
+    code = ErrorCode.INTERNAL
+    log.exception("unprepare %s failed unexpectedly", claim, extra={"claim": str(claim), "code": code.value})
+    metrics.failed("unprepare", code)
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 class Preparer:
@@ -107,6 +129,7 @@ class Preparer:
         records: dict[ClaimUID, ClaimRecord],
         state_dir: Path,
         inventory: Callable[[], Inventory],
+        metrics: PluginMetrics | None = None,
     ) -> None:
         self.driver, self.pool = driver, pool
         self.kube, self.nvml, self.cdi, self.runner = kube, nvml, cdi, runner
@@ -121,6 +144,8 @@ class Preparer:
         """Claims whose teardown has begun: they no longer hold a shared GPU's setting or daemon."""
         self._share_lock = threading.Lock()
         self._commit = GroupCommit(self._snapshot, checkpoint)
+        self.metrics = metrics if metrics is not None else PluginMetrics(new_registry(process=False))
+        self.metrics.prepared_claims.set_function(lambda: len(self.records))
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -160,7 +185,7 @@ class Preparer:
             with self._claim_lock(claim.uid):
                 return PrepareResult(self._prepare_locked(claim))
         except Exception as exc:  # never fail the whole batch
-            return prepare_failure(claim, exc)
+            return prepare_failure(claim, exc, self.metrics)
 
     def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
         record = self.records.get(ClaimUID(claim.uid))
@@ -187,7 +212,7 @@ class Preparer:
         except (NvmlError, CommandError, OSError) as exc:
             self._discard(uid, started)
             self.persist()
-            raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
+            raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
             self.persist()
@@ -205,29 +230,32 @@ class Preparer:
         # Not durable, so not prepared: kept as started, the retry rolls it back and starts over
         # instead of answering from a record that a crash would lose.
         self._set(replace(done, state=ClaimState.PREPARE_STARTED))
-        return ClaimError(f"cannot record the prepared claim in the checkpoint: {exc}")
+        return ClaimError(f"cannot record the prepared claim in the checkpoint: {exc}", ErrorCode.CHECKPOINT_FAILED)
 
     def _fetch(self, claim: ClaimRef) -> dict[str, Any]:
         try:
             return self.kube.get_claim(claim.namespace, claim.name)
         except ApiError as exc:
-            raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
+            message = f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}"
+            raise ClaimError(message, ErrorCode.CLAIM_UNREADABLE) from None
 
     def _check(self, claim: ClaimRef, obj: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The claim's device results for this driver and its config entries, once its UID and pool are checked."""
         actual = obj.get("metadata", {}).get("uid")
         if actual != claim.uid:
             where = f"{claim.namespace}/{claim.name}"
-            raise ClaimError(f"ResourceClaim {where} has UID {actual}, not {claim.uid} (deleted and recreated?)")
+            message = f"ResourceClaim {where} has UID {actual}, not {claim.uid} (deleted and recreated?)"
+            raise ClaimError(message, ErrorCode.CLAIM_REPLACED)
         devices = ((obj.get("status") or {}).get("allocation") or {}).get("devices") or {}
         if not (obj.get("status") or {}).get("allocation"):
-            raise ClaimError(f"ResourceClaim {claim.namespace}/{claim.name} is not allocated")
+            raise ClaimError(f"ResourceClaim {claim.namespace}/{claim.name} is not allocated", ErrorCode.NOT_ALLOCATED)
         results = [r for r in devices.get("results") or [] if r.get("driver") == self.driver]
         for result in results:
             if result.get("pool") != self.pool:
                 raise ClaimError(
                     f"device {result.get('device')} is allocated from pool {result.get('pool')!r}, "
-                    f"but this node's pool is {self.pool!r}"
+                    f"but this node's pool is {self.pool!r}",
+                    ErrorCode.WRONG_POOL,
                 )
         return results, list(devices.get("config") or [])
 
@@ -239,14 +267,14 @@ class Preparer:
             inventory = self._inventory()
             planned = [self._plan_device(r, inventory, configs) for r in results]
         except ConfigError as exc:
-            raise ClaimError(str(exc)) from None
+            raise ClaimError(str(exc), ErrorCode.INVALID_CONFIG) from None
         return planned, inventory, self._sharing_plan(claim.uid, planned)
 
     @staticmethod
     def _plan_device(result: dict[str, Any], inventory: Inventory, configs: Any) -> _Planned:
         device = inventory.devices.get(result["device"])
         if device is None:
-            raise ConfigError(f"device {result['device']!r} is not published by this node")
+            raise ClaimError(f"device {result['device']!r} is not published by this node", ErrorCode.UNKNOWN_DEVICE)
         return _Planned(result, device, config_for(configs, result["request"], device.mig))
 
     def _sharing_plan(self, uid: str, planned: list[_Planned]) -> tuple[SharingOp, ...]:
@@ -254,7 +282,7 @@ class Preparer:
         try:
             return sharing_plan.plan(self._mps_root / uid, items)
         except sharing_plan.SharingError as exc:
-            raise ClaimError(str(exc)) from None
+            raise ClaimError(str(exc), ErrorCode.INVALID_SHARING) from None
 
     def _start(
         self, claim: ClaimRef, planned: list[_Planned], inventory: Inventory, sharing: tuple[SharingOp, ...]
@@ -276,7 +304,8 @@ class Preparer:
                 create = d.dynamic and not p.admin
                 uuid, gi, ci = ("", -1, 0) if create else static_uuids.get((d.gpu_uuid, d.start), ("", -1, 0))
                 if p.admin and not uuid:
-                    raise ClaimError(f"adminAccess to MIG device {d.name}, which does not exist now")
+                    message = f"adminAccess to MIG device {d.name}, which does not exist now"
+                    raise ClaimError(message, ErrorCode.ADMIN_DEVICE_MISSING)
                 mig.append(MigOp(d.gpu_uuid, d.profile, d.start, create, uuid, gi, ci))
         keys = tuple(k for p in planned if not p.admin for k in p.device.exclusive_keys())
         record = ClaimRecord(
@@ -291,13 +320,14 @@ class Preparer:
         )
         wanted = set(keys)
         if len(wanted) != len(keys):
-            raise ClaimError("the allocation names overlapping devices")
+            raise ClaimError("the allocation names overlapping devices", ErrorCode.OVERLAPPING_DEVICES)
         with self._lock:
             for other in self.records.values() if wanted else ():  # a shared device holds nothing exclusively
                 if other.uid != uid and not wanted.isdisjoint(other.exclusive):
                     clash = wanted.intersection(other.exclusive)
                     held = ", ".join(p.device.name for p in planned if clash & set(p.device.exclusive_keys()))
-                    raise ClaimError(f"device {held} is already prepared for claim {other.namespace}/{other.name}")
+                    message = f"device {held} is already prepared for claim {other.namespace}/{other.name}"
+                    raise ClaimError(message, ErrorCode.DEVICE_IN_USE)
             self.records[uid] = record
             self._releasing.discard(uid)
         if record.mig or record.sharing:
@@ -406,12 +436,8 @@ class Preparer:
                     raise
                 faults.crash_point("unprepare-done")
                 return ""
-        except (NvmlError, CommandError, OSError) as exc:
-            log.warning("unprepare %s failed: %s", claim, exc)
-            return f"unprepare failed (will be retried): {exc}"
         except Exception as exc:  # never fail the whole batch
-            log.exception("unprepare %s failed unexpectedly", claim)
-            return f"internal error: {type(exc).__name__}: {exc}"
+            return unprepare_failure(claim, exc, self.metrics)
 
     def _undo(self, op: SharingOp) -> None:
         if op.strategy == "TimeSlicing":

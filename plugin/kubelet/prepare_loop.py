@@ -20,7 +20,15 @@ from typing import Any
 from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet import faults
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, PreparedDevice
-from gpupolicy.plugin.kubelet.prepare import ClaimError, ClaimRef, Preparer, PrepareResult, prepare_failure
+from gpupolicy.plugin.kubelet.metrics import ErrorCode
+from gpupolicy.plugin.kubelet.prepare import (
+    ClaimError,
+    ClaimRef,
+    Preparer,
+    PrepareResult,
+    prepare_failure,
+    unprepare_failure,
+)
 from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)
@@ -48,7 +56,7 @@ class LoopPreparer(Preparer):
             async with self._claim_lock_async(claim.uid):
                 return PrepareResult(await self._prepare_locked_async(claim, executor))
         except Exception as exc:  # never fail the whole batch
-            return prepare_failure(claim, exc)
+            return prepare_failure(claim, exc, self.metrics)
 
     async def _prepare_locked_async(self, claim: ClaimRef, executor: Executor) -> tuple[PreparedDevice, ...]:
         uid = ClaimUID(claim.uid)
@@ -69,7 +77,7 @@ class LoopPreparer(Preparer):
         except OSError as exc:
             self._discard(uid, started)
             await self._commit.commit_async(executor)
-            raise ClaimError(f"preparing devices failed (rolled back): {exc}") from None
+            raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
             await self._commit.commit_async(executor)
@@ -82,7 +90,8 @@ class LoopPreparer(Preparer):
         try:
             return await self.kube.get_claim_async(claim.namespace, claim.name)
         except ApiError as exc:
-            raise ClaimError(f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}") from None
+            message = f"cannot read ResourceClaim {claim.namespace}/{claim.name}: {exc}"
+            raise ClaimError(message, ErrorCode.CLAIM_UNREADABLE) from None
 
     async def unprepare_async(self, claims: list[ClaimRef], executor: Executor) -> dict[str, str]:
         """``unprepare`` for the gRPC server, under the same per-claim lock as ``prepare_async``: a claim with
@@ -112,12 +121,8 @@ class LoopPreparer(Preparer):
                 raise
             faults.crash_point("unprepare-done")
             return ""
-        except OSError as exc:
-            log.warning("unprepare %s failed: %s", claim, exc)
-            return f"unprepare failed (will be retried): {exc}"
         except Exception as exc:  # never fail the whole batch
-            log.exception("unprepare %s failed unexpectedly", claim)
-            return f"internal error: {type(exc).__name__}: {exc}"
+            return unprepare_failure(claim, exc, self.metrics)
 
     @contextlib.asynccontextmanager
     async def _claim_lock_async(self, uid: str) -> AsyncIterator[None]:

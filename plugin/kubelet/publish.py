@@ -18,6 +18,7 @@ from typing import Any
 
 from gpupolicy.plugin.kube import ApiError, NotFound, Obj
 from gpupolicy.plugin.kubelet.api import Kube
+from gpupolicy.plugin.kubelet.metrics import PluginMetrics
 from gpupolicy.policy.builder import NodeRef
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Publisher:
         *,
         resync_s: float = 30.0,
         backoff_s: tuple[float, float] = (0.2, 30.0),
+        metrics: PluginMetrics | None = None,
     ) -> None:
         self._kube = kube
         self.driver = driver
@@ -61,6 +63,7 @@ class Publisher:
         self._build = build
         self._resync_s = resync_s
         self._backoff = backoff_s
+        self._metrics = metrics
         self.generation = 0
         self._node_uid = ""
         self.published = threading.Event()
@@ -97,6 +100,7 @@ class Publisher:
             )
         ):
             self.generation = current
+            self._published(desired)
             return False
         self.generation = max(self.generation, current) + 1
         desired = self._build(ref, self.generation)
@@ -115,7 +119,12 @@ class Publisher:
                 self._kube.delete_slice(name)
         self.writes += 1
         log.info("published %d ResourceSlice(s) of pool %s, generation %d", len(desired), self.node, self.generation)
+        self._published(desired)
         return True
+
+    def _published(self, slices: list[Obj]) -> None:
+        if self._metrics is not None:
+            self._metrics.published(slices)
 
     def withdraw(self) -> int:
         """Delete every slice of this driver on this node (uninstall); returns how many."""

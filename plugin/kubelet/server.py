@@ -105,13 +105,16 @@ class _DraServicer:
         self._share = with_share_id
         self._stats = stats
         self._executor = executor
+        self._metrics = preparer.metrics
 
     async def NodePrepareResources(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         begin = time.perf_counter()
         try:
             return self._response(await self._preparer.prepare_async(_claims(request), self._executor))
         finally:
-            self._stats.add("NodePrepareResources", time.perf_counter() - begin)
+            elapsed = time.perf_counter() - begin
+            self._stats.add("NodePrepareResources", elapsed)
+            self._metrics.prepare_seconds.observe(elapsed)
             self._stats.add_since_sent("NodePrepareResources", context)
 
     def _response(self, results: dict[str, PrepareResult]) -> Any:
@@ -138,7 +141,9 @@ class _DraServicer:
         response = self._pb.NodeUnprepareResourcesResponse()
         for uid, error in errors.items():
             response.claims[uid].error = error
-        self._stats.add("NodeUnprepareResources", time.perf_counter() - begin)
+        elapsed = time.perf_counter() - begin
+        self._stats.add("NodeUnprepareResources", elapsed)
+        self._metrics.unprepare_seconds.observe(elapsed)
         return response
 
 

@@ -27,6 +27,7 @@ from tests.e2e.controlplane import REPO, ControlPlane, die_with_parent, free_por
 from tests.e2e.kube import Kube, Obj, create_node
 from tests.e2e.test_schedule_prepare import gpu_node  # noqa: F401 (a fixture, re-exported for test_prepare)
 from tests.e2e.test_scheduler_vs_solver import STRANDS, renamed_slices
+from tests.scrape import Samples, scrape
 
 GATE = "gpupolicy.dev/placement"
 STRANDS_POLICY = STRANDS.policy_file()
@@ -151,11 +152,9 @@ class Replica:
     log: Path
     metrics_port: int
 
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
+    def metrics(self) -> Samples:
+        """Its ``/metrics`` page, parsed (``replica.metrics()("gpupolicy_controller_is_leader") == 1``)."""
+        return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")

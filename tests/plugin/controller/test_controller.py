@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,11 +11,13 @@ import pytest
 
 from gpupolicy.plugin.controller.loop import Config, Controller
 from gpupolicy.plugin.controller.placer import Settings
-from gpupolicy.plugin.controller.report import CONDITION
+from gpupolicy.plugin.controller.report import CONDITION, camel
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
 from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.solver.result import SolveParams
+from tests.logcapture import captured
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
+from tests.scrape import parse
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
 
@@ -85,6 +88,27 @@ def test_places_what_first_fit_strands_and_removes_the_gates(api: FakeApi) -> No
     assert gates(api, "p3") == [] and gates(api, "p4") == []
 
 
+def test_a_pass_shows_in_the_metrics_and_in_json_log_lines(api: FakeApi) -> None:
+    add(api, claim("a-three-g", THREE_G), claim("b-four-g", FOUR_G), pod("p3", ["a-three-g"]), pod("p4", ["b-four-g"]))
+    ctl = controller(api)
+    with captured(component="gpupolicy-controller") as stream:
+        result = ctl.step(force=True)
+    samples = parse(ctl.metrics.render())
+    assert samples("gpupolicy_controller_placed_pods_total") == 2
+    assert samples("gpupolicy_controller_placed_claims_total") == 2
+    assert samples("gpupolicy_controller_pending_pods") == 2
+    assert samples("gpupolicy_controller_solve_seconds_count") == 1
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    placed = sorted((line for line in lines if line["msg"] == "placed"), key=lambda line: str(line["unit"]))
+    assert [line["unit"] for line in placed] == sorted(result.placed)
+    assert list(placed[0])[:5] == ["ts", "level", "component", "logger", "msg"]
+    assert placed[0]["level"] == "info" and placed[0]["component"] == "gpupolicy-controller"
+    assert placed[0]["logger"] == "gpupolicy.plugin.controller.loop" and placed[0]["claims"] == 1
+    batch = next(line for line in lines if line["msg"] == "batch")
+    assert (batch["units"], batch["claims"]) == (2, 2)
+    assert '"msg": "placed"' in stream.getvalue()  # what tests/e2e/controller looks for
+
+
 def test_waits_for_the_batch_window_then_solves_everything_seen(api: FakeApi) -> None:
     clock = Clock()
     ctl = controller(api, clock, window=2.0)
@@ -121,7 +145,9 @@ def test_a_pod_that_does_not_fit_stays_gated_whole_with_the_explanation(api: Fak
     assert cond["reason"][0].isupper() and "_" not in cond["reason"]
     events = api.of("events")
     assert len(events) == 1 and events[0]["message"] == cond["message"]
-    assert ctl.metrics.unplaced and "gpupolicy_controller_unplaced_pods{reason=" in ctl.metrics.render()
+    samples = parse(ctl.metrics.render()).values
+    unplaced = {dict(labels)["reason"]: v for (n, labels), v in samples.items() if n.endswith("_unplaced_pods")}
+    assert list(unplaced.values()) == [1] and [camel(r) for r in unplaced] == [cond["reason"]]
 
     assert not ctl.step(force=True).solved, "no inventory change: not solved again"
     assert len(api.of("events")) == 1, "no new event for the same reason"
@@ -203,7 +229,7 @@ def test_a_conflicting_write_is_retried(api: FakeApi) -> None:
     result = ctl.step(force=True)
     assert result.placed == ["pod:default/p3"] and bumped
     assert devices(api, "a-three-g") and claim_of(api, "a-three-g")["metadata"]["labels"] == {"touched": "yes"}
-    assert "gpupolicy_controller_conflicts_total 1" in ctl.metrics.render()
+    assert parse(ctl.metrics.render())("gpupolicy_controller_conflicts_total") == 1
 
 
 def test_an_allocation_made_between_solve_and_write_is_never_doubled(api: FakeApi) -> None:

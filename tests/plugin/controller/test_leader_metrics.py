@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
+import pytest
+
 from gpupolicy.plugin.controller.leader import LeaderElector
-from gpupolicy.plugin.controller.metrics import Metrics, serve
+from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.kube import Obj, Unreachable
+from gpupolicy.plugin.metrics import MetricsServer
 from tests.plugin.controller.fakeapi import REPO, FakeApi
+from tests.scrape import fetch, parse
 
 
 class Clock:
@@ -99,31 +104,52 @@ def test_unreachable_api_keeps_leadership_only_until_the_deadline() -> None:
     assert not a.try_acquire_or_renew() and not a.is_leader()
 
 
-def test_metrics_exposition_and_endpoint() -> None:
+def test_metrics_endpoint_serves_the_registry_with_prometheus_client() -> None:
     metrics = Metrics()
-    metrics.update(pending_pods=3, leader=1)
-    metrics.add(placed_pods=2, placed_claims=4)
+    metrics.pending_pods.set(3)
+    metrics.is_leader.set(1)
+    metrics.placed_pods.inc(2)
+    metrics.placed_claims.inc(4)
     metrics.solved(0.25)
-    metrics.set_unplaced({"counters_exhausted": 1, 'odd"reason': 2})
-    text = metrics.render()
-    for line in (
-        "gpupolicy_controller_pending_pods 3",
-        "gpupolicy_controller_placed_claims_total 4",
-        "gpupolicy_controller_solve_seconds_count 1",
-        "gpupolicy_controller_solve_seconds_sum 0.250000",
-        'gpupolicy_controller_unplaced_pods{reason="counters_exhausted"} 1',
-        'gpupolicy_controller_unplaced_pods{reason="odd\\"reason"} 2',
-        "# TYPE gpupolicy_controller_placed_pods_total counter",
-    ):
-        assert line in text.splitlines()
-    server = serve(metrics, "127.0.0.1", 0)
+    metrics.unplaced.set({("counters_exhausted",): 1, ('odd"reason',): 2})
+    server = MetricsServer(metrics.registry, "127.0.0.1:0")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5) as response:
-            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert "gpupolicy_controller_pending_pods 3" in response.read().decode()
+        text, content_type = fetch(server.url)
+        assert content_type.startswith("text/plain; version=0.0.4")
+        with urllib.request.urlopen(server.url.replace("/metrics", "/healthz"), timeout=5) as response:
+            assert response.read() == b"ok\n"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(server.url.replace("/metrics", "/nothing"), timeout=5)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
+    samples = parse(text)
+    assert samples("gpupolicy_controller_pending_pods") == 3
+    assert samples("gpupolicy_controller_is_leader") == 1
+    assert samples("gpupolicy_controller_placed_pods_total") == 2
+    assert samples("gpupolicy_controller_placed_claims_total") == 4
+    assert samples("gpupolicy_controller_conflicts_total") == 0
+    assert samples("gpupolicy_controller_solve_seconds_count") == 1
+    assert samples("gpupolicy_controller_solve_seconds_sum") == 0.25
+    assert samples("gpupolicy_controller_last_solve_seconds") == 0.25
+    assert samples("gpupolicy_controller_unplaced_pods", reason="counters_exhausted") == 1
+    assert samples("gpupolicy_controller_unplaced_pods", reason='odd"reason') == 2
+    assert 'gpupolicy_controller_unplaced_pods{reason="odd\\"reason"} 2.0' in text.splitlines()
+    assert "# TYPE gpupolicy_controller_placed_pods_total counter" in text.splitlines()
+    assert samples.types["gpupolicy_controller_solve_seconds"] == "summary"
+    assert samples("process_start_time_seconds") > 0 and "python_info" in samples.names()
+    metrics.unplaced.set({})
+    assert not [n for n, _ in parse(metrics.render()).values if n == "gpupolicy_controller_unplaced_pods"]
+
+
+def test_a_misspelled_metric_is_an_error_and_instances_do_not_share_values() -> None:
+    metrics = Metrics()
+    with pytest.raises(AttributeError):
+        metrics.pendng_pods.set(7)  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError):
+        metrics.pendng_pods = 7  # type: ignore[attr-defined]
+    other = Metrics()
+    other.placed_pods.inc()
+    assert parse(metrics.render())("gpupolicy_controller_placed_pods_total") == 0
 
 
 def test_cli_help_and_usage_errors() -> None:
@@ -135,5 +161,9 @@ def test_cli_help_and_usage_errors() -> None:
 
     shown = cli("run", "--help")
     assert shown.returncode == 0 and "--batch-window" in shown.stdout and "--policy" in shown.stdout
+    assert "--log-format" in shown.stdout and "--log-level" in shown.stdout and "--metrics-address" in shown.stdout
+    bad_address = cli("run", "--metrics-address", "nowhere", "--kubeconfig", "/nonexistent")
+    assert bad_address.returncode == 2 and "HOST:PORT" in bad_address.stderr
+    assert cli("run", "--log-format", "xml", "--kubeconfig", "/nonexistent").returncode == 2
     assert cli("run", "--batch-window", "-1", "--kubeconfig", "/nonexistent").returncode == 2
     assert cli().returncode == 2

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import stat
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +19,7 @@ from gpupolicy.plugin.kubelet.nvml.types import EventKind
 from tests.fakes.kube_stub import StubApiServer
 from tests.plugin.kubelet.helpers import DRIVER, NODE, claim_obj
 from tests.plugin.kubelet.proc import PluginProcess
+from tests.scrape import scrape
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +101,56 @@ def test_a_checkpoint_of_a_newer_version_stops_the_process_and_is_kept(
         "checkpoint.json"
     ]
     assert [e["reason"] for e in api.kube.events] == ["CheckpointVersionUnsupported"]
+
+
+def _log_lines(plugin: PluginProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in plugin.logs().splitlines() if line.startswith("{")]
+
+
+def _metrics_url(plugin: PluginProcess) -> str:
+    _wait(lambda: any(line["msg"] == "metrics" for line in _log_lines(plugin)))
+    return str(next(line["address"] for line in _log_lines(plugin) if line["msg"] == "metrics"))
+
+
+def test_metrics_endpoint_and_json_logs(plugin: PluginProcess, api: StubApiServer) -> None:
+    plugin.start()
+    kubelet = plugin.kubelet()
+    kubelet.connect()
+    url = _metrics_url(plugin)
+    claim = _claim(api, "c1", "gpu-2")
+    assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+    after_prepare = scrape(url)
+    assert after_prepare("gpupolicy_plugin_prepare_duration_seconds_count") == 1
+    assert after_prepare("gpupolicy_plugin_prepare_duration_seconds_bucket", le="10.0") == 1
+    assert after_prepare("gpupolicy_plugin_prepared_claims") == 1
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    missing = ("default", "0000-missing", "missing")
+    assert "cannot read ResourceClaim default/missing" in kubelet.prepare([missing]).claims[missing[1]].error
+    _wait(lambda: _published(api))
+    published = Counter(
+        (s["spec"]["pool"]["name"], d["attributes"]["type"]["string"])
+        for s in api.kube.slices.values()
+        for d in s["spec"].get("devices") or []
+    )
+    _wait(lambda: scrape(url).names() >= {"gpupolicy_plugin_published_devices"})
+    samples = scrape(url)
+    kubelet.close()
+    assert samples("gpupolicy_plugin_prepare_duration_seconds_count") == 2
+    assert samples("gpupolicy_plugin_unprepare_duration_seconds_count") == 1
+    assert samples("gpupolicy_plugin_prepared_claims") == 0
+    assert samples("gpupolicy_plugin_errors_total", operation="prepare", code="claim_unreadable") == 1
+    assert {(pool, kind): samples("gpupolicy_plugin_published_devices", pool=pool, type=kind)
+            for pool, kind in published} == published  # fmt: skip
+    assert set(published) == {(NODE, "gpu"), (NODE, "mig")}
+    assert samples("process_resident_memory_bytes") > 0 and samples("process_start_time_seconds") > 0
+    assert plugin.terminate() == 0
+    lines = _log_lines(plugin)
+    assert lines and all(list(line)[:5] == ["ts", "level", "component", "logger", "msg"] for line in lines)
+    assert {line["component"] for line in lines} == {"gpupolicy-plugin"}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"]) for line in lines)
+    failed = next(line for line in lines if line["msg"].startswith("prepare default/missing"))
+    assert failed["level"] == "warning" and failed["code"] == "claim_unreadable"
+    assert failed["logger"] == "gpupolicy.plugin.kubelet.prepare"
 
 
 def test_v1beta1_only_kubelet(plugin: PluginProcess, api: StubApiServer) -> None:

@@ -18,6 +18,7 @@ from gpupolicy.plugin.kubelet.prepare import ClaimRef, PrepareResult
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.kubelet.helpers import NODE, Node, make_node
+from tests.scrape import parse
 
 _T = TypeVar("_T")
 DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
@@ -65,22 +66,41 @@ def test_plain_claim_on_the_loop_matches_the_threaded_path(tmp_path: Path, execu
     assert node.cdi_files() == [] and node.checkpoint.load().records == {}
 
 
+def _errors(node: Node) -> dict[tuple[str, str], float]:
+    """``gpupolicy_plugin_errors_total`` by (operation, code)."""
+    samples = parse(node.preparer.metrics.render()).values
+    return {
+        (dict(labels)["operation"], dict(labels)["code"]): value
+        for (name, labels), value in samples.items()
+        if name == "gpupolicy_plugin_errors_total"
+    }
+
+
 @pytest.mark.parametrize(
-    ("mutate", "message"),
+    ("mutate", "message", "code"),
     [
-        (lambda c: c["metadata"].update(uid="other"), "has UID"),
-        (lambda c: c["status"]["allocation"]["devices"]["results"][0].update(pool="node-b"), "this node's pool"),
-        (lambda c: c["status"].pop("allocation"), "not allocated"),
-        (lambda c: c["status"]["allocation"]["devices"]["results"][0].update(device="gpu-9"), "not published"),
+        (lambda c: c["metadata"].update(uid="other"), "has UID", "claim_replaced"),
+        (
+            lambda c: c["status"]["allocation"]["devices"]["results"][0].update(pool="node-b"),
+            "this node's pool",
+            "wrong_pool",
+        ),
+        (lambda c: c["status"].pop("allocation"), "not allocated", "not_allocated"),
+        (
+            lambda c: c["status"]["allocation"]["devices"]["results"][0].update(device="gpu-9"),
+            "not published",
+            "unknown_device",
+        ),
     ],
 )
-def test_claim_checks(tmp_path: Path, executor: ThreadPoolExecutor, mutate: Any, message: str) -> None:
+def test_claim_checks(tmp_path: Path, executor: ThreadPoolExecutor, mutate: Any, message: str, code: str) -> None:
     node = make_node(tmp_path)
     claim = node.add_claim("c1", [("gpu", "gpu-2")])
     mutate(node.kube.claims[("default", "c1")])
     result = _prepare(node, [claim], executor)[claim.uid]
     assert message in result.error and result.devices == ()
     assert node.cdi_files() == [] and node.preparer.records == {}
+    assert _errors(node) == {("prepare", code): 1}
 
 
 def test_unreachable_api_fails_the_claim(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -88,6 +108,8 @@ def test_unreachable_api_fails_the_claim(tmp_path: Path, executor: ThreadPoolExe
     claim = node.add_claim("c1", [("gpu", "gpu-2")])
     node.kube.reachable = False
     assert "cannot read ResourceClaim default/c1" in _prepare(node, [claim], executor)[claim.uid].error
+    assert node.preparer.prepare([claim])[claim.uid].error  # the threaded path counts the same way
+    assert _errors(node) == {("prepare", "claim_unreadable"): 2}
 
 
 def test_mig_and_sharing_claims_take_the_threaded_steps(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -164,6 +186,7 @@ def test_a_claim_whose_completed_state_cannot_be_written_is_not_reported_prepare
     assert _prepare(node, [claim], executor)[claim.uid].error == ""  # rolled back and prepared again
     assert node.checkpoint.load().records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_COMPLETED
     assert node.cdi_files() == [claim.uid]
+    assert _errors(node) == {("prepare", "checkpoint_failed"): 1, ("prepare", "claim_unreadable"): 1}
 
 
 def test_a_cancelled_call_still_finishes_its_claims(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -202,6 +225,7 @@ def test_an_unprepare_whose_removal_cannot_be_written_fails_and_is_retried(
     monkeypatch.setattr(node.checkpoint, "end_write", disk_full)
     failed = _run(lambda: node.preparer.unprepare_async([claim], executor))
     assert "will be retried" in failed[claim.uid]
+    assert _errors(node) == {("unprepare", "teardown_failed"): 1}
     assert ClaimUID(claim.uid) in node.preparer.records  # not forgotten while the checkpoint still has it
     monkeypatch.setattr(node.checkpoint, "end_write", save)
     assert _run(lambda: node.preparer.unprepare_async([claim], executor)) == {claim.uid: ""}
