@@ -37,10 +37,13 @@ CSV_TO_MODEL = {
 
 
 def _rows() -> list[dict[str, str]]:
-    with SHARED_CSV.open(encoding="utf-8") as handle:
+    """The table shipped in the package (a copy of ../shared/data/mig_profiles.csv, checked below when it is there):
+    the suite also runs in a clone with no ../shared beside it."""
+    with PACKAGED_CSV.open(encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.skipif(not SHARED_CSV.is_file(), reason="no ../shared/data/mig_profiles.csv beside this clone")
 def test_packaged_csv_is_the_shared_one() -> None:
     assert PACKAGED_CSV.read_text(encoding="utf-8") == SHARED_CSV.read_text(encoding="utf-8")
 
