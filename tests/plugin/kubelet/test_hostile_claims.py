@@ -18,6 +18,7 @@ import pytest
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp, SharingOp
 from gpupolicy.plugin.kubelet.paths import UnsafePath, check_inside, child
 from gpupolicy.plugin.kubelet.prepare import ClaimRef, PrepareResult
+from gpupolicy.plugin.kubelet.reconcile import reconcile
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.kubelet.helpers import Node, claim_obj, make_node, opaque
@@ -244,6 +245,24 @@ def test_a_record_of_an_older_build_with_a_path_for_a_uid_is_torn_down_inside_it
     assert node.mig_instances() == []
     assert _outside(tmp_path) == before
     assert node.preparer.records == {}
+
+
+def test_start_up_rolls_back_a_started_record_of_an_older_build_with_a_nul_in_its_uid(tmp_path: Path) -> None:
+    """Its CDI file cannot be named: the roll-back removes the MIG instance anyway instead of failing the start."""
+    node = _node(tmp_path, publish_for=dynamic_a100)
+    gpu = node.nvml.gpus()[0].uuid
+    inst = node.nvml.create_mig(gpu, "3g.20gb", 4)
+    uid = ClaimUID(NUL_UID)
+    node.preparer.records[uid] = ClaimRecord(
+        uid=uid,
+        namespace="default",
+        name="old",
+        state=ClaimState.PREPARE_STARTED,
+        mig=(MigOp(gpu, "3g.20gb", 4, True, inst.uuid, inst.gi_id, inst.ci_id),),
+    )
+    report = reconcile(node.preparer, node.inventory(), node.kube, rebuild=False, state_dir=node.preparer.state_dir)
+    assert report.rolled_back == [uid]
+    assert node.mig_instances() == [] and node.preparer.records == {}
 
 
 def test_path_builders_refuse_names_that_leave_their_root(tmp_path: Path) -> None:
