@@ -76,10 +76,20 @@ _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class AsyncGetter:
-    """GET ``path`` on the API server of a kubernetes client ``configuration``; one instance per event loop."""
+    """GET ``path`` on the API server of a kubernetes client ``configuration``; one instance per event loop.
 
-    def __init__(self, configuration: Any, headers: Callable[[], Mapping[str, str]], timeout_s: float) -> None:
+    At most ``max_concurrent`` GETs are in flight at once, so at most as many connections are open; the others wait
+    for a turn before their ``timeout_s`` begins."""
+
+    def __init__(
+        self,
+        configuration: Any,
+        headers: Callable[[], Mapping[str, str]],
+        timeout_s: float,
+        max_concurrent: int = MAX_IDLE,
+    ) -> None:
         self._target = _target(configuration)
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._headers = headers
         self._timeout = timeout_s
         self._idle: list[_Conn] = []
@@ -88,6 +98,10 @@ class AsyncGetter:
         self._host_header = netloc if self._target.port == default else f"{netloc}:{self._target.port}"
 
     async def get(self, path: str) -> Response:
+        async with self._slots:
+            return await self._get(path)
+
+    async def _get(self, path: str) -> Response:
         head = self._request_head(path)
         try:
             async with asyncio.timeout(self._timeout):

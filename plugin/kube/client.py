@@ -8,7 +8,9 @@ path: the generic request path costs about 0.4 ms of CPU more per call). One pat
 - async: :meth:`Client.get_async`, a GET on the running event loop without a thread (``asyncget``);
 - :meth:`Client.watch`: list+watch of one kind, reconnecting.
 
-Every failure is an :class:`~gpupolicy.plugin.kube.errors.ApiError`. Answers that carry ``Retry-After`` (429, and
+At most ``max_concurrent`` requests of one client are in flight at once on threads, and as many on each event loop
+(more wait for a turn, which their timeout does not count). Every failure is an
+:class:`~gpupolicy.plugin.kube.errors.ApiError`. Answers that carry ``Retry-After`` (429, and
 5xx that name it) are retried after the time the server asks, at most ``max_retries`` times, as client-go does.
 The kubernetes package is imported when a client is made, not with this module (``gpupolicy validate`` never
 loads it).
@@ -30,6 +32,9 @@ from gpupolicy.plugin.kube import asyncget
 from gpupolicy.plugin.kube.errors import ApiError, Unreachable, from_response, retry_after
 from gpupolicy.plugin.kube.resources import RESOURCES, Obj, path
 
+MAX_CONCURRENT = 64
+"""Requests one client has in flight at most (and so connections open), on threads and on each event loop: kubelet
+may send thousands of claims in one call, and a connection for each ran out of file descriptors and timed out."""
 AUTH_REUSE_S = 1.0
 """How long requests reuse their auth headers before asking the configuration again (which runs its
 token-refresh hook: an in-cluster service-account token or a kubeconfig exec plugin)."""
@@ -91,8 +96,12 @@ class Client:
         pool_size: int = 16,
         retry: Retry = Retry(),
         sleep: Callable[[float], None] = time.sleep,
+        max_concurrent: int = MAX_CONCURRENT,
     ) -> None:
         self._api = load_configuration(kubeconfig, pool_size)
+        self._max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        """Requests in flight on threads (a watch's long poll excepted)."""
         self._host = self._api.configuration.host
         self._timeout = timeout_s
         self._retry = retry
@@ -139,7 +148,7 @@ class Client:
         getter = self._getters.get(loop)
         if getter is None:
             getter = self._getters[loop] = asyncget.AsyncGetter(
-                self._api.configuration, lambda: self._auth[1], self._timeout
+                self._api.configuration, lambda: self._auth[1], self._timeout, self._max_concurrent
             )
         target = path(kind, namespace, name)
         for attempt in range(self._retry.max_retries + 1):
@@ -169,7 +178,8 @@ class Client:
         """``method`` on ``resource_path`` with a JSON ``body``; the decoded answer ({} when empty)."""
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(self._retry.max_retries + 1):
-            answer = self._send(method, resource_path, data)
+            with self._slots:
+                answer = self._send(method, resource_path, data)
             wait = self._wait(answer, attempt)
             if wait is None:
                 return _decode(answer)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupolicy.plugin.fsutil import write_atomic
+from gpupolicy.plugin.kubelet.paths import check_name
 
 CDI_VERSION = "0.6.0"
 CLASS = "claim"
@@ -57,8 +58,9 @@ class CdiRegistry:
         return Path(self.spec_file(claim_uid))
 
     def spec_file(self, claim_uid: str) -> str:
-        """``spec_path`` as text (without pathlib, which costs more than the write on tmpfs)."""
-        return f"{self._root_text}/{self._prefix}{claim_uid}.json"
+        """``spec_path`` as text (without pathlib, which costs more than the write on tmpfs); a UID that would make it
+        anything but a file directly in the root raises :class:`~gpupolicy.plugin.kubelet.paths.UnsafePath`."""
+        return f"{self._root_text}/{check_name(f'{self._prefix}{claim_uid}.json')}"
 
     def device_id(self, claim_uid: str, device: str) -> str:
         return f"{self.kind}={claim_uid}-{device}"

@@ -24,6 +24,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 class ErrorCode(StrEnum):
     """Why a claim's prepare or unprepare failed: the ``code`` label of ``gpupolicy_plugin_errors_total``."""
 
+    INVALID_CLAIM_REF = "invalid_claim_ref"  # a namespace, name or UID the API server never makes (refused unread)
     CLAIM_UNREADABLE = "claim_unreadable"  # the ResourceClaim could not be read from the API server
     CLAIM_REPLACED = "claim_replaced"  # its UID is not the one kubelet asked for
     NOT_ALLOCATED = "not_allocated"

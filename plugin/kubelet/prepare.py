@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupolicy.plugin.kube import ApiError
-from gpupolicy.plugin.kubelet import faults, sharing_plan
+from gpupolicy.plugin.kubelet import faults, paths, refs, sharing_plan
 from gpupolicy.plugin.kubelet.api import Kube
 from gpupolicy.plugin.kubelet.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
 from gpupolicy.plugin.kubelet.checkpoint import (
@@ -38,7 +38,7 @@ from gpupolicy.plugin.kubelet.checkpoint import (
 from gpupolicy.plugin.kubelet.config import ConfigError, DeviceConfig, config_for, parse_configs
 from gpupolicy.plugin.kubelet.discovery import Inventory, NodeDevice
 from gpupolicy.plugin.kubelet.metrics import ErrorCode, PluginMetrics
-from gpupolicy.plugin.kubelet.nvml.types import Nvml, NvmlError
+from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml, NvmlError
 from gpupolicy.plugin.kubelet.sharing import (
     CommandError,
     CommandRunner,
@@ -48,6 +48,7 @@ from gpupolicy.plugin.kubelet.sharing import (
     start_shared_mps,
     stop_mps,
 )
+from gpupolicy.plugin.kubelet.steps import Steps
 from gpupolicy.plugin.metrics import new_registry
 from gpupolicy.policy.k8s.ids import ClaimUID
 
@@ -78,6 +79,13 @@ class ClaimError(Exception):
         self.code = code
 
 
+def check_ref(claim: ClaimRef) -> None:
+    """Refuse a reference no API server makes, before its UID is part of a path or its name of a URL."""
+    problem = refs.problem(claim.namespace, claim.name, claim.uid)
+    if problem:
+        raise ClaimError(f"invalid claim reference: {problem}", ErrorCode.INVALID_CLAIM_REF)
+
+
 @dataclass(frozen=True)
 class _Planned:
     result: dict[str, Any]
@@ -104,6 +112,10 @@ def prepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> 
 
 def unprepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> str:
     """The error of a claim whose unprepare raised (while handling ``exc``); kubelet retries the call."""
+    if isinstance(exc, ClaimError):
+        log.warning("unprepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": exc.code.value})
+        metrics.failed("unprepare", exc.code)
+        return str(exc)
     if isinstance(exc, NvmlError | CommandError | OSError):
         code = ErrorCode.TEARDOWN_FAILED
         log.warning("unprepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": code.value})
@@ -182,6 +194,7 @@ class Preparer:
 
     def _prepare_one(self, claim: ClaimRef) -> PrepareResult:
         try:
+            check_ref(claim)
             with self._claim_lock(claim.uid):
                 return PrepareResult(self._prepare_locked(claim))
         except Exception as exc:  # never fail the whole batch
@@ -280,7 +293,7 @@ class Preparer:
     def _sharing_plan(self, uid: str, planned: list[_Planned]) -> tuple[SharingOp, ...]:
         items = [sharing_plan.Item(p.device, p.config, p.result, p.admin) for p in planned]
         try:
-            return sharing_plan.plan(self._mps_root / uid, items)
+            return sharing_plan.plan(Path(paths.child(self._mps_root, uid)), items)
         except sharing_plan.SharingError as exc:
             raise ClaimError(str(exc), ErrorCode.INVALID_SHARING) from None
 
@@ -423,6 +436,8 @@ class Preparer:
     def _unprepare_one(self, claim: ClaimRef) -> str:
         uid = ClaimUID(claim.uid)
         try:
+            if uid not in self.records:  # a record (of an older build) is torn down whatever its reference
+                check_ref(claim)
             with self._claim_lock(claim.uid):
                 record = self.records.get(uid)
                 if record is None:
@@ -443,7 +458,7 @@ class Preparer:
         if op.strategy == "TimeSlicing":
             reset_timeslice(self.runner, op.gpu_uuids[0])
         else:
-            stop_mps(self.runner, op)
+            stop_mps(self.runner, op, root=self._mps_root)
 
     def _held_by_others(self, uid: str, op: SharingOp) -> bool:
         """Whether another claim on the same shared GPU still needs ``op``'s setting or daemon."""
@@ -463,25 +478,32 @@ class Preparer:
         the GPU's setting to the other: a claim counts as released from the moment its teardown begins."""
         with self._lock:
             self._releasing.add(record.uid)
+        steps = Steps(f"{record.namespace}/{record.name} ({record.uid})")  # every step runs; failures raised after
         for op in reversed(record.sharing):
-            if op.shared:
-                with self._share_lock:
-                    if not self._held_by_others(record.uid, op):
-                        self._undo(op)
-            else:
-                self._undo(op)
+            with steps.step("sharing"):
+                if op.shared:
+                    with self._share_lock:
+                        if not self._held_by_others(record.uid, op):
+                            self._undo(op)
+                else:
+                    self._undo(op)
         if crash_points:
             faults.crash_point("unprepare-sharing")
-        self.cdi.remove(record.uid)
+        with steps.step("cdi"):
+            self.cdi.remove(record.uid)
         if crash_points:
             faults.crash_point("unprepare-cdi")
         created = [m for m in record.mig if m.created]
         if created:
-            gpus = {g.uuid: g for g in self.nvml.gpus()}
+            gpus: dict[str, Gpu] = {}
+            with steps.step("mig"):
+                gpus = {g.uuid: g for g in self.nvml.gpus()}
             for mig_op in created:
                 gpu = gpus.get(mig_op.gpu_uuid)
                 for inst in gpu.mig_devices if gpu else ():
                     if inst.start == mig_op.start and inst.profile == mig_op.profile:
-                        self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)
+                        with steps.step("mig"):
+                            self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)
         if crash_points:
             faults.crash_point("unprepare-mig")
+        steps.finish()

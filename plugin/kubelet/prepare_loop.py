@@ -26,6 +26,7 @@ from gpupolicy.plugin.kubelet.prepare import (
     ClaimRef,
     Preparer,
     PrepareResult,
+    check_ref,
     prepare_failure,
     unprepare_failure,
 )
@@ -53,6 +54,7 @@ class LoopPreparer(Preparer):
 
     async def _prepare_one_async(self, claim: ClaimRef, executor: Executor) -> PrepareResult:
         try:
+            check_ref(claim)
             async with self._claim_lock_async(claim.uid):
                 return PrepareResult(await self._prepare_locked_async(claim, executor))
         except Exception as exc:  # never fail the whole batch
@@ -100,6 +102,11 @@ class LoopPreparer(Preparer):
         loop = asyncio.get_running_loop()
 
         async def one(claim: ClaimRef) -> str:
+            try:
+                if ClaimUID(claim.uid) not in self.records:  # a record is torn down whatever its reference
+                    check_ref(claim)
+            except ClaimError as exc:
+                return unprepare_failure(claim, exc, self.metrics)
             async with self._claim_lock_async(claim.uid):
                 record = self.records.get(ClaimUID(claim.uid))
                 if record is not None and not record.mig and not record.sharing:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from gpupolicy.plugin.fsutil import write_atomic
 from gpupolicy.plugin.kubelet.checkpoint import SharingOp
+from gpupolicy.plugin.kubelet.paths import check_inside
 
 TIMESLICE = {"Default": 0, "Short": 1, "Medium": 2, "Long": 3}
 NVIDIA_SMI = "nvidia-smi"
@@ -156,11 +157,16 @@ def start_shared_mps(runner: CommandRunner, op: SharingOp) -> None:
             raise
 
 
-def stop_mps(runner: CommandRunner, op: SharingOp) -> None:
+def stop_mps(runner: CommandRunner, op: SharingOp, root: Path | None = None) -> None:
     """Stop the daemon and remove its folders. A daemon that does not answer is taken to be gone
-    (it died, or a crash interrupted its start): unprepare must not stay stuck on it."""
+    (it died, or a crash interrupted its start): unprepare must not stay stuck on it.
+
+    With ``root`` (the MPS folders' folder), a daemon folder that is not directly inside it is not removed
+    (:class:`~gpupolicy.plugin.kubelet.paths.UnsafePath`, raised after the daemon was asked to quit)."""
     try:
         runner.run([MPS_CONTROL], env=_mps_env(op), stdin="quit")
     except CommandError as exc:
         log.warning("MPS control daemon in %s did not take 'quit' (%s); treating it as stopped", op.mps_dir, exc)
+    if root is not None:
+        check_inside(root, op.mps_dir)
     shutil.rmtree(op.mps_dir, ignore_errors=True)

@@ -16,6 +16,7 @@ from tests.e2e.controlplane import ControlPlane
 from tests.e2e.examples import Example, examples
 from tests.e2e.helm import HelmError, helm_lint, helm_template
 from tests.e2e.kube import Kube, KubeError, Obj
+from tests.plugin.kubelet.api_calls import Permission, granted, used_permissions
 
 pytestmark = pytest.mark.testbed
 
@@ -225,3 +226,51 @@ def test_plugin_reads_claims_but_nothing_more(
         assert secrets.value.status == 403
     finally:
         plugin.close()
+
+
+UNUSED: set[Permission] = {  # granted by earlier charts; no code of the plugin asks for them
+    ("resource.k8s.io", "deviceclasses", "get"),
+    ("resource.k8s.io", "deviceclasses", "list"),
+    ("resource.k8s.io", "deviceclasses", "watch"),
+    ("resource.k8s.io", "resourceclaims", "watch"),
+    ("resource.k8s.io", "resourceslices", "get"),
+    ("resource.k8s.io", "resourceslices", "watch"),
+    ("resource.k8s.io", "resourceslices", "patch"),
+    ("resource.k8s.io", "resourceslices", "deletecollection"),
+    ("", "events", "patch"),
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+}
+
+
+def test_the_chart_grants_exactly_what_the_plugin_uses(
+    kube: Kube, helm: Path, workdir: Path, installed: tuple[str, str]
+) -> None:
+    """The rendered ClusterRole against the requests the plugin's code makes (tests/plugin/kubelet/api_calls.py),
+    and the real API server's authorizer asked about each of them and about what earlier charts granted too."""
+    namespace, _ = installed
+    used = set().union(*used_permissions(workdir).values())
+    role = by_kind(helm_template(helm, RELEASE, namespace, chart_values(EXAMPLES[0]), workdir))["ClusterRole"][0]
+    assert granted(role["rules"]) == used
+    assert not used & UNUSED
+
+    def allowed(permission: Permission) -> bool:
+        group, resource, verb = permission
+        attributes = {"group": group, "resource": resource, "verb": verb}
+        if resource in ("resourceclaims", "events"):
+            attributes["namespace"] = "default"
+        review = kube.create(
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": f"system:serviceaccount:{namespace}:{RELEASE}",
+                    "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+                    "resourceAttributes": attributes,
+                },
+            }
+        )
+        return bool(review.get("status", {}).get("allowed"))
+
+    kube.wait_for("the chart's ClusterRole to take effect", lambda: all(allowed(p) for p in used))
+    assert {p for p in UNUSED if allowed(p)} == set()

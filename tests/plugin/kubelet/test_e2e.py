@@ -124,7 +124,7 @@ def test_metrics_endpoint_and_json_logs(plugin: PluginProcess, api: StubApiServe
     assert after_prepare("gpupolicy_plugin_prepare_duration_seconds_bucket", le="10.0") == 1
     assert after_prepare("gpupolicy_plugin_prepared_claims") == 1
     assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-    missing = ("default", "0000-missing", "missing")
+    missing = ("default", "00000000-0000-4000-8000-000000000000", "missing")
     assert "cannot read ResourceClaim default/missing" in kubelet.prepare([missing]).claims[missing[1]].error
     _wait(lambda: _published(api))
     published = Counter(

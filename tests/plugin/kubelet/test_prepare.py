@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,7 @@ def test_unreachable_api_fails_only_unfetched_claims(tmp_path: Path) -> None:
     node = make_node(tmp_path)
     claim = node.add_claim("c", [("gpu", "gpu-2")])
     node.kube.reachable = False
-    result = node.preparer.prepare([claim, ClaimRef("default", "u2", "other")])
+    result = node.preparer.prepare([claim, ClaimRef("default", str(uuid.uuid4()), "other")])
     assert all("cannot read ResourceClaim" in r.error for r in result.values())
     node.kube.reachable = True
     assert node.preparer.prepare([claim])[claim.uid].error == ""

@@ -1,0 +1,183 @@
+"""What the kubelet plugin asks of the API server, as RBAC permissions, derived from the code that asks.
+
+The plugin's one door to the API server is :class:`~gpupolicy.plugin.kubelet.api.NodeApi` (``plugin run``, and
+``plugin withdraw`` through the same class). :func:`used_permissions` calls every method of its protocol,
+:class:`~gpupolicy.plugin.kubelet.api.Kube`, and runs ``gpupolicy plugin withdraw``, against an HTTP stand-in that
+records each request, and maps each request to the ``(apiGroup, resource, verb)`` that RBAC checks for it:
+GET of an object ``get``, of a collection ``list`` (``watch`` with ``watch=true``), POST ``create``, PUT ``update``,
+PATCH ``patch``, DELETE of an object ``delete``, of a collection ``deletecollection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from gpupolicy.plugin.cli.main import main
+from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
+
+Permission = tuple[str, str, str]
+"""(apiGroup, resource, verb); the core group is ``""``; a subresource is ``resource/sub``."""
+
+NODE = "node-a"
+DRIVER = "gpu.gpupolicy.dev"
+_SLICE = {
+    "apiVersion": "resource.k8s.io/v1",
+    "kind": "ResourceSlice",
+    "metadata": {"name": f"{NODE}-0", "resourceVersion": "1"},
+    "spec": {"driver": DRIVER, "nodeName": NODE, "pool": {"name": NODE, "generation": 1, "resourceSliceCount": 1}},
+}
+
+
+async def _get_async(api: NodeApi) -> None:
+    try:
+        await api.get_claim_async("default", "c")
+    finally:
+        await api.aclose()
+
+
+CALLS: dict[str, Callable[[NodeApi], object]] = {
+    "get_claim": lambda api: api.get_claim("default", "c"),
+    "get_claim_async": lambda api: asyncio.run(_get_async(api)),
+    "list_claims": lambda api: api.list_claims(),
+    "get_node": lambda api: api.get_node(NODE),
+    "list_slices": lambda api: api.list_slices(DRIVER, NODE),
+    "create_slice": lambda api: api.create_slice(_SLICE),
+    "replace_slice": lambda api: api.replace_slice(_SLICE),
+    "delete_slice": lambda api: api.delete_slice(_SLICE["metadata"]["name"]),  # type: ignore[index]
+    "create_event": lambda api: api.create_event(node_event(NODE, "uid", "Reason", "message")),
+}
+"""How to call each request-making method of :class:`Kube` (``aclose`` makes none)."""
+
+
+def public(cls: type) -> set[str]:
+    return {name for name in vars(cls) if not name.startswith("_")}
+
+
+def permission(method: str, url: str) -> Permission:
+    """The permission RBAC checks for ``method`` on ``url`` (a path with its query)."""
+    parts = urlsplit(url)
+    segments = parts.path.strip("/").split("/")
+    if segments[0] == "api":
+        group, rest = "", segments[2:]
+    elif segments[0] == "apis":
+        group, rest = segments[1], segments[3:]
+    else:
+        raise ValueError(f"not a resource path: {url}")
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        rest = rest[2:]
+    resource = rest[0] if len(rest) < 3 else f"{rest[0]}/{rest[2]}"
+    named = len(rest) >= 2
+    watch = parse_qs(parts.query).get("watch", [""])[0] in ("true", "1")
+    verbs = {
+        "GET": "watch" if watch else "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if named else "deletecollection",
+    }
+    return group, resource, verbs[method]
+
+
+@contextmanager
+def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """An HTTP stand-in that answers every request with one generic object (a list holds one slice); yields its URL
+    and the (method, path with query) of each request, in order."""
+    asked: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            asked.append((self.command, self.path))
+            body = json.dumps({**_SLICE, "items": [_SLICE]}).encode()
+            self.send_response(201 if self.command == "POST" else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _kubeconfig(path: Path, url: str) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def used_permissions(workdir: Path) -> dict[str, set[Permission]]:
+    """Per caller (each :class:`Kube` method, and ``plugin withdraw``), the permissions its requests need."""
+    missing = public(Kube) - set(CALLS) - {"aclose"}
+    assert not missing, f"tests/plugin/kubelet/api_calls.py does not know how to call Kube.{sorted(missing)}"
+    assert public(NodeApi) == public(Kube), "NodeApi has calls the Kube protocol does not list"
+    out: dict[str, set[Permission]] = {}
+    with recording_api() as (url, asked):
+        kubeconfig = _kubeconfig(workdir / "kubeconfig", url)
+        api = NodeApi(kubeconfig)
+        try:
+            for name, call in CALLS.items():
+                del asked[:]
+                call(api)
+                out[name] = {permission(method, path) for method, path in asked}
+        finally:
+            api.client.close()
+        del asked[:]
+        argv = ["plugin", "withdraw", "--node-name", NODE, "--driver-name", DRIVER, "--kubeconfig", str(kubeconfig)]
+        assert main(argv) == 0
+        out["plugin withdraw"] = {permission(method, path) for method, path in asked}
+    return out
+
+
+def granted(rules: list[dict[str, Any]]) -> set[Permission]:
+    """The permissions a ClusterRole's ``rules`` grant, one by one."""
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule.get("verbs") or []
+    }
+
+
+_DIRECTIVE_LINE = re.compile(r"^\s*\{\{-?.*?-?\}\}\s*$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"\{\{-?.*?-?\}\}")
+TEMPLATED = "TEMPLATED"
+
+
+def render_static(template: str) -> list[dict[str, Any]]:
+    """A Helm template whose directives only fill in names and labels, as YAML documents: lines that are a directive
+    alone are dropped, other directives become ``TEMPLATED`` (no helm binary needed)."""
+    text = _DIRECTIVE.sub(TEMPLATED, _DIRECTIVE_LINE.sub("", template))
+    return [doc for doc in yaml.safe_load_all(text) if doc]
