@@ -5,7 +5,11 @@ exist) are batched: a batch closes ``batch_window_s`` after its first unit was s
 (:func:`placer.plan`), written (:func:`commit.commit`) and the unplaced pods are told why (:mod:`report`). An
 unplaced unit is not solved again until the inventory changes: ResourceSlices, DeviceClasses or the set of
 allocated devices (claims allocated or released, by us or by the scheduler). Units left complete or partial by a
-replica that stopped mid-batch are finished (gates removed) or released (our allocations cleared, solved again).
+replica that stopped mid-batch are finished (gates removed, once a fresh list of claims shows their devices held by
+no one else) or released (our allocations cleared, solved again).
+
+Writes go through :class:`~gpupolicy.plugin.controller.fence.Fenced`: each is sent only while this replica is
+sure to hold the Lease.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from dataclasses import dataclass, field
 
 from gpupolicy.plugin.controller import report
 from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
+from gpupolicy.plugin.controller.fence import Fenced, NotLeader, clash
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import LoadCache, Plan, Settings, plan
-from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
+from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, ours, ref, units
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
 
@@ -72,8 +77,11 @@ class Controller:
         elector: LeaderElector | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        writes: Api | None = None,
     ) -> None:
-        self.api, self.config, self.elector = api, config, elector
+        """``api`` reads (and watches); ``writes`` (default ``api``) writes, each only while :meth:`may_write`."""
+        self.reads, self.config, self.elector = api, config, elector
+        self.api = Fenced(api, writes or api, self.may_write)
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.first_seen: dict[str, float] = {}
@@ -82,7 +90,12 @@ class Controller:
         self.cache = LoadCache()
 
     def leading(self) -> bool:
+        """Leader now, renewing the Lease when due (an API call)."""
         return self.elector is None or self.elector.ensure()
+
+    def may_write(self) -> bool:
+        """Checked right before each write: the Lease renewed within the renew deadline, by the local clock."""
+        return self.elector is None or self.elector.is_leader()
 
     def step(self, *, force: bool = False) -> StepResult:
         """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
@@ -107,18 +120,27 @@ class Controller:
         return out
 
     def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
+        fresh: dict[ClaimRef, Obj] | None = None
         for unit in all_units:
-            if unit.state == State.COMPLETE and self.leading():
-                for pod in unit.pods:
-                    ungate(self.api, pod)
-                out.finished.append(unit.key)
-                log.info("gates removed for an allocated unit", extra={"unit": unit.key})
-            elif unit.state == State.PARTIAL and self.leading():
-                for claim in unit.claims:
-                    obj = snapshot.claims[claim]
-                    if allocation(obj) is not None and ours(obj):
-                        release(self.api, claim)
-                out.released.append(unit.key)
+            if unit.state not in (State.COMPLETE, State.PARTIAL) or not self.leading():
+                continue
+            if unit.state == State.COMPLETE:
+                fresh = fresh or {ref(c): c for c in self.api.list("resourceclaims")}
+                why = clash(unit.claims, fresh, before=snapshot.claims)
+                if not why:
+                    for pod in unit.pods:
+                        ungate(self.api, pod)
+                    out.finished.append(unit.key)
+                    log.info("gates removed for an allocated unit", extra={"unit": unit.key})
+                    continue
+                log.warning("allocated unit not ungated: released", extra={"unit": unit.key, "reason": why})
+                fresh = None
+            for claim in unit.claims:
+                obj = snapshot.claims[claim]
+                if allocation(obj) is not None and ours(obj):
+                    release(self.api, claim)
+            out.released.append(unit.key)
+            if unit.state == State.PARTIAL:
                 log.warning("released a partly allocated unit", extra={"unit": unit.key})
 
     def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult) -> None:
@@ -187,7 +209,7 @@ class Controller:
         """Until ``stop`` is set: hold the Lease, place. With watches, a pass runs when pods, claims or slices change
         (and every ``resync_s``); without, every ``poll_interval_s``."""
         wake = threading.Event()
-        watch = getattr(self.api, "watch", None) if self.config.watch else None
+        watch = getattr(self.reads, "watch", None) if self.config.watch else None
         if watch is not None:
             for kind in ("pods", "resourceclaims", "resourceslices"):
                 threading.Thread(target=watch, args=(kind, stop, wake.set), name=f"watch-{kind}", daemon=True).start()
@@ -199,6 +221,8 @@ class Controller:
             if leader:
                 try:
                     deferred = self.step().deferred
+                except NotLeader as exc:
+                    log.warning("not sure to hold the Lease any more; pass stopped", extra={"error": str(exc)})
                 except ApiError as exc:
                     log.error("API call failed; retrying", extra={"error": str(exc)})
                 except DiagnosticError as exc:
