@@ -51,6 +51,7 @@ class Outcome:
     skipped: dict[str, str] = field(default_factory=dict)  # unit -> why
     claims_written: int = 0
     conflicts: int = 0
+    failed: dict[str, Exception] = field(default_factory=dict)  # unit -> what an unexpected error said
 
 
 def devices(alloc: Obj | None) -> set[DeviceKey]:
@@ -91,16 +92,16 @@ def commit(
         with lock:
             return still_leader()
 
-    def write(key: str) -> tuple[str, str, list[ClaimRef], int]:
+    def write(key: str) -> tuple[str, str, list[ClaimRef], int, Exception | None]:
         allocations = placed[key]
         if not guarded():
-            return key, "lost the leader lease", [], 0
+            return key, "lost the leader lease", [], 0, None
         mine = set().union(*(devices(a) for a in allocations.values())) if allocations else set()
         taken = [c for c in allocations if c not in current or allocation(current[c]) is not None]
         if taken:
-            return key, f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot", [], 0
+            return key, f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot", [], 0, None
         if mine & used or {(d, p) for d, p, _ in mine} & pools:
-            return key, "a device pool it was given changed since the snapshot", [], 0
+            return key, "a device pool it was given changed since the snapshot", [], 0, None
         tally = Outcome()
         written: list[ClaimRef] = []
         try:
@@ -109,14 +110,19 @@ def commit(
                 written.append(claim_ref)
         except (Lost, ApiError) as exc:
             _rollback(api, written)
-            return key, f"writing claims failed: {exc}", [], tally.conflicts
-        return key, "", written, tally.conflicts
+            return key, f"writing claims failed: {exc}", [], tally.conflicts, None
+        except Exception as exc:  # one unit's bad object must not stop the others
+            _rollback(api, written)
+            return key, f"writing claims failed: {type(exc).__name__}: {exc}", [], tally.conflicts, exc
+        return key, "", written, tally.conflicts, None
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(write, placed))
     ready: dict[str, int] = {}
-    for key, why, written, conflicts in results:
+    for key, why, written, conflicts, failure in results:
         out.conflicts += conflicts
+        if failure is not None:
+            out.failed[key] = failure
         if why:
             out.skipped[key] = why
         else:
@@ -132,19 +138,23 @@ def commit(
             out.skipped[key] = f"not ungated: {why}"
             del ready[key]
 
-    def let_go(key: str) -> tuple[str, str]:
+    def let_go(key: str) -> tuple[str, str, Exception | None]:
         """Remove the unit's gates; when that fails, its claims stay allocated: the next pass finds it complete."""
         if not guarded():
-            return key, "lost the leader lease before removing the gates"
+            return key, "lost the leader lease before removing the gates", None
         try:
             for pod in units[key].pods:
                 ungate(api, pod)
         except ApiError as exc:
-            return key, f"removing the gates failed: {exc}"
-        return key, ""
+            return key, f"removing the gates failed: {exc}", None
+        except Exception as exc:  # one unit's bad object must not stop the others
+            return key, f"removing the gates failed: {type(exc).__name__}: {exc}", exc
+        return key, "", None
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for key, why in pool.map(let_go, list(ready)):
+        for key, why, failure in pool.map(let_go, list(ready)):
+            if failure is not None:
+                out.failed[key] = failure
             if why:
                 out.skipped[key] = why
             else:
