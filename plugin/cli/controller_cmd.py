@@ -11,13 +11,16 @@
 
 Pods opt in with the scheduling gate ``gpupolicy.dev/placement``. Runs until SIGTERM/SIGINT (exit 0), giving its
 Lease up on the way out. ``--once`` does one pass without waiting for a batch window (exit 0 when nothing stays
-unplaced, 1 otherwise). ``propose`` prints a rebalancing proposal and never writes.
-Exit codes: 0 ok, 1 unplaced (``--once``) or invalid input, 2 usage.
+unplaced or another replica holds the Lease, 1 otherwise, or when the API server fails: the error is logged).
+``propose`` prints a rebalancing proposal and never writes.
+Exit codes: 0 ok, 1 unplaced (``--once``), an API error (``--once``), an unreadable kubeconfig or invalid input,
+2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -32,6 +35,8 @@ from gpupolicy.plugin.cli import service
 from gpupolicy.plugin.cli.files import read_source
 
 if TYPE_CHECKING:
+    from gpupolicy.plugin.controller.leader import LeaderElector
+    from gpupolicy.plugin.controller.loop import Controller
     from gpupolicy.plugin.kube import Client
 
 
@@ -142,8 +147,6 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
     from gpupolicy.plugin.controller.leader import LeaderElector
     from gpupolicy.plugin.controller.loop import Config, Controller
     from gpupolicy.plugin.controller.metrics import Metrics
@@ -163,7 +166,12 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     assert isinstance(settings, Settings)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    api, writes = clients(args.kubeconfig, args.lease_duration)
+    try:
+        api, writes = clients(args.kubeconfig, args.lease_duration)
+    except Exception as exc:  # the kubernetes config loader raises ConfigException, YAML and OS errors
+        where = args.kubeconfig or "the in-cluster service account"
+        print(f"gpupolicy controller: cannot load {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     metrics = Metrics()
     elector = None
     if not args.no_leader_election:
@@ -187,13 +195,11 @@ def _run(args: argparse.Namespace) -> int:
     )
     controller = Controller(api, config, elector, metrics, writes=writes)
     if args.once:
-        if elector is not None and not elector.try_acquire_or_renew():
-            log.warning("another replica holds the Lease; nothing done")
-            return 0
-        result = controller.step(force=True)
-        if elector is not None:
-            elector.release()
-        return 1 if result.unplaced else 0
+        try:
+            return _once(controller, elector, log)
+        finally:
+            api.close()
+            writes.close()
     try:
         server = MetricsServer(metrics.registry, args.metrics_address) if args.metrics_address else None
     except OSError as exc:
@@ -217,3 +223,25 @@ def _run(args: argparse.Namespace) -> int:
     api.close()
     writes.close()
     return 0
+
+
+def _once(controller: Controller, elector: LeaderElector | None, log: logging.Logger) -> int:
+    """One pass: 0 when nothing stays unplaced or another replica holds the Lease; 1 when something stays
+    unplaced or the API server fails (the error is logged, not a traceback)."""
+    from gpupolicy.plugin.kube import ApiError
+
+    if elector is not None and not elector.try_acquire_or_renew():
+        if elector.last_error is not None:
+            log.error("API call failed; nothing done", extra={"error": str(elector.last_error)})
+            return 1
+        log.warning("another replica holds the Lease; nothing done")
+        return 0
+    try:
+        result = controller.step(force=True)
+    except ApiError as exc:
+        log.error("API call failed; the pass stopped", extra={"error": str(exc)})
+        return 1
+    finally:
+        if elector is not None:
+            elector.release()
+    return 1 if result.unplaced else 0

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.kube import Api, ApiError, NotFound, Obj
+from gpupolicy.plugin.kube import Api, ApiError, Conflict, NotFound, Obj
 from gpupolicy.plugin.timefmt import kube_micro_time
 
 
@@ -40,6 +40,9 @@ class LeaderElector:
     _seen_rv: str = ""
     _seen_at: float = 0.0
     _renewed_at: float | None = field(default=None)
+    last_error: ApiError | None = field(default=None)
+    """Why the last try to acquire or renew failed, when the API server did not answer it (a conflict is not an
+    error: another replica wrote the Lease first); None after an answer."""
 
     def __post_init__(self) -> None:
         if not 0 < self.renew_deadline_s < self.lease_duration_s:
@@ -68,8 +71,9 @@ class LeaderElector:
             lease = self.api.get("leases", self.namespace, self.name)
         except NotFound:
             return self._create(now)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         rv = str(lease["metadata"].get("resourceVersion", ""))
         if rv != self._seen_rv:
             self._seen_rv, self._seen_at = rv, now
@@ -113,8 +117,9 @@ class LeaderElector:
         }
         try:
             created = self.api.create("leases", lease)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         self._seen_rv, self._seen_at, self._renewed_at = str(created["metadata"].get("resourceVersion", "")), now, now
         return True
 
@@ -127,10 +132,12 @@ class LeaderElector:
         wanted["spec"] = self._spec(str(acquired), transitions)
         try:
             updated = self.api.update("leases", wanted)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         self._seen_rv, self._seen_at, self._renewed_at = str(updated["metadata"].get("resourceVersion", "")), now, now
         return True
 
-    def _failed(self) -> bool:
+    def _failed(self, exc: ApiError) -> bool:
+        self.last_error = None if isinstance(exc, Conflict) else exc
         return self.is_leader()
