@@ -11,13 +11,16 @@
 
 Pods opt in with the scheduling gate ``gpupolicy.dev/placement``. Runs until SIGTERM/SIGINT (exit 0), giving its
 Lease up on the way out. ``--once`` does one pass without waiting for a batch window (exit 0 when nothing stays
-unplaced, 1 otherwise). ``propose`` prints a rebalancing proposal and never writes.
-Exit codes: 0 ok, 1 unplaced (``--once``) or invalid input, 2 usage.
+unplaced or another replica holds the Lease, 1 otherwise, or when the API server fails: the error is logged).
+``propose`` prints a rebalancing proposal and never writes.
+Exit codes: 0 ok, 1 unplaced (``--once``), an API error (``--once``), an unreadable kubeconfig or invalid input,
+2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -26,9 +29,37 @@ import threading
 import uuid
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from gpupolicy.plugin.cli import service
 from gpupolicy.plugin.cli.files import read_source
+
+if TYPE_CHECKING:
+    from gpupolicy.plugin.controller.leader import LeaderElector
+    from gpupolicy.plugin.controller.loop import Controller
+    from gpupolicy.plugin.kube import Client
+
+
+def renew_deadline(lease_duration_s: float) -> float:
+    """client-go's proportions: a 15 s Lease is renewed within 10 s, else the leader stops writing."""
+    return lease_duration_s * 2 / 3
+
+
+def clients(kubeconfig: Path | None, lease_duration_s: float) -> tuple[Client, Client]:
+    """The controller's two clients: one for reads (lists of the whole cluster may take a while: 30 s), one for
+    writes and the Lease, whose every request ends, and tells the API server to end (``?timeout=``), within half the
+    margin the renew deadline leaves before the Lease expires, with no retry after ``Retry-After``: a write checked
+    just before the renew deadline is over before another replica can take the Lease."""
+    from gpupolicy.plugin.kube import Client, Retry
+
+    timeout = (lease_duration_s - renew_deadline(lease_duration_s)) / 2
+    reads = Client(kubeconfig)
+    try:
+        writes = Client(kubeconfig, timeout_s=timeout, retry=Retry(max_retries=0), server_timeout=True)
+    except BaseException:
+        reads.close()
+        raise
+    return reads, writes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,17 +147,17 @@ def _propose(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
     from gpupolicy.plugin.controller.leader import LeaderElector
     from gpupolicy.plugin.controller.loop import Config, Controller
     from gpupolicy.plugin.controller.metrics import Metrics
     from gpupolicy.plugin.controller.placer import Settings
-    from gpupolicy.plugin.kube import Client
     from gpupolicy.plugin.metrics import MetricsServer
 
     if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
         print("gpupolicy controller: times must be positive", file=sys.stderr)
+        return 2
+    if args.lease_duration < 1:
+        print("gpupolicy controller: --lease-duration must be at least 1 second", file=sys.stderr)
         return 2
     if problem := service.setup(args, "gpupolicy-controller"):
         print(f"gpupolicy controller: {problem}", file=sys.stderr)
@@ -135,12 +166,22 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     assert isinstance(settings, Settings)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    api = Client(args.kubeconfig)
+    try:
+        api, writes = clients(args.kubeconfig, args.lease_duration)
+    except Exception as exc:  # the kubernetes config loader raises ConfigException, YAML and OS errors
+        where = args.kubeconfig or "the in-cluster service account"
+        print(f"gpupolicy controller: cannot load {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     metrics = Metrics()
     elector = None
     if not args.no_leader_election:
         elector = LeaderElector(
-            api, identity, args.lease_namespace, args.lease_name, args.lease_duration, args.lease_duration * 2 / 3
+            writes,
+            identity,
+            args.lease_namespace,
+            args.lease_name,
+            args.lease_duration,
+            renew_deadline(args.lease_duration),
         )
     config = Config(
         identity,
@@ -152,15 +193,13 @@ def _run(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         resync_s=min(args.resync, args.lease_duration / 3),
     )
-    controller = Controller(api, config, elector, metrics)
+    controller = Controller(api, config, elector, metrics, writes=writes)
     if args.once:
-        if elector is not None and not elector.try_acquire_or_renew():
-            log.warning("another replica holds the Lease; nothing done")
-            return 0
-        result = controller.step(force=True)
-        if elector is not None:
-            elector.release()
-        return 1 if result.unplaced else 0
+        try:
+            return _once(controller, elector, log)
+        finally:
+            api.close()
+            writes.close()
     try:
         server = MetricsServer(metrics.registry, args.metrics_address) if args.metrics_address else None
     except OSError as exc:
@@ -182,4 +221,27 @@ def _run(args: argparse.Namespace) -> int:
     if server is not None:
         server.close()
     api.close()
+    writes.close()
     return 0
+
+
+def _once(controller: Controller, elector: LeaderElector | None, log: logging.Logger) -> int:
+    """One pass: 0 when nothing stays unplaced or another replica holds the Lease; 1 when something stays
+    unplaced or the API server fails (the error is logged, not a traceback)."""
+    from gpupolicy.plugin.kube import ApiError
+
+    if elector is not None and not elector.try_acquire_or_renew():
+        if elector.last_error is not None:
+            log.error("API call failed; nothing done", extra={"error": str(elector.last_error)})
+            return 1
+        log.warning("another replica holds the Lease; nothing done")
+        return 0
+    try:
+        result = controller.step(force=True)
+    except ApiError as exc:
+        log.error("API call failed; the pass stopped", extra={"error": str(exc)})
+        return 1
+    finally:
+        if elector is not None:
+            elector.release()
+    return 1 if result.unplaced else 0

@@ -6,18 +6,22 @@ of a pool (shared counters: MIG slices of one GPU), that the unit was given. Eac
 finalizer and our ``gpupolicy.dev/allocated-by`` annotation (a metadata update), then its allocation (a status
 update); both carry the resourceVersion just read and are retried after a conflict that changed nothing that
 matters. A unit whose writes fail half-way is rolled back (our allocations cleared), so a unit is allocated whole
-or not at all; only then are its pods' gates removed. Units hold disjoint devices, so several are written at once
-(``parallel`` threads): API round trips, not the solver, bound a large batch.
+or not at all. Before any gate is removed, the written claims are checked against a fresh list of every claim
+(:func:`gpupolicy.plugin.controller.fence.clash`): a device held twice, or a pool changed meanwhile, and the unit
+is released instead. Units hold disjoint devices, so several are written at once (``parallel`` threads): API
+round trips, not the solver, bound a large batch.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from gpupolicy.plugin.controller.fence import clash
 from gpupolicy.plugin.controller.snapshot import (
     ALLOCATED_BY,
     FINALIZER,
@@ -33,6 +37,7 @@ from gpupolicy.plugin.kube import Api, ApiError, Conflict, NotFound, Obj
 from gpupolicy.plugin.timefmt import kube_time
 
 RETRIES = 5
+log = logging.getLogger(__name__)
 DeviceKey = tuple[str, str, str]  # driver, pool, device
 
 
@@ -46,6 +51,7 @@ class Outcome:
     skipped: dict[str, str] = field(default_factory=dict)  # unit -> why
     claims_written: int = 0
     conflicts: int = 0
+    failed: dict[str, Exception] = field(default_factory=dict)  # unit -> what an unexpected error said
 
 
 def devices(alloc: Obj | None) -> set[DeviceKey]:
@@ -74,7 +80,9 @@ def commit(
     still_leader: Callable[[], bool] = lambda: True,
     parallel: int = 8,
 ) -> Outcome:
-    """Write every placed unit; units are independent (disjoint devices), so up to ``parallel`` go at once."""
+    """Write every placed unit's claims (units are independent: disjoint devices, so up to ``parallel`` at once),
+    check them all against one fresh list of claims (:func:`fence.clash`), then remove the gates of those that
+    pass. ``api`` is expected to refuse writes once this replica may not write any more (:class:`fence.Fenced`)."""
     out = Outcome()
     current = {ref(c): c for c in api.list("resourceclaims")}
     used, pools = _fresh_use(snapshot.claims, current.values())
@@ -84,16 +92,16 @@ def commit(
         with lock:
             return still_leader()
 
-    def one(key: str) -> tuple[str, str, int, int]:
+    def write(key: str) -> tuple[str, str, list[ClaimRef], int, Exception | None]:
         allocations = placed[key]
         if not guarded():
-            return key, "lost the leader lease", 0, 0
+            return key, "lost the leader lease", [], 0, None
         mine = set().union(*(devices(a) for a in allocations.values())) if allocations else set()
         taken = [c for c in allocations if c not in current or allocation(current[c]) is not None]
         if taken:
-            return key, f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot", 0, 0
+            return key, f"claim {taken[0][0]}/{taken[0][1]} changed since the snapshot", [], 0, None
         if mine & used or {(d, p) for d, p, _ in mine} & pools:
-            return key, "a device pool it was given changed since the snapshot", 0, 0
+            return key, "a device pool it was given changed since the snapshot", [], 0, None
         tally = Outcome()
         written: list[ClaimRef] = []
         try:
@@ -102,20 +110,56 @@ def commit(
                 written.append(claim_ref)
         except (Lost, ApiError) as exc:
             _rollback(api, written)
-            return key, f"writing claims failed: {exc}", 0, tally.conflicts
-        for pod in units[key].pods:
-            ungate(api, pod)
-        return key, "", len(written), tally.conflicts
+            return key, f"writing claims failed: {exc}", [], tally.conflicts, None
+        except Exception as exc:  # one unit's bad object must not stop the others
+            _rollback(api, written)
+            return key, f"writing claims failed: {type(exc).__name__}: {exc}", [], tally.conflicts, exc
+        return key, "", written, tally.conflicts, None
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        results = list(pool.map(one, placed))
-    for key, why, written_count, conflicts in results:
+        results = list(pool.map(write, placed))
+    ready: dict[str, int] = {}
+    for key, why, written, conflicts, failure in results:
         out.conflicts += conflicts
+        if failure is not None:
+            out.failed[key] = failure
         if why:
             out.skipped[key] = why
         else:
-            out.committed.append(key)
-            out.claims_written += written_count
+            ready[key] = len(written)
+    if not ready:
+        return out
+    fresh = {ref(c): c for c in api.list("resourceclaims")}
+    planned = {c: a for k in placed for c, a in placed[k].items()}
+    for key in list(ready):
+        why = clash(placed[key], fresh, expected=placed[key], before=snapshot.claims, planned=planned)
+        if why:
+            _rollback(api, list(placed[key]))
+            out.skipped[key] = f"not ungated: {why}"
+            del ready[key]
+
+    def let_go(key: str) -> tuple[str, str, Exception | None]:
+        """Remove the unit's gates; when that fails, its claims stay allocated: the next pass finds it complete."""
+        if not guarded():
+            return key, "lost the leader lease before removing the gates", None
+        try:
+            for pod in units[key].pods:
+                ungate(api, pod)
+        except ApiError as exc:
+            return key, f"removing the gates failed: {exc}", None
+        except Exception as exc:  # one unit's bad object must not stop the others
+            return key, f"removing the gates failed: {type(exc).__name__}: {exc}", exc
+        return key, "", None
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for key, why, failure in pool.map(let_go, list(ready)):
+            if failure is not None:
+                out.failed[key] = failure
+            if why:
+                out.skipped[key] = why
+            else:
+                out.committed.append(key)
+                out.claims_written += ready[key]
     return out
 
 
@@ -163,8 +207,14 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
 
 
 def _rollback(api: Api, written: list[ClaimRef]) -> None:
+    """Release what was written; when that fails too (not the leader any more, the API server away), the claims
+    stay allocated and the next pass of the leader finds the unit partial or complete."""
     for claim_ref in written:
-        release(api, claim_ref)
+        try:
+            release(api, claim_ref)
+        except ApiError as exc:
+            log.warning("rollback stopped", extra={"claim": f"{claim_ref[0]}/{claim_ref[1]}", "error": str(exc)})
+            return
 
 
 def ungate(api: Api, pod: Obj) -> None:

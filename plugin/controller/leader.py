@@ -5,16 +5,25 @@ saw the Lease change (its resourceVersion), never by comparing timestamps writte
 skew between replicas cannot make two of them leaders. Every change goes through an update carrying the
 resourceVersion just read: of two replicas racing for an expired Lease, one gets a conflict and stays a follower.
 A leader that could not renew within ``renew_deadline_s`` stops writing, before its Lease can expire.
+
+Fencing (what :class:`gpupolicy.plugin.controller.fence.Fenced` does with this): :meth:`LeaderElector.is_leader` is
+checked right before every write, and a write may stay in flight at most :attr:`LeaderElector.write_timeout_s`
+twice over (urllib3 applies a timeout to the connection and again to the answer). The renewal that counts was
+sent after the local instant ``_renewed_at`` was taken, so no other replica can see the Lease change, and then
+let it expire, before ``_renewed_at + lease_duration_s``; a write checked before ``_renewed_at +
+renew_deadline_s`` is over, answered or given up, by ``_renewed_at + renew_deadline_s + 2 * write_timeout_s`` =
+``_renewed_at + lease_duration_s``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.kube import Api, ApiError, NotFound, Obj
+from gpupolicy.plugin.kube import Api, ApiError, Conflict, NotFound, Obj
 from gpupolicy.plugin.timefmt import kube_micro_time
 
 
@@ -31,6 +40,20 @@ class LeaderElector:
     _seen_rv: str = ""
     _seen_at: float = 0.0
     _renewed_at: float | None = field(default=None)
+    last_error: ApiError | None = field(default=None)
+    """Why the last try to acquire or renew failed, when the API server did not answer it (a conflict is not an
+    error: another replica wrote the Lease first); None after an answer."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError("the renew deadline must be positive and shorter than the lease duration")
+
+    @property
+    def write_timeout_s(self) -> float:
+        """How long one write may wait for the API server: half the margin between the renew deadline and the
+        lease duration (a write checked just before the deadline is over, twice this later, before the Lease
+        can expire for another replica)."""
+        return (self.lease_duration_s - self.renew_deadline_s) / 2
 
     def is_leader(self) -> bool:
         """Held, and renewed recently enough that no other replica can have taken it over."""
@@ -48,8 +71,9 @@ class LeaderElector:
             lease = self.api.get("leases", self.namespace, self.name)
         except NotFound:
             return self._create(now)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         rv = str(lease["metadata"].get("resourceVersion", ""))
         if rv != self._seen_rv:
             self._seen_rv, self._seen_at = rv, now
@@ -78,7 +102,7 @@ class LeaderElector:
     def _spec(self, acquired: str, transitions: int) -> Obj:
         return {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self.lease_duration_s),
+            "leaseDurationSeconds": math.ceil(self.lease_duration_s),  # never shorter than what we count with
             "acquireTime": acquired,
             "renewTime": kube_micro_time(self.wall()),
             "leaseTransitions": transitions,
@@ -93,8 +117,9 @@ class LeaderElector:
         }
         try:
             created = self.api.create("leases", lease)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         self._seen_rv, self._seen_at, self._renewed_at = str(created["metadata"].get("resourceVersion", "")), now, now
         return True
 
@@ -107,10 +132,12 @@ class LeaderElector:
         wanted["spec"] = self._spec(str(acquired), transitions)
         try:
             updated = self.api.update("leases", wanted)
-        except ApiError:
-            return self._failed()
+        except ApiError as exc:
+            return self._failed(exc)
+        self.last_error = None
         self._seen_rv, self._seen_at, self._renewed_at = str(updated["metadata"].get("resourceVersion", "")), now, now
         return True
 
-    def _failed(self) -> bool:
+    def _failed(self, exc: ApiError) -> bool:
+        self.last_error = None if isinstance(exc, Conflict) else exc
         return self.is_leader()

@@ -5,7 +5,12 @@ exist) are batched: a batch closes ``batch_window_s`` after its first unit was s
 (:func:`placer.plan`), written (:func:`commit.commit`) and the unplaced pods are told why (:mod:`report`). An
 unplaced unit is not solved again until the inventory changes: ResourceSlices, DeviceClasses or the set of
 allocated devices (claims allocated or released, by us or by the scheduler). Units left complete or partial by a
-replica that stopped mid-batch are finished (gates removed) or released (our allocations cleared, solved again).
+replica that stopped mid-batch are finished (gates removed, once a fresh list of claims shows their devices held by
+no one else) or released (our allocations cleared, solved again).
+
+Writes go through :class:`~gpupolicy.plugin.controller.fence.Fenced`: each is sent only while this replica is
+sure to hold the Lease. A unit that makes compiling, solving or writing raise fails alone (:data:`STAGES`): its
+pods get the unplaced condition and an Event, the other units go on.
 """
 
 from __future__ import annotations
@@ -20,14 +25,18 @@ from dataclasses import dataclass, field
 
 from gpupolicy.plugin.controller import report
 from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
+from gpupolicy.plugin.controller.fence import Fenced, NotLeader, clash
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
-from gpupolicy.plugin.controller.placer import LoadCache, Plan, Settings, plan
-from gpupolicy.plugin.controller.snapshot import Snapshot, State, Unit, allocation, ours, units
+from gpupolicy.plugin.controller.placer import Failure, LoadCache, Plan, Settings, plan_isolated
+from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, ours, ref, units
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.solver.result import Reason
 
 log = logging.getLogger(__name__)
+STAGES = {"compile": "compile the claims of", "solve": "solve", "write": "write the claims of", "recover": "recover"}
+MAX_ERROR = 300
 
 
 @dataclass
@@ -72,8 +81,11 @@ class Controller:
         elector: LeaderElector | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        writes: Api | None = None,
     ) -> None:
-        self.api, self.config, self.elector = api, config, elector
+        """``api`` reads (and watches); ``writes`` (default ``api``) writes, each only while :meth:`may_write`."""
+        self.reads, self.config, self.elector = api, config, elector
+        self.api = Fenced(api, writes or api, self.may_write)
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.first_seen: dict[str, float] = {}
@@ -82,7 +94,12 @@ class Controller:
         self.cache = LoadCache()
 
     def leading(self) -> bool:
+        """Leader now, renewing the Lease when due (an API call)."""
         return self.elector is None or self.elector.ensure()
+
+    def may_write(self) -> bool:
+        """Checked right before each write: the Lease renewed within the renew deadline, by the local clock."""
+        return self.elector is None or self.elector.is_leader()
 
     def step(self, *, force: bool = False) -> StepResult:
         """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
@@ -107,25 +124,39 @@ class Controller:
         return out
 
     def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
+        fresh: dict[ClaimRef, Obj] | None = None
         for unit in all_units:
-            if unit.state == State.COMPLETE and self.leading():
-                for pod in unit.pods:
-                    ungate(self.api, pod)
-                out.finished.append(unit.key)
-                log.info("gates removed for an allocated unit", extra={"unit": unit.key})
-            elif unit.state == State.PARTIAL and self.leading():
+            if unit.state not in (State.COMPLETE, State.PARTIAL) or not self.leading():
+                continue
+            try:
+                if unit.state == State.COMPLETE:
+                    fresh = fresh or {ref(c): c for c in self.api.list("resourceclaims")}
+                    why = clash(unit.claims, fresh, before=snapshot.claims)
+                    if not why:
+                        for pod in unit.pods:
+                            ungate(self.api, pod)
+                        out.finished.append(unit.key)
+                        log.info("gates removed for an allocated unit", extra={"unit": unit.key})
+                        continue
+                    log.warning("allocated unit not ungated: released", extra={"unit": unit.key, "reason": why})
+                    fresh = None
                 for claim in unit.claims:
                     obj = snapshot.claims[claim]
                     if allocation(obj) is not None and ours(obj):
                         release(self.api, claim)
                 out.released.append(unit.key)
-                log.warning("released a partly allocated unit", extra={"unit": unit.key})
+                if unit.state == State.PARTIAL:
+                    log.warning("released a partly allocated unit", extra={"unit": unit.key})
+            except ApiError:  # the API server, or the Lease: the whole pass stops
+                raise
+            except Exception as exc:  # one unit's bad object must not stop the others
+                self._fail(unit, Failure("recover", exc), fingerprint(snapshot), out)
 
     def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult) -> None:
         by_key = {u.key: u for u in ready}
         claims = sum(len(u.claims) for u in ready)
         log.info("batch", extra={"units": len(ready), "claims": claims})
-        result = plan(snapshot, ready, self.config.settings, self.cache)
+        result, failures = plan_isolated(snapshot, ready, self.config.settings, self.cache)
         for problem in result.problems:
             log.warning("cluster object left out: it does not read cleanly", extra={"problem": problem})
         out.solved, out.plan = True, result
@@ -144,7 +175,8 @@ class Controller:
             self.leading,
             self.config.write_parallelism,
         )
-        out.placed, out.skipped = done.committed, done.skipped
+        out.placed, out.skipped = done.committed, {k: v for k, v in done.skipped.items() if k not in done.failed}
+        failures |= {key: Failure("write", exc) for key, exc in done.failed.items()}
         written = {f"alloc:{c[0]}/{c[1]}:{'/'.join(d)}" for k in done.committed
                    for c, a in result.placed[k].items() for d in devices(a)}  # fmt: skip
         after = fingerprint(snapshot, written)
@@ -167,11 +199,30 @@ class Controller:
             explanation = report.explanation(reasons)
             log.info("unplaced", extra={"unit": key, "reason": self.failed_reason[key], "explanation": explanation})
         out.unplaced = list(result.unplaced)
+        for key, failure in failures.items():
+            self._fail(by_key[key], failure, after, out)
         pods = sum(len(by_key[k].pods) for k in done.committed)
         self.metrics.placed_pods.inc(pods)
         self.metrics.placed_claims.inc(done.claims_written)
         self.metrics.conflicts.inc(done.conflicts)
         self._unplaced_metric()
+
+    def _fail(self, unit: Unit, failure: Failure, inventory: str, out: StepResult) -> None:
+        """A unit that made the controller raise: logged with its context, reported on its pods as unplaced, and
+        tried again only when the inventory or its pods change."""
+        error = f"{type(failure.error).__name__}: {failure.error}"
+        error = error if len(error) <= MAX_ERROR else error[: MAX_ERROR - 1] + "…"
+        code = f"{failure.stage}_failed"
+        log.error("a unit failed; the others go on", extra={"unit": unit.key, "stage": failure.stage, "error": error})
+        log.debug("the failure's traceback", extra={"unit": unit.key}, exc_info=failure.error)
+        why = Reason(code, f"the controller could not {STAGES[failure.stage]} {unit.key}: {error}")
+        reasons = [(claim, why) for claim in unit.claims] or [(ref(unit.pods[0]), why)]
+        self.failed[unit.key] = (inventory, _uids(unit))
+        self.failed_reason[unit.key] = code
+        self.first_seen.pop(unit.key, None)
+        for pod in unit.pods:
+            self._try(report.unplaced, pod, reasons)
+        out.unplaced.append(unit.key)
 
     def _unplaced_metric(self) -> None:
         reasons = Counter(self.failed_reason[k] for k in self.failed if k in self.failed_reason)
@@ -182,12 +233,15 @@ class Controller:
             fn(self.api, pod, *args)
         except ApiError as exc:
             log.warning("could not report on a pod", extra={"pod": pod["metadata"]["name"], "error": str(exc)})
+        except Exception as exc:  # a pod whose status does not read: report on the others
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+            log.error("could not report on a pod", extra={"pod": pod["metadata"].get("name"), "error": error})
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set: hold the Lease, place. With watches, a pass runs when pods, claims or slices change
         (and every ``resync_s``); without, every ``poll_interval_s``."""
         wake = threading.Event()
-        watch = getattr(self.api, "watch", None) if self.config.watch else None
+        watch = getattr(self.reads, "watch", None) if self.config.watch else None
         if watch is not None:
             for kind in ("pods", "resourceclaims", "resourceslices"):
                 threading.Thread(target=watch, args=(kind, stop, wake.set), name=f"watch-{kind}", daemon=True).start()
@@ -199,10 +253,16 @@ class Controller:
             if leader:
                 try:
                     deferred = self.step().deferred
+                except NotLeader as exc:
+                    log.warning("not sure to hold the Lease any more; pass stopped", extra={"error": str(exc)})
                 except ApiError as exc:
                     log.error("API call failed; retrying", extra={"error": str(exc)})
                 except DiagnosticError as exc:
                     log.error("the cluster's objects do not read cleanly", extra={"error": str(exc)})
+                except Exception as exc:  # a bug: keep the other pods coming, say what happened
+                    error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+                    log.error("pass failed; retrying", extra={"error": error})
+                    log.debug("the failure's traceback", exc_info=exc)
             quiet = watch is not None and leader and not deferred
             self._sleep(stop, wake, self._resync() if quiet else self.config.poll_interval_s, quiet)
         if self.elector is not None:

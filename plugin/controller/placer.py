@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +146,15 @@ def read(
     return out
 
 
+def prepare(snapshot: Snapshot, todo: Sequence[Unit], settings: Settings, cache: LoadCache) -> Compiled:
+    """The solver's problem for ``todo``: their pending claims loaded, compiled, narrowed to their pods' nodes."""
+    pending, gangs = _pending(snapshot, todo)
+    inputs = read(snapshot, pending, gangs, settings, cache)
+    compiled = inputs.compile()
+    restrict(compiled, _pod_nodes(snapshot, todo))
+    return compiled
+
+
 def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: LoadCache | None = None) -> Plan:
     """Solve the ready units together; groups all or nothing."""
     out = Plan()
@@ -154,11 +163,8 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
     started = time.perf_counter()
     while todo:
         out.rounds += 1
-        pending, gangs = _pending(snapshot, todo)
-        inputs = read(snapshot, pending, gangs, settings, cache)
+        compiled = prepare(snapshot, todo, settings, cache)
         out.problems = list(cache.problems)
-        compiled = inputs.compile()
-        restrict(compiled, _pod_nodes(snapshot, todo))
         solution = solve(compiled.problem, settings.strategy, settings.params)
         out.compiled, out.solution, out.status = compiled, solution, solution.status
         broken = _split(compiled, solution, todo, snapshot, out)
@@ -167,6 +173,66 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
         todo = [u for u in todo if u.key not in broken]
     out.solve_s = time.perf_counter() - started
     return out
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A unit the controller could not handle: the stage (``compile``, ``solve``, ``write``, ``recover``) and the
+    exception."""
+
+    stage: str
+    error: Exception
+
+
+def plan_isolated(
+    snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: LoadCache | None = None
+) -> tuple[Plan, dict[str, Failure]]:
+    """:func:`plan`, with the units whose claims make it raise left out. When the batch raises, the units to blame
+    are found by halving it: first by compiling alone (cheap), then, when every part compiles, by solving. The
+    others are solved again without them. When the inventory alone raises, every unit fails with it."""
+    cache = cache or LoadCache()
+    try:
+        return plan(snapshot, units, settings, cache), {}
+    except Exception as exc:
+        whole = exc
+    inventory = _raises(lambda: prepare(snapshot, [], settings, cache))
+    if inventory is not None:
+        return Plan(), {u.key: Failure("compile", inventory) for u in units}
+    todo = [u for u in units if u.state == State.READY]
+    failed = _halve(todo, lambda part: _raises(lambda: prepare(snapshot, part, settings, cache)), "compile")
+    if not failed:
+        failed = _halve(todo, lambda part: _raises(lambda: plan(snapshot, part, settings, cache)), "solve", whole)
+    rest = [u for u in todo if u.key not in failed]
+    try:
+        return plan(snapshot, rest, settings, cache), failed
+    except Exception as exc:  # the rest fails together, and no single unit is to blame
+        return Plan(), failed | {u.key: Failure("solve", exc) for u in rest}
+
+
+def _raises(attempt: Callable[[], object]) -> Exception | None:
+    try:
+        attempt()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _halve(
+    units: Sequence[Unit],
+    probe: Callable[[Sequence[Unit]], Exception | None],
+    stage: str,
+    error: Exception | None = None,
+) -> dict[str, Failure]:
+    """The units that make ``probe`` raise on their own; ``error``: what it raised for all of ``units``, if known."""
+    if not units:
+        return {}
+    error = error or probe(units)
+    if error is None:
+        return {}
+    if len(units) == 1:
+        return {units[0].key: Failure(stage, error)}
+    middle = len(units) // 2
+    return _halve(units[:middle], probe, stage) | _halve(units[middle:], probe, stage)
 
 
 def _pod_nodes(snapshot: Snapshot, todo: Sequence[Unit]) -> dict[ClaimKey, frozenset[str]]:

@@ -97,13 +97,18 @@ class Client:
         retry: Retry = Retry(),
         sleep: Callable[[float], None] = time.sleep,
         max_concurrent: int = MAX_CONCURRENT,
+        server_timeout: bool = False,
     ) -> None:
+        """``server_timeout``: every request also asks the API server to give up after ``timeout_s`` (the
+        ``timeout`` query parameter, as client-go sends it), so that a request the client stopped waiting for is
+        not applied long after, e.g. one held in an API Priority and Fairness queue."""
         self._api = load_configuration(kubeconfig, pool_size)
         self._max_concurrent = max_concurrent
         self._slots = threading.BoundedSemaphore(max_concurrent)
         """Requests in flight on threads (a watch's long poll excepted)."""
         self._host = self._api.configuration.host
         self._timeout = timeout_s
+        self._server_timeout = server_timeout
         self._retry = retry
         self._sleep = sleep
         self._auth_lock = threading.Lock()
@@ -177,6 +182,8 @@ class Client:
     def request(self, method: str, resource_path: str, body: Obj | None = None) -> Obj:
         """``method`` on ``resource_path`` with a JSON ``body``; the decoded answer ({} when empty)."""
         data = json.dumps(body).encode() if body is not None else None
+        if self._server_timeout:
+            resource_path += ("&" if "?" in resource_path else "?") + f"timeout={self._timeout:g}s"
         for attempt in range(self._retry.max_retries + 1):
             with self._slots:
                 answer = self._send(method, resource_path, data)

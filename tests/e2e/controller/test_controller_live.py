@@ -146,8 +146,9 @@ def test_a_gang_that_does_not_fit_stays_gated_whole_with_a_reason(
     assert warned == {"twin": 1, "w1": 1, "w2": 1}, "one event per pod, not one per retry"
 
 
-class Crash(Exception):
-    """The controller process dies here."""
+class Crash(BaseException):
+    """The controller process dies here: not an error the controller handles (it fails one unit and goes on for
+    those), but the end of the process, as KeyboardInterrupt or SystemExit would be."""
 
 
 def crash_after(writes: int) -> Callable[[Any], Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -104,6 +107,19 @@ def test_unreachable_api_keeps_leadership_only_until_the_deadline() -> None:
     assert not a.try_acquire_or_renew() and not a.is_leader()
 
 
+def test_last_error_tells_an_outage_from_another_holder() -> None:
+    api, clock = FakeApi(), Clock()
+    a, b = elector(api, "a", clock), elector(api, "b", clock)
+    assert a.try_acquire_or_renew() and a.last_error is None
+    assert not b.try_acquire_or_renew() and b.last_error is None, "held by a: no error"
+
+    def down(kind: str, namespace: str | None, name: str) -> Obj:
+        raise Unreachable("connection refused")
+
+    api.get = down  # type: ignore[method-assign]
+    assert not b.try_acquire_or_renew() and isinstance(b.last_error, Unreachable)
+
+
 def test_metrics_endpoint_serves_the_registry_with_prometheus_client() -> None:
     metrics = Metrics()
     metrics.pending_pods.set(3)
@@ -167,3 +183,38 @@ def test_cli_help_and_usage_errors() -> None:
     assert cli("run", "--log-format", "xml", "--kubeconfig", "/nonexistent").returncode == 2
     assert cli("run", "--batch-window", "-1", "--kubeconfig", "/nonexistent").returncode == 2
     assert cli().returncode == 2
+
+
+def test_once_against_an_unreachable_api_server_reports_the_error_and_fails(tmp_path: Path) -> None:
+    """Not "another replica holds the Lease" and exit 0: the API error, and a non-zero exit, without a traceback."""
+    with socket.socket() as sock:  # a port nothing listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps(config))
+
+    def once(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gpupolicy.plugin.cli.main", "controller", "run", "--once",
+             "--metrics-address", "", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    for extra in ([], ["--no-leader-election"]):
+        done = once("--kubeconfig", str(kubeconfig), *extra)
+        assert done.returncode == 1, (extra, done.returncode, done.stderr)
+        assert "another replica holds the Lease" not in done.stderr
+        assert "Traceback" not in done.stderr
+        lines = [json.loads(line) for line in done.stderr.splitlines()]
+        failed = [line for line in lines if line["level"] == "error"]
+        assert failed and "unreachable" in failed[-1]["error"], (extra, done.stderr)
+    missing = once("--kubeconfig", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr and "nowhere" in missing.stderr

@@ -212,3 +212,18 @@ def test_fakes_raise_the_same_classes() -> None:
     assert type(error("not_found", "x")) is NotFound and type(error("conflict", "x")) is Conflict
     assert type(error("unreachable", "x")) is Unreachable and type(error("whatever", "x")) is ApiError
     assert str(error("conflict", "the object has been modified")) == "conflict: the object has been modified"
+
+
+def test_server_timeout_tells_the_server_how_long_the_client_waits(server: tuple[Script, str], tmp_path: Path) -> None:
+    script, url = server
+    script.answers = [(200, {}, {"kind": "ResourceSliceList", "items": []}), (200, {}, CLAIM)]
+    api = Client(kubeconfig(tmp_path, url), timeout_s=2.5, server_timeout=True)
+    api.list("resourceslices", field_selector="spec.nodeName=n")
+    api.update("resourceclaims", CLAIM, status=True)
+    assert [path for _, path, _ in script.asked] == [
+        "/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.nodeName%3Dn&timeout=2.5s",
+        "/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/c/status?timeout=2.5s",
+    ]
+    plain = client(tmp_path, url, [])
+    plain.get("resourceclaims", "ns", "c")
+    assert script.asked[-1][1] == "/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/c", "off by default"
