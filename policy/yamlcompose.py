@@ -16,10 +16,15 @@ decoded nodes and 100 aliased ones, the aliased share may be at most 99 % up to 
 falling linearly to 10 % at 4,000,000. go-yaml applies it while decoding; we apply it to the
 document's totals, which are known before anything is expanded. Either way the expanded document
 stays within a small multiple of what was written.
+
+Most files need none of this: text without a ``*`` holds no alias, and a cheap bound on its depth
+(:func:`plain`) shows when no node can be too deep; such text keeps libyaml's faster composer.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +70,7 @@ class _Open:
 class _Document:
     filename: str
     max_depth: int
+    max_nodes: int  # what is left of the file's node budget for this document
     anchors: dict[str, yaml.Node] = field(default_factory=dict)
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(anchored node) -> (size, height)
     unfinished: set[int] = field(default_factory=set)  # anchored collections still open
@@ -79,6 +85,9 @@ class _Document:
     def too_deep(self, mark: Mark) -> DiagnosticError:
         return self.fail("yaml_too_deep", f"nesting deeper than {self.max_depth} levels", mark)
 
+    def too_many(self, mark: Mark, file_limit: int) -> DiagnosticError:
+        return self.fail("yaml_too_many_nodes", f"more than {file_limit} nodes in the file (aliases expanded)", mark)
+
     def anchor(self, name: str, node: yaml.Node, mark: Mark) -> None:
         if name in self.anchors:  # as PyYAML's composer
             first = self.anchors[name].start_mark
@@ -88,20 +97,59 @@ class _Document:
         self.anchors[name] = node
 
 
-def compose_documents(loader: Any, filename: str, max_depth: int) -> Iterator[yaml.Node]:
-    """The root node of each document of the stream ``loader`` (a PyYAML loader) parses."""
+def compose_documents(loader: Any, text: str, filename: str, max_depth: int, max_nodes: int) -> Iterator[yaml.Node]:
+    """The root node of each document of ``text``, which ``loader`` (a PyYAML loader) parses; at most
+    ``max_nodes`` nodes in all (aliases expanded), none deeper than ``max_depth``.
+
+    Text in which no alias can occur and that cannot break either limit (:func:`plain`) is composed
+    by the loader's own composer (libyaml's, in C: faster, and safe for such text); any other text
+    by :func:`compose_document`."""
+    if plain(text, max_depth, max_nodes):
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                yield node
+        return
     loader.get_event()  # StreamStart
+    left = max_nodes
     while not loader.check_event(yaml.StreamEndEvent):
-        yield compose_document(loader, filename, max_depth)
+        doc = _Document(filename, max_depth, left)
+        yield compose_document(loader, doc, max_nodes)
+        left -= doc.written + doc.aliased
 
 
-def compose_document(loader: Any, filename: str, max_depth: int) -> yaml.Node:
+def plain(text: str, max_depth: int, max_nodes: int) -> bool:
+    """Whether ``text`` is sure to hold no alias (no ``*`` anywhere), no node deeper than ``max_depth``
+    and at most ``max_nodes`` nodes, by cheap upper bounds. Depth: every ``[`` or ``{`` opens a level,
+    and a block level costs at least one column of indentation or a ``- ``, ``? ``, ``: `` indicator
+    for every two levels (a sequence may sit at its parent key's column; a tag or anchor cannot start a
+    compact collection). Nodes: every node but a document's root follows a line break, ``,``, ``:``,
+    ``-``, ``?``, ``[`` or ``{``, and at most two nodes (a block collection and its first key) follow the
+    same one. Ordinary Kubernetes YAML is plain."""
+    if "*" in text:
+        return False
+    flow = text.count("[") + text.count("{")
+    widest = (max_depth - flow - 2) // 2  # the widest line prefix of spaces and indicators allowed
+    if widest < 0 or _wider_prefix(widest).search(text) is not None:
+        return False
+    separators = flow + sum(text.count(c) for c in "\n,:-?")
+    return 2 * separators + 2 <= max_nodes
+
+
+@functools.lru_cache(maxsize=8)
+def _wider_prefix(width: int) -> re.Pattern[str]:
+    """A line that starts with more than ``width`` spaces and block indicators (one scan, no list)."""
+    return re.compile(rf"^[ ?:-]{{{width + 1}}}", re.MULTILINE)
+
+
+def compose_document(loader: Any, doc: _Document, file_limit: int) -> yaml.Node:
     """The root node of the next document of ``loader`` (a PyYAML loader positioned at a
-    DocumentStartEvent). Raises :class:`DiagnosticError` for a document too deep or too aliased,
-    and ``yaml.YAMLError`` for what the parser refuses."""
+    DocumentStartEvent). Raises :class:`DiagnosticError` for a document too deep, too aliased or
+    with too many nodes (as the parser reaches the node that breaks the limit, before any more is
+    built), and ``yaml.YAMLError`` for what the parser refuses."""
     get_event, resolve = loader.get_event, loader.resolve
     get_event()  # DocumentStart
-    doc = _Document(filename, max_depth)
+    max_depth, max_nodes = doc.max_depth, doc.max_nodes
     stack: list[_Open] = []
     node: yaml.Node
     while True:  # scalars first: most events are scalars
@@ -110,11 +158,13 @@ def compose_document(loader: Any, filename: str, max_depth: int) -> yaml.Node:
         if kind is yaml.ScalarEvent:
             if len(stack) > max_depth:
                 raise doc.too_deep(event.start_mark)
+            doc.written += 1
+            if doc.written + doc.aliased > max_nodes:
+                raise doc.too_many(event.start_mark, file_limit)
             tag = event.tag
             if tag is None or tag == "!":
                 tag = resolve(yaml.ScalarNode, event.value, event.implicit)
             node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-            doc.written += 1
             size, height = 1, 0
             if event.anchor is not None:
                 doc.anchor(event.anchor, node, event.start_mark)
@@ -122,18 +172,22 @@ def compose_document(loader: Any, filename: str, max_depth: int) -> yaml.Node:
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             if len(stack) > max_depth:
                 raise doc.too_deep(event.start_mark)
+            doc.written += 1
+            if doc.written + doc.aliased > max_nodes:
+                raise doc.too_many(event.start_mark, file_limit)
             stack.append(_collection(resolve, doc, event))
             continue
         elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             done = stack.pop()
             node, size, height = done.node, done.size, done.height
             node.end_mark = event.end_mark
-            doc.written += 1
             if done.anchored:
                 doc.unfinished.discard(id(node))
                 doc.sizes[id(node)] = (size, height)
         elif kind is yaml.AliasEvent:
             node, size, height = _alias(doc, event, len(stack))
+            if doc.written + doc.aliased > max_nodes:
+                raise doc.too_many(event.start_mark, file_limit)
         else:  # the parser yields nothing else inside a document
             raise doc.fail("yaml_syntax_error", f"unexpected {kind.__name__}", event.start_mark)
         if not stack:
@@ -151,14 +205,18 @@ def compose_document(loader: Any, filename: str, max_depth: int) -> yaml.Node:
             parent.key = None
     get_event()  # DocumentEnd
     if excessive_aliasing(doc.written, doc.aliased):
-        decoded = doc.written + doc.aliased
-        raise doc.fail(
-            "yaml_excessive_aliasing",
-            f"document contains excessive aliasing: {doc.written} nodes written expand to {_count(decoded)} through"
-            f" aliases (at most {allowed_alias_ratio(decoded):.0%} of a document may come from aliases)",
-            doc.biggest_alias[1],
-        )
+        raise _excessive(doc, doc.biggest_alias[1])
     return node
+
+
+def _excessive(doc: _Document, mark: Mark) -> DiagnosticError:
+    decoded = doc.written + doc.aliased
+    return doc.fail(
+        "yaml_excessive_aliasing",
+        f"document contains excessive aliasing: {doc.written} nodes written expand to {_count(decoded)} through"
+        f" aliases (at most {allowed_alias_ratio(decoded):.0%} of a document may come from aliases)",
+        mark,
+    )
 
 
 def _count(n: int) -> str:
@@ -195,4 +253,6 @@ def _alias(doc: _Document, event: Any, depth: int) -> tuple[yaml.Node, int, int]
     doc.aliased = min(doc.aliased + size, _SATURATE)
     if size > doc.biggest_alias[0]:
         doc.biggest_alias = (size, event.start_mark)
+    if excessive_aliasing(doc.written, doc.aliased):  # checked as it grows, as go-yaml does
+        raise _excessive(doc, event.start_mark)
     return node, size, height

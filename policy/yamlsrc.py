@@ -19,6 +19,7 @@ from gpupolicy.policy.yamlcompose import compose_documents
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 100
+MAX_NODES = 2_000_000  # per file, aliases expanded: more than the densest 3 MiB API request holds
 
 Positions = dict[KeyPath, tuple[int, int]]
 
@@ -137,7 +138,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
         raise DiagnosticError([_syntax_error(exc, filename, text)]) from None
     try:
         index = 0
-        for node in compose_documents(loader, filename, MAX_DEPTH):
+        for node in compose_documents(loader, text, filename, MAX_DEPTH, MAX_NODES):
             positions: Positions = {}
             _walk(node, (), positions, problems, filename)
             data = loader.construct_document(node)

@@ -7,11 +7,16 @@ Each hostile document is parsed in a child process with a memory cap and a time 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gpupolicy.policy import yamlcompose, yamlsrc
 from gpupolicy.policy.errors import DiagnosticError
-from gpupolicy.policy.yamlsrc import MAX_DEPTH, parse_yaml
+from gpupolicy.policy.yamlsrc import MAX_DEPTH, MAX_NODES, parse_yaml
 from tests.bounded import python
 
 
@@ -38,8 +43,6 @@ else:
 
 
 def _parse_bounded(tmp_path: object, text: str) -> object:
-    from pathlib import Path
-
     assert isinstance(tmp_path, Path)
     path = tmp_path / "hostile.yaml"
     path.write_text(text, encoding="utf-8")
@@ -150,3 +153,150 @@ def test_excessive_aliasing_in_a_larger_document() -> None:
     (diag,) = info.value.diagnostics
     assert diag.code == "yaml_excessive_aliasing"
     assert diag.location.line == 3
+
+
+# --- which composer: libyaml's for plain text, ours for the rest, the same documents either way ---
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+
+
+def _documents(text: str) -> list[tuple[object, dict[object, tuple[int, int]]]]:
+    return [(d.data, dict(d.positions)) for d in parse_yaml(text, "same.yaml")]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_both_composers_read_the_examples_alike(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert yamlcompose.plain(text, MAX_DEPTH, MAX_NODES)  # ordinary files keep libyaml's faster composer
+    fast = _documents(text)
+    monkeypatch.setattr(yamlcompose, "plain", lambda *_: False)
+    assert _documents(text) == fast
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "kind: X\na: &x {b: [1, 2, {c: d}]}\nl:\n- - 1\n  - [2]\n-   - 3\n? [k]\n: v\n",
+        "---\nkind: A\n...\n---\n# empty\n---\nkind: B\nitems: []\nm: {}\n",
+        "kind: X\ns: |\n  block\n   scalar\nt: >-\n  folded\n",
+        "kind: X\na: 1\na: 2\n",  # a duplicate key, reported by both
+    ],
+)
+def test_both_composers_agree_on_small_documents(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def outcome() -> object:
+        try:
+            return _documents(text)
+        except DiagnosticError as err:
+            return [str(d) for d in err.diagnostics]
+
+    fast = outcome()
+    monkeypatch.setattr(yamlcompose, "plain", lambda *_: False)
+    assert outcome() == fast
+
+
+def test_plain_is_false_when_an_alias_or_a_deep_node_is_possible() -> None:
+    assert not yamlcompose.plain("a: &x 1\nb: *x\n", MAX_DEPTH, MAX_NODES)
+    assert not yamlcompose.plain("a: '*'\n", MAX_DEPTH, MAX_NODES)  # any '*' at all
+    assert not yamlcompose.plain("a: " + "[" * MAX_DEPTH, MAX_DEPTH, MAX_NODES)
+    assert not yamlcompose.plain("a:\n" + " " * 60 + "b: 1\n", MAX_DEPTH, MAX_NODES)
+    assert not yamlcompose.plain("a: [1, 2, 3]\n", MAX_DEPTH, 8)  # 2 * (1 + 2 + 1 + 1) + 2 > 8
+    assert yamlcompose.plain("a: {b: [1, 2]}\n", MAX_DEPTH, MAX_NODES)
+
+
+def _nest(depth: int, kinds: list[bool]) -> object:
+    value: object = "x"
+    for i in range(depth):
+        value = {"k": value} if kinds[i % len(kinds)] else [value]
+    return value
+
+
+def _depth(value: object) -> int:
+    depth = 0
+    while isinstance(value, (dict, list)):
+        value = value["k"] if isinstance(value, dict) else value[0]
+        depth += 1
+    return depth
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=160),
+    st.lists(st.booleans(), min_size=1, max_size=4),
+    st.sampled_from([False, True, None]),
+    st.integers(min_value=1, max_value=4),
+)
+def test_plain_never_lets_a_deep_document_through(
+    depth: int, kinds: list[bool], flow: bool | None, indent: int
+) -> None:
+    """The fast path's depth bound over-estimates, never under-estimates: block, flow and mixed
+    styles, compact sequences ("- - x") and the narrowest indentation."""
+    nested = _nest(depth, kinds)
+    text = yaml.safe_dump({"kind": "X", "v": nested}, default_flow_style=flow, indent=max(indent, 2), width=10_000)
+    if yamlcompose.plain(text, MAX_DEPTH, MAX_NODES):
+        assert 1 + _depth(nested) <= MAX_DEPTH
+        assert len(parse_yaml(text, "nest.yaml")) == 1
+
+
+def _count_nodes(node: yaml.Node) -> int:
+    count, todo = 0, [node]
+    while todo:
+        node = todo.pop()
+        count += 1
+        if isinstance(node, yaml.SequenceNode):
+            todo += node.value
+        elif isinstance(node, yaml.MappingNode):
+            todo += [n for pair in node.value for n in pair]
+    return count
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(min_size=1, max_size=4), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_VALUES, min_size=1, max_size=3), st.sampled_from([False, True, None]))
+def test_plain_never_under_counts_nodes(documents: list[object], flow: bool | None) -> None:
+    """Whatever ``plain`` lets through holds at most the nodes it was given: the separator bound
+    never under-counts, in any style."""
+    text = yaml.safe_dump_all(documents, default_flow_style=flow)
+    nodes = sum(_count_nodes(n) for n in yaml.compose_all(text, Loader=yaml.CSafeLoader) if n is not None)
+    assert not yamlcompose.plain(text, MAX_DEPTH, nodes - 1)
+
+
+def test_too_many_nodes_in_one_document_is_refused_where_the_limit_is_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(yamlsrc, "MAX_NODES", 1000)
+    text = "kind: X\nitems:\n" + "".join(f"- n{i}\n" for i in range(2000))
+    with pytest.raises(DiagnosticError) as info:
+        parse_yaml(text, "many.yaml")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "yaml_too_many_nodes"
+    assert diag.message == "more than 1000 nodes in the file (aliases expanded)"
+    assert (diag.location.line, diag.location.col) == (3 + 1000 - 5, 3)  # root, 2 keys, the list: 996th item
+
+
+def test_the_node_limit_is_for_the_whole_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlsrc, "MAX_NODES", 1000)
+    doc = "---\nkind: X\nitems: [" + ", ".join(["1"] * 95) + "]\n"  # 100 nodes
+    assert len(parse_yaml(doc * 10, "ten.yaml")) == 10
+    with pytest.raises(DiagnosticError) as info:
+        parse_yaml(doc * 11, "eleven.yaml")
+    assert info.value.diagnostics[0].code == "yaml_too_many_nodes"
+    assert info.value.diagnostics[0].location.line == 32  # the root of the 11th document (after its ---)
+
+
+def test_a_file_of_millions_of_tiny_nodes_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """Each node costs a few hundred bytes of Python objects: 16 MB of "1," would need gigabytes."""
+    result = _parse_bounded(tmp_path, "kind: X\na: [" + "1," * 8_000_000 + "1]\n")
+    assert isinstance(result, list)
+    (diag,) = result
+    assert diag["code"] == "yaml_too_many_nodes"
+    assert (diag["line"], diag["col"]) == (2, 3 + 2 * (MAX_NODES - 4))  # item MAX_NODES - 4 of the list
