@@ -13,9 +13,10 @@ every node knows two numbers before anything walks it:
 A document may draw only so much of its size from aliases: the rule of go-yaml v3 (which
 sigs.k8s.io/yaml, hence the API server, uses), ``document contains excessive aliasing``: past 1,000
 decoded nodes and 100 aliased ones, the aliased share may be at most 99 % up to 400,000 nodes,
-falling linearly to 10 % at 4,000,000. go-yaml applies it while decoding; we apply it to the
-document's totals, which are known before anything is expanded. Either way the expanded document
-stays within a small multiple of what was written.
+falling linearly to 10 % at 4,000,000. Like go-yaml we check it as the document grows (at every
+alias), but on sizes known before anything is expanded. And a file may hold at most ``max_nodes``
+nodes, aliases expanded, counted as the parser goes (``yaml_too_many_nodes``): nothing past the
+limit is built.
 
 Most files need none of this: text without a ``*`` holds no alias, and a cheap bound on its depth
 (:func:`plain`) shows when no node can be too deep; such text keeps libyaml's faster composer.

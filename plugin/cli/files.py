@@ -14,8 +14,10 @@ import stat
 from pathlib import Path
 
 from gpupolicy.policy.errors import DiagnosticError, Location
-from gpupolicy.policy.yamlsrc import MAX_FILE_BYTES
 
+# gpupolicy.policy.yamlsrc.MAX_FILE_BYTES (a test checks it), not imported: every command loads this module,
+# and the YAML reader would load PyYAML with it.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 _KINDS = {
     stat.S_IFCHR: "a character device",
