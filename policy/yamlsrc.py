@@ -15,9 +15,11 @@ from typing import Any
 import yaml
 
 from gpupolicy.policy.errors import Diagnostic, DiagnosticError, KeyPath, Location, format_path
+from gpupolicy.policy.yamlcompose import compose_documents
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 100
+MAX_NODES = 2_000_000  # per file, aliases expanded: more than the densest 3 MiB API request holds
 
 Positions = dict[KeyPath, tuple[int, int]]
 
@@ -136,10 +138,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
         raise DiagnosticError([_syntax_error(exc, filename, text)]) from None
     try:
         index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
+        for node in compose_documents(loader, text, filename, MAX_DEPTH, MAX_NODES):
             positions: Positions = {}
             _walk(node, (), positions, problems, filename)
             data = loader.construct_document(node)
@@ -171,6 +170,8 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
             index += 1
     except yaml.YAMLError as exc:
         problems.append(_syntax_error(exc, filename, text))
+    except DiagnosticError as err:  # too deep or too aliased: the rest of the stream is not read
+        problems += err.diagnostics
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
         problems.append(Diagnostic("yaml_syntax_error", f"cannot read YAML: {exc}", Location(filename)))
     finally:

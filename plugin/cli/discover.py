@@ -48,7 +48,7 @@ def _table(gpus: list[object]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gpupolicy.plugin.kubelet.driver import default_publish_for, load_policy_publish, open_nvml
+    from gpupolicy.plugin.kubelet.driver import default_publish_for, open_nvml
     from gpupolicy.plugin.kubelet.nvml.types import NvmlError
 
     try:
@@ -61,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(_table(list(gpus)))
         return 0
     from gpupolicy.plugin.kubelet.discovery import build_inventory
-    from gpupolicy.policy.builder import build_slices
+    from gpupolicy.policy.builder import PublishFor, build_slices
     from gpupolicy.policy.gpu import EXCLUSIVE
     from gpupolicy.policy.k8s.dump import dump_objects
 
+    publish_for: PublishFor
     if args.policy:
-        publish_for, driver = load_policy_publish(args.policy)
+        from gpupolicy.plugin.cli.files import read_source
+        from gpupolicy.policy.policyfile.compile import load_policy
+
+        compiled = load_policy(*read_source(args.policy))
+        publish_for, driver = compiled.publish_for, compiled.driver_name
     else:
         publish_for, driver = default_publish_for(gpus), DEFAULT_DRIVER
     driver = args.driver_name or driver

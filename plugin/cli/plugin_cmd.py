@@ -15,8 +15,12 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpupolicy.plugin.cli import service
+
+if TYPE_CHECKING:
+    from gpupolicy.policy.builder import PublishFor
 
 # gpupolicy.policy.builder.DEFAULT_DRIVER, not imported here: every `gpupolicy` command loads this module.
 DEFAULT_DRIVER = "gpu.gpupolicy.dev"
@@ -76,15 +80,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("--xid", type=int, default=79)
 
 
-def _driver_name(args: argparse.Namespace) -> str:
-    if args.driver_name:
-        return str(args.driver_name)
-    policy = getattr(args, "policy", None)
-    if policy is not None:
-        from gpupolicy.plugin.kubelet.driver import load_policy_publish
+def _driver_name(args: argparse.Namespace, policy_driver: str | None = None) -> str:
+    """``--driver-name``, else the policy's, else the default."""
+    return str(args.driver_name or policy_driver or DEFAULT_DRIVER)
 
-        return load_policy_publish(policy)[1]
-    return DEFAULT_DRIVER
+
+def _load_policy(path: Path | None) -> tuple[PublishFor | None, str | None]:
+    """The policy file's publishing rule and driver name (read once, through the CLI's bounded reader),
+    or ``(None, None)`` without one."""
+    if path is None:
+        return None, None
+    from gpupolicy.plugin.cli.files import read_source
+    from gpupolicy.policy.policyfile.compile import load_policy
+
+    compiled = load_policy(*read_source(path))
+    return compiled.publish_for, compiled.driver_name
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -95,9 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"gpupolicy plugin: {problem}", file=sys.stderr)
         return 2
     log = logging.getLogger(__name__)
+    publish_for, policy_driver = _load_policy(args.policy)  # an invalid policy: main() prints its diagnostics
     options = Options(
         node=args.node_name,
-        driver=_driver_name(args),
+        driver=_driver_name(args, policy_driver),
         policy=args.policy,
         plugin_dir=args.plugin_dir,
         registry_dir=args.registry_dir,
@@ -111,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        plugin = Plugin(options)
+        plugin = Plugin(options, publish_for=publish_for)
         plugin.start()
     except Exception as exc:
         if type(exc).__name__ == "DiagnosticError":  # an invalid policy file: main() prints its diagnostics

@@ -72,7 +72,24 @@ def _progress(strategy: str, seed: int, done: int, total: int) -> None:
         print(f"\r{strategy} seed {seed}: {done}/{total} pods", end=end, file=sys.stderr, flush=True)
 
 
+MAX_TARGET = 10.0  # arrived GPU demand / capacity: the replay resamples the trace up to this share
+MAX_WINDOW = 1_000_000  # arrivals per batch window
+
+
+def _range_problem(args: argparse.Namespace) -> str:
+    from gpupolicy.plugin.cli.ranges import first, integer_in, number_in, seconds_in
+    from gpupolicy.policy.policyfile.model import MAX_TIME_LIMIT_SECONDS
+
+    return first(
+        number_in("--target", args.target, 0, MAX_TARGET),
+        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
+        integer_in("--window", args.window, 1, MAX_WINDOW),
+    )
+
+
 def _usage_problem(args: argparse.Namespace) -> str:
+    if problem := _range_problem(args):
+        return problem
     csv_mode = args.nodes is not None or args.pods is not None
     dra_mode = bool(args.inventory or args.claims or args.policy)
     if csv_mode and dra_mode:
@@ -91,8 +108,6 @@ def _usage_problem(args: argparse.Namespace) -> str:
             return f"with --inventory the strategies are {', '.join(CLAIM_STRATEGIES)}, not {', '.join(wrong)}"
         if args.mig or args.ceiling is not None:
             return "--mig and --ceiling apply to the openb mode only"
-        if args.window < 1 or args.time_limit <= 0:
-            return "--window and --time-limit must be positive"
     if args.plot is not None and not _can_plot():
         return (
             "plot_unavailable: --plot needs matplotlib, which is not installed;"

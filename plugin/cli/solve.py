@@ -69,8 +69,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_problem(args: argparse.Namespace) -> str:
-    if args.time_limit is not None and args.time_limit <= 0:
-        return "--time-limit must be positive"
+    from gpupolicy.plugin.cli.ranges import first, integer_in, seconds_in
+    from gpupolicy.policy.policyfile.model import MAX_SEED, MAX_TIME_LIMIT_SECONDS, MAX_WORKERS
+
+    # the ranges of a policy file's solver limits
+    problem = first(
+        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
+        integer_in("--workers", args.workers, 1, MAX_WORKERS),
+        integer_in("--seed", args.seed, 0, MAX_SEED),
+    )
+    if problem:
+        return problem
     if args.namespace and not args.kubeconfig:
         return "--namespace filters what --kubeconfig reads; give --kubeconfig FILE too"
     if not args.kubeconfig and not args.inventory:

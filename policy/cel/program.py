@@ -67,11 +67,13 @@ class _Core:
 
 @functools.lru_cache(maxsize=4096)
 def _compile_core(expression: str, env: str) -> _Core:
-    if len(expression.encode()) > EXPRESSION_MAX_BYTES:
+    try:
+        size = len(expression.encode())
+    except UnicodeEncodeError as err:  # a lone surrogate: undecodable bytes of a command line, say
+        raise CompileIssue("cel_compile_error", "expression is not valid UTF-8 text", err.start) from None
+    if size > EXPRESSION_MAX_BYTES:
         raise CompileIssue(
-            "cel_expression_too_long",
-            f"expression is {len(expression.encode())} bytes, more than the limit of {EXPRESSION_MAX_BYTES}",
-            0,
+            "cel_expression_too_long", f"expression is {size} bytes, more than the limit of {EXPRESSION_MAX_BYTES}", 0
         )
     ast = parse(expression)
     typed = Compiler(ENVIRONMENTS[env], OBJECTS).compile(ast)

@@ -242,6 +242,11 @@ class Quota(PolicyModel):
         return value
 
 
+MAX_TIME_LIMIT_SECONDS = 3600  # the solver's time limit is in (0, 3600] seconds
+MAX_WORKERS = 64  # CP-SAT workers: 1..64
+MAX_SEED = 2**31 - 1  # CP-SAT's random_seed is an int32: 0..2**31-1
+
+
 class SolverLimits(PolicyModel):
     time_limit_seconds: float = 10.0
     workers: StrictInt = 1
@@ -252,22 +257,22 @@ class SolverLimits(PolicyModel):
     def _time(cls, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("invalid_type: timeLimitSeconds must be a number")
-        if not 0 < value <= 3600:
-            raise ValueError(f"out_of_range: timeLimitSeconds must be in (0, 3600], not {value}")
+        if not 0 < value <= MAX_TIME_LIMIT_SECONDS:
+            raise ValueError(f"out_of_range: timeLimitSeconds must be in (0, {MAX_TIME_LIMIT_SECONDS}], not {value}")
         return value
 
     @field_validator("workers")
     @classmethod
     def _workers(cls, value: int) -> int:
-        if not 1 <= value <= 64:
-            raise ValueError(f"out_of_range: workers must be between 1 and 64, not {value}")
+        if not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f"out_of_range: workers must be between 1 and {MAX_WORKERS}, not {value}")
         return value
 
     @field_validator("seed")
     @classmethod
     def _seed(cls, value: int) -> int:
-        if not 0 <= value < 2**31:
-            raise ValueError(f"out_of_range: seed must be between 0 and 2147483647, not {value}")
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"out_of_range: seed must be between 0 and {MAX_SEED}, not {value}")
         return value
 
 

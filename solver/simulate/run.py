@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,22 +26,35 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
 }
 
 
+MAX_SEEDS = 1000  # each seed is a whole replay of the trace (the published runs use 10)
+MAX_SEED_VALUE = 2**32 - 1  # numpy's classic seed range
+_SEED_PART = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``42-51``, ``42,43`` or ``42``; raises ValueError on anything else."""
-    seeds: list[int] = []
+    """``42-51``, ``42,43`` or ``42``: at most ``MAX_SEEDS`` seeds in ``[0, MAX_SEED_VALUE]``, counted
+    before the list is built; raises ValueError on anything else."""
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
-        part = part.strip()
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1)
-            a, b = int(lo), int(hi)
-            if b < a:
-                raise ValueError(f"empty seed range {part}")
-            seeds.extend(range(a, b + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError("no seeds")
-    return seeds
+        match = _SEED_PART.fullmatch(part)
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not a seed or a range of seeds like 42-51")
+        lo = _seed(match[1])
+        hi = lo if match[2] is None else _seed(match[2])
+        if hi < lo:
+            raise ValueError(f"empty seed range {part.strip()}")
+        ranges.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in ranges)
+    if count > MAX_SEEDS:
+        raise ValueError(f"at most {MAX_SEEDS} seeds, not {count}")
+    return [seed for lo, hi in ranges for seed in range(lo, hi + 1)]
+
+
+def _seed(digits: str) -> int:
+    if len(digits) > len(str(MAX_SEED_VALUE)) or int(digits) > MAX_SEED_VALUE:
+        shown = digits if len(digits) <= 20 else f"{digits[:20]}..."
+        raise ValueError(f"seeds are integers in [0, {MAX_SEED_VALUE}], not {shown}")
+    return int(digits)
 
 
 def _r(x: float) -> float | None:

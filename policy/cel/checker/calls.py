@@ -147,8 +147,8 @@ def _arith(node: Call, args: Sequence[Typed]) -> Typed:
 
     def run(v: Vars, m: Meter) -> object:
         x, y = af(v, m), bf(v, m)
-        if isinstance(x, (str, bytes, list, tuple)):
-            m.charge(1 + len(x) // 10)
+        if isinstance(x, (str, bytes, list, tuple)):  # a concatenation costs what it builds: both sides
+            m.charge(1 + (len(x) + (len(y) if isinstance(y, (str, bytes, list, tuple)) else 0)) // 10)
         return op(x, y)
 
     return Typed(run, result, a.cost + b.cost + 1 + size // 10, size)
@@ -226,6 +226,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
         static_cost += (args[0].size * args[1].size) // 10
 
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
+    if name in functions.RESULT_COST:
+        run = _charging_result(run)
 
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":
@@ -234,6 +236,19 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
 
 
 _SIZED = (str, bytes, list, tuple)
+
+
+def _charging_result(run: Fn) -> Fn:
+    """A call that builds a string also pays for what it built (Kubernetes charges ``join`` by its
+    result): a loop of a thousand megabyte-building calls spends the budget long before the memory."""
+
+    def charged(v: Vars, m: Meter) -> object:
+        result = run(v, m)
+        if isinstance(result, _SIZED):
+            m.charge(len(result) // 10)
+        return result
+
+    return charged
 
 
 def _call_closure(

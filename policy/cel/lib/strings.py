@@ -2,6 +2,10 @@
 
 Indices count Unicode code points, as cel-go does. Errors raise :class:`EvalError` with cel-go's
 wording where it is known (``index out of range: 7``).
+
+A function that builds a string knows how long the result will be before it builds it
+(``replace``, ``join``, ``strings.quote``) or builds it piece by piece and stops at the limit
+(``format``): no result longer than ``MAX_STRING`` characters is ever built, whatever it was asked for.
 """
 
 from __future__ import annotations
@@ -10,13 +14,38 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
-from gpupolicy.policy.cel.runtime.values import MAX_STRING, Uint, runtime_type
+from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, Uint, runtime_type
+
+MAX_PRECISION = 1_000_000  # Go's fmt refuses a wider precision; the widest %f result still fits MAX_STRING
 
 
-def _check_len(text: str) -> str:
-    if len(text) > MAX_STRING:
-        raise EvalError(f"string result longer than {MAX_STRING} characters")
-    return text
+def _too_long() -> EvalError:
+    return EvalError(f"string result longer than {MAX_STRING} characters")
+
+
+def _check_size(size: int) -> None:
+    """Refuse a result of ``size`` characters before building it."""
+    if size > MAX_STRING:
+        raise _too_long()
+
+
+class _Builder:
+    """A string built from pieces that stops as soon as it would pass ``MAX_STRING`` characters."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_STRING:
+            raise _too_long()
+        self.parts.append(text)
+
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def char_at(s: str, i: int) -> str:
@@ -64,23 +93,22 @@ _UPPER = {c: c - 32 for c in range(ord("a"), ord("z") + 1)}
 def replace(s: str, old: str, new: str, n: int = -1) -> str:
     if n == 0:
         return s
-    if old == "":
-        # Go inserts ``new`` at every code point boundary (up to n times).
-        points = list(s)
-        out, count = [], 0
-        for i in range(len(points) + 1):
-            if n < 0 or count < n:
-                out.append(new)
-                count += 1
-            if i < len(points):
-                out.append(points[i])
-        return _check_len("".join(out))
-    return _check_len(s.replace(old, new, n if n >= 0 else -1))
+    if old == "":  # Go inserts ``new`` at every code point boundary (up to n times)
+        count = len(s) + 1 if n < 0 else min(n, len(s) + 1)
+        _check_size(len(s) + count * len(new))
+        out = new + new.join(s[:count]) + s[count:]  # before each of the first ``count`` characters ...
+        return out + new if count > len(s) > 0 else out  # ... and after the last one
+    count = s.count(old) if n < 0 else min(n, s.count(old))
+    _check_size(len(s) + count * (len(new) - len(old)))
+    return s.replace(old, new, count)
 
 
 def split(s: str, sep: str, n: int = -1) -> list[str]:
     if n == 0:
         return []
+    pieces = len(s) if sep == "" else s.count(sep) + 1
+    if (min(pieces, n) if n > 0 else pieces) > MAX_LIST:  # counted before the list is built
+        raise EvalError(f"list result longer than {MAX_LIST} elements")
     if sep == "":
         parts = list(s)
         if 0 < n < len(parts):
@@ -113,26 +141,23 @@ def trim(s: str) -> str:
 
 
 def join(items: Sequence[object], sep: str = "") -> str:
+    size = len(sep) * max(len(items) - 1, 0)
     for item in items:
         if not isinstance(item, str):
             raise EvalError(f"join: list element is {runtime_type(item)}, not string")
-    return _check_len(sep.join(items))  # type: ignore[arg-type]
+        size += len(item)
+    _check_size(size)
+    return sep.join(items)  # type: ignore[arg-type]
 
 
-_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+                  '"': '\\"', "\\": "\\\\"}  # fmt: skip
+_QUOTE_TABLE = str.maketrans(_QUOTE_ESCAPES)
 
 
 def quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch in _QUOTE_ESCAPES:
-            out.append(_QUOTE_ESCAPES[ch])
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    _check_size(len(s) + 2 + sum(s.count(ch) for ch in _QUOTE_ESCAPES))  # each escape adds one character
+    return '"' + s.translate(_QUOTE_TABLE) + '"'
 
 
 def format_double(f: float) -> str:
@@ -183,47 +208,84 @@ def to_string(value: object) -> str:
 
 def display(value: object, nested: bool = False) -> str:
     """How ``%s`` in ``format`` prints a value (strings inside lists and maps are quoted)."""
+    out = _Builder()
+    _display(out, value, nested)
+    return out.text()
+
+
+def _display(out: _Builder, value: object, nested: bool) -> None:
+    """``display`` piece by piece: a list of a thousand megabyte strings stops at the second one."""
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(display(v, True) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{display(k, True)}:{display(v, True)}" for k, v in value.items()) + "}"
-    if value is None:
-        return "null"
-    if nested and isinstance(value, str):
-        return f'"{value}"'
-    return to_string(value)
+        out.add("[")
+        for i, item in enumerate(value):
+            if i:
+                out.add(", ")
+            _display(out, item, True)
+        out.add("]")
+    elif isinstance(value, Mapping):
+        out.add("{")
+        for i, (key, item) in enumerate(value.items()):
+            if i:
+                out.add(", ")
+            _display(out, key, True)
+            out.add(":")
+            _display(out, item, True)
+        out.add("}")
+    elif value is None:
+        out.add("null")
+    elif nested and isinstance(value, str):
+        out.add('"')
+        out.add(value)
+        out.add('"')
+    else:
+        out.add(to_string(value))
 
 
 def format_string(template: str, args: Sequence[object]) -> str:
-    """``"%s has %d GiB".format([name, n])``: verbs %s %d %f %e %x %X %o %b %%, precision like ``%.2f``."""
-    out: list[str] = []
+    """``"%s has %d GiB".format([name, n])``: verbs %s %d %f %e %x %X %o %b %%, precision like ``%.2f``
+    (at most ``MAX_PRECISION``). The result is built piece by piece and refused as soon as it would
+    pass ``MAX_STRING`` characters."""
+    out = _Builder()
     i, arg_index = 0, 0
     while i < len(template):
         ch = template[i]
         if ch != "%":
-            out.append(ch)
-            i += 1
+            j = template.find("%", i)
+            j = len(template) if j < 0 else j
+            out.add(template[i:j])
+            i = j
             continue
         i += 1
         precision: int | None = None
         if i < len(template) and template[i] == ".":
             j = i + 1
-            while j < len(template) and template[j].isdigit():
+            while j < len(template) and "0" <= template[j] <= "9":
                 j += 1
-            precision = int(template[i + 1 : j] or "0")
+            precision = _precision(template[i + 1 : j])
             i = j
         if i >= len(template):
             raise EvalError("format: unterminated formatting verb")
         verb = template[i]
         i += 1
         if verb == "%":
-            out.append("%")
+            out.add("%")
             continue
         if arg_index >= len(args):
             raise EvalError(f"index {arg_index} out of range")
-        out.append(_format_one(verb, precision, args[arg_index]))
+        _format_one(out, verb, precision, args[arg_index])
         arg_index += 1
-    return _check_len("".join(out))
+    return out.text()
+
+
+def _precision(digits: str) -> int:
+    """The precision of ``%.Nf``, refused above ``MAX_PRECISION`` before any digit is formatted."""
+    if len(digits) > len(str(MAX_PRECISION)) or int(digits or "0") > MAX_PRECISION:
+        shown = digits if len(digits) <= 20 else f"of {len(digits)} digits"
+        raise EvalError(
+            "could not parse formatting clause: error while parsing precision:"
+            f" precision {shown} is larger than {MAX_PRECISION}"
+        )
+    return int(digits or "0")
 
 
 def count_verbs(template: str) -> int:
@@ -232,7 +294,7 @@ def count_verbs(template: str) -> int:
     while i < len(template):
         if template[i] == "%":
             i += 1
-            while i < len(template) and (template[i] == "." or template[i].isdigit()):
+            while i < len(template) and (template[i] == "." or "0" <= template[i] <= "9"):
                 i += 1
             if i < len(template) and template[i] != "%":
                 count += 1
@@ -240,9 +302,14 @@ def count_verbs(template: str) -> int:
     return count
 
 
-def _format_one(verb: str, precision: int | None, arg: object) -> str:
+def _format_one(out: _Builder, verb: str, precision: int | None, arg: object) -> None:
     if verb == "s":
-        return display(arg)
+        _display(out, arg, False)
+    else:
+        out.add(_format_number(verb, precision, arg))
+
+
+def _format_number(verb: str, precision: int | None, arg: object) -> str:
     if verb == "d":
         if isinstance(arg, int) and not isinstance(arg, bool):
             return str(int(arg))
@@ -266,7 +333,8 @@ def _format_radix(verb: str, arg: object) -> str:
         text = format(abs(int(arg)), spec)
         return ("-" if arg < 0 else "") + text
     if verb in "xX" and isinstance(arg, (str, bytes)):
-        raw = arg.encode() if isinstance(arg, str) else arg
+        raw = arg.encode("utf-8", "surrogatepass") if isinstance(arg, str) else arg
+        _check_size(2 * len(raw))
         text = raw.hex()
         return text.upper() if verb == "X" else text
     raise EvalError(f"error during formatting: {verb} clause can only be used on integers")

@@ -13,6 +13,7 @@ from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, ki
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
+    MAX_LIST,
     MAX_STRING,
     UINT64_MAX,
     OptionalValue,
@@ -21,8 +22,6 @@ from gpupolicy.policy.cel.runtime.values import (
     map_lookup,
     runtime_type,
 )
-
-MAX_LIST = 1 << 20
 
 
 def _int_result(value: int) -> int:
@@ -59,6 +58,8 @@ def add(a: object, b: object) -> object:
             raise EvalError(f"string result longer than {MAX_STRING} characters")
         return a + b
     if isinstance(a, bytes) and isinstance(b, bytes):
+        if len(a) + len(b) > MAX_STRING:
+            raise EvalError(f"bytes result longer than {MAX_STRING} bytes")
         return a + b
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if len(a) + len(b) > MAX_LIST:

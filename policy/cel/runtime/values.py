@@ -19,7 +19,8 @@ from gpupolicy.policy.semver import Semver
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
-MAX_STRING = 1 << 20  # a guard against expressions that build huge strings
+MAX_STRING = 1 << 20  # a guard against expressions that build huge strings (characters, or bytes)
+MAX_LIST = 1 << 20  # and huge lists (elements)
 
 
 class Uint(int):

@@ -33,10 +33,20 @@ class ParseIssue(Exception):
 
 
 def _pos(tree: Any) -> int:
-    if hasattr(tree, "start_pos"):
-        return int(tree.start_pos or 0)
-    meta = getattr(tree, "meta", None)
-    return int(getattr(meta, "start_pos", 0) or 0) if meta is not None and not meta.empty else 0
+    """Where ``tree`` starts: its own position, else its first token's (lark leaves some rules, such as
+    a nested conditional, without one)."""
+    for _ in range(MAX_DEPTH * 20):  # down the leftmost children, without recursion
+        if hasattr(tree, "start_pos"):
+            return int(tree.start_pos or 0)
+        meta = getattr(tree, "meta", None)
+        start = getattr(meta, "start_pos", None) if meta is not None and not meta.empty else None
+        if start is not None:
+            return int(start)
+        children = getattr(tree, "children", None)
+        if not children:
+            break
+        tree = children[0]
+    return 0
 
 
 def _is_tree(x: Any) -> bool:

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import celpy
-from celpy.celparser import CELParser
 from celpy.evaluation import celbytes, celstr
-from lark import Lark
+from lark import Lark, Token
 
 from gpupolicy.policy.cel.ast import Node
 from gpupolicy.policy.cel.core import CompileIssue
@@ -43,11 +42,18 @@ def _lark() -> Lark:
     return Lark(grammar.replace(original, _OPTIONAL_SYNTAX.lstrip("\n")), **_LARK_OPTIONS)
 
 
+def _ambiguous_literals(token: Token) -> Token:
+    """cel-python's IDENT callback (``true`` and ``false`` are BOOL_LIT), keeping the token's position."""
+    if token.value in ("true", "false"):
+        return Token.new_borrow_pos("BOOL_LIT", token.value, token)
+    return token
+
+
 _LARK_OPTIONS: dict[str, Any] = {
     "parser": "lalr",
     "start": "expr",
     "g_regex_flags": re.M,
-    "lexer_callbacks": {"IDENT": CELParser.ambiguous_literals},
+    "lexer_callbacks": {"IDENT": _ambiguous_literals},
     "propagate_positions": True,
     "maybe_placeholders": False,
     "priority": "invert",

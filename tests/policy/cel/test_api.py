@@ -56,6 +56,12 @@ def test_expression_length_limit_counts_bytes() -> None:
     assert diagnostic(too_long)[0] == "cel_expression_too_long"
 
 
+def test_text_that_is_not_utf8_is_a_located_diagnostic() -> None:
+    """A command line's undecodable bytes arrive as lone surrogates (``gpupolicy select $'\\xff'``)."""
+    code, loc = diagnostic('device.driver == "\udcff"', Location("<expression>", 1, 1))
+    assert (code, loc.col) == ("cel_compile_error", 19)
+
+
 def test_deep_nesting_is_a_diagnostic_not_a_crash() -> None:
     assert diagnostic("[" * 300 + "1" + "]" * 300 + " == []")[0] == "cel_compile_error"
     assert compile_expression("(" * 300 + "true" + ")" * 300).evaluate(gpu()) is True  # parentheses add no depth

@@ -236,7 +236,7 @@ def test_claims_mode_without_the_policy_reports_the_missing_classes(capsys: pyte
     [
         (["--strategy", "fgd"], "strategies are first-fit, best-fit, online, batch"),
         (["--strategy", "online", "--nodes", "n.csv"], "not both"),
-        (["--strategy", "online", "--window", "0"], "must be positive"),
+        (["--strategy", "online", "--window", "0"], "--window must be an integer in [1, 1000000], not 0"),
         (["--strategy", "online", "--mig"], "openb mode only"),
     ],
 )
