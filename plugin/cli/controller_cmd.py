@@ -130,8 +130,8 @@ def _propose(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.kube import Client
     from gpupolicy.policy.yamlsrc import dump_yaml
 
-    if args.time_limit is not None and args.time_limit <= 0:
-        print("gpupolicy controller: times must be positive", file=sys.stderr)
+    if problem := _solver_problem(args):
+        print(f"gpupolicy controller: {problem}", file=sys.stderr)
         return 2
     settings = _settings(args)
     assert isinstance(settings, Settings)
@@ -146,6 +146,32 @@ def _propose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _solver_problem(args: argparse.Namespace) -> str:
+    """The solver options in the ranges a policy file allows (NaN and infinities refused), as ``solve`` checks them."""
+    from gpupolicy.plugin.cli.ranges import first, integer_in, seconds_in
+    from gpupolicy.policy.policyfile.model import MAX_SEED, MAX_TIME_LIMIT_SECONDS, MAX_WORKERS
+
+    return first(
+        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
+        integer_in("--workers", args.workers, 1, MAX_WORKERS),
+        integer_in("--seed", args.seed, 0, MAX_SEED),
+    )
+
+
+def _run_problem(args: argparse.Namespace) -> str:
+    from gpupolicy.plugin.cli.ranges import first, integer_in, number_in
+
+    day = 86400.0
+    return first(
+        _solver_problem(args),
+        number_in("--batch-window", args.batch_window, 0, day),
+        number_in("--poll-interval", args.poll_interval, 0, day),
+        number_in("--resync", args.resync, 0, day, above_low=True),
+        number_in("--lease-duration", args.lease_duration, 1, day),
+        integer_in("--write-parallelism", args.write_parallelism, 1, 256),
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.controller.leader import LeaderElector
     from gpupolicy.plugin.controller.loop import Config, Controller
@@ -153,13 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.controller.placer import Settings
     from gpupolicy.plugin.metrics import MetricsServer
 
-    if min(args.batch_window, args.poll_interval) < 0 or (args.time_limit is not None and args.time_limit <= 0):
-        print("gpupolicy controller: times must be positive", file=sys.stderr)
-        return 2
-    if args.lease_duration < 1:
-        print("gpupolicy controller: --lease-duration must be at least 1 second", file=sys.stderr)
-        return 2
-    if problem := service.setup(args, "gpupolicy-controller"):
+    if problem := _run_problem(args) or service.setup(args, "gpupolicy-controller"):
         print(f"gpupolicy controller: {problem}", file=sys.stderr)
         return 2
     log = logging.getLogger(__name__)

@@ -117,3 +117,26 @@ def test_seed_count_is_bounded_before_the_list_is_built() -> None:
         parse_seeds("0-4294967295")
     assert parse_seeds(" 7 , 42-43 ") == [7, 42, 43]
     assert parse_seeds("4294967295") == [4294967295]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--time-limit", "nan"], TIME),
+        (["run", "--workers", "0"], "--workers must be an integer in [1, 64], not 0"),
+        (["run", "--batch-window", "nan"], "--batch-window must be a number in [0, 86400], not nan"),
+        (["run", "--poll-interval", "-1"], "--poll-interval must be a number in [0, 86400], not -1"),
+        (["run", "--resync", "inf"], "--resync must be a number in (0, 86400], not inf"),
+        (["run", "--lease-duration", "0.5"], "--lease-duration must be a number in [1, 86400], not 0.5"),
+        (["run", "--lease-duration", "nan"], "--lease-duration must be a number in [1, 86400], not nan"),
+        (["run", "--write-parallelism", "0"], "--write-parallelism must be an integer in [1, 256], not 0"),
+        (["propose", "--time-limit", "inf"], TIME),
+        (["propose", "--seed", "-1"], "--seed must be an integer in [0, 2147483647], not -1"),
+    ],
+)
+def test_controller_refuses_numbers_out_of_range(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before any kubeconfig is read or any API call is made (NaN used to pass ``<= 0`` checks)."""
+    assert main(["controller", *argv, "--kubeconfig", str(tmp_path / "none")]) == 2
+    assert message in capsys.readouterr().err
