@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from pathlib import Path
@@ -212,11 +213,14 @@ def test_interrupted_prepare_is_rolled_back_on_retry(tmp_path: Path) -> None:
     node = make_node(tmp_path, publish_for=dynamic_a100)
     claim = node.add_claim("c", [("m", "gpu-0-mig-4g20gb-5-0")])
     node.runner.state["mps"] = {}
-    # Simulate a crash after the MIG instance was created: a PrepareStarted record and the instance.
+    # Simulate a crash after the MIG instance was created and recorded (as ``_apply`` records it): a
+    # PrepareStarted record naming the instance's IDs, and the instance.
     original = node.preparer._apply
 
     def crash(record, planned):  # type: ignore[no-untyped-def]
-        node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
+        dev = node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
+        op = dataclasses.replace(record.mig[0], uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
+        node.preparer._set(dataclasses.replace(record, mig=(op,)))
         raise KeyboardInterrupt
 
     node.preparer._apply = crash  # type: ignore[method-assign]
