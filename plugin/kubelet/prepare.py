@@ -267,7 +267,10 @@ class Preparer:
             done = self._apply(started, planned)
         except (NvmlError, CommandError, OSError) as exc:
             self._discard(uid, started)
-            self.persist()
+            try:
+                self.persist()
+            except OSError as write_error:  # the disk keeps PrepareStarted: rolled back again, harmlessly
+                log.warning("cannot record the rollback of %s: %s", claim, write_error)
             raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
@@ -389,7 +392,12 @@ class Preparer:
         if record.mig or record.sharing:
             # Something to roll back after a crash. Without it the in-memory record is enough: a crash
             # before PrepareCompleted leaves at most a CDI file, which start-up removes as an orphan.
-            self.persist()
+            try:
+                self.persist()
+            except OSError as exc:
+                self._drop(uid)  # nothing done yet
+                message = f"cannot record the prepare in the checkpoint: {exc}"
+                raise ClaimError(message, ErrorCode.CHECKPOINT_FAILED) from None
         return record
 
     def _apply(self, record: ClaimRecord, planned: list[_Planned]) -> ClaimRecord:
@@ -578,20 +586,17 @@ class Preparer:
         if crash_points:
             faults.crash_point("unprepare-mig")
 
-    def destroy_created_mig(self, record: ClaimRecord) -> list[str]:
+    def destroy_created_mig(self, record: ClaimRecord) -> None:
         """Destroy the MIG instances ``record`` created, each only by the GPU instance ID and UUID it recorded:
         an instance at the same placement under another ID or UUID is somebody else's (a claim whose record
         was lost, a later claim), and one whose creation was never recorded (``gi_id`` -1) is left to
-        start-up's sweep of instances no record holds. Returns the UUIDs destroyed."""
+        start-up's sweep of instances no record holds."""
         created = [m for m in record.mig if m.created and m.gi_id >= 0]
         if not created:
-            return []
+            return
         gpus = {g.uuid: g for g in self.nvml.gpus()}
-        destroyed = []
         for mig_op in created:
             gpu = gpus.get(mig_op.gpu_uuid)
             for inst in gpu.mig_devices if gpu else ():
                 if inst.gi_id == mig_op.gi_id and (not mig_op.uuid or inst.uuid == mig_op.uuid):
                     self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)
-                    destroyed.append(inst.uuid)
-        return destroyed

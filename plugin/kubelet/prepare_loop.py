@@ -77,7 +77,10 @@ class LoopPreparer(Preparer):
             done = self._apply(started, planned)  # the CDI spec only (tmpfs on real nodes)
         except OSError as exc:
             self._discard(uid, started)
-            await self._commit.commit_async(executor)
+            try:
+                await self._commit.commit_async(executor)
+            except OSError as write_error:  # nothing of it was on disk: nothing to roll back after a crash
+                log.warning("cannot record the rollback of %s: %s", claim, write_error)
             raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
