@@ -7,6 +7,9 @@ a mix. A write that fails removes its temporary file and leaves the target as it
 
 ``begin_atomic`` / ``finish_atomic`` split ``write_atomic`` in two for an event loop: the first only
 fills the page cache, the second waits for the disk (run it on a thread).
+
+A process killed in the middle of a write leaves its temporary file behind (``.<name>.tmp-<pid>-<thread>``);
+``sweep_stale_tmp`` removes those of processes and threads that no longer write (the plugin runs it at start).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import threading
+from collections.abc import Callable
 from typing import NamedTuple
 
 StrPath = str | os.PathLike[str]
@@ -44,6 +49,46 @@ def tmp_path(path: StrPath) -> str:
     """A temporary name next to ``path``, of this process and thread (concurrent writers never share one)."""
     head, tail = os.path.split(os.fspath(path))
     return os.path.join(head, f".{tail}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+_TMP = re.compile(r"\.(?P<target>.+)\.tmp-(?P<pid>[0-9]+)-(?P<thread>[0-9]+)")
+
+
+def sweep_stale_tmp(folder: StrPath, wanted: Callable[[str], bool] = lambda target: True) -> list[str]:
+    """Remove the temporary files in ``folder`` that ``tmp_path`` named for a target ``wanted`` accepts and
+    whose writer is gone: a process that no longer runs, or this process's thread that no longer runs (a
+    restarted container often gets the same PID). Returns the names removed; one that cannot be removed, or a
+    folder that cannot be read, is skipped."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    mine = {t.ident for t in threading.enumerate()}
+    removed = []
+    for name in sorted(names):
+        m = _TMP.fullmatch(name)
+        if m is None or not wanted(m["target"]):
+            continue
+        pid, thread = int(m["pid"]), int(m["thread"])
+        live = thread in mine if pid == os.getpid() else _running(pid)
+        if live:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid <= 0:  # 0 would ask about our own process group
+        return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def fsync_dir(path: StrPath) -> None:

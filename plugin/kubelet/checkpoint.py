@@ -4,15 +4,19 @@ The file (``checkpoint.json``), its versions and their checksums are described i
 ``checkpoint_schema``; this build writes version 2 and reads versions 1 and 2::
 
     {"bootId": "...", "checksum": "sha256:<hex>", "claimChecksums": {"<uid>": "sha256:<hex>"},
-     "claims": {"<uid>": {...}}, "version": 2}
+     "claims": {"<uid>": {...}}, ["needsRebuild": "<why>",] "version": 2}
 
 Writes go to a temporary file that is written in full, fsynced and renamed over the old one
-(``fsutil``), so a crash leaves either the old or the new checkpoint. A file that does not parse,
-fails a checksum or its schema, is moved aside (``checkpoint.json.corrupt-<n>``) and the plugin
-starts from an empty checkpoint that reconciliation rebuilds. A file of a version newer than this
-build knows is not corrupt: ``load`` raises ``CheckpointVersionUnsupported`` and leaves it as it is,
-and the plugin does not start. A checkpoint from another boot is discarded, because a reboot destroys
-MIG instances, MPS daemons and the CDI files in ``/var/run``.
+(``fsutil``), so a crash leaves either the old or the new checkpoint. A file that cannot be read, does
+not parse, fails a checksum or its schema is moved aside (``checkpoint.json.corrupt-<n>``; left where it
+is when even that fails) and ``load`` says the records must be rebuilt (``LoadResult.rebuild``). A file
+of a version newer than this build knows is not corrupt: ``load`` raises ``CheckpointVersionUnsupported``
+and leaves it as it is, and the plugin does not start. A checkpoint from another boot is discarded,
+because a reboot destroys MIG instances, MPS daemons and the CDI files in ``/var/run``.
+
+``needs_rebuild`` is written into the file while the records are being rebuilt from the API server
+(``needsRebuild``): a restart then knows that the file's claims are not all there is, and cleans up
+nothing until a rebuild succeeds.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from gpupolicy.plugin.fsutil import PendingWrite, begin_atomic, finish_atomic, w
 from gpupolicy.plugin.kubelet.checkpoint_schema import (
     VERSION,
     CheckpointCorrupt,
-    ClaimV1,
+    ClaimV2,
     canonical,
     claim_checksum,
     decode,
@@ -52,7 +56,11 @@ log = logging.getLogger(__name__)
 
 class ClaimState(enum.Enum):
     PREPARE_STARTED = "PrepareStarted"
+    """Set-up has begun: whatever it did is rolled back before anything else happens to the claim."""
     PREPARE_COMPLETED = "PrepareCompleted"
+    """Set up, and answered as prepared."""
+    UNPREPARE_STARTED = "UnprepareStarted"
+    """Teardown has begun: never answered as prepared again; the teardown is finished first."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,7 @@ class ClaimRecord:
         }
 
     @classmethod
-    def from_model(cls, claim: ClaimV1) -> ClaimRecord:
+    def from_model(cls, claim: ClaimV2) -> ClaimRecord:
         """The record of a decoded claim (read at start-up only: the writer never goes through pydantic)."""
         return cls(
             uid=ClaimUID(claim.uid),
@@ -181,6 +189,13 @@ class LoadResult:
     boot_changed: bool = False
     version: int | None = None
     """The version the file was written in (``None``: no file, or a corrupted one); the next write is ``VERSION``."""
+    rebuild: str = ""
+    """Why the records must be rebuilt from the API server before anything is cleaned up: the file was
+    damaged (``corrupted``, or left in place when it could not be moved), or says so (``needsRebuild``)."""
+    missing: bool = False
+    """There was no file."""
+    damaged: bool = False
+    """The file was damaged (``rebuild`` says how)."""
 
 
 class Checkpoint:
@@ -189,22 +204,24 @@ class Checkpoint:
     def __init__(self, state_dir: Path, boot_id: str) -> None:
         self.path = state_dir / FILE_NAME
         self.boot_id = boot_id
+        self.needs_rebuild = ""
+        """Written as ``needsRebuild`` by every write while set (the records are being rebuilt)."""
         self._lock = threading.Lock()
         self._memo: dict[str, tuple[ClaimRecord, str, str]] = {}
 
     def load(self) -> LoadResult:
-        """The records of this boot. A damaged file is moved aside (``corrupted``); one of a newer
-        version raises ``CheckpointVersionUnsupported`` and stays where and as it is."""
+        """The records of this boot. A damaged file is moved aside (``corrupted``) and ``rebuild`` says why; one
+        of a newer version raises ``CheckpointVersionUnsupported`` and stays where and as it is."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return LoadResult({})
+            return LoadResult({}, missing=True)
+        except OSError as exc:  # a folder in its place, an I/O error: as damaged as bad content
+            return self._corrupt(CheckpointCorrupt(str(self.path), f"cannot be read ({exc.strerror or exc})"))
         try:
             doc, version = decode(raw, str(self.path))
         except CheckpointCorrupt as exc:
-            moved = self._move_aside()
-            log.error("%s; moved to %s, rebuilding state", exc, moved)
-            return LoadResult({}, corrupted=moved)
+            return self._corrupt(exc)
         if version != VERSION:
             log.info("checkpoint %s is version %d; it will be written as version %d", self.path, version, VERSION)
         if doc.bootId != self.boot_id:
@@ -213,11 +230,25 @@ class Checkpoint:
             )
             return LoadResult({}, boot_changed=True, version=version)
         records = {ClaimUID(uid): ClaimRecord.from_model(claim) for uid, claim in doc.claims.items()}
-        return LoadResult(records, version=version)
+        self.needs_rebuild = doc.needsRebuild
+        if doc.needsRebuild:
+            log.warning("checkpoint %s says its records are incomplete: %s", self.path, doc.needsRebuild)
+        return LoadResult(records, version=version, rebuild=doc.needsRebuild)
+
+    def _corrupt(self, exc: CheckpointCorrupt) -> LoadResult:
+        try:
+            moved: Path | None = self._move_aside()
+        except OSError as move_error:  # a read-only or failing state folder: left where it is
+            log.error("%s; cannot move it aside (%s), rebuilding state", exc, move_error)
+            moved = None
+        else:
+            log.error("%s; moved to %s, rebuilding state", exc, moved)
+        where = f"moved to {moved}" if moved else "left in place (it could not be moved)"
+        return LoadResult({}, corrupted=moved, rebuild=f"checkpoint is corrupt ({exc}); {where}", damaged=True)
 
     def _move_aside(self) -> Path:
         n = 0
-        while (target := self.path.with_name(f"{FILE_NAME}.corrupt-{n}")).exists():
+        while os.path.lexists(target := self.path.with_name(f"{FILE_NAME}.corrupt-{n}")):
             n += 1
         os.replace(self.path, target)
         return target
@@ -255,10 +286,12 @@ class Checkpoint:
             del self._memo[stale]
         sums_text = "{" + ",".join(sums) + "}"
         boot = json.dumps(self.boot_id)
-        checksum = header_checksum(boot, sums_text)
+        rebuild = json.dumps(self.needs_rebuild) if self.needs_rebuild else None
+        checksum = header_checksum(boot, sums_text, rebuild)
+        marker = f',"needsRebuild":{rebuild}' if rebuild else ""
         return (
             f'{{"bootId":{boot},"checksum":"{checksum}","claimChecksums":{sums_text},'
-            f'"claims":{{{",".join(claims)}}},"version":{VERSION}}}'
+            f'"claims":{{{",".join(claims)}}}{marker},"version":{VERSION}}}'
         ).encode()
 
 

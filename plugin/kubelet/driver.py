@@ -1,10 +1,13 @@
 """The plugin process: discovery, reconciliation, gRPC servers, publishing and health, wired together.
 
-``Plugin.start`` order: NVML → checkpoint → inventory → reconcile → DRA + registration sockets →
-publisher and health threads. Publishing and claim reads need the API server; everything else
-works without it, so the plugin registers with kubelet even while the API server is down. A
-checkpoint written by a newer build (a version this one does not read) stops ``start`` before
-anything is changed: ``CheckpointVersionUnsupported``, also sent as a Warning Event on the Node.
+``Plugin.start`` order: stale temporary files swept → NVML → checkpoint → inventory → reconcile → DRA +
+registration sockets → publisher and health threads (and, while the records must be rebuilt from the API
+server, the rebuild's retries). Publishing and claim reads need the API server; everything else works
+without it, so the plugin registers with kubelet even while the API server is down. A checkpoint written by a
+newer build (a version this one does not read) stops ``start`` before anything is changed:
+``CheckpointVersionUnsupported``, also sent as a Warning Event on the Node. Nothing else stops it: a damaged,
+lost or unwritable checkpoint, a read-only or full state folder start the plugin degraded (Events on the
+Node say how), never in a crash loop.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpupolicy.plugin.fsutil import write_atomic
+from gpupolicy.plugin.fsutil import sweep_stale_tmp, write_atomic
 from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
@@ -29,7 +32,7 @@ from gpupolicy.plugin.kubelet.metrics import PluginMetrics
 from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
 from gpupolicy.plugin.kubelet.publish import Publisher
-from gpupolicy.plugin.kubelet.reconcile import ReconcileReport, reconcile
+from gpupolicy.plugin.kubelet.reconcile import RebuildRetry, ReconcileReport, lost_checkpoint_evidence, reconcile
 from gpupolicy.plugin.kubelet.server import PluginServer
 from gpupolicy.plugin.kubelet.sharing import CommandRunner, FakeRunner, SubprocessRunner
 from gpupolicy.policy.builder import DEFAULT_DRIVER, NodeRef, PublishFor, build_slices
@@ -68,23 +71,43 @@ def open_nvml(spec: str, node: str, state_dir: Path | None) -> Nvml:
     return SimNvml(spec[4:], seed=node, state_file=state_dir / "sim-nvml.json" if state_dir else None)
 
 
-def default_publish_for(gpus: list[Gpu], modes_file: Path | None = None) -> PublishFor:
+def default_publish_for(
+    gpus: list[Gpu], modes_file: Path | None = None, problems: list[str] | None = None
+) -> PublishFor:
     """Without a policy: full GPUs, and MIG-enabled GPUs as dynamic MIG, except one that already had
     MIG instances the first time the plugin saw it (somebody else's layout), kept as static MIG.
 
     The decision is made once per GPU and remembered in ``modes_file``, so instances the plugin
-    creates later (or leaks in a crash) never turn a dynamic GPU into a static one."""
+    creates later (or leaks in a crash) never turn a dynamic GPU into a static one. The file is written
+    only when a GPU is new to it; a file that cannot be read or written is logged (and added to
+    ``problems``), and the decisions hold for this run."""
     known: dict[str, str] = {}
     if modes_file is not None and modes_file.exists():
-        known = dict(json.loads(modes_file.read_text(encoding="utf-8")))
+        try:
+            loaded = json.loads(modes_file.read_text(encoding="utf-8"))
+            if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+                raise ValueError("not an object of strings")
+            known = dict(loaded)
+        except (OSError, ValueError, RecursionError) as exc:
+            _problem(problems, f"cannot read {modes_file} ({exc}); MIG modes are decided again")
+    before = dict(known)
     for gpu in gpus:
         if gpu.uuid not in known:
             known[gpu.uuid] = "dynamic" if gpu.mig_enabled and not gpu.mig_devices else "static"
-    if modes_file is not None:
-        write_atomic(modes_file, json.dumps(known, sort_keys=True, indent=1).encode())
+    if modes_file is not None and known != before:
+        try:
+            write_atomic(modes_file, json.dumps(known, sort_keys=True, indent=1).encode())
+        except OSError as exc:
+            _problem(problems, f"cannot write {modes_file} ({exc}); MIG modes hold for this run only")
     decisions = {uuid: DYNAMIC_MIG if mode == "dynamic" else EXCLUSIVE for uuid, mode in known.items()}
     mig_enabled = {gpu.uuid for gpu in gpus if gpu.mig_enabled}
     return lambda info, _view: decisions.get(info.uuid, EXCLUSIVE) if info.uuid in mig_enabled else EXCLUSIVE
+
+
+def _problem(problems: list[str] | None, message: str) -> None:
+    log.error("%s", message)
+    if problems is not None:
+        problems.append(message)
 
 
 def load_policy_publish(path: Path) -> tuple[PublishFor, str]:
@@ -105,7 +128,11 @@ class Plugin:
         publish_for: PublishFor | None = None,
     ) -> None:
         self.options = options
-        options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._state_problems: list[str] = []
+        try:
+            options.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            _problem(self._state_problems, f"cannot create the state folder {options.state_dir}: {exc}")
         self.nvml = nvml or open_nvml(options.nvml, options.node, options.state_dir)
         if runner is None:
             sim = options.nvml.startswith("sim:")
@@ -123,6 +150,7 @@ class Plugin:
         self.publisher: Publisher | None = None
         self.monitor: HealthMonitor | None = None
         self.report = ReconcileReport()
+        self.rebuild_retry: RebuildRetry | None = None
         self.metrics = PluginMetrics()
 
     def _refresh_inventory(self) -> Inventory:
@@ -149,14 +177,14 @@ class Plugin:
         )
         return [to_wire(s) for s in slices]
 
-    def event(self, reason: str, message: str, *, wait_s: float = 0.0) -> None:
-        """A Warning Event on the Node, sent in the background (the API server may be down); ``wait_s``:
-        how long to wait for it to be sent (when the process is about to exit)."""
+    def event(self, reason: str, message: str, *, wait_s: float = 0.0, warning: bool = True) -> None:
+        """A Warning (or Normal) Event on the Node, sent in the background (the API server may be down);
+        ``wait_s``: how long to wait for it to be sent (when the process is about to exit)."""
 
         def send() -> None:
             try:
                 uid = str(self.kube.get_node(self.options.node)["metadata"].get("uid") or "")
-                self.kube.create_event(node_event(self.options.node, uid, reason, message))
+                self.kube.create_event(node_event(self.options.node, uid, reason, message, warning))
             except ApiError as exc:
                 log.warning("could not record event %s: %s", reason, exc)
 
@@ -167,19 +195,19 @@ class Plugin:
 
     def start(self) -> None:
         opts = self.options
+        self._sweep_stale_tmp()
         try:
             loaded = self.checkpoint.load()
         except CheckpointVersionUnsupported as exc:  # a newer build's state: keep it, and everything it describes
             self.event("CheckpointVersionUnsupported", str(exc), wait_s=5.0)
             raise
-        if loaded.corrupted:
-            message = f"checkpoint was unreadable and moved to {loaded.corrupted}; state rebuilt from NVML and the API"
-            log.error("%s", message)
-            self.event("CheckpointCorrupted", message)
         if self._publish_for is None:
             modes = opts.state_dir / "gpu-modes.json"
             gpus = self.nvml.gpus()
-            self._publish_for = load_policy_publish(opts.policy)[0] if opts.policy else default_publish_for(gpus, modes)
+            if opts.policy:
+                self._publish_for = load_policy_publish(opts.policy)[0]
+            else:
+                self._publish_for = default_publish_for(gpus, modes, self._state_problems)
         inventory = self._refresh_inventory()
         self.preparer = LoopPreparer(
             driver=opts.driver,
@@ -194,9 +222,28 @@ class Plugin:
             inventory=self._current_inventory,
             metrics=self.metrics,
         )
+        rebuild, reason = loaded.rebuild, "CheckpointCorrupted" if loaded.damaged else "CheckpointRebuildPending"
+        if loaded.missing and (evidence := lost_checkpoint_evidence(self.preparer, inventory)):
+            rebuild, reason = evidence, "CheckpointLost"
         self.report = reconcile(
-            self.preparer, inventory, self.kube, rebuild=loaded.corrupted is not None, state_dir=opts.state_dir
+            self.preparer,
+            inventory,
+            self.kube,
+            rebuild=rebuild,
+            state_dir=opts.state_dir,
+            must_write=loaded.boot_changed,
         )
+        if rebuild:
+            self._rebuild_event(reason, rebuild, self.report)
+        if self.report.unwritable:
+            self._state_problems.append(self.report.unwritable)
+        if self._state_problems:
+            message = "; ".join(self._state_problems)
+            self.event("StateUnwritable", f"{message}; the plugin goes on, claims that need a write fail until then")
+        if self.preparer.rebuilding:
+            self.rebuild_retry = RebuildRetry(self._retry_rebuild)
+            self.preparer.on_rebuild_wanted = self.rebuild_retry.poke
+            self.rebuild_retry.start()
         self.server = PluginServer(
             driver=opts.driver,
             plugin_dir=opts.plugin_dir,
@@ -214,7 +261,44 @@ class Plugin:
         self.monitor = HealthMonitor(self.nvml, self.health)
         self.monitor.start()
 
+    def _rebuild_event(self, reason: str, why: str, report: ReconcileReport) -> None:
+        if report.degraded:
+            self.event(reason, report.degraded)
+            return
+        done = f"{why}; rebuilt {len(report.rebuilt)} claim records from the API server, then cleaned up"
+        if reason == "CheckpointRebuildPending":  # the rebuild a previous run could not do
+            self.event("CheckpointRebuilt", done, warning=False)
+        else:
+            self.event(reason, done)
+
+    def _retry_rebuild(self) -> bool:
+        """One more try at the rebuild ``start`` could not do (``RebuildRetry``): True once it succeeded."""
+        assert self.preparer is not None
+        why = self.preparer.rebuilding
+        if not why:
+            return True
+        opts = self.options
+        report = reconcile(self.preparer, self._current_inventory(), self.kube, rebuild=why, state_dir=opts.state_dir)
+        if report.degraded:
+            log.warning("the checkpoint's records are still not rebuilt: %s", report.degraded)
+            return False
+        self.report = report
+        self._rebuild_event("CheckpointRebuildPending", why, report)
+        if report.unwritable:
+            self.event("StateUnwritable", report.unwritable)
+        return True
+
+    def _sweep_stale_tmp(self) -> None:
+        """Temporary files of writes a kill interrupted: the state folder's, and this driver's CDI specs'."""
+        prefix = f"{self.cdi.vendor}-"
+        removed = sweep_stale_tmp(self.options.state_dir)
+        removed += sweep_stale_tmp(self.options.cdi_root, lambda target: target.startswith(prefix))
+        if removed:
+            log.info("removed %d temporary files of interrupted writes", len(removed), extra={"files": removed})
+
     def stop(self) -> None:
+        if self.rebuild_retry:
+            self.rebuild_retry.stop()
         if self.monitor:
             self.monitor.stop()
         if self.publisher:

@@ -1,7 +1,8 @@
 """Crash points for tests: ``GPUPOLICY_PLUGIN_CRASH_AT=<step>`` SIGKILLs the plugin at that step.
 
-The steps, in order, are listed in ``PREPARE_STEPS`` and ``UNPREPARE_STEPS``; the crash tests kill
-the plugin at each one, restart it and check that kubelet's retry succeeds and nothing leaks.
+The steps, in order, are listed in ``PREPARE_STEPS``, ``UNPREPARE_STEPS`` (a claim with MIG instances or
+sharing) and ``PLAIN_UNPREPARE_STEPS`` (a claim with only a CDI spec); the crash tests kill the plugin at
+each one, restart it and check that kubelet's retry (or a prepare instead) succeeds and nothing leaks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import signal
 
 ENV = "GPUPOLICY_PLUGIN_CRASH_AT"
 PREPARE_STEPS = ("prepare-started", "prepare-mig", "prepare-sharing", "prepare-cdi", "prepare-completed")
-UNPREPARE_STEPS = ("unprepare-sharing", "unprepare-cdi", "unprepare-mig", "unprepare-done")
+UNPREPARE_STEPS = ("unprepare-started", "unprepare-sharing", "unprepare-cdi", "unprepare-mig", "unprepare-done")
+PLAIN_UNPREPARE_STEPS = ("unprepare-dropped", "unprepare-cdi")
 
 
 def crash_point(step: str) -> None:

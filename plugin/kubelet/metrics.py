@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     DEVICE_IN_USE = "device_in_use"  # prepared for another claim
     SETUP_FAILED = "setup_failed"  # MIG, sharing or CDI set-up failed (rolled back)
     CHECKPOINT_FAILED = "checkpoint_failed"
+    CHECKPOINT_REBUILDING = "checkpoint_rebuilding"  # the records are being rebuilt from the API server: retried
     TEARDOWN_FAILED = "teardown_failed"  # unprepare: kubelet retries
     INTERNAL = "internal"  # an unexpected exception (logged with its traceback)
 

@@ -4,7 +4,15 @@ Per claim: fetch the ResourceClaim, check its UID and that its allocation names 
 this node's pool; record ``PrepareStarted`` with everything it is about to do; create dynamic MIG
 instances, set up sharing, write the CDI spec; record ``PrepareCompleted``. A crash anywhere
 leaves a ``PrepareStarted`` record that the next attempt (or start-up reconciliation) rolls back.
-Unprepare undoes exactly what the record says, tolerating what is already gone.
+Unprepare records ``UnprepareStarted`` before it tears anything down (a claim with only a CDI spec:
+drops its record first, the spec is then an orphan start-up removes), undoes exactly what the record
+says, tolerating what is already gone, and drops the record. A claim whose teardown has begun is never
+answered as prepared again: a prepare finishes the teardown and prepares afresh. MIG instances are
+destroyed only by the instance ID and UUID their record names, never by placement.
+
+While the records are being rebuilt from the API server (``rebuilding``: the checkpoint was lost or
+damaged), every prepare and unprepare fails with ``checkpoint_rebuilding`` and kubelet retries: without the
+records the plugin cannot tell a claim's live devices from another's.
 
 Two ways in: ``prepare``/``unprepare`` here (threads: start-up and tests) and ``prepare_async``/
 ``unprepare_async`` of :class:`gpupolicy.plugin.kubelet.prepare_loop.LoopPreparer` (the gRPC server's event loop).
@@ -14,6 +22,7 @@ server starts after start-up's reconciliation).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -38,7 +47,7 @@ from gpupolicy.plugin.kubelet.checkpoint import (
 from gpupolicy.plugin.kubelet.config import ConfigError, DeviceConfig, config_for, parse_configs
 from gpupolicy.plugin.kubelet.discovery import Inventory, NodeDevice
 from gpupolicy.plugin.kubelet.metrics import ErrorCode, PluginMetrics
-from gpupolicy.plugin.kubelet.nvml.types import Gpu, Nvml, NvmlError
+from gpupolicy.plugin.kubelet.nvml.types import Nvml, NvmlError
 from gpupolicy.plugin.kubelet.sharing import (
     CommandError,
     CommandRunner,
@@ -155,6 +164,10 @@ class Preparer:
         self._releasing: set[str] = set()
         """Claims whose teardown has begun: they no longer hold a shared GPU's setting or daemon."""
         self._share_lock = threading.Lock()
+        self.rebuilding = ""
+        """Why the records are incomplete (being rebuilt from the API server); "" when they are whole."""
+        self.on_rebuild_wanted: Callable[[], None] = lambda: None
+        """Called when a claim is refused while ``rebuilding``: the rebuild should be tried again now."""
         self._commit = GroupCommit(self._snapshot, checkpoint)
         self.metrics = metrics if metrics is not None else PluginMetrics(new_registry(process=False))
         self.metrics.prepared_claims.set_function(lambda: len(self.records))
@@ -178,9 +191,45 @@ class Preparer:
             self.records.pop(uid, None)
             self._releasing.discard(uid)
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self._checkpoint.path
+
+    def inventory(self) -> Inventory:
+        """The node's devices as published now."""
+        return self._inventory()
+
+    def set_rebuilding(self, reason: str) -> bool:
+        """Mark the records incomplete (``reason``: claims are refused until it is cleared) or whole (""), here
+        and in the checkpoint's next write. Returns whether the checkpoint must be written to say so."""
+        self.rebuilding = reason
+        changed = self._checkpoint.needs_rebuild != reason
+        self._checkpoint.needs_rebuild = reason
+        return changed
+
+    def install(self, records: list[ClaimRecord]) -> None:
+        """Add rebuilt records (the caller persists them)."""
+        with self._lock:
+            for record in records:
+                self.records[record.uid] = record
+
+    def forget(self, uid: ClaimUID) -> None:
+        """Drop a record whose claim was torn down (the caller persists the removal)."""
+        self._drop(uid)
+
     def _claim_lock(self, uid: str) -> threading.Lock:
         with self._lock:
             return self._claim_locks.setdefault(uid, threading.Lock())
+
+    def _refuse_while_rebuilding(self) -> None:
+        reason = self.rebuilding
+        if reason:
+            self.on_rebuild_wanted()
+            raise ClaimError(
+                f"the plugin's records are being rebuilt from the API server ({reason}); nothing is prepared or "
+                "unprepared until then (will be retried)",
+                ErrorCode.CHECKPOINT_REBUILDING,
+            )
 
     # --- prepare ----------------------------------------------------------------------------
 
@@ -201,6 +250,7 @@ class Preparer:
             return prepare_failure(claim, exc, self.metrics)
 
     def _prepare_locked(self, claim: ClaimRef) -> tuple[PreparedDevice, ...]:
+        self._refuse_while_rebuilding()
         record = self.records.get(ClaimUID(claim.uid))
         if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
             return record.devices
@@ -214,7 +264,10 @@ class Preparer:
         uid = ClaimUID(claim.uid)
         allocation = self._check(claim, obj)
         if record is not None:
-            log.info("rolling back the interrupted prepare of %s", claim)
+            if record.state is ClaimState.UNPREPARE_STARTED:
+                log.info("finishing the interrupted unprepare of %s before preparing it again", claim)
+            else:
+                log.info("rolling back the interrupted prepare of %s", claim)
             self.teardown(record)
             self._drop(uid)
         planned, inventory, sharing = self._plan(claim, *allocation)
@@ -224,7 +277,10 @@ class Preparer:
             done = self._apply(started, planned)
         except (NvmlError, CommandError, OSError) as exc:
             self._discard(uid, started)
-            self.persist()
+            try:
+                self.persist()
+            except OSError as write_error:  # the disk keeps PrepareStarted: rolled back again, harmlessly
+                log.warning("cannot record the rollback of %s: %s", claim, write_error)
             raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
@@ -346,7 +402,12 @@ class Preparer:
         if record.mig or record.sharing:
             # Something to roll back after a crash. Without it the in-memory record is enough: a crash
             # before PrepareCompleted leaves at most a CDI file, which start-up removes as an orphan.
-            self.persist()
+            try:
+                self.persist()
+            except OSError as exc:
+                self._drop(uid)  # nothing done yet
+                message = f"cannot record the prepare in the checkpoint: {exc}"
+                raise ClaimError(message, ErrorCode.CHECKPOINT_FAILED) from None
         return record
 
     def _apply(self, record: ClaimRecord, planned: list[_Planned]) -> ClaimRecord:
@@ -439,20 +500,58 @@ class Preparer:
             if uid not in self.records:  # a record (of an older build) is torn down whatever its reference
                 check_ref(claim)
             with self._claim_lock(claim.uid):
+                self._refuse_while_rebuilding()
                 record = self.records.get(uid)
                 if record is None:
                     return ""
+                if not record.mig and not record.sharing:
+                    self._unprepare_plain(record, self.persist)
+                    return ""
+                self._begin_unprepare(record, self.persist)
                 self.teardown(record, crash_points=True)
-                self._drop(uid)
-                try:
-                    self.persist()
-                except OSError:
-                    self._set(record)  # still in the checkpoint: the retry tears down again and drops it
-                    raise
-                faults.crash_point("unprepare-done")
+                self._end_unprepare(record, self.persist)
                 return ""
         except Exception as exc:  # never fail the whole batch
             return unprepare_failure(claim, exc, self.metrics)
+
+    def _begin_unprepare(self, record: ClaimRecord, persist: Callable[[], None]) -> None:
+        """Record ``UnprepareStarted`` durably before anything is torn down: from then on the claim is never
+        answered as prepared (a kill or a failed write during the teardown leaves it to be finished)."""
+        if record.state is ClaimState.UNPREPARE_STARTED:
+            return
+        self._set(replace(record, state=ClaimState.UNPREPARE_STARTED))
+        try:
+            persist()
+        except OSError:
+            self._set(record)  # nothing torn down yet: still what the checkpoint says
+            raise
+        faults.crash_point("unprepare-started")
+
+    def _end_unprepare(self, record: ClaimRecord, persist: Callable[[], None]) -> None:
+        """Drop the torn-down claim's record durably (a failed write keeps it ``UnprepareStarted``)."""
+        self._drop(record.uid)
+        try:
+            persist()
+        except OSError:
+            self._set(replace(record, state=ClaimState.UNPREPARE_STARTED))  # the retry tears down again, drops it
+            raise
+        faults.crash_point("unprepare-done")
+
+    def _unprepare_plain(self, record: ClaimRecord, persist: Callable[[], None]) -> None:
+        """A claim with only a CDI spec: its record is dropped durably first, then the spec removed. A kill in
+        between leaves the spec without a record, an orphan that start-up removes; never a record of a claim
+        answered as prepared whose spec is gone."""
+        self._drop(record.uid)
+        try:
+            persist()
+        except OSError:
+            self._set(record)  # nothing removed: still prepared
+            raise
+        faults.crash_point("unprepare-dropped")
+        try:
+            self.teardown(record, crash_points=True)
+        except OSError as exc:  # unprepared all the same: start-up removes the orphan spec
+            log.warning("unprepare %s: the CDI spec stays until the next start: %s", record.uid, exc)
 
     def _undo(self, op: SharingOp) -> None:
         if op.strategy == "TimeSlicing":
@@ -461,9 +560,14 @@ class Preparer:
             stop_mps(self.runner, op, root=self._mps_root)
 
     def _held_by_others(self, uid: str, op: SharingOp) -> bool:
-        """Whether another claim on the same shared GPU still needs ``op``'s setting or daemon."""
+        """Whether another claim on the same shared GPU still needs ``op``'s setting or daemon (a claim whose
+        teardown has begun, in this process or before a restart, no longer does)."""
         with self._lock:
-            others = [r for r in self.records.values() if r.uid != uid and r.uid not in self._releasing]
+            others = [
+                r
+                for r in self.records.values()
+                if r.uid != uid and r.uid not in self._releasing and r.state is not ClaimState.UNPREPARE_STARTED
+            ]
         key = (op.strategy, op.mps_dir if op.strategy == "MPS" else op.gpu_uuids[0])
         return any(
             o.shared and (o.strategy, o.mps_dir if o.strategy == "MPS" else o.gpu_uuids[0]) == key
@@ -493,17 +597,25 @@ class Preparer:
             self.cdi.remove(record.uid)
         if crash_points:
             faults.crash_point("unprepare-cdi")
-        created = [m for m in record.mig if m.created]
-        if created:
-            gpus: dict[str, Gpu] = {}
-            with steps.step("mig"):
-                gpus = {g.uuid: g for g in self.nvml.gpus()}
-            for mig_op in created:
-                gpu = gpus.get(mig_op.gpu_uuid)
-                for inst in gpu.mig_devices if gpu else ():
-                    if inst.start == mig_op.start and inst.profile == mig_op.profile:
-                        with steps.step("mig"):
-                            self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)
+        with steps.step("mig"):
+            self.destroy_created_mig(record, steps)
         if crash_points:
             faults.crash_point("unprepare-mig")
         steps.finish()
+
+    def destroy_created_mig(self, record: ClaimRecord, steps: Steps | None = None) -> None:
+        """Destroy the MIG instances ``record`` created, each only by the GPU instance ID and UUID it recorded:
+        an instance at the same placement under another ID or UUID is somebody else's (a claim whose record
+        was lost, a later claim), and one whose creation was never recorded (``gi_id`` -1) is left to
+        start-up's sweep of instances no record holds. With ``steps``, each instance is a step of its own (one
+        that fails does not keep the others)."""
+        created = [m for m in record.mig if m.created and m.gi_id >= 0]
+        if not created:
+            return
+        gpus = {g.uuid: g for g in self.nvml.gpus()}
+        for mig_op in created:
+            gpu = gpus.get(mig_op.gpu_uuid)
+            for inst in gpu.mig_devices if gpu else ():
+                if inst.gi_id == mig_op.gi_id and (not mig_op.uuid or inst.uuid == mig_op.uuid):
+                    with steps.step("mig") if steps else contextlib.nullcontext():
+                        self.nvml.destroy_mig(mig_op.gpu_uuid, inst.gi_id)

@@ -61,6 +61,7 @@ class LoopPreparer(Preparer):
             return prepare_failure(claim, exc, self.metrics)
 
     async def _prepare_locked_async(self, claim: ClaimRef, executor: Executor) -> tuple[PreparedDevice, ...]:
+        self._refuse_while_rebuilding()
         uid = ClaimUID(claim.uid)
         record = self.records.get(uid)
         if record is not None and record.state is ClaimState.PREPARE_COMPLETED:
@@ -78,7 +79,10 @@ class LoopPreparer(Preparer):
             done = self._apply(started, planned)  # the CDI spec only (tmpfs on real nodes)
         except OSError as exc:
             self._discard(uid, started)
-            await self._commit.commit_async(executor)
+            try:
+                await self._commit.commit_async(executor)
+            except OSError as write_error:  # nothing of it was on disk: nothing to roll back after a crash
+                log.warning("cannot record the rollback of %s: %s", claim, write_error)
             raise ClaimError(f"preparing devices failed (rolled back): {exc}", ErrorCode.SETUP_FAILED) from None
         self._set(done)
         try:
@@ -109,7 +113,7 @@ class LoopPreparer(Preparer):
                 return unprepare_failure(claim, exc, self.metrics)
             async with self._claim_lock_async(claim.uid):
                 record = self.records.get(ClaimUID(claim.uid))
-                if record is not None and not record.mig and not record.sharing:
+                if record is not None and not record.mig and not record.sharing and not self.rebuilding:
                     return await self._unprepare_plain_async(claim, record, executor)
                 return await loop.run_in_executor(executor, self._unprepare_one, claim)
 
@@ -117,16 +121,20 @@ class LoopPreparer(Preparer):
         return {claim.uid: error for claim, error in zip(claims, errors)}
 
     async def _unprepare_plain_async(self, claim: ClaimRef, record: ClaimRecord, executor: Executor) -> str:
-        """``_unprepare_one`` of a record without MIG or sharing: its teardown only removes the CDI spec."""
+        """``_unprepare_plain`` on the loop (a record without MIG or sharing): the record is dropped durably,
+        then the CDI spec removed."""
         try:
-            self.teardown(record, crash_points=True)
             self._drop(record.uid)
             try:
                 await self._commit.commit_async(executor)
             except OSError:
-                self._set(record)  # still in the checkpoint: the retry tears down again and drops it
+                self._set(record)  # nothing removed: still prepared
                 raise
-            faults.crash_point("unprepare-done")
+            faults.crash_point("unprepare-dropped")
+            try:
+                self.teardown(record, crash_points=True)
+            except OSError as exc:  # unprepared all the same: start-up removes the orphan spec
+                log.warning("unprepare %s: the CDI spec stays until the next start: %s", record.uid, exc)
             return ""
         except Exception as exc:  # never fail the whole batch
             return unprepare_failure(claim, exc, self.metrics)

@@ -10,6 +10,7 @@ from typing import Any
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
 from gpupolicy.plugin.kubelet.checkpoint import Checkpoint
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
+from gpupolicy.plugin.kubelet.driver import Options, Plugin
 from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
 from gpupolicy.plugin.kubelet.prepare import ClaimRef
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
@@ -19,6 +20,8 @@ from tests.fakes.kube import FakeKube
 
 DRIVER = "gpu.gpupolicy.dev"
 NODE = "node-a"
+SPEC = "2xA100-40GB:mig,1xH100-80GB"
+"""The simulated node of ``PluginNode``."""
 
 
 def claim_obj(
@@ -116,3 +119,29 @@ def make_node(tmp: Path, spec: str = "2xA100-40GB:mig,2xH100-80GB", publish_for:
         inventory=node.inventory,
     )
     return node
+
+
+class PluginNode:
+    """A whole plugin (``Plugin``, in this process) on a simulated node whose state survives restarts."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.kube = FakeKube()
+        self.kube.put_node(NODE)
+        self.state = tmp / "state"
+        self.state.mkdir(exist_ok=True)
+
+    def plugin(self, publish_for: Any = None) -> Plugin:
+        options = Options(
+            node=NODE, driver=DRIVER, plugin_dir=self.tmp / "p", registry_dir=self.tmp / "r",
+            cdi_root=self.tmp / "cdi", state_dir=self.state, nvml="sim:" + SPEC,
+        )  # fmt: skip
+        nvml = SimNvml(SPEC, seed=NODE, state_file=self.state / "sim-nvml.json")
+        runner = FakeRunner(self.state / "cmd.json")
+        plugin = Plugin(options, kube=self.kube, nvml=nvml, runner=runner, publish_for=publish_for)
+        plugin.start()
+        return plugin
+
+    def preparer(self, plugin: Plugin) -> LoopPreparer:
+        assert plugin.preparer is not None
+        return plugin.preparer

@@ -20,7 +20,7 @@ RECORD = ClaimRecord(
     state=ClaimState.PREPARE_COMPLETED,
     devices=(PreparedDevice(("gpu",), "node", "gpu-0", ("k8s.d/claim=u1-gpu-0",), "share-1"),),
     mig=(MigOp("GPU-1", "1g.5gb", 3, True, "MIG-1", 4, 0),),
-    sharing=(SharingOp("MPS", ("MIG-1",), mps_dir="/x", active_thread_percentage=20),),
+    sharing=(SharingOp("MPS", ("MIG-1",), mps_dir="/state/mps/u1", active_thread_percentage=20),),
     cdi_file="/cdi/f.json",
     exclusive=("slot:GPU-1:3",),
 )

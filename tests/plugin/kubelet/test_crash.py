@@ -1,5 +1,6 @@
 """SIGKILL the plugin at every step of prepare and unprepare, restart it, and check that kubelet's
-retry succeeds and that no MIG instance, CDI file, MPS daemon or time-slice setting leaks."""
+retry succeeds and that no MIG instance, CDI file, MPS daemon or time-slice setting leaks; and that a
+claim whose unprepare was interrupted is never answered as prepared without its devices."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpupolicy.plugin.kubelet.faults import ENV, PREPARE_STEPS, UNPREPARE_STEPS
+from gpupolicy.plugin.kubelet.faults import ENV, PLAIN_UNPREPARE_STEPS, PREPARE_STEPS, UNPREPARE_STEPS
 from tests.fakes.kube_stub import StubApiServer
 from tests.plugin.kubelet.helpers import NODE, claim_obj, opaque
 from tests.plugin.kubelet.proc import PluginProcess
@@ -98,6 +99,53 @@ def test_killed_during_unprepare(tmp_path: Path, api: StubApiServer, step: str) 
         plugin.kill()
 
 
+@pytest.mark.parametrize("step", UNPREPARE_STEPS)
+def test_a_prepare_after_an_interrupted_unprepare_sets_the_claim_up_afresh(
+    tmp_path: Path, api: StubApiServer, step: str
+) -> None:
+    """kubelet may prepare the claim again instead of retrying the unprepare (a new pod uses it): the answer
+    must come with a CDI spec, MIG instances and an MPS daemon that exist, not with the torn-down ones."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    claim = _claim(api)
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.unprepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        plugin.start()
+        response = kubelet.prepare([claim])
+        assert response.claims[claim[1]].error == "", plugin.logs()
+        _assert_prepared(plugin, claim[1])
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
+
+
+@pytest.mark.parametrize("step", UNPREPARE_STEPS[:-1])
+def test_restart_without_retry_finishes_an_interrupted_unprepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    """The pod is gone and kubelet does not come back to the claim: start-up finishes the teardown alone."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    claim = _claim(api)
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.unprepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        assert [c["state"] for c in plugin.checkpoint_claims().values()] == ["UnprepareStarted"]
+        plugin.start()
+        kubelet.close()
+        plugin.kubelet().connect()
+        _assert_clean(plugin)
+    finally:
+        plugin.kill()
+
+
 def test_restart_without_retry_rolls_back_interrupted_prepare(tmp_path: Path, api: StubApiServer) -> None:
     """kubelet may never retry (the pod was deleted): start-up reconciliation cleans up alone."""
     plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
@@ -135,6 +183,33 @@ def test_killed_during_prepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer
         plugin.start()
         assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
         assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
+        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+        _assert_clean(plugin)
+        kubelet.close()
+    finally:
+        plugin.kill()
+
+
+@pytest.mark.parametrize("step", PLAIN_UNPREPARE_STEPS)
+def test_killed_during_unprepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer, step: str) -> None:
+    """A whole GPU without sharing: its record is dropped before its CDI spec is removed, so a kill leaves at
+    most an orphan spec, and a prepare afterwards writes the spec again."""
+    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    doc = claim_obj("plain", [("gpu", "gpu-3")])
+    api.kube.put_claim(doc)
+    claim = ("default", doc["metadata"]["uid"], "plain")
+    spec = [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
+    try:
+        plugin.start({ENV: step})
+        kubelet = plugin.kubelet()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+            kubelet.unprepare([claim], timeout_s=0)
+        assert plugin.wait() == -9
+        assert plugin.checkpoint_claims() == {}
+        plugin.start()
+        assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
+        assert plugin.cdi_files() == spec
         assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
         _assert_clean(plugin)
         kubelet.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -213,11 +214,14 @@ def test_interrupted_prepare_is_rolled_back_on_retry(tmp_path: Path) -> None:
     node = make_node(tmp_path, publish_for=dynamic_a100)
     claim = node.add_claim("c", [("m", "gpu-0-mig-4g20gb-5-0")])
     node.runner.state["mps"] = {}
-    # Simulate a crash after the MIG instance was created: a PrepareStarted record and the instance.
+    # Simulate a crash after the MIG instance was created and recorded (as ``_apply`` records it): a
+    # PrepareStarted record naming the instance's IDs, and the instance.
     original = node.preparer._apply
 
     def crash(record, planned):  # type: ignore[no-untyped-def]
-        node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
+        dev = node.nvml.create_mig(record.mig[0].gpu_uuid, "4g.20gb", 0)
+        op = dataclasses.replace(record.mig[0], uuid=dev.uuid, gi_id=dev.gi_id, ci_id=dev.ci_id)
+        node.preparer._set(dataclasses.replace(record, mig=(op,)))
         raise KeyboardInterrupt
 
     node.preparer._apply = crash  # type: ignore[method-assign]
@@ -376,3 +380,23 @@ def test_an_unprepare_whose_removal_cannot_be_written_fails_and_is_retried(
     monkeypatch.setattr(node.checkpoint, "save", save)
     assert node.preparer.unprepare([claim]) == {claim.uid: ""}
     assert node.checkpoint.load().records == {} and node.cdi_files() == []
+
+
+def test_a_prepare_whose_started_state_cannot_be_written_fails_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk before anything was set up: ``checkpoint_failed``, nothing created, no traceback."""
+    node = make_node(tmp_path, publish_for=dynamic_a100)
+    claim = node.add_claim("m", [("m", "gpu-0-mig-3g20gb-9-4")])
+    save = node.checkpoint.save
+
+    def disk_full(records):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node.checkpoint, "save", disk_full)
+    failed = node.preparer.prepare([claim])[claim.uid]
+    assert failed.error.startswith("cannot record the prepare in the checkpoint: [Errno 28]")
+    assert node.mig_instances() == [] and node.preparer.records == {}
+    assert not [r for r in caplog.records if r.exc_info]
+    monkeypatch.setattr(node.checkpoint, "save", save)
+    assert node.preparer.prepare([claim])[claim.uid].error == ""

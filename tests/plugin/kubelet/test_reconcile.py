@@ -12,40 +12,13 @@ import pytest
 
 from gpupolicy.plugin.kubelet.cdi import CdiDevice
 from gpupolicy.plugin.kubelet.checkpoint_schema import CheckpointVersionUnsupported, canonical, checksum_v1
-from gpupolicy.plugin.kubelet.driver import BOOT_ID_ENV, Options, Plugin
+from gpupolicy.plugin.kubelet.driver import BOOT_ID_ENV
 from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
-from gpupolicy.plugin.kubelet.prepare import Preparer
 from gpupolicy.plugin.kubelet.reconcile import ReconcileReport
-from gpupolicy.plugin.kubelet.sharing import FakeRunner
-from tests.fakes.kube import FakeKube
-from tests.plugin.kubelet.helpers import DRIVER, NODE, claim_obj, opaque, ref
+from tests.plugin.kubelet.helpers import DRIVER, NODE, SPEC, claim_obj, opaque, ref
+from tests.plugin.kubelet.helpers import PluginNode as Node
 
-SPEC = "2xA100-40GB:mig,1xH100-80GB"
 MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
-
-
-class Node:
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.kube = FakeKube()
-        self.kube.put_node(NODE)
-        self.state = tmp / "state"
-        self.state.mkdir(exist_ok=True)
-
-    def plugin(self, publish_for: Any = None) -> Plugin:
-        options = Options(
-            node=NODE, driver=DRIVER, plugin_dir=self.tmp / "p", registry_dir=self.tmp / "r",
-            cdi_root=self.tmp / "cdi", state_dir=self.state, nvml="sim:" + SPEC,
-        )  # fmt: skip
-        nvml = SimNvml(SPEC, seed=NODE, state_file=self.state / "sim-nvml.json")
-        runner = FakeRunner(self.state / "cmd.json")
-        plugin = Plugin(options, kube=self.kube, nvml=nvml, runner=runner, publish_for=publish_for)
-        plugin.start()
-        return plugin
-
-    def preparer(self, plugin: Plugin) -> Preparer:
-        assert plugin.preparer is not None
-        return plugin.preparer
 
 
 def test_orphans_destroyed_and_foreign_static_mig_kept(tmp_path: Path) -> None:
