@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpupolicy.plugin.fsutil import sweep_stale_tmp, write_atomic
+from gpupolicy.plugin.fsutil import read_source, sweep_stale_tmp, write_atomic
 from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
@@ -113,7 +113,7 @@ def _problem(problems: list[str] | None, message: str) -> None:
 def load_policy_publish(path: Path) -> tuple[PublishFor, str]:
     from gpupolicy.policy.policyfile.compile import load_policy
 
-    compiled = load_policy(path.read_text(encoding="utf-8"), str(path))
+    compiled = load_policy(*read_source(path))
     return compiled.publish_for, compiled.driver_name
 
 

@@ -133,3 +133,16 @@ def test_invalid_utf8_is_located_at_the_file(tmp_path: Path) -> None:
     with pytest.raises(DiagnosticError) as info:
         read_source(path)
     assert info.value.diagnostics[0].code == "file_unreadable"
+
+
+def test_a_simulated_node_from_a_cluster_file_is_read_with_the_same_bound(tmp_path: Path) -> None:
+    """``--nvml sim:@FILE`` (discover, plugin run) reads its cluster description like every other input."""
+    fifo = tmp_path / "cluster.fifo"
+    os.mkfifo(fifo)
+    argv = ["discover", "--nvml", f"sim:@{fifo}", "--node-name", "n"]
+    result = gpupolicy(*argv)
+    assert result.returncode == 1 and "file_not_regular" in result.stderr and "Traceback" not in result.stderr
+    result = gpupolicy("discover", "--nvml", "sim:@/dev/zero", "--node-name", "n")
+    assert result.returncode == 1 and "file_not_regular" in result.stderr and "Traceback" not in result.stderr
+    result = gpupolicy("discover", "--nvml", f"sim:@{tmp_path / 'missing.yaml'}", "--node-name", "n")
+    assert result.returncode == 1 and "file_unreadable" in result.stderr and "Traceback" not in result.stderr

@@ -43,9 +43,10 @@ class SimGpuSpec:
 def specs_from_cluster(path: Path, node: str) -> list[SimGpuSpec]:
     """The GPUs of ``node`` in a cluster description file, with the same UUIDs and PCI addresses
     ``gpupolicy render`` gives them, so the plugin publishes exactly what render shows."""
+    from gpupolicy.plugin.fsutil import read_source
     from gpupolicy.policy.cluster import load_cluster
 
-    cluster = load_cluster(path.read_text(encoding="utf-8"), str(path))
+    cluster = load_cluster(*read_source(path))
     found = next((n for n in cluster.nodes if n.name == node), None)
     if found is None:
         names = ", ".join(n.name for n in cluster.nodes[:10])
