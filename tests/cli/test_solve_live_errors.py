@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from gpupolicy.plugin.cli.main import main
+from tests.fakes.kubeconfig import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = list(yaml.safe_load_all((ROOT / "tests" / "solver" / "cases" / "inventory.yaml").read_text()))
@@ -106,20 +107,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
 
 
 def kubeconfig(tmp_path: Path, server: str) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", server)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.kubeconfig import write_kubeconfig
+
 _CLAIM = re.compile(rb"^GET /apis/resource\.k8s\.io/v1/namespaces/([^/ ]+)/resourceclaims/([^/ ?]+) HTTP/1\.1")
 
 
@@ -64,16 +66,7 @@ class CountingApi:
         return head.encode() + body
 
     def write_kubeconfig(self, path: Path) -> Path:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "c", "cluster": {"server": self.url}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-            "current-context": "c",
-        }
-        path.write_text(json.dumps(config), encoding="utf-8")
-        return path
+        return write_kubeconfig(path, self.url)
 
     def close(self) -> None:
         async def stop() -> None:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from gpupolicy.plugin.kube import ApiError
 from tests.fakes.kube import FakeKube
+from tests.fakes.kubeconfig import write_kubeconfig
 
 _API = "/apis/resource.k8s.io/v1"
 _ROUTES = [
@@ -143,16 +144,7 @@ class StubApiServer:
         self._httpd.server_close()
 
     def write_kubeconfig(self, path: Path) -> Path:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "stub", "cluster": {"server": self.url}}],
-            "users": [{"name": "stub", "user": {"token": "stub"}}],
-            "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}],
-            "current-context": "stub",
-        }
-        path.write_text(json.dumps(config), encoding="utf-8")
-        return path
+        return write_kubeconfig(path, self.url, token="stub")
 
 
 def main() -> None:

@@ -103,6 +103,22 @@ def example(name: str) -> tuple[Path, list[Obj], list[Obj]]:
     return folder / "policy.yaml", [to_wire(c) for c in policy.device_classes], slices
 
 
+def strands(nodes: tuple[str, ...] = ("h100-0",)) -> FakeApi:
+    """examples/first-fit-strands in an API: its DeviceClasses, and its one H100 (a dynamic MIG pool offering
+    3g.40gb and 4g.40gb) as each Node of ``nodes``, with its ResourceSlices."""
+    fake = FakeApi()
+    _, classes, slices = example("first-fit-strands")
+    for obj in classes:
+        fake.put("deviceclasses", obj)
+    for name in nodes:
+        for s in slices:
+            moved = {**s, "metadata": {**s["metadata"], "name": s["metadata"]["name"].replace("h100-0", name)}}
+            moved["spec"] = {**s["spec"], "nodeName": name, "pool": {**s["spec"]["pool"], "name": name}}
+            fake.put("resourceslices", moved)
+        fake.put("nodes", node(name))
+    return fake
+
+
 def node(name: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
 

@@ -16,7 +16,7 @@ from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, FINALIZER, GATE
 from gpupolicy.plugin.kube import ApiError, Obj
 from gpupolicy.solver.result import SolveParams
 from tests.logcapture import captured
-from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod, strands
 from tests.scrape import parse
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
@@ -33,14 +33,7 @@ class Clock:
 @pytest.fixture
 def api() -> FakeApi:
     """examples/first-fit-strands: one H100 as a dynamic MIG pool offering 3g.40gb and 4g.40gb."""
-    fake = FakeApi()
-    _, classes, slices = example("first-fit-strands")
-    for obj in classes:
-        fake.put("deviceclasses", obj)
-    for obj in slices:
-        fake.put("resourceslices", obj)
-    fake.put("nodes", node("h100-0"))
-    return fake
+    return strands()
 
 
 def controller(api: FakeApi, clock: Clock | None = None, window: float = 0.5) -> Controller:

@@ -8,7 +8,6 @@ pods may share a device.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -27,7 +26,8 @@ from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, GATE
 from gpupolicy.plugin.kube import Obj, Unreachable
 from gpupolicy.solver.result import SolveParams
-from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
+from tests.fakes.kubeconfig import write_kubeconfig
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, pod, strands
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
 FOUR_G_SLOT = "gpu-0-mig-4g40gb-5-0"  # the only 4g.40gb the H100 of examples/first-fit-strands offers
@@ -107,14 +107,7 @@ def replica(api: FakeApi, name: str) -> Replica:
 @pytest.fixture
 def api() -> FakeApi:
     """examples/first-fit-strands: one H100 as a dynamic MIG pool with a single 4g.40gb slot."""
-    fake = FakeApi()
-    _, classes, slices = example("first-fit-strands")
-    for obj in classes:
-        fake.put("deviceclasses", obj)
-    for obj in slices:
-        fake.put("resourceslices", obj)
-    fake.put("nodes", node("h100-0"))
-    return fake
+    return strands()
 
 
 def add(api: FakeApi, *objs: Obj) -> None:
@@ -298,17 +291,7 @@ def stalling() -> Iterator[tuple[str, list[str]]]:
 
 
 def kubeconfig(tmp_path: Path, url: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "t0k3n"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", url, token="t0k3n")
 
 
 def test_controller_writes_give_up_within_the_margin_the_lease_leaves(

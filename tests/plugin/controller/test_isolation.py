@@ -21,25 +21,14 @@ from gpupolicy.solver import compile as solver_compile
 from gpupolicy.solver.problem import Problem
 from gpupolicy.solver.result import SolveParams
 from tests.logcapture import captured
-from tests.plugin.controller.fakeapi import FakeApi, claim, example, node, pod
+from tests.plugin.controller.fakeapi import FakeApi, claim, example, pod, strands
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
 
 
 @pytest.fixture
 def api() -> FakeApi:
-    fake = FakeApi()
-    _, classes, slices = example("first-fit-strands")
-    for obj in classes:
-        fake.put("deviceclasses", obj)
-    for obj in slices:
-        fake.put("resourceslices", obj)
-    fake.put("nodes", node("h100-0"))
-    for s in slices:  # a second H100, h100-1: room for all three pods
-        s = {**s, "metadata": {**s["metadata"], "name": s["metadata"]["name"].replace("h100-0", "h100-1")}}
-        s["spec"] = {**s["spec"], "nodeName": "h100-1", "pool": {**s["spec"]["pool"], "name": "h100-1"}}
-        fake.put("resourceslices", s)
-    fake.put("nodes", node("h100-1"))
+    fake = strands(("h100-0", "h100-1"))  # a second H100, h100-1: room for all three pods
     good = (claim("a-three-g", THREE_G), pod("p3", ["a-three-g"]), claim("b-four-g", FOUR_G), pod("p4", ["b-four-g"]))
     for obj in good:
         fake.put("pods" if obj["kind"] == "Pod" else "resourceclaims", obj)

@@ -8,21 +8,11 @@ from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.rebalance import propose
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, Snapshot
 from gpupolicy.solver.result import SolveParams
-from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, pod, strands
 
 
 def two_h100s() -> FakeApi:
-    api = FakeApi()
-    _, classes, slices = example("first-fit-strands")
-    for obj in classes:
-        api.put("deviceclasses", obj)
-    for name in ("h100-0", "h100-1"):
-        for s in slices:
-            moved = {**s, "metadata": {**s["metadata"], "name": s["metadata"]["name"].replace("h100-0", name)}}
-            moved["spec"] = {**s["spec"], "nodeName": name, "pool": {**s["spec"]["pool"], "name": name}}
-            api.put("resourceslices", moved)
-        api.put("nodes", node(name))
-    return api
+    return strands(("h100-0", "h100-1"))
 
 
 def held(api: FakeApi, name: str, device: str, pool: str, phase: str, by_us: bool = True) -> None:

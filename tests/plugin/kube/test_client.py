@@ -24,6 +24,7 @@ from gpupolicy.plugin.kube import (
     Unreachable,
 )
 from gpupolicy.plugin.kube.errors import error
+from tests.fakes.kubeconfig import write_kubeconfig
 
 CLAIM = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "c", "namespace": "ns"}}
 
@@ -82,17 +83,7 @@ def server() -> Iterator[tuple[Script, str]]:
 
 
 def kubeconfig(tmp_path: Path, url: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "t0k3n"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(config))
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", url, token="t0k3n")
 
 
 def client(tmp_path: Path, url: str, slept: list[float], retry: Retry | None = None) -> Client:

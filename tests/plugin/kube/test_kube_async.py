@@ -16,6 +16,7 @@ import pytest
 from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet.api import NodeApi
 from tests.fakes.kube_stub import StubApiServer
+from tests.fakes.kubeconfig import write_kubeconfig
 from tests.plugin.kubelet.helpers import claim_obj
 
 CLAIM = {"kind": "ResourceClaim", "metadata": {"name": "c1", "namespace": "default", "uid": "u1"}}
@@ -30,19 +31,7 @@ def api() -> Iterator[StubApiServer]:
 
 
 def _kubeconfig(path: Path, server: str, ca: Path | None = None) -> Path:
-    cluster: dict[str, Any] = {"server": server}
-    if ca is not None:
-        cluster["certificate-authority"] = str(ca)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": "u", "user": {"token": "secret-token"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    }
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
+    return write_kubeconfig(path, server, token="secret-token", ca=ca)
 
 
 def _response(body: bytes, *extra: str) -> bytes:

@@ -25,6 +25,7 @@ import yaml
 
 from gpupolicy.plugin.cli.main import main
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
+from tests.fakes.kubeconfig import write_kubeconfig
 
 Permission = tuple[str, str, str]
 """(apiGroup, resource, verb); the core group is ``""``; a subresource is ``resource/sub``."""
@@ -125,16 +126,7 @@ def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
 
 
 def _kubeconfig(path: Path, url: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    }
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
+    return write_kubeconfig(path, url)
 
 
 def used_permissions(workdir: Path) -> dict[str, set[Permission]]:
