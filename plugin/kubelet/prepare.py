@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gpupolicy.plugin.kube import ApiError
-from gpupolicy.plugin.kubelet import faults, paths, refs, sharing_plan
+from gpupolicy.plugin.kubelet import faults, paths, sharing_plan
 from gpupolicy.plugin.kubelet.api import Kube
 from gpupolicy.plugin.kubelet.cdi import MPS_PIPE_IN_CONTAINER, CdiDevice, CdiRegistry, mig_cap_minor
 from gpupolicy.plugin.kubelet.checkpoint import (
@@ -43,6 +43,14 @@ from gpupolicy.plugin.kubelet.checkpoint import (
     MigOp,
     PreparedDevice,
     SharingOp,
+)
+from gpupolicy.plugin.kubelet.claims import (
+    ClaimError,
+    ClaimRef,
+    PrepareResult,
+    check_ref,
+    prepare_failure,
+    unprepare_failure,
 )
 from gpupolicy.plugin.kubelet.config import ConfigError, DeviceConfig, config_for, parse_configs
 from gpupolicy.plugin.kubelet.discovery import Inventory, NodeDevice
@@ -65,37 +73,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ClaimRef:
-    namespace: str
-    uid: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name} ({self.uid})"
-
-
-@dataclass(frozen=True)
-class PrepareResult:
-    devices: tuple[PreparedDevice, ...] = ()
-    error: str = ""
-
-
-class ClaimError(Exception):
-    """Preparing one claim failed; the message goes back to kubelet, the code into the metrics."""
-
-    def __init__(self, message: str, code: ErrorCode) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def check_ref(claim: ClaimRef) -> None:
-    """Refuse a reference no API server makes, before its UID is part of a path or its name of a URL."""
-    problem = refs.problem(claim.namespace, claim.name, claim.uid)
-    if problem:
-        raise ClaimError(f"invalid claim reference: {problem}", ErrorCode.INVALID_CLAIM_REF)
-
-
-@dataclass(frozen=True)
 class _Planned:
     result: dict[str, Any]
     device: NodeDevice
@@ -105,35 +82,6 @@ class _Planned:
     def admin(self) -> bool:
         """adminAccess: the device may be in use by others; it is exposed, never changed or reserved."""
         return bool(self.result.get("adminAccess"))
-
-
-def prepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> PrepareResult:
-    """The result of a claim whose prepare raised (call it while handling ``exc``: it logs the traceback)."""
-    if isinstance(exc, ClaimError):
-        log.warning("prepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": exc.code.value})
-        metrics.failed("prepare", exc.code)
-        return PrepareResult(error=str(exc))
-    code = ErrorCode.INTERNAL
-    log.exception("prepare %s failed unexpectedly", claim, extra={"claim": str(claim), "code": code.value})
-    metrics.failed("prepare", code)
-    return PrepareResult(error=f"internal error: {type(exc).__name__}: {exc}")
-
-
-def unprepare_failure(claim: ClaimRef, exc: Exception, metrics: PluginMetrics) -> str:
-    """The error of a claim whose unprepare raised (while handling ``exc``); kubelet retries the call."""
-    if isinstance(exc, ClaimError):
-        log.warning("unprepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": exc.code.value})
-        metrics.failed("unprepare", exc.code)
-        return str(exc)
-    if isinstance(exc, NvmlError | CommandError | OSError):
-        code = ErrorCode.TEARDOWN_FAILED
-        log.warning("unprepare %s failed: %s", claim, exc, extra={"claim": str(claim), "code": code.value})
-        metrics.failed("unprepare", code)
-        return f"unprepare failed (will be retried): {exc}"
-    code = ErrorCode.INTERNAL
-    log.exception("unprepare %s failed unexpectedly", claim, extra={"claim": str(claim), "code": code.value})
-    metrics.failed("unprepare", code)
-    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 class Preparer:

@@ -20,16 +20,16 @@ from typing import Any
 from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kubelet import faults
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, PreparedDevice
-from gpupolicy.plugin.kubelet.metrics import ErrorCode
-from gpupolicy.plugin.kubelet.prepare import (
+from gpupolicy.plugin.kubelet.claims import (
     ClaimError,
     ClaimRef,
-    Preparer,
     PrepareResult,
     check_ref,
     prepare_failure,
     unprepare_failure,
 )
+from gpupolicy.plugin.kubelet.metrics import ErrorCode
+from gpupolicy.plugin.kubelet.prepare import Preparer
 from gpupolicy.policy.k8s.ids import ClaimUID
 
 log = logging.getLogger(__name__)

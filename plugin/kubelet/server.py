@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from gpupolicy.plugin.kubelet.claims import ClaimRef, PrepareResult
 from gpupolicy.plugin.kubelet.health import HealthState
-from gpupolicy.plugin.kubelet.prepare import ClaimRef, PrepareResult
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
 from gpupolicy.plugin.kubelet.proto import (
     dra_v1_pb2,

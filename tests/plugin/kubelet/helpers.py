@@ -9,10 +9,10 @@ from typing import Any
 
 from gpupolicy.plugin.kubelet.cdi import CdiRegistry
 from gpupolicy.plugin.kubelet.checkpoint import Checkpoint
+from gpupolicy.plugin.kubelet.claims import ClaimRef
 from gpupolicy.plugin.kubelet.discovery import Inventory, build_inventory
 from gpupolicy.plugin.kubelet.driver import Options, Plugin
 from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
-from gpupolicy.plugin.kubelet.prepare import ClaimRef
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
 from gpupolicy.plugin.kubelet.sharing import FakeRunner
 from gpupolicy.policy.builder import PublishFor

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp, SharingOp
+from gpupolicy.plugin.kubelet.claims import ClaimRef, PrepareResult
 from gpupolicy.plugin.kubelet.paths import UnsafePath, check_inside, child
-from gpupolicy.plugin.kubelet.prepare import ClaimRef, PrepareResult
 from gpupolicy.plugin.kubelet.reconcile import reconcile
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpupolicy.plugin.kubelet.checkpoint import ClaimState
-from gpupolicy.plugin.kubelet.prepare import ClaimRef
+from gpupolicy.plugin.kubelet.claims import ClaimRef
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.kubelet.helpers import NODE, make_node, opaque

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gpupolicy.plugin.kubelet.checkpoint import ClaimState
-from gpupolicy.plugin.kubelet.prepare import ClaimRef, PrepareResult
+from gpupolicy.plugin.kubelet.claims import ClaimRef, PrepareResult
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.kubelet.helpers import NODE, Node, make_node

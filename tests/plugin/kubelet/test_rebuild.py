@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gpupolicy.plugin.kubelet import reconcile
-from gpupolicy.plugin.kubelet.prepare import ClaimRef
+from gpupolicy.plugin.kubelet.claims import ClaimRef
 from tests.plugin.kubelet.helpers import DRIVER, SPEC, PluginNode, claim_obj, opaque, ref
 
 MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}

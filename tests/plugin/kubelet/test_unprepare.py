@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp
-from gpupolicy.plugin.kubelet.prepare import ClaimRef
+from gpupolicy.plugin.kubelet.claims import ClaimRef
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
 from tests.plugin.kubelet.helpers import Node, make_node, opaque
