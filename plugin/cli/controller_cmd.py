@@ -124,13 +124,14 @@ def run(args: argparse.Namespace) -> int:
 def _propose(args: argparse.Namespace) -> int:
     import json
 
+    from gpupolicy.plugin.cli.ranges import solver_options
     from gpupolicy.plugin.controller.placer import Settings
     from gpupolicy.plugin.controller.rebalance import propose
     from gpupolicy.plugin.controller.snapshot import Snapshot
     from gpupolicy.plugin.kube import Client
     from gpupolicy.policy.yamlsrc import dump_yaml
 
-    if problem := _solver_problem(args):
+    if problem := solver_options(args):
         print(f"gpupolicy controller: {problem}", file=sys.stderr)
         return 2
     settings = _settings(args)
@@ -146,24 +147,12 @@ def _propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _solver_problem(args: argparse.Namespace) -> str:
-    """The solver options in the ranges a policy file allows (NaN and infinities refused), as ``solve`` checks them."""
-    from gpupolicy.plugin.cli.ranges import first, integer_in, seconds_in
-    from gpupolicy.policy.policyfile.model import MAX_SEED, MAX_TIME_LIMIT_SECONDS, MAX_WORKERS
-
-    return first(
-        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
-        integer_in("--workers", args.workers, 1, MAX_WORKERS),
-        integer_in("--seed", args.seed, 0, MAX_SEED),
-    )
-
-
 def _run_problem(args: argparse.Namespace) -> str:
-    from gpupolicy.plugin.cli.ranges import first, integer_in, number_in
+    from gpupolicy.plugin.cli.ranges import first, integer_in, number_in, solver_options
 
     day = 86400.0
     return first(
-        _solver_problem(args),
+        solver_options(args),
         number_in("--batch-window", args.batch_window, 0, day),
         number_in("--poll-interval", args.poll_interval, 0, day),
         number_in("--resync", args.resync, 0, day, above_low=True),

@@ -8,6 +8,7 @@ and none asks for more than the machine has (100,000 CP-SAT workers, a hundred m
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def number_in(option: str, value: float | None, low: float, high: float, *, above_low: bool = False) -> str:
@@ -35,3 +36,15 @@ def integer_in(option: str, value: int | None, low: int, high: int) -> str:
 def first(*problems: str) -> str:
     """The first of several checks that found a problem, or ``""``."""
     return next((p for p in problems if p), "")
+
+
+def solver_options(args: Any) -> str:
+    """``--time-limit``, ``--workers`` and ``--seed`` (each may be absent: None) in the ranges a policy file's
+    solver limits allow, as every command that solves checks them."""
+    from gpupolicy.policy.policyfile.model import MAX_SEED, MAX_TIME_LIMIT_SECONDS, MAX_WORKERS
+
+    return first(
+        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
+        integer_in("--workers", args.workers, 1, MAX_WORKERS),
+        integer_in("--seed", args.seed, 0, MAX_SEED),
+    )

@@ -69,16 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_problem(args: argparse.Namespace) -> str:
-    from gpupolicy.plugin.cli.ranges import first, integer_in, seconds_in
-    from gpupolicy.policy.policyfile.model import MAX_SEED, MAX_TIME_LIMIT_SECONDS, MAX_WORKERS
+    from gpupolicy.plugin.cli.ranges import solver_options
 
-    # the ranges of a policy file's solver limits
-    problem = first(
-        seconds_in("--time-limit", args.time_limit, MAX_TIME_LIMIT_SECONDS),
-        integer_in("--workers", args.workers, 1, MAX_WORKERS),
-        integer_in("--seed", args.seed, 0, MAX_SEED),
-    )
-    if problem:
+    if problem := solver_options(args):
         return problem
     if args.namespace and not args.kubeconfig:
         return "--namespace filters what --kubeconfig reads; give --kubeconfig FILE too"
