@@ -495,6 +495,10 @@ class Preparer:
         except OSError:
             self._set(record)  # nothing removed: still prepared
             raise
+        self._remove_dropped_spec(record)
+
+    def _remove_dropped_spec(self, record: ClaimRecord) -> None:
+        """The second half of ``_unprepare_plain``, once the record's removal is on disk."""
         faults.crash_point("unprepare-dropped")
         try:
             self.teardown(record, crash_points=True)

@@ -130,11 +130,7 @@ class LoopPreparer(Preparer):
             except OSError:
                 self._set(record)  # nothing removed: still prepared
                 raise
-            faults.crash_point("unprepare-dropped")
-            try:
-                self.teardown(record, crash_points=True)
-            except OSError as exc:  # unprepared all the same: start-up removes the orphan spec
-                log.warning("unprepare %s: the CDI spec stays until the next start: %s", record.uid, exc)
+            self._remove_dropped_spec(record)
             return ""
         except Exception as exc:  # never fail the whole batch
             return unprepare_failure(claim, exc, self.metrics)
