@@ -4,7 +4,7 @@ claim whose unprepare was interrupted is never answered as prepared without its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,13 @@ def _assert_clean(plugin: PluginProcess) -> None:
     assert not (plugin.state_dir / "mps").exists() or not any((plugin.state_dir / "mps").iterdir())
 
 
+def _killed_by(call: Callable[[], object], plugin: PluginProcess) -> None:
+    """``call`` reaches the crash point: the plugin dies of SIGKILL and the call fails with it."""
+    with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+        call()
+    assert plugin.wait() == -9
+
+
 @pytest.mark.parametrize("step", PREPARE_STEPS)
 def test_killed_during_prepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
     plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
@@ -65,9 +72,7 @@ def test_killed_during_prepare(tmp_path: Path, api: StubApiServer, step: str) ->
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         kubelet.connect()
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.prepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
         plugin.start()
         response = kubelet.prepare([claim])
         assert response.claims[claim[1]].error == "", plugin.logs()
@@ -88,9 +93,7 @@ def test_killed_during_unprepare(tmp_path: Path, api: StubApiServer, step: str) 
         kubelet = plugin.kubelet()
         assert kubelet.prepare([claim]).claims[claim[1]].error == ""
         _assert_prepared(plugin, claim[1])
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.unprepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
         plugin.start()
         assert kubelet.unprepare([claim]).claims[claim[1]].error == "", plugin.logs()
         _assert_clean(plugin)
@@ -111,9 +114,7 @@ def test_a_prepare_after_an_interrupted_unprepare_sets_the_claim_up_afresh(
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.unprepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
         plugin.start()
         response = kubelet.prepare([claim])
         assert response.claims[claim[1]].error == "", plugin.logs()
@@ -134,9 +135,7 @@ def test_restart_without_retry_finishes_an_interrupted_unprepare(tmp_path: Path,
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.unprepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
         assert [c["state"] for c in plugin.checkpoint_claims().values()] == ["UnprepareStarted"]
         plugin.start()
         kubelet.close()
@@ -177,9 +176,7 @@ def test_killed_during_prepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         kubelet.connect()
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.prepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
         plugin.start()
         assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
         assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
@@ -203,9 +200,7 @@ def test_killed_during_unprepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServ
         plugin.start({ENV: step})
         kubelet = plugin.kubelet()
         assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.unprepare([claim], timeout_s=0)
-        assert plugin.wait() == -9
+        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
         assert plugin.checkpoint_claims() == {}
         plugin.start()
         assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
