@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from gpupolicy.plugin.cli.main import main
+from tests.fakes.http import serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,14 +115,8 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[tuple[str
     """(server URL, the requests it got)."""
     requests: list[tuple[str, str]] = []
     handler = type("Handler", (FakeApiServer,), {"status": getattr(request, "param", 200), "requests": requests})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield url, requests
 
 
 def solve(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

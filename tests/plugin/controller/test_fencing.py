@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, GATE
 from gpupolicy.plugin.kube import Obj, Unreachable
 from gpupolicy.solver.result import SolveParams
+from tests.fakes.http import serving
 from tests.fakes.kubeconfig import write_kubeconfig
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, pod, strands
 
@@ -277,17 +278,11 @@ def stalling() -> Iterator[tuple[str, list[str]]]:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             release.wait(30)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(Handler) as url:
+        try:
+            yield url, seen
+        finally:
+            release.set()  # the stalled PUTs end before their server goes
 
 
 def kubeconfig(tmp_path: Path, url: str) -> Path:

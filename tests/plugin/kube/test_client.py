@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from gpupolicy.plugin.kube import (
     Unreachable,
 )
 from gpupolicy.plugin.kube.errors import error
+from tests.fakes.http import serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 CLAIM = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "c", "namespace": "ns"}}
@@ -73,13 +73,8 @@ def server() -> Iterator[tuple[Script, str]]:
 
         do_GET = do_POST = do_PUT = do_DELETE = _answer
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield script, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as url:
+        yield script, url
 
 
 def kubeconfig(tmp_path: Path, url: str) -> Path:

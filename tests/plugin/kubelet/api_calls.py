@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +24,7 @@ import yaml
 
 from gpupolicy.plugin.cli.main import main
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
+from tests.fakes.http import serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 Permission = tuple[str, str, str]
@@ -114,15 +114,8 @@ def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", asked
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(Handler) as url:
+        yield url, asked
 
 
 def _kubeconfig(path: Path, url: str) -> Path:
