@@ -115,12 +115,12 @@ def rebuild_records(preparer: Preparer, kube: Kube, gpus: list[Gpu], cdi_uids: s
             devices.append(PreparedDevice((request,), preparer.pool, device.name, (cdi_id,), r.get("shareID")))
         # The policy's sharing (a claim's own config is not re-read): shared GPUs' settings and daemons
         # stay held, a claim's own MPS daemon is kept when its folder is there.
+        own_mps = preparer.state_dir / "mps" / uid
         try:
-            planned = sharing_plan.plan(preparer.state_dir / "mps" / uid, items)
+            planned = sharing_plan.plan(own_mps, items)
         except sharing_plan.SharingError:
             planned = ()
         sharing = tuple(op for op in planned if op.shared or op.strategy == "TimeSlicing" or Path(op.mps_dir).exists())
-        own_mps = preparer.state_dir / "mps" / uid
         if own_mps.exists() and not any(op.mps_dir == str(own_mps) for op in sharing):
             sharing += (SharingOp("MPS", (), mps_dir=str(own_mps)),)
         out.append(
