@@ -332,13 +332,17 @@ def start_scheduler(plane: ControlPlane) -> Process:
     return proc
 
 
-def start_controller_manager(plane: ControlPlane) -> Process:
-    """kube-controller-manager running only the resource-claim controller (claims from templates)."""
+def start_controller_manager(
+    plane: ControlPlane, controllers: tuple[str, ...] = ("resourceclaim-controller",)
+) -> Process:
+    """kube-controller-manager running only ``controllers`` (default: the resource-claim controller, which makes
+    claims from templates)."""
     port = free_port()
     argv = [
         str(plane.bin_dir / "kube-controller-manager"),
         f"--kubeconfig={plane.kubeconfig}",
-        "--controllers=resourceclaim-controller",
+        f"--controllers={','.join(controllers)}",
+        f"--root-ca-file={plane.ca_file}",  # what root-ca-certificate-publisher-controller publishes
         "--leader-elect=false",
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",

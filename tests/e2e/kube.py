@@ -112,10 +112,12 @@ class Kube:
         namespace = obj["metadata"].get("namespace") if res.namespaced else None
         return self._call(obj, lambda: status.replace(body=obj, namespace=namespace))
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, *, graceful: bool = False
+    ) -> None:
+        """Delete; a Pod goes at once unless ``graceful`` (a real kubelet then stops it and confirms)."""
         res = self._resource(api_version, kind)
-        # No kubelet confirms a pod's termination here: pods go at once.
-        grace = 0 if kind == "Pod" else None
+        grace = 0 if kind == "Pod" and not graceful else None
         try:
             res.delete(name=name, namespace=namespace, grace_period_seconds=grace)
         except DynamicApiError as exc:

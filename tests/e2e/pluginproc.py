@@ -28,6 +28,9 @@ class PluginProcess:
     policy: Path
     nvml: str = SIM_8XH100
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gp-", dir="/tmp")))
+    registry: Path | None = None  # a real kubelet's plugins_registry; default: a folder of our own
+    resync_s: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the next start (crash points)
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -37,7 +40,7 @@ class PluginProcess:
 
     @property
     def registry_dir(self) -> Path:
-        return self.root / "registry"
+        return self.registry or self.root / "registry"
 
     @property
     def cdi_root(self) -> Path:
@@ -70,9 +73,9 @@ class PluginProcess:
             f"--cdi-root={self.cdi_root}",
             f"--state-dir={self.state_dir}",
             f"--nvml={self.nvml}",
-            "--resync=1",
+            f"--resync={self.resync_s:g}",
         )
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with (self.root / f"plugin-{self.starts}.log").open("wb") as out:
             self.popen = subprocess.Popen(
                 argv,
