@@ -94,6 +94,9 @@ def kubelet_config(root: Path, port: int, healthz_port: int, cri: Path) -> dict[
         "kubeAPIQPS": 100,
         "kubeAPIBurst": 200,
         "nodeStatusUpdateFrequency": "2s",
+        # A pod whose prepare failed is retried at the next periodic sync (default 1 min, plus jitter): shorter
+        # here so the crash tests do not wait minutes. Everything else is the kubelet's default.
+        "syncFrequency": "10s",
     }
 
 

@@ -50,9 +50,9 @@ class PluginProcess:
     def state_dir(self) -> Path:
         return self.root / "state"
 
-    def log(self) -> str:
+    def log(self, chars: int = 4000) -> str:
         with contextlib.suppress(OSError):
-            return (self.root / f"plugin-{self.starts}.log").read_text(errors="replace")[-4000:]
+            return (self.root / f"plugin-{self.starts}.log").read_text(errors="replace")[-chars:]
         return ""
 
     def _cli(self, *args: str) -> list[str]:

@@ -108,14 +108,21 @@ MakeNode = Callable[..., KubeletNode]
 
 @pytest.fixture
 def make_node(node_plane: ControlPlane, node_kube: Kube) -> Iterator[MakeNode]:
-    """``make_node(policy=..., nvml=..., plugin_first=False, start=True)``: a started node, Ready, plugin
-    registered. Every node is stopped (plugin, kubelet, runtime, by PID) and its Node and slices deleted at the end."""
+    """``make_node(policy=..., nvml=..., start=True, plugin_env=None)``: a started node, Ready, plugin
+    registered (``start=False``: nothing started yet). Every node is stopped (plugin, kubelet, runtime, by PID)
+    and its Node and slices deleted at the end."""
     nodes: list[KubeletNode] = []
 
     def make(
-        policy: Path = MIXED_POLICY, nvml: str = SIM_8XH100, *, prefix: str = "node", start: bool = True
+        policy: Path = MIXED_POLICY,
+        nvml: str = SIM_8XH100,
+        *,
+        prefix: str = "node",
+        start: bool = True,
+        plugin_env: dict[str, str] | None = None,
     ) -> KubeletNode:
         node = KubeletNode(node_plane, f"{prefix}-{uuid.uuid4().hex[:6]}", policy, nvml=nvml)
+        node.plugin.env = dict(plugin_env or {})
         nodes.append(node)
         if start:
             try:
