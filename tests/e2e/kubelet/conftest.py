@@ -27,6 +27,7 @@ from tests.e2e.controlplane import (
     start_controller_manager,
     start_scheduler,
 )
+from tests.e2e.hostcheck import snapshot
 from tests.e2e.kube import Kube, KubeError, create_namespace
 from tests.e2e.node import KubeletNode, NodeError
 from tests.e2e.pluginproc import MIXED_POLICY, SIM_8XH100
@@ -64,13 +65,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def node_plane(testbed_bin: Path) -> Iterator[ControlPlane]:
-    """A control plane for the kubelet tests only, with scheduler and controller manager."""
+def host_guard() -> Iterator[None]:
+    """The host before the first node and after the last: any difference (a folder under /var/lib/kubelet,
+    /var/log or /usr/libexec, a sysctl, a mount, a kubelet or CRI stand-in still running) is an error."""
     why = kubelet_unavailable()
     if why is not None:
         message = CANNOT_RUN.format(why=why)
         _skipped.append(message)
         pytest.skip(message)
+    before = snapshot()
+    yield
+    left = before.differences(snapshot())
+    assert not left, "the kubelet tests changed the host:\n" + "\n".join(left)
+
+
+@pytest.fixture(scope="session")
+def node_plane(testbed_bin: Path, host_guard: None) -> Iterator[ControlPlane]:
+    """A control plane for the kubelet tests only, with scheduler and controller manager."""
     for name in ("kubelet", "cri-standin"):
         if not (testbed_bin / name).exists():
             pytest.fail(f"{testbed_bin / name} is missing: scripts/build-testbed builds it", pytrace=False)
