@@ -30,6 +30,7 @@ class PluginProcess:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gp-", dir="/tmp")))
     registry: Path | None = None  # a real kubelet's plugins_registry; default: a folder of our own
     resync_s: float = 1.0
+    kubeconfig: Path | None = None  # whose credentials the plugin uses; default: the test bed's admin
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the next start (crash points)
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -65,7 +66,7 @@ class PluginProcess:
         self.starts += 1
         argv = self._cli(
             "run",
-            f"--kubeconfig={self.plane.kubeconfig}",
+            f"--kubeconfig={self.kubeconfig or self.plane.kubeconfig}",
             f"--node-name={self.node}",
             f"--policy={self.policy}",
             f"--plugin-dir={self.plugin_dir}",
