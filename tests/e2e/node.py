@@ -170,12 +170,15 @@ class KubeletNode:
                     out.append(json.loads(line))
         return out
 
-    def cdi_devices_of(self, namespace: str, pod: str) -> list[list[str]]:
-        """The CDI device names the runtime was given, per CreateContainer call of that pod."""
+    def cdi_devices_of(self, namespace: str, pod: str, uid: str | None = None) -> list[list[str]]:
+        """The CDI device names the runtime was given, per CreateContainer call of that pod (of that pod UID only,
+        when given: a re-created pod of the same name would otherwise add its calls)."""
         return [
             list(c.get("cdiDevices") or [])
             for c in self.cri_calls()
-            if c["method"].endswith("/CreateContainer") and (c.get("namespace"), c.get("pod")) == (namespace, pod)
+            if c["method"].endswith("/CreateContainer")
+            and (c.get("namespace"), c.get("pod")) == (namespace, pod)
+            and uid in (None, c.get("podUID"))
         ]
 
     # --- the kubelet ----------------------------------------------------------------------------------------------

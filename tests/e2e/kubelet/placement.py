@@ -106,11 +106,10 @@ def mig_placement(device: str) -> tuple[int, str, int]:
 
 
 def cdi_devices_of(node: KubeletNode, pod: Obj) -> list[list[str]]:
-    """The CDI device names the runtime was given, per CreateContainer call of this very pod (by UID:
-    ``KubeletNode.cdi_devices_of`` goes by name, which an earlier pod of the same name shares)."""
-    uid = pod["metadata"]["uid"]
-    creates = [c for c in node.cri_calls() if c["method"].endswith("/CreateContainer") and c.get("podUID") == uid]
-    return [list(c.get("cdiDevices") or []) for c in creates]
+    """The CDI device names the runtime was given, per CreateContainer call of this very pod (by UID: an earlier
+    pod of the same name has calls of its own)."""
+    meta = pod["metadata"]
+    return node.cdi_devices_of(meta["namespace"], meta["name"], uid=meta["uid"])
 
 
 def cdi_spec_file(node: KubeletNode, claim_uid: str) -> Path:
