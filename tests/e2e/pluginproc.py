@@ -30,6 +30,8 @@ class PluginProcess:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gp-", dir="/tmp")))
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    resync_s: float = 1.0
+    """``--resync``: short, so that a test waits little for a periodic check; an hour to see only the watches."""
 
     @property
     def plugin_dir(self) -> Path:
@@ -70,7 +72,7 @@ class PluginProcess:
             f"--cdi-root={self.cdi_root}",
             f"--state-dir={self.state_dir}",
             f"--nvml={self.nvml}",
-            "--resync=1",
+            f"--resync={self.resync_s:g}",
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with (self.root / f"plugin-{self.starts}.log").open("wb") as out:
