@@ -82,6 +82,7 @@ class Publisher:
         self._metrics = metrics
         self.generation = 0
         self._node_uid = ""
+        self._node_missing = False
         self.published = threading.Event()
         self.syncs = 0
         self.writes = 0
@@ -104,9 +105,11 @@ class Publisher:
         the old one would be garbage-collected."""
         try:
             self._node_uid = str(self._kube.get_node(self.node)["metadata"].get("uid") or "")
+            self._node_missing = False
         except NotFound:
-            log.warning("Node %s not found: publishing slices without an owner", self.node)
-            self._node_uid = ""
+            if not self._node_missing:  # once until it is found: the Node's watch brings the sync that owns them
+                log.warning("Node %s not found: publishing slices without an owner", self.node)
+            self._node_uid, self._node_missing = "", True
         return NodeRef(self.node, self._node_uid)
 
     def sync(self) -> bool:
