@@ -16,7 +16,7 @@ from typing import TypeVar
 from gpupolicy.plugin.kube import Obj
 from gpupolicy.plugin.kube.errors import error
 
-Event = tuple[str, str, Obj]
+Change = tuple[str, str, Obj]
 """A change: the resource (``nodes``, ``resourceslices``), the event type (``ADDED``, ``MODIFIED``, ``DELETED``)
 and the object as it is after it (as it was, with the deletion's resourceVersion, when deleted)."""
 Subscriber = Callable[[str, str, Obj], None]
@@ -41,7 +41,7 @@ class FakeKube:
         self.nodes: dict[str, Obj] = {}
         self.slices: dict[str, Obj] = {}
         self.events: list[Obj] = []
-        self.changes: list[Event] = []
+        self.changes: list[Change] = []
         self._subscribers: list[Subscriber] = []
         self.reachable = True
         self.watchable = True
