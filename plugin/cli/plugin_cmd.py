@@ -68,7 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="real",
         help="'real', 'sim:<spec>' (e.g. sim:8xH100-80GB, sim:2xA100-40GB:mig) or 'sim:@<cluster.yaml>'",
     )
-    run.add_argument("--resync", type=float, default=30.0, help="seconds between ResourceSlice checks")
+    run.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        help="seconds between ResourceSlice checks besides the watches' (their fallback)",
+    )
     service.add_arguments(run)
     run.add_argument("-v", "--verbose", action="store_true", help="the same as --log-level=debug")
     withdraw = sub.add_parser("withdraw", help="delete this node's ResourceSlices (uninstall)")

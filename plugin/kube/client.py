@@ -6,7 +6,7 @@ path: the generic request path costs about 0.4 ms of CPU more per call). One pat
 
 - sync: :meth:`Client.request` and the verbs on top (``list``, ``get``, ``create``, ``update``, ``delete``);
 - async: :meth:`Client.get_async`, a GET on the running event loop without a thread (``asyncget``);
-- :meth:`Client.watch`: list+watch of one kind, reconnecting.
+- :meth:`Client.watch`: list+watch of one kind (optionally field-selected), reconnecting, with backoff on failures.
 
 At most ``max_concurrent`` requests of one client are in flight at once on threads, and as many on each event loop
 (more wait for a turn, which their timeout does not count). Every failure is an
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import weakref
@@ -32,9 +33,13 @@ from gpupolicy.plugin.kube import asyncget
 from gpupolicy.plugin.kube.errors import ApiError, Unreachable, from_response, retry_after
 from gpupolicy.plugin.kube.resources import RESOURCES, Obj, path
 
+log = logging.getLogger(__name__)
+
 MAX_CONCURRENT = 64
 """Requests one client has in flight at most (and so connections open), on threads and on each event loop: kubelet
 may send thousands of claims in one call, and a connection for each ran out of file descriptors and timed out."""
+WATCH_BACKOFF_S = (1.0, 30.0)
+"""A failed watch is tried again after 1 s, then after twice the previous wait, at most 30 s."""
 AUTH_REUSE_S = 1.0
 """How long requests reuse their auth headers before asking the configuration again (which runs its
 token-refresh hook: an in-cluster service-account token or a kubeconfig exec plugin)."""
@@ -234,23 +239,55 @@ class Client:
 
     # -- watches
 
-    def watch(self, kind: str, stop: threading.Event, changed: Callable[[], None], timeout_s: int = 60) -> None:
+    def watch(
+        self,
+        kind: str,
+        stop: threading.Event,
+        changed: Callable[[], None],
+        timeout_s: int = 60,
+        *,
+        field_selector: str | None = None,
+        listed: Callable[[], None] | None = None,
+        backoff_s: tuple[float, float] = WATCH_BACKOFF_S,
+    ) -> None:
         """Until ``stop``: list+watch ``kind`` from the list's resourceVersion, calling ``changed`` on every event
-        (bookmarks excepted). Reconnects when the server ends the watch; lists again when the version is too old."""
+        (bookmarks excepted) and ``listed`` after every list (what changed before it came with no event). Both
+        requests select with ``field_selector``. Reconnects when the server ends the watch; lists again when the
+        version is too old (410). A failure (unreachable, an error answer such as 403 when RBAC lacks ``watch``) is
+        retried after a wait doubling from ``backoff_s[0]`` to ``backoff_s[1]``, and logged once per outage: a
+        warning at the first, a line when a watch is open again. ``stop`` ends it at the next event, or when the
+        server ends the watch request (``timeout_s``)."""
+        selector = {"fieldSelector": field_selector} if field_selector else {}
+        outage = _Outage(kind + (f" ({field_selector})" if field_selector else ""), backoff_s)
         while not stop.is_set():
             try:
-                listed = self.request("GET", path(kind, query={"limit": "1"}))
-                version = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+                found = self.request("GET", path(kind, query={**selector, "limit": "1"}))
+                version = str((found.get("metadata") or {}).get("resourceVersion") or "")
+                if not version:
+                    raise ApiError(f"the list of {kind} has no resourceVersion to watch from")
+                if listed is not None:
+                    listed()
                 while not stop.is_set() and version:
-                    version = self._watch_once(kind, version, changed, timeout_s)
-            except ApiError:
-                stop.wait(1.0)
+                    version = self._watch_once(kind, selector, version, stop, changed, outage, timeout_s)
+            except ApiError as exc:
+                if not stop.is_set():
+                    stop.wait(outage.failed(exc))
 
-    def _watch_once(self, kind: str, version: str, changed: Callable[[], None], timeout_s: int) -> str:
+    def _watch_once(
+        self,
+        kind: str,
+        selector: dict[str, str],
+        version: str,
+        stop: threading.Event,
+        changed: Callable[[], None],
+        outage: _Outage,
+        timeout_s: int,
+    ) -> str:
         """One watch request; returns the version to resume from ("" to list again)."""
         from urllib3 import Timeout
 
         query = {
+            **selector,
             "watch": "true",
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_s),
@@ -258,19 +295,54 @@ class Client:
         }
         timeout = Timeout(connect=5, read=timeout_s + 30)
         response = self._send("GET", path(kind, query=query), None, timeout=timeout, preload_content=False)
+        read = False  # to its end: else the connection is closed, not reused (what is left would be the next answer)
         try:
-            if response.status >= 400:
+            if response.status == 410:  # Gone: the version is too old
+                response.drain_conn()
+                read = True
                 return ""
-            return _read_events(response.stream(4096), version, changed)
+            if response.status >= 400:
+                body, read = response.read(), True
+                raise from_response(response.status, response.reason, body, response.headers)
+            outage.ended()
+            version, read = _read_events(response.stream(4096), version, stop, changed)
+            return version
         except ApiError:
             raise
         except Exception as exc:  # the stream broke (timeouts, reset connections)
             raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
         finally:
+            if not read:
+                response.close()
             response.release_conn()
 
 
-def _read_events(chunks: Any, version: str, changed: Callable[[], None]) -> str:
+class _Outage:
+    """The failures of one watch in a row: the wait before the next try, and one log line when they start and one
+    when a watch is open again (not one per try: a watch RBAC does not allow fails every try, for as long as it
+    runs)."""
+
+    def __init__(self, what: str, backoff_s: tuple[float, float]) -> None:
+        self.what = what
+        self.backoff_s = backoff_s
+        self.failures = 0
+
+    def failed(self, exc: ApiError) -> float:
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("watch of %s failed, retrying with backoff (logged again once it is back): %s", self.what, exc)
+        base, cap = self.backoff_s
+        return float(min(cap, base * 2 ** min(self.failures - 1, 30)))
+
+    def ended(self) -> None:
+        if self.failures:
+            log.info("watch of %s is back after %d failed tries", self.what, self.failures)
+        self.failures = 0
+
+
+def _read_events(chunks: Any, version: str, stop: threading.Event, changed: Callable[[], None]) -> tuple[str, bool]:
+    """Read watch events until the stream ends, an ERROR event or ``stop``: the version to resume from ("" to list
+    again), and whether the stream was read to its end."""
     buffer = b""
     for chunk in chunks:
         buffer += chunk
@@ -280,11 +352,15 @@ def _read_events(chunks: Any, version: str, changed: Callable[[], None]) -> str:
             kind_of = event.get("type")
             obj = event.get("object") or {}
             if kind_of == "ERROR":
-                return ""  # 410 Gone: too old, list again
+                if obj.get("code") == 410:  # Gone: too old, list again
+                    return "", False
+                raise from_response(int(obj.get("code") or 500), obj.get("reason"), json.dumps(obj).encode(), {})
             version = str((obj.get("metadata") or {}).get("resourceVersion", version))
             if kind_of in ("ADDED", "MODIFIED", "DELETED"):
                 changed()
-    return version
+        if stop.is_set():
+            return version, False
+    return version, True
 
 
 def _decode(answer: _Answer) -> Obj:

@@ -4,6 +4,8 @@ and backs the HTTP stand-in (``tests.fakes.kube_stub``). Failures are :mod:`gpup
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +30,14 @@ class Kube(Protocol):
     def get_node(self, name: str) -> Obj: ...
 
     def list_slices(self, driver: str, node: str) -> list[Obj]: ...
+
+    def watch_slices(self, driver: str, node: str, stop: threading.Event, changed: Callable[[], None]) -> None:
+        """Until ``stop``: call ``changed`` when a slice of ``driver`` on ``node`` is added, modified or deleted, and
+        once the watch is (again) open (what changed before came with no event). Never raises: a failing watch is
+        retried with backoff."""
+
+    def watch_node(self, name: str, stop: threading.Event, changed: Callable[[], None]) -> None:
+        """``watch_slices`` for the Node ``name``."""
 
     def create_slice(self, obj: Obj) -> Obj: ...
 
@@ -61,7 +71,14 @@ class NodeApi:
         return {"metadata": {"name": node["metadata"]["name"], "uid": node["metadata"].get("uid", "")}}
 
     def list_slices(self, driver: str, node: str) -> list[Obj]:
-        return self.client.list("resourceslices", field_selector=f"spec.nodeName={node},spec.driver={driver}")
+        return self.client.list("resourceslices", field_selector=_slices_of(driver, node))
+
+    def watch_slices(self, driver: str, node: str, stop: threading.Event, changed: Callable[[], None]) -> None:
+        self.client.watch("resourceslices", stop, changed, field_selector=_slices_of(driver, node), listed=changed)
+
+    def watch_node(self, name: str, stop: threading.Event, changed: Callable[[], None]) -> None:
+        # RBAC checks a list and a watch of nodes (with the name as resourceName): there is no "get" watch
+        self.client.watch("nodes", stop, changed, field_selector=f"metadata.name={name}", listed=changed)
 
     def create_slice(self, obj: Obj) -> Obj:
         return self.client.create("resourceslices", obj)
@@ -74,6 +91,10 @@ class NodeApi:
 
     def create_event(self, obj: Obj) -> None:
         self.client.create("events", obj)
+
+
+def _slices_of(driver: str, node: str) -> str:
+    return f"spec.nodeName={node},spec.driver={driver}"
 
 
 def node_event(node: str, node_uid: str, reason: str, message: str, warning: bool = True) -> Obj:

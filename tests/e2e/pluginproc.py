@@ -34,6 +34,8 @@ class PluginProcess:
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the next start (crash points)
     popen: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    resync_s: float = 1.0
+    """``--resync``: short, so that a test waits little for a periodic check; an hour to see only the watches."""
 
     @property
     def plugin_dir(self) -> Path:

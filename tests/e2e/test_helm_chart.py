@@ -234,7 +234,6 @@ UNUSED: set[Permission] = {  # granted by earlier charts; no code of the plugin 
     ("resource.k8s.io", "deviceclasses", "watch"),
     ("resource.k8s.io", "resourceclaims", "watch"),
     ("resource.k8s.io", "resourceslices", "get"),
-    ("resource.k8s.io", "resourceslices", "watch"),
     ("resource.k8s.io", "resourceslices", "patch"),
     ("resource.k8s.io", "resourceslices", "deletecollection"),
     ("", "events", "patch"),

@@ -1,6 +1,7 @@
 """Scenario 1: the plugin (``gpupolicy plugin run``, simulated 8×H100 NVML) publishes its node's ResourceSlices to the
 real API server — whole GPUs, dynamic MIG over shared counters, shared GPUs — keeps the pool consistent across a
-restart and a policy change (generations), republishes a slice deleted behind its back, and withdraws on uninstall."""
+restart and a policy change (generations), republishes a slice deleted behind its back (at once, through its watch:
+also with an hour to the next resync), owns its slices once its Node is created, and withdraws on uninstall."""
 
 from __future__ import annotations
 
@@ -146,6 +147,50 @@ def test_a_slice_deleted_behind_its_back_is_republished(kube: Kube, plugin: Plug
         ),
         timeout_s=30,
     )
+
+
+def test_watches_republish_and_own_the_slices_without_waiting_for_the_resync(
+    kube: Kube, cleanup: Cleanup, kube_cluster: ControlPlane
+) -> None:
+    """With an hour to the next resync only the watches explain it: the Node, created after the first publish, owns
+    the slices soon; all slices deleted at once (kubelet's start: a deletecollection by ``spec.nodeName``) are back
+    soon; the plugin's own writes, which come back to it as events, cause no more writes."""
+    name = f"late-{uuid.uuid4().hex[:6]}"
+    proc = PluginProcess(kube_cluster, name, MIXED_POLICY, resync_s=3600)
+    try:
+        proc.start()
+        first = wait_published(kube, proc)
+        assert not any(s["metadata"].get("ownerReferences") for s in first), "published before its Node existed"
+        node = create_node(kube, name)
+        cleanup.track(node)
+        uid = node["metadata"]["uid"]
+
+        def owned() -> list[Obj] | None:
+            slices = node_slices(kube, name)
+            ok = complete_pool(slices) and all(
+                s["metadata"].get("ownerReferences", [{}])[0].get("uid") == uid for s in slices
+            )
+            return slices if ok else None
+
+        kube.wait_for("the slices owned by the Node created after them", owned, timeout_s=10)
+        wanted = len(devices(first))
+        kube.raw("DELETE", f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.nodeName%3D{name}")
+
+        def republished() -> list[Obj] | None:
+            slices = node_slices(kube, name)
+            return slices if complete_pool(slices) and len(devices(slices)) == wanted else None
+
+        kube.wait_for("the deleted slices to be republished", republished, timeout_s=10)
+        time.sleep(1)  # the republish's own events and the sync they cause are over
+        versions = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in node_slices(kube, name)}
+        time.sleep(2)
+        after = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in node_slices(kube, name)}
+        assert after == versions, "the plugin wrote again with nothing changed: its own events made a loop"
+        assert proc.running(), proc.log()
+    finally:
+        proc.close()
+        for s in node_slices(kube, name):
+            kube.delete("resource.k8s.io/v1", "ResourceSlice", s["metadata"]["name"])
 
 
 def test_withdraw_removes_the_nodes_slices_only(kube: Kube, cleanup: Cleanup, plugin: PluginProcess) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
@@ -47,16 +48,32 @@ async def _get_async(api: NodeApi) -> None:
         await api.aclose()
 
 
-CALLS: dict[str, Callable[[NodeApi], object]] = {
-    "get_claim": lambda api: api.get_claim("default", "c"),
-    "get_claim_async": lambda api: asyncio.run(_get_async(api)),
-    "list_claims": lambda api: api.list_claims(),
-    "get_node": lambda api: api.get_node(NODE),
-    "list_slices": lambda api: api.list_slices(DRIVER, NODE),
-    "create_slice": lambda api: api.create_slice(_SLICE),
-    "replace_slice": lambda api: api.replace_slice(_SLICE),
-    "delete_slice": lambda api: api.delete_slice(_SLICE["metadata"]["name"]),  # type: ignore[index]
-    "create_event": lambda api: api.create_event(node_event(NODE, "uid", "Reason", "message")),
+def _watch(asked: list[tuple[str, str]], start: Callable[[threading.Event, Callable[[], None]], None]) -> None:
+    """A watch, until its first event: it has then made its list and its watch request."""
+    stop = threading.Event()
+
+    def changed() -> None:
+        if any("watch=true" in url for _, url in asked):  # not the call after the list
+            stop.set()
+
+    thread = threading.Thread(target=start, args=(stop, changed), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), f"the watch did not end: requests {asked}"
+
+
+CALLS: dict[str, Callable[[NodeApi, list[tuple[str, str]]], object]] = {
+    "get_claim": lambda api, _: api.get_claim("default", "c"),
+    "get_claim_async": lambda api, _: asyncio.run(_get_async(api)),
+    "list_claims": lambda api, _: api.list_claims(),
+    "get_node": lambda api, _: api.get_node(NODE),
+    "list_slices": lambda api, _: api.list_slices(DRIVER, NODE),
+    "watch_slices": lambda api, asked: _watch(asked, lambda stop, f: api.watch_slices(DRIVER, NODE, stop, f)),
+    "watch_node": lambda api, asked: _watch(asked, lambda stop, f: api.watch_node(NODE, stop, f)),
+    "create_slice": lambda api, _: api.create_slice(_SLICE),
+    "replace_slice": lambda api, _: api.replace_slice(_SLICE),
+    "delete_slice": lambda api, _: api.delete_slice(_SLICE["metadata"]["name"]),  # type: ignore[index]
+    "create_event": lambda api, _: api.create_event(node_event(NODE, "uid", "Reason", "message")),
 }
 """How to call each request-making method of :class:`Kube` (``aclose`` makes none)."""
 
@@ -92,8 +109,8 @@ def permission(method: str, url: str) -> Permission:
 
 @contextmanager
 def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
-    """An HTTP stand-in that answers every request with one generic object (a list holds one slice); yields its URL
-    and the (method, path with query) of each request, in order."""
+    """An HTTP stand-in that answers every request with one generic object (a list holds one slice, a watch is one
+    ADDED event of it); yields its URL and the (method, path with query) of each request, in order."""
     asked: list[tuple[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -105,6 +122,14 @@ def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             asked.append((self.command, self.path))
+            if "watch=true" in self.path:
+                event = json.dumps({"type": "ADDED", "object": _SLICE}).encode() + b"\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+                return
             body = json.dumps({**_SLICE, "items": [_SLICE]}).encode()
             self.send_response(201 if self.command == "POST" else 200)
             self.send_header("Content-Type", "application/json")
@@ -134,7 +159,7 @@ def used_permissions(workdir: Path) -> dict[str, set[Permission]]:
         try:
             for name, call in CALLS.items():
                 del asked[:]
-                call(api)
+                call(api, asked)
                 out[name] = {permission(method, path) for method, path in asked}
         finally:
             api.client.close()

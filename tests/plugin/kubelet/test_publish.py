@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gpupolicy.plugin.kubelet.driver import Options, Plugin
 from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
@@ -148,3 +151,20 @@ def _slice(ref: NodeRef, generation: int) -> dict[str, Any]:
             "pool": {"name": NODE, "generation": generation, "resourceSliceCount": 1},
         },
     }
+
+
+def test_a_missing_node_is_warned_about_once_until_it_is_found(caplog: pytest.LogCaptureFixture) -> None:
+    """The Node's watch and the slices' own events make syncs; the warning comes once per absence, not per sync."""
+    kube = FakeKube()
+    publisher = Publisher(kube, DRIVER, NODE, lambda ref, gen: [_slice(ref, gen)])
+    with caplog.at_level(logging.WARNING, logger="gpupolicy.plugin.kubelet.publish"):
+        for _ in range(3):
+            publisher.sync()
+        kube.put_node(NODE)
+        publisher.sync()
+        kube.delete_node(NODE)
+        publisher.sync()
+        publisher.sync()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Node {NODE} not found: publishing slices without an owner"
+    ] * 2

@@ -56,6 +56,8 @@ def test_each_call_needs_what_it_asks_for(tmp_path: Path) -> None:
         "list_claims": {(*claims, "list")},
         "get_node": {("", "nodes", "get")},
         "list_slices": {(*slices, "list")},
+        "watch_slices": {(*slices, "list"), (*slices, "watch")},
+        "watch_node": {("", "nodes", "list"), ("", "nodes", "watch")},
         "create_slice": {(*slices, "create")},
         "replace_slice": {(*slices, "update")},
         "delete_slice": {(*slices, "delete")},
