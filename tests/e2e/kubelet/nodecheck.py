@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,26 @@ def spec_files_of(node: KubeletNode, claim_uid: str) -> list[Path]:
     return [p for p in root.glob("*.json") if claim_uid in p.name] if root.is_dir() else []
 
 
-def mig_instances(node: KubeletNode) -> list[dict[str, Any]]:
-    """The simulated NVML's MIG instances, each with its GPU index."""
+@dataclass(frozen=True, order=True)
+class MigInstance:
+    gpu: int
+    profile: str
+    start: int
+    gi: int
+    uuid: str
+
+
+def mig_instances(node: KubeletNode) -> list[MigInstance]:
+    """The MIG instances the node's simulated GPUs hold now (its NVML state file), sorted."""
     state_file = node.plugin.state_dir / "sim-nvml.json"
     if not state_file.exists():
         return []
     state = json.loads(state_file.read_text())
-    return [{"gpu": i, **inst} for i, gpu in enumerate(state["gpus"]) for inst in gpu["instances"]]
+    return sorted(
+        MigInstance(gpu, inst["profile"], inst["start"], inst["gi"], inst["uuid"])
+        for gpu, spec in enumerate(state["gpus"])
+        for inst in spec["instances"]
+    )
 
 
 def fault(node: KubeletNode, gpu: int, kind: str, xid: int = 79) -> None:

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,25 +78,6 @@ def allocation_node(claim: Obj) -> str:
     return str(terms[0]["matchFields"][0]["values"][0])
 
 
-@dataclass(frozen=True, order=True)
-class MigInstance:
-    gpu: int
-    profile: str
-    start: int
-    gi: int
-    uuid: str
-
-
-def mig_instances(node: KubeletNode) -> list[MigInstance]:
-    """The MIG instances the node's simulated GPUs hold now."""
-    state = json.loads((node.plugin.state_dir / "sim-nvml.json").read_text())
-    return sorted(
-        MigInstance(gpu, inst["profile"], inst["start"], inst["gi"], inst["uuid"])
-        for gpu, spec in enumerate(state["gpus"])
-        for inst in spec["instances"]
-    )
-
-
 def mig_placement(device: str) -> tuple[int, str, int]:
     """(GPU index, profile, first memory slot) of a published dynamic MIG device name."""
     match = _MIG_DEVICE.match(device)
@@ -116,7 +96,7 @@ def cdi_spec_file(node: KubeletNode, claim_uid: str) -> Path:
     return node.plugin.cdi_root / f"k8s.{DRIVER}-claim_{claim_uid}.json"
 
 
-def cdi_specs(node: KubeletNode) -> list[Path]:
+def cdi_spec_files(node: KubeletNode) -> list[Path]:
     root = node.plugin.cdi_root
     return sorted(root.glob(f"k8s.{DRIVER}-claim_*.json")) if root.is_dir() else []
 
@@ -127,11 +107,11 @@ def resolve_cdi(node: KubeletNode, cdi_id: str) -> tuple[str, dict[str, Any]]:
     kind, _, name = cdi_id.partition("=")
     assert kind == f"k8s.{DRIVER}/claim", cdi_id
     found = []
-    for path in cdi_specs(node):
+    for path in cdi_spec_files(node):
         spec = json.loads(path.read_text())
         assert spec["kind"] == kind, path
         found += [(path, d) for d in spec["devices"] if d["name"] == name]
-    assert len(found) == 1, f"{cdi_id}: {len(found)} devices of that name in {cdi_specs(node)}"
+    assert len(found) == 1, f"{cdi_id}: {len(found)} devices of that name in {cdi_spec_files(node)}"
     path, device = found[0]
     uid = path.name.removeprefix(f"k8s.{DRIVER}-claim_").removesuffix(".json")
     return uid, device

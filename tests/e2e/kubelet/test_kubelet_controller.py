@@ -27,6 +27,7 @@ from tests.e2e.controller.conftest import Replica
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.kube import Kube, Obj
 from tests.e2e.kubelet.conftest import MakeNode
+from tests.e2e.kubelet.nodecheck import mig_instances
 from tests.e2e.kubelet.placement import (
     DRIVER,
     FOUR_G,
@@ -36,10 +37,9 @@ from tests.e2e.kubelet.placement import (
     allocation_node,
     cdi_devices_of,
     cdi_spec_file,
-    cdi_specs,
+    cdi_spec_files,
     controller_process,
     inventory_file,
-    mig_instances,
     mig_placement,
     outcomes,
     pinned_pod,
@@ -76,7 +76,7 @@ def delete_all(kube: Kube, namespace: str, pods: list[str], nodes: list[KubeletN
     kube.wait_for("the pods' claims deleted", lambda: not claims_of(kube, namespace), timeout_s=WAIT_S)
     for node in nodes:
         assert mig_instances(node) == [], f"{node.name}: MIG instances left after unprepare"
-        assert cdi_specs(node) == [], f"{node.name}: CDI specs left after unprepare"
+        assert cdi_spec_files(node) == [], f"{node.name}: CDI specs left after unprepare"
 
 
 def check_on_node(kube: Kube, namespace: str, pod: str, nodes: dict[str, KubeletNode]) -> tuple[Obj, KubeletNode]:

@@ -75,7 +75,7 @@ def test_pods_run_with_exactly_their_allocations_cdi_devices_and_unprepare_on_de
             assert specs[cdi_id]["containerEdits"]["deviceNodes"], cdi_id
     [mig_result] = running["mig"][1]["status"]["allocation"]["devices"]["results"]
     gpu = int(mig_result["device"].split("-")[1])
-    assert [i["gpu"] for i in mig_instances(node)] == [gpu], "one MIG instance, on the allocated GPU"
+    assert [i.gpu for i in mig_instances(node)] == [gpu], "one MIG instance, on the allocated GPU"
     [shared_result] = running["shared"][1]["status"]["allocation"]["devices"]["results"]
     assert shared_result.get("shareID"), "a multi-allocatable device gets a share ID"
 
@@ -227,12 +227,12 @@ def test_plugin_killed_mid_prepare_recovers_on_the_kubelets_retry(
     [given] = node.cdi_devices_of(node_namespace, "pod-mig")
     assert sorted(given) == expected_cdi_ids(claim)
     [result] = claim["status"]["allocation"]["devices"]["results"]
-    assert [i["gpu"] for i in mig_instances(node)] == [int(result["device"].split("-")[1])], "a MIG instance leaked"
+    assert [i.gpu for i in mig_instances(node)] == [int(result["device"].split("-")[1])], "a MIG instance leaked"
 
     # A second claim on the same node gets a different device: nothing is handed to two claims.
     node_kube.create(claim_pod(node_namespace, "pod-mig-2", node.name, "mig"))
     second = pod_claim(node_kube, node_namespace, wait_running(node_kube, node_namespace, "pod-mig-2"))
     [result2] = second["status"]["allocation"]["devices"]["results"]
     assert result2["device"] != result["device"]
-    uuids = [i["uuid"] for i in mig_instances(node)]
+    uuids = [i.uuid for i in mig_instances(node)]
     assert len(uuids) == len(set(uuids)) == 2
