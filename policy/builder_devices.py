@@ -176,9 +176,11 @@ def shared_gpu_device(gpu: GpuInfo, publish: Publish) -> Wire:
             "validRange": {"min": "0", "max": str(Quantity.from_int(memory, binary=True)), "step": "1Mi"},
         },
     }
+    # The API server refuses a step when min + step exceeds the capacity: one share has no step.
+    shares_range = {"min": "1", "max": str(publish.shares), **({"step": "1"} if publish.shares > 1 else {})}
     device["capacity"]["shares"] = {
         "value": str(publish.shares),
-        "requestPolicy": {"default": "1", "validRange": {"min": "1", "max": str(publish.shares), "step": "1"}},
+        "requestPolicy": {"default": "1", "validRange": shares_range},
     }
     return device
 

@@ -119,6 +119,7 @@ class KubeletNode:
     kubelet: Process | None = None
     kubelet_starts: int = 0
     kubelet_port: int = 0
+    verbosity: int = 3  # --v; 4 adds the DRA gRPC calls ("Calling NodePrepareResources rpc"), with their timestamps
     plugin: PluginProcess = field(init=False)
 
     def __post_init__(self) -> None:
@@ -200,7 +201,7 @@ class KubeletNode:
             f"--cert-dir={self.root / 'kubelet-pki'}",
             f"--hostname-override={self.name}",
             f"--node-labels=e2e-node={self.name}",
-            "--v=3",  # "Registered DRA plugin" (with the chosen service) and slice deletions are logged at 3
+            f"--v={self.verbosity}",  # "Registered DRA plugin" (with the chosen service) and slice deletions: 3
         ]
         gates = gate_flag(binary)
         if gates:

@@ -16,7 +16,9 @@ from gpupolicy.policy.catalog import MigPlacement, Placement, all_models, fits, 
 from gpupolicy.policy.gpu import GpuInfo, GpuTaint, MigInstance, Mode, Publish
 from gpupolicy.policy.k8s import limits
 from gpupolicy.policy.k8s.slice import Device, ResourceSlice
+from gpupolicy.policy.k8s.validation import validate_object
 from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.yamlsrc import SourceDoc
 
 DRIVER = "gpu.gpupolicy.dev"
 DYNAMIC = Publish(Mode.MIG, mig_dynamic=True)
@@ -250,6 +252,19 @@ def test_shared_gpu_device() -> None:
     assert mem.value.as_integer() % 2**20 == 0
     # Every capacity of a shared device has a request policy, else one claim would consume it all.
     assert all(c.request_policy is not None for c in cap.values())
+
+
+@pytest.mark.parametrize("mode", [Mode.SHARES, Mode.MPS, Mode.TIME_SLICING])
+@pytest.mark.parametrize("shares", [1, 2, 1000])
+def test_shared_gpu_slices_pass_the_api_server_rules(mode: Mode, shares: int) -> None:
+    """One share too: a step of 1 from min 1 would exceed a capacity of 1, which the API server refuses."""
+    publish = Publish(mode, shares=shares, memory_default_bytes=10 * 2**30)
+    slices = build_slices("n", _gpus("H100-80GB", 2, mig_enabled=False), publish_for=lambda g, v: publish)
+    for s in slices:
+        assert validate_object(s, SourceDoc(s.to_wire(), "rendered")) == [], s.name
+    shares_cap = (_devices(slices)["gpu-0"].capacity or {})["shares"]
+    assert shares_cap.value == Quantity(shares)
+    assert shares_cap.request_policy is not None and shares_cap.request_policy.default == Quantity(1)
 
 
 def test_time_slicing_without_replicas_is_one_plain_device() -> None:
