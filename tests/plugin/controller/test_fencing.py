@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from gpupolicy.plugin.controller.placer import Settings
 from gpupolicy.plugin.controller.snapshot import ALLOCATED_BY, GATE
 from gpupolicy.plugin.kube import Obj, Unreachable
 from gpupolicy.solver.result import SolveParams
-from tests.fakes.http import serving
+from tests.fakes.http import QuietHandler, serving
 from tests.fakes.kubeconfig import write_kubeconfig
 from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, pod, strands
 
@@ -258,12 +257,7 @@ def stalling() -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
     release = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             seen.append(f"GET {self.path}")
             data = b"{}"

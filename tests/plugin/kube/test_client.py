@@ -7,7 +7,6 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from gpupolicy.plugin.kube import (
     Unreachable,
 )
 from gpupolicy.plugin.kube.errors import error
-from tests.fakes.http import serving
+from tests.fakes.http import QuietHandler, serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 CLAIM = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "c", "namespace": "ns"}}
@@ -52,12 +51,7 @@ class Script:
 def server() -> Iterator[tuple[Script, str]]:
     script = Script()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
+    class Handler(QuietHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None

@@ -8,7 +8,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from gpupolicy.plugin.kube import Client
-from tests.fakes.http import serving
+from tests.fakes.http import QuietHandler, serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 SLICES = "/apis/resource.k8s.io/v1/resourceslices"
@@ -56,12 +55,7 @@ class Script:
 def server() -> Iterator[tuple[Script, str]]:
     script = Script()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             try:
                 self._answer()

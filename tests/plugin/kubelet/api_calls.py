@@ -16,7 +16,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +24,7 @@ import yaml
 
 from gpupolicy.plugin.cli.main import main
 from gpupolicy.plugin.kubelet.api import Kube, NodeApi, node_event
-from tests.fakes.http import serving
+from tests.fakes.http import QuietHandler, serving
 from tests.fakes.kubeconfig import write_kubeconfig
 
 Permission = tuple[str, str, str]
@@ -113,12 +112,7 @@ def recording_api() -> Iterator[tuple[str, list[tuple[str, str]]]]:
     ADDED event of it); yields its URL and the (method, path with query) of each request, in order."""
     asked: list[tuple[str, str]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
+    class Handler(QuietHandler):
         def _answer(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             asked.append((self.command, self.path))
