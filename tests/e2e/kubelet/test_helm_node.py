@@ -24,7 +24,7 @@ from tests.e2e.node import KubeletNode
 from tests.e2e.pluginproc import MIXED_POLICY
 from tests.e2e.test_plugin_publish import DRIVER, complete_pool, node_slices
 
-pytestmark = pytest.mark.kubelet
+pytestmark = [pytest.mark.testbed, pytest.mark.kubelet]
 
 RELEASE = "gpupolicy"
 

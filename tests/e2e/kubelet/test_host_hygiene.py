@@ -10,7 +10,7 @@ from tests.e2e.kube import Kube
 from tests.e2e.kubelet.conftest import MakeNode
 from tests.e2e.kubelet.pods import CLASSES, claim_pod, claim_template, delete_and_wait_gone, wait_running
 
-pytestmark = pytest.mark.kubelet
+pytestmark = [pytest.mark.testbed, pytest.mark.kubelet]
 
 
 def test_a_node_with_a_running_pod_leaves_no_trace(

@@ -51,7 +51,7 @@ from tests.e2e.kubelet.pods import claim_template, delete_and_wait_gone, pod_cla
 from tests.e2e.node import KubeletNode
 from tests.e2e.verifyalloc import verify_scheduler
 
-pytestmark = pytest.mark.kubelet
+pytestmark = [pytest.mark.testbed, pytest.mark.kubelet]
 
 THREES, FOURS = ["a-three-1", "a-three-2"], ["b-four-1", "b-four-2"]
 IDENTITY = "kubelet-e2e"

@@ -35,7 +35,7 @@ from tests.e2e.kubelet.pods import (
 from tests.e2e.node import KubeletNode
 from tests.e2e.test_plugin_publish import DRIVER, complete_pool, devices, node_slices
 
-pytestmark = pytest.mark.kubelet
+pytestmark = [pytest.mark.testbed, pytest.mark.kubelet]
 
 
 def run_pods(kube: Kube, namespace: str, node: KubeletNode, kinds: list[str]) -> dict[str, tuple[Obj, Obj]]:

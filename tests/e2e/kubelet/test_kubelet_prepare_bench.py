@@ -86,6 +86,7 @@ def test_waves_never_exceed_the_capacity(bench: ModuleType) -> None:
     assert [cases[name].capacity for name in ("exclusive", "mig", "shared")] == [8, 56, 64]
 
 
+@pytest.mark.testbed
 @pytest.mark.kubelet
 def test_two_shared_pods_through_the_real_kubelet(
     bench: ModuleType, node_plane: ControlPlane, node_kube: Kube, mixed_classes: list[str], tmp_path: Path
