@@ -33,7 +33,6 @@ from tests.e2e.node import KubeletNode, NodeError
 from tests.e2e.pluginproc import MIXED_POLICY, SIM_8XH100
 from tests.e2e.test_plugin_publish import DRIVER
 
-
 CONTROLLERS = (
     "resourceclaim-controller",  # claims from templates
     "node-lifecycle-controller",  # removes the not-ready taint of a Ready node
