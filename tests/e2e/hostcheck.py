@@ -2,7 +2,8 @@
 
 The kubelet writes fixed host paths whatever its flags say (``/var/lib/kubelet``, ``/var/log/containers``,
 ``/var/log/pods``, ``/usr/libexec/kubernetes``) and, unless stopped, three sysctls; it also mounts. A snapshot
-records those paths' entries, the sysctls, the mount table and the test-bed processes still alive."""
+records those paths' entries, the sysctls, the mount table and the node processes the test run started that are
+still alive."""
 
 from __future__ import annotations
 
@@ -26,19 +27,29 @@ def _sysctl(name: str) -> str:
     return Path("/proc/sys", name).read_text().strip()
 
 
+def _parent(pid: str) -> int:
+    for line in Path("/proc", pid, "status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
 def testbed_processes(marker: str = "") -> frozenset[tuple[int, str]]:
-    """(pid, command line) of live kubelets and CRI stand-ins, and of anything whose command line has ``marker``."""
+    """(pid, command line) of the live kubelets, CRI stand-ins and plugins this process started (not those of
+    another test run on the same machine), and of any child whose command line has ``marker``."""
     found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            if _parent(entry) != os.getpid():
+                continue
             argv = Path("/proc", entry, "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         line = b" ".join(argv).decode(errors="replace").strip()
         program = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else ""
-        if program in PROGRAMS or (marker and marker in line):
+        if program in PROGRAMS or " plugin run " in line or (marker and marker in line):
             found.add((int(entry), line))
     return frozenset(found)
 

@@ -33,6 +33,8 @@ from tests.e2e.node import KubeletNode, NodeError
 from tests.e2e.pluginproc import MIXED_POLICY, SIM_8XH100
 from tests.e2e.test_plugin_publish import DRIVER
 
+SHARING_POLICY = Path(__file__).resolve().parents[1] / "data" / "sharing-h100-policy.yaml"
+
 CONTROLLERS = (
     "resourceclaim-controller",  # claims from templates
     "node-lifecycle-controller",  # removes the not-ready taint of a Ready node
@@ -102,14 +104,25 @@ def node_kube(node_plane: ControlPlane) -> Iterator[Kube]:
     kube.close()
 
 
-@pytest.fixture(scope="session")
-def mixed_classes(node_kube: Kube) -> list[str]:
-    """The mixed policy's DeviceClasses, installed once."""
+def install_classes(kube: Kube, policy: Path) -> list[str]:
+    """The policy's DeviceClasses, applied; their names."""
     names = []
-    for device_class in load_policy(MIXED_POLICY.read_text(), str(MIXED_POLICY)).device_classes:
-        node_kube.apply(to_wire(device_class))
+    for device_class in load_policy(policy.read_text(), str(policy)).device_classes:
+        kube.apply(to_wire(device_class))
         names.append(device_class.name)
     return names
+
+
+@pytest.fixture(scope="session")
+def mixed_classes(node_kube: Kube) -> list[str]:
+    """The mixed policy's DeviceClasses (whole GPU, dynamic MIG 1g, shares), installed once."""
+    return install_classes(node_kube, MIXED_POLICY)
+
+
+@pytest.fixture(scope="session")
+def sharing_classes(node_kube: Kube) -> list[str]:
+    """The sharing policy's DeviceClasses (time-sliced, MPS), installed once."""
+    return install_classes(node_kube, SHARING_POLICY)
 
 
 MakeNode = Callable[..., KubeletNode]
