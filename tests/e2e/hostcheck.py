@@ -17,8 +17,11 @@ PROGRAMS = ("kubelet", "cri-standin")
 
 
 def _entries(folder: str) -> frozenset[str]:
+    """The folders in ``folder`` (what the kubelet creates there; a log file some other program writes meanwhile
+    is not the test run's doing)."""
     try:
-        return frozenset(os.listdir(folder))
+        with os.scandir(folder) as found:
+            return frozenset(e.name for e in found if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return frozenset({"<absent>"})
 
