@@ -1,0 +1,222 @@
+"""CEL differential test (issue 16, item 2, first part): gpupolicy's CEL against Kubernetes' own code.
+
+A table of hand-written edge cases (issue 16's classes 1-3) and the ordinary selectors of ``examples/*/policy.yaml``
+is judged by gpupolicy (``compile_expression`` in the selector environment, then ``evaluate_devices``) and by the test
+bed's oracle (``tests/e2e/celoracle``: the API server's DeviceClass validation and the allocator's ``DeviceMatches``),
+over the slices of two simulated H100 nodes (full GPUs, dynamic MIG, time-sliced and MPS shares with consumable
+capacity). An expression agrees when the compile verdicts agree and, when both accept it, every device gives the
+same result (true, false, or an error: error texts are not compared yet).
+
+Every current disagreement is listed in ``KNOWN_DIFFERENCES`` with its class of issue 16, so the test passes today,
+fails when a new difference appears, and fails when a listed one is fixed (remove it from the list then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gpupolicy.plugin.kubelet.discovery import build_inventory
+from gpupolicy.plugin.kubelet.driver import default_publish_for, open_nvml
+from gpupolicy.policy.builder import NodeRef, build_slices
+from gpupolicy.policy.cel import CelRuntimeError, compile_expression
+from gpupolicy.policy.errors import DiagnosticError
+from gpupolicy.policy.gpu import EXCLUSIVE
+from gpupolicy.policy.k8s.dump import to_wire
+from gpupolicy.policy.k8s.slice import ResourceSlice
+from gpupolicy.policy.k8s.view import gather_pools
+from tests.e2e.celoracle import EvalError, Matches, Verdict, judge
+from tests.e2e.test_slices_accepted import h100_node_gpus, mixed_sharing
+
+pytestmark = pytest.mark.testbed
+
+REPO = Path(__file__).resolve().parents[2]
+DRIVER = "gpu.gpupolicy.dev"
+SIM_SPEC = "3xH100-80GB,3xH100-80GB:mig,2xH100-80GB"
+A = f'device.attributes["{DRIVER}"]'
+C = f'device.capacity["{DRIVER}"]'
+EMPTY = "device.driver.substring(0, 0)"  # "" that is not a constant, so nothing is folded at compile time
+
+# Issue 16's classes: 1 = the API server refuses, gpupolicy accepts; 2 = Kubernetes accepts, gpupolicy refuses;
+# 3 = both accept, a device's result differs.
+REFUSED_ONLY_BY_K8S, REFUSED_ONLY_BY_US, RUNTIME = 1, 2, 3
+
+# (expression, the class of issue 16 it differs in today, or None where gpupolicy agrees with Kubernetes)
+EDGE_CASES: list[tuple[str, int | None]] = [
+    # class 1: cost estimates, missing member forms, folded constants, dyn results, heterogeneous literals
+    ("type(device.driver) == string", REFUSED_ONLY_BY_K8S),
+    ('["a", "b"].join(",") == "a,b"', REFUSED_ONLY_BY_K8S),
+    (f'{C}.memory != quantity("1Gi")', REFUSED_ONLY_BY_K8S),
+    (f'{C}.memory == quantity("1Gi")', None),
+    ('quantity("1Gi").sign() == 1', REFUSED_ONLY_BY_K8S),
+    ('sign(quantity("1Gi")) == 1', None),
+    ('bool("yes")', REFUSED_ONLY_BY_K8S),
+    ('int(" 1") == 1', REFUSED_ONLY_BY_K8S),
+    ("uint(-1) == 1u", REFUSED_ONLY_BY_K8S),
+    ('int("0x10") == 16', REFUSED_ONLY_BY_K8S),
+    ("dyn(true)", REFUSED_ONLY_BY_K8S),
+    ('(device.driver == "x" ? 1 : "a") == 1', REFUSED_ONLY_BY_K8S),
+    ('[1, "a"].size() == 2', None),
+    ('{"a": 1, "b": "x"}.size() == 2', None),
+    ('[1, 2]["a"] == 1', None),
+    ('{"a": 1}[1] == 1', REFUSED_ONLY_BY_K8S),
+    # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
+    ("!" * 150 + "true", REFUSED_ONLY_BY_US),
+    ("1" + " + 1" * 200 + " > 0", REFUSED_ONLY_BY_US),
+    ('semver("bad") == semver("1.0.0")', REFUSED_ONLY_BY_US),
+    ('quantity("bad") == quantity("1")', REFUSED_ONLY_BY_US),
+    (
+        f'{A}.productName.split(" ").all(a, {A}.productName.split(" ").all(b, '
+        f'{A}.productName.split(" ").exists(c, a + b + c != "")))',
+        None,
+    ),
+    ("lists.range(3).size() == 3", REFUSED_ONLY_BY_US),
+    ("[3, 1, 2].sort() == [1, 2, 3]", REFUSED_ONLY_BY_US),
+    ("[1, 1, 2].distinct().size() == 2", REFUSED_ONLY_BY_US),
+    ("[[1], [2]].flatten().size() == 2", REFUSED_ONLY_BY_US),
+    ("[1, 2, 3].slice(0, 2) == [1, 2]", REFUSED_ONLY_BY_US),
+    ('duration("1h") > duration("1m")', REFUSED_ONLY_BY_US),
+    ('timestamp("2024-01-01T00:00:00Z") < timestamp("2025-01-01T00:00:00Z")', REFUSED_ONLY_BY_US),
+    ("[?optional.of(1)].size() == 1", REFUSED_ONLY_BY_US),
+    ('{?"a": optional.of(1)}.size() == 1', REFUSED_ONLY_BY_US),
+    # class 3: run-time results
+    ('semver("1.0.0") != 1', None),
+    (f'{A}.driverVersion != "580"', RUNTIME),
+    ('quantity("1") != "1"', None),
+    ('ip("1.2.3.4") != 1', None),
+    ("-9223372036854775808 % -1 == 0", RUNTIME),
+    ('quantity("1.5Gi").isInteger()', RUNTIME),
+    ('quantity("1.5Gi").asInteger() > 0', RUNTIME),
+    (f"{C}.memory.isInteger()", None),
+    ('"anything" in device.attributes', RUNTIME),
+    ('{"a": 1, "a": 2}.size() == 1', RUNTIME),
+    ("'''a\nb''' == \"a\\nb\"", RUNTIME),
+    ('"%e".format([1234.5]) == "1.234500e+03"', RUNTIME),
+    ('"%.2f".format([1234.5]) == "1234.50"', RUNTIME),
+    ('quantity("1") in [quantity("1")]', None),
+    ('semver("1.0.0") in [semver("1.0.0")]', None),
+    (f'int({EMPTY} + " 1") == 1', RUNTIME),
+    (f'int({EMPTY} + "1_000") == 1000', RUNTIME),
+    (f'int({EMPTY} + "\u0661\u0662") == 12', RUNTIME),
+    (f'double({EMPTY} + "1e400") > 0.0', RUNTIME),
+    (f'double({EMPTY} + "0x1p-2") == 0.25', RUNTIME),
+    # ordinary selectors, for the agreement rate and as a check that the common case stays exact
+    (f"{A}.nokey == 1", None),
+    (f"{A}.?nokey.orValue(1) == 1", None),
+    (f'has({A}.profile) && {A}.profile.startsWith("1g")', None),
+    (f'{A}.driverVersion.compareTo(semver("550.0.0")) >= 0', None),
+    (f'{A}.productName.lowerAscii().matches("^.*h100.*$")', None),
+    (f'cel.bind(g, {A}, g.type == "mig" && g.profile.startsWith("1g"))', None),
+    (f'{C}.memory.compareTo(quantity("40Gi")) >= 0', None),
+    ("device.allowMultipleAllocations", None),
+    ('device.attributes["nope.example.com"].size() == 0', None),
+]
+
+# expression -> class of issue 16, for every expression where gpupolicy and the oracle disagree today.
+KNOWN_DIFFERENCES: dict[str, int] = {expression: cls for expression, cls in EDGE_CASES if cls is not None}
+
+
+def example_selectors() -> list[str]:
+    """Every device selector of the examples' policies (``expression`` and ``selector`` strings without ``claim``)."""
+
+    def walk(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("expression", "selector") and isinstance(value, str):
+                    yield value
+                else:
+                    yield from walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from walk(item)
+
+    found: list[str] = []
+    for path in sorted(REPO.glob("examples/*/policy.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found += [e for e in walk(doc) if "claim." not in e and e not in found]
+    return found
+
+
+def rendered_slices() -> list[ResourceSlice]:
+    """A ``sim:`` node as ``gpupolicy discover -o yaml`` renders it, plus the mixed node of the slices test."""
+    nvml = open_nvml("sim:" + SIM_SPEC, "sim-node", None)
+    gpus = nvml.gpus()
+    inventory = build_inventory(gpus, default_publish_for(gpus), driver=DRIVER)
+    sim = build_slices(
+        "sim-node",
+        inventory.gpus,
+        publish_for=lambda g, _v: inventory.publish.get(g.uuid, EXCLUSIVE),
+        driver=DRIVER,
+    )
+    mixed = build_slices(NodeRef("mixed-node"), h100_node_gpus("mixed-node"), publish_for=mixed_sharing, driver=DRIVER)
+    return [*sim, *mixed]
+
+
+def ours(expression: str, slices: list[ResourceSlice]) -> tuple[bool, dict[str, bool | str]]:
+    """gpupolicy's compile verdict and, when it compiles, each device's result (an error as ``"error"``)."""
+    try:
+        program = compile_expression(expression, env="selector")
+    except DiagnosticError:
+        return False, {}
+    devices = [dev for pool in gather_pools(slices) for dev in pool.devices]
+    results = program.evaluate_devices([dev.view for dev in devices])
+    return True, {
+        f"{dev.id.pool}/{dev.id.device}": "error" if isinstance(r, CelRuntimeError) else bool(r)
+        for dev, r in zip(devices, results)
+    }
+
+
+def theirs(verdict: Verdict) -> dict[str, bool | str]:
+    return {
+        key: "error" if isinstance(r, EvalError) else r.value
+        for key, r in verdict.devices.items()
+        if isinstance(r, (Matches, EvalError))
+    }
+
+
+def difference(expression: str, verdict: Verdict, slices: list[ResourceSlice]) -> tuple[int, str] | None:
+    """None when gpupolicy and Kubernetes agree; else the class of issue 16 and a line saying how they differ."""
+    ok, results = ours(expression, slices)
+    if verdict.compile.ok and not ok:
+        return REFUSED_ONLY_BY_US, "Kubernetes accepts, gpupolicy refuses"
+    if ok and not verdict.compile.ok:
+        first_line = verdict.compile.error.splitlines()[0]
+        return REFUSED_ONLY_BY_K8S, f"the API server refuses ({first_line}), gpupolicy accepts"
+    if not ok:
+        return None
+    expected = theirs(verdict)
+    if verdict.eval_compile_error:
+        return RUNTIME, f"the allocator cannot compile it: {verdict.eval_compile_error}"
+    differing = {k: (results.get(k), v) for k, v in expected.items() if results.get(k) != v}
+    if differing or results.keys() != expected.keys():
+        sample = dict(sorted(differing.items())[:3])
+        return RUNTIME, f"{len(differing)} devices differ (gpupolicy, Kubernetes), e.g. {sample}"
+    return None
+
+
+def test_gpupolicy_cel_agrees_with_kubernetes(testbed_bin: Path) -> None:
+    table = [expression for expression, _ in EDGE_CASES]
+    expressions = table + [e for e in example_selectors() if e not in table]
+    slices = rendered_slices()
+    verdicts = judge(testbed_bin, expressions, [to_wire(s) for s in slices])
+    # Sanity: the oracle saw every device gpupolicy sees, so the per-device comparison covers them all.
+    accepted = next(v for v in verdicts if v.compile.ok and not v.eval_compile_error)
+    assert len(accepted.devices) == sum(len(p.devices) for p in gather_pools(slices))
+
+    found: dict[str, int] = {}
+    for expression, verdict in zip(expressions, verdicts):
+        diff = difference(expression, verdict, slices)
+        if diff is not None:
+            found[expression] = diff[0]
+            print(f"class {diff[0]}: {expression!r}: {diff[1]}")
+    agreed = len(expressions) - len(found)
+    print(f"CEL differential: {agreed}/{len(expressions)} expressions agree ({100 * agreed / len(expressions):.1f}%)")
+
+    new = {e: c for e, c in found.items() if KNOWN_DIFFERENCES.get(e) != c}
+    fixed = [e for e in KNOWN_DIFFERENCES if e not in found]
+    assert not new, f"new differences from Kubernetes (fix them, or list them in KNOWN_DIFFERENCES): {new}"
+    assert not fixed, f"differences listed in KNOWN_DIFFERENCES no longer occur (remove them): {fixed}"
