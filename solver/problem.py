@@ -58,11 +58,14 @@ class Toleration:
     effect: str = ""  # empty: every effect
 
     def tolerates(self, taint: Taint) -> bool:
+        """Kubernetes' ``resourceclaim.ToleratesTaint``: effect, then key (empty matches every key), then operator."""
         if self.effect and self.effect != taint.effect:
             return False
-        if self.operator == "Exists":
-            return not self.key or self.key == taint.key
-        return self.key == taint.key and self.value == taint.value
+        if self.key and self.key != taint.key:
+            return False
+        if self.operator in ("", "Equal"):
+            return self.value == taint.value
+        return self.operator == "Exists"
 
 
 def tolerated(taints: tuple[Taint, ...], tolerations: tuple[Toleration, ...]) -> bool:
