@@ -7,6 +7,8 @@
   it was written, for explanations;
 - a CEL run-time error fails the claim: ``claim ns/name: selector #i: CEL runtime error: …``
   (``class <name>: selector #i: …`` for a class selector);
+- a claim that needs more devices than one allocation result holds (32) fails with ``claim_limit_exceeded``,
+  as the structured allocator's own check does before it searches (see :func:`claim_limit_error`);
 - claims already allocated become fixed :class:`Existing` allocations;
 - the policy's priority tiers become weights (each tier outweighs all lower tiers together), its
   quotas per-namespace :class:`Quota` rows, its objective the model's objective.
@@ -42,6 +44,7 @@ from gpupolicy.solver.problem import (
     Quota,
     Request,
     Toleration,
+    claim_limit_error,
     tolerated,
 )
 from gpupolicy.solver.selectors import SelectorCache, SelectorFailure
@@ -151,6 +154,10 @@ def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
                 error = error or (failed.code, failed.message)
                 alternatives.append(Alternative(str(alt_name), fields.device_class_name, ()))
         requests.append(Request(request.name, tuple(alternatives)))
+    limit = claim_limit_error(requests, ctx.table.devices) if error is None else None
+    if limit is not None:
+        where = item.locate(("spec", "devices", "requests", limit[0]))
+        error = ("claim_limit_exceeded", f"{limit[1]} ({where})" if where.line else limit[1])
     constraints = tuple(
         Constraint(
             c.match_attribute or c.distinct_attribute or "", c.distinct_attribute is not None, tuple(c.requests or ())

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gpupolicy.solver.problem import (
+    CLAIM_RESULTS_MAX,
     AllocationMode,
     Alternative,
     AttributeValue,
@@ -71,6 +72,12 @@ class _Search:
         claim = self.claims[ci]
         for alternative in claim.requests[ri].alternatives:
             candidates = self.index.candidates(alternative, self.node)
+            # The allocator's errAllocationResultMaxSizeExceeded: this alternative would pass the claim's
+            # 32 results, try the next subrequest (it may need fewer devices).
+            available = CLAIM_RESULTS_MAX - len(self.chosen[ci])
+            needed = len(candidates) if alternative.mode == AllocationMode.ALL else alternative.count
+            if needed > available:
+                continue
             if alternative.mode == AllocationMode.ALL:
                 if self._take_all(ci, alternative, candidates) and self._request(slots, pos + 1):
                     return True

@@ -13,11 +13,13 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import NewType
+
+from gpupolicy.policy.k8s.limits import ALLOCATION_RESULTS_MAX
 
 DeviceIndex = NewType("DeviceIndex", int)
 ClaimKey = NewType("ClaimKey", str)  # "namespace/name"
@@ -58,11 +60,14 @@ class Toleration:
     effect: str = ""  # empty: every effect
 
     def tolerates(self, taint: Taint) -> bool:
+        """Kubernetes' ``resourceclaim.ToleratesTaint``: effect, then key (empty matches every key), then operator."""
         if self.effect and self.effect != taint.effect:
             return False
-        if self.operator == "Exists":
-            return not self.key or self.key == taint.key
-        return self.key == taint.key and self.value == taint.value
+        if self.key and self.key != taint.key:
+            return False
+        if self.operator in ("", "Equal"):
+            return self.value == taint.value
+        return self.operator == "Exists"
 
 
 def tolerated(taints: tuple[Taint, ...], tolerations: tuple[Toleration, ...]) -> bool:
@@ -354,3 +359,51 @@ def node_options(problem: Problem, devices: set[DeviceIndex] | tuple[DeviceIndex
 
 def usable_from(device: Device, node: NodeName) -> bool:
     return device.nodes is None or node in device.nodes
+
+
+CLAIM_RESULTS_MAX = ALLOCATION_RESULTS_MAX
+"""Devices one claim may get: ``resourceapi.AllocationResultsMaxSize`` (32), the length limit of
+``status.allocation.devices.results``."""
+
+
+def _min_devices(alternative: Alternative, devices: Sequence[Device], node: NodeName | None) -> int:
+    if alternative.mode == AllocationMode.EXACT_COUNT:
+        return alternative.count
+    if node is None:
+        return len(alternative.eligible)
+    return sum(1 for d in alternative.eligible if usable_from(devices[d], node))
+
+
+def claim_limit_error(requests: Sequence[Request], devices: Sequence[Device]) -> tuple[int, str] | None:
+    """The structured allocator's check before it searches (``allocator_stable.go``, ``Allocate``):
+    the index of the request that passes the limit and Kubernetes' message, or None.
+
+    Per request the fewest devices it can take (its count; for ``All`` the matching devices usable from
+    the node; for ``firstAvailable`` the smallest subrequest), summed in request order; once the sum would
+    pass 32 the claim is an error, with Kubernetes' wording. The allocator checks on each node it
+    filters, so ``All`` requests count the devices of each node in turn and the first node over the
+    limit decides.
+    """
+    bound: Sequence[NodeName | None] = sorted(
+        {
+            n
+            for r in requests
+            for a in r.alternatives
+            if a.mode == AllocationMode.ALL
+            for d in a.eligible
+            for n in devices[d].nodes or ()
+        }
+    )
+    for node in bound or [None]:
+        total = 0
+        for index, request in enumerate(requests):
+            if not request.alternatives:
+                continue
+            need = min(_min_devices(a, devices, node) for a in request.alternatives)
+            if need > CLAIM_RESULTS_MAX - total:
+                return index, (
+                    f"request {request.name}: adding {need} devices exceeds the claim limit of "
+                    f"{CLAIM_RESULTS_MAX}, with {total} already accounted for"
+                )
+            total += need
+    return None

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from gpupolicy.solver.problem import (
     ANYWHERE,
+    CLAIM_RESULTS_MAX,
     AllocationMode,
     Claim,
     ClaimKey,
@@ -48,6 +49,8 @@ def _check_claim(problem: Problem, claim: Claim, placement: Placement) -> list[s
     by_request: dict[str, list[DeviceResult]] = defaultdict(list)
     for result in placement.results:
         by_request[result.request.split("/", 1)[0]].append(result)
+    if len(placement.results) > CLAIM_RESULTS_MAX:
+        errors.append(f"{key}: {len(placement.results)} results, more than the claim limit of {CLAIM_RESULTS_MAX}")
     names = {r.name for r in claim.requests}
     errors += [f"{key}: result for unknown request {n!r}" for n in sorted(set(by_request) - names)]
     for request in claim.requests:

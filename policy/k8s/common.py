@@ -54,7 +54,12 @@ class DeviceTaint(K8sModel):
 
 
 def toleration_tolerates(toleration: DeviceToleration, taint: DeviceTaint) -> bool:
-    """Whether ``toleration`` tolerates ``taint`` (Kubernetes' ToleratesTaint for devices)."""
+    """Whether ``toleration`` tolerates ``taint``.
+
+    Kubernetes' ``resourceclaim.ToleratesTaint`` (k8s.io/dynamic-resource-allocation v0.37.2): a set effect must
+    equal the taint's; an empty key matches every key; ``Equal`` (the default) compares values, ``Exists`` ignores
+    them. Whether the taint's effect blocks allocation at all is the caller's business.
+    """
     if toleration.effect and toleration.effect != taint.effect:
         return False
     if toleration.key and toleration.key != taint.key:

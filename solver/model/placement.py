@@ -11,7 +11,16 @@ from collections import defaultdict
 from ortools.sat.python import cp_model
 
 from gpupolicy.solver.model.variables import TakeKey, Variables
-from gpupolicy.solver.problem import ANYWHERE, AllocationMode, Alternative, Claim, DeviceIndex, NodeName, usable_from
+from gpupolicy.solver.problem import (
+    ANYWHERE,
+    CLAIM_RESULTS_MAX,
+    AllocationMode,
+    Alternative,
+    Claim,
+    DeviceIndex,
+    NodeName,
+    usable_from,
+)
 
 
 def build(v: Variables) -> list[cp_model.LinearExprT]:
@@ -65,6 +74,9 @@ def _claim(v: Variables, claim: Claim) -> None:
     for d, takes in per_device.items():
         if len(takes) > 1 and not v.problem.devices[d].multi_allocatable:
             m.add_at_most_one(v.take[t] for t in takes)
+    every = [v.take[t] for takes in per_device.values() for t in takes]
+    if len(every) > CLAIM_RESULTS_MAX:  # status.allocation.devices.results holds at most 32
+        m.add(sum(every) <= CLAIM_RESULTS_MAX)
 
 
 def _takes(v: Variables, claim: Claim, alternative: Alternative) -> list[TakeKey]:

@@ -83,6 +83,26 @@ requests:
     assert alloc["devices"]["config"][0]["source"] == "FromClass"
 
 
+def test_toleration_without_key_tolerates_every_key() -> None:
+    """Kubernetes' ToleratesTaint: an empty key matches every taint key, also with operator Equal."""
+    request = """
+requests:
+- name: gpu
+  exactly:
+    deviceClassName: gpu
+    count: 2
+    tolerations: [{operator: Equal, value: %s}]
+    selectors:
+    - cel:
+        expression: device.attributes["gpu.example.com"].model == "h100"
+"""
+    for strategy in ("first-fit", "optimal"):
+        compiled, solution = run(claim_yaml("h100", request % '""'), strategy)
+        assert devices_of(compiled, solution, "default/h100") == ["node-a/gpu-0", "node-a/gpu-1"], strategy
+        _, solution = run(claim_yaml("h100", request % "other"), strategy)
+        assert "default/h100" in solution.unplaced, strategy
+
+
 def test_cel_runtime_error_fails_the_claim() -> None:
     claim = claim_yaml(
         "broken",

@@ -23,7 +23,7 @@ from gpupolicy.policy.cel.core import (
 from gpupolicy.policy.cel.lib import functions, strings
 from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import cel_equal, compare, runtime_type
+from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
 
 _ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
 _CMP: dict[str, Callable[[int | None], bool]] = {
@@ -123,10 +123,11 @@ def _equality(node: Call, args: Sequence[Typed]) -> Typed:
     if not ops.equatable(a.type, b.type):
         raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf = a.fn, b.fn
-    eq = cel_equal
     if node.name == "_==_":
+        eq = cel_equal
         return Typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
-    return Typed(lambda v, m: not eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+    ne = cel_not_equal
+    return Typed(lambda v, m: ne(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
 
 
 def _comparison(node: Call, args: Sequence[Typed]) -> Typed:

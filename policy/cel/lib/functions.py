@@ -386,7 +386,6 @@ MEMBER: dict[str, list[Overload]] = {
     ],
     "add": [_o((Q, Q), Q, Quantity.add), _o((Q, INT), Q, lambda q, n: q.add(_q_int(n)))],
     "sub": [_o((Q, Q), Q, Quantity.sub), _o((Q, INT), Q, lambda q, n: q.sub(_q_int(n)))],
-    "sign": [_o((Q,), INT, Quantity.sign)],
     "isInteger": [_o((Q,), BOOL, lambda q: q.is_integer() and INT64_MIN * 10**9 <= q.nanos <= INT64_MAX * 10**9)],
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],

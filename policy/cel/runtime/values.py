@@ -131,23 +131,33 @@ def numeric_cmp(a: int | float, b: int | float) -> int | None:
 _SIMPLE = frozenset({str, int, bool, bytes})
 
 
-def cel_equal(a: object, b: object) -> bool:
-    """CEL heterogeneous equality: different types are unequal, numbers compare by value."""
+# Kubernetes' library types: their Equal answers "no such overload" (an error) for a value of another type
+# (k8s.io/apiserver pkg/cel: Quantity, Semver and URL via types.MaybeNoSuchOverloadErr, IP and CIDR via
+# types.ValOrErr), where cel-go's own types answer false.
+_LIBRARY_TYPES = frozenset({"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR"})
+
+
+def _equal(a: object, b: object) -> bool | None:
+    """cel-go's ``types.Equal(a, b)``: True, False, or None where ``a.Equal(b)`` is an error.
+
+    Null equals only null; numbers compare by value; otherwise different types are unequal, except that a
+    Kubernetes library type on the left errors. Lists and maps (``baseList.Equal``, ``baseMap.Equal``) are
+    unequal only where some element is unequal: an element comparison that errors does not count.
+    """
     cls = a.__class__
     if cls is b.__class__ and cls in _SIMPLE:
         return a == b
+    if a is None or b is None:
+        return a is None and b is None
     if is_number(a) and is_number(b):
         return numeric_cmp(a, b) == 0  # type: ignore[arg-type]
     ta, tb = runtime_type(a), runtime_type(b)
     if ta != tb:
-        if isinstance(a, (Quantity, Semver)) and b is not None:
-            # Kubernetes' Quantity/Semver types refuse to compare with other types (lhs.Equal(rhs)).
-            raise EvalError(f"no such overload: {ta} == {tb}")
-        return False
+        return None if ta in _LIBRARY_TYPES else False
     if ta == "list":
         sa, sb = a, b
         assert isinstance(sa, Sequence) and isinstance(sb, Sequence)
-        return len(sa) == len(sb) and all(cel_equal(x, y) for x, y in zip(sa, sb))
+        return len(sa) == len(sb) and all(_equal(x, y) is not False for x, y in zip(sa, sb))
     if ta == "map":
         ma, mb = a, b
         assert isinstance(ma, Mapping) and isinstance(mb, Mapping)
@@ -155,10 +165,33 @@ def cel_equal(a: object, b: object) -> bool:
             return False
         for key, value in ma.items():
             found, other = map_lookup(mb, key)
-            if not found or not cel_equal(value, other):
+            if not found or _equal(value, other) is False:
                 return False
         return True
+    if isinstance(a, OptionalValue) and isinstance(b, OptionalValue):  # Optional.Equal: the values' Equal
+        if a.present != b.present:
+            return False
+        return not a.present or _equal(a.value, b.value)
     return a == b
+
+
+def cel_equal(a: object, b: object) -> bool:
+    """CEL ``==`` (cel-go's evalEq): heterogeneous equality; a library type compared with another type is
+    the error ``no such overload``."""
+    if a.__class__ is b.__class__ and a.__class__ in _SIMPLE:  # the common case, without a second call
+        return a == b
+    result = _equal(a, b)
+    if result is None:
+        raise EvalError(f"no such overload: {runtime_type(a)} == {runtime_type(b)}")
+    return result
+
+
+def cel_not_equal(a: object, b: object) -> bool:
+    """CEL ``!=`` (cel-go's evalNe): ``types.Equal(a, b) != types.True``, so never an error of its own:
+    ``dyn(quantity("1")) != 1`` is true."""
+    if a.__class__ is b.__class__ and a.__class__ in _SIMPLE:
+        return a != b
+    return _equal(a, b) is not True
 
 
 def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
