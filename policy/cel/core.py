@@ -20,6 +20,10 @@ from gpupolicy.policy.cel.ast import Node
 
 StaticType = str | tuple["StaticType", ...]
 DYN: StaticType = "dyn"
+# The type of an attribute value (Kubernetes declares it as cel-go's ``any``): it checks like ``dyn``, but a
+# selector may evaluate to it, while a selector whose type is ``dyn`` is refused, as the API server does.
+ANY: StaticType = "any"
+_WILD = ("dyn", "any")
 
 TYPE_NAMES = ("bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type")
 
@@ -33,14 +37,16 @@ def map_of(key: StaticType, value: StaticType) -> StaticType:
 
 
 def kind(t: StaticType) -> str:
-    """``"list"`` for ``("list", "int")``; the name itself for simple types."""
-    return t if isinstance(t, str) else str(t[0])
+    """``"list"`` for ``("list", "int")``; the name itself for simple types (``any`` checks as ``dyn``)."""
+    if isinstance(t, str):
+        return "dyn" if t == "any" else t
+    return str(t[0])
 
 
 def assignable(a: StaticType, b: StaticType) -> bool:
     """Whether values of static types ``a`` and ``b`` may meet where CEL wants one type
     (``_==_(A, A)``, ``@in(A, list(A))``, homogeneous literals); ``dyn`` matches anything."""
-    if a == "dyn" or b == "dyn":
+    if a in _WILD or b in _WILD:
         return True
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and a[0] == b[0] and all(assignable(x, y) for x, y in zip(a[1:], b[1:]))
@@ -48,9 +54,11 @@ def assignable(a: StaticType, b: StaticType) -> bool:
 
 
 def join(a: StaticType, b: StaticType) -> StaticType:
-    """The common type of two assignable types (the less specific one)."""
-    if a == "dyn" or b == "dyn":
-        return DYN
+    """The common type of two assignable types (the less specific one, as cel-go's ``mostGeneral``)."""
+    if a in _WILD:
+        return a
+    if b in _WILD:
+        return b
     if isinstance(a, tuple) and isinstance(b, tuple):
         return (a[0], *(join(x, y) for x, y in zip(a[1:], b[1:])))
     return a
@@ -58,7 +66,7 @@ def join(a: StaticType, b: StaticType) -> StaticType:
 
 def type_name(t: StaticType) -> str:
     if isinstance(t, str):
-        return t
+        return "dyn" if t == "any" else t
     if t[0] == "object":
         return str(t[1])
     return f"{t[0]}({', '.join(type_name(p) for p in t[1:])})"

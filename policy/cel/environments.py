@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gpupolicy.policy.cel.core import StaticType, map_of
+from gpupolicy.policy.cel.core import ANY, StaticType, map_of
 from gpupolicy.policy.device import DeviceView
 from gpupolicy.policy.quantity import Quantity
 
-_ATTRS: StaticType = map_of("string", map_of("string", "dyn"))
+_ATTRS: StaticType = map_of("string", map_of("string", ANY))
 _CAPS: StaticType = map_of("string", map_of("string", "quantity"))
 OBJECTS: dict[str, dict[str, StaticType]] = {
     "device": {"driver": "string", "attributes": _ATTRS, "capacity": _CAPS, "allowMultipleAllocations": "bool"},

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpupolicy.policy.cel.checker.check import Compiler
-from gpupolicy.policy.cel.core import CompileIssue, CostExceeded, EvalError, Meter, Typed, kind, type_name
+from gpupolicy.policy.cel.core import ANY, CompileIssue, CostExceeded, EvalError, Meter, Typed, type_name
 from gpupolicy.policy.cel.environments import ENVIRONMENTS, OBJECTS, claim_value, device_value, request_value
 from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
 from gpupolicy.policy.cel.runtime.values import runtime_type
@@ -77,8 +77,10 @@ def _compile_core(expression: str, env: str) -> _Core:
         )
     ast = parse(expression)
     typed = Compiler(ENVIRONMENTS[env], OBJECTS).compile(ast)
-    if kind(typed.type) not in ("bool", "dyn"):
-        raise CompileIssue("cel_type_error", f"must evaluate to bool, not {type_name(typed.type)}", 0)
+    if typed.type not in ("bool", ANY):  # Kubernetes: exactly bool or the attribute type; dyn is refused
+        raise CompileIssue(
+            "cel_type_error", f"must evaluate to bool or the unknown type, not {type_name(typed.type)}", 0
+        )
     if typed.cost > COST_LIMIT:
         raise CompileIssue(
             "cel_cost_exceeded",

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, kind, list_of
+from gpupolicy.policy.cel.core import ANY, DYN, EvalError, StaticType, kind, list_of
 from gpupolicy.policy.cel.lib import net, regex, strings, url
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
@@ -390,8 +390,9 @@ MEMBER: dict[str, list[Overload]] = {
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
     "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
-    "value": [_o((OPT,), DYN, _opt_value)],
-    "orValue": [_o((OPT, DYN), DYN, lambda o, d: o.value if o.present else d)],
+    # optionals are untyped here; cel-go infers the value's type, so their result is not refused as ``dyn``
+    "value": [_o((OPT,), ANY, _opt_value)],
+    "orValue": [_o((OPT, DYN), ANY, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
     "getScheme": [_o(("url",), STR, lambda u: u.parts.scheme)],
     "getHost": [_o(("url",), STR, url.host)],

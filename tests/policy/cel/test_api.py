@@ -43,7 +43,7 @@ def test_errors_on_later_lines_of_a_block_scalar() -> None:
 
 
 def test_message_names_the_problem() -> None:
-    with pytest.raises(DiagnosticError, match="must evaluate to bool, not string"):
+    with pytest.raises(DiagnosticError, match="must evaluate to bool or the unknown type, not string"):
         compile_expression("device.driver", Location("a.yaml", 1, 1))
     with pytest.raises(DiagnosticError, match=r"'_==_' applied to '\(string, int\)'"):
         compile_expression("device.driver == 1")
