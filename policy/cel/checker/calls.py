@@ -16,6 +16,7 @@ from gpupolicy.policy.cel.core import (
     Typed,
     Vars,
     assignable,
+    join,
     kind,
     no_overload,
     undeclared,
@@ -114,7 +115,9 @@ def _conditional(compiler: Checker, node: Call) -> Typed:
             return nf(v, m)
         raise EvalError(f"no such overload: {runtime_type(c)} ? _ : _")
 
-    t = yes.type if yes.type == no.type else DYN
+    if not assignable(yes.type, no.type):  # cel-go: _?_:_ is <A>(bool, A, A) -> A
+        raise no_overload("_?_:_", node.pos, cond.type, yes.type, no.type)
+    t = join(yes.type, no.type)
     return Typed(run, t, cond.cost + max(yes.cost, no.cost) + 1, max(yes.size, no.size))
 
 
@@ -233,7 +236,27 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     size = args[0].size if args else 1
     if name == "split" or name == "findAll":
         size = args[0].size
+    if name in CONVERSIONS and not member and len(args) == 1 and args[0].const:
+        return _fold(run, result, static_cost, size, node)
     return Typed(run, result, static_cost, size)
+
+
+# cel-go's type conversion functions (``overloads.IsTypeConversionFunction``; duration and timestamp are not here)
+CONVERSIONS = frozenset({"bool", "bytes", "double", "dyn", "int", "string", "type", "uint"})
+
+
+def _fold(run: Fn, result: StaticType, cost: int, size: int, node: Call) -> Typed:
+    """Kubernetes builds programs with cel-go's ``OptOptimize``: a type conversion of a constant argument (a
+    literal, a folded conversion, a list or map literal of constants) is evaluated when the program is built, and
+    a failing one is a compile error there ("program instantiation failed: ...")."""
+    try:
+        value = run({}, Meter(COST_UNLIMITED))
+    except EvalError as err:
+        raise CompileIssue("cel_constant_error", f"program instantiation failed: {err}", node.pos) from None
+    return Typed(lambda v, m: value, result, cost, size, True)
+
+
+COST_UNLIMITED = 1 << 62
 
 
 _SIZED = (str, bytes, list, tuple)

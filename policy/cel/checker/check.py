@@ -137,6 +137,8 @@ class Compiler:
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
             result_type: StaticType = operand.type[1]
         elif k == "map":
+            if not assignable(key.type, operand.type[1]):  # cel-go: _[_] is <K, V>(map(K, V), K) -> V
+                raise no_overload("_[_]", node.pos, operand.type, key.type)
             result_type = operand.type[2]
         elif k == "dyn":
             result_type = DYN
@@ -159,7 +161,8 @@ class Compiler:
             elem = _homogeneous([(i.type, n.pos) for i, n in zip(items, node.items)])
         fns = [item.fn for item in items]
         cost = sum(item.cost for item in items) + 1
-        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items))
+        constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
+        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items), constant)
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
@@ -190,7 +193,8 @@ class Compiler:
                 out[key] = vf(v, m)
             return out
 
-        return Typed(build, t, cost, len(entries))
+        constant = all(k.const and val.const for k, val in entries)
+        return Typed(build, t, cost, len(entries), constant)
 
     # --- macros ---------------------------------------------------------------------------
 
