@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
-from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, Uint, runtime_type
+from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, runtime_type
 
 MAX_PRECISION = 1_000_000  # Go's fmt refuses a wider precision; the widest %f result still fits MAX_STRING
 
@@ -338,18 +338,3 @@ def _format_radix(verb: str, arg: object) -> str:
         text = raw.hex()
         return text.upper() if verb == "X" else text
     raise EvalError(f"error during formatting: {verb} clause can only be used on integers")
-
-
-def to_int_from_string(s: str) -> int:
-    try:
-        return int(s, 10)
-    except ValueError:
-        raise EvalError(f"cannot convert {s!r} to int") from None
-
-
-def to_uint_from_string(s: str) -> Uint:
-    try:
-        value = int(s, 10)
-    except ValueError:
-        raise EvalError(f"cannot convert {s!r} to uint") from None
-    return Uint(value)
