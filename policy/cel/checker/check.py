@@ -188,7 +188,9 @@ class Compiler:
                 key = kf(v, m)
                 if not isinstance(key, (int, str)):
                     raise EvalError(f"unsupported map key type: {runtime_type(key)}")
-                if map_lookup(out, key)[0]:
+                if map_lookup(out, key)[0] and not any(k == key and runtime_type(k) == runtime_type(key) for k in out):
+                    # cel-go builds a Go map keyed by the value and its type: a repeated key of the same type
+                    # overwrites (the last entry wins); 1 and 1u are two keys there, which one dict cannot hold
                     raise EvalError(f"Failed with repeated key: {key}")
                 out[key] = vf(v, m)
             return out

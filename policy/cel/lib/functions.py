@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from gpupolicy.policy.cel.core import ANY, DYN, EvalError, StaticType, kind, list_of
 from gpupolicy.policy.cel.lib import net, regex, strings, url
+from gpupolicy.policy.cel.runtime import gostrconv
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
@@ -129,15 +130,22 @@ def dispatcher(name: str, overloads: Sequence[Overload], arity: int) -> Callable
 # --- conversions ----------------------------------------------------------------------
 
 
+def _conversion_error(target: str) -> EvalError:
+    """cel-go's error for a string that Go's strconv refuses (syntax, or out of range)."""
+    return EvalError(f"type conversion error from 'string' to '{target}'")
+
+
 def _to_int(value: object) -> int:
     if isinstance(value, float):
         if math.isnan(value) or not (INT64_MIN <= value < 2.0**63):
             raise EvalError("integer overflow converting double to int")
         return int(value)
     if isinstance(value, str):
-        result = strings.to_int_from_string(value)
-    else:
-        result = int(value)  # type: ignore[call-overload]
+        parsed = gostrconv.parse_int(value)
+        if parsed is None:
+            raise _conversion_error("int")
+        return parsed
+    result: int = int(value)  # type: ignore[call-overload]
     if not INT64_MIN <= result <= INT64_MAX:
         raise EvalError("integer overflow")
     return result
@@ -148,7 +156,12 @@ def _to_uint(value: object) -> Uint:
         if math.isnan(value) or not (0 <= value < 2.0**64):
             raise EvalError("unsigned integer overflow converting double to uint")
         return Uint(int(value))
-    result = strings.to_uint_from_string(value) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    if isinstance(value, str):
+        parsed = gostrconv.parse_uint(value)
+        if parsed is None:
+            raise _conversion_error("uint")
+        return Uint(parsed)
+    result = int(value)  # type: ignore[call-overload]
     if not 0 <= result <= UINT64_MAX:
         raise EvalError("unsigned integer overflow")
     return Uint(result)
@@ -156,10 +169,10 @@ def _to_uint(value: object) -> Uint:
 
 def _to_double(value: object) -> float:
     if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise EvalError(f"cannot convert {value!r} to double") from None
+        parsed = gostrconv.parse_float(value)
+        if parsed is None:
+            raise _conversion_error("double")
+        return parsed
     return float(value)  # type: ignore[arg-type]
 
 

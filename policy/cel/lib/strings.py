@@ -10,11 +10,12 @@ A function that builds a string knows how long the result will be before it buil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
-from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, Uint, runtime_type
+from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, runtime_type
 
 MAX_PRECISION = 1_000_000  # Go's fmt refuses a wider precision; the widest %f result still fits MAX_STRING
 
@@ -317,12 +318,57 @@ def _format_number(verb: str, precision: int | None, arg: object) -> str:
             f"error during formatting: decimal clause can only be used on integers, was given {runtime_type(arg)}"
         )
     if verb in "fe":
-        if isinstance(arg, bool) or not isinstance(arg, (int, float)):
-            raise EvalError(f"error during formatting: {verb} clause can only be used on numbers")
-        return f"{float(arg):.{6 if precision is None else precision}{verb}}"
+        if isinstance(arg, str) and arg in ("NaN", "Infinity", "-Infinity"):
+            arg = float(arg)
+        if not isinstance(arg, float):
+            clause = "fixed-point" if verb == "f" else "scientific"
+            raise EvalError(
+                f"error during formatting: {clause} clause can only be used on doubles, was given {runtime_type(arg)}"
+            )
+        return _go_fixed(arg, precision) if verb == "f" else _go_scientific(arg, precision)
     if verb in "xXob":
         return _format_radix(verb, arg)
     raise EvalError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')
+
+
+# cel-go's strings library at the version Kubernetes uses (ext.StringsVersion(2), formatting.go) prints %f and %e
+# through golang.org/x/text's message printer for the "en_US" locale: thousands are grouped, infinity is "∞", a
+# negative zero loses its sign, and %e writes "1.234500×10⁰³". For %e it builds the verb "%<precision>e", so the
+# precision is a minimum width (default 6) and the digits are always Go's default six.
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _go_special(x: float) -> str | None:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return None
+
+
+def _go_fixed(x: float, precision: int | None) -> str:
+    special = _go_special(x)
+    if special is not None:
+        return special
+    digits = 6 if precision is None else precision
+    _check_size(digits + (len(str(int(abs(x)))) * 4) // 3 + 2)
+    whole, dot, fraction = f"{abs(x):.{digits}f}".partition(".")
+    sign = "-" if x < 0 else ""  # -0.0 prints as 0, -0.001 as -0.00, as x/text does
+    return f"{sign}{int(whole):,}{dot}{fraction}"
+
+
+def _go_scientific(x: float, precision: int | None) -> str:
+    text = _go_special(x)
+    if text is None:
+        mantissa, _, exponent = f"{abs(x):.6e}".partition("e")
+        power = int(exponent)
+        sign = "-" if x < 0 else ""
+        text = f"{sign}{mantissa}×10" + (("-" if power < 0 else "") + str(abs(power)).rjust(2, "0")).translate(
+            _SUPERSCRIPT
+        )
+    width = 6 if precision is None else precision
+    _check_size(max(width, len(text)))
+    return text.rjust(width)
 
 
 def _format_radix(verb: str, arg: object) -> str:
@@ -338,18 +384,3 @@ def _format_radix(verb: str, arg: object) -> str:
         text = raw.hex()
         return text.upper() if verb == "X" else text
     raise EvalError(f"error during formatting: {verb} clause can only be used on integers")
-
-
-def to_int_from_string(s: str) -> int:
-    try:
-        return int(s, 10)
-    except ValueError:
-        raise EvalError(f"cannot convert {s!r} to int") from None
-
-
-def to_uint_from_string(s: str) -> Uint:
-    try:
-        value = int(s, 10)
-    except ValueError:
-        raise EvalError(f"cannot convert {s!r} to uint") from None
-    return Uint(value)

@@ -117,6 +117,8 @@ def mod(a: object, b: object) -> object:
     if t in ("int", "uint"):
         if b == 0:
             raise EvalError("modulus by zero")
+        if t == "int" and a == INT64_MIN and b == -1:
+            raise EvalError("integer overflow")  # cel-go's moduloInt64Checked, like Go's MinInt64 % -1
         r = a - b * _trunc_div(a, b)  # type: ignore[operator, arg-type]
         return _int_result(r) if t == "int" else _uint_result(r)
     raise _no_overload("%", a, b)

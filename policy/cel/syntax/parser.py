@@ -60,6 +60,16 @@ _LARK_OPTIONS: dict[str, Any] = {
 }
 
 
+def _keep_newlines(token: Token) -> Token:
+    """celpy decodes a cooked literal with a pattern whose ``.`` skips line breaks, so a triple-quoted literal
+    lost its newlines (cel-go keeps them): spell each as a ``\\n`` escape first. Raw literals are copied verbatim."""
+    text = token.value
+    prefix = text[: len(text) - len(text.lstrip("bBrR"))]
+    if "\n" not in text or "r" in prefix.lower():
+        return token
+    return Token.new_borrow_pos(token.type, text.replace("\n", "\\n"), token)
+
+
 def parse(expression: str) -> Node:
     """The syntax tree of an expression; a syntax error is a :class:`CompileIssue` (``cel_compile_error``)."""
     with _parser_lock:  # one parse at a time through the shared parser
@@ -71,7 +81,9 @@ def parse(expression: str) -> Node:
             pos = _offset(expression, line, column)
             raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
     try:
-        return Converter(lambda t: str(celstr(t)), lambda t: bytes(celbytes(t))).convert(tree)
+        return Converter(
+            lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t)))
+        ).convert(tree)
     except ParseIssue as issue:
         raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
     except (ValueError, OverflowError) as err:  # malformed escapes in literals
