@@ -27,6 +27,14 @@ def api() -> Iterator[StubApiServer]:
     server.stop()
 
 
+@pytest.fixture
+def plugin(tmp_path: Path, api: StubApiServer) -> Iterator[PluginProcess]:
+    """The plugin as a process against the stub API server; killed at the end whatever the test did."""
+    proc = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+    yield proc
+    proc.kill()
+
+
 def _claim(api: StubApiServer) -> tuple[str, str, str]:
     """Two dynamic MIG devices with MPS and a full GPU with time-slicing: every kind of step."""
     doc = claim_obj(
@@ -39,6 +47,13 @@ def _claim(api: StubApiServer) -> tuple[str, str, str]:
     )
     api.kube.put_claim(doc)
     return ("default", doc["metadata"]["uid"], "crashy")
+
+
+def _plain_claim(api: StubApiServer) -> tuple[str, str, str]:
+    """A whole GPU without sharing."""
+    doc = claim_obj("plain", [("gpu", "gpu-3")])
+    api.kube.put_claim(doc)
+    return ("default", doc["metadata"]["uid"], "plain")
 
 
 def _assert_prepared(plugin: PluginProcess, uid: str) -> None:
@@ -65,148 +80,118 @@ def _killed_by(call: Callable[[], object], plugin: PluginProcess) -> None:
 
 
 @pytest.mark.parametrize("step", PREPARE_STEPS)
-def test_killed_during_prepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+def test_killed_during_prepare(plugin: PluginProcess, api: StubApiServer, step: str) -> None:
     claim = _claim(api)
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        kubelet.connect()
-        _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
-        plugin.start()
-        response = kubelet.prepare([claim])
-        assert response.claims[claim[1]].error == "", plugin.logs()
-        _assert_prepared(plugin, claim[1])
-        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-        _assert_clean(plugin)
-        kubelet.close()
-    finally:
-        plugin.kill()
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    kubelet.connect()
+    _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
+    plugin.start()
+    response = kubelet.prepare([claim])
+    assert response.claims[claim[1]].error == "", plugin.logs()
+    _assert_prepared(plugin, claim[1])
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    _assert_clean(plugin)
+    kubelet.close()
 
 
 @pytest.mark.parametrize("step", UNPREPARE_STEPS)
-def test_killed_during_unprepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
+def test_killed_during_unprepare(plugin: PluginProcess, api: StubApiServer, step: str) -> None:
     claim = _claim(api)
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        _assert_prepared(plugin, claim[1])
-        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
-        plugin.start()
-        assert kubelet.unprepare([claim]).claims[claim[1]].error == "", plugin.logs()
-        _assert_clean(plugin)
-        kubelet.close()
-    finally:
-        plugin.kill()
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+    _assert_prepared(plugin, claim[1])
+    _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
+    plugin.start()
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == "", plugin.logs()
+    _assert_clean(plugin)
+    kubelet.close()
 
 
 @pytest.mark.parametrize("step", UNPREPARE_STEPS)
 def test_a_prepare_after_an_interrupted_unprepare_sets_the_claim_up_afresh(
-    tmp_path: Path, api: StubApiServer, step: str
+    plugin: PluginProcess, api: StubApiServer, step: str
 ) -> None:
     """kubelet may prepare the claim again instead of retrying the unprepare (a new pod uses it): the answer
     must come with a CDI spec, MIG instances and an MPS daemon that exist, not with the torn-down ones."""
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
     claim = _claim(api)
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
-        plugin.start()
-        response = kubelet.prepare([claim])
-        assert response.claims[claim[1]].error == "", plugin.logs()
-        _assert_prepared(plugin, claim[1])
-        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-        _assert_clean(plugin)
-        kubelet.close()
-    finally:
-        plugin.kill()
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+    _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
+    plugin.start()
+    response = kubelet.prepare([claim])
+    assert response.claims[claim[1]].error == "", plugin.logs()
+    _assert_prepared(plugin, claim[1])
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    _assert_clean(plugin)
+    kubelet.close()
 
 
 @pytest.mark.parametrize("step", UNPREPARE_STEPS[:-1])
-def test_restart_without_retry_finishes_an_interrupted_unprepare(tmp_path: Path, api: StubApiServer, step: str) -> None:
+def test_restart_without_retry_finishes_an_interrupted_unprepare(
+    plugin: PluginProcess, api: StubApiServer, step: str
+) -> None:
     """The pod is gone and kubelet does not come back to the claim: start-up finishes the teardown alone."""
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
     claim = _claim(api)
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
-        assert [c["state"] for c in plugin.checkpoint_claims().values()] == ["UnprepareStarted"]
-        plugin.start()
-        kubelet.close()
-        plugin.kubelet().connect()
-        _assert_clean(plugin)
-    finally:
-        plugin.kill()
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+    _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
+    assert [c["state"] for c in plugin.checkpoint_claims().values()] == ["UnprepareStarted"]
+    plugin.start()
+    kubelet.close()
+    plugin.kubelet().connect()
+    _assert_clean(plugin)
 
 
-def test_restart_without_retry_rolls_back_interrupted_prepare(tmp_path: Path, api: StubApiServer) -> None:
+def test_restart_without_retry_rolls_back_interrupted_prepare(plugin: PluginProcess, api: StubApiServer) -> None:
     """kubelet may never retry (the pod was deleted): start-up reconciliation cleans up alone."""
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
     claim = _claim(api)
-    try:
-        plugin.start({ENV: "prepare-cdi"})
-        kubelet = plugin.kubelet()
-        kubelet.connect()
-        with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
-            kubelet.prepare([claim], timeout_s=0)
-        plugin.wait()
-        assert plugin.mig_instances() != []
-        plugin.start()
-        kubelet.close()
-        plugin.kubelet().connect()
-        _assert_clean(plugin)
-    finally:
-        plugin.kill()
+    plugin.start({ENV: "prepare-cdi"})
+    kubelet = plugin.kubelet()
+    kubelet.connect()
+    with pytest.raises(Exception, match=r"UNAVAILABLE|Socket closed|Connection reset"):
+        kubelet.prepare([claim], timeout_s=0)
+    plugin.wait()
+    assert plugin.mig_instances() != []
+    plugin.start()
+    kubelet.close()
+    plugin.kubelet().connect()
+    _assert_clean(plugin)
 
 
 @pytest.mark.parametrize("step", ["prepare-cdi", "prepare-completed"])
-def test_killed_during_prepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer, step: str) -> None:
+def test_killed_during_prepare_of_a_plain_gpu(plugin: PluginProcess, api: StubApiServer, step: str) -> None:
     """A whole GPU without sharing has no PrepareStarted record: the CDI file is the only trace."""
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
-    doc = claim_obj("plain", [("gpu", "gpu-3")])
-    api.kube.put_claim(doc)
-    claim = ("default", doc["metadata"]["uid"], "plain")
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        kubelet.connect()
-        _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
-        plugin.start()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
-        assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
-        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-        _assert_clean(plugin)
-        kubelet.close()
-    finally:
-        plugin.kill()
+    claim = _plain_claim(api)
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    kubelet.connect()
+    _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
+    plugin.start()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
+    assert plugin.cdi_files() == [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    _assert_clean(plugin)
+    kubelet.close()
 
 
 @pytest.mark.parametrize("step", PLAIN_UNPREPARE_STEPS)
-def test_killed_during_unprepare_of_a_plain_gpu(tmp_path: Path, api: StubApiServer, step: str) -> None:
+def test_killed_during_unprepare_of_a_plain_gpu(plugin: PluginProcess, api: StubApiServer, step: str) -> None:
     """A whole GPU without sharing: its record is dropped before its CDI spec is removed, so a kill leaves at
     most an orphan spec, and a prepare afterwards writes the spec again."""
-    plugin = PluginProcess(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"))
-    doc = claim_obj("plain", [("gpu", "gpu-3")])
-    api.kube.put_claim(doc)
-    claim = ("default", doc["metadata"]["uid"], "plain")
+    claim = _plain_claim(api)
     spec = [f"k8s.gpu.gpupolicy.dev-claim_{claim[1]}.json"]
-    try:
-        plugin.start({ENV: step})
-        kubelet = plugin.kubelet()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == ""
-        _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
-        assert plugin.checkpoint_claims() == {}
-        plugin.start()
-        assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
-        assert plugin.cdi_files() == spec
-        assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-        _assert_clean(plugin)
-        kubelet.close()
-    finally:
-        plugin.kill()
+    plugin.start({ENV: step})
+    kubelet = plugin.kubelet()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == ""
+    _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
+    assert plugin.checkpoint_claims() == {}
+    plugin.start()
+    assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
+    assert plugin.cdi_files() == spec
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    _assert_clean(plugin)
+    kubelet.close()
