@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,30 @@ from gpupolicy.plugin.kubelet.nvml.sim import SimNvml
 from gpupolicy.plugin.kubelet.prepare_loop import LoopPreparer
 from gpupolicy.plugin.kubelet.sharing import FakeRunner
 from gpupolicy.policy.builder import PublishFor
+from gpupolicy.policy.device import DeviceView
+from gpupolicy.policy.gpu import GpuInfo, Mode, Publish
 from tests.fakes.kube import FakeKube
+from tests.scrape import parse
 
 DRIVER = "gpu.gpupolicy.dev"
 NODE = "node-a"
 SPEC = "2xA100-40GB:mig,1xH100-80GB"
 """The simulated node of ``PluginNode``."""
+DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
+
+
+def dynamic_a100(gpu: GpuInfo, _view: DeviceView) -> Publish:
+    """``publish_for``: GPUs in MIG mode as dynamic MIG, the rest whole."""
+    return DYNAMIC if gpu.mig_enabled else Publish()
+
+
+def until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+    return value
 
 
 def claim_obj(
@@ -95,6 +115,16 @@ class Node:
 
     def mig_instances(self) -> list[tuple[int, str, int]]:
         return sorted((g.minor, m.profile, m.start) for g in self.nvml.gpus() for m in g.mig_devices)
+
+
+def plugin_errors(node: Node) -> dict[tuple[str, str], float]:
+    """The node's ``gpupolicy_plugin_errors_total`` by (operation, code)."""
+    samples = parse(node.preparer.metrics.render()).values
+    return {
+        (dict(labels)["operation"], dict(labels)["code"]): value
+        for (name, labels), value in samples.items()
+        if name == "gpupolicy_plugin_errors_total"
+    }
 
 
 def make_node(tmp: Path, spec: str = "2xA100-40GB:mig,2xH100-80GB", publish_for: PublishFor | None = None) -> Node:

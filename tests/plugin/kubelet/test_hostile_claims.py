@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,26 +18,13 @@ from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp, 
 from gpupolicy.plugin.kubelet.claims import ClaimRef, PrepareResult
 from gpupolicy.plugin.kubelet.paths import UnsafePath, check_inside, child
 from gpupolicy.plugin.kubelet.reconcile import reconcile
-from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
-from tests.plugin.kubelet.helpers import Node, claim_obj, make_node, opaque
-from tests.scrape import parse
+from tests.plugin.kubelet.helpers import Node, claim_obj, dynamic_a100, make_node, opaque, plugin_errors
 
-DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
 WAYS = ["threads", "loop"]
 ESCAPE = "../../../victim"  # from <node>/state/mps: <tmp>/victim
 NUL_UID = "0b0e2f1c-1111-4222-8333-444455556666\0"
 LONG_UID = "a" * 300
-
-
-def dynamic_a100(gpu, _view):  # type: ignore[no-untyped-def]
-    return DYNAMIC if gpu.mig_enabled else Publish()
-
-
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(8) as pool:
-        yield pool
 
 
 def _node(tmp_path: Path, **kwargs: Any) -> Node:
@@ -65,15 +51,6 @@ def _claim(node: Node, name: str, results: list[tuple[str, str]], uid: str, **kw
     obj["metadata"]["uid"] = uid
     node.kube.put_claim(obj)
     return ClaimRef(obj["metadata"]["namespace"], uid, name)
-
-
-def _errors(node: Node) -> dict[tuple[str, str], float]:
-    samples = parse(node.preparer.metrics.render()).values
-    return {
-        (dict(labels)["operation"], dict(labels)["code"]): value
-        for (name, labels), value in samples.items()
-        if name == "gpupolicy_plugin_errors_total"
-    }
 
 
 def _outside(tmp_path: Path) -> dict[str, bytes | None]:
@@ -107,7 +84,7 @@ def test_a_uid_that_is_a_path_touches_nothing_outside_the_state_folder(
     assert node.runner.state["mps"] == {}
     assert node.kube.calls == ["get_claim"], "the bad claim is never fetched"
     assert set(node.preparer.records) == {good.uid}
-    assert _errors(node) == {("prepare", "invalid_claim_ref"): 1}
+    assert plugin_errors(node) == {("prepare", "invalid_claim_ref"): 1}
 
 
 @pytest.mark.parametrize("uid", [NUL_UID, LONG_UID], ids=["nul", "300-characters"])
@@ -168,7 +145,7 @@ def test_a_reference_no_api_server_makes_is_refused_before_any_request(
     assert node.kube.calls == ["get_claim"]
     assert node.cdi_files() == [good.uid]
     assert _unprepare(node, [bad], way, executor)[bad.uid] == results[bad.uid].error
-    assert _errors(node) == {("prepare", "invalid_claim_ref"): 1, ("unprepare", "invalid_claim_ref"): 1}
+    assert plugin_errors(node) == {("prepare", "invalid_claim_ref"): 1, ("unprepare", "invalid_claim_ref"): 1}
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -213,7 +190,7 @@ def test_teardown_runs_every_step_when_one_fails(
     monkeypatch.setattr(node.cdi, "remove", remove)
     assert _unprepare(node, [claim], way, executor) == {claim.uid: ""}
     assert node.preparer.records == {} and node.cdi_files() == []
-    assert _errors(node) == {("unprepare", "teardown_failed"): 1}
+    assert plugin_errors(node) == {("unprepare", "teardown_failed"): 1}
 
 
 @pytest.mark.parametrize("way", WAYS)

@@ -14,13 +14,7 @@ from gpupolicy.plugin.kubelet.checkpoint import ClaimState
 from gpupolicy.plugin.kubelet.claims import ClaimRef
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
-from tests.plugin.kubelet.helpers import NODE, make_node, opaque
-
-DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
-
-
-def dynamic_a100(gpu, _view):  # type: ignore[no-untyped-def]
-    return DYNAMIC if gpu.mig_enabled else Publish()
+from tests.plugin.kubelet.helpers import NODE, dynamic_a100, make_node, opaque
 
 
 def test_full_gpu_prepare_writes_cdi_and_is_idempotent(tmp_path: Path) -> None:

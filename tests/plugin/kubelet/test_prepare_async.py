@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,19 +15,11 @@ import pytest
 
 from gpupolicy.plugin.kubelet.checkpoint import ClaimState
 from gpupolicy.plugin.kubelet.claims import ClaimRef, PrepareResult
-from gpupolicy.policy.gpu import Mode, Publish
+from gpupolicy.policy.gpu import Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
-from tests.plugin.kubelet.helpers import NODE, Node, make_node
-from tests.scrape import parse
+from tests.plugin.kubelet.helpers import DYNAMIC, NODE, Node, make_node, plugin_errors
 
 _T = TypeVar("_T")
-DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
-
-
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(8) as pool:
-        yield pool
 
 
 def _run(make: Callable[[], Awaitable[_T]]) -> _T:
@@ -66,16 +58,6 @@ def test_plain_claim_on_the_loop_matches_the_threaded_path(tmp_path: Path, execu
     assert node.cdi_files() == [] and node.checkpoint.load().records == {}
 
 
-def _errors(node: Node) -> dict[tuple[str, str], float]:
-    """``gpupolicy_plugin_errors_total`` by (operation, code)."""
-    samples = parse(node.preparer.metrics.render()).values
-    return {
-        (dict(labels)["operation"], dict(labels)["code"]): value
-        for (name, labels), value in samples.items()
-        if name == "gpupolicy_plugin_errors_total"
-    }
-
-
 @pytest.mark.parametrize(
     ("mutate", "message", "code"),
     [
@@ -100,7 +82,7 @@ def test_claim_checks(tmp_path: Path, executor: ThreadPoolExecutor, mutate: Any,
     result = _prepare(node, [claim], executor)[claim.uid]
     assert message in result.error and result.devices == ()
     assert node.cdi_files() == [] and node.preparer.records == {}
-    assert _errors(node) == {("prepare", code): 1}
+    assert plugin_errors(node) == {("prepare", code): 1}
 
 
 def test_unreachable_api_fails_the_claim(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -109,7 +91,7 @@ def test_unreachable_api_fails_the_claim(tmp_path: Path, executor: ThreadPoolExe
     node.kube.reachable = False
     assert "cannot read ResourceClaim default/c1" in _prepare(node, [claim], executor)[claim.uid].error
     assert node.preparer.prepare([claim])[claim.uid].error  # the threaded path counts the same way
-    assert _errors(node) == {("prepare", "claim_unreadable"): 2}
+    assert plugin_errors(node) == {("prepare", "claim_unreadable"): 2}
 
 
 def test_mig_and_sharing_claims_take_the_threaded_steps(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -186,7 +168,7 @@ def test_a_claim_whose_completed_state_cannot_be_written_is_not_reported_prepare
     assert _prepare(node, [claim], executor)[claim.uid].error == ""  # rolled back and prepared again
     assert node.checkpoint.load().records[ClaimUID(claim.uid)].state is ClaimState.PREPARE_COMPLETED
     assert node.cdi_files() == [claim.uid]
-    assert _errors(node) == {("prepare", "checkpoint_failed"): 1, ("prepare", "claim_unreadable"): 1}
+    assert plugin_errors(node) == {("prepare", "checkpoint_failed"): 1, ("prepare", "claim_unreadable"): 1}
 
 
 def test_a_cancelled_call_still_finishes_its_claims(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
@@ -225,7 +207,7 @@ def test_an_unprepare_whose_removal_cannot_be_written_fails_and_is_retried(
     monkeypatch.setattr(node.checkpoint, "end_write", disk_full)
     failed = _run(lambda: node.preparer.unprepare_async([claim], executor))
     assert "will be retried" in failed[claim.uid]
-    assert _errors(node) == {("unprepare", "teardown_failed"): 1}
+    assert plugin_errors(node) == {("unprepare", "teardown_failed"): 1}
     assert ClaimUID(claim.uid) in node.preparer.records  # not forgotten while the checkpoint still has it
     monkeypatch.setattr(node.checkpoint, "end_write", save)
     assert _run(lambda: node.preparer.unprepare_async([claim], executor)) == {claim.uid: ""}

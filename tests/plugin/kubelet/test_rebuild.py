@@ -6,8 +6,6 @@ boot's CDI specs or MIG instances exist is such a loss, not a fresh start."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 
 from gpupolicy.plugin.kubelet import reconcile
 from gpupolicy.plugin.kubelet.claims import ClaimRef
-from tests.plugin.kubelet.helpers import DRIVER, SPEC, PluginNode, claim_obj, opaque, ref
+from tests.plugin.kubelet.helpers import DRIVER, SPEC, PluginNode, claim_obj, opaque, ref, until
 
 MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
 
@@ -23,14 +21,6 @@ MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reconcile, "BACKOFF_S", (0.05, 0.2), raising=False)
-
-
-def _until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
 
 
 def _events(node: PluginNode, reason: str) -> list[dict[str, Any]]:
@@ -96,9 +86,9 @@ def test_a_rebuild_the_api_server_refused_is_retried_and_nothing_is_touched_unti
         )
         del node.kube.claims[("default", "gone")]  # its pod ended during the outage
         node.kube.reachable = True
-        _until(lambda: not preparer.rebuilding)
+        until(lambda: not preparer.rebuilding)
         assert plugin.report.rebuilt == [keep.uid]
-        (event,) = _until(lambda: _events(node, "CheckpointRebuilt"))
+        (event,) = until(lambda: _events(node, "CheckpointRebuilt"))
         assert event["type"] == "Normal" and "rebuilt 1 claim records" in event["message"]
         assert devices.cdi() == [keep.uid] and len(devices.mig()) == 1 and len(devices.mps()) == 1  # gone's: removed
         again = preparer.prepare([keep])[keep.uid]
@@ -130,7 +120,7 @@ def test_a_restart_while_the_rebuild_is_pending_destroys_nothing(tmp_path: Path)
         assert sorted(plugin.report.rebuilt) == sorted([keep.uid, other.uid])
         assert devices.snapshot() == before
         assert not node.preparer(plugin).rebuilding
-        assert _until(lambda: _events(node, "CheckpointRebuilt"))
+        assert until(lambda: _events(node, "CheckpointRebuilt"))
         records = node.preparer(plugin).records
         assert {r.mig[0].uuid for r in records.values()} == set(before[0])  # their instances, by ID
     finally:
@@ -147,7 +137,7 @@ def test_a_missing_checkpoint_with_this_boots_devices_is_a_lost_one(tmp_path: Pa
     try:
         assert sorted(plugin.report.rebuilt) == sorted([keep.uid, other.uid])
         assert devices.snapshot() == before  # nothing destroyed
-        (event,) = _until(lambda: _events(node, "CheckpointLost"))
+        (event,) = until(lambda: _events(node, "CheckpointLost"))
         assert event["type"] == "Warning" and "is missing, but 2 CDI specs and 2 dynamic MIG" in event["message"]
         preparer = node.preparer(plugin)
         assert preparer.prepare([keep])[keep.uid].error == ""

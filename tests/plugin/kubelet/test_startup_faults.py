@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from gpupolicy.plugin.kubelet.checkpoint import ClaimState
 from gpupolicy.plugin.kubelet.checkpoint_schema import canonical, claim_checksum, header_checksum
 from gpupolicy.plugin.kubelet.driver import BOOT_ID_ENV
 from tests.fakes.kube_stub import StubApiServer
-from tests.plugin.kubelet.helpers import DRIVER, NODE, PluginNode, claim_obj, opaque, ref
+from tests.plugin.kubelet.helpers import DRIVER, NODE, PluginNode, claim_obj, opaque, ref, until
 from tests.plugin.kubelet.proc import PluginProcess
 
 MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
@@ -30,14 +29,6 @@ MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
 @pytest.fixture(autouse=True)
 def boot_1(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BOOT_ID_ENV, "boot-1")  # the boot the checkpoints below were written in
-
-
-def _until(condition: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
 
 
 def _reasons(node: PluginNode) -> list[str]:
@@ -91,7 +82,7 @@ def test_a_damaged_checkpoint_starts_the_plugin_degraded_never_a_crash(tmp_path:
     try:
         assert (node.state / "checkpoint.json.corrupt-0").exists() and plugin.report.rebuilt == []
         assert node.preparer(plugin).records == {}
-        assert _until(lambda: "CheckpointCorrupted" in _reasons(node))
+        assert until(lambda: "CheckpointCorrupted" in _reasons(node))
         claim = ref(node.kube.put_claim(claim_obj("c", [("g", "gpu-2")])))
         assert node.preparer(plugin).prepare([claim])[claim.uid].error == ""  # and it serves
     finally:
@@ -192,7 +183,7 @@ def test_a_read_only_state_folder_with_a_damaged_checkpoint(tmp_path: Path, monk
     try:
         assert (node.state / "checkpoint.json").read_text() == "{"  # could not be moved: left in place
         assert plugin.report.rebuilt == [claim.uid] and "Read-only file system" in plugin.report.unwritable
-        assert _until(lambda: {"CheckpointCorrupted", "StateUnwritable"} <= set(_reasons(node)))
+        assert until(lambda: {"CheckpointCorrupted", "StateUnwritable"} <= set(_reasons(node)))
         preparer = node.preparer(plugin)
         assert preparer.prepare([claim])[claim.uid].error == ""  # answered from the rebuilt record
         other = ref(node.kube.put_claim(claim_obj("o", [("g", "gpu-2")])))
@@ -226,7 +217,7 @@ def test_a_full_state_folder_at_start(tmp_path: Path, monkeypatch: pytest.Monkey
     plugin = node.plugin()
     try:
         assert plugin.report.rolled_back == [claim.uid] and "No space left" in plugin.report.unwritable
-        assert _until(lambda: "StateUnwritable" in _reasons(node))
+        assert until(lambda: "StateUnwritable" in _reasons(node))
         failed = node.preparer(plugin).prepare([claim])[claim.uid]
         assert "No space left" in failed.error
         full.on = False

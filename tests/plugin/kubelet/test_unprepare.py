@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,9 @@ from gpupolicy.plugin.kubelet.checkpoint import ClaimRecord, ClaimState, MigOp
 from gpupolicy.plugin.kubelet.claims import ClaimRef
 from gpupolicy.policy.gpu import Mode, Publish
 from gpupolicy.policy.k8s.ids import ClaimUID
-from tests.plugin.kubelet.helpers import Node, make_node, opaque
+from tests.plugin.kubelet.helpers import Node, dynamic_a100, make_node, opaque
 
-DYNAMIC = Publish(mode=Mode.MIG, mig_dynamic=True)
 MPS = {"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": 50}}
-
-
-def dynamic_a100(gpu, _view):  # type: ignore[no-untyped-def]
-    return DYNAMIC if gpu.mig_enabled else Publish()
-
-
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(8) as pool:
-        yield pool
 
 
 def _mig_mps_claim(node: Node) -> ClaimRef:
