@@ -297,23 +297,14 @@ def started_node(plane: ControlPlane, kube: Kube, case: Case, workdir: Path, ver
     policy.write_text(POLICY.format(case=case.name, rule=case.rule))
     node = KubeletNode(plane, f"bench-{case.name}-{uuid.uuid4().hex[:4]}", policy, nvml=case.nvml, verbosity=verbosity)
     try:
-        node.start_cri()
-        node.start_kubelet()
-        node.wait_ready(kube)
-        node.plugin.start()
-        node.wait_plugin_registered(DRIVER)
+        node.start(kube, DRIVER)
         try:
             kube.wait_for(f"the pool of {node.name}", lambda: _pool_complete(kube, node.name), timeout_s=60)
         except AssertionError as exc:
             raise RuntimeError(f"{exc}; the plugin's log:\n{node.plugin.log()}") from None
         yield node
     finally:
-        node.close()
-        with contextlib.suppress(KubeError):
-            kube.delete("v1", "Node", node.name)
-        for s in kube.list("resource.k8s.io/v1", "ResourceSlice", field_selector=f"spec.nodeName={node.name}"):
-            with contextlib.suppress(KubeError):
-                kube.delete("resource.k8s.io/v1", "ResourceSlice", s["metadata"]["name"])
+        node.remove(kube)
 
 
 def _pool_complete(kube: Kube, node: str) -> bool:

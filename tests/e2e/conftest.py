@@ -9,6 +9,7 @@ when a start fails half-way. The tests skip only when Go itself is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -71,10 +72,11 @@ def testbed_bin() -> Path:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def kube_cluster(testbed_bin: Path) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver on loopback, DRA gates on, admin kubeconfig at ``.kubeconfig``."""
-    workdir = Path(tempfile.mkdtemp(prefix="gpupolicy-testbed-"))
+@contextlib.contextmanager
+def fresh_plane(testbed_bin: Path, prefix: str) -> Iterator[ControlPlane]:
+    """A control plane in a new temporary folder (removed afterwards); a start that fails, or a
+    ``TestbedError`` in the ``with`` body (a component started on top), fails the test with the logs."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with control_plane(testbed_bin, workdir) as plane:
             yield plane
@@ -82,6 +84,13 @@ def kube_cluster(testbed_bin: Path) -> Iterator[ControlPlane]:
         pytest.fail(str(exc), pytrace=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(testbed_bin: Path) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver on loopback, DRA gates on, admin kubeconfig at ``.kubeconfig``."""
+    with fresh_plane(testbed_bin, "gpupolicy-testbed-") as plane:
+        yield plane
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import shlex
 import shutil
 import signal
 import ssl
@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from tests.e2e.controlplane import ControlPlane, Process, TestbedError, free_port, gate_flag, start_process
-from tests.e2e.kube import Kube, Obj
+from tests.e2e.kube import Kube, KubeError, Obj
 from tests.e2e.pluginproc import SIM_8XH100, PluginProcess
 
 # The values the kubelet wants (it writes them when protectKernelDefaults is off); shown to it as plain files.
@@ -98,12 +98,6 @@ def kubelet_config(root: Path, port: int, healthz_port: int, cri: Path) -> dict[
         # here so the crash tests do not wait minutes. Everything else is the kubelet's default.
         "syncFrequency": "10s",
     }
-
-
-@dataclass
-class CriCall:
-    method: str
-    record: dict[str, Any]
 
 
 @dataclass
@@ -207,7 +201,7 @@ class KubeletNode:
         if gates:
             argv.append(f"--feature-gates={gates}")
         script = (
-            hygiene_script(self.root / "ns") + f"\ncd {self.root / 'cwd'}\nexec " + " ".join(_quote(a) for a in argv)
+            f"{hygiene_script(self.root / 'ns')}\ncd {shlex.quote(str(self.root / 'cwd'))}\nexec {shlex.join(argv)}"
         )
         wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
         self.kubelet = start_process(f"kubelet-{self.name}-{self.kubelet_starts}", wrapped, self.root / "logs")
@@ -249,12 +243,10 @@ class KubeletNode:
         text = self.kubelet.log.read_text(errors="replace") if self.kubelet else ""
         return [line for line in text.splitlines() if "Registered DRA plugin" in line and driver in line]
 
-    def stop_kubelet(self, sig: int = signal.SIGTERM) -> None:
-        if self.kubelet is None or self.kubelet.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.kubelet.popen.pid, sig)
-        self.kubelet.stop()
+    def stop_kubelet(self) -> None:
+        """SIGTERM to the kubelet's process group, SIGKILL after 15 s (``Process.stop``)."""
+        if self.kubelet is not None:
+            self.kubelet.stop()
 
     def metrics(self) -> str:
         """The kubelet's own /metrics (its secure port; the admin token is checked by TokenReview)."""
@@ -266,12 +258,22 @@ class KubeletNode:
             return str(response.read().decode())
 
     # --- all of it ------------------------------------------------------------------------------------------------
-    def pids(self) -> list[int]:
-        """The node's processes still running: runtime, kubelet, plugin."""
-        popens = [p.popen for p in (self.cri, self.kubelet) if p is not None]
-        if self.plugin.popen is not None:
-            popens.append(self.plugin.popen)
-        return [p.pid for p in popens if p.poll() is None]
+    def start(self, kube: Kube, driver: str) -> None:
+        """Runtime, kubelet (until its Node is Ready), then the plugin (until the kubelet registered ``driver``)."""
+        self.start_cri()
+        self.start_kubelet()
+        self.wait_ready(kube)
+        self.plugin.start()
+        self.wait_plugin_registered(driver)
+
+    def remove(self, kube: Kube) -> None:
+        """``close``, then delete the node's Node and ResourceSlices from the API server."""
+        self.close()
+        with contextlib.suppress(KubeError):
+            kube.delete("v1", "Node", self.name)
+        for obj in kube.list("resource.k8s.io/v1", "ResourceSlice", field_selector=f"spec.nodeName={self.name}"):
+            with contextlib.suppress(KubeError):
+                kube.delete("resource.k8s.io/v1", "ResourceSlice", obj["metadata"]["name"])
 
     def close(self) -> None:
         """Stop plugin, kubelet and runtime by PID, then remove the node's folder."""
@@ -280,7 +282,3 @@ class KubeletNode:
         if self.cri is not None:
             self.cri.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _quote(arg: str) -> str:
-    return "'" + arg.replace("'", "'\"'\"'") + "'"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +19,9 @@ import pytest
 
 from gpupolicy.policy.k8s.dump import to_wire
 from gpupolicy.policy.policyfile.compile import load_policy
+from tests.e2e.conftest import fresh_plane
 from tests.e2e.controlplane import (
     ControlPlane,
-    TestbedError,
-    control_plane,
     start_controller_manager,
     start_scheduler,
 )
@@ -85,16 +83,10 @@ def node_plane(testbed_bin: Path, host_guard: None) -> Iterator[ControlPlane]:
     for name in ("kubelet", "cri-standin"):
         if not (testbed_bin / name).exists():
             pytest.fail(f"{testbed_bin / name} is missing: scripts/build-testbed builds it", pytrace=False)
-    workdir = Path(tempfile.mkdtemp(prefix="gpupolicy-node-plane-"))
-    try:
-        with control_plane(testbed_bin, workdir) as plane:
-            start_scheduler(plane)
-            start_controller_manager(plane, CONTROLLERS)
-            yield plane
-    except TestbedError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with fresh_plane(testbed_bin, "gpupolicy-node-plane-") as plane:
+        start_scheduler(plane)
+        start_controller_manager(plane, CONTROLLERS)
+        yield plane
 
 
 @pytest.fixture(scope="session")
@@ -148,23 +140,14 @@ def make_node(node_plane: ControlPlane, node_kube: Kube) -> Iterator[MakeNode]:
         nodes.append(node)
         if start:
             try:
-                node.start_cri()
-                node.start_kubelet()
-                node.wait_ready(node_kube)
-                node.plugin.start()
-                node.wait_plugin_registered(DRIVER)
+                node.start(node_kube, DRIVER)
             except NodeError as exc:
                 pytest.fail(str(exc), pytrace=False)
         return node
 
     yield make
     for node in nodes:
-        node.close()
-        with contextlib.suppress(KubeError):
-            node_kube.delete("v1", "Node", node.name)
-        for s in node_kube.list("resource.k8s.io/v1", "ResourceSlice", field_selector=f"spec.nodeName={node.name}"):
-            with contextlib.suppress(KubeError):
-                node_kube.delete("resource.k8s.io/v1", "ResourceSlice", s["metadata"]["name"])
+        node.remove(node_kube)
 
 
 @pytest.fixture

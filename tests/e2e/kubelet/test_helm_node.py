@@ -22,11 +22,10 @@ from tests.e2e.kubelet.nodecheck import expected_cdi_ids
 from tests.e2e.kubelet.pods import CLASSES, claim_pod, claim_template, pod_claim, wait_running
 from tests.e2e.node import KubeletNode
 from tests.e2e.pluginproc import MIXED_POLICY
+from tests.e2e.test_helm_chart import RELEASE, slice_for
 from tests.e2e.test_plugin_publish import DRIVER, complete_pool, node_slices
 
 pytestmark = [pytest.mark.testbed, pytest.mark.kubelet]
-
-RELEASE = "gpupolicy"
 
 
 def chart_objects(helm: Path, node: KubeletNode, namespace: str, workdir: Path) -> list[Obj]:
@@ -59,20 +58,6 @@ def pod_token(kube: Kube, namespace: str, service_account: str, pod: Obj) -> str
         },
     )  # fmt: skip
     return str(review["status"]["token"])
-
-
-def other_nodes_slice(node: str) -> Obj:
-    return {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceSlice",
-        "metadata": {"name": f"{node}-intruder"},
-        "spec": {
-            "driver": DRIVER,
-            "nodeName": node,
-            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
-            "devices": [{"name": "gpu-0"}],
-        },
-    }
 
 
 def test_the_charts_identity_is_enough_to_run_the_plugin_on_a_real_node_and_no_more(
@@ -135,7 +120,7 @@ def test_the_charts_identity_is_enough_to_run_the_plugin_on_a_real_node_and_no_m
         as_plugin = Kube.connect(node_plane.server, token, node_plane.ca_file, tmp_path / "discovery.json")
         try:
             with pytest.raises(KubeError) as denied:
-                as_plugin.create(other_nodes_slice(f"{node.name}-other"))
+                as_plugin.create(slice_for(f"{node.name}-other", DRIVER))
             assert denied.value.status in (403, 422)
             assert f"may not modify ResourceSlices of node '{node.name}-other'" in denied.value.message
             with pytest.raises(KubeError) as secrets:
