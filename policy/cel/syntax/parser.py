@@ -21,7 +21,8 @@ from lark import Lark, Token
 
 from gpupolicy.policy.cel.ast import Node
 from gpupolicy.policy.cel.core import CompileIssue
-from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue
+from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue, position
+from gpupolicy.policy.cel.syntax.limits import LimitExceeded, check_limits
 
 _parser_lock = threading.Lock()
 _OPTIONAL_SYNTAX = """
@@ -80,6 +81,10 @@ def parse(expression: str) -> Node:
             column = getattr(err, "column", None)
             pos = _offset(expression, line, column)
             raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
+    try:
+        check_limits(tree)
+    except LimitExceeded as err:
+        raise CompileIssue("cel_compile_error", err.message, position(err.node)) from None
     try:
         return Converter(
             lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t)))
