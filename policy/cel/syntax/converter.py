@@ -119,6 +119,7 @@ class Converter:
         token = _number(tree) if negative else None
         if token is not None and str(token.value).startswith("-"):
             ops.append(token)
+        operand: Node
         if token is not None:
             magnitude = str(token.value).lstrip("-")
             if len(ops) == 1:
