@@ -36,7 +36,7 @@ from gpupolicy.policy.cel.core import (
     undeclared,
 )
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import TypeValue, map_lookup, runtime_type
+from gpupolicy.policy.cel.runtime.values import TypedKeyMap, TypeValue, runtime_type
 
 
 def literal_type(value: object) -> StaticType:
@@ -166,10 +166,7 @@ class Compiler:
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
-        exempt = id(node) in self.heterogeneous_ok
-        for (key, _), (knode, _) in zip(entries, node.entries):
-            if kind(key.type) not in ("int", "uint", "bool", "string", "dyn"):
-                raise CompileIssue("cel_type_error", f"unsupported map key type: {type_name(key.type)}", knode.pos)
+        exempt = id(node) in self.heterogeneous_ok  # cel-go's checker takes keys of any type ({1.0: 1}, {null: 1})
         t: StaticType = (
             ("map", DYN, DYN)
             if exempt
@@ -184,16 +181,16 @@ class Compiler:
 
         def build(v: Vars, m: Meter) -> object:
             out: dict[object, object] = {}
+            typed: TypedKeyMap | None = None  # keys other than strings: one entry per key and type, as cel-go
             for kf, vf in fns:
                 key = kf(v, m)
-                if not isinstance(key, (int, str)):
-                    raise EvalError(f"unsupported map key type: {runtime_type(key)}")
-                if map_lookup(out, key)[0] and not any(k == key and runtime_type(k) == runtime_type(key) for k in out):
-                    # cel-go builds a Go map keyed by the value and its type: a repeated key of the same type
-                    # overwrites (the last entry wins); 1 and 1u are two keys there, which one dict cannot hold
-                    raise EvalError(f"Failed with repeated key: {key}")
-                out[key] = vf(v, m)
-            return out
+                value = vf(v, m)
+                if typed is None and key.__class__ is str:
+                    out[key] = value  # a repeated key keeps the last value
+                    continue
+                typed = typed if typed is not None else TypedKeyMap(out)
+                typed.put(key, value)
+            return out if typed is None else typed
 
         constant = all(k.const and val.const for k, val in entries)
         return Typed(build, t, cost, len(entries), constant)
