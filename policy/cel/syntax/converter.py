@@ -52,10 +52,46 @@ def _is_tree(x: Any) -> bool:
     return hasattr(x, "data")
 
 
+def end(tree: Any) -> int | None:
+    """Where ``tree`` ends (one past its last character), or None when lark kept no position."""
+    while True:
+        if hasattr(tree, "end_pos"):
+            return int(tree.end_pos) if tree.end_pos is not None else None
+        meta = getattr(tree, "meta", None)
+        if meta is not None and not meta.empty and getattr(meta, "end_pos", None) is not None:
+            return int(meta.end_pos)
+        children = getattr(tree, "children", None)
+        if not children:
+            return None
+        tree = children[-1]
+
+
 class Converter:
-    def __init__(self, string_literal: Callable[[Any], str], bytes_literal: Callable[[Any], bytes]) -> None:
+    """``text``, the expression, lets nodes sit where cel-go puts them: an operator call at its operator token, an
+    index at its ``[``, a selection at its ``.``, a call at its ``(``, a ternary at its ``?``."""
+
+    def __init__(
+        self, string_literal: Callable[[Any], str], bytes_literal: Callable[[Any], bytes], text: str = ""
+    ) -> None:
         self.string_literal = string_literal
         self.bytes_literal = bytes_literal
+        self.text = text
+
+    def _after(self, tree: Any, fallback: int) -> int:
+        """The first character after ``tree`` that is not a space or a comment: the token that follows it."""
+        pos = end(tree)
+        if pos is None or not self.text:
+            return fallback
+        text = self.text
+        while pos < len(text):
+            if text[pos] in " \t\n\r\f":
+                pos += 1
+            elif text.startswith("//", pos):
+                newline = text.find("\n", pos)
+                pos = len(text) if newline < 0 else newline + 1
+            else:
+                return pos
+        return fallback
 
     def convert(self, tree: Any, depth: int = 0) -> Node:
         while _is_tree(tree) and tree.data in _PASS and len(tree.children) == 1:
@@ -71,7 +107,7 @@ class Converter:
 
     def _expr(self, tree: Any, kids: list[Any], d: int) -> Node:
         cond, yes, no = (self.convert(k, d) for k in kids)
-        return Call(position(tree), "_?_:_", (cond, yes, no))
+        return Call(self._after(kids[0], position(tree)), "_?_:_", (cond, yes, no))
 
     def _chain(self, tree: Any, op: str, d: int) -> Node:
         terms = []
@@ -94,12 +130,14 @@ class Converter:
     def _relation(self, tree: Any, kids: list[Any], d: int) -> Node:
         op_tree, right = kids
         left = op_tree.children[0]
-        return Call(position(op_tree), _REL[op_tree.data], (self.convert(left, d), self.convert(right, d)))
+        pos = self._after(left, position(op_tree))
+        return Call(pos, _REL[op_tree.data], (self.convert(left, d), self.convert(right, d)))
 
     def _binary(self, tree: Any, kids: list[Any], d: int) -> Node:
         op_tree, right = kids
         left = self.convert(op_tree.children[0], d)
-        return Call(position(op_tree), _ARITH[op_tree.data], (left, self.convert(right, d)))
+        pos = self._after(op_tree.children[0], position(op_tree))
+        return Call(pos, _ARITH[op_tree.data], (left, self.convert(right, d)))
 
     _addition = _binary
     _multiplication = _binary
@@ -135,24 +173,26 @@ class Converter:
 
     def _member_dot(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, name = kids
-        return Select(position(name), self.convert(operand, d), str(name.value))
+        return Select(self._after(operand, position(name)), self.convert(operand, d), str(name.value))
 
     def _member_dot_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, name = kids
-        return Select(position(name), self.convert(operand, d), str(name.value), optional=True)
+        pos = self._after(operand, position(name))
+        return Select(pos, self.convert(operand, d), str(name.value), optional=True)
 
     def _member_index_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, index = kids
-        return Index(position(tree), self.convert(operand, d), self.convert(index, d), optional=True)
+        pos = self._after(operand, position(tree))
+        return Index(pos, self.convert(operand, d), self.convert(index, d), optional=True)
 
     def _member_index(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, index = kids
-        return Index(position(tree), self.convert(operand, d), self.convert(index, d))
+        return Index(self._after(operand, position(tree)), self.convert(operand, d), self.convert(index, d))
 
     def _member_dot_arg(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, name = kids[0], str(kids[1].value)
         raw_args = kids[2].children if len(kids) > 2 else []
-        pos = position(kids[1])
+        pos = self._after(kids[1], position(kids[1]))  # the (
         target = self.convert(operand, d)
         two_var = len(raw_args) == 3 if name in ("all", "exists", "existsOne") else name.startswith("transform")
         if name in _TWO_VAR and two_var:
@@ -198,14 +238,14 @@ class Converter:
     _dot_ident = _ident
 
     def _ident_arg(self, tree: Any, kids: list[Any], d: int) -> Node:
-        name, pos = str(kids[0].value), position(kids[0])
+        name, pos = str(kids[0].value), self._after(kids[0], position(kids[0]))  # the (
         raw_args = kids[1].children if len(kids) > 1 else []
         if name == "has":
             args = [self.convert(a, d) for a in raw_args]
             if len(args) != 1 or not isinstance(args[0], Select):
                 raise ParseIssue("invalid argument to has() macro", pos)
             sel = args[0]
-            return Select(sel.pos, sel.operand, sel.field, test_only=True)
+            return Select(pos, sel.operand, sel.field, test_only=True)
         return Call(pos, name, tuple(self.convert(a, d) for a in raw_args))
 
     _dot_ident_arg = _ident_arg

@@ -80,6 +80,8 @@ def parse(expression: str) -> Node:
             line = getattr(err, "line", None)
             column = getattr(err, "column", None)
             pos = _offset(expression, line, column)
+            if getattr(getattr(err, "token", None), "type", "") == "$END":
+                pos = len(expression)  # cel-go reports a missing end at <EOF>, just past the last character
             raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
     try:
         check_limits(tree)
@@ -87,7 +89,7 @@ def parse(expression: str) -> Node:
         raise CompileIssue("cel_compile_error", err.message, position(err.node)) from None
     try:
         return Converter(
-            lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t)))
+            lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t))), expression
         ).convert(tree)
     except ParseIssue as issue:
         raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
