@@ -91,7 +91,11 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ("-!true", None),
     (f"!-{A}.index == 1", None),
     ("--9223372036854775808 == 1", None),
-    ('{"a": 1}[?1].hasValue()', REFUSED_ONLY_BY_K8S),
+    ('{"a": 1}[?1].hasValue()', None),
+    ("[1][?0u].hasValue()", None),
+    ('[1][?"a"].hasValue()', None),
+    ("{1: 1}[?1u].hasValue()", None),
+    ('optional.of({"a": 1})[?1].hasValue()', REFUSED_ONLY_BY_K8S),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
     ("!" * 150 + "true", None),
     ("1" + " + 1" * 200 + " > 0", None),

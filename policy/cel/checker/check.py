@@ -129,6 +129,10 @@ class Compiler:
         if node.optional or k == "optional":
             if k not in ("map", "list", "dyn", "optional"):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
+            if node.optional and (  # cel-go: _[?_] is <K, V>(map(K, V), K) and <V>(list(V), int)
+                (k == "map" and not assignable(key.type, operand.type[1])) or (k == "list" and kk not in ("int", "dyn"))
+            ):
+                raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
             return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
