@@ -96,6 +96,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('[1][?"a"].hasValue()', None),
     ("{1: 1}[?1u].hasValue()", None),
     ('optional.of({"a": 1})[?1].hasValue()', REFUSED_ONLY_BY_K8S),
+    ("[1, dyn(1)].size() == 2", REFUSED_ONLY_BY_K8S),  # homogeneous literals: cel-go wants equal types
+    ("[[1], [dyn(1)]].size() == 2", REFUSED_ONLY_BY_K8S),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
     ("!" * 150 + "true", None),
     ("1" + " + 1" * 200 + " > 0", None),
