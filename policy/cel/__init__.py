@@ -24,6 +24,7 @@ from gpupolicy.policy.cel.program import (
     Program,
     compile_expression,
     device_value,
+    estimate_cost,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "Program",
     "compile_expression",
     "device_value",
+    "estimate_cost",
 ]

@@ -55,8 +55,14 @@ class Compiler:
         self.objects = objects
         self.scope: dict[str, tuple[StaticType, int]] = {}
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
+        self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (.cost)
 
     def compile(self, node: Node) -> Typed:
+        typed = self._compile(node)
+        self.types[id(node)] = typed.type
+        return typed
+
+    def _compile(self, node: Node) -> Typed:
         if isinstance(node, Literal):
             return const(node.value, node.pos)
         if isinstance(node, Ident):
