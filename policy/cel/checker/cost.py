@@ -21,22 +21,9 @@ from gpupolicy.policy.cel.checker import costlib
 from gpupolicy.policy.cel.checker import costmath as cm
 from gpupolicy.policy.cel.checker.costenv import estimate_size
 from gpupolicy.policy.cel.checker.costmath import Est
-from gpupolicy.policy.cel.checker.costtree import ACCU, E, lower
+from gpupolicy.policy.cel.checker.costnode import E, Entry, Node
+from gpupolicy.policy.cel.checker.costtree import ACCU, lower
 from gpupolicy.policy.cel.core import StaticType, kind
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """The sizes of a container's entries: the key (or index) and the value."""
-
-    container: str  # "list" or "map"
-    key: Est
-    val: Est
-
-    def union(self, other: Entry | None) -> Entry | None:
-        if other is None:
-            return None
-        return Entry(self.container, cm.union(self.key, other.key), cm.union(self.val, other.val))
 
 
 @dataclass(slots=True)
@@ -44,15 +31,6 @@ class _Local:
     path: tuple[str, ...] | None
     size: Est | None
     entry: Entry | None
-
-
-class Node:
-    """cel-go's ``AstNode`` as the estimators see it: path, type, expression and computed size."""
-
-    __slots__ = ("computed", "expr", "path", "type")
-
-    def __init__(self, expr: E | None, path: tuple[str, ...] | None, t: StaticType, computed: Est | None) -> None:
-        self.expr, self.path, self.type, self.computed = expr, path, t, computed
 
 
 class Coster:

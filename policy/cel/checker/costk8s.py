@@ -13,22 +13,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gpupolicy.policy.cel.checker import costmath as cm
-from gpupolicy.policy.cel.checker.costlib import (
-    MAX_FORMAT_SIZE,
-    MAX_NAME_FORMAT_REGEX_SIZE,
-    REGEX,
-    TRAVERSAL,
-    Result,
-    literal_uint,
-    size_of,
-)
+from gpupolicy.policy.cel.checker.costenv import estimate_size
 from gpupolicy.policy.cel.checker.costmath import UINT64_MAX, Est
 from gpupolicy.policy.cel.core import StaticType, kind
 
 if TYPE_CHECKING:
-    from gpupolicy.policy.cel.checker.cost import Coster, Node
+    from gpupolicy.policy.cel.checker.costnode import Node, Sizes
 
-Estimator = Callable[["Coster", "Node | None", "list[Node]"], "Result | None"]
+Result = tuple[Est, Est | None]
+TRAVERSAL = cm.STRING_TRAVERSAL_COST_FACTOR
+REGEX = cm.REGEX_STRING_LENGTH_COST_FACTOR
+MAX_FORMAT_SIZE = 64  # k8s.io/apiserver/pkg/cel/limits.go
+MAX_NAME_FORMAT_REGEX_SIZE = 128
+
+Estimator = Callable[["Sizes", "Node | None", "list[Node]"], "Result | None"]
 
 # --- cel-go ext: lists (version 3) and sets -------------------------------------------------------
 
@@ -38,7 +36,7 @@ def _allocating_list(factor: float, size: Est) -> Result:
     return cost, size
 
 
-def _slice(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+def _slice(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
     if target is None or len(args) != 2:
         return None
     sz = size_of(c, target)
@@ -46,26 +44,26 @@ def _slice(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
     return _allocating_list(1, cm.fixed((end - start) % (1 << 64)))
 
 
-def _range(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+def _range(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
     if target is not None or len(args) != 1:
         return None
     return _allocating_list(1, cm.fixed(literal_uint(args[0], UINT64_MAX)))
 
 
-def _reverse(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+def _reverse(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
     if target is None or args:
         return None
     return _allocating_list(1, size_of(c, target))
 
 
-def _flatten(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+def _flatten(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
     if target is None or len(args) > 1:
         return None
     depth = literal_uint(args[0], UINT64_MAX) if args else 1
     return _allocating_list(float(depth), size_of(c, target))
 
 
-def _distinct(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+def _distinct(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
     if target is None or args:
         return None
     sz = size_of(c, target)
@@ -76,7 +74,7 @@ def sort_estimator(overload: str) -> Estimator | None:
     """``list_<type>_sort``: 2 per pair of elements (2.1 for strings and bytes), and a new list."""
     elem = overload[len("list_") : -len("_sort")]
 
-    def estimate(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+    def estimate(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
         if target is None or args:
             return None
         sz = size_of(c, target)
@@ -87,7 +85,7 @@ def sort_estimator(overload: str) -> Estimator | None:
 
 
 def _sets(factor: float) -> Estimator:
-    def estimate(c: Coster, target: Node | None, args: list[Node]) -> Result | None:
+    def estimate(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
         if len(args) != 2:
             return None
         product = cm.mul(size_of(c, args[0]), size_of(c, args[1]))
@@ -124,7 +122,7 @@ _ONE_EQUAL = frozenset({"quantity", "semver", "ip", "cidr"})  # O(1) equality of
 _IP_SIZE: Est = (4, 16)
 
 
-def kubernetes_call_cost(c: Coster, fn: str, overload: str, target: Node | None, args: list[Node]) -> Result | None:
+def kubernetes_call_cost(c: Sizes, fn: str, overload: str, target: Node | None, args: list[Node]) -> Result | None:
     def size(n: Node) -> Est:
         return size_of(c, n)
 
@@ -142,8 +140,6 @@ def kubernetes_call_cost(c: Coster, fn: str, overload: str, target: Node | None,
             elem_type, elem_path = elem
             per: Est = cm.ONE
             if kind(elem_type) in ("string", "bytes"):
-                from gpupolicy.policy.cel.checker.costenv import estimate_size
-
                 elem_size = estimate_size(elem_path) or cm.UNKNOWN
                 per = cm.add(per, cm.factor(elem_size, TRAVERSAL))
             return cm.mul(size(target), per), None
@@ -229,13 +225,11 @@ def _u64(x: int) -> int:
     return min(x, UINT64_MAX)
 
 
-def _join(c: Coster, target: Node, args: list[Node]) -> Result:
+def _join(c: Sizes, target: Node, args: list[Node]) -> Result:
     items = size_of(c, target)
     sz: Est = cm.ZERO
     elem = _list_element(target)
     if elem is not None:
-        from gpupolicy.policy.cel.checker.costenv import estimate_size
-
         sz = cm.mul(items, estimate_size(elem[1]) or cm.UNKNOWN)
     if args:
         sep = size_of(c, args[0])
@@ -258,3 +252,23 @@ def _equality(lhs: Node, rhs: Node) -> Result | None:
             size = cm.union(rhs.computed, rhs.computed)  # Kubernetes reads the right side's size twice
         return cm.factor((1, size[1]), TRAVERSAL), None
     return None
+
+
+def size_of(c: Sizes, node: Node) -> Est:
+    """``sizeOrUnknown`` / the estimators' ``sizeEstimate``: the computed size, else the declared one, else unknown."""
+    if node.computed is not None:
+        return node.computed
+    declared = estimate_size(node.path)
+    return declared if declared is not None else cm.UNKNOWN
+
+
+def literal_uint(node: Node, default: int) -> int:
+    """ext's ``nodeAsUintValue``: an int literal argument (negative ones as 0), else ``default``."""
+    e = node.expr
+    if e is None or e.kind != "lit" or kind(e.type) != "int" or not isinstance(e.value, int):
+        return default
+    return max(int(e.value), 0)
+
+
+def ceil_factor(n: int, f: float) -> int:
+    return math.ceil(n * f)

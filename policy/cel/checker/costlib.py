@@ -15,23 +15,18 @@ cost depends on them (functions whose cost does not depend on the overload get t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gpupolicy.policy.cel.checker import costk8s
 from gpupolicy.policy.cel.checker import costmath as cm
+from gpupolicy.policy.cel.checker.costk8s import REGEX, TRAVERSAL, Result, size_of
 from gpupolicy.policy.cel.checker.costmath import Est
 from gpupolicy.policy.cel.core import StaticType, kind
 
 if TYPE_CHECKING:
-    from gpupolicy.policy.cel.checker.cost import Coster, Node
-    from gpupolicy.policy.cel.checker.costtree import E
+    from gpupolicy.policy.cel.checker.costnode import E, Node, Sizes
 
-Result = tuple[Est, Est | None]
-TRAVERSAL = cm.STRING_TRAVERSAL_COST_FACTOR
-REGEX = cm.REGEX_STRING_LENGTH_COST_FACTOR
-MAX_FORMAT_SIZE = 64  # k8s.io/apiserver/pkg/cel/limits.go
-MAX_NAME_FORMAT_REGEX_SIZE = 128
 
 # --- overload ids -------------------------------------------------------------------------
 
@@ -121,12 +116,8 @@ def _elem_kind(t: StaticType) -> str:
 # --- the cost of one overload ---------------------------------------------------------------
 
 
-def function_cost(
-    c: Coster, e: E, overload: str, target: Node | None, args: list[Node], arg_costs: list[Est]
-) -> Result:
+def function_cost(c: Sizes, e: E, overload: str, target: Node | None, args: list[Node], arg_costs: list[Est]) -> Result:
     """cel-go's ``functionCost`` for one overload of the call ``e``."""
-    from gpupolicy.policy.cel.checker import costk8s
-
     arg_sum = cm.total(*arg_costs)
     ext = costk8s.EXT_ESTIMATORS.get(overload) or (
         costk8s.sort_estimator(overload) if overload.endswith("_sort") else None
@@ -142,7 +133,7 @@ def function_cost(
 
 
 def _cel_default(
-    c: Coster, e: E, overload: str, target: Node | None, args: list[Node], arg_costs: list[Est], arg_sum: Est
+    c: Sizes, e: E, overload: str, target: Node | None, args: list[Node], arg_costs: list[Est], arg_sum: Est
 ) -> Result:
     size = size_of
     if overload == "string_format" and target is not None:
@@ -195,25 +186,3 @@ def _cel_default(
         smallest = min(size(c, args[0])[1], size(c, args[1])[1])
         return cm.add(cm.factor((1 if smallest > 0 else 0, smallest), TRAVERSAL), arg_sum), None
     return cm.add(cm.ONE, arg_sum), None
-
-
-def size_of(c: Coster, node: Node) -> Est:
-    """``sizeOrUnknown`` / the estimators' ``sizeEstimate``: the computed size, else the declared one, else unknown."""
-    if node.computed is not None:
-        return node.computed
-    from gpupolicy.policy.cel.checker.costenv import estimate_size
-
-    declared = estimate_size(node.path)
-    return declared if declared is not None else cm.UNKNOWN
-
-
-def literal_uint(node: Node, default: int) -> int:
-    """ext's ``nodeAsUintValue``: an int literal argument (negative ones as 0), else ``default``."""
-    e = node.expr
-    if e is None or e.kind != "lit" or kind(e.type) != "int" or not isinstance(e.value, int):
-        return default
-    return max(int(e.value), 0)
-
-
-def ceil_factor(n: int, f: float) -> int:
-    return math.ceil(n * f)

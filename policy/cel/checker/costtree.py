@@ -10,45 +10,14 @@ into that shape: the same expansions cel-go's parser and its ``ext`` macros make
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from gpupolicy.policy.cel import ast
 from gpupolicy.policy.cel.checker.costlib import overload_ids
+from gpupolicy.policy.cel.checker.costnode import Comp, E
 from gpupolicy.policy.cel.core import DYN, StaticType, kind
 
 ACCU = "@result"
-_ids = itertools.count(1)
-
-
-@dataclass(eq=False, slots=True)
-class E:
-    """One node: ``lit`` (value), ``ident`` (name), ``select`` (args[0] . name), ``call`` (name, target, args,
-    overloads), ``list`` (args), ``map`` (args: key, value, key, value ...) or ``comp`` (see :class:`Comp`)."""
-
-    kind: str
-    type: StaticType = DYN
-    name: str = ""
-    value: object = None
-    args: list[E] = field(default_factory=list)
-    target: E | None = None
-    overloads: tuple[str, ...] = ()
-    test_only: bool = False
-    comp: Comp | None = None
-    id: int = field(default_factory=lambda: next(_ids))
-
-
-@dataclass(eq=False, slots=True)
-class Comp:
-    range: E
-    var: str
-    var2: str | None
-    accu: str
-    init: E
-    cond: E
-    step: E
-    result: E
 
 
 def _lit(value: object, t: StaticType) -> E:
