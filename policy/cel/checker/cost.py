@@ -21,21 +21,21 @@ from gpupolicy.policy.cel.checker import costlib
 from gpupolicy.policy.cel.checker import costmath as cm
 from gpupolicy.policy.cel.checker.costenv import estimate_size
 from gpupolicy.policy.cel.checker.costmath import Est
-from gpupolicy.policy.cel.checker.costnode import E, Entry, Node
+from gpupolicy.policy.cel.checker.costnode import E, Entry, GoPath, Node, go_append, items
 from gpupolicy.policy.cel.checker.costtree import ACCU, lower
 from gpupolicy.policy.cel.core import StaticType, kind
 
 
 @dataclass(slots=True)
 class _Local:
-    path: tuple[str, ...] | None
+    path: GoPath | None
     size: Est | None
     entry: Entry | None
 
 
 class Coster:
     def __init__(self, presence_test_cost: int = 0) -> None:
-        self.paths: dict[int, tuple[str, ...] | None] = {}
+        self.paths: dict[int, GoPath | None] = {}
         self.locals: dict[str, list[_Local]] = {}
         self.sizes: dict[int, Est] = {}
         self.entries: dict[int, Entry] = {}
@@ -49,7 +49,7 @@ class Coster:
             return cm.fixed(cm.CONST_COST)
         if k == "ident":
             local = self._peek(e.name)
-            self.paths[e.id] = local.path if local is not None else (e.name,)
+            self.paths[e.id] = local.path if local is not None else GoPath.of(e.name)
             return cm.fixed(cm.SELECT_AND_IDENT_COST)
         if k == "select":
             return self._select(e)
@@ -69,7 +69,7 @@ class Coster:
         total = self.cost(operand)
         if kind(operand.type) in ("map", "object"):
             total = cm.add(total, cm.fixed(cm.SELECT_AND_IDENT_COST))
-        self.paths[e.id] = (*(self.path(operand) or ()), e.name)
+        self.paths[e.id] = go_append(self.path(operand), e.name)
         return total
 
     def _call(self, e: E) -> Est:
@@ -96,7 +96,7 @@ class Coster:
                 entry = self.entry_size(e.args[0])
                 result_size = entry.val if entry is not None else None
                 sub = "@items" if overload == "index_list" else "@values"
-                self.paths[e.id] = (*(self.path(e.args[0]) or ()), sub)
+                self.paths[e.id] = go_append(self.path(e.args[0]), sub)
             if result_size is None:
                 result_size = self.size(e)
         self._set_size(e, result_size)
@@ -197,12 +197,12 @@ class Coster:
             size, sub = (entry.val if entry else None), "@items"
         else:
             size, sub = (entry.key if entry else None), "@keys"
-        local = _Local((*(self.path(rng) or ()), sub), size, None)
+        local = _Local(go_append(self.path(rng), sub), size, None)
         self.locals.setdefault(name, []).append(local)
 
     # --- paths and sizes --------------------------------------------------------------------
 
-    def path(self, e: E) -> tuple[str, ...] | None:
+    def path(self, e: E) -> GoPath | None:
         if e.kind == "ident":
             local = self._peek(e.name)
             if local is not None:
@@ -211,7 +211,7 @@ class Coster:
 
     def node(self, e: E) -> Node:
         path = self.path(e)
-        if path and path[0] in (ACCU, "__result__"):
+        if path is not None and path.n > 0 and path.backing[0] in (ACCU, "__result__"):
             path = None  # only paths from declared variables
         return Node(e, path, e.type, self.size(e))
 
@@ -237,7 +237,7 @@ class Coster:
         literal = _literal_size(e)
         if literal is not None:
             return literal
-        declared = estimate_size(self.path(e))
+        declared = estimate_size(items(self.path(e)))
         if declared is not None:
             self.sizes[e.id] = declared
             return declared

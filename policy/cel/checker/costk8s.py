@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from gpupolicy.policy.cel.checker import costmath as cm
 from gpupolicy.policy.cel.checker.costenv import estimate_size
 from gpupolicy.policy.cel.checker.costmath import UINT64_MAX, Est
+from gpupolicy.policy.cel.checker.costnode import items
 from gpupolicy.policy.cel.core import StaticType, kind
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ def _list_element(target: Node) -> tuple[StaticType, tuple[str, ...] | None] | N
     """``listElementNode``: the element type of a list type (with the path ``...@items``), else None."""
     t = target.type
     if isinstance(t, tuple) and len(t) > 1 and t[0] in ("list", "map", "optional_type"):
-        path = (*target.path, "@items") if target.path is not None else None
+        path = (*target.path.items(), "@items") if target.path is not None else None
         return t[1], path
     return None
 
@@ -258,7 +259,7 @@ def size_of(c: Sizes, node: Node) -> Est:
     """``sizeOrUnknown`` / the estimators' ``sizeEstimate``: the computed size, else the declared one, else unknown."""
     if node.computed is not None:
         return node.computed
-    declared = estimate_size(node.path)
+    declared = estimate_size(items(node.path))
     return declared if declared is not None else cm.UNKNOWN
 
 
