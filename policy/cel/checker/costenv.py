@@ -5,8 +5,10 @@ A path is a variable followed by field names and ``@items`` / ``@values`` / ``@k
 ``(0, max elements)`` of the declared type at its end, or ``None`` where nothing is declared. ``driver`` holds at
 most 63 characters, a domain 63, an attribute or capacity name 32, an attribute value 64 (the size of a string
 or version), each map 32 entries, ``allowMultipleAllocations`` 1, and a quantity 0 (as Kubernetes declares it).
-``claim`` and ``request`` (gpupolicy's admission environment, not Kubernetes') use Kubernetes' object limits:
-names 253, namespaces 63; their maps have no limit, so a loop over them is estimated as unbounded.
+``claim`` and ``request`` belong to gpupolicy's admission environment, which Kubernetes does not have: names
+and namespaces use Kubernetes' object limits (253, 63), label keys 317 and values 63; label and annotation maps
+are assumed to hold at most 64 entries and annotation values 1024 characters (Kubernetes bounds only their total
+size), and ``request.capacity`` 32 entries. Where the data is bigger, the run-time budget still stops the work.
 """
 
 from __future__ import annotations
@@ -45,14 +47,14 @@ DEVICE = Decl(
         "allowMultipleAllocations": Decl(1),
     },
 )
-_UNBOUNDED = (1 << 63) - 1  # a DeclType's MaxElements is an int64
+_LABELS = 64
 CLAIM = Decl(
     0,
     fields={
         "namespace": _string(63),
         "name": _string(253),
-        "labels": _map(_string(317), _string(63), _UNBOUNDED),
-        "annotations": _map(_string(317), _string(_UNBOUNDED), _UNBOUNDED),
+        "labels": _map(_string(317), _string(63), _LABELS),
+        "annotations": _map(_string(317), _string(1024), _LABELS),
     },
 )
 REQUEST = Decl(
@@ -61,7 +63,7 @@ REQUEST = Decl(
         "name": _string(63),
         "deviceClassName": _string(253),
         "allocationMode": _string(16),
-        "capacity": _map(_string(317), _QUANTITY, _UNBOUNDED),
+        "capacity": _map(_string(317), _QUANTITY, _MAX_PER_DEVICE),
     },
 )
 ROOTS = {"device": DEVICE, "claim": CLAIM, "request": REQUEST}

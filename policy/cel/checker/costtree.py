@@ -40,6 +40,12 @@ class Lowering:
         return self.types.get(id(node), DYN)
 
     def lower(self, node: ast.Node) -> E:
+        e = self._lower(node)
+        if kind(e.type) == "optional":
+            e.type = ("optional_type", _optional_param(e))
+        return e
+
+    def _lower(self, node: ast.Node) -> E:
         t = self.type_of(node)
         if isinstance(node, ast.Literal):
             return _lit(node.value, t)
@@ -88,6 +94,8 @@ class Lowering:
         target = self.lower(target_node) if target_node is not None else None
         types = [a.type for a in ([target] if target is not None else []) + args]
         ids = overload_ids(name, target is not None, types)
+        if name in ("_==_", "_!=_"):
+            _unify_optionals(args)
         return E("call", t, name=name, args=args, target=target, overloads=ids)
 
     def _comprehension(self, node: ast.Comprehension, t: StaticType) -> E:
@@ -136,6 +144,38 @@ class Lowering:
 
 def accu(t: StaticType) -> E:
     return _ident(ACCU, t)
+
+
+def _optional_param(e: E) -> StaticType:
+    """The value type of an optional (our checker keeps optionals untyped; cel-go types them, and an optional
+    of a scalar has a known size): ``optional.of(x)``, ``m.?f`` / ``m[?k]`` on a map or list, ``o.or(p)``."""
+    if e.kind == "select" and e.args:  # o.f on an optional o
+        return _param_of(e.args[0].type)
+    operand = e.target if e.target is not None else (e.args[0] if e.args else None)
+    if operand is None:
+        return DYN
+    if e.name in ("optional.of", "optional.ofNonZeroValue"):
+        return operand.type
+    k = kind(operand.type)
+    if e.name in ("_?._", "_[?_]", "_[_]") and k in ("map", "list"):
+        return operand.type[-1]
+    return _param_of(operand.type)
+
+
+def _param_of(t: StaticType) -> StaticType:
+    return t[1] if isinstance(t, tuple) and t[0] == "optional_type" else DYN
+
+
+def _unify_optionals(args: list[E]) -> None:
+    """``_==_(A, A)``: an untyped ``optional.none()`` takes the other side's type, as cel-go's checker substitutes
+    type parameters in the end."""
+    if len(args) != 2 or not all(kind(a.type) == "optional_type" for a in args):
+        return
+    a, b = args
+    if _param_of(a.type) == DYN:
+        a.type = b.type
+    elif _param_of(b.type) == DYN:
+        b.type = a.type
 
 
 def _elem(t: StaticType) -> StaticType:
