@@ -102,3 +102,37 @@ def test_go_paths_share_their_backing_array() -> None:
     assert keys.items() == values.items() == ("device", "attributes", "@values", "@values")
     grown = go_append(values, "x")  # full: a new array
     assert grown.items()[-1] == "x" and values.items()[-1] == "@values"
+
+
+LIST_EXTENSION = [  # Kubernetes' numbers (cel-go ext lists version 3 estimators), from the test bed's oracle
+    ("[1,2,3].sort() == [1,2,3]", 50),
+    ("[1,2,2].distinct() == [1,2]", 50),
+    ("[[1],[2]].flatten() == [1,2]", 54),
+    ("[[1, 2], [3]].flatten(1).size() == 3", 45),
+    ("[1,2,3].slice(1, 2) == [2]", 33),
+    ("[1,2].reverse() == [2,1]", 34),
+    ("lists.range(3) == [0,1,2]", 25),
+    ('device.driver.split("/").sort() == ["a"]', 8372),
+    ('device.driver.split("/").distinct().size() == 1', 7966),
+    ('device.driver.split("/").slice(0, 1).size() == 1', 29),
+    ("lists.range(device.driver.size()).size() > 0", (1 << 64) - 1),
+]
+
+
+@pytest.mark.parametrize(("expression", "cost"), LIST_EXTENSION)
+def test_list_extension_estimates_are_ready(monkeypatch: pytest.MonkeyPatch, expression: str, cost: int) -> None:
+    """gpupolicy does not declare these functions yet; declared (as untyped lists), they cost what Kubernetes says."""
+    from gpupolicy.policy.cel.lib import functions
+
+    lst = ("list", "dyn")
+    for name, params in {
+        "sort": [(lst,)],
+        "distinct": [(lst,)],
+        "reverse": [(lst,)],
+        "flatten": [(lst,), (lst, "int")],
+        "slice": [(lst, "int", "int")],
+    }.items():
+        monkeypatch.setitem(functions.MEMBER, name, [functions.Overload(p, lst, lambda *a: a) for p in params])
+    overload = functions.Overload(("int",), ("list", "int"), lambda n: list(range(n)))
+    monkeypatch.setitem(functions.GLOBAL, "lists.range", [overload])
+    assert estimate_cost(expression) == cost
