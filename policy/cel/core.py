@@ -2,8 +2,9 @@
 
 Static types are small values: a name (``"int"``, ``"string"``, ``"quantity"``, ``"dyn"`` ...),
 ``("list", elem)``, ``("map", key, value)`` or ``("object", name)`` for the declared variables.
-A checked node is a :class:`Typed`: its static type, its estimated cost and size, and the
-closure ``fn(vars, meter)`` that evaluates it; the :class:`Meter` charges the run-time cost.
+A checked node is a :class:`Typed`: its static type, the closure ``fn(vars, meter)`` that evaluates
+it, and a rough cost and size of its own (gpupolicy's former estimate; the limit now uses the API
+server's estimate, ``checker/cost.py``); the :class:`Meter` charges the run-time cost.
 Checking problems are :class:`CompileIssue`; run-time errors are :class:`EvalError` (which
 ``&&``, ``||`` and the macros may absorb) and :class:`CostExceeded` (never absorbed).
 """

@@ -1,10 +1,11 @@
 """Check and compile a CEL syntax tree into Python closures.
 
-One pass does three things per node: infer a static type (rejecting what Kubernetes' type
-checker rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), estimate a worst-case
-cost (so an expression that could run too long is refused at compile time), and build a closure
-``fn(vars, meter)`` that evaluates the node. Closures raise :class:`EvalError` for CEL run-time
-errors; ``&&``, ``||``, ``all`` and ``exists`` absorb an error when the other side decides.
+One pass does two things per node: infer a static type (rejecting what Kubernetes' type checker
+rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), recorded per node in
+:attr:`Compiler.types` for the API server's cost estimate (:mod:`.cost`, a separate pass that refuses
+what could run too long), and build a closure ``fn(vars, meter)`` that evaluates the node.
+Closures raise :class:`EvalError` for CEL run-time errors; ``&&``, ``||``, ``all`` and ``exists``
+absorb an error when the other side decides.
 The :class:`Meter` charges every comprehension step and every size-dependent function call, and
 stops the evaluation with :class:`CostExceeded` once the budget is spent.
 """
@@ -55,7 +56,7 @@ class Compiler:
         self.objects = objects
         self.scope: dict[str, tuple[StaticType, int]] = {}
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
-        self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (.cost)
+        self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (checker.cost)
 
     def compile(self, node: Node) -> Typed:
         typed = self._compile(node)

@@ -7,7 +7,7 @@ the key and the value; also ``exists``, ``existsOne``, ``transformList(i, v, [fi
 ``transformMap(k, v, [filter,] expr)`` and ``transformMapEntry(k, v, [filter,] mapExpr)``.
 
 Each step costs one unit on the meter, so nested comprehensions over big lists are stopped by the
-run-time budget, and the static estimate (range size x body cost) refuses the obvious ones at
+run-time budget; the static estimate (:mod:`.cost`, the API server's) refuses the obvious ones at
 compile time. ``all`` and ``exists`` absorb an error when another step decides the result.
 """
 
