@@ -46,15 +46,14 @@ def literal_type(value: object) -> StaticType:
 
 
 def const(value: object, pos: int = 0) -> Typed:
-    size = len(value) if isinstance(value, (str, bytes)) else 1
-    return Typed(lambda v, m: value, literal_type(value), 0, size, True)
+    return Typed(lambda v, m: value, literal_type(value), const=True)
 
 
 class Compiler:
     def __init__(self, variables: Mapping[str, StaticType], objects: ObjectFields) -> None:
         self.variables = dict(variables)
         self.objects = objects
-        self.scope: dict[str, tuple[StaticType, int]] = {}
+        self.scope: dict[str, StaticType] = {}
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
         self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (checker.cost)
 
@@ -92,13 +91,12 @@ class Compiler:
     def _ident(self, node: Ident) -> Typed:
         name = node.name
         if name in self.scope:
-            t, size = self.scope[name]
-            return Typed(lambda v, m: v[name], t, 1, size)
+            return Typed(lambda v, m: v[name], self.scope[name])
         if name in self.variables:
-            return Typed(lambda v, m: v[name], self.variables[name], 1)
+            return Typed(lambda v, m: v[name], self.variables[name])
         if name in TYPE_NAMES:
             value = TypeValue(name)
-            return Typed(lambda v, m: value, "type", 0, 1, True)
+            return Typed(lambda v, m: value, "type", const=True)
         raise undeclared(name, node.pos)
 
     def _select(self, node: Select) -> Typed:
@@ -111,7 +109,7 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional")
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -125,10 +123,10 @@ class Compiler:
             what = "has() macro" if node.test_only else "field selection"
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
-            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool")
         base, keys = operand.path or (fn, ())
         path = (base, (*keys, field))
-        return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
+        return Typed(_lookup_chain(*path), result_type, path=path)
 
     def _index(self, node: Index) -> Typed:
         operand, key = self.compile(node.operand), self.compile(node.index)
@@ -137,8 +135,7 @@ class Compiler:
             if k not in ("map", "list", "dyn", "optional"):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
-            cost = operand.cost + key.cost + 1
-            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional")
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
@@ -155,8 +152,8 @@ class Compiler:
         if isinstance(node.index, Literal) and isinstance(node.index.value, str) and k != "list":
             base, keys = operand.path or (ofn, ())
             path = (base, (*keys, node.index.value))
-            return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
-        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
+            return Typed(_lookup_chain(*path), result_type, path=path)
+        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type)
 
     # --- literals -----------------------------------------------------------------------
 
@@ -167,9 +164,8 @@ class Compiler:
         else:
             elem = _homogeneous([(i.type, n.pos) for i, n in zip(items, node.items)])
         fns = [item.fn for item in items]
-        cost = sum(item.cost for item in items) + 1
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
-        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items), constant)
+        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), const=constant)
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
@@ -187,7 +183,6 @@ class Compiler:
             )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
-        cost = sum(k.cost + val.cost for k, val in entries) + 1
 
         def build(v: Vars, m: Meter) -> object:
             out: dict[object, object] = {}
@@ -203,17 +198,17 @@ class Compiler:
             return out
 
         constant = all(k.const and val.const for k, val in entries)
-        return Typed(build, t, cost, len(entries), constant)
+        return Typed(build, t, const=constant)
 
     # --- macros ---------------------------------------------------------------------------
 
-    def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
-        return self.with_vars([(name, t, size)], body)
+    def with_var(self, name: str, t: StaticType, body: Node) -> Typed:
+        return self.with_vars([(name, t)], body)
 
-    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed:
-        saved = {name: self.scope.get(name) for name, _, _ in bindings}
-        for name, t, size in bindings:
-            self.scope[name] = (t, size)
+    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node) -> Typed:
+        saved = {name: self.scope.get(name) for name, _ in bindings}
+        for name, t in bindings:
+            self.scope[name] = t
         try:
             return self.compile(body)
         finally:
@@ -225,7 +220,7 @@ class Compiler:
 
     def _bind(self, node: Bind) -> Typed:
         init = self.compile(node.init)
-        body = self.with_var(node.var, init.type, init.size, node.body)
+        body = self.with_var(node.var, init.type, node.body)
         name, ifn, bfn = node.var, init.fn, body.fn
         missing = object()
 
@@ -240,7 +235,7 @@ class Compiler:
                 else:
                     v[name] = saved
 
-        return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+        return replace(body, fn=run, const=False)
 
 
 def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:
