@@ -11,7 +11,7 @@ stops the evaluation with :class:`CostExceeded` once the budget is spent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
@@ -32,11 +32,13 @@ from gpupolicy.policy.cel.core import (
     join,
     kind,
     no_overload,
+    optional_inner,
+    optional_of,
     type_name,
     undeclared,
 )
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import TypeValue, map_lookup, runtime_type
+from gpupolicy.policy.cel.runtime.values import OptionalValue, TypeValue, map_lookup, runtime_type
 
 
 def literal_type(value: object) -> StaticType:
@@ -104,7 +106,8 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
+            t = optional_of(self._field_type(operand.type, field))
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), t, operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -123,6 +126,15 @@ class Compiler:
         path = (base, (*keys, field))
         return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
 
+    def _field_type(self, t: StaticType, field: str) -> StaticType:
+        """The type of ``field`` selected from a value of type ``t`` (or from inside an optional of it)."""
+        base = optional_inner(t) if kind(t) == "optional" else t
+        if kind(base) == "map":
+            return base[2]
+        if kind(base) == "object":
+            return self.objects[str(base[1])].get(field, DYN)
+        return DYN
+
     def _index(self, node: Index) -> Typed:
         operand, key = self.compile(node.operand), self.compile(node.index)
         k, kk = kind(operand.type), kind(key.type)
@@ -131,7 +143,10 @@ class Compiler:
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
-            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
+            container = optional_inner(operand.type) if k == "optional" else operand.type
+            elem = container[-1] if kind(container) in ("list", "map") else DYN
+            t = optional_of(elem)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), t, cost)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
@@ -155,17 +170,22 @@ class Compiler:
 
     def _list(self, node: ListLit) -> Typed:
         items = [self.compile(item) for item in node.items]
+        _check_optional_entries(node.optional, items, node.items)
+        types = [optional_inner(item.type) if i in node.optional else item.type for i, item in enumerate(items)]
         if id(node) in self.heterogeneous_ok:
             elem = DYN
         else:
-            elem = _homogeneous([(i.type, n.pos) for i, n in zip(items, node.items)])
+            elem = _homogeneous([(t, n.pos) for t, n in zip(types, node.items)])
         fns = [item.fn for item in items]
         cost = sum(item.cost for item in items) + 1
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
+        if node.optional:
+            return Typed(optional_list(fns, node.optional), ("list", elem), cost, len(items))
         return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items), constant)
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
+        _check_optional_entries(node.optional, [val for _, val in entries], [vn for _, vn in node.entries])
         exempt = id(node) in self.heterogeneous_ok
         for (key, _), (knode, _) in zip(entries, node.entries):
             if kind(key.type) not in ("int", "uint", "bool", "string", "dyn"):
@@ -176,15 +196,26 @@ class Compiler:
             else (
                 "map",
                 _homogeneous([(k.type, kn.pos) for (k, _), (kn, _) in zip(entries, node.entries)]),
-                _homogeneous([(val.type, vn.pos) for (_, val), (_, vn) in zip(entries, node.entries)]),
+                _homogeneous(
+                    [
+                        (optional_inner(val.type) if i in node.optional else val.type, vn.pos)
+                        for i, ((_, val), (_, vn)) in enumerate(zip(entries, node.entries))
+                    ]
+                ),
             )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
         cost = sum(k.cost + val.cost for k, val in entries) + 1
+        optional = node.optional
 
         def build(v: Vars, m: Meter) -> object:
             out: dict[object, object] = {}
-            for kf, vf in fns:
+            for i, (kf, vf) in enumerate(fns):
+                if i in optional:  # {?k: opt}: the entry only when opt has a value
+                    key, value = kf(v, m), present_value(vf(v, m))
+                    if value is not _ABSENT:
+                        out[key] = value
+                    continue
                 key = kf(v, m)
                 if not isinstance(key, (int, str)):
                     raise EvalError(f"unsupported map key type: {runtime_type(key)}")
@@ -195,7 +226,7 @@ class Compiler:
                 out[key] = vf(v, m)
             return out
 
-        constant = all(k.const and val.const for k, val in entries)
+        constant = not optional and all(k.const and val.const for k, val in entries)
         return Typed(build, t, cost, len(entries), constant)
 
     # --- macros ---------------------------------------------------------------------------
@@ -234,6 +265,46 @@ class Compiler:
                     v[name] = saved
 
         return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+
+
+_ABSENT = object()
+
+
+def present_value(value: object) -> object:
+    """The value of an optional entry, or ``_ABSENT`` for ``optional.none()``."""
+    if not isinstance(value, OptionalValue):
+        raise EvalError(f"cannot initialize optional entry from non-optional value {runtime_type(value)}")
+    return value.value if value.present else _ABSENT
+
+
+def optional_list(fns: list[Fn], optional: frozenset[int]) -> Fn:
+    """``[a, ?b]``: the elements, leaving out the optional ones without a value."""
+
+    def build(v: Vars, m: Meter) -> object:
+        out: list[object] = []
+        for i, f in enumerate(fns):
+            value = f(v, m)
+            if i in optional:
+                value = present_value(value)
+                if value is _ABSENT:
+                    continue
+            out.append(value)
+        return out
+
+    return build
+
+
+def _check_optional_entries(optional: frozenset[int], values: list[Typed], nodes: Sequence[Node]) -> None:
+    """cel-go types ``?x`` in a literal as ``optional_type(T)``: a value of another static type is an error. A value
+    of type ``dyn`` passes cel-go's checker but crashes its homogeneous-literal validator (the API server answers
+    with an internal error, and nothing is accepted): refused too."""
+    for i in optional:
+        if kind(values[i].type) != "optional":
+            raise CompileIssue(
+                "cel_type_error",
+                f"expected type 'optional_type' but found '{type_name(values[i].type)}'",
+                nodes[i].pos,
+            )
 
 
 def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:

@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, kind
+from gpupolicy.policy.cel.runtime import time
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
@@ -65,6 +67,13 @@ def add(a: object, b: object) -> object:
         if len(a) + len(b) > MAX_LIST:
             raise EvalError(f"list result longer than {MAX_LIST} elements")
         return [*a, *b]
+    if isinstance(a, Duration):
+        if isinstance(b, Duration):
+            return time.add_durations(a, b)
+        if isinstance(b, Timestamp):
+            return time.add_duration(b, a)
+    if isinstance(a, Timestamp) and isinstance(b, Duration):
+        return time.add_duration(a, b)
     raise _no_overload("+", a, b)
 
 
@@ -76,6 +85,13 @@ def sub(a: object, b: object) -> object:
         return _uint_result(a - b)  # type: ignore[operator]
     if t == "double":
         return a - b  # type: ignore[operator]
+    if isinstance(a, Duration) and isinstance(b, Duration):
+        return time.sub_durations(a, b)
+    if isinstance(a, Timestamp):
+        if isinstance(b, Duration):
+            return time.sub_duration(a, b)
+        if isinstance(b, Timestamp):
+            return time.sub_timestamps(a, b)
     raise _no_overload("-", a, b)
 
 
@@ -226,7 +242,10 @@ def has_field(operand: object, field: str) -> bool:
 # --- static typing of operators ---------------------------------------------------------
 
 NUMERIC = ("int", "uint", "double")
-ORDERED = (*NUMERIC, "string", "bytes", "bool")
+ORDERED = (*NUMERIC, "string", "bytes", "bool", "timestamp", "duration")
+_TIME_ARITH = {("+", "duration", "duration"): "duration", ("+", "timestamp", "duration"): "timestamp",
+               ("+", "duration", "timestamp"): "timestamp", ("-", "duration", "duration"): "duration",
+               ("-", "timestamp", "duration"): "timestamp", ("-", "timestamp", "timestamp"): "duration"}  # fmt: skip
 
 
 def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
@@ -234,7 +253,11 @@ def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
     ka, kb = kind(a), kind(b)
     if ka == "dyn" or kb == "dyn":
         other = b if ka == "dyn" else a
+        if kind(other) in ("timestamp", "duration") and op in "+-":
+            return DYN
         return other if kind(other) in (*NUMERIC, "string", "bytes", "list") or kind(other) == "dyn" else None
+    if (op, ka, kb) in _TIME_ARITH:
+        return _TIME_ARITH[op, ka, kb]
     if ka != kb:
         return None
     if ka in NUMERIC:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
+from gpupolicy.policy.cel.runtime.time import compare as time_compare
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
@@ -95,6 +97,10 @@ def runtime_type(value: object) -> str:
         return "type"
     if isinstance(value, OptionalValue):
         return "optional_type"
+    if isinstance(value, Duration):
+        return "google.protobuf.Duration"
+    if isinstance(value, Timestamp):
+        return "google.protobuf.Timestamp"
     name = value.__class__.__name__
     if name in ("IP", "CIDR"):
         return f"net.{name}"
@@ -227,4 +233,7 @@ def compare(a: object, b: object) -> int | None:
     for cls in (bool, str, bytes):
         if isinstance(a, cls) and isinstance(b, cls):
             return (a > b) - (a < b)  # type: ignore[operator]
+    for tcls in (Duration, Timestamp):
+        if isinstance(a, tcls) and isinstance(b, tcls):
+            return time_compare(a, b)
     raise EvalError(f"no such overload: {runtime_type(a)} < {runtime_type(b)}")

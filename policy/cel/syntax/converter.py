@@ -14,6 +14,7 @@ from typing import Any
 
 from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
 from gpupolicy.policy.cel.runtime.values import INT64_MAX, INT64_MIN, UINT64_MAX, Uint
+from gpupolicy.policy.cel.syntax.macros import ParseIssue, receiver_macro
 
 MAX_DEPTH = 100
 _PASS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",
@@ -23,13 +24,8 @@ _REL = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_gt": "_>_", "rela
 _ARITH = {"addition_add": "_+_", "addition_sub": "_-_", "multiplication_mul": "_*_", "multiplication_div": "_/_",
           "multiplication_mod": "_%_"}  # fmt: skip
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
+_RECEIVER_MACROS = {"sortBy", "optMap", "optFlatMap"}
 _TWO_VAR = {"all", "exists", "existsOne", "transformList", "transformMap", "transformMapEntry"}
-
-
-class ParseIssue(Exception):
-    def __init__(self, message: str, pos: int) -> None:
-        super().__init__(message)
-        self.message, self.pos = message, pos
 
 
 def _pos(tree: Any) -> int:
@@ -47,6 +43,11 @@ def _pos(tree: Any) -> int:
             break
         tree = children[0]
     return 0
+
+
+def _is_optional_entry(x: Any) -> bool:
+    """``?x`` in a list literal, ``?k`` in a map literal."""
+    return _is_tree(x) and x.data == "opt_elem"
 
 
 def _is_tree(x: Any) -> bool:
@@ -141,6 +142,8 @@ class Converter:
             return self._macro(name, target, raw_args, pos, d)
         if name == "bind" and isinstance(target, Ident) and target.name == "cel":
             return self._bind(raw_args, pos, d)
+        if name in _RECEIVER_MACROS and len(raw_args) == 2:
+            return receiver_macro(name, target, [self.convert(a, d) for a in raw_args], pos)
         return Call(pos, name, tuple(self.convert(a, d) for a in raw_args), target)
 
     def _macro(self, name: str, target: Node, raw_args: list[Any], pos: int, d: int) -> Node:
@@ -192,12 +195,19 @@ class Converter:
 
     def _list_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
         items = kids[0].children if kids else []
-        return ListLit(_pos(tree), tuple(self.convert(i, d) for i in items))
+        optional = frozenset(i for i, item in enumerate(items) if _is_optional_entry(item))
+        nodes = tuple(self.convert(item.children[0] if i in optional else item, d) for i, item in enumerate(items))
+        return ListLit(_pos(tree), nodes, optional)
 
     def _map_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
         flat = kids[0].children if kids else []
-        entries = tuple((self.convert(flat[i], d), self.convert(flat[i + 1], d)) for i in range(0, len(flat), 2))
-        return MapLit(_pos(tree), entries)
+        keys = flat[0::2]
+        optional = frozenset(i for i, key in enumerate(keys) if _is_optional_entry(key))
+        entries = tuple(
+            (self.convert(key.children[0] if i in optional else key, d), self.convert(flat[2 * i + 1], d))
+            for i, key in enumerate(keys)
+        )
+        return MapLit(_pos(tree), entries, optional)
 
     # --- literals -----------------------------------------------------------------------
 
