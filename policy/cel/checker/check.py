@@ -101,7 +101,8 @@ class Compiler:
         field, fn = node.field, operand.fn
         k = kind(operand.type)
         if node.optional or k == "optional":
-            if k not in ("map", "object", "dyn", "optional") or node.test_only:
+            inner = kind(optional_inner(operand.type)) if k == "optional" else k
+            if inner not in ("map", "object", "dyn") or node.test_only:
                 raise CompileIssue(
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
@@ -139,12 +140,15 @@ class Compiler:
         operand, key = self.compile(node.operand), self.compile(node.index)
         k, kk = kind(operand.type), kind(key.type)
         if node.optional or k == "optional":
-            if k not in ("map", "list", "dyn", "optional"):
+            container = optional_inner(operand.type) if k == "optional" else operand.type
+            ck = kind(container)
+            if ck not in ("map", "list", "dyn") or (ck == "list" and kk not in ("int", "uint", "dyn")):
+                raise no_overload("_[?_]", node.pos, operand.type, key.type)
+            if ck == "map" and not assignable(key.type, container[1]):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
-            container = optional_inner(operand.type) if k == "optional" else operand.type
-            elem = container[-1] if kind(container) in ("list", "map") else DYN
+            elem = container[-1] if ck in ("list", "map") else DYN
             t = optional_of(elem)
             return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), t, cost)
         if k == "list":

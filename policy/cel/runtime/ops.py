@@ -206,11 +206,12 @@ def select(operand: object, field: str) -> object:
 
 
 def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
-    """``x.?f`` (``test``: absent gives none) and ``opt.f`` (selection inside an optional)."""
+    """``x.?f`` (``test``: absent gives none) and ``opt.f`` (selection inside an optional, where an absent field
+    gives none too, as cel-go: ``{"a": {}}.?a.z`` is ``optional.none()``)."""
     if isinstance(operand, OptionalValue):
         if not operand.present:
             return operand
-        operand = operand.value
+        operand, test = operand.value, True
     if test:
         if isinstance(operand, Mapping):
             return OptionalValue(True, operand[field]) if field in operand else OptionalValue(False)
@@ -219,11 +220,11 @@ def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
 
 
 def optional_index(container: object, key: object, test: bool) -> OptionalValue:
-    """``x[?k]`` (``test``: a missing key or index gives none) and ``opt[k]``."""
+    """``x[?k]`` (``test``: a missing key or index gives none) and ``opt[k]`` (likewise)."""
     if isinstance(container, OptionalValue):
         if not container.present:
             return container
-        container = container.value
+        container, test = container.value, True
     if test:
         if isinstance(container, Mapping):
             found, value = map_lookup(container, key)
