@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, kind, optional_inner, optional_of
+from gpupolicy.policy.cel.runtime.gosort import sort_indices
 from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.values import MAX_LIST, OptionalValue, Uint, compare, runtime_type
 from gpupolicy.policy.cel.runtime.values import _equal as equal
@@ -75,24 +76,8 @@ def sort_by_keys(items: Sequence[object], keys: Sequence[object]) -> list[object
     kind0 = runtime_type(first)
     if any(runtime_type(k) != kind0 for k in keys):
         raise EvalError("list elements must have the same type")
-    order = sorted(range(len(items)), key=_SortKey.of(keys))
+    order = sort_indices(len(items), lambda i, j: compare(keys[i], keys[j]) == -1)  # Go's sort.Slice, unstable
     return [items[i] for i in order]
-
-
-class _SortKey:
-    """A sort key comparing CEL values with :func:`compare` (Go's ``Compare(...) == -1`` as ``less``)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __lt__(self, other: _SortKey) -> bool:
-        return compare(self.value, other.value) == -1
-
-    @staticmethod
-    def of(keys: Sequence[object]) -> Callable[[int], _SortKey]:
-        return lambda i: _SortKey(keys[i])
 
 
 def sort(items: Sequence[object]) -> list[object]:

@@ -243,6 +243,8 @@ def _display(out: _Builder, value: object, nested: bool) -> None:
         out.add('"')
         out.add(value)
         out.add('"')
+    elif nested and isinstance(value, (Duration, Timestamp)):  # cel-go prints them as CEL literals in a list
+        out.add(f'{"duration" if isinstance(value, Duration) else "timestamp"}("{to_string(value)}")')
     else:
         out.add(to_string(value))
 

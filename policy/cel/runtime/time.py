@@ -207,7 +207,7 @@ def parse_timestamp(text: str) -> Timestamp:
     offset = 0
     if m.group(8) != "Z":
         oh, om = int(m.group(10)), int(m.group(11))
-        if oh > 23 or om > 59:
+        if oh > 24 or om > 60:  # Go's general parser (after its strict RFC 3339 path) allows 24:00 and 23:60
             raise bad
         offset = (oh * 60 + om) * 60 * (-1 if m.group(9) == "-" else 1)
     sec = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset
