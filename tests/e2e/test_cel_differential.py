@@ -96,10 +96,12 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ("dyn([[1], [2]]).sort().size() == 2", None),
     ("[3, 1, 2].sortBy(x, -x) == [3, 2, 1]", None),
     ("1.sortBy(x, x) == [1]", None),
-    (
-        "lists.range(64).sortBy(x, x % 7) == [56, 28, 49, 21, 63, 42, 0, 7, 14, 35, 8, 57, 50, 43, 1, 15, 22, 29, 36, 9, 37, 2, 16, 23, 51, 58, 44, 30, 24, 10, 52, 31, 45, 59, 38, 3, 17, 32, 46, 39, 4, 60, 11, 53, 18, 25, 19, 5, 40, 61, 47, 26, 33, 12, 54, 55, 27, 13, 6, 34, 41, 20, 62, 48]",
+    (  # Go's unstable pdqsort order
+        "lists.range(64).sortBy(x, x % 7) == ["
+        "56, 28, 49, 21, 63, 42, 0, 7, 14, 35, 8, 57, 50, 43, 1, 15, 22, 29, 36, 9, 37, 2, 16, 23, 51, 58, 44, 30, 24, 10, 52, 31, "
+        "45, 59, 38, 3, 17, 32, 46, 39, 4, 60, 11, 53, 18, 25, 19, 5, 40, 61, 47, 26, 33, 12, 54, 55, 27, 13, 6, 34, 41, 20, 62, 48]",
         None,
-    ),  # Go's unstable pdqsort order
+    ),
     (f'{A}.productName.split(" ").sortBy(w, w.size())[0] != ""', None),
     (f'{A}.productName.split(" ").sort().first().hasValue()', None),
     (f'{A}.productName.split(" ").reverse().last().value() != ""', None),
