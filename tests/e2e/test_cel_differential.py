@@ -144,6 +144,12 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('{"a": {"b": 1}}.?a.z.hasValue()', None),
     ('{"a": 1}.?a.z.hasValue()', None),
     ("[1, 2].includes(1)", None),
+    ('format.dns1123Label().validate("a.b").value() == ["must not contain dots"]', None),
+    ('format.qualifiedName().validate("/x").value() == ["prefix part must be non-empty"]', None),
+    ('format.uri().validate("x").value() == ["parse \\"x\\": invalid URI for request"]', None),
+    ('format.datetime().validate("2024-02-29t10:00:00.5+01:00").hasValue() == false', None),
+    ('format.named("uuid").value().validate("x").hasValue()', None),
+    ("format.dns1123Label().validate(1).hasValue()", None),
     ("math.greatest(1, 2) == 2", None),
     ('base64.encode(b"a") == "YQ=="', None),
     # class 3: run-time results

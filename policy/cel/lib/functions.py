@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gpupolicy.policy.cel.core import ANY, DYN, EvalError, StaticType, kind, list_of
-from gpupolicy.policy.cel.lib import lists, net, regex, strings, url
+from gpupolicy.policy.cel.lib import formats, lists, net, regex, strings, url
 from gpupolicy.policy.cel.lib import time as timelib
 from gpupolicy.policy.cel.runtime import gostrconv
 from gpupolicy.policy.cel.runtime.time import Duration, Timestamp, add_durations
@@ -81,6 +81,8 @@ def _value_matches(param: StaticType, value: object) -> bool:
         return isinstance(value, Timestamp)
     if k == "duration":
         return isinstance(value, Duration)
+    if k == "format":
+        return isinstance(value, formats.NamedFormat)
     return False
 
 
@@ -99,7 +101,8 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
              "semver": Semver, "optional": OptionalValue, "ip": net.IP, "cidr": net.CIDR,
-             "url": url.URL, "timestamp": Timestamp, "duration": Duration}  # fmt: skip
+             "url": url.URL, "timestamp": Timestamp, "duration": Duration,
+             "format": formats.NamedFormat}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -449,7 +452,11 @@ def _register(table: dict[str, list[Overload]], decls: Mapping[str, list[timelib
         table.setdefault(name, []).extend(Overload(*entry) for entry in entries)
 
 
-for _global, _member in ((timelib.GLOBAL, timelib.MEMBER), (lists.GLOBAL, lists.MEMBER)):
+for _global, _member in (
+    (timelib.GLOBAL, timelib.MEMBER),
+    (lists.GLOBAL, lists.MEMBER),
+    (formats.GLOBAL, formats.MEMBER),
+):
     _register(GLOBAL, _global)
     _register(MEMBER, _member)
 _register(GLOBAL, timelib.CONVERSIONS)

@@ -101,6 +101,9 @@ def runtime_type(value: object) -> str:
         return "google.protobuf.Duration"
     if isinstance(value, Timestamp):
         return "google.protobuf.Timestamp"
+    cel_type = getattr(value, "CEL_TYPE", None)
+    if isinstance(cel_type, str):
+        return cel_type
     name = value.__class__.__name__
     if name in ("IP", "CIDR"):
         return f"net.{name}"
@@ -140,7 +143,9 @@ _SIMPLE = frozenset({str, int, bool, bytes})
 # Kubernetes' library types: their Equal answers "no such overload" (an error) for a value of another type
 # (k8s.io/apiserver pkg/cel: Quantity, Semver and URL via types.MaybeNoSuchOverloadErr, IP and CIDR via
 # types.ValOrErr), where cel-go's own types answer false.
-_LIBRARY_TYPES = frozenset({"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR"})
+_LIBRARY_TYPES = frozenset(
+    {"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR", "kubernetes.NamedFormat"}
+)
 
 
 def _equal(a: object, b: object) -> bool | None:
