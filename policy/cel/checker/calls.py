@@ -241,6 +241,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
         run = _charging_result(run)
 
     size = args[0].size if args else 1
+    if name == "sum" and member and result in lists.SUM_ZERO:  # an empty list sums to its type's zero
+        run = _zero_for_empty(run, lists.SUM_ZERO[str(result)])
     if name in lists.TRACKED:
         nodes = [node.target, *node.args] if member else list(node.args)
         constants = [_int_literal(a) for a in nodes]
@@ -272,6 +274,14 @@ def _fold(run: Fn, result: StaticType, cost: int, size: int, node: Call) -> Type
 
 
 COST_UNLIMITED = 1 << 62
+
+
+def _zero_for_empty(run: Fn, zero: object) -> Fn:
+    def summed(v: Vars, m: Meter) -> object:
+        total = run(v, m)
+        return zero if total == 0 and type(total) is int else total
+
+    return summed
 
 
 def _int_literal(node: Node | None) -> object:

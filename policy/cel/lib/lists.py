@@ -144,6 +144,25 @@ def _flatten(types: Sequence[StaticType]) -> StaticType | None:
     return inner if kind(inner) == "list" else None
 
 
+SUMMABLE = frozenset({"int", "uint", "double", "duration"})
+SUM_ZERO: dict[str, object] = {"uint": Uint(0), "double": 0.0, "duration": Duration(0)}  # Kubernetes' zero values
+
+
+def _element_of(
+    allowed: frozenset[str], result: StaticType | None = None
+) -> Callable[[Sequence[StaticType]], StaticType | None]:
+    """Kubernetes' lists library declares ``sum`` for lists of numbers and durations, ``min``, ``max`` and
+    ``isSorted`` for lists of comparable elements: the element type is the result (``isSorted``: ``bool``)."""
+
+    def check(types: Sequence[StaticType]) -> StaticType | None:
+        elem = _elem(types[0])
+        if kind(elem) not in (*allowed, "dyn"):
+            return None
+        return result if result is not None else (DYN if kind(elem) == "dyn" else elem)
+
+    return check
+
+
 def _unwrapped(t: StaticType) -> StaticType | None:
     """``list(optional_type(T))`` gives ``list(T)``."""
     elem = _elem(t)
@@ -160,6 +179,10 @@ RESULT_TYPES: dict[str, Callable[[Sequence[StaticType]], StaticType | None]] = {
     "sort": _sortable,
     "@sortByAssociatedKeys": _sortable,
     "flatten": _flatten,
+    "sum": _element_of(SUMMABLE),
+    "min": _element_of(COMPARABLE),
+    "max": _element_of(COMPARABLE),
+    "isSorted": _element_of(COMPARABLE, "bool"),
     "first": lambda types: optional_of(_elem(types[0])),
     "last": lambda types: optional_of(_elem(types[0])),
     "optional.unwrap": lambda types: _unwrapped(types[0]),
