@@ -107,7 +107,7 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            t = optional_of(self._field_type(operand.type, field))
+            t = optional_of(self._field_type(operand.type, field, node.pos))
             return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), t, operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
@@ -127,13 +127,16 @@ class Compiler:
         path = (base, (*keys, field))
         return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
 
-    def _field_type(self, t: StaticType, field: str) -> StaticType:
+    def _field_type(self, t: StaticType, field: str, pos: int) -> StaticType:
         """The type of ``field`` selected from a value of type ``t`` (or from inside an optional of it)."""
         base = optional_inner(t) if kind(t) == "optional" else t
         if kind(base) == "map":
             return base[2]
         if kind(base) == "object":
-            return self.objects[str(base[1])].get(field, DYN)
+            fields = self.objects[str(base[1])]
+            if field not in fields:
+                raise CompileIssue("cel_undeclared_reference", f"undefined field '{field}'", pos)
+            return fields[field]
         return DYN
 
     def _index(self, node: Index) -> Typed:

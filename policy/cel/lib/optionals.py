@@ -2,8 +2,9 @@
 
 ``optional.of(x)`` is ``optional_type(T)`` for ``x: T``; ``o.value()`` is ``T``; ``o.orValue(d)`` and ``o.or(p)``
 need the two types to agree. ``optional.none()`` is ``optional_type(dyn)`` here, where cel-go leaves ``T`` free:
-so ``dyn`` inside an optional gives way to the other side (``optional.none().orValue(true)`` is a ``bool``), and a
-value of unknown type is the attribute type (Kubernetes' "unknown type"), never refused as ``dyn``.
+so ``dyn`` inside an optional gives way to the other side (``optional.none().orValue(true)`` is a ``bool``); an
+attribute read with ``.?`` is an optional of the attribute type (Kubernetes' "unknown type"), so its ``value()``
+may be a selector's result, while ``optional.none().value()`` is ``dyn`` and may not.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ def _inner(t: StaticType) -> StaticType:
 
 
 def _value(types: Sequence[StaticType]) -> StaticType:
-    inner = _inner(types[0])
-    return ANY if kind(inner) == "dyn" else inner
+    return _inner(types[0])  # optional.none().value() is dyn (refused as a selector's result, as in Kubernetes)
 
 
 def _pick(a: StaticType, b: StaticType) -> StaticType | None:
