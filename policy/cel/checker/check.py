@@ -38,6 +38,7 @@ from gpupolicy.policy.cel.core import (
     undeclared,
 )
 from gpupolicy.policy.cel.runtime import ops
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.values import OptionalValue, TypeValue, map_lookup, runtime_type
 
 
@@ -161,6 +162,10 @@ class Compiler:
         elif k == "map":
             if not assignable(key.type, operand.type[1]):  # cel-go: _[_] is <K, V>(map(K, V), K) -> V
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
+            if isinstance(node.index, Literal) and node.index.value is None:  # a constant qualifier, planned early
+                raise CompileIssue(
+                    "cel_constant_error", "program instantiation failed: invalid qualifier type: types.Null", node.pos
+                )
             result_type = operand.type[2]
         elif k == "dyn":
             result_type = DYN
@@ -195,7 +200,7 @@ class Compiler:
         _check_optional_entries(node.optional, [val for _, val in entries], [vn for _, vn in node.entries])
         exempt = id(node) in self.heterogeneous_ok
         for (key, _), (knode, _) in zip(entries, node.entries):
-            if kind(key.type) not in ("int", "uint", "bool", "string", "dyn"):
+            if kind(key.type) not in _MAP_KEY_KINDS:  # cel-go takes more; bytes keys crash it, lists and maps we refuse
                 raise CompileIssue("cel_type_error", f"unsupported map key type: {type_name(key.type)}", knode.pos)
         t: StaticType = (
             ("map", DYN, DYN)
@@ -224,7 +229,7 @@ class Compiler:
                         out[key] = value
                     continue
                 key = kf(v, m)
-                if not isinstance(key, (int, str)):
+                if not isinstance(key, _MAP_KEY_VALUES):
                     raise EvalError(f"unsupported map key type: {runtime_type(key)}")
                 if map_lookup(out, key)[0] and not any(k == key and runtime_type(k) == runtime_type(key) for k in out):
                     # cel-go builds a Go map keyed by the value and its type: a repeated key of the same type
@@ -274,6 +279,10 @@ class Compiler:
         return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
 
 
+_MAP_KEY_KINDS = frozenset(
+    {"int", "uint", "bool", "string", "dyn", "double", "null_type", "timestamp", "duration", "type", "optional"}
+)
+_MAP_KEY_VALUES = (int, str, float, type(None), Duration, Timestamp, TypeValue, OptionalValue)
 _ABSENT = object()
 
 

@@ -19,6 +19,7 @@ from gpupolicy.policy.cel.runtime.values import (
     MAX_STRING,
     UINT64_MAX,
     OptionalValue,
+    TypeValue,
     Uint,
     cel_equal,
     map_lookup,
@@ -170,6 +171,8 @@ def index(container: object, key: object) -> object:
         except KeyError:
             raise EvalError(f"no such key: {key}") from None
     if isinstance(container, Mapping):
+        if isinstance(key, _NOT_QUALIFIERS):
+            raise EvalError(f"invalid qualifier type: {qualifier_type(key)}")
         found, value = map_lookup(container, key)
         if not found:
             raise EvalError(f"no such key: {key}")
@@ -177,6 +180,18 @@ def index(container: object, key: object) -> object:
     if isinstance(container, (list, tuple)):
         return _list_index(container, key)
     raise EvalError(f"no such overload: {runtime_type(container)}[{runtime_type(key)}]")
+
+
+# map keys cel-go can store but not look up with ``m[k]`` (its attribute qualifiers take strings, numbers, bools)
+_NOT_QUALIFIERS = (type(None), Duration, Timestamp, TypeValue, OptionalValue)
+_QUALIFIER_NAMES = {"null_type": "types.Null", "google.protobuf.Duration": "types.Duration",
+                    "google.protobuf.Timestamp": "types.Timestamp", "type": "*types.Type",
+                    "optional_type": "*types.Optional"}  # fmt: skip
+
+
+def qualifier_type(key: object) -> str:
+    """Go's name of a key's type, as cel-go's ``invalid qualifier type`` error writes it."""
+    return _QUALIFIER_NAMES.get(runtime_type(key), runtime_type(key))
 
 
 def _list_index(items: Sequence[object], key: object) -> object:

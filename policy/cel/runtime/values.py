@@ -205,8 +205,13 @@ def cel_not_equal(a: object, b: object) -> bool:
     return _equal(a, b) is not True
 
 
+_NUMERIC_FALLBACK = {"double": ("int", "uint"), "int": ("uint",), "uint": ("int",)}
+
+
 def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
-    """Find ``key`` in a CEL map: numeric keys match across int/uint/double, bools never match numbers."""
+    """Find ``key`` in a CEL map as cel-go's ``Find``: a key of the same type first; then a double key also finds an
+    equal int or uint key, an int key an equal uint key and a uint key an equal int key (an int never finds a double
+    key: ``1 in {1.0: "a"}`` is false); bools never match numbers."""
     if type(key) is str:
         try:
             return True, m[key]
@@ -218,8 +223,13 @@ def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
                 return True, v
         return False, None
     if is_number(key):
+        kt = runtime_type(key)
         for k, v in m.items():
-            if is_number(k) and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
+            if is_number(k) and runtime_type(k) == kt and k == key:
+                return True, v
+        also = _NUMERIC_FALLBACK[kt]
+        for k, v in m.items():
+            if is_number(k) and runtime_type(k) in also and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
                 return True, v
         return False, None
     try:
