@@ -185,7 +185,7 @@ class Converter:
         raw_args = kids[1].children if len(kids) > 1 else []
         if name == "has":
             args = [self.convert(a, d) for a in raw_args]
-            if len(args) != 1 or not isinstance(args[0], Select):
+            if len(args) != 1 or not isinstance(args[0], Select) or args[0].optional:
                 raise ParseIssue("invalid argument to has() macro", pos)
             sel = args[0]
             return Select(sel.pos, sel.operand, sel.field, test_only=True)

@@ -30,11 +30,11 @@ member         : member_dot | member_dot_arg | member_index | member_object | pr
                | member_dot_opt | member_index_opt
 member_dot_opt : member "." "?" IDENT
 member_index_opt : member "[" "?" expr "]"
-list_lit       : "[" [listelems] "]"
-map_lit        : "{" [mapentries] "}"
-listelems      : _listelem ("," _listelem)*
+list_lit       : "[" [listelems] "]" | "[" "," "]"
+map_lit        : "{" [mapentries] "}" | "{" "," "}"
+listelems      : _listelem ("," _listelem)* [","]
 _listelem      : expr | opt_elem
-mapentries     : _listelem ":" expr ("," _listelem ":" expr)*
+mapentries     : _listelem ":" expr ("," _listelem ":" expr)* [","]
 opt_elem       : "?" expr
 """
 
@@ -42,7 +42,8 @@ opt_elem       : "?" expr
 @functools.cache
 def _lark() -> Lark:
     """cel-python's grammar plus CEL's optional syntax: selection (``a.?b``, ``a[?k]``) and optional entries in
-    list and map literals (``[?x]``, ``{?k: v}``)."""
+    list and map literals (``[?x]``, ``{?k: v}``), and a trailing comma in them (``[1, 2,]``, ``[,]``), as cel-go's
+    grammar allows."""
     grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
     original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
     literals = ('list_lit       : "[" [exprlist] "]"\n', 'map_lit        : "{" [mapinits] "}"\n')
