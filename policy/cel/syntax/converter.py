@@ -9,6 +9,7 @@ deep nesting never exhausts the Python stack; other nesting is limited to ``MAX_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +123,14 @@ class Converter:
         operand, name = kids
         return Select(_pos(name), self.convert(operand, d), str(name.value), optional=True)
 
+    def _member_dot_quoted(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids  # cel-go's escaped identifier: a.`b-c` selects the field "b-c"
+        return Select(_pos(name), self.convert(operand, d), str(name.value)[1:-1])
+
+    def _member_dot_opt_quoted(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids
+        return Select(_pos(name), self.convert(operand, d), str(name.value)[1:-1], optional=True)
+
     def _member_index_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, index = kids
         return Index(_pos(tree), self.convert(operand, d), self.convert(index, d), optional=True)
@@ -229,7 +238,13 @@ class Converter:
                 raise ParseIssue(f"unsigned integer literal {text} is out of range", _pos(token))
             return Uint(value)
         if kind == "FLOAT_LIT":
-            return float(text)
+            mantissa = text.lower().partition("e")[0]
+            if mantissa.endswith("."):  # cel-go's grammar wants a digit after the point: "5." is a syntax error
+                raise ParseIssue("Syntax error: no viable alternative at input '.'", _pos(token))
+            number = float(text)
+            if math.isinf(number):
+                raise ParseIssue("invalid double literal", _pos(token))
+            return number
         if kind in ("STRING_LIT", "MLSTRING_LIT"):
             return self.string_literal(token)
         if kind == "BYTES_LIT":

@@ -27,7 +27,10 @@ from gpupolicy.policy.cel.syntax.macros import ParseIssue
 _parser_lock = threading.Lock()
 _OPTIONAL_SYNTAX = """
 member         : member_dot | member_dot_arg | member_index | member_object | primary
-               | member_dot_opt | member_index_opt
+               | member_dot_opt | member_index_opt | member_dot_quoted | member_dot_opt_quoted
+member_dot_quoted : member "." QUOTED_IDENT
+member_dot_opt_quoted : member "." "?" QUOTED_IDENT
+QUOTED_IDENT   : /`[_a-zA-Z0-9. \\/-]+`/
 member_dot_opt : member "." "?" IDENT
 member_index_opt : member "[" "?" expr "]"
 list_lit       : "[" [listelems] "]" | "[" "," "]"
@@ -42,8 +45,8 @@ opt_elem       : "?" expr
 @functools.cache
 def _lark() -> Lark:
     """cel-python's grammar plus CEL's optional syntax: selection (``a.?b``, ``a[?k]``) and optional entries in
-    list and map literals (``[?x]``, ``{?k: v}``), and a trailing comma in them (``[1, 2,]``, ``[,]``), as cel-go's
-    grammar allows."""
+    list and map literals (``[?x]``, ``{?k: v}``), a trailing comma in them (``[1, 2,]``, ``[,]``), and field names
+    quoted with backticks (``a.`b-c```), as cel-go's grammar allows."""
     grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
     original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
     literals = ('list_lit       : "[" [exprlist] "]"\n', 'map_lit        : "{" [mapinits] "}"\n')
