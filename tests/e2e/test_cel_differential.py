@@ -150,6 +150,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     (f"device.attributes.`{DRIVER}`.productName == {A}.productName", None),
     ("{'a b': 1}.`a b` == 1 && {'a/b': 1}.`a/b` == 1", None),
     ("5. == 5.0", None),
+    ("[1, 2].exists_one(i, v, v == 1)", None),
     ("1.7976931348623157e309 > 0.0", None),
     ('[?optional.of(1), "a"].size() == 2', None),
     ('optional.of(1).value() == "a"', None),

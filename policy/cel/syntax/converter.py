@@ -26,7 +26,7 @@ _ARITH = {"addition_add": "_+_", "addition_sub": "_-_", "multiplication_mul": "_
           "multiplication_mod": "_%_"}  # fmt: skip
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
 _RECEIVER_MACROS = {"sortBy", "optMap", "optFlatMap"}
-_TWO_VAR = {"all", "exists", "existsOne", "transformList", "transformMap", "transformMapEntry"}
+_TWO_VAR = {"all", "exists", "existsOne", "exists_one", "transformList", "transformMap", "transformMapEntry"}
 
 
 def _pos(tree: Any) -> int:
@@ -144,7 +144,9 @@ class Converter:
         raw_args = kids[2].children if len(kids) > 2 else []
         pos = _pos(kids[1])
         target = self.convert(operand, d)
-        two_var = len(raw_args) == 3 if name in ("all", "exists", "existsOne") else name.startswith("transform")
+        two_var = (
+            len(raw_args) == 3 if name in ("all", "exists", "existsOne", "exists_one") else name.startswith("transform")
+        )
         if name in _TWO_VAR and two_var:
             return self._two_var(name, target, raw_args, pos, d)
         if name in _MACROS and raw_args:
