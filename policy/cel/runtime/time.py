@@ -278,13 +278,18 @@ def _zone_offset(t: Timestamp, tz: str) -> int:
         delta = zone.utcoffset(instant)
         return int(delta.total_seconds()) if delta is not None else 0
     head, _, tail = tz.partition(":")
-    hours, minutes = gostrconv.parse_int(head), gostrconv.parse_int(tail)
-    if hours is None:
-        raise EvalError(f'strconv.Atoi: parsing "{head}": invalid syntax')
-    if minutes is None:
-        raise EvalError(f'strconv.Atoi: parsing "{tail}": invalid syntax')
+    hours, minutes = _atoi(head), _atoi(tail)
     total = hours * 60 - minutes if tz.startswith("-") else hours * 60 + minutes
     return total * 60
+
+
+def _atoi(text: str) -> int:
+    """Go's ``strconv.Atoi``, with its error text."""
+    value = gostrconv.parse_int(text)
+    if value is None:
+        why = "value out of range" if re.fullmatch(r"[+-]?[0-9]+", text, re.ASCII) else "invalid syntax"
+        raise EvalError(f'strconv.Atoi: parsing "{text}": {why}')
+    return value
 
 
 def _fields(t: Timestamp, tz: str | None) -> tuple[int, int, int, int, int]:
