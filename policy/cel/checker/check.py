@@ -1,10 +1,11 @@
 """Check and compile a CEL syntax tree into Python closures.
 
-One pass does three things per node: infer a static type (rejecting what Kubernetes' type
-checker rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), estimate a worst-case
-cost (so an expression that could run too long is refused at compile time), and build a closure
-``fn(vars, meter)`` that evaluates the node. Closures raise :class:`EvalError` for CEL run-time
-errors; ``&&``, ``||``, ``all`` and ``exists`` absorb an error when the other side decides.
+One pass does two things per node: infer a static type (rejecting what Kubernetes' type checker
+rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), recorded per node in
+:attr:`Compiler.types` for the API server's cost estimate (:mod:`.cost`, a separate pass that refuses
+what could run too long), and build a closure ``fn(vars, meter)`` that evaluates the node.
+Closures raise :class:`EvalError` for CEL run-time errors; ``&&``, ``||``, ``all`` and ``exists``
+absorb an error when the other side decides.
 The :class:`Meter` charges every comprehension step and every size-dependent function call, and
 stops the evaluation with :class:`CostExceeded` once the budget is spent.
 """
@@ -48,18 +49,23 @@ def literal_type(value: object) -> StaticType:
 
 
 def const(value: object, pos: int = 0) -> Typed:
-    size = len(value) if isinstance(value, (str, bytes)) else 1
-    return Typed(lambda v, m: value, literal_type(value), 0, size, True)
+    return Typed(lambda v, m: value, literal_type(value), const=True)
 
 
 class Compiler:
     def __init__(self, variables: Mapping[str, StaticType], objects: ObjectFields) -> None:
         self.variables = dict(variables)
         self.objects = objects
-        self.scope: dict[str, tuple[StaticType, int]] = {}
+        self.scope: dict[str, StaticType] = {}
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
+        self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (checker.cost)
 
     def compile(self, node: Node) -> Typed:
+        typed = self._compile(node)
+        self.types[id(node)] = typed.type
+        return typed
+
+    def _compile(self, node: Node) -> Typed:
         if isinstance(node, Literal):
             return const(node.value, node.pos)
         if isinstance(node, Ident):
@@ -88,13 +94,12 @@ class Compiler:
     def _ident(self, node: Ident) -> Typed:
         name = node.name
         if name in self.scope:
-            t, size = self.scope[name]
-            return Typed(lambda v, m: v[name], t, 1, size)
+            return Typed(lambda v, m: v[name], self.scope[name])
         if name in self.variables:
-            return Typed(lambda v, m: v[name], self.variables[name], 1)
+            return Typed(lambda v, m: v[name], self.variables[name])
         if name in TYPE_NAMES:
             value = TypeValue(name)
-            return Typed(lambda v, m: value, "type", 0, 1, True)
+            return Typed(lambda v, m: value, "type", const=True)
         raise undeclared(name, node.pos)
 
     def _select(self, node: Select) -> Typed:
@@ -109,7 +114,7 @@ class Compiler:
                 )
             opt = node.optional
             t = optional_of(self._field_type(operand.type, field, node.pos))
-            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), t, operand.cost + 1)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), t)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -123,10 +128,10 @@ class Compiler:
             what = "has() macro" if node.test_only else "field selection"
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
-            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool")
         base, keys = operand.path or (fn, ())
         path = (base, (*keys, field))
-        return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
+        return Typed(_lookup_chain(*path), result_type, path=path)
 
     def _field_type(self, t: StaticType, field: str, pos: int) -> StaticType:
         """The type of ``field`` selected from a value of type ``t`` (or from inside an optional of it)."""
@@ -151,10 +156,8 @@ class Compiler:
             if ck == "map" and not assignable(key.type, container[1]):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
-            cost = operand.cost + key.cost + 1
-            elem = container[-1] if ck in ("list", "map") else DYN
-            t = optional_of(elem)
-            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), t, cost)
+            t = optional_of(container[-1] if ck in ("list", "map") else DYN)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), t)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
@@ -175,8 +178,8 @@ class Compiler:
         if isinstance(node.index, Literal) and isinstance(node.index.value, str) and k != "list":
             base, keys = operand.path or (ofn, ())
             path = (base, (*keys, node.index.value))
-            return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
-        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
+            return Typed(_lookup_chain(*path), result_type, path=path)
+        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type)
 
     # --- literals -----------------------------------------------------------------------
 
@@ -189,11 +192,10 @@ class Compiler:
         else:
             elem = _homogeneous([(t, n.pos) for t, n in zip(types, node.items)])
         fns = [item.fn for item in items]
-        cost = sum(item.cost for item in items) + 1
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
         if node.optional:
-            return Typed(optional_list(fns, node.optional), ("list", elem), cost, len(items))
-        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items), constant)
+            return Typed(optional_list(fns, node.optional), ("list", elem))
+        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), const=constant)
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
@@ -217,7 +219,6 @@ class Compiler:
             )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
-        cost = sum(k.cost + val.cost for k, val in entries) + 1
         optional = node.optional
 
         def build(v: Vars, m: Meter) -> object:
@@ -239,17 +240,17 @@ class Compiler:
             return out
 
         constant = not optional and all(k.const and val.const for k, val in entries)
-        return Typed(build, t, cost, len(entries), constant)
+        return Typed(build, t, const=constant)
 
     # --- macros ---------------------------------------------------------------------------
 
-    def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
-        return self.with_vars([(name, t, size)], body)
+    def with_var(self, name: str, t: StaticType, body: Node) -> Typed:
+        return self.with_vars([(name, t)], body)
 
-    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed:
-        saved = {name: self.scope.get(name) for name, _, _ in bindings}
-        for name, t, size in bindings:
-            self.scope[name] = (t, size)
+    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node) -> Typed:
+        saved = {name: self.scope.get(name) for name, _ in bindings}
+        for name, t in bindings:
+            self.scope[name] = t
         try:
             return self.compile(body)
         finally:
@@ -261,7 +262,7 @@ class Compiler:
 
     def _bind(self, node: Bind) -> Typed:
         init = self.compile(node.init)
-        body = self.with_var(node.var, init.type, init.size, node.body)
+        body = self.with_var(node.var, init.type, node.body)
         name, ifn, bfn = node.var, init.fn, body.fn
         missing = object()
 
@@ -276,7 +277,7 @@ class Compiler:
                 else:
                     v[name] = saved
 
-        return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+        return replace(body, fn=run, const=False)
 
 
 _MAP_KEY_KINDS = frozenset(

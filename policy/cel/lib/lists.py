@@ -196,32 +196,6 @@ def _square(n: int) -> int:
     return 2 * n * n  # sort and distinct compare every pair (ext.Lists' cost factor 2)
 
 
-def estimate(name: str, sizes: Sequence[int], constants: Sequence[object]) -> tuple[int, int] | None:
-    """(cost, result size) of an ext.Lists call, after cel-go's estimators: the size of the list it builds,
-    times the flatten depth, or twice the square of the size for ``sort``, ``sortBy`` and ``distinct``."""
-
-    def constant(i: int, default: int) -> int:  # ext's nodeAsUintValue: a negative int literal counts as 0
-        value = constants[i] if i < len(constants) else None
-        if not isinstance(value, int) or isinstance(value, (bool, Uint)):
-            return default
-        return max(value, 0)
-
-    if name == "lists.range":
-        size = constant(0, MAX_RANGE)
-        return size, size
-    if name == "slice":
-        size = (constant(2, sizes[0]) - constant(1, 0)) % 2**64  # uint64 arithmetic: end < start is huge
-        return size, size
-    if name in ("reverse", "flatten"):
-        depth = constant(1, 1) if name == "flatten" else 1
-        return sizes[0] * max(depth, 1), sizes[0]
-    if name in ("sort", "distinct"):
-        return _square(sizes[0]), sizes[0]
-    if name == "@sortByAssociatedKeys":
-        return _square(sizes[1]), sizes[0]
-    return None
-
-
 def charge(name: str, args: Sequence[object], result: object) -> int:
     """The run-time cost of an ext.Lists call (cel-go's trackers): the size of the list it built, the input size
     times the flatten depth, or twice the square of the input for ``sort`` and ``distinct``."""

@@ -35,7 +35,7 @@ FORMS = [
 
 def _compiles(expression: str) -> bool:
     try:
-        compile_expression(f"{expression} == {expression}")
+        compile_expression(f"[{expression}].size() == 1")
     except DiagnosticError:
         return False
     return True
