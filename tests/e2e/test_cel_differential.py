@@ -155,6 +155,12 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     (f"device.attributes.`{DRIVER}`.productName == {A}.productName", None),
     ("{'a b': 1}.`a b` == 1 && {'a/b': 1}.`a/b` == 1", None),
     ("5. == 5.0", None),
+    ('[dyn(1), "a"].size() == 2', None),  # cel-go's validator: dyn is a type of its own in a literal
+    ("[[1], [dyn(1)]].size() == 2 || [[1], []].size() == 2", None),
+    (f'[{A}.productName, "a"].size() == 2', None),
+    ('{"a": 1, "b": dyn(2)}.size() == 2', None),
+    ("[optional.of(dyn(1)), optional.of(1)].size() == 2", None),
+    ("[optional.none(), optional.of(1)].size() == 2 && [{}, {'a': 1}].size() == 2", None),
     ("[1, 2].exists_one(i, v, v == 1)", None),
     ("1.7976931348623157e309 > 0.0", None),
     ('[?optional.of(1), "a"].size() == 2', None),

@@ -190,7 +190,9 @@ class Compiler:
         if id(node) in self.heterogeneous_ok:
             elem = DYN
         else:
-            elem = _homogeneous([(t, n.pos) for t, n in zip(types, node.items)])
+            elem = _homogeneous(
+                [(t, n.pos, _literal_type(t, n, i in node.optional)) for i, (t, n) in enumerate(zip(types, node.items))]
+            )
         fns = [item.fn for item in items]
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
         if node.optional:
@@ -209,10 +211,16 @@ class Compiler:
             if exempt
             else (
                 "map",
-                _homogeneous([(k.type, kn.pos) for (k, _), (kn, _) in zip(entries, node.entries)]),
+                _homogeneous(
+                    [(k.type, kn.pos, _literal_type(k.type, kn)) for (k, _), (kn, _) in zip(entries, node.entries)]
+                ),
                 _homogeneous(
                     [
-                        (optional_inner(val.type) if i in node.optional else val.type, vn.pos)
+                        (
+                            optional_inner(val.type) if i in node.optional else val.type,
+                            vn.pos,
+                            _literal_type(val.type, vn, i in node.optional),
+                        )
                         for i, ((_, val), (_, vn)) in enumerate(zip(entries, node.entries))
                     ]
                 ),
@@ -324,15 +332,49 @@ def _check_optional_entries(optional: frozenset[int], values: list[Typed], nodes
             )
 
 
-def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:
-    """Kubernetes enables homogeneous aggregate literals: ``[1, "a"]`` is a type error."""
+_FREE = "_free"  # a type parameter cel-go leaves open: the element of [] and {}, the value of optional.none()
+
+
+def _literal_type(t: StaticType, node: Node, optional_entry: bool = False) -> StaticType:
+    """The type cel-go's homogeneous-literal validator sees for one element: its checked type, where ``dyn`` is a
+    type like any other, except that the empty literals and ``optional.none()`` leave their parameters open."""
+    if optional_entry:
+        inner = _literal_type(t, node)
+        return inner[1] if isinstance(inner, tuple) and inner[0] == "optional" else DYN
+    if isinstance(node, ListLit) and not node.items:
+        return ("list", _FREE)
+    if isinstance(node, MapLit) and not node.entries:
+        return ("map", _FREE, _FREE)
+    if isinstance(node, Call) and node.name == "none" and isinstance(node.target, Ident) and not node.args:
+        return ("optional", _FREE) if node.target.name == "optional" else t
+    return t
+
+
+def _equivalent(a: StaticType, b: StaticType) -> bool:
+    """cel-go's ``IsEquivalentType``, with open parameters (``_FREE``) matching anything."""
+    if _FREE in (a, b):
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and a[0] == b[0] and all(map(_equivalent, a[1:], b[1:]))
+    return a == b
+
+
+def _shown(t: StaticType) -> str:
+    return type_name(t).replace(_FREE, "dyn")
+
+
+def _homogeneous(types: list[tuple[StaticType, int, StaticType]]) -> StaticType:
+    """Kubernetes validates homogeneous aggregate literals: every element's type must be equivalent to the first's
+    (``[1, "a"]``, ``[dyn(1), "a"]`` and ``[[1], [dyn(1)]]`` are type errors; ``[[1], []]`` is not)."""
     if not types:
         return DYN
-    common = types[0][0]
-    for t, pos in types[1:]:
-        if not assignable(common, t):
-            raise CompileIssue("cel_type_error", f"expected type '{type_name(common)}' but found '{type_name(t)}'", pos)
+    common, first = types[0][0], types[0][2]
+    for t, pos, seen in types[1:]:
+        if not _equivalent(first, seen) or not assignable(common, t):
+            raise CompileIssue("cel_type_error", f"expected type '{_shown(first)}' but found '{_shown(seen)}'", pos)
         common = join(common, t)
+        if _FREE in str(first):  # the first element's open parameters take the next element's types
+            first = seen
     return common
 
 
