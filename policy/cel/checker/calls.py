@@ -21,7 +21,7 @@ from gpupolicy.policy.cel.core import (
     no_overload,
     undeclared,
 )
-from gpupolicy.policy.cel.lib import functions, strings
+from gpupolicy.policy.cel.lib import functions, lists, optionals, strings
 from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
 from gpupolicy.policy.cel.runtime import ops
 from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
@@ -189,6 +189,9 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
 # --- library functions ------------------------------------------------------------------
 
 
+_RESULT_TYPES = {**lists.RESULT_TYPES, **optionals.RESULT_TYPES}
+
+
 def _resolve(compiler: Checker, node: Call) -> tuple[str, list[functions.Overload], bool]:
     """Return (display name, overloads, is_member) for a call, or raise an undeclared reference."""
     target = node.target
@@ -215,18 +218,26 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     ]
     if name.startswith("sets.") and len(types) == 2 and not assignable(types[0], types[1]):
         candidates = []
+    results = {o.result for o in candidates}
+    result = results.pop() if len(results) == 1 else DYN
+    if candidates and name in _RESULT_TYPES:  # list(T) in, list(T) out; optional_type(T) in, T out
+        computed = _RESULT_TYPES[name](types)
+        candidates = candidates if computed is not None else []
+        result = computed if computed is not None else result
     if not candidates:
         raise no_overload(name, node.pos, *types)
     _check_constant_arguments(name, node, args)
-    results = {o.result for o in candidates}
-    result = results.pop() if len(results) == 1 else DYN
     fns = [a.fn for a in args]
-    linear = name in functions.LINEAR_COST
+    linear = name in functions.LINEAR_COST or name in lists.LINEAR
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
     if name in functions.RESULT_COST:
         run = _charging_result(run)
 
+    if name == "sum" and member and result in lists.SUM_ZERO:  # an empty list sums to its type's zero
+        run = _zero_for_empty(run, lists.SUM_ZERO[str(result)])
+    if name in lists.TRACKED:  # pays for the list it builds, as cel-go's trackers
+        return Typed(_tracked(name, fns, functions.dispatcher(name, overloads, len(args))), result)
     if name in CONVERSIONS and not member and len(args) == 1 and args[0].const:
         return _fold(run, result, node)
     return Typed(run, result)
@@ -248,6 +259,26 @@ def _fold(run: Fn, result: StaticType, node: Call) -> Typed:
 
 
 COST_UNLIMITED = 1 << 62
+
+
+def _zero_for_empty(run: Fn, zero: object) -> Fn:
+    def summed(v: Vars, m: Meter) -> object:
+        total = run(v, m)
+        return zero if total == 0 and type(total) is int else total
+
+    return summed
+
+
+def _tracked(name: str, fns: Sequence[Fn], choose: Callable[[Sequence[object]], object]) -> Fn:
+    """An ext.Lists call that pays for the list it builds (or the pairs it compares), as cel-go's trackers."""
+
+    def charged(v: Vars, m: Meter) -> object:
+        values = [f(v, m) for f in fns]
+        result = choose(values)
+        m.charge(1 + lists.charge(name, values, result))
+        return result
+
+    return charged
 
 
 _SIZED = (str, bytes, list, tuple)
@@ -338,3 +369,16 @@ def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> N
             functions.GLOBAL[name][0].impl(literal_args[0].value)
         except EvalError as err:
             raise CompileIssue("cel_compile_error", str(err), literal_args[0].pos) from None
+    elif name in ("duration", "timestamp") and node.target is None and len(node.args) == 1:
+        _check_time_literal(name, node.args[0], args[0])
+
+
+def _check_time_literal(name: str, node: Node, arg: Typed) -> None:
+    """cel-go's ``ValidateDurationLiterals`` and ``ValidateTimestampLiterals`` (Kubernetes 1.29+): a literal
+    argument is converted when the expression is compiled, and a bad one is a compile error."""
+    if not isinstance(node, Literal) or isinstance(node.value, bool) or not isinstance(node.value, (str, int)):
+        return
+    try:
+        functions.dispatch(name, functions.GLOBAL[name], [node.value])
+    except EvalError as err:
+        raise CompileIssue("cel_compile_error", f"invalid {name} argument: {err}", node.pos) from None

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp, duration_string, timestamp_string
 from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, runtime_type
 
 MAX_PRECISION = 1_000_000  # Go's fmt refuses a wider precision; the widest %f result still fits MAX_STRING
@@ -204,6 +205,10 @@ def to_string(value: object) -> str:
             raise EvalError("invalid UTF-8 in bytes, cannot convert to string") from None
     if value.__class__.__name__ in ("IP", "CIDR"):
         return str(value)
+    if isinstance(value, Duration):
+        return duration_string(value)
+    if isinstance(value, Timestamp):
+        return timestamp_string(value)
     raise EvalError(f"no such overload: string({runtime_type(value)})")
 
 
@@ -238,6 +243,8 @@ def _display(out: _Builder, value: object, nested: bool) -> None:
         out.add('"')
         out.add(value)
         out.add('"')
+    elif nested and isinstance(value, (Duration, Timestamp)):  # cel-go prints them as CEL literals in a list
+        out.add(f'{"duration" if isinstance(value, Duration) else "timestamp"}("{to_string(value)}")')
     else:
         out.add(to_string(value))
 

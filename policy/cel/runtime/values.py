@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
+from gpupolicy.policy.cel.runtime.time import compare as time_compare
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
@@ -95,6 +97,13 @@ def runtime_type(value: object) -> str:
         return "type"
     if isinstance(value, OptionalValue):
         return "optional_type"
+    if isinstance(value, Duration):
+        return "google.protobuf.Duration"
+    if isinstance(value, Timestamp):
+        return "google.protobuf.Timestamp"
+    cel_type = getattr(value, "CEL_TYPE", None)
+    if isinstance(cel_type, str):
+        return cel_type
     name = value.__class__.__name__
     if name in ("IP", "CIDR"):
         return f"net.{name}"
@@ -134,7 +143,9 @@ _SIMPLE = frozenset({str, int, bool, bytes})
 # Kubernetes' library types: their Equal answers "no such overload" (an error) for a value of another type
 # (k8s.io/apiserver pkg/cel: Quantity, Semver and URL via types.MaybeNoSuchOverloadErr, IP and CIDR via
 # types.ValOrErr), where cel-go's own types answer false.
-_LIBRARY_TYPES = frozenset({"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR"})
+_LIBRARY_TYPES = frozenset(
+    {"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR", "kubernetes.NamedFormat"}
+)
 
 
 def _equal(a: object, b: object) -> bool | None:
@@ -194,8 +205,13 @@ def cel_not_equal(a: object, b: object) -> bool:
     return _equal(a, b) is not True
 
 
+_NUMERIC_FALLBACK = {"double": ("int", "uint"), "int": ("uint",), "uint": ("int",)}
+
+
 def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
-    """Find ``key`` in a CEL map: numeric keys match across int/uint/double, bools never match numbers."""
+    """Find ``key`` in a CEL map as cel-go's ``Find``: a key of the same type first; then a double key also finds an
+    equal int or uint key, an int key an equal uint key and a uint key an equal int key (an int never finds a double
+    key: ``1 in {1.0: "a"}`` is false); bools never match numbers."""
     if type(key) is str:
         try:
             return True, m[key]
@@ -207,8 +223,13 @@ def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
                 return True, v
         return False, None
     if is_number(key):
+        kt = runtime_type(key)
         for k, v in m.items():
-            if is_number(k) and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
+            if is_number(k) and runtime_type(k) == kt and k == key:
+                return True, v
+        also = _NUMERIC_FALLBACK[kt]
+        for k, v in m.items():
+            if is_number(k) and runtime_type(k) in also and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
                 return True, v
         return False, None
     try:
@@ -227,4 +248,7 @@ def compare(a: object, b: object) -> int | None:
     for cls in (bool, str, bytes):
         if isinstance(a, cls) and isinstance(b, cls):
             return (a > b) - (a < b)  # type: ignore[operator]
+    for tcls in (Duration, Timestamp):
+        if isinstance(a, tcls) and isinstance(b, tcls):
+            return time_compare(a, b)
     raise EvalError(f"no such overload: {runtime_type(a)} < {runtime_type(b)}")
