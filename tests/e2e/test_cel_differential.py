@@ -104,6 +104,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     (f'int({EMPTY} + "\u0661\u0662") == 12', None),
     (f'double({EMPTY} + "1e400") > 0.0', None),
     (f'double({EMPTY} + "0x1p-2") == 0.25', None),
+    (f"cel.bind(x, {C}.shares, true)", None),  # fixed: cel.bind is lazy, the unread init is not evaluated
+    ("cel.bind(x, 1 / 0, device.allowMultipleAllocations || x == 1)", None),
     # ordinary selectors, for the agreement rate and as a check that the common case stays exact
     (f"{A}.nokey == 1", None),
     (f"{A}.?nokey.orValue(1) == 1", None),

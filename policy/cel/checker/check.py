@@ -54,6 +54,7 @@ class Compiler:
         self.variables = dict(variables)
         self.objects = objects
         self.scope: dict[str, tuple[StaticType, int]] = {}
+        self.lazy: set[str] = set()  # the names in scope bound by cel.bind, read through a _Lazy cell
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
 
     def compile(self, node: Node) -> Typed:
@@ -86,6 +87,8 @@ class Compiler:
         name = node.name
         if name in self.scope:
             t, size = self.scope[name]
+            if name in self.lazy:
+                return Typed(lambda v, m: _force(v[name]), t, 1, size)
             return Typed(lambda v, m: v[name], t, 1, size)
         if name in self.variables:
             return Typed(lambda v, m: v[name], self.variables[name], 1)
@@ -203,28 +206,33 @@ class Compiler:
     def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
         return self.with_vars([(name, t, size)], body)
 
-    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed:
-        saved = {name: self.scope.get(name) for name, _, _ in bindings}
+    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node, lazy: bool = False) -> Typed:
+        saved = {name: (self.scope.get(name), name in self.lazy) for name, _, _ in bindings}
         for name, t, size in bindings:
             self.scope[name] = (t, size)
+            (self.lazy.add if lazy else self.lazy.discard)(name)
         try:
             return self.compile(body)
         finally:
-            for name, old in saved.items():
+            for name, (old, was_lazy) in saved.items():
                 if old is None:
                     self.scope.pop(name, None)
                 else:
                     self.scope[name] = old
+                (self.lazy.add if was_lazy else self.lazy.discard)(name)
 
     def _bind(self, node: Bind) -> Typed:
+        """``cel.bind(var, init, body)``: as in cel-go, ``init`` runs when ``body`` first reads ``var`` (in the scope
+        of the ``cel.bind``), at most once; a binding the body never reads is never evaluated, so its errors do
+        not count (``cel.bind(x, 1 / 0, true)`` is true)."""
         init = self.compile(node.init)
-        body = self.with_var(node.var, init.type, init.size, node.body)
+        body = self.with_vars([(node.var, init.type, init.size)], node.body, lazy=True)
         name, ifn, bfn = node.var, init.fn, body.fn
         missing = object()
 
         def run(v: Vars, m: Meter) -> object:
             saved = v.get(name, missing)
-            v[name] = ifn(v, m)
+            v[name] = _Lazy(ifn, dict(v), m)
             try:
                 return bfn(v, m)
             finally:
@@ -234,6 +242,32 @@ class Compiler:
                     v[name] = saved
 
         return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+
+
+class _Lazy:
+    """A ``cel.bind`` value not computed yet: the init closure and a copy of the variables it may read."""
+
+    __slots__ = ("done", "error", "fn", "meter", "value", "vars")
+
+    def __init__(self, fn: Fn, variables: Vars, meter: Meter) -> None:
+        self.fn, self.vars, self.meter = fn, variables, meter
+        self.done = False
+        self.value: object = None
+        self.error: Exception | None = None
+
+
+def _force(x: object) -> object:
+    if not isinstance(x, _Lazy):
+        return x
+    if not x.done:
+        x.done = True
+        try:
+            x.value = x.fn(x.vars, x.meter)
+        except Exception as exc:  # an evaluation error is the bound value, as in cel-go
+            x.error = exc
+    if x.error is not None:
+        raise x.error
+    return x.value
 
 
 def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:
