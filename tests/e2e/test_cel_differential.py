@@ -64,6 +64,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('{"a": 1, "b": "x"}.size() == 2', None),
     ('[1, 2]["a"] == 1', None),
     ('{"a": 1}[1] == 1', None),
+    ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
+    ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
     ("!" * 150 + "true", REFUSED_ONLY_BY_US),
     ("1" + " + 1" * 200 + " > 0", REFUSED_ONLY_BY_US),

@@ -324,7 +324,8 @@ GLOBAL: dict[str, list[Overload]] = {
     "int": [_o((t,), INT, _to_int) for t in (INT, UINT, DBL, STR)],
     "uint": [_o((t,), UINT, _to_uint) for t in (INT, UINT, DBL, STR)],
     "double": [_o((t,), DBL, _to_double) for t in (INT, UINT, DBL, STR)],
-    "string": [_o((DYN,), STR, strings.to_string)],
+    # cel-go's string overloads plus Kubernetes' string(ip) and string(cidr); none for quantity, semver or url
+    "string": [_o((t,), STR, strings.to_string) for t in (INT, UINT, DBL, STR, BOOL, BYTES, "ip", "cidr")],
     "bool": [_o((BOOL,), BOOL, _to_bool), _o((STR,), BOOL, _to_bool)],
     "bytes": [_o((STR,), BYTES, _to_bytes), _o((BYTES,), BYTES, _to_bytes)],
     "type": [_o((DYN,), "type", _type_of)],
