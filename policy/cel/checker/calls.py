@@ -176,6 +176,9 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
     k = kind(container.type)
     if k not in ("list", "map", "dyn") or (k != "dyn" and not assignable(item.type, container.type[1])):
         raise no_overload("@in", node.pos, item.type, container.type)
+    if isinstance(node.args[1], ListLit) and not node.args[1].items:
+        # cel-go's OptOptimize turns `x in []` into the constant false: x is never evaluated, its errors do not count
+        return Typed(lambda v, m: False, "bool", item.cost + container.cost + 1, 1, True)
     f, c = item.fn, container.fn
 
     def run(v: Vars, m: Meter) -> object:
