@@ -27,11 +27,11 @@ from gpupolicy.policy.cel.runtime import ops
 from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
 
 _ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
-_CMP: dict[str, Callable[[int | None], bool]] = {
-    "_<_": lambda c: c is not None and c < 0,
-    "_<=_": lambda c: c is not None and c <= 0,
-    "_>_": lambda c: c is not None and c > 0,
-    "_>=_": lambda c: c is not None and c >= 0,
+_CMP: dict[str, Callable[[int], bool]] = {
+    "_<_": lambda c: c < 0,
+    "_<=_": lambda c: c <= 0,
+    "_>_": lambda c: c > 0,
+    "_>=_": lambda c: c >= 0,
 }
 
 
@@ -138,7 +138,14 @@ def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
     if not ops.comparable(a.type, b.type):
         raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, test = a.fn, b.fn, _CMP[node.name]
-    return Typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool", a.cost + b.cost + 1, 1)
+
+    def run(v: Vars, m: Meter) -> object:
+        order = compare(af(v, m), bf(v, m))
+        if order is None:  # cel-go's Double.Compare: NaN is not ordered, the comparison is an error
+            raise EvalError("NaN values cannot be ordered")
+        return test(order)
+
+    return Typed(run, "bool", a.cost + b.cost + 1, 1)
 
 
 def _arith(node: Call, args: Sequence[Typed]) -> Typed:
