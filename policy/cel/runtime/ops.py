@@ -18,7 +18,7 @@ from gpupolicy.policy.cel.runtime.values import (
     UINT64_MAX,
     OptionalValue,
     Uint,
-    cel_equal,
+    cel_not_equal,
     map_lookup,
     runtime_type,
 )
@@ -143,7 +143,8 @@ def contains(item: object, container: object) -> bool:
     if isinstance(container, Mapping):
         return map_lookup(container, item)[0]
     if isinstance(container, (list, tuple)):
-        return any(cel_equal(item, x) for x in container)
+        # cel-go's baseList.Contains: an element whose comparison errors is just not a match
+        return any(not cel_not_equal(item, x) for x in container)
     raise EvalError(f"no such overload: {runtime_type(item)} in {runtime_type(container)}")
 
 
