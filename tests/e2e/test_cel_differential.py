@@ -111,6 +111,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     (f"{C}.shares in []", None),  # fixed: `x in []` is the constant false, x is not evaluated
     (f'{A}.driverVersion in [ip("::1")]', None),  # fixed: an element comparison that errors is no match
     ('1 <= double("NaN")', None),  # fixed: NaN is not ordered, an error as in cel-go
+    (f'{A}.?type.orValue({A}.profile) == "gpu"', None),  # fixed: orValue's alternative is evaluated lazily
     # ordinary selectors, for the agreement rate and as a check that the common case stays exact
     (f"{A}.nokey == 1", None),
     (f"{A}.?nokey.orValue(1) == 1", None),

@@ -24,7 +24,7 @@ from gpupolicy.policy.cel.core import (
 from gpupolicy.policy.cel.lib import functions, strings
 from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
+from gpupolicy.policy.cel.runtime.values import OptionalValue, cel_equal, cel_not_equal, compare, runtime_type
 
 _ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
 _CMP: dict[str, Callable[[int], bool]] = {
@@ -240,6 +240,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
         static_cost += (args[0].size * args[1].size) // 10
 
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
+    if member and name in ("or", "orValue"):
+        run = _optional_or(fns[0], fns[1], unwrap=name == "orValue")
     if name in functions.RESULT_COST:
         run = _charging_result(run)
 
@@ -283,6 +285,21 @@ def _charging_result(run: Fn) -> Fn:
         return result
 
     return charged
+
+
+def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:
+    """``o.or(p)`` and ``o.orValue(x)`` short-circuit as in cel-go (``evalOptionalOr``/``evalOptionalOrValue``):
+    the alternative is evaluated only when ``o`` is empty, so its errors do not count otherwise."""
+
+    def run(v: Vars, m: Meter) -> object:
+        opt = lhs(v, m)
+        if not isinstance(opt, OptionalValue):
+            raise EvalError(f"no such overload: {runtime_type(opt)}.{'orValue' if unwrap else 'or'}")
+        if opt.present:
+            return opt.value if unwrap else opt
+        return rhs(v, m)
+
+    return run
 
 
 def _call_closure(
