@@ -18,6 +18,7 @@ from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, Li
 from gpupolicy.policy.cel.checker.calls import compile_call
 from gpupolicy.policy.cel.checker.comprehensions import compile_comprehension
 from gpupolicy.policy.cel.core import (
+    ANY,
     DYN,
     TYPE_NAMES,
     CompileIssue,
@@ -161,7 +162,7 @@ class Compiler:
         if id(node) in self.heterogeneous_ok:
             elem = DYN
         else:
-            elem = _homogeneous([(i.type, n.pos) for i, n in zip(items, node.items)])
+            elem = _homogeneous([(i.type, n.pos, _explicit_dyn(n)) for i, n in zip(items, node.items)])
         fns = [item.fn for item in items]
         cost = sum(item.cost for item in items) + 1
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
@@ -178,8 +179,8 @@ class Compiler:
             if exempt
             else (
                 "map",
-                _homogeneous([(k.type, kn.pos) for (k, _), (kn, _) in zip(entries, node.entries)]),
-                _homogeneous([(val.type, vn.pos) for (_, val), (_, vn) in zip(entries, node.entries)]),
+                _homogeneous([(k.type, kn.pos, _explicit_dyn(kn)) for (k, _), (kn, _) in zip(entries, node.entries)]),
+                _homogeneous([(v.type, vn.pos, _explicit_dyn(vn)) for (_, v), (_, vn) in zip(entries, node.entries)]),
             )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
@@ -270,16 +271,35 @@ def _force(x: object) -> object:
     return x.value
 
 
-def _homogeneous(types: list[tuple[StaticType, int]]) -> StaticType:
-    """Kubernetes enables homogeneous aggregate literals: ``[1, "a"]`` is a type error."""
+def _homogeneous(types: list[tuple[StaticType, int, bool]]) -> StaticType:
+    """Kubernetes enables homogeneous aggregate literals: every element's type must be equivalent to the first's,
+    exactly (cel-go's ``IsEquivalentType``): ``[1, "a"]``, ``[dyn(1), "a"]`` and ``["a", <attribute>]`` (an attribute
+    value is cel-go's ``any``, not ``string``) are type errors; ``[dyn(1), dyn("a")]`` is fine. The third element
+    says the item is a ``dyn(...)`` call, whose type is exactly ``dyn``; elsewhere our ``dyn`` can stand for a type
+    cel-go infers and we do not, so it still matches anything but an attribute value."""
     if not types:
         return DYN
-    common = types[0][0]
-    for t, pos in types[1:]:
-        if not assignable(common, t):
+    common, _, common_dyn = types[0]
+    for t, pos, explicit_dyn in types[1:]:
+        same = t == DYN and common == DYN if common_dyn or explicit_dyn else _equivalent(common, t)
+        if not same:
             raise CompileIssue("cel_type_error", f"expected type '{type_name(common)}' but found '{type_name(t)}'", pos)
         common = join(common, t)
     return common
+
+
+def _equivalent(a: StaticType, b: StaticType) -> bool:
+    if a == ANY or b == ANY:
+        return a == b
+    if a == DYN or b == DYN:
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and a[0] == b[0] and all(map(_equivalent, a[1:], b[1:]))
+    return a == b
+
+
+def _explicit_dyn(node: Node) -> bool:
+    return isinstance(node, Call) and node.name == "dyn" and node.target is None and len(node.args) == 1
 
 
 def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:
