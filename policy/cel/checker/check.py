@@ -133,6 +133,10 @@ class Compiler:
         if node.optional or k == "optional":
             if k not in ("map", "list", "dyn", "optional"):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
+            # the key's type as for _[_]: <K, V>(map(K, V), K) and (list(V), int)
+            wrong_map_key = k == "map" and not assignable(key.type, operand.type[1])
+            if wrong_map_key or (k == "list" and kk not in ("int", "dyn")):
+                raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
             return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
