@@ -68,6 +68,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     (f'["gpu", {A}.type].size() == 2', None),  # fixed: an attribute value is `any`, not `string`
     (f"{A}.productName.exists(c, true)", None),  # fixed: `any` cannot be a comprehension's range
     ('{1: 2}[?"a"].orValue(0) > 0', None),  # fixed: the key of an optional index is type-checked
+    ("[1.5].sum() == 1", None),  # fixed: list(T).sum() is T
+    ("2.0 + [].sum() > 1.0", None),
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from gpupolicy.policy.cel.ast import Call, Ident, ListLit, Literal, MapLit, Node, children
 from gpupolicy.policy.cel.core import (
+    ANY,
     DYN,
     Checker,
     CompileIssue,
@@ -231,6 +232,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     _check_constant_arguments(name, node, args)
     results = {o.result for o in candidates}
     result = results.pop() if len(results) == 1 else DYN
+    if member and name in _LIST_ELEMENT_FUNCTIONS and kind(types[0]) == "list":
+        result = _list_element_result(name, node, types[0][1], result)
     fns = [a.fn for a in args]
     linear = name in functions.LINEAR_COST
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
@@ -285,6 +288,23 @@ def _charging_result(run: Fn) -> Fn:
         return result
 
     return charged
+
+
+# Kubernetes' lists library declares these per element type (``summableTypes``, ``comparableTypes``).
+_SUMMABLE = ("int", "uint", "double", "duration")
+_COMPARABLE = ("int", "uint", "double", "bool", "duration", "timestamp", "string", "bytes")
+_LIST_ELEMENT_FUNCTIONS = {"sum": _SUMMABLE, "min": _COMPARABLE, "max": _COMPARABLE, "isSorted": _COMPARABLE}
+
+
+def _list_element_result(name: str, node: Call, elem: StaticType, result: StaticType) -> StaticType:
+    """``list(T).sum()``, ``min()``, ``max()`` are ``T`` (a compile error for a T without the overload), as cel-go
+    resolves Kubernetes' per-type overloads; on ``[]`` cel-go picks the first overload, ``int``."""
+    if elem in (DYN, ANY):
+        empty = isinstance(node.target, ListLit) and not node.target.items
+        return "int" if empty and name != "isSorted" else result
+    if kind(elem) not in _LIST_ELEMENT_FUNCTIONS[name]:
+        raise no_overload(name, node.pos, ("list", elem))
+    return result if name == "isSorted" else elem
 
 
 def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:
