@@ -70,6 +70,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('{1: 2}[?"a"].orValue(0) > 0', None),  # fixed: the key of an optional index is type-checked
     ("[1.5].sum() == 1", None),  # fixed: list(T).sum() is T
     ("2.0 + [].sum() > 1.0", None),
+    ("[optional.of(1).value(), 2].size() == 2", None),  # optionals carry their value's type
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries

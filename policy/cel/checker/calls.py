@@ -234,6 +234,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     result = results.pop() if len(results) == 1 else DYN
     if member and name in _LIST_ELEMENT_FUNCTIONS and kind(types[0]) == "list":
         result = _list_element_result(name, node, types[0][1], result)
+    if name in _OPTIONAL_FUNCTIONS:
+        result = _optional_result(name, types, result)
     fns = [a.fn for a in args]
     linear = name in functions.LINEAR_COST
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
@@ -305,6 +307,24 @@ def _list_element_result(name: str, node: Call, elem: StaticType, result: Static
     if kind(elem) not in _LIST_ELEMENT_FUNCTIONS[name]:
         raise no_overload(name, node.pos, ("list", elem))
     return result if name == "isSorted" else elem
+
+
+_OPTIONAL_FUNCTIONS = frozenset({"optional.of", "optional.ofNonZeroValue", "optional.none", "value", "orValue", "or"})
+
+
+def _optional_result(name: str, types: list[StaticType], result: StaticType) -> StaticType:
+    """Optionals carry their value's type, as cel-go's ``optional_type(T)``: ``optional.of(1).value()`` is an int,
+    ``device.attributes["d"].?x.orValue("")`` the attribute type."""
+    if name == "optional.none":
+        return ("optional", DYN)
+    if name.startswith("optional."):
+        return ("optional", types[0])
+    if name == "or":
+        return types[0] if kind(types[0]) == "optional" else result
+    value = types[0][1] if isinstance(types[0], tuple) else ANY
+    if name == "orValue" and value == DYN:
+        return types[1]  # optional.none().orValue(1) is an int
+    return value
 
 
 def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:

@@ -108,7 +108,8 @@ class Compiler:
                     "cel_type_error", f"type '{type_name(operand.type)}' does not support field selection", node.pos
                 )
             opt = node.optional
-            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), "optional", operand.cost + 1)
+            result = ("optional", operand.type[2] if k == "map" else DYN)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), result, operand.cost + 1)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -139,7 +140,8 @@ class Compiler:
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             cost = operand.cost + key.cost + 1
-            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), "optional", cost)
+            elem = operand.type[2] if k == "map" else operand.type[1] if k == "list" else DYN
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), ("optional", elem), cost)
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise no_overload("_[_]", node.pos, operand.type, key.type)

@@ -404,7 +404,7 @@ MEMBER: dict[str, list[Overload]] = {
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
     "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
-    # optionals are untyped here; cel-go infers the value's type, so their result is not refused as ``dyn``
+    # the checker types these results from the optional's value type (calls._optional_result)
     "value": [_o((OPT,), ANY, _opt_value)],
     "orValue": [_o((OPT, DYN), ANY, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
