@@ -71,6 +71,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ("[1.5].sum() == 1", None),  # fixed: list(T).sum() is T
     ("2.0 + [].sum() > 1.0", None),
     ("[optional.of(1).value(), 2].size() == 2", None),  # optionals carry their value's type
+    (f'{EMPTY}.lastIndexOf("a") == -1', None),  # fixed: lastIndexOf on a shorter string is -1, not an error
+    ('"abc".indexOf("", 5) == 3', None),
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries

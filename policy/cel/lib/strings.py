@@ -56,24 +56,30 @@ def char_at(s: str, i: int) -> str:
 
 
 def index_of(s: str, sub: str, offset: int = 0) -> int:
-    if sub == "":
-        return offset
+    """cel-go's ``indexOfOffset``: a negative offset is an error, also for ``""``, which matches at the offset
+    clamped to the end of ``s``; an offset at or past the end finds nothing else."""
     if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if sub == "":
+        return min(offset, len(s))
     if offset >= len(s):
         return -1
     return s.find(sub, offset)
 
 
 def last_index_of(s: str, sub: str, offset: int | None = None) -> int:
+    """cel-go's ``lastIndexOf``/``lastIndexOfOffset``: without an offset, ``""`` is found at the end and a ``sub``
+    longer than ``s`` (in UTF-8 bytes, as Go compares them) nowhere; with one, as ``index_of`` from the right."""
     if offset is None:
         if sub == "":
             return len(s)
+        if len(s.encode()) < len(sub.encode()):
+            return -1
         offset = len(s) - 1
-    if sub == "":
-        return offset
     if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if sub == "":
+        return min(offset, len(s))
     if offset >= len(s):
         return -1
     return s.rfind(sub, 0, offset + len(sub))
