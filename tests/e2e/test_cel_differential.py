@@ -73,6 +73,9 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ("[optional.of(1).value(), 2].size() == 2", None),  # optionals carry their value's type
     (f'{EMPTY}.lastIndexOf("a") == -1', None),  # fixed: lastIndexOf on a shorter string is -1, not an error
     ('"abc".indexOf("", 5) == 3', None),
+    ('url("https://a/%7e").getEscapedPath() == "/%7e"', None),  # fixed: the path as written, as Go's EscapedPath
+    ('url("/x?a=1;b=2").getQuery().size() == 0', None),  # fixed: Go's Query() skips a pair with ';'
+    ('isURL("http://a/b?x=%zz")', None),  # fixed: Go does not check the query's escapes
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
