@@ -76,6 +76,8 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('url("https://a/%7e").getEscapedPath() == "/%7e"', None),  # fixed: the path as written, as Go's EscapedPath
     ('url("/x?a=1;b=2").getQuery().size() == 0', None),  # fixed: Go's Query() skips a pair with ';'
     ('isURL("http://a/b?x=%zz")', None),  # fixed: Go does not check the query's escapes
+    ('"%s".format([[device.driver, 2.5]]) == "[\\"gpu.gpupolicy.dev\\", 2.500000]"', None),  # fixed: %s lists
+    (f'"%s".format([type({A}.type)]) == "string"', None),  # fixed: %s of a type is its name
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
