@@ -64,6 +64,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('{"a": 1, "b": "x"}.size() == 2', None),
     ('[1, 2]["a"] == 1', None),
     ('{"a": 1}[1] == 1', None),
+    ('([1.0] + [b""]).size() == 2', None),  # fixed: list + list needs one element type
     ('[dyn(1), "a"].size() == 2', None),  # fixed: homogeneity is exact, dyn() mixes only with dyn()
     (f'["gpu", {A}.type].size() == 2', None),  # fixed: an attribute value is `any`, not `string`
     (f"{A}.productName.exists(c, true)", None),  # fixed: `any` cannot be a comprehension's range

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, kind
+from gpupolicy.policy.cel.core import EvalError, StaticType, assignable, join, kind
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
@@ -242,8 +242,8 @@ def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
         return a if op != "%" or ka != "double" else None
     if op == "+" and ka in ("string", "bytes"):
         return a
-    if op == "+" and ka == "list":
-        return a if a == b else ("list", DYN)
+    if op == "+" and ka == "list":  # cel-go: _+_ is <A>(list(A), list(A)) -> list(A)
+        return join(a, b) if assignable(a, b) else None
     return None
 
 
