@@ -65,6 +65,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('[1, 2]["a"] == 1', None),
     ('{"a": 1}[1] == 1', None),
     ('([1.0] + [b""]).size() == 2', None),  # fixed: list + list needs one element type
+    ("[[dyn(1)], [2]].size() == 2", REFUSED_ONLY_BY_K8S),  # docs/cel.md: nested-dyn-literals
     ('[dyn(1), "a"].size() == 2', None),  # fixed: homogeneity is exact, dyn() mixes only with dyn()
     (f'["gpu", {A}.type].size() == 2', None),  # fixed: an attribute value is `any`, not `string`
     (f"{A}.productName.exists(c, true)", None),  # fixed: `any` cannot be a comprehension's range
@@ -79,6 +80,7 @@ EDGE_CASES: list[tuple[str, int | None]] = [
     ('isURL("http://a/b?x=%zz")', None),  # fixed: Go does not check the query's escapes
     ('"%s".format([[device.driver, 2.5]]) == "[\\"gpu.gpupolicy.dev\\", 2.500000]"', None),  # fixed: %s lists
     (f'"%s".format([type({A}.type)]) == "string"', None),  # fixed: %s of a type is its name
+    ('quantity("4").sub(-9223372036854775808).isLessThan(quantity("1E"))', RUNTIME),  # quantity-sub-min-int64
     ('string(quantity("1")) == "1"', None),  # fixed: string() has no quantity, semver, url or type overload
     ('string(semver("1.0.0")) == "1.0.0"', None),
     # class 2: nesting limits, run-time checked constants, nested comprehensions, missing libraries
