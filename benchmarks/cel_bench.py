@@ -79,7 +79,8 @@ def selectors() -> list[str]:
     out += [
         f"{A}.index % 2 == 0 && {C}.memory.asInteger() >= 17179869184",
         f'{A}.productName.split(" ").exists(w, w == "T4")',
-        f'[16, 32].exists(n, {C}.memory == quantity(string(n) + "Gi"))',
+        # Kubernetes refuses quantity(string(n) + "Gi"): the size of string(n) is unknown to its cost estimate
+        f'["16Gi", "32Gi"].exists(n, {C}.memory == quantity(n))',
         f"has({A}.productName) && {A}.productName.size() > 8",
         f'{A}.driverVersion.major() >= 535 && {A}.type == "gpu"',
         f'sets.contains(["Tesla T4", "NVIDIA A10"], [{A}.productName])',

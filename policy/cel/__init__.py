@@ -1,12 +1,14 @@
 """Kubernetes-compatible CEL for device selectors: compile once, evaluate many devices fast.
 
-The API is :func:`compile_expression` and the :class:`Program` it returns (``program``); other code
-imports it from here, never from the modules below, which are the phases, laid out as in cel-go:
+The API is :func:`compile_expression`, the :class:`Program` it returns, and :func:`estimate_cost`
+(``program``); other code imports it from here, never from the modules below, which are the phases,
+laid out as in cel-go:
 
 * ``syntax/``: ``parser`` runs cel-python's grammar with lark (the only module that imports the CEL
   engine) and ``converter`` turns its parse tree into our syntax tree (``ast``), macros expanded;
-* ``checker/``: one pass that infers static types, estimates the cost and builds the evaluation
-  closures (``check``), for operator and function calls (``calls``) and the macros (``comprehensions``);
+* ``checker/``: one pass that infers static types and builds the evaluation closures (``check``), for
+  operator and function calls (``calls``) and the macros (``comprehensions``); then the API server's
+  cost estimate over the typed tree (``cost``: cel-go's ``checker.Cost`` with Kubernetes' estimators);
 * ``lib/``: the function libraries (the overload table in ``functions``; ``strings``, ``regex``,
   ``url``, ``net``); ``runtime/``: run-time values, equality and ordering (``values``), operators (``ops``);
 * ``projection``: what an expression reads from ``device``, and the result-cache key built from it;
@@ -24,6 +26,7 @@ from gpupolicy.policy.cel.program import (
     Program,
     compile_expression,
     device_value,
+    estimate_cost,
 )
 
 __all__ = [
@@ -34,4 +37,5 @@ __all__ = [
     "Program",
     "compile_expression",
     "device_value",
+    "estimate_cost",
 ]

@@ -2,8 +2,9 @@
 
 Static types are small values: a name (``"int"``, ``"string"``, ``"quantity"``, ``"dyn"`` ...),
 ``("list", elem)``, ``("map", key, value)`` or ``("object", name)`` for the declared variables.
-A checked node is a :class:`Typed`: its static type, its estimated cost and size, and the
-closure ``fn(vars, meter)`` that evaluates it; the :class:`Meter` charges the run-time cost.
+A checked node is a :class:`Typed`: its static type and the closure ``fn(vars, meter)`` that evaluates
+it (the static cost estimate is a separate pass, ``checker/cost.py``); the :class:`Meter` charges the
+run-time cost.
 Checking problems are :class:`CompileIssue`; run-time errors are :class:`EvalError` (which
 ``&&``, ``||`` and the macros may absorb) and :class:`CostExceeded` (never absorbed).
 """
@@ -11,7 +12,7 @@ Checking problems are :class:`CompileIssue`; run-time errors are :class:`EvalErr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Protocol
 
 from gpupolicy.policy.cel.ast import Node
@@ -103,7 +104,6 @@ def undeclared(name: str, pos: int) -> CompileIssue:
 # --- checked nodes ------------------------------------------------------------------------
 
 Vars = dict[str, object]
-DEFAULT_SIZE = 64  # estimated size of a string, list or map whose size is unknown
 
 
 class Meter:
@@ -128,8 +128,7 @@ Fn = Callable[[Vars, Meter], object]
 class Typed:
     fn: Fn
     type: StaticType
-    cost: int = 0
-    size: int = DEFAULT_SIZE
+    _: KW_ONLY
     const: bool = False
     path: tuple[Fn, tuple[str, ...]] | None = None  # a chain of constant-key lookups, for fusing
 
@@ -147,4 +146,4 @@ class Checker(Protocol):
 
     def is_variable(self, name: str) -> bool: ...
 
-    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node) -> Typed: ...
+    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node) -> Typed: ...

@@ -19,8 +19,19 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gpupolicy.policy.cel.ast import Node
 from gpupolicy.policy.cel.checker.check import Compiler
-from gpupolicy.policy.cel.core import ANY, CompileIssue, CostExceeded, EvalError, Meter, Typed, type_name
+from gpupolicy.policy.cel.checker.cost import estimate as estimate_cost_range
+from gpupolicy.policy.cel.core import (
+    ANY,
+    CompileIssue,
+    CostExceeded,
+    EvalError,
+    Meter,
+    StaticType,
+    Typed,
+    type_name,
+)
 from gpupolicy.policy.cel.environments import ENVIRONMENTS, OBJECTS, claim_value, device_value, request_value
 from gpupolicy.policy.cel.projection import KeyFn, Projection, analyze, key_function
 from gpupolicy.policy.cel.runtime.values import runtime_type
@@ -31,6 +42,7 @@ from gpupolicy.policy.errors import DiagnosticError, Location
 EXPRESSION_MAX_BYTES = 10 * 1024
 COST_LIMIT = 1_000_000
 RUNTIME_COST_LIMIT = 1_000_000
+UNBOUNDED_COST = 1 << 60  # estimates this large come from a size cel-go cannot bound (2**64 saturated)
 _CACHE_LIMIT = 200_000
 
 
@@ -59,14 +71,15 @@ class _Core:
     expression: str
     env: str
     typed: Typed
+    cost: int  # the API server's estimate of the worst-case cost (cel-go's checker.Cost, max)
     projection: Projection
     key: KeyFn
     results: dict[Hashable, bool | CelRuntimeError]
     lock: threading.Lock
 
 
-@functools.lru_cache(maxsize=4096)
-def _compile_core(expression: str, env: str) -> _Core:
+def _check(expression: str, env: str) -> tuple[Node, Typed, dict[int, StaticType]]:
+    """Parse and type-check; the checked tree, its root and the static type of every node."""
     try:
         size = len(expression.encode())
     except UnicodeEncodeError as err:  # a lone surrogate: undecodable bytes of a command line, say
@@ -76,20 +89,46 @@ def _compile_core(expression: str, env: str) -> _Core:
             "cel_expression_too_long", f"expression is {size} bytes, more than the limit of {EXPRESSION_MAX_BYTES}", 0
         )
     ast = parse(expression)
-    typed = Compiler(ENVIRONMENTS[env], OBJECTS).compile(ast)
+    compiler = Compiler(ENVIRONMENTS[env], OBJECTS)
+    typed = compiler.compile(ast)
     if typed.type not in ("bool", ANY):  # Kubernetes: exactly bool or the attribute type; dyn is refused
         raise CompileIssue(
             "cel_type_error", f"must evaluate to bool or the unknown type, not {type_name(typed.type)}", 0
         )
-    if typed.cost > COST_LIMIT:
-        raise CompileIssue(
-            "cel_cost_exceeded",
-            f"estimated cost {typed.cost} exceeds the limit of {COST_LIMIT}; "
-            "reduce nested comprehensions over large lists",
-            0,
-        )
+    return ast, typed, compiler.types
+
+
+def estimate_cost(expression: str, env: str = "selector") -> int:
+    """The API server's estimate of the worst-case cost of an expression (cel-go's ``checker.Cost`` with
+    Kubernetes' estimators and the declared sizes of ``device``): the number it compares with the limit
+    (:data:`COST_LIMIT`). ``2**64 - 1`` or close to it where a size is unbounded. Raises
+    :class:`DiagnosticError` if the expression does not compile for another reason."""
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"unknown CEL environment {env!r}; use one of {sorted(ENVIRONMENTS)}")
+    try:
+        ast, _, types = _check(expression, env)
+    except CompileIssue as issue:
+        raise DiagnosticError.single(issue.code, issue.message, None) from None
+    return estimate_cost_range(ast, types)[1]
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_core(expression: str, env: str) -> _Core:
+    ast, typed, types = _check(expression, env)
+    cost = estimate_cost_range(ast, types)[1]
+    if cost > COST_LIMIT:
+        raise CompileIssue("cel_cost_exceeded", cost_message(cost), 0)
     projection = analyze(ast)
-    return _Core(expression, env, typed, projection, key_function(projection), {}, threading.Lock())
+    return _Core(expression, env, typed, cost, projection, key_function(projection), {}, threading.Lock())
+
+
+def cost_message(cost: int) -> str:
+    shown = "unbounded" if cost >= UNBOUNDED_COST else str(cost)
+    return (
+        f"estimated cost {shown} exceeds the limit of {COST_LIMIT} (the API server refuses it as too complex); "
+        "bound the sizes it works on (a string compared or searched whose size is unknown, such as type(...) "
+        "or a quantity compared with !=, is unbounded) or reduce nested comprehensions"
+    )
 
 
 def compile_expression(expression: str, location: Location | None = None, *, env: str = "selector") -> Program:
@@ -144,7 +183,7 @@ class Program:
 
     @property
     def cost_estimate(self) -> int:
-        return self._core.typed.cost
+        return self._core.cost
 
     @property
     def projection(self) -> Projection:
@@ -259,4 +298,5 @@ __all__ = [
     "Program",
     "compile_expression",
     "device_value",
+    "estimate_cost",
 ]

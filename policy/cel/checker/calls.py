@@ -100,7 +100,7 @@ def _logical(compiler: Checker, node: Call) -> Typed:
             raise err
         return not decisive
 
-    return Typed(run, "bool", left.cost + right.cost + 1, 1)
+    return Typed(run, "bool")
 
 
 def _conditional(compiler: Checker, node: Call) -> Typed:
@@ -119,7 +119,7 @@ def _conditional(compiler: Checker, node: Call) -> Typed:
     if not assignable(yes.type, no.type):  # cel-go: _?_:_ is <A>(bool, A, A) -> A
         raise no_overload("_?_:_", node.pos, cond.type, yes.type, no.type)
     t = join(yes.type, no.type)
-    return Typed(run, t, cond.cost + max(yes.cost, no.cost) + 1, max(yes.size, no.size))
+    return Typed(run, t)
 
 
 def _equality(node: Call, args: Sequence[Typed]) -> Typed:
@@ -129,9 +129,9 @@ def _equality(node: Call, args: Sequence[Typed]) -> Typed:
     af, bf = a.fn, b.fn
     if node.name == "_==_":
         eq = cel_equal
-        return Typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+        return Typed(lambda v, m: eq(af(v, m), bf(v, m)), "bool")
     ne = cel_not_equal
-    return Typed(lambda v, m: ne(af(v, m), bf(v, m)), "bool", a.cost + b.cost + 1, 1)
+    return Typed(lambda v, m: ne(af(v, m), bf(v, m)), "bool")
 
 
 def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
@@ -146,7 +146,7 @@ def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
             raise EvalError("NaN values cannot be ordered")
         return test(order)
 
-    return Typed(run, "bool", a.cost + b.cost + 1, 1)
+    return Typed(run, "bool")
 
 
 def _arith(node: Call, args: Sequence[Typed]) -> Typed:
@@ -155,7 +155,6 @@ def _arith(node: Call, args: Sequence[Typed]) -> Typed:
     if result is None:
         raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, op = a.fn, b.fn, _ARITH[node.name]
-    size = a.size + b.size
 
     def run(v: Vars, m: Meter) -> object:
         x, y = af(v, m), bf(v, m)
@@ -163,7 +162,7 @@ def _arith(node: Call, args: Sequence[Typed]) -> Typed:
             m.charge(1 + (len(x) + (len(y) if isinstance(y, (str, bytes, list, tuple)) else 0)) // 10)
         return op(x, y)
 
-    return Typed(run, result, a.cost + b.cost + 1 + size // 10, size)
+    return Typed(run, result)
 
 
 def _unary(node: Call, arg: Typed) -> Typed:
@@ -172,11 +171,11 @@ def _unary(node: Call, arg: Typed) -> Typed:
         if k not in ("bool", "dyn"):
             raise no_overload("!_", node.pos, arg.type)
         f = arg.fn
-        return Typed(lambda v, m: ops.logical_not(f(v, m)), "bool", arg.cost + 1, 1)
+        return Typed(lambda v, m: ops.logical_not(f(v, m)), "bool")
     if k not in ("int", "double", "dyn"):
         raise no_overload("-_", node.pos, arg.type)
     f = arg.fn
-    return Typed(lambda v, m: ops.neg(f(v, m)), arg.type, arg.cost + 1, 1)
+    return Typed(lambda v, m: ops.neg(f(v, m)), arg.type)
 
 
 def _in(node: Call, args: Sequence[Typed]) -> Typed:
@@ -186,7 +185,7 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
         raise no_overload("@in", node.pos, item.type, container.type)
     if isinstance(node.args[1], ListLit) and not node.args[1].items:
         # cel-go's OptOptimize turns `x in []` into the constant false: x is never evaluated, its errors do not count
-        return Typed(lambda v, m: False, "bool", item.cost + container.cost + 1, 1, True)
+        return Typed(lambda v, m: False, "bool", const=True)
     f, c = item.fn, container.fn
 
     def run(v: Vars, m: Meter) -> object:
@@ -195,7 +194,7 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
             m.charge(1 + len(box) // 10)
         return ops.contains(f(v, m), box)
 
-    return Typed(run, "bool", item.cost + container.cost + 1 + container.size // 10, 1)
+    return Typed(run, "bool")
 
 
 # --- library functions ------------------------------------------------------------------
@@ -239,30 +238,22 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     fns = [a.fn for a in args]
     linear = name in functions.LINEAR_COST
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
-    sizes = sum(a.size for a in args if kind(a.type) in ("string", "bytes", "list", "map", "dyn"))
-    static_cost = sum(a.cost for a in args) + 1 + (sizes // 10 if linear else 0)
-    if name in functions.QUADRATIC_COST:
-        static_cost += (args[0].size * args[1].size) // 10
-
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
     if member and name in ("or", "orValue"):
         run = _optional_or(fns[0], fns[1], unwrap=name == "orValue")
     if name in functions.RESULT_COST:
         run = _charging_result(run)
 
-    size = args[0].size if args else 1
-    if name == "split" or name == "findAll":
-        size = args[0].size
     if name in CONVERSIONS and not member and len(args) == 1 and args[0].const:
-        return _fold(run, result, static_cost, size, node)
-    return Typed(run, result, static_cost, size)
+        return _fold(run, result, node)
+    return Typed(run, result)
 
 
 # cel-go's type conversion functions (``overloads.IsTypeConversionFunction``; duration and timestamp are not here)
 CONVERSIONS = frozenset({"bool", "bytes", "double", "dyn", "int", "string", "type", "uint"})
 
 
-def _fold(run: Fn, result: StaticType, cost: int, size: int, node: Call) -> Typed:
+def _fold(run: Fn, result: StaticType, node: Call) -> Typed:
     """Kubernetes builds programs with cel-go's ``OptOptimize``: a type conversion of a constant argument (a
     literal, a folded conversion, a list or map literal of constants) is evaluated when the program is built, and
     a failing one is a compile error there ("program instantiation failed: ...")."""
@@ -270,7 +261,7 @@ def _fold(run: Fn, result: StaticType, cost: int, size: int, node: Call) -> Type
         value = run({}, Meter(COST_UNLIMITED))
     except EvalError as err:
         raise CompileIssue("cel_constant_error", f"program instantiation failed: {err}", node.pos) from None
-    return Typed(lambda v, m: value, result, cost, size, True)
+    return Typed(lambda v, m: value, result, const=True)
 
 
 COST_UNLIMITED = 1 << 62

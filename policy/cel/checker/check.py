@@ -1,10 +1,11 @@
 """Check and compile a CEL syntax tree into Python closures.
 
-One pass does three things per node: infer a static type (rejecting what Kubernetes' type
-checker rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), estimate a worst-case
-cost (so an expression that could run too long is refused at compile time), and build a closure
-``fn(vars, meter)`` that evaluates the node. Closures raise :class:`EvalError` for CEL run-time
-errors; ``&&``, ``||``, ``all`` and ``exists`` absorb an error when the other side decides.
+One pass does two things per node: infer a static type (rejecting what Kubernetes' type checker
+rejects, such as ``device.driver == 1`` or ``quantity("1") < 2``), recorded per node in
+:attr:`Compiler.types` for the API server's cost estimate (:mod:`.cost`, a separate pass that refuses
+what could run too long), and build a closure ``fn(vars, meter)`` that evaluates the node.
+Closures raise :class:`EvalError` for CEL run-time errors; ``&&``, ``||``, ``all`` and ``exists``
+absorb an error when the other side decides.
 The :class:`Meter` charges every comprehension step and every size-dependent function call, and
 stops the evaluation with :class:`CostExceeded` once the budget is spent.
 """
@@ -46,19 +47,24 @@ def literal_type(value: object) -> StaticType:
 
 
 def const(value: object, pos: int = 0) -> Typed:
-    size = len(value) if isinstance(value, (str, bytes)) else 1
-    return Typed(lambda v, m: value, literal_type(value), 0, size, True)
+    return Typed(lambda v, m: value, literal_type(value), const=True)
 
 
 class Compiler:
     def __init__(self, variables: Mapping[str, StaticType], objects: ObjectFields) -> None:
         self.variables = dict(variables)
         self.objects = objects
-        self.scope: dict[str, tuple[StaticType, int]] = {}
+        self.scope: dict[str, StaticType] = {}
         self.lazy: set[str] = set()  # the names in scope bound by cel.bind, read through a _Lazy cell
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
+        self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (checker.cost)
 
     def compile(self, node: Node) -> Typed:
+        typed = self._compile(node)
+        self.types[id(node)] = typed.type
+        return typed
+
+    def _compile(self, node: Node) -> Typed:
         if isinstance(node, Literal):
             return const(node.value, node.pos)
         if isinstance(node, Ident):
@@ -87,15 +93,15 @@ class Compiler:
     def _ident(self, node: Ident) -> Typed:
         name = node.name
         if name in self.scope:
-            t, size = self.scope[name]
+            t = self.scope[name]
             if name in self.lazy:
-                return Typed(lambda v, m: _force(v[name]), t, 1, size)
-            return Typed(lambda v, m: v[name], t, 1, size)
+                return Typed(lambda v, m: _force(v[name]), t)
+            return Typed(lambda v, m: v[name], t)
         if name in self.variables:
-            return Typed(lambda v, m: v[name], self.variables[name], 1)
+            return Typed(lambda v, m: v[name], self.variables[name])
         if name in TYPE_NAMES:
             value = TypeValue(name)
-            return Typed(lambda v, m: value, "type", 0, 1, True)
+            return Typed(lambda v, m: value, "type", const=True)
         raise undeclared(name, node.pos)
 
     def _select(self, node: Select) -> Typed:
@@ -109,7 +115,7 @@ class Compiler:
                 )
             opt = node.optional
             result = ("optional", operand.type[2] if k == "map" else DYN)
-            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), result, operand.cost + 1)
+            return Typed(lambda v, m: ops.optional_select(fn(v, m), field, opt), result)
         if k == "object":
             fields = self.objects[str(operand.type[1])]
             if field not in fields:
@@ -123,10 +129,10 @@ class Compiler:
             what = "has() macro" if node.test_only else "field selection"
             raise CompileIssue("cel_type_error", f"type '{type_name(operand.type)}' does not support {what}", node.pos)
         if node.test_only:
-            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool", operand.cost + 1, 1)
+            return Typed(lambda v, m: ops.has_field(fn(v, m), field), "bool")
         base, keys = operand.path or (fn, ())
         path = (base, (*keys, field))
-        return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
+        return Typed(_lookup_chain(*path), result_type, path=path)
 
     def _index(self, node: Index) -> Typed:
         operand, key = self.compile(node.operand), self.compile(node.index)
@@ -139,9 +145,8 @@ class Compiler:
             if wrong_map_key or (k == "list" and kk not in ("int", "dyn")):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
-            cost = operand.cost + key.cost + 1
             elem = operand.type[2] if k == "map" else operand.type[1] if k == "list" else DYN
-            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), ("optional", elem), cost)
+            return Typed(lambda v, m: ops.optional_index(ofn(v, m), kfn(v, m), opt), ("optional", elem))
         if k == "list":
             if kk not in ("int", "uint", "dyn"):
                 raise no_overload("_[_]", node.pos, operand.type, key.type)
@@ -158,8 +163,8 @@ class Compiler:
         if isinstance(node.index, Literal) and isinstance(node.index.value, str) and k != "list":
             base, keys = operand.path or (ofn, ())
             path = (base, (*keys, node.index.value))
-            return Typed(_lookup_chain(*path), result_type, operand.cost + 1, path=path)
-        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type, operand.cost + key.cost + 1)
+            return Typed(_lookup_chain(*path), result_type, path=path)
+        return Typed(lambda v, m: ops.index(ofn(v, m), kfn(v, m)), result_type)
 
     # --- literals -----------------------------------------------------------------------
 
@@ -170,9 +175,8 @@ class Compiler:
         else:
             elem = _homogeneous([(i.type, n.pos, _explicit_dyn(n)) for i, n in zip(items, node.items)])
         fns = [item.fn for item in items]
-        cost = sum(item.cost for item in items) + 1
         constant = all(item.const for item in items)  # cel-go's OptOptimize builds these when planning
-        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), cost, len(items), constant)
+        return Typed(lambda v, m: [f(v, m) for f in fns], ("list", elem), const=constant)
 
     def _map(self, node: MapLit) -> Typed:
         entries = [(self.compile(k), self.compile(val)) for k, val in node.entries]
@@ -190,7 +194,6 @@ class Compiler:
             )
         )
         fns = [(k.fn, val.fn) for k, val in entries]
-        cost = sum(k.cost + val.cost for k, val in entries) + 1
 
         def build(v: Vars, m: Meter) -> object:
             out: dict[object, object] = {}
@@ -206,17 +209,17 @@ class Compiler:
             return out
 
         constant = all(k.const and val.const for k, val in entries)
-        return Typed(build, t, cost, len(entries), constant)
+        return Typed(build, t, const=constant)
 
     # --- macros ---------------------------------------------------------------------------
 
-    def with_var(self, name: str, t: StaticType, size: int, body: Node) -> Typed:
-        return self.with_vars([(name, t, size)], body)
+    def with_var(self, name: str, t: StaticType, body: Node) -> Typed:
+        return self.with_vars([(name, t)], body)
 
-    def with_vars(self, bindings: list[tuple[str, StaticType, int]], body: Node, lazy: bool = False) -> Typed:
-        saved = {name: (self.scope.get(name), name in self.lazy) for name, _, _ in bindings}
-        for name, t, size in bindings:
-            self.scope[name] = (t, size)
+    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node, lazy: bool = False) -> Typed:
+        saved = {name: (self.scope.get(name), name in self.lazy) for name, _ in bindings}
+        for name, t in bindings:
+            self.scope[name] = t
             (self.lazy.add if lazy else self.lazy.discard)(name)
         try:
             return self.compile(body)
@@ -233,7 +236,7 @@ class Compiler:
         of the ``cel.bind``), at most once; a binding the body never reads is never evaluated, so its errors do
         not count (``cel.bind(x, 1 / 0, true)`` is true)."""
         init = self.compile(node.init)
-        body = self.with_vars([(node.var, init.type, init.size)], node.body, lazy=True)
+        body = self.with_vars([(node.var, init.type)], node.body, lazy=True)
         name, ifn, bfn = node.var, init.fn, body.fn
         missing = object()
 
@@ -248,7 +251,7 @@ class Compiler:
                 else:
                     v[name] = saved
 
-        return replace(body, fn=run, cost=init.cost + body.cost + 1, const=False)
+        return replace(body, fn=run, const=False)
 
 
 class _Lazy:

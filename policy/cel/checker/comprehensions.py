@@ -7,7 +7,7 @@ the key and the value; also ``exists``, ``existsOne``, ``transformList(i, v, [fi
 ``transformMap(k, v, [filter,] expr)`` and ``transformMapEntry(k, v, [filter,] mapExpr)``.
 
 Each step costs one unit on the meter, so nested comprehensions over big lists are stopped by the
-run-time budget, and the static estimate (range size x body cost) refuses the obvious ones at
+run-time budget; the static estimate (:mod:`.cost`, the API server's) refuses the obvious ones at
 compile time. ``all`` and ``exists`` absorb an error when another step decides the result.
 """
 
@@ -19,7 +19,6 @@ from typing import Any
 from gpupolicy.policy.cel.ast import Comprehension
 from gpupolicy.policy.cel.core import (
     ANY,
-    DEFAULT_SIZE,
     DYN,
     Checker,
     CompileIssue,
@@ -53,13 +52,12 @@ def compile_comprehension(compiler: Checker, node: Comprehension) -> Typed:
         )
     names = _names(node)
     types = _variable_types(rng.type, len(names))
-    bindings = [(name, t, DEFAULT_SIZE) for name, t in zip(names, types)]
+    bindings = list(zip(names, types))
     body = compiler.with_vars(bindings, node.body)
     pred = compiler.with_vars(bindings, node.predicate) if node.predicate is not None else None
     _check(node, body, pred)
-    cost = rng.cost + rng.size * (body.cost + (pred.cost if pred else 0) + 1) + 1
-    result, size = _result(node, types, body, rng.size)
-    return Typed(_runner(node, rng.fn, body.fn, pred.fn if pred else None), result, cost, size)
+    result = _result(node, types, body)
+    return Typed(_runner(node, rng.fn, body.fn, pred.fn if pred else None), result)
 
 
 def _names(node: Comprehension) -> tuple[str, ...]:
@@ -92,20 +90,18 @@ def _require_bool(macro: str, what: str, part: Typed, pos: int) -> None:
         raise CompileIssue("cel_type_error", f"{macro}() {what} must be bool, not {kind(part.type)}", pos)
 
 
-def _result(node: Comprehension, types: tuple[StaticType, ...], body: Typed, size: int) -> tuple[StaticType, int]:
-    """The static type of the macro's value, and its estimated size."""
+def _result(node: Comprehension, types: tuple[StaticType, ...], body: Typed) -> StaticType:
+    """The static type of the macro's value."""
     macro = node.macro
     if macro in ("map", "transformList"):
-        return ("list", body.type), size
+        return ("list", body.type)
     if macro == "filter":
-        return ("list", types[0]), size
+        return ("list", types[0])
     if macro == "transformMap":
-        return ("map", types[0], body.type), size
+        return ("map", types[0], body.type)
     if macro == "transformMapEntry":
-        return body.type, size
-    # all, exists, exists_one, existsOne. The two-variable forms have always estimated their bool's size as the
-    # range's (it shows only where the bool is converted, as in string(...)): kept, so cost estimates do not move.
-    return "bool", 1 if node.var2 is None else size
+        return body.type
+    return "bool"  # all, exists, exists_one, existsOne
 
 
 # --- run time ---------------------------------------------------------------------------
