@@ -24,14 +24,14 @@ from gpupolicy.policy.cel.core import (
 from gpupolicy.policy.cel.lib import functions, lists, optionals, strings
 from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
+from gpupolicy.policy.cel.runtime.values import OptionalValue, cel_equal, cel_not_equal, compare, runtime_type
 
 _ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
-_CMP: dict[str, Callable[[int | None], bool]] = {
-    "_<_": lambda c: c is not None and c < 0,
-    "_<=_": lambda c: c is not None and c <= 0,
-    "_>_": lambda c: c is not None and c > 0,
-    "_>=_": lambda c: c is not None and c >= 0,
+_CMP: dict[str, Callable[[int], bool]] = {
+    "_<_": lambda c: c < 0,
+    "_<=_": lambda c: c <= 0,
+    "_>_": lambda c: c > 0,
+    "_>=_": lambda c: c >= 0,
 }
 
 
@@ -138,7 +138,14 @@ def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
     if not ops.comparable(a.type, b.type):
         raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, test = a.fn, b.fn, _CMP[node.name]
-    return Typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool")
+
+    def run(v: Vars, m: Meter) -> object:
+        order = compare(af(v, m), bf(v, m))
+        if order is None:  # cel-go's Double.Compare: NaN is not ordered, the comparison is an error
+            raise EvalError("NaN values cannot be ordered")
+        return test(order)
+
+    return Typed(run, "bool")
 
 
 def _arith(node: Call, args: Sequence[Typed]) -> Typed:
@@ -175,6 +182,9 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
     k = kind(container.type)
     if k not in ("list", "map", "dyn") or (k != "dyn" and not assignable(item.type, container.type[1])):
         raise no_overload("@in", node.pos, item.type, container.type)
+    if isinstance(node.args[1], ListLit) and not node.args[1].items:
+        # cel-go's OptOptimize turns `x in []` into the constant false: x is never evaluated, its errors do not count
+        return Typed(lambda v, m: False, "bool", const=True)
     f, c = item.fn, container.fn
 
     def run(v: Vars, m: Meter) -> object:
@@ -224,6 +234,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
         computed = _RESULT_TYPES[name](types)
         candidates = candidates if computed is not None else []
         result = computed if computed is not None else result
+        if name in ("sum", "min", "max") and isinstance(node.target, ListLit) and not node.target.items:
+            result = "int"  # cel-go resolves the open element type of [] to the first overload's: int
     if not candidates:
         raise no_overload(name, node.pos, *types)
     _check_constant_arguments(name, node, args)
@@ -231,6 +243,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     linear = name in functions.LINEAR_COST or name in lists.LINEAR
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
+    if member and name in ("or", "orValue"):
+        run = _optional_or(fns[0], fns[1], unwrap=name == "orValue")
     if name in functions.RESULT_COST:
         run = _charging_result(run)
 
@@ -295,6 +309,21 @@ def _charging_result(run: Fn) -> Fn:
         return result
 
     return charged
+
+
+def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:
+    """``o.or(p)`` and ``o.orValue(x)`` short-circuit as in cel-go (``evalOptionalOr``/``evalOptionalOrValue``):
+    the alternative is evaluated only when ``o`` is empty, so its errors do not count otherwise."""
+
+    def run(v: Vars, m: Meter) -> object:
+        opt = lhs(v, m)
+        if not isinstance(opt, OptionalValue):
+            raise EvalError(f"no such overload: {runtime_type(opt)}.{'orValue' if unwrap else 'or'}")
+        if opt.present:
+            return opt.value if unwrap else opt
+        return rhs(v, m)
+
+    return run
 
 
 def _call_closure(

@@ -57,6 +57,7 @@ class Compiler:
         self.variables = dict(variables)
         self.objects = objects
         self.scope: dict[str, StaticType] = {}
+        self.lazy: set[str] = set()  # the names in scope bound by cel.bind, read through a _Lazy cell
         self.heterogeneous_ok: set[int] = set()  # list literals exempt from homogeneity (format's args)
         self.types: dict[int, StaticType] = {}  # id(node) -> static type, for the cost estimate (checker.cost)
 
@@ -94,7 +95,10 @@ class Compiler:
     def _ident(self, node: Ident) -> Typed:
         name = node.name
         if name in self.scope:
-            return Typed(lambda v, m: v[name], self.scope[name])
+            t = self.scope[name]
+            if name in self.lazy:
+                return Typed(lambda v, m: _force(v[name]), t)
+            return Typed(lambda v, m: v[name], t)
         if name in self.variables:
             return Typed(lambda v, m: v[name], self.variables[name])
         if name in TYPE_NAMES:
@@ -154,6 +158,10 @@ class Compiler:
             if ck not in ("map", "list", "dyn") or (ck == "list" and kk not in ("int", "uint", "dyn")):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             if ck == "map" and not assignable(key.type, container[1]):
+                raise no_overload("_[?_]", node.pos, operand.type, key.type)
+            # the key's type as for _[_]: <K, V>(map(K, V), K) and (list(V), int)
+            wrong_map_key = k == "map" and not assignable(key.type, operand.type[1])
+            if wrong_map_key or (k == "list" and kk not in ("int", "dyn")):
                 raise no_overload("_[?_]", node.pos, operand.type, key.type)
             ofn, kfn, opt = operand.fn, key.fn, node.optional
             t = optional_of(container[-1] if ck in ("list", "map") else DYN)
@@ -255,28 +263,33 @@ class Compiler:
     def with_var(self, name: str, t: StaticType, body: Node) -> Typed:
         return self.with_vars([(name, t)], body)
 
-    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node) -> Typed:
-        saved = {name: self.scope.get(name) for name, _ in bindings}
+    def with_vars(self, bindings: list[tuple[str, StaticType]], body: Node, lazy: bool = False) -> Typed:
+        saved = {name: (self.scope.get(name), name in self.lazy) for name, _ in bindings}
         for name, t in bindings:
             self.scope[name] = t
+            (self.lazy.add if lazy else self.lazy.discard)(name)
         try:
             return self.compile(body)
         finally:
-            for name, old in saved.items():
+            for name, (old, was_lazy) in saved.items():
                 if old is None:
                     self.scope.pop(name, None)
                 else:
                     self.scope[name] = old
+                (self.lazy.add if was_lazy else self.lazy.discard)(name)
 
     def _bind(self, node: Bind) -> Typed:
+        """``cel.bind(var, init, body)``: as in cel-go, ``init`` runs when ``body`` first reads ``var`` (in the scope
+        of the ``cel.bind``), at most once; a binding the body never reads is never evaluated, so its errors do
+        not count (``cel.bind(x, 1 / 0, true)`` is true)."""
         init = self.compile(node.init)
-        body = self.with_var(node.var, init.type, node.body)
+        body = self.with_vars([(node.var, init.type)], node.body, lazy=True)
         name, ifn, bfn = node.var, init.fn, body.fn
         missing = object()
 
         def run(v: Vars, m: Meter) -> object:
             saved = v.get(name, missing)
-            v[name] = ifn(v, m)
+            v[name] = _Lazy(ifn, dict(v), m)
             try:
                 return bfn(v, m)
             finally:
@@ -376,6 +389,32 @@ def _homogeneous(types: list[tuple[StaticType, int, StaticType]]) -> StaticType:
         if _FREE in str(first):  # the first element's open parameters take the next element's types
             first = seen
     return common
+
+
+class _Lazy:
+    """A ``cel.bind`` value not computed yet: the init closure and a copy of the variables it may read."""
+
+    __slots__ = ("done", "error", "fn", "meter", "value", "vars")
+
+    def __init__(self, fn: Fn, variables: Vars, meter: Meter) -> None:
+        self.fn, self.vars, self.meter = fn, variables, meter
+        self.done = False
+        self.value: object = None
+        self.error: Exception | None = None
+
+
+def _force(x: object) -> object:
+    if not isinstance(x, _Lazy):
+        return x
+    if not x.done:
+        x.done = True
+        try:
+            x.value = x.fn(x.vars, x.meter)
+        except Exception as exc:  # an evaluation error is the bound value, as in cel-go
+            x.error = exc
+    if x.error is not None:
+        raise x.error
+    return x.value
 
 
 def _lookup_chain(base: Fn, keys: tuple[str, ...]) -> Fn:

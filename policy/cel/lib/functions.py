@@ -337,7 +337,11 @@ GLOBAL: dict[str, list[Overload]] = {
     "int": [_o((t,), INT, _to_int) for t in (INT, UINT, DBL, STR)],
     "uint": [_o((t,), UINT, _to_uint) for t in (INT, UINT, DBL, STR)],
     "double": [_o((t,), DBL, _to_double) for t in (INT, UINT, DBL, STR)],
-    "string": [_o((DYN,), STR, strings.to_string)],
+    # cel-go's string overloads plus Kubernetes' string(ip) and string(cidr); none for quantity, semver or url
+    "string": [
+        _o((t,), STR, strings.to_string)
+        for t in (INT, UINT, DBL, STR, BOOL, BYTES, "timestamp", "duration", "ip", "cidr")
+    ],
     "bool": [_o((BOOL,), BOOL, _to_bool), _o((STR,), BOOL, _to_bool)],
     "bytes": [_o((STR,), BYTES, _to_bytes), _o((BYTES,), BYTES, _to_bytes)],
     "type": [_o((DYN,), "type", _type_of)],
@@ -416,7 +420,7 @@ MEMBER: dict[str, list[Overload]] = {
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
     "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
-    # optionals are untyped here; cel-go infers the value's type, so their result is not refused as ``dyn``
+    # the checker types these results from the optional's value type (calls._optional_result)
     "value": [_o((OPT,), ANY, _opt_value)],
     "orValue": [_o((OPT, DYN), ANY, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, kind
+from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, join, kind
 from gpupolicy.policy.cel.runtime import time
 from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.values import (
@@ -21,7 +21,7 @@ from gpupolicy.policy.cel.runtime.values import (
     OptionalValue,
     TypeValue,
     Uint,
-    cel_equal,
+    cel_not_equal,
     map_lookup,
     runtime_type,
 )
@@ -160,7 +160,8 @@ def contains(item: object, container: object) -> bool:
     if isinstance(container, Mapping):
         return map_lookup(container, item)[0]
     if isinstance(container, (list, tuple)):
-        return any(cel_equal(item, x) for x in container)
+        # cel-go's baseList.Contains: an element whose comparison errors is just not a match
+        return any(not cel_not_equal(item, x) for x in container)
     raise EvalError(f"no such overload: {runtime_type(item)} in {runtime_type(container)}")
 
 
@@ -280,8 +281,8 @@ def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
         return a if op != "%" or ka != "double" else None
     if op == "+" and ka in ("string", "bytes"):
         return a
-    if op == "+" and ka == "list":
-        return a if a == b else ("list", DYN)
+    if op == "+" and ka == "list":  # cel-go: _+_ is <A>(list(A), list(A)) -> list(A)
+        return join(a, b) if assignable(a, b) else None
     return None
 
 
