@@ -60,12 +60,18 @@ class Call(Node):
 
 @dataclass(frozen=True, slots=True)
 class ListLit(Node):
+    """``[a, b]``; ``optional`` holds the indices of optional elements (``[?opt]``: present only with a value)."""
+
     items: tuple[Node, ...]
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class MapLit(Node):
+    """``{k: v}``; ``optional`` holds the indices of optional entries (``{?k: opt}``: present only with a value)."""
+
     entries: tuple[tuple[Node, Node], ...]
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,16 @@ def map_of(key: StaticType, value: StaticType) -> StaticType:
     return ("map", key, value)
 
 
+def optional_of(inner: StaticType) -> StaticType:
+    """``optional_type(T)``; a bare ``"optional"`` is ``optional_type(dyn)``."""
+    return ("optional", inner)
+
+
+def optional_inner(t: StaticType) -> StaticType:
+    """``T`` of ``optional_type(T)``; ``dyn`` for anything else."""
+    return t[1] if isinstance(t, tuple) and t[0] == "optional" else DYN
+
+
 def kind(t: StaticType) -> str:
     """``"list"`` for ``("list", "int")``; the name itself for simple types (``any`` checks as ``dyn``)."""
     if isinstance(t, str):
@@ -70,6 +80,8 @@ def type_name(t: StaticType) -> str:
         return "dyn" if t == "any" else t
     if t[0] == "object":
         return str(t[1])
+    if t[0] == "optional":
+        return f"optional_type({type_name(t[1])})"
     return f"{t[0]}({', '.join(type_name(p) for p in t[1:])})"
 
 

@@ -23,17 +23,17 @@ from gpupolicy.policy.cel.core import (
     type_name,
     undeclared,
 )
-from gpupolicy.policy.cel.lib import functions, strings
+from gpupolicy.policy.cel.lib import functions, lists, optionals, strings
 from gpupolicy.policy.cel.lib.regex import RegexError, compile_regex
 from gpupolicy.policy.cel.runtime import ops
-from gpupolicy.policy.cel.runtime.values import cel_equal, cel_not_equal, compare, runtime_type
+from gpupolicy.policy.cel.runtime.values import OptionalValue, cel_equal, cel_not_equal, compare, runtime_type
 
 _ARITH = {"_+_": ops.add, "_-_": ops.sub, "_*_": ops.mul, "_/_": ops.div, "_%_": ops.mod}
-_CMP: dict[str, Callable[[int | None], bool]] = {
-    "_<_": lambda c: c is not None and c < 0,
-    "_<=_": lambda c: c is not None and c <= 0,
-    "_>_": lambda c: c is not None and c > 0,
-    "_>=_": lambda c: c is not None and c >= 0,
+_CMP: dict[str, Callable[[int], bool]] = {
+    "_<_": lambda c: c < 0,
+    "_<=_": lambda c: c <= 0,
+    "_>_": lambda c: c > 0,
+    "_>=_": lambda c: c >= 0,
 }
 
 
@@ -140,7 +140,14 @@ def _comparison(node: Call, args: Sequence[Typed]) -> Typed:
     if not ops.comparable(a.type, b.type):
         raise no_overload(node.name, node.pos, a.type, b.type)
     af, bf, test = a.fn, b.fn, _CMP[node.name]
-    return Typed(lambda v, m: test(compare(af(v, m), bf(v, m))), "bool")
+
+    def run(v: Vars, m: Meter) -> object:
+        order = compare(af(v, m), bf(v, m))
+        if order is None:  # cel-go's Double.Compare: NaN is not ordered, the comparison is an error
+            raise EvalError("NaN values cannot be ordered")
+        return test(order)
+
+    return Typed(run, "bool")
 
 
 def _arith(node: Call, args: Sequence[Typed]) -> Typed:
@@ -177,6 +184,9 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
     k = kind(container.type)
     if k not in ("list", "map", "dyn") or (k != "dyn" and not assignable(item.type, container.type[1])):
         raise no_overload("@in", node.pos, item.type, container.type)
+    if isinstance(node.args[1], ListLit) and not node.args[1].items:
+        # cel-go's OptOptimize turns `x in []` into the constant false: x is never evaluated, its errors do not count
+        return Typed(lambda v, m: False, "bool", const=True)
     f, c = item.fn, container.fn
 
     def run(v: Vars, m: Meter) -> object:
@@ -189,6 +199,9 @@ def _in(node: Call, args: Sequence[Typed]) -> Typed:
 
 
 # --- library functions ------------------------------------------------------------------
+
+
+_RESULT_TYPES = {**lists.RESULT_TYPES, **optionals.RESULT_TYPES}
 
 
 def _resolve(compiler: Checker, node: Call) -> tuple[str, list[functions.Overload], bool]:
@@ -217,18 +230,30 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
     ]
     if name.startswith("sets.") and len(types) == 2 and not assignable(types[0], types[1]):
         candidates = []
-    if not candidates:
-        raise no_overload(name, node.pos, *types)
-    _check_constant_arguments(compiler, name, node)
     results = {o.result for o in candidates}
     result = results.pop() if len(results) == 1 else DYN
+    if candidates and name in _RESULT_TYPES:  # list(T) in, list(T) out; optional_type(T) in, T out
+        computed = _RESULT_TYPES[name](types)
+        candidates = candidates if computed is not None else []
+        result = computed if computed is not None else result
+        if name in ("sum", "min", "max") and isinstance(node.target, ListLit) and not node.target.items:
+            result = "int"  # cel-go resolves the open element type of [] to the first overload's: int
+    if not candidates:
+        raise no_overload(name, node.pos, *types)
+    _check_constant_arguments(compiler, name, node, args)
     fns = [a.fn for a in args]
-    linear = name in functions.LINEAR_COST
+    linear = name in functions.LINEAR_COST or name in lists.LINEAR
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
     run = _call_closure(fns, linear, impl, functions.dispatcher(name, overloads, len(args)))
+    if member and name in ("or", "orValue"):
+        run = _optional_or(fns[0], fns[1], unwrap=name == "orValue")
     if name in functions.RESULT_COST:
         run = _charging_result(run)
 
+    if name == "sum" and member and result in lists.SUM_ZERO:  # an empty list sums to its type's zero
+        run = _zero_for_empty(run, lists.SUM_ZERO[str(result)])
+    if name in lists.TRACKED:  # pays for the list it builds, as cel-go's trackers
+        return Typed(_tracked(name, fns, functions.dispatcher(name, overloads, len(args))), result)
     if name in CONVERSIONS and not member and len(args) == 1 and args[0].const:
         return _fold(run, result, node)
     return Typed(run, result)
@@ -252,6 +277,26 @@ def _fold(run: Fn, result: StaticType, node: Call) -> Typed:
 COST_UNLIMITED = 1 << 62
 
 
+def _zero_for_empty(run: Fn, zero: object) -> Fn:
+    def summed(v: Vars, m: Meter) -> object:
+        total = run(v, m)
+        return zero if total == 0 and type(total) is int else total
+
+    return summed
+
+
+def _tracked(name: str, fns: Sequence[Fn], choose: Callable[[Sequence[object]], object]) -> Fn:
+    """An ext.Lists call that pays for the list it builds (or the pairs it compares), as cel-go's trackers."""
+
+    def charged(v: Vars, m: Meter) -> object:
+        values = [f(v, m) for f in fns]
+        result = choose(values)
+        m.charge(1 + lists.charge(name, values, result))
+        return result
+
+    return charged
+
+
 _SIZED = (str, bytes, list, tuple)
 
 
@@ -266,6 +311,21 @@ def _charging_result(run: Fn) -> Fn:
         return result
 
     return charged
+
+
+def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:
+    """``o.or(p)`` and ``o.orValue(x)`` short-circuit as in cel-go (``evalOptionalOr``/``evalOptionalOrValue``):
+    the alternative is evaluated only when ``o`` is empty, so its errors do not count otherwise."""
+
+    def run(v: Vars, m: Meter) -> object:
+        opt = lhs(v, m)
+        if not isinstance(opt, OptionalValue):
+            raise EvalError(f"no such overload: {runtime_type(opt)}.{'orValue' if unwrap else 'or'}")
+        if opt.present:
+            return opt.value if unwrap else opt
+        return rhs(v, m)
+
+    return run
 
 
 def _call_closure(
@@ -350,7 +410,7 @@ _FORMAT_TYPE_NAMES = {
 }
 
 
-def _check_constant_arguments(compiler: Checker, name: str, node: Call) -> None:
+def _check_constant_arguments(compiler: Checker, name: str, node: Call, args: Sequence[Typed]) -> None:
     """What Kubernetes checks when it compiles a call: literal regexes (``matches``: the validator; ``find`` and
     ``findAll``: when the program is built) and ``format`` calls. Literal quantities and versions are checked
     only when the expression runs, as there."""
@@ -363,3 +423,16 @@ def _check_constant_arguments(compiler: Checker, name: str, node: Call) -> None:
                 raise CompileIssue("cel_compile_error", str(err), pattern_node.pos) from None
     elif name == "format" and isinstance(node.target, Literal) and isinstance(node.target.value, str):
         _check_format(compiler, node.target.value, node)
+    elif name in ("duration", "timestamp") and node.target is None and len(node.args) == 1:
+        _check_time_literal(name, node.args[0], args[0])
+
+
+def _check_time_literal(name: str, node: Node, arg: Typed) -> None:
+    """cel-go's ``ValidateDurationLiterals`` and ``ValidateTimestampLiterals`` (Kubernetes 1.29+): a literal
+    argument is converted when the expression is compiled, and a bad one is a compile error."""
+    if not isinstance(node, Literal) or isinstance(node.value, bool) or not isinstance(node.value, (str, int)):
+        return
+    try:
+        functions.dispatch(name, functions.GLOBAL[name], [node.value])
+    except EvalError as err:
+        raise CompileIssue("cel_compile_error", f"invalid {name} argument: {err}", node.pos) from None

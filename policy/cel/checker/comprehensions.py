@@ -18,6 +18,7 @@ from typing import Any
 
 from gpupolicy.policy.cel.ast import Comprehension
 from gpupolicy.policy.cel.core import (
+    ANY,
     DYN,
     Checker,
     CompileIssue,
@@ -39,6 +40,12 @@ Loop = Callable[[Sequence[Any], Vars, Meter], object]
 
 def compile_comprehension(compiler: Checker, node: Comprehension) -> Typed:
     rng = compiler.compile(node.range)
+    if rng.type == ANY:  # an attribute value: cel-go's `any` is not `dyn`, so it cannot be a range
+        raise CompileIssue(
+            "cel_type_error",
+            "expression of type 'any' cannot be range of a comprehension (must be list, map, or dynamic)",
+            node.pos,
+        )
     if kind(rng.type) not in ("list", "map", "dyn"):
         raise CompileIssue(
             "cel_type_error", f"expression of type '{kind(rng.type)}' cannot be range of a comprehension", node.pos

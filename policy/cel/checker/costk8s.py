@@ -85,6 +85,21 @@ def sort_estimator(overload: str) -> Estimator | None:
     return estimate
 
 
+def sort_by_estimator(overload: str) -> Estimator | None:
+    """``list_<type>_sortByAssociatedKeys`` (``sortBy``): as ``sort``, over the list of keys (cel-go's
+    ``estimateListSortBy``)."""
+    elem = overload[len("list_") : -len("_sortByAssociatedKeys")]
+
+    def estimate(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
+        if target is None or len(args) != 1:
+            return None
+        sz = size_of(c, args[0])
+        factor = 2.0 + (TRAVERSAL if elem in ("string", "bytes") else 0.0)
+        return _allocating_list(factor, cm.mul(sz, sz))
+
+    return estimate
+
+
 def _sets(factor: float) -> Estimator:
     def estimate(c: Sizes, target: Node | None, args: list[Node]) -> Result | None:
         if len(args) != 2:

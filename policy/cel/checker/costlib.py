@@ -99,6 +99,10 @@ def overload_ids(name: str, member: bool, types: Sequence[StaticType]) -> tuple[
         elem = _elem_kind(types[0])
         sortable = _SORTABLE if elem in _WILD else ((elem,) if elem in _SORTABLE else ())
         return tuple(f"list_{t}_sort" for t in sortable) or (name,)
+    if name == "@sortByAssociatedKeys" and member and len(types) == 2:  # sortBy's expansion: sorted by its keys
+        elem = _elem_kind(types[1])
+        sortable = _SORTABLE if elem in _WILD else ((elem,) if elem in _SORTABLE else ())
+        return tuple(f"list_{t}_sortByAssociatedKeys" for t in sortable) or (name,)
     fixed_id = _FIXED_IDS.get(name)
     if fixed_id is not None:
         return (fixed_id,)
@@ -119,8 +123,10 @@ def _elem_kind(t: StaticType) -> str:
 def function_cost(c: Sizes, e: E, overload: str, target: Node | None, args: list[Node], arg_costs: list[Est]) -> Result:
     """cel-go's ``functionCost`` for one overload of the call ``e``."""
     arg_sum = cm.total(*arg_costs)
-    ext = costk8s.EXT_ESTIMATORS.get(overload) or (
-        costk8s.sort_estimator(overload) if overload.endswith("_sort") else None
+    ext = (
+        costk8s.EXT_ESTIMATORS.get(overload)
+        or (costk8s.sort_estimator(overload) if overload.endswith("_sort") else None)
+        or (costk8s.sort_by_estimator(overload) if overload.endswith("_sortByAssociatedKeys") else None)
     )
     if ext is not None:
         found = ext(c, target, args)

@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gpupolicy.policy.cel.core import ANY, DYN, EvalError, StaticType, kind, list_of
-from gpupolicy.policy.cel.lib import net, regex, strings, url
+from gpupolicy.policy.cel.lib import formats, lists, net, regex, strings, url
+from gpupolicy.policy.cel.lib import time as timelib
 from gpupolicy.policy.cel.runtime import gostrconv
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp, add_durations
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
@@ -75,6 +77,12 @@ def _value_matches(param: StaticType, value: object) -> bool:
         return isinstance(value, net.CIDR)
     if k == "url":
         return isinstance(value, url.URL)
+    if k == "timestamp":
+        return isinstance(value, Timestamp)
+    if k == "duration":
+        return isinstance(value, Duration)
+    if k == "format":
+        return isinstance(value, formats.NamedFormat)
     return False
 
 
@@ -93,7 +101,8 @@ def dispatch(name: str, overloads: Sequence[Overload], args: Sequence[object]) -
 Checker = Callable[[object], bool]
 _CLASS_OF = {"string": str, "bool": bool, "double": float, "bytes": bytes, "uint": Uint, "quantity": Quantity,
              "semver": Semver, "optional": OptionalValue, "ip": net.IP, "cidr": net.CIDR,
-             "url": url.URL}  # fmt: skip
+             "url": url.URL, "timestamp": Timestamp, "duration": Duration,
+             "format": formats.NamedFormat}  # fmt: skip
 
 
 def _checker(param: StaticType) -> Checker | None:
@@ -280,7 +289,7 @@ def _sum(items: Sequence[object]) -> object:
     for item in items[1:]:
         if runtime_type(item) != runtime_type(total):
             raise EvalError(f"no such overload: sum of {runtime_type(total)} and {runtime_type(item)}")
-        total = total + item  # type: ignore[operator]
+        total = add_durations(total, item) if isinstance(total, Duration) else total + item  # type: ignore[arg-type, operator]
     if isinstance(total, int) and not isinstance(total, Uint) and not INT64_MIN <= total <= INT64_MAX:
         raise EvalError("integer overflow")
     return Uint(total) if isinstance(total, Uint) or isinstance(items[0], Uint) else total  # type: ignore[call-overload]
@@ -302,6 +311,10 @@ def _is_zero(value: object) -> bool:
         return value == 0
     if isinstance(value, (str, bytes, list, tuple, Mapping)):
         return len(value) == 0
+    if isinstance(value, Duration):
+        return value.ns == 0
+    if isinstance(value, Timestamp):
+        return (value.sec, value.nsec) == (-62135596800, 0)  # Go's zero time.Time
     return False
 
 
@@ -325,7 +338,11 @@ GLOBAL: dict[str, list[Overload]] = {
     "int": [_o((t,), INT, _to_int) for t in (INT, UINT, DBL, STR)],
     "uint": [_o((t,), UINT, _to_uint) for t in (INT, UINT, DBL, STR)],
     "double": [_o((t,), DBL, _to_double) for t in (INT, UINT, DBL, STR)],
-    "string": [_o((DYN,), STR, strings.to_string)],
+    # cel-go's string overloads plus Kubernetes' string(ip) and string(cidr); none for quantity, semver or url
+    "string": [
+        _o((t,), STR, strings.to_string)
+        for t in (INT, UINT, DBL, STR, BOOL, BYTES, "timestamp", "duration", "ip", "cidr")
+    ],
     "bool": [_o((BOOL,), BOOL, _to_bool), _o((STR,), BOOL, _to_bool)],
     "bytes": [_o((STR,), BYTES, _to_bytes), _o((BYTES,), BYTES, _to_bytes)],
     "type": [_o((DYN,), "type", _type_of)],
@@ -404,7 +421,7 @@ MEMBER: dict[str, list[Overload]] = {
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.go_approximate_float)],
     "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
-    # optionals are untyped here; cel-go infers the value's type, so their result is not refused as ``dyn``
+    # the checker types these results from the optional's value type (calls._optional_result)
     "value": [_o((OPT,), ANY, _opt_value)],
     "orValue": [_o((OPT, DYN), ANY, lambda o, d: o.value if o.present else d)],
     "or": [_o((OPT, OPT), OPT, lambda o, p: o if o.present else p)],
@@ -432,6 +449,22 @@ MEMBER: dict[str, list[Overload]] = {
     "minor": [_o((S,), INT, lambda v: v.minor)],
     "patch": [_o((S,), INT, lambda v: v.patch)],
 }
+
+
+def _register(table: dict[str, list[Overload]], decls: Mapping[str, list[timelib.Decl]]) -> None:
+    """Add a library module's ``(params, result, impl)`` entries to a table."""
+    for name, entries in decls.items():
+        table.setdefault(name, []).extend(Overload(*entry) for entry in entries)
+
+
+for _global, _member in (
+    (timelib.GLOBAL, timelib.MEMBER),
+    (lists.GLOBAL, lists.MEMBER),
+    (formats.GLOBAL, formats.MEMBER),
+):
+    _register(GLOBAL, _global)
+    _register(MEMBER, _member)
+_register(GLOBAL, timelib.CONVERSIONS)
 
 NAMESPACES = frozenset(name.partition(".")[0] for name in GLOBAL if "." in name) - {"ip"} | {"cel", "optional"}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp, duration_string, timestamp_string
 from gpupolicy.policy.cel.runtime.values import MAX_LIST, MAX_STRING, TypeValue, runtime_type
 
 MAX_PRECISION = 1_000_000  # Go's fmt refuses a wider precision; the widest %f result still fits MAX_STRING
@@ -57,24 +58,30 @@ def char_at(s: str, i: int) -> str:
 
 
 def index_of(s: str, sub: str, offset: int = 0) -> int:
-    if sub == "":
-        return offset
+    """cel-go's ``indexOfOffset``: a negative offset is an error, also for ``""``, which matches at the offset
+    clamped to the end of ``s``; an offset at or past the end finds nothing else."""
     if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if sub == "":
+        return min(offset, len(s))
     if offset >= len(s):
         return -1
     return s.find(sub, offset)
 
 
 def last_index_of(s: str, sub: str, offset: int | None = None) -> int:
+    """cel-go's ``lastIndexOf``/``lastIndexOfOffset``: without an offset, ``""`` is found at the end and a ``sub``
+    longer than ``s`` (in UTF-8 bytes, as Go compares them) nowhere; with one, as ``index_of`` from the right."""
     if offset is None:
         if sub == "":
             return len(s)
+        if len(s.encode()) < len(sub.encode()):
+            return -1
         offset = len(s) - 1
-    if sub == "":
-        return offset
     if offset < 0:
         raise EvalError(f"index out of range: {offset}")
+    if sub == "":
+        return min(offset, len(s))
     if offset >= len(s):
         return -1
     return s.rfind(sub, 0, offset + len(sub))
@@ -205,18 +212,25 @@ def to_string(value: object) -> str:
             raise EvalError("invalid UTF-8 in bytes, cannot convert to string") from None
     if value.__class__.__name__ in ("IP", "CIDR"):
         return str(value)
+    if isinstance(value, Duration):
+        return duration_string(value)
+    if isinstance(value, Timestamp):
+        return timestamp_string(value)
     raise EvalError(f"no such overload: string({runtime_type(value)})")
 
 
 def display(value: object, nested: bool = False) -> str:
-    """How ``%s`` in ``format`` prints a value (strings inside lists and maps are quoted)."""
+    """How ``%s`` in ``format`` prints a value, as cel-go's strings extension (version 2, ``formatting.go``) does."""
     out = _Builder()
     _display(out, value, nested)
     return out.text()
 
 
 def _display(out: _Builder, value: object, nested: bool) -> None:
-    """``display`` piece by piece: a list of a thousand megabyte strings stops at the second one."""
+    """``display`` piece by piece (a list of a thousand megabyte strings stops at the second one). At the top
+    (``FormatString``) a value prints as ``string(value)``; inside a list or map (``clauseForType`` and
+    ``quoteForCEL``) strings are Go-quoted, bytes ``b"..."``, doubles ``%.6f`` (infinities and NaN quoted), and map
+    entries are ``key:value``, sorted by the printed key."""
     if isinstance(value, (list, tuple)):
         out.add("[")
         for i, item in enumerate(value):
@@ -225,24 +239,79 @@ def _display(out: _Builder, value: object, nested: bool) -> None:
             _display(out, item, True)
         out.add("]")
     elif isinstance(value, Mapping):
+        entries = sorted((_map_key(key), item) for key, item in value.items())
         out.add("{")
-        for i, (key, item) in enumerate(value.items()):
+        for i, (key, item) in enumerate(entries):
             if i:
                 out.add(", ")
-            _display(out, key, True)
+            out.add(key)
             out.add(":")
             _display(out, item, True)
         out.add("}")
     elif value is None:
         out.add("null")
-    elif isinstance(value, TypeValue):  # cel-go prints a type by its name: "%s".format([type(1)]) is "int"
+    elif isinstance(value, TypeValue):
         out.add(value.name)
-    elif nested and isinstance(value, str):
-        out.add('"')
-        out.add(value)
-        out.add('"')
+    elif nested and isinstance(value, (Duration, Timestamp)):  # cel-go prints them as CEL literals in a list
+        out.add(f'{"duration" if isinstance(value, Duration) else "timestamp"}("{to_string(value)}")')
+    elif isinstance(value, (Duration, Timestamp)):
+        out.add(to_string(value))
+    elif not isinstance(value, (bool, int, float, str, bytes)):
+        raise EvalError(
+            "error during formatting: string clause can only be used on strings, bools, bytes, ints, doubles, "
+            f"maps, lists, types, durations, and timestamps, was given {runtime_type(value)}"
+        )
+    elif not nested:
+        out.add(to_string(value))
+    elif isinstance(value, str):
+        out.add(go_quote(value))
+    elif isinstance(value, bytes):
+        out.add("b" + go_quote(to_string(value)))
+    elif isinstance(value, float):
+        text = _list_double(value)
+        out.add(text if math.isfinite(value) else go_quote(text))
     else:
         out.add(to_string(value))
+
+
+def _map_key(key: object) -> str:
+    if isinstance(key, str):
+        return go_quote(key)
+    if isinstance(key, (bool, int)):
+        return to_string(key)
+    raise EvalError(f"no formatting function for map key of type {runtime_type(key)}")
+
+
+def _list_double(f: float) -> str:
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    return f"{f:.6f}"
+
+
+def go_quote(s: str) -> str:
+    """Go's ``strconv.Quote`` (``%q``): printable characters kept, the rest escaped as Go escapes them."""
+    parts = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            parts.append("\\" + ch)
+        elif ch in _SHORT_ESCAPES:
+            parts.append(_SHORT_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            parts.append(ch)
+        elif code < 0x80:
+            parts.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(f"\\U{code:08x}")
+    parts.append('"')
+    return "".join(parts)
+
+
+_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 def format_string(template: str, args: Sequence[object]) -> str:

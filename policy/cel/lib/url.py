@@ -1,7 +1,7 @@
 """Kubernetes' URL CEL library (``url("https://example.com:80/p").getPort() == "80"``).
 
 Validation follows Go's ``url.ParseRequestURI`` as Kubernetes does: an absolute URI with a
-scheme, or an absolute path; a numeric port; valid ``%`` escapes; no control characters or
+scheme, or an absolute path; a numeric port; valid ``%`` escapes before the query; no control characters or
 spaces in the host. Components are read with ``urllib.parse``; schemes are lower-cased as Go does.
 """
 
@@ -14,7 +14,9 @@ from gpupolicy.policy.cel.core import EvalError
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PATH_SAFE = "/:@!$&'()*+,;=~-._"
+# Go's shouldEscape(c, encodePath) keeps these (and letters and digits); validEncoded also accepts !'()*[] and %
+_PATH_SAFE = "$&+,/:;=@-_.~"
+_RAW_PATH_OK = re.compile(r"[A-Za-z0-9\-_.~$&+,/:;=@!'()*\[\]%]*")
 
 
 class URL:
@@ -42,7 +44,7 @@ def url(text: str) -> URL:
         raise _error(text, "net/url: invalid control character in URL")
     if not (_SCHEME.match(text) or text.startswith("/")):
         raise _error(text, "invalid URI for request")
-    if _BAD_ESCAPE.search(text.split("#", 1)[0]):
+    if _BAD_ESCAPE.search(text.split("#", 1)[0].split("?", 1)[0]):  # Go does not check the query's escapes
         raise _error(text, "invalid URL escape")
     parts = urllib.parse.urlsplit(text)
     host = parts.netloc.rpartition("@")[2]
@@ -85,8 +87,19 @@ def port(u: URL) -> str:
 
 
 def escaped_path(u: URL) -> str:
-    return urllib.parse.quote(urllib.parse.unquote(u.parts.path), safe=_PATH_SAFE)
+    """Go's ``EscapedPath``: the path as written when it is a valid encoding, else the path escaped again."""
+    raw = u.parts.path
+    if _RAW_PATH_OK.fullmatch(raw):
+        return raw
+    return urllib.parse.quote(urllib.parse.unquote(raw), safe=_PATH_SAFE)
 
 
 def query(u: URL) -> dict[str, list[str]]:
-    return urllib.parse.parse_qs(u.parts.query, keep_blank_values=True)
+    """Go's ``URL.Query``: ``&``-separated pairs; a pair with a ``;`` or a bad escape is skipped, as is an empty one."""
+    out: dict[str, list[str]] = {}
+    for pair in u.parts.query.split("&"):
+        if ";" in pair or not pair or _BAD_ESCAPE.search(pair):
+            continue
+        key, _, value = pair.partition("=")
+        out.setdefault(urllib.parse.unquote_plus(key), []).append(urllib.parse.unquote_plus(value))
+    return out

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, kind
+from gpupolicy.policy.cel.core import DYN, EvalError, StaticType, assignable, join, kind
+from gpupolicy.policy.cel.runtime import time
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.values import (
     INT64_MAX,
     INT64_MIN,
@@ -17,8 +19,9 @@ from gpupolicy.policy.cel.runtime.values import (
     MAX_STRING,
     UINT64_MAX,
     OptionalValue,
+    TypeValue,
     Uint,
-    cel_equal,
+    cel_not_equal,
     map_lookup,
     runtime_type,
 )
@@ -65,6 +68,13 @@ def add(a: object, b: object) -> object:
         if len(a) + len(b) > MAX_LIST:
             raise EvalError(f"list result longer than {MAX_LIST} elements")
         return [*a, *b]
+    if isinstance(a, Duration):
+        if isinstance(b, Duration):
+            return time.add_durations(a, b)
+        if isinstance(b, Timestamp):
+            return time.add_duration(b, a)
+    if isinstance(a, Timestamp) and isinstance(b, Duration):
+        return time.add_duration(a, b)
     raise _no_overload("+", a, b)
 
 
@@ -76,6 +86,13 @@ def sub(a: object, b: object) -> object:
         return _uint_result(a - b)  # type: ignore[operator]
     if t == "double":
         return a - b  # type: ignore[operator]
+    if isinstance(a, Duration) and isinstance(b, Duration):
+        return time.sub_durations(a, b)
+    if isinstance(a, Timestamp):
+        if isinstance(b, Duration):
+            return time.sub_duration(a, b)
+        if isinstance(b, Timestamp):
+            return time.sub_timestamps(a, b)
     raise _no_overload("-", a, b)
 
 
@@ -146,7 +163,8 @@ def contains(item: object, container: object) -> bool:
     if isinstance(container, Mapping):
         return map_lookup(container, item)[0]
     if isinstance(container, (list, tuple)):
-        return any(cel_equal(item, x) for x in container)
+        # cel-go's baseList.Contains: an element whose comparison errors is just not a match
+        return any(not cel_not_equal(item, x) for x in container)
     raise EvalError(f"no such overload: {runtime_type(item)} in {runtime_type(container)}")
 
 
@@ -157,6 +175,8 @@ def index(container: object, key: object) -> object:
         except KeyError:
             raise EvalError(f"no such key: {key}") from None
     if isinstance(container, Mapping):
+        if isinstance(key, _NOT_QUALIFIERS):
+            raise EvalError(f"invalid qualifier type: {qualifier_type(key)}")
         found, value = map_lookup(container, key)
         if not found:
             raise EvalError(f"no such key: {key}")
@@ -164,6 +184,18 @@ def index(container: object, key: object) -> object:
     if isinstance(container, (list, tuple)):
         return _list_index(container, key)
     raise EvalError(f"no such overload: {runtime_type(container)}[{runtime_type(key)}]")
+
+
+# map keys cel-go can store but not look up with ``m[k]`` (its attribute qualifiers take strings, numbers, bools)
+_NOT_QUALIFIERS = (type(None), Duration, Timestamp, TypeValue, OptionalValue)
+_QUALIFIER_NAMES = {"null_type": "types.Null", "google.protobuf.Duration": "types.Duration",
+                    "google.protobuf.Timestamp": "types.Timestamp", "type": "*types.Type",
+                    "optional_type": "*types.Optional"}  # fmt: skip
+
+
+def qualifier_type(key: object) -> str:
+    """Go's name of a key's type, as cel-go's ``invalid qualifier type`` error writes it."""
+    return _QUALIFIER_NAMES.get(runtime_type(key), runtime_type(key))
 
 
 def _list_index(items: Sequence[object], key: object) -> object:
@@ -193,11 +225,12 @@ def select(operand: object, field: str) -> object:
 
 
 def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
-    """``x.?f`` (``test``: absent gives none) and ``opt.f`` (selection inside an optional)."""
+    """``x.?f`` (``test``: absent gives none) and ``opt.f`` (selection inside an optional, where an absent field
+    gives none too, as cel-go: ``{"a": {}}.?a.z`` is ``optional.none()``)."""
     if isinstance(operand, OptionalValue):
         if not operand.present:
             return operand
-        operand = operand.value
+        operand, test = operand.value, True
     if test:
         if isinstance(operand, Mapping):
             return OptionalValue(True, operand[field]) if has_field(operand, field) else OptionalValue(False)
@@ -206,11 +239,11 @@ def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
 
 
 def optional_index(container: object, key: object, test: bool) -> OptionalValue:
-    """``x[?k]`` (``test``: a missing key or index gives none) and ``opt[k]``."""
+    """``x[?k]`` (``test``: a missing key or index gives none) and ``opt[k]`` (likewise)."""
     if isinstance(container, OptionalValue):
         if not container.present:
             return container
-        container = container.value
+        container, test = container.value, True
     if test:
         if isinstance(container, Mapping):
             found, value = map_lookup(container, key)
@@ -230,7 +263,10 @@ def has_field(operand: object, field: str) -> bool:
 # --- static typing of operators ---------------------------------------------------------
 
 NUMERIC = ("int", "uint", "double")
-ORDERED = (*NUMERIC, "string", "bytes", "bool")
+ORDERED = (*NUMERIC, "string", "bytes", "bool", "timestamp", "duration")
+_TIME_ARITH = {("+", "duration", "duration"): "duration", ("+", "timestamp", "duration"): "timestamp",
+               ("+", "duration", "timestamp"): "timestamp", ("-", "duration", "duration"): "duration",
+               ("-", "timestamp", "duration"): "timestamp", ("-", "timestamp", "timestamp"): "duration"}  # fmt: skip
 
 
 def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
@@ -238,15 +274,19 @@ def arith_result(op: str, a: StaticType, b: StaticType) -> StaticType | None:
     ka, kb = kind(a), kind(b)
     if ka == "dyn" or kb == "dyn":
         other = b if ka == "dyn" else a
+        if kind(other) in ("timestamp", "duration") and op in "+-":
+            return DYN
         return other if kind(other) in (*NUMERIC, "string", "bytes", "list") or kind(other) == "dyn" else None
+    if (op, ka, kb) in _TIME_ARITH:
+        return _TIME_ARITH[op, ka, kb]
     if ka != kb:
         return None
     if ka in NUMERIC:
         return a if op != "%" or ka != "double" else None
     if op == "+" and ka in ("string", "bytes"):
         return a
-    if op == "+" and ka == "list":
-        return a if a == b else ("list", DYN)
+    if op == "+" and ka == "list":  # cel-go: _+_ is <A>(list(A), list(A)) -> list(A)
+        return join(a, b) if assignable(a, b) else None
     return None
 
 

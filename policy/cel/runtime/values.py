@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 
 from gpupolicy.policy.cel.core import EvalError
+from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
+from gpupolicy.policy.cel.runtime.time import compare as time_compare
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
@@ -95,6 +97,13 @@ def runtime_type(value: object) -> str:
         return "type"
     if isinstance(value, OptionalValue):
         return "optional_type"
+    if isinstance(value, Duration):
+        return "google.protobuf.Duration"
+    if isinstance(value, Timestamp):
+        return "google.protobuf.Timestamp"
+    cel_type = getattr(value, "CEL_TYPE", None)
+    if isinstance(cel_type, str):
+        return cel_type
     name = value.__class__.__name__
     if name in ("IP", "CIDR"):
         return f"net.{name}"
@@ -134,7 +143,9 @@ _SIMPLE = frozenset({str, int, bool, bytes})
 # Kubernetes' library types: their Equal answers "no such overload" (an error) for a value of another type
 # (k8s.io/apiserver pkg/cel: Quantity, Semver and URL via types.MaybeNoSuchOverloadErr, IP and CIDR via
 # types.ValOrErr), where cel-go's own types answer false.
-_LIBRARY_TYPES = frozenset({"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR"})
+_LIBRARY_TYPES = frozenset(
+    {"kubernetes.Quantity", "kubernetes.Semver", "kubernetes.URL", "net.IP", "net.CIDR", "kubernetes.NamedFormat"}
+)
 
 
 def _equal(a: object, b: object) -> bool | None:
@@ -192,6 +203,9 @@ def cel_not_equal(a: object, b: object) -> bool:
     if a.__class__ is b.__class__ and a.__class__ in _SIMPLE:
         return a != b
     return _equal(a, b) is not True
+
+
+_NUMERIC_FALLBACK = {"double": ("int", "uint"), "int": ("uint",), "uint": ("int",)}
 
 
 def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
@@ -299,4 +313,7 @@ def compare(a: object, b: object) -> int | None:
     for cls in (bool, str, bytes):
         if isinstance(a, cls) and isinstance(b, cls):
             return (a > b) - (a < b)  # type: ignore[operator]
+    for tcls in (Duration, Timestamp):
+        if isinstance(a, tcls) and isinstance(b, tcls):
+            return time_compare(a, b)
     raise EvalError(f"no such overload: {runtime_type(a)} < {runtime_type(b)}")

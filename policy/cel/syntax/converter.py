@@ -9,11 +9,13 @@ they never exhaust the Python stack; other nesting is bounded by cel-go's limits
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from gpupolicy.policy.cel.ast import Bind, Call, Comprehension, Ident, Index, ListLit, Literal, MapLit, Node, Select
 from gpupolicy.policy.cel.runtime.values import INT64_MAX, INT64_MIN, UINT64_MAX, Uint
+from gpupolicy.policy.cel.syntax.macros import ParseIssue, receiver_macro
 
 _PASS = {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member",
          "primary", "paren_expr"}  # fmt: skip
@@ -22,13 +24,8 @@ _REL = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_gt": "_>_", "rela
 _ARITH = {"addition_add": "_+_", "addition_sub": "_-_", "multiplication_mul": "_*_", "multiplication_div": "_/_",
           "multiplication_mod": "_%_"}  # fmt: skip
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
-_TWO_VAR = {"all", "exists", "existsOne", "transformList", "transformMap", "transformMapEntry"}
-
-
-class ParseIssue(Exception):
-    def __init__(self, message: str, pos: int) -> None:
-        super().__init__(message)
-        self.message, self.pos = message, pos
+_RECEIVER_MACROS = {"sortBy", "optMap", "optFlatMap"}
+_TWO_VAR = {"all", "exists", "existsOne", "exists_one", "transformList", "transformMap", "transformMapEntry"}
 
 
 def position(tree: Any) -> int:
@@ -46,6 +43,11 @@ def position(tree: Any) -> int:
             break
         tree = children[0]
     return 0
+
+
+def _is_optional_entry(x: Any) -> bool:
+    """``?x`` in a list literal, ``?k`` in a map literal."""
+    return _is_tree(x) and x.data == "opt_elem"
 
 
 def _is_tree(x: Any) -> bool:
@@ -180,6 +182,15 @@ class Converter:
         pos = self._after(operand, position(name))
         return Select(pos, self.convert(operand, d), str(name.value), optional=True)
 
+    def _member_dot_quoted(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids  # cel-go's escaped identifier: a.`b-c` selects the field "b-c"
+        return Select(self._after(operand, position(name)), self.convert(operand, d), str(name.value)[1:-1])
+
+    def _member_dot_opt_quoted(self, tree: Any, kids: list[Any], d: int) -> Node:
+        operand, name = kids
+        pos = self._after(operand, position(name))
+        return Select(pos, self.convert(operand, d), str(name.value)[1:-1], optional=True)
+
     def _member_index_opt(self, tree: Any, kids: list[Any], d: int) -> Node:
         operand, index = kids
         pos = self._after(operand, position(tree))
@@ -194,13 +205,17 @@ class Converter:
         raw_args = kids[2].children if len(kids) > 2 else []
         pos = self._after(kids[1], position(kids[1]))  # the (
         target = self.convert(operand, d)
-        two_var = len(raw_args) == 3 if name in ("all", "exists", "existsOne") else name.startswith("transform")
+        two_var = (
+            len(raw_args) == 3 if name in ("all", "exists", "existsOne", "exists_one") else name.startswith("transform")
+        )
         if name in _TWO_VAR and two_var:
             return self._two_var(name, target, raw_args, pos, d)
         if name in _MACROS and raw_args:
             return self._macro(name, target, raw_args, pos, d)
         if name == "bind" and isinstance(target, Ident) and target.name == "cel":
             return self._bind(raw_args, pos, d)
+        if name in _RECEIVER_MACROS and len(raw_args) == 2:
+            return receiver_macro(name, target, [self.convert(a, d) for a in raw_args], pos)
         return Call(pos, name, tuple(self.convert(a, d) for a in raw_args), target)
 
     def _macro(self, name: str, target: Node, raw_args: list[Any], pos: int, d: int) -> Node:
@@ -242,7 +257,7 @@ class Converter:
         raw_args = kids[1].children if len(kids) > 1 else []
         if name == "has":
             args = [self.convert(a, d) for a in raw_args]
-            if len(args) != 1 or not isinstance(args[0], Select):
+            if len(args) != 1 or not isinstance(args[0], Select) or args[0].optional:
                 raise ParseIssue("invalid argument to has() macro", pos)
             sel = args[0]
             return Select(pos, sel.operand, sel.field, test_only=True)
@@ -252,12 +267,19 @@ class Converter:
 
     def _list_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
         items = kids[0].children if kids else []
-        return ListLit(position(tree), tuple(self.convert(i, d) for i in items))
+        optional = frozenset(i for i, item in enumerate(items) if _is_optional_entry(item))
+        nodes = tuple(self.convert(item.children[0] if i in optional else item, d) for i, item in enumerate(items))
+        return ListLit(position(tree), nodes, optional)
 
     def _map_lit(self, tree: Any, kids: list[Any], d: int) -> Node:
         flat = kids[0].children if kids else []
-        entries = tuple((self.convert(flat[i], d), self.convert(flat[i + 1], d)) for i in range(0, len(flat), 2))
-        return MapLit(position(tree), entries)
+        keys = flat[0::2]
+        optional = frozenset(i for i, key in enumerate(keys) if _is_optional_entry(key))
+        entries = tuple(
+            (self.convert(key.children[0] if i in optional else key, d), self.convert(flat[2 * i + 1], d))
+            for i, key in enumerate(keys)
+        )
+        return MapLit(position(tree), entries, optional)
 
     # --- literals -----------------------------------------------------------------------
 
@@ -279,7 +301,13 @@ class Converter:
                 raise ParseIssue(f"unsigned integer literal {text} is out of range", position(token))
             return Uint(value)
         if kind == "FLOAT_LIT":
-            return float(text)
+            mantissa = text.lower().partition("e")[0]
+            if mantissa.endswith("."):  # cel-go's grammar wants a digit after the point: "5." is a syntax error
+                raise ParseIssue("Syntax error: no viable alternative at input '.'", position(token))
+            number = float(text)
+            if math.isinf(number):
+                raise ParseIssue("invalid double literal", position(token))
+            return number
         if kind in ("STRING_LIT", "MLSTRING_LIT"):
             return self.string_literal(token)
         if kind == "BYTES_LIT":

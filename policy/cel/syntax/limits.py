@@ -22,7 +22,15 @@ from typing import Any
 RECURSION_LIMIT = 250  # cel-go's parser.maxRecursionDepth default
 
 _RIGHT_OPERAND = {"relation", "addition", "multiplication"}
-_VISITOR_COUNTED = {"member_dot", "member_dot_opt", "member_dot_arg", "member_index", "member_index_opt"}
+_VISITOR_COUNTED = {
+    "member_dot",
+    "member_dot_opt",
+    "member_dot_quoted",
+    "member_dot_opt_quoted",
+    "member_dot_arg",
+    "member_index",
+    "member_index_opt",
+}
 
 
 class LimitExceeded(Exception):

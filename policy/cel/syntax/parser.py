@@ -21,25 +21,40 @@ from lark import Lark, Token
 
 from gpupolicy.policy.cel.ast import Node
 from gpupolicy.policy.cel.core import CompileIssue
-from gpupolicy.policy.cel.syntax.converter import Converter, ParseIssue, position
+from gpupolicy.policy.cel.syntax.converter import Converter, position
 from gpupolicy.policy.cel.syntax.limits import LimitExceeded, check_limits
+from gpupolicy.policy.cel.syntax.macros import ParseIssue
 
 _parser_lock = threading.Lock()
 _OPTIONAL_SYNTAX = """
 member         : member_dot | member_dot_arg | member_index | member_object | primary
-               | member_dot_opt | member_index_opt
+               | member_dot_opt | member_index_opt | member_dot_quoted | member_dot_opt_quoted
+member_dot_quoted : member "." QUOTED_IDENT
+member_dot_opt_quoted : member "." "?" QUOTED_IDENT
+QUOTED_IDENT   : /`[_a-zA-Z0-9. \\/-]+`/
 member_dot_opt : member "." "?" IDENT
 member_index_opt : member "[" "?" expr "]"
+list_lit       : "[" [listelems] "]" | "[" "," "]"
+map_lit        : "{" [mapentries] "}" | "{" "," "}"
+listelems      : _listelem ("," _listelem)* [","]
+_listelem      : expr | opt_elem
+mapentries     : _listelem ":" expr ("," _listelem ":" expr)* [","]
+opt_elem       : "?" expr
 """
 
 
 @functools.cache
 def _lark() -> Lark:
-    """cel-python's grammar plus CEL's optional selection syntax (``a.?b``, ``a[?k]``)."""
+    """cel-python's grammar plus CEL's optional syntax: selection (``a.?b``, ``a[?k]``) and optional entries in
+    list and map literals (``[?x]``, ``{?k: v}``), a trailing comma in them (``[1, 2,]``, ``[,]``), and field names
+    quoted with backticks (``a.`b-c```), as cel-go's grammar allows."""
     grammar = (Path(celpy.__file__).parent / "cel.lark").read_text()
     original = "member         : member_dot | member_dot_arg | member_index | member_object | primary\n"
-    if original not in grammar:  # a different cel-python: use its grammar unchanged
-        return Lark(grammar, **_LARK_OPTIONS)
+    literals = ('list_lit       : "[" [exprlist] "]"\n', 'map_lit        : "{" [mapinits] "}"\n')
+    if original not in grammar or not all(rule in grammar for rule in literals):
+        return Lark(grammar, **_LARK_OPTIONS)  # a different cel-python: use its grammar unchanged
+    for rule in literals:  # replaced by the optional-aware rules
+        grammar = grammar.replace(rule, "")
     return Lark(grammar.replace(original, _OPTIONAL_SYNTAX.lstrip("\n")), **_LARK_OPTIONS)
 
 
