@@ -24,7 +24,8 @@ class RequestFields(K8sModel):
 
     device_class_name: Str
     selectors: list[DeviceSelector] | None = None
-    allocation_mode: AllocationMode | None = None
+    allocation_mode: Literal["ExactCount", "All", ""] | None = None
+    """Unset or empty means ``ExactCount`` (the API server's default)."""
     count: Int | None = None
     tolerations: list[DeviceToleration] | None = None
     capacity: CapacityRequirements | None = None

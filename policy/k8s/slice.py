@@ -49,12 +49,14 @@ class CapacityRequestPolicy(K8sModel):
 
 
 class DeviceCapacity(K8sModel):
-    value: QuantityField
+    value: QuantityField = Quantity.parse("0")
+    """Optional on the wire (the API server accepts a capacity without a value as zero)."""
     request_policy: CapacityRequestPolicy | None = None
 
 
 class Counter(K8sModel):
-    value: QuantityField
+    value: QuantityField = Quantity.parse("0")
+    """Optional on the wire, as for a capacity."""
 
 
 class CounterSet(K8sModel):

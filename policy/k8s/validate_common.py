@@ -17,11 +17,9 @@ def check_meta(c: Checker, meta: ObjectMeta, namespaced: bool, name_rule: NameRu
         c.name(name_rule(meta.name), (*path, "name"), "name", meta.name)
     elif not meta.generate_name:
         c.add("missing_field", "name or generateName is required", (*path, "name"))
-    if meta.namespace:
-        if not namespaced:
-            c.add("invalid_value", "namespace is not allowed on this cluster-scoped kind", (*path, "namespace"))
-        else:
-            c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
+    # On a cluster-scoped kind the API server clears metadata.namespace instead of refusing it.
+    if meta.namespace and namespaced:
+        c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
     check_labels_annotations(c, meta, path)
 
 
@@ -51,20 +49,33 @@ def check_node_selector(c: Checker, selector: NodeSelector, path: Path) -> None:
 
 
 def _check_requirement(c: Checker, req: NodeSelectorRequirement, path: Path, fields: bool) -> None:
+    """core validation's ValidateNodeSelectorRequirement / ValidateNodeFieldSelectorRequirement."""
     values = req.values or []
+    vpath = (*path, "values")
     if fields:
+        if req.operator not in ("In", "NotIn"):
+            c.add("invalid_value", f"matchFields operator {req.operator!r} is not In or NotIn", (*path, "operator"))
+        elif len(values) != 1:
+            c.add("invalid_value", "matchFields needs exactly one value for operator In or NotIn", vpath)
         if req.key != "metadata.name":
-            c.add("invalid_value", f'field selector key {req.key!r} is not supported; use "metadata.name"', path)
-        if req.operator not in ("In", "NotIn") or len(values) != 1:
-            c.add("invalid_value", "matchFields needs operator In or NotIn and exactly one value", path)
+            c.add(
+                "invalid_value", f'field selector key {req.key!r} is not supported; use "metadata.name"', (*path, "key")
+            )
+        else:
+            for i, value in enumerate(values):
+                c.name(names.dns1123_subdomain(value), (*vpath, i), "node name", value)
         return
-    c.name(names.label_key(req.key), (*path, "key"), "key", req.key)
     if req.operator in ("In", "NotIn") and not values:
-        c.add("missing_field", f"values must be non-empty for operator {req.operator}", (*path, "values"))
+        c.add("missing_field", f"values must be non-empty for operator {req.operator}", vpath)
     elif req.operator in ("Exists", "DoesNotExist") and values:
-        c.add("invalid_value", f"values must be empty for operator {req.operator}", (*path, "values"))
-    elif req.operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
-        c.add("invalid_value", f"operator {req.operator} needs exactly one integer value", (*path, "values"))
+        c.add("invalid_value", f"values must be empty for operator {req.operator}", vpath)
+    elif req.operator in ("Gt", "Lt") and len(values) != 1:
+        # Only the count: a value that is not an integer is accepted and then matches no node.
+        c.add("invalid_value", f"operator {req.operator} needs exactly one value", vpath)
+    c.name(names.label_key(req.key), (*path, "key"), "key", req.key)
+    for i, value in enumerate(values):
+        if names.label_value(value):
+            c.name(names.label_value(value), (*vpath, i), "label value", value)
 
 
 def check_selectors(c: Checker, selectors: Sequence[DeviceSelector] | None, path: Path) -> None:
@@ -100,11 +111,6 @@ def check_toleration(c: Checker, tol: DeviceToleration, path: Path) -> None:
             c.add("invalid_value", "value must be empty for operator `Exists`", (*path, "value"))
     elif tol.value:
         c.name(names.label_value(tol.value), (*path, "value"), "toleration value", tol.value)
-
-
-def check_tolerations(c: Checker, tolerations: Sequence[DeviceToleration] | None, path: Path) -> None:
-    if not c.too_many(tolerations, limits.DEVICE_TOLERATIONS_MAX, path, "tolerations"):
-        c.each(tolerations, path, lambda t, p: check_toleration(c, t, p))
 
 
 def check_taint(c: Checker, taint: DeviceTaint, path: Path) -> None:
