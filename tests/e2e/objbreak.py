@@ -186,6 +186,7 @@ def _meta_rules() -> Iterator[tuple[str, str, Breaker]]:
         yield "meta_label_value", kind, set_meta("labels", {"app": "-bad-"})
         yield "meta_annotation_key", kind, set_meta("annotations", {"bad key": "v"})
     yield "meta_name_too_long", "claim", set_meta("name", "a" * 254)
+    yield "meta_annotations_too_big", "class", set_meta("annotations", {"example.com/big": "x" * (256 * 1024)})
     yield "meta_namespace_on_cluster_kind", "class", set_meta("namespace", "default")
     yield "meta_generate_name", "slice", do(lambda o: o["metadata"].update({"generateName": "s-"}) or None)
 
@@ -227,7 +228,7 @@ def _opaque_rules(kind: str, owner: Callable[[Obj], Obj]) -> Iterator[tuple[str,
         return result
 
     yield "opaque_driver", kind, at(opaque, "driver", "Bad_Driver", "a" * 64 + ".com", "-a.b", "")
-    yield "opaque_parameters_missing", kind, at(opaque, "parameters", ...)
+    yield "opaque_parameters_missing", kind, at(opaque, "parameters", ..., None)
     yield "opaque_parameters_not_object", kind, at(opaque, "parameters", [1, 2], "text", 5, True)
     yield "opaque_parameters_too_long", kind, at(opaque, "parameters", LONG_JSON)
     yield "opaque_missing", kind, do(lambda o: owner(o).pop("opaque", None) and None)
@@ -278,7 +279,7 @@ def _claim_rules() -> Iterator[tuple[str, str, Breaker]]:
             kind,
             do(
                 lambda o: claim_of(o).update(
-                    requests=many(33, lambda i: {"name": f"r{i}", "exactly": {"deviceClassName": "c"}}),
+                    requests=many(33, lambda k: {"name": f"r{k}", "exactly": {"deviceClassName": "c"}}),
                     constraints=[],
                     config=[],
                 )
@@ -297,7 +298,7 @@ def _claim_rules() -> Iterator[tuple[str, str, Breaker]]:
         yield (
             "first_available_too_many",
             kind,
-            do(lambda o: first_available(o).extend(many(8, lambda i: {"name": f"more{i}", "deviceClassName": "c"}))),
+            do(lambda o: first_available(o).extend(many(8, lambda k: {"name": f"more{k}", "deviceClassName": "c"}))),
         )
         yield "subrequest_name", kind, at(sub, "name", "Sub_1", "a" * 64, "")
         yield "subrequest_duplicate", kind, do(dup_sub)
@@ -353,6 +354,25 @@ def _claim_rules() -> Iterator[tuple[str, str, Breaker]]:
             ),
         )
         yield "unknown_field", kind, at(fields, "colour", "red")
+        yield (
+            "constraint_subrequest_of_exact",
+            kind,
+            do(
+                lambda o: (
+                    (exact(o), constraint(o).update(requests=[f"{claim_of(o)['requests'][0]['name']}/x"]))[0] and None
+                )
+            ),
+        )
+        yield (
+            "config_duplicate_request",
+            kind,
+            do(
+                lambda o: claim_of(o).update(
+                    config=[{"requests": ["req-0", "req-0"], "opaque": {"driver": "a.b", "parameters": {}}}]
+                )
+            ),
+        )
+        yield "constraint_requests_too_many", kind, at(constraint, "requests", [f"req-{i}" for i in range(33)])
     yield "template_metadata_name", "template", do(lambda o: spec(o).update(metadata={"name": "x"}))
     yield "template_metadata_labels", "template", do(lambda o: spec(o).update(metadata={"labels": {"-x": "y"}}))
 
@@ -462,6 +482,22 @@ def _slice_rules() -> Iterator[tuple[str, str, Breaker]]:
         at(device, "attributes", {"a": {"version": "1.0"}}, {"a": {"version": "v1.0.0"}}, {"a": {"version": "01.0.0"}}),
     )
     yield "attribute_version_too_long", "slice", at(device, "attributes", {"a": {"version": "1.0.0-" + "a" * 60}})
+    yield "attribute_version_empty", "slice", at(device, "attributes", {"a": {"version": ""}})
+    yield (
+        "slice_devices_too_many_counters",
+        "slice",
+        do(
+            lambda o: spec(o).update(
+                devices=many(
+                    65,
+                    lambda i: {
+                        "name": f"d{i}",
+                        "consumesCounters": [{"counterSet": "s", "counters": {"c": {"value": "1"}}}],
+                    },
+                )
+            )
+        ),
+    )
     yield "attribute_wrong_type", "slice", at(device, "attributes", {"a": {"int": "1"}}, {"a": {"bool": "yes"}})
     yield "capacity_value_missing", "slice", at(device, "capacity", {"memory": {}})
     yield "capacity_value_bad", "slice", at(device, "capacity", {"memory": {"value": "lots"}})
@@ -495,6 +531,11 @@ def _slice_rules() -> Iterator[tuple[str, str, Breaker]]:
         ("default_over_capacity", {"default": "100Gi"}),
         ("default_negative", {"default": "-1"}),
         ("range_fraction", {"default": "500m", "validRange": {"min": "500m", "step": "250m"}}),
+        ("range_step_rounded", {"default": "750m", "validRange": {"min": "500m", "step": "500m"}}),
+        ("range_step_rounded_off", {"default": "3", "validRange": {"min": "0", "step": "1500m"}}),
+        ("range_negative_min", {"default": "0", "validRange": {"min": "-1", "step": "1"}}),
+        ("range_negative_no_step", {"default": "0", "validRange": {"min": "-1"}}),
+        ("values_same_integer", {"default": "2", "validValues": ["1500m", "2"]}),
     ):
         yield f"request_policy_{label}", "slice", do(lambda o, p=pol: policy(o, dict(p)))
     taint: Callable[[Obj], Obj] = lambda o: device(o).setdefault("taints", [{"key": "k", "effect": "NoSchedule"}])[0]  # noqa: E731

@@ -157,7 +157,9 @@ KNOWN_ACCEPTED_MUTATIONS = sorted(
         "meta_namespace_on_cluster_kind",  # the server clears metadata.namespace of a cluster-scoped object
         "request_policy_default_negative",  # a requestPolicy with only a default is not checked
         "request_policy_default_over_capacity",
-        "request_policy_range_fraction",  # DRAFractionalCapacityRange is off: no milli check
+        "request_policy_range_fraction",  # DRAFractionalCapacityRange is off: no milli check ...
+        "request_policy_range_negative_no_step",  # ... and bounds are checked for int64 only with a step ...
+        "request_policy_range_step_rounded",  # ... where values are rounded up to integers (750m is 1)
         "slice_selector_gt_text",  # Gt/Lt need one value, not an integer one
         "toleration_no_key_equal",  # an empty key matches every key
         "toleration_seconds_effect",  # tolerationSeconds is not checked against the effect ...
