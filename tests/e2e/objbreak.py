@@ -610,3 +610,45 @@ def mutations() -> Iterator[tuple[str, str, Breaker]]:
     yield from _class_rules()
     yield from _claim_rules()
     yield from _slice_rules()
+
+
+def gated_off_fields() -> Iterator[tuple[str, str, str, Breaker]]:
+    """``(gate, field, kind, adder)``: fields of features whose gate is off in the test bed (1.37 defaults). The
+    API server drops such a field silently; gpupolicy, which does not implement them, refuses it as unknown."""
+    derived = [{"name": f"{DOMAIN}/slot", "expression": "device.attributes['gpu.example.com'].index"}]
+    yield (
+        "DRADerivedAttributes",
+        "derivedAttributes",
+        "claim",
+        do(lambda o: exact(o)["exactly"].update(derivedAttributes=derived)),
+    )
+    yield (
+        "DRAListTypeAttributes",
+        "strings",
+        "slice",
+        do(lambda o: device(o).update(attributes={"links": {"strings": ["a", "b"]}})),
+    )
+    yield (
+        "DRAPartitionableDevicesType",
+        "partitionTypeAttribute",
+        "slice",
+        do(lambda o: spec(o).update(partitionTypeAttribute=f"{DOMAIN}/profile")),
+    )
+    yield (
+        "DRAOptionalNodeOperations",
+        "skipNodeOperations",
+        "slice",
+        do(lambda o: spec(o).update(skipNodeOperations=["NodePrepareResources"])),
+    )
+    yield (
+        "DRANodeAllocatableResources",
+        "nodeAllocatableResources",
+        "slice",
+        do(lambda o: device(o).update(nodeAllocatableResources={"cpu": {"overhead": {"perPod": "1"}}})),
+    )
+    yield (
+        "DRADeviceCompatibilityGroups",
+        "compatibilityGroups",
+        "slice",
+        do(lambda o: consumption(o)[0].update(compatibilityGroups=["a"])),
+    )

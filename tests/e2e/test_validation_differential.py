@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import pytest
 
 from gpupolicy.policy.validate import validate_text
-from tests.e2e.kube import Kube, KubeError, Obj
-from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, generate
+from tests.e2e.kube import Kube, KubeError, Obj, enabled_features
+from tests.e2e.objbreak import gated_off_fields
+from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, Gen, generate
 
 pytestmark = pytest.mark.testbed
 
@@ -40,12 +41,16 @@ class Verdict:
     message: str
 
 
-def server_verdict(kube: Kube, namespace: str, obj: Obj) -> Verdict:
+def create_path(obj: Obj, namespace: str) -> str:
+    """Where a dry-run create of ``obj`` goes, with unknown fields refused as ``kubectl apply`` asks for."""
     kind = obj["kind"]
     scope = f"namespaces/{namespace}/" if kind.startswith("ResourceClaim") else ""
-    path = f"/apis/resource.k8s.io/v1/{scope}{PLURALS[kind]}?dryRun=All&fieldValidation=Strict"
+    return f"/apis/resource.k8s.io/v1/{scope}{PLURALS[kind]}?dryRun=All&fieldValidation=Strict"
+
+
+def server_verdict(kube: Kube, namespace: str, obj: Obj) -> Verdict:
     try:
-        kube.raw("POST", path, obj)
+        kube.raw("POST", create_path(obj, namespace), obj)
     except KubeError as err:
         try:
             status = json.loads(err.message)
@@ -80,23 +85,22 @@ def paths_agree(server: Verdict, ours: Verdict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def verdicts(kube_session: Kube) -> Iterator[list[tuple[Case, Verdict, Verdict]]]:
-    kube = kube_session
+def admin_namespace(kube_session: Kube) -> Iterator[str]:
+    """Every claim goes here: adminAccess needs a namespace the cluster admin marked for it, and gpupolicy
+    cannot see namespaces."""
     namespace = f"valdiff-{uuid.uuid4().hex[:6]}"
-    # adminAccess needs a namespace the cluster admin marked for it; gpupolicy cannot see namespaces, so every
-    # claim goes into such a namespace.
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {ADMIN_NAMESPACE_LABEL: "true"}},
-        }
-    )
-    cases = generate(SEED, namespace)
+    labels = {ADMIN_NAMESPACE_LABEL: "true"}
+    kube_session.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}})
+    yield namespace
+    kube_session.delete("v1", "Namespace", namespace)
+
+
+@pytest.fixture(scope="module")
+def verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case, Verdict, Verdict]]:
+    cases = generate(SEED, admin_namespace)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        servers = list(pool.map(lambda c: server_verdict(kube, namespace, c.obj), cases))
-    yield [(case, server, gpupolicy_verdict(case)) for case, server in zip(cases, servers, strict=True)]
-    kube.delete("v1", "Namespace", namespace)
+        servers = list(pool.map(lambda c: server_verdict(kube_session, admin_namespace, c.obj), cases))
+    return [(case, server, gpupolicy_verdict(case)) for case, server in zip(cases, servers, strict=True)]
 
 
 def _describe(case: Case, server: Verdict, ours: Verdict) -> str:
@@ -138,6 +142,28 @@ def test_refusals_name_the_same_field(verdicts: list[tuple[Case, Verdict, Verdic
         if not s.accepted and not o.accepted and not paths_agree(s, o)
     ]
     assert not differ, f"{len(differ)} refusals name other fields:\n" + "\n".join(differ)
+
+
+def test_fields_of_features_whose_gate_is_off_are_refused_not_dropped(kube_session: Kube, admin_namespace: str) -> None:
+    """A deliberate difference (docs/objects.md): the server drops a field of a disabled feature and accepts the
+    object; gpupolicy implements none of these features and refuses the field, so that nothing is silently ignored."""
+    gates = enabled_features(kube_session)
+    gen = Gen(SEED, admin_namespace)
+    makers = {"claim": gen.claim, "slice": gen.slice}
+    for gate, field, kind, add in gated_off_fields():
+        if gates.get(gate, False):
+            continue  # the gate is on here: nothing is dropped, and the verdicts must agree as for any object
+        obj = makers[kind]()
+        add(obj, gen.r)
+        case = Case(f"{kind}/gated/{gate}", obj)
+        ours = gpupolicy_verdict(case)
+        assert not ours.accepted and any(path.endswith(field) for path in ours.fields), (gate, ours.message)
+        try:
+            echoed = kube_session.raw("POST", create_path(obj, admin_namespace), obj)
+        except KubeError as err:
+            assert err.status == 422, err.message
+            continue  # dropping the field broke another rule (a list attribute left with no value): both refuse
+        assert f'"{field}"' not in json.dumps(echoed), f"{gate}: {field} kept"
 
 
 # Mutations that look like breaking a rule but that the API server (1.37.2, the test bed's gates) accepts, and so
