@@ -18,6 +18,7 @@ from gpupolicy.policy.k8s.claim import (
     ResourceClaimTemplate,
 )
 from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.meta import Condition
 from gpupolicy.policy.k8s.validate_common import (
     check_binding,
     check_labels_annotations,
@@ -234,9 +235,7 @@ def _check_device_status(
             "unknown_reference", f"{dev.driver}/{dev.pool}/{dev.device} must be an allocated device in the claim", path
         )
     c.too_many(dev.conditions, limits.DEVICE_STATUS_CONDITIONS_MAX, (*path, "conditions"), "conditions")
-    c.unique(
-        (cond.type for cond in dev.conditions or ()), (*path, "conditions"), "condition type", code="duplicate_value"
-    )
+    check_conditions(c, dev.conditions or (), (*path, "conditions"))
     if dev.data is not None:
         c.json_object(dev.data, limits.DEVICE_STATUS_DATA_MAX_LENGTH, (*path, "data"), "data")
     net = dev.network_data
@@ -252,4 +251,34 @@ def _check_device_status(
             "hardwareAddress",
         )
         if not c.too_many(net.ips, limits.NETWORK_DATA_MAX_IPS, (*npath, "ips"), "ips"):
+            for i, ip in enumerate(net.ips or ()):
+                problem = names.interface_address(ip)
+                if problem:
+                    c.add("invalid_value", f"IP {ip!r} {problem}", (*npath, "ips", i))
             c.unique(net.ips or (), (*npath, "ips"), "IP", code="duplicate_value")
+
+
+def check_conditions(c: Checker, conditions: Sequence[Condition], path: Path) -> None:
+    """metav1 ValidateConditions: unique types that are label keys, a reason in CamelCase-ish form, bounded
+    lengths, a non-negative observedGeneration (status and lastTransitionTime are checked by the model)."""
+    c.unique((cond.type for cond in conditions), path, "condition type", code="duplicate_value")
+    for i, cond in enumerate(conditions):
+        cpath = (*path, i)
+        if c.required(cond.type, (*cpath, "type"), "type"):
+            c.name(names.label_key(cond.type), (*cpath, "type"), "condition type", cond.type)
+        if (cond.observed_generation or 0) < 0:
+            c.add(
+                "invalid_value",
+                "observedGeneration must be greater than or equal to zero",
+                (*cpath, "observedGeneration"),
+            )
+        if c.required(cond.reason, (*cpath, "reason"), "reason"):
+            if not names.is_condition_reason(cond.reason):
+                c.add(
+                    "invalid_name",
+                    f"reason {cond.reason!r} must start with a letter, hold only letters, digits, '_', ',' and ':', "
+                    "and end with a letter, digit or '_'",
+                    (*cpath, "reason"),
+                )
+            c.too_long(cond.reason, limits.CONDITION_REASON_MAX_LENGTH, (*cpath, "reason"), "reason")
+        c.too_long(cond.message, limits.CONDITION_MESSAGE_MAX_LENGTH, (*cpath, "message"), "message")

@@ -162,6 +162,7 @@ def at(path: Callable[[Obj], Obj], key: str, *values: Any) -> Breaker:
         else:
             target[key] = value
 
+    breaker.variants = len(values)  # type: ignore[attr-defined]  # generate() tries each value at least once
     return breaker
 
 
@@ -174,7 +175,7 @@ def many(n: int, make: Callable[[int], Any]) -> list[Any]:
 
 
 LONG_JSON = {"blob": "x" * (10 * 1024)}
-BAD_NAMES = ("Bad_Name", "-lead", "trail-", "a..b", "UPPER", "sp ace", "x" * 254)
+BAD_NAMES = ("Bad_Name", "-lead", "trail-", "a..b", "UPPER", "sp ace", "x" * 254, "newline\n")
 BAD_LABELS = ("Bad_Label!", "-x", "a" * 64)
 
 
@@ -449,7 +450,7 @@ def _slice_rules() -> Iterator[tuple[str, str, Breaker]]:
             )
         ),
     )
-    yield "device_name", "slice", at(device, "name", "GPU-0", "a" * 64, "", "gpu_0")
+    yield "device_name", "slice", at(device, "name", "GPU-0", "a" * 64, "", "gpu_0", "gpu-0\n")
     yield "device_duplicate", "slice", do(lambda o: spec(o).update(devices=[device(o), dict(device(o))]))
     yield "device_attributes_too_many", "slice", at(device, "attributes", {f"a{i}": {"int": i} for i in range(33)})
     yield (

@@ -299,7 +299,7 @@ def generate(seed: int = 16, namespace: str = "default", per_kind: int = 40) -> 
     gen = Gen(seed, namespace)
     cases = list(valid_objects(gen, per_kind))
     for rule, kind, breaker in mutations():
-        for variant in range(VARIANTS):
+        for variant in range(max(VARIANTS, getattr(breaker, "variants", 0))):
             base = {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}[kind]()
             obj = copy.deepcopy(base)
             breaker(obj, gen.r)

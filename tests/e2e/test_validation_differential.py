@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ from gpupolicy.policy.validate import validate_text
 from tests.e2e.kube import Kube, KubeError, Obj, enabled_features
 from tests.e2e.objbreak import gated_off_fields
 from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, Gen, generate
+from tests.e2e.objstatus import status_cases
 
 pytestmark = pytest.mark.testbed
 
@@ -49,8 +50,12 @@ def create_path(obj: Obj, namespace: str) -> str:
 
 
 def server_verdict(kube: Kube, namespace: str, obj: Obj) -> Verdict:
+    return _verdict(lambda: kube.raw("POST", create_path(obj, namespace), obj))
+
+
+def _verdict(request: Callable[[], object]) -> Verdict:
     try:
-        kube.raw("POST", create_path(obj, namespace), obj)
+        request()
     except KubeError as err:
         try:
             status = json.loads(err.message)
@@ -65,6 +70,23 @@ def gpupolicy_verdict(case: Case) -> Verdict:
     _, problems = validate_text(json.dumps(case.obj), f"{case.id}.json")
     paths = tuple(p.location.path for p in problems)
     return Verdict(not problems, paths, "; ".join(f"{p.location.path}: {p.code}: {p.message}" for p in problems))
+
+
+def status_verdict(kube: Kube, namespace: str, obj: Obj) -> Verdict:
+    """Create the claim without its status (for real: a status needs a stored claim), dry-run its status
+    update, delete it."""
+    claim = {key: value for key, value in obj.items() if key != "status"}
+    stored = kube.raw("POST", f"/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims", claim)
+    name = stored["metadata"]["name"]
+    path = f"/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims/{name}"
+    try:
+        return _verdict(
+            lambda: kube.raw(
+                "PUT", f"{path}/status?dryRun=All&fieldValidation=Strict", {**stored, "status": obj["status"]}
+            )
+        )
+    finally:
+        kube.raw("DELETE", path)
 
 
 def _norm(path: str) -> str:
@@ -100,6 +122,14 @@ def verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case, Verdi
     cases = generate(SEED, admin_namespace)
     with ThreadPoolExecutor(max_workers=8) as pool:
         servers = list(pool.map(lambda c: server_verdict(kube_session, admin_namespace, c.obj), cases))
+    return [(case, server, gpupolicy_verdict(case)) for case, server in zip(cases, servers, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def status_verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case, Verdict, Verdict]]:
+    cases = status_cases(SEED, admin_namespace)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        servers = list(pool.map(lambda c: status_verdict(kube_session, admin_namespace, c.obj), cases))
     return [(case, server, gpupolicy_verdict(case)) for case, server in zip(cases, servers, strict=True)]
 
 
@@ -164,6 +194,19 @@ def test_fields_of_features_whose_gate_is_off_are_refused_not_dropped(kube_sessi
             assert err.status == 422, err.message
             continue  # dropping the field broke another rule (a list attribute left with no value): both refuse
         assert f'"{field}"' not in json.dumps(echoed), f"{gate}: {field} kept"
+
+
+def test_status_verdicts_agree_object_by_object(status_verdicts: list[tuple[Case, Verdict, Verdict]]) -> None:
+    """Claims with a status, judged by the server as a status update of the stored claim."""
+    assert all(server.accepted for case, server, _ in status_verdicts if case.broken is None)
+    assert sum(not server.accepted for _, server, _ in status_verdicts) > len(status_verdicts) // 2
+    disagreements = [_describe(c, s, o) for c, s, o in status_verdicts if s.accepted != o.accepted]
+    disagreements += [
+        f"{_describe(c, s, o)}\n  server fields {s.fields}, ours {o.fields}"
+        for c, s, o in status_verdicts
+        if not s.accepted and not o.accepted and not paths_agree(s, o)
+    ]
+    assert not disagreements, f"{len(disagreements)} of {len(status_verdicts)} differ:\n" + "\n".join(disagreements)
 
 
 # Mutations that look like breaking a rule but that the API server (1.37.2, the test bed's gates) accepts, and so
