@@ -17,10 +17,48 @@ def check_meta(c: Checker, meta: ObjectMeta, namespaced: bool, name_rule: NameRu
         c.name(name_rule(meta.name), (*path, "name"), "name", meta.name)
     elif not meta.generate_name:
         c.add("missing_field", "name or generateName is required", (*path, "name"))
+    if meta.generate_name:
+        # A prefix: ValidateObjectMeta masks a trailing dash (maskTrailingDash) before the name rule.
+        prefix = meta.generate_name
+        masked = prefix[:-2] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
+        c.name(name_rule(masked), (*path, "generateName"), "generateName", prefix)
+    _check_owners_finalizers(c, meta, path)
     # On a cluster-scoped kind the API server clears metadata.namespace instead of refusing it.
     if meta.namespace and namespaced:
         c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
     check_labels_annotations(c, meta, path)
+
+
+STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
+
+
+def _check_owners_finalizers(c: Checker, meta: ObjectMeta, path: Path) -> None:
+    """ValidateOwnerReferences and ValidateFinalizers (with the core API's standard finalizer names)."""
+    controller = ""
+    for i, ref in enumerate(meta.owner_references or ()):
+        rpath = (*path, "ownerReferences", i)
+        if ref.api_version.count("/") > 1 or (ref.api_version and not ref.api_version.rpartition("/")[2]):
+            c.add("invalid_value", "apiVersion must be <group>/<version> or <version>", (*rpath, "apiVersion"))
+        for field, value in (("apiVersion", ref.api_version), ("kind", ref.kind), ("name", ref.name), ("uid", ref.uid)):
+            c.required(value, (*rpath, field), field)
+        if ref.api_version == "v1" and ref.kind == "Event":
+            c.add("invalid_value", "an Event cannot be an owner", rpath)
+        if ref.controller:
+            if controller:
+                c.add(
+                    "invalid_value",
+                    f"only one owner reference can be the controller, not {ref.kind}/{ref.name} too",
+                    rpath,
+                )
+            controller = f"{ref.kind}/{ref.name}"
+    finalizers = meta.finalizers or ()
+    for i, finalizer in enumerate(finalizers):
+        fpath = (*path, "finalizers", i)
+        c.name(names.label_key(finalizer), fpath, "finalizer", finalizer)
+        if "/" not in finalizer and finalizer not in STANDARD_FINALIZERS:
+            c.add("invalid_name", f"finalizer {finalizer!r} is neither a standard finalizer nor fully qualified", fpath)
+    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+        c.add("invalid_value", "finalizers orphan and foregroundDeletion cannot be both set", (*path, "finalizers"))
 
 
 def check_labels_annotations(c: Checker, meta: ObjectMeta, path: Path) -> None:

@@ -187,6 +187,25 @@ def _meta_rules() -> Iterator[tuple[str, str, Breaker]]:
         yield "meta_label_value", kind, set_meta("labels", {"app": "-bad-"})
         yield "meta_annotation_key", kind, set_meta("annotations", {"bad key": "v"})
     yield "meta_name_too_long", "claim", set_meta("name", "a" * 254)
+    yield "meta_generate_name_format", "claim", do(lambda o: o["metadata"].update(name=None, generateName="Bad_"))
+    yield "meta_finalizers", "slice", at(meta, "finalizers", ["bad finalizer!"], ["a/b/c"], ["kubernetes"], ["x", "x"])
+    owner = {"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "8a2c4b70-8d54-4c45-a52c-b6e2c1a5b0e1"}
+    yield (
+        "meta_owner_reference",
+        "slice",
+        at(
+            meta,
+            "ownerReferences",
+            [{**owner, "uid": ""}],
+            [{**owner, "name": ""}],
+            [{**owner, "apiVersion": ""}],
+            [{**owner, "kind": ""}],
+            [owner, {**owner, "controller": True}, {**owner, "uid": "x", "controller": True}],
+        ),
+    )
+    yield "meta_label_value_too_long", "claim", set_meta("labels", {"a": "v" * 64})
+    yield "meta_annotation_key_too_long", "template", set_meta("annotations", {"example.com/" + "k" * 64: "v"})
+    yield "meta_server_fields", "class", set_meta("uid", "not-a-uid")
     yield "meta_annotations_too_big", "class", set_meta("annotations", {"example.com/big": "x" * (256 * 1024)})
     yield "meta_namespace_on_cluster_kind", "class", set_meta("namespace", "default")
     yield "meta_generate_name", "slice", do(lambda o: o["metadata"].update({"generateName": "s-"}) or None)

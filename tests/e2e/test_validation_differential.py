@@ -224,6 +224,7 @@ KNOWN_ACCEPTED_MUTATIONS = sorted(
         "count_over_claim_limit",  # 32 devices per claim is an allocation limit, not a validation rule
         "meta_generate_name",
         "meta_namespace_on_cluster_kind",  # the server clears metadata.namespace of a cluster-scoped object
+        "meta_server_fields",  # ... and sets uid itself
         "request_policy_default_negative",  # a requestPolicy with only a default is not checked
         "request_policy_default_over_capacity",
         "request_policy_range_fraction",  # DRAFractionalCapacityRange is off: no milli check ...
