@@ -131,6 +131,12 @@ def on_device(fields: Obj, per_device: bool = True) -> Breaker:
     return breaker
 
 
+def on_all_nodes(obj: Obj) -> Obj:
+    """The slice's spec, its devices for all nodes (no per-device node selection)."""
+    node_selection(obj, allNodes=True)
+    return spec(obj)
+
+
 def selector_expr(obj: Obj, expression: str) -> None:
     if obj["kind"] == "DeviceClass":
         spec(obj)["selectors"] = [{"cel": {"expression": expression}}]
@@ -250,7 +256,7 @@ def _opaque_rules(kind: str, owner: Callable[[Obj], Obj]) -> Iterator[tuple[str,
     yield "opaque_driver", kind, at(opaque, "driver", "Bad_Driver", "a" * 64 + ".com", "-a.b", "")
     yield "opaque_parameters_missing", kind, at(opaque, "parameters", ..., None)
     yield "opaque_parameters_not_object", kind, at(opaque, "parameters", [1, 2], "text", 5, True)
-    yield "opaque_parameters_too_long", kind, at(opaque, "parameters", LONG_JSON)
+    yield "opaque_parameters_too_long", kind, at(opaque, "parameters", LONG_JSON, {"b": "x" * (10 * 1024 - 7)})
     yield "opaque_missing", kind, do(lambda o: owner(o).pop("opaque", None) and None)
 
 
@@ -672,3 +678,99 @@ def gated_off_fields() -> Iterator[tuple[str, str, str, Breaker]]:
         "slice",
         do(lambda o: consumption(o)[0].update(compatibilityGroups=["a"])),
     )
+
+
+def at_limits() -> Iterator[tuple[str, str, Breaker]]:
+    """Valid objects with lists and strings exactly at the API server's limits (an off-by-one shows here)."""
+    yield (
+        "requests_32",
+        "claim",
+        do(
+            lambda o: claim_of(o).update(
+                requests=many(32, lambda k: {"name": f"r{k}", "exactly": {"deviceClassName": "c"}}),
+                constraints=[],
+                config=[],
+            )
+        ),
+    )
+    yield (
+        "subrequests_8",
+        "claim",
+        do(
+            lambda o: claim_of(o).update(
+                requests=[
+                    {"name": "r", "firstAvailable": many(8, lambda k: {"name": f"s{k}", "deviceClassName": "c"})}
+                ],
+                constraints=[],
+                config=[],
+            )
+        ),
+    )
+    yield "selectors_32", "class", at(spec, "selectors", many(32, lambda k: {"cel": {"expression": "true"}}))
+    yield (
+        "constraints_32",
+        "claim",
+        do(lambda o: claim_of(o).update(constraints=many(32, lambda k: {"matchAttribute": f"{DOMAIN}/m"}))),
+    )
+    yield "config_32", "class", at(spec, "config", many(32, lambda k: {"opaque": {"driver": "a.b", "parameters": {}}}))
+    yield "devices_128", "slice", do(lambda o: on_all_nodes(o).update(devices=many(128, lambda k: {"name": f"d{k}"})))
+    yield (
+        "devices_64_taints",
+        "slice",
+        do(
+            lambda o: spec(o).update(
+                devices=many(64, lambda k: {"name": f"d{k}", "taints": [{"key": "k", "effect": "NoSchedule"}]})
+            )
+        ),
+    )
+    yield "attributes_32", "slice", at(device, "attributes", {f"a{k}": {"int": k} for k in range(32)})
+    yield (
+        "names_at_max",
+        "slice",
+        do(
+            lambda o: device(o).update(
+                name="d" * 63,
+                attributes={("x" * 50 + ".example.com")[:63] + "/" + "i" * 32: {"string": "s" * 64}},
+                taints=many(16, lambda k: {"key": f"k{k}", "value": "v" * 63, "effect": "NoSchedule"}),
+                bindingConditions=many(4, lambda k: f"c{k}"),
+                bindingFailureConditions=many(4, lambda k: f"f{k}"),
+            )
+        ),
+    )
+    yield (
+        "counter_sets_8",
+        "slice",
+        do(
+            lambda o: (
+                spec(o).update(
+                    sharedCounters=many(
+                        8, lambda k: {"name": f"s{k}", "counters": {f"c{j}": {"value": "1"} for j in range(32)}}
+                    )
+                )
+                or spec(o).pop("devices", None)
+            )
+        ),
+    )
+    yield (
+        "consumptions_2",
+        "slice",
+        at(
+            device,
+            "consumesCounters",
+            many(2, lambda k: {"counterSet": f"s{k}", "counters": {f"c{j}": {"value": "1"} for j in range(32)}}),
+        ),
+    )
+    yield (
+        "valid_values_10",
+        "slice",
+        do(lambda o: policy(o, {"default": "1Gi", "validValues": [f"{k}Gi" for k in range(1, 11)]})),
+    )
+    yield "expression_10k", "class", do(lambda o: selector_expr(o, '"' + "a" * (10 * 1024 - 8) + '" != ""'))
+    yield (
+        "parameters_10k",
+        "class",
+        do(
+            lambda o: spec(o).update(config=[{"opaque": {"driver": "a.b", "parameters": {"b": "x" * (10 * 1024 - 8)}}}])
+        ),
+    )
+    yield "names_253", "claim", set_meta("name", ".".join(["a" * 63] * 4)[:253])

@@ -8,7 +8,6 @@ a disagreement found in CI can be reproduced by its case id.
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -294,14 +293,18 @@ def valid_objects(gen: Gen, per_kind: int) -> Iterator[Case]:
 
 def generate(seed: int = 16, namespace: str = "default", per_kind: int = 40) -> list[Case]:
     """Valid objects of every kind, then one or more mutations per rule (each of a fresh valid object)."""
-    from tests.e2e.objbreak import mutations
+    from tests.e2e.objbreak import at_limits, mutations
 
     gen = Gen(seed, namespace)
     cases = list(valid_objects(gen, per_kind))
+    makers = {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}
+    for what, kind, limit in at_limits():
+        obj = makers[kind]()
+        limit(obj, gen.r)
+        cases.append(Case(f"{kind}/at_limit/{what}", obj))
     for rule, kind, breaker in mutations():
         for variant in range(max(VARIANTS, getattr(breaker, "variants", 0))):
-            base = {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}[kind]()
-            obj = copy.deepcopy(base)
+            obj = makers[kind]()
             breaker(obj, gen.r)
             cases.append(Case(f"{kind}/{rule}/{variant}", obj, broken=rule))
     return cases
