@@ -131,6 +131,11 @@ def on_device(fields: Obj, per_device: bool = True) -> Breaker:
     return breaker
 
 
+def claim_lists(obj: Obj, empty: list[Obj] | None) -> None:
+    fields(obj).update(selectors=empty, tolerations=empty)
+    claim_of(obj).update(constraints=empty, config=empty)
+
+
 def on_all_nodes(obj: Obj) -> Obj:
     """The slice's spec, its devices for all nodes (no per-device node selection)."""
     node_selection(obj, allNodes=True)
@@ -774,3 +779,34 @@ def at_limits() -> Iterator[tuple[str, str, Breaker]]:
         ),
     )
     yield "names_253", "claim", set_meta("name", ".".join(["a" * 63] * 4)[:253])
+    for empty in (None, []):
+        label = "null" if empty is None else "empty"
+        yield f"optional_lists_{label}", "claim", do(lambda o, e=empty: claim_lists(o, e))
+        yield (
+            f"optional_lists_{label}",
+            "slice",
+            do(
+                lambda o, e=empty: device(o).update(
+                    taints=e, consumesCounters=e, bindingConditions=e, bindingFailureConditions=e
+                )
+            ),
+        )
+        yield (
+            f"optional_maps_{label}",
+            "slice",
+            do(
+                lambda o, e=empty: device(o).update(
+                    attributes=None if e is None else {}, capacity=None if e is None else {}
+                )
+            ),
+        )
+        yield f"optional_lists_{label}", "class", do(lambda o, e=empty: spec(o).update(selectors=e, config=e))
+        yield (
+            f"optional_meta_{label}",
+            "template",
+            do(
+                lambda o, e=empty: meta(o).update(
+                    labels=None if e is None else {}, annotations=None if e is None else {}
+                )
+            ),
+        )
