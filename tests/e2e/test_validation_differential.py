@@ -179,8 +179,26 @@ def test_every_rule_is_broken_at_least_once(verdicts: list[tuple[Case, Verdict, 
 
 
 def test_verdicts_agree_object_by_object(verdicts: list[tuple[Case, Verdict, Verdict]]) -> None:
-    disagreements = [_describe(c, s, o) for c, s, o in verdicts if s.accepted != o.accepted]
+    disagreements = [
+        _describe(c, s, o) for c, s, o in verdicts if s.accepted != o.accepted and c.broken not in KNOWN_DISAGREEMENTS
+    ]
     assert not disagreements, f"{len(disagreements)} of {len(verdicts)} differ:\n" + "\n".join(disagreements)
+
+
+def test_known_disagreements_still_disagree(verdicts: list[tuple[Case, Verdict, Verdict]]) -> None:
+    """Each listed disagreement is real (when one is fixed, take it off the list)."""
+    for rule in KNOWN_DISAGREEMENTS:
+        cases = [(c, s, o) for c, s, o in verdicts if c.broken == rule]
+        assert cases, rule
+        assert all(s.accepted and not o.accepted for _, s, o in cases), rule
+
+
+# Rules whose objects the server accepts and gpupolicy refuses, not fixed yet (each with its owner's reason).
+KNOWN_DISAGREEMENTS = {
+    # resource.ParseQuantity reads a number without digits ("e3", ".", "-", "+") as zero and keeps any exponent
+    # ("1e1000"); gpupolicy's parser (policy/quantity.py, shared with CEL's quantity()) refuses both.
+    "quantity_unfixed": "policy/quantity.py",
+}
 
 
 def test_refusals_name_the_same_fields(verdicts: list[tuple[Case, Verdict, Verdict]]) -> None:
@@ -241,6 +259,7 @@ KNOWN_ACCEPTED_MUTATIONS = sorted(
         "count_not_positive",  # ExactCount with count 0 is defaulted to 1
         "count_over_claim_limit",  # 32 devices per claim is an allocation limit, not a validation rule
         "meta_generate_name",
+        "quantity_unfixed",  # see KNOWN_DISAGREEMENTS
         "meta_namespace_on_cluster_kind",  # the server clears metadata.namespace of a cluster-scoped object
         "meta_server_fields",  # ... and sets uid itself
         "request_policy_default_negative",  # a requestPolicy with only a default is not checked
