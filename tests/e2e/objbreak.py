@@ -705,6 +705,86 @@ def _quantity_rules() -> Iterator[tuple[str, str, Breaker]]:
     yield "quantity_unfixed", "slice", at(capacity, "value", *QUANTITIES_UNFIXED)
 
 
+ATTRIBUTE_NAMES = (
+    "Gpu.Example.com/x",
+    "a.b/X_1",
+    "_x",
+    "x-y",
+    "gpu.example.com/_x",
+    "a.b/9x",
+    "a.b/x.y",
+    "a-.b/x",
+    "a/b",
+    "a.b./x",
+    "xn--bcher-kva.example/x",
+    "a" * 32,
+    "A" * 33,
+    "a.b/" + "c" * 32,
+    "a.b/c/d",
+    "a_b/c",
+)
+DRIVER_NAMES = ("GPU.example.com", "a", "a.b.", "a..b", "1.2.3", "a-b.c", "A.B", "a_b.c", "-a.b", "a.b-")
+POOL_NAMES = ("a/b", "a/", "/", "A/b", "a//b", "node-1/gpu-0", "a.b/c.d/e", "a/-b", "x" * 63 + "/" + "y" * 63)
+LABEL_KEYS = ("Example.com/x", "example.com/X", "a/b/c", "x" * 63, "x" * 64, "/x", "example.com/", "a_b", "_a", "a.")
+LABEL_VALUES = ("a_b", "_a", "a.", "A-1.b_2", "", "a" * 63)
+CONDITION_NAMES = ("Ready", "example.com/Ready", "example.com/", "a b", "a/b/c", "x" * 63, "x" * 64)
+
+
+def each(make: Callable[[Obj, Any], None], *values: Any) -> Breaker:
+    """Like :func:`at`, for edits that are not one key: ``make(obj, value)`` with each of ``values`` in turn."""
+    calls = [0]
+
+    def breaker(obj: Obj, r: random.Random) -> None:
+        make(obj, values[calls[0] % len(values)])
+        calls[0] += 1
+
+    breaker.variants = len(values)  # type: ignore[attr-defined]
+    return breaker
+
+
+def _opaque_of_class(obj: Obj) -> Obj:
+    entry: Obj = spec(obj).setdefault("config", [{}])[0]
+    opaque: Obj = entry.setdefault("opaque", {"parameters": {}})
+    return opaque
+
+
+def _name_rules() -> Iterator[tuple[str, str, Breaker]]:
+    """Name spellings around each format's edges, valid and not."""
+    names = ATTRIBUTE_NAMES
+    yield "name_attribute", "slice", each(lambda o, n: device(o).update(attributes={n: {"int": 1}}), *names)
+    yield "name_capacity", "slice", each(lambda o, n: device(o).update(capacity={n: {"value": "1"}}), *names)
+    yield (
+        "name_match_attribute",
+        "claim",
+        each(lambda o, n: claim_of(o).update(constraints=[{"matchAttribute": n}]), *names),
+    )
+    yield "name_driver", "slice", at(spec, "driver", *DRIVER_NAMES)
+    yield "name_opaque_driver", "class", at(_opaque_of_class, "driver", *DRIVER_NAMES)
+    yield "name_pool", "slice", at(lambda o: spec(o)["pool"], "name", *POOL_NAMES)
+    yield "name_label_key", "claim", each(lambda o, k: meta(o).update(labels={k: "v"}), *LABEL_KEYS)
+    yield (
+        "name_taint_key",
+        "slice",
+        each(lambda o, k: device(o).update(taints=[{"key": k, "effect": "NoSchedule"}]), *LABEL_KEYS),
+    )
+    yield (
+        "name_toleration_key",
+        "claim",
+        each(lambda o, k: fields(o).update(tolerations=[{"key": k, "operator": "Exists"}]), *LABEL_KEYS),
+    )
+    yield "name_label_value", "template", each(lambda o, v: meta(o).update(labels={"k": v}), *LABEL_VALUES)
+    yield (
+        "name_taint_value",
+        "slice",
+        each(lambda o, v: device(o).update(taints=[{"key": "k", "value": v, "effect": "NoSchedule"}]), *LABEL_VALUES),
+    )
+    yield (
+        "name_binding_condition",
+        "slice",
+        each(lambda o, c: device(o).update(bindingConditions=[c], bindingFailureConditions=["f"]), *CONDITION_NAMES),
+    )
+
+
 def mutations() -> Iterator[tuple[str, str, Breaker]]:
     """Every rule with the kind whose valid objects it breaks."""
     yield from _meta_rules()
@@ -712,6 +792,7 @@ def mutations() -> Iterator[tuple[str, str, Breaker]]:
     yield from _claim_rules()
     yield from _slice_rules()
     yield from _quantity_rules()
+    yield from _name_rules()
 
 
 def gated_off_fields() -> Iterator[tuple[str, str, str, Breaker]]:
