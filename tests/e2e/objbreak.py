@@ -730,6 +730,26 @@ LABEL_VALUES = ("a_b", "_a", "a.", "A-1.b_2", "", "a" * 63)
 CONDITION_NAMES = ("Ready", "example.com/Ready", "example.com/", "a b", "a/b/c", "x" * 63, "x" * 64)
 
 
+DNS_LABELS = ("a", "a-b", "1a", "a" * 63, "a" * 64, "-a", "a-", "A", "a.b", "xn--a", "a_b", "0", "a--b")
+SUBDOMAINS = ("a.b", "a..b", ".a", "a.", "1", "a" * 64 + ".b", "A.b", "a-.b", "a.-b", ("a" * 63 + ".") * 3 + "a" * 61)
+VERSIONS = (
+    "1.0.0-alpha",
+    "1.0.0+build",
+    "1.0.0-01",
+    "1.0.0-a..b",
+    "v1.0.0",
+    "1.0",
+    "1.0.0-",
+    "1.0.0+",
+    "01.0.0",
+    "1.0.0-alpha.1+build.1.2",
+    "1.0.0-0A",
+    " 1.0.0",
+    "1.0.0-x-y",
+    "1.0.0+001",
+)
+
+
 def each(make: Callable[[Obj, Any], None], *values: Any) -> Breaker:
     """Like :func:`at`, for edits that are not one key: ``make(obj, value)`` with each of ``values`` in turn."""
     calls = [0]
@@ -777,6 +797,31 @@ def _name_rules() -> Iterator[tuple[str, str, Breaker]]:
         "name_taint_value",
         "slice",
         each(lambda o, v: device(o).update(taints=[{"key": "k", "value": v, "effect": "NoSchedule"}]), *LABEL_VALUES),
+    )
+    yield "name_request", "claim", each(lambda o, n: exact(o).update(name=n), *DNS_LABELS)
+    yield "name_subrequest", "template", each(lambda o, n: first_available(o)[0].update(name=n), *DNS_LABELS)
+    yield "name_device", "slice", each(lambda o, n: device(o).update(name=n), *DNS_LABELS)
+    yield "name_counter_set", "slice", each(lambda o, n: counter_sets(o)[0].update(name=n), *DNS_LABELS)
+    yield (
+        "name_counter",
+        "slice",
+        each(lambda o, n: counter_sets(o)[0].update(counters={n: {"value": "1"}}), *DNS_LABELS),
+    )
+    yield "name_object", "class", each(lambda o, n: meta(o).update(name=n), *SUBDOMAINS)
+    yield "name_object_namespaced", "claim", each(lambda o, n: meta(o).update(name=n), *SUBDOMAINS)
+    yield "name_device_class", "claim", each(lambda o, n: fields(o).update(deviceClassName=n), *SUBDOMAINS)
+    yield "name_node", "slice", each(lambda o, n: node_selection(o, nodeName=n), *SUBDOMAINS)
+    yield "version_attribute", "slice", each(lambda o, v: device(o).update(attributes={"v": {"version": v}}), *VERSIONS)
+    # The API server checks versions with a regular expression only; gpupolicy parses them (policy/semver.py,
+    # shared with CEL) and refuses numbers beyond uint64, which Kubernetes' CEL would fail on at evaluation.
+    yield (
+        "version_unfixed",
+        "slice",
+        each(
+            lambda o, v: device(o).update(attributes={"v": {"version": v}}),
+            "99999999999999999999.0.0",
+            "1.18446744073709551616.0",
+        ),
     )
     yield (
         "name_binding_condition",

@@ -198,6 +198,9 @@ KNOWN_DISAGREEMENTS = {
     # resource.ParseQuantity reads a number without digits ("e3", ".", "-", "+") as zero and keeps any exponent
     # ("1e1000"); gpupolicy's parser (policy/quantity.py, shared with CEL's quantity()) refuses both.
     "quantity_unfixed": "policy/quantity.py",
+    # A version attribute whose numbers do not fit uint64 matches the API server's regular expression;
+    # gpupolicy's semver parser (policy/semver.py, shared with CEL) refuses it when the slice is read.
+    "version_unfixed": "policy/semver.py",
 }
 
 
@@ -260,6 +263,7 @@ KNOWN_ACCEPTED_MUTATIONS = sorted(
         "count_over_claim_limit",  # 32 devices per claim is an allocation limit, not a validation rule
         "meta_generate_name",
         "quantity_unfixed",  # see KNOWN_DISAGREEMENTS
+        "version_unfixed",
         "meta_namespace_on_cluster_kind",  # the server clears metadata.namespace of a cluster-scoped object
         "meta_server_fields",  # ... and sets uid itself
         "request_policy_default_negative",  # a requestPolicy with only a default is not checked
