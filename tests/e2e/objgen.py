@@ -293,7 +293,8 @@ def valid_objects(gen: Gen, per_kind: int) -> Iterator[Case]:
 
 def generate(seed: int = 16, namespace: str = "default", per_kind: int = 40) -> list[Case]:
     """Valid objects of every kind, then one or more mutations per rule (each of a fresh valid object)."""
-    from tests.e2e.objbreak import at_limits, mutations
+    from tests.e2e.objbreak import mutations
+    from tests.e2e.objlimits import at_limits
 
     gen = Gen(seed, namespace)
     cases = list(valid_objects(gen, per_kind))

@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Iterator
 
-from tests.e2e.objbreak import Breaker, at, do, many
+from tests.e2e.objedit import Breaker, at, do, many
 from tests.e2e.objgen import API, DRIVER, VARIANTS, Case, Obj
 
 REFS = ("gpu", "mig/small", "mig/big")

@@ -19,8 +19,8 @@ import pytest
 
 from gpupolicy.policy.validate import validate_text
 from tests.e2e.kube import Kube, KubeError, Obj, enabled_features
-from tests.e2e.objbreak import gated_off_fields
 from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, Gen, generate
+from tests.e2e.objlimits import gated_off_fields
 from tests.e2e.objstatus import status_cases
 
 pytestmark = pytest.mark.testbed
