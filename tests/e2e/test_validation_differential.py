@@ -152,9 +152,11 @@ def status_verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case
 
 
 def _describe(case: Case, server: Verdict, ours: Verdict) -> str:
+    """One disagreement, with the object (as ``gpupolicy validate`` would read it from a file) to reproduce it."""
     return (
         f"{case.id}: server {'accepts' if server.accepted else 'refuses'}"
         f" ({server.message[:300]}), gpupolicy {'accepts' if ours.accepted else 'refuses'} ({ours.message[:300]})"
+        f"\n  object: {json.dumps(case.obj)[:1500]}"
     )
 
 
