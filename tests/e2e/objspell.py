@@ -138,6 +138,24 @@ VERSIONS = (
 )
 
 
+EXTENDED_NAMES = (
+    "example.com/gpu",
+    "gpu",
+    "kubernetes.io/gpu",
+    "a.kubernetes.io/gpu",
+    "deviceclass.resource.kubernetes.io/x",
+    "requests.example.com/gpu",
+    "example.com/GPU",
+    "Example.com/gpu",
+    "example.com/" + "g" * 63,
+    "example.com/" + "g" * 64,
+    "example.com/a/b",
+    "a/b",
+    "example.com/-x",
+)
+ENUMS = ("Equal", "Exists", "equal", "", "NoSchedule", "None", "none", "ExactCount", "All", "all", "Exact Count")
+
+
 def _opaque_of_class(obj: Obj) -> Obj:
     entry: Obj = spec(obj).setdefault("config", [{}])[0]
     opaque: Obj = entry.setdefault("opaque", {"parameters": {}})
@@ -199,6 +217,19 @@ def name_rules() -> Iterator[tuple[str, str, Breaker]]:
             "1.18446744073709551616.0",
         ),
     )
+    yield "name_extended_resource", "class", each(lambda o, n: spec(o).update(extendedResourceName=n), *EXTENDED_NAMES)
+    yield (
+        "enum_toleration_operator",
+        "claim",
+        each(lambda o, v: fields(o).update(tolerations=[{"key": "k", "operator": v}]), *ENUMS),
+    )
+    yield (
+        "enum_toleration_effect",
+        "claim",
+        each(lambda o, v: fields(o).update(tolerations=[{"key": "k", "operator": "Exists", "effect": v}]), *ENUMS),
+    )
+    yield "enum_taint_effect", "slice", each(lambda o, v: device(o).update(taints=[{"key": "k", "effect": v}]), *ENUMS)
+    yield "enum_allocation_mode", "template", each(lambda o, v: fields(o).update(allocationMode=v, count=None), *ENUMS)
     yield (
         "name_binding_condition",
         "slice",
