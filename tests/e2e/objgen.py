@@ -1,15 +1,16 @@
 """A seeded generator of resource.k8s.io/v1 objects for the validation differential.
 
-``generate(seed)`` yields :class:`Case` s: valid DeviceClasses, ResourceClaims, ResourceClaimTemplates and
-ResourceSlices in many shapes, and for each rule the API server checks at least one mutation of a valid object
-that breaks it (the breakers live in :mod:`tests.e2e.objbreak`). The same seed always gives the same objects, so
-a disagreement found in CI can be reproduced by its case id.
+``generate(seed)`` returns :class:`Case` s: valid DeviceClasses, ResourceClaims, ResourceClaimTemplates and
+ResourceSlices in many shapes, objects at every limit (:mod:`tests.e2e.objlimits`), and for each rule the API
+server checks mutations of valid objects that break it (:mod:`tests.e2e.objbreak`, which also pulls in the slice
+rules and the spellings of quantities and names). The same seed always gives the same objects, so a
+disagreement found in CI can be reproduced by its case id (the test prints the object too).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,9 +285,13 @@ class Gen:
         return {"apiVersion": API, "kind": "ResourceSlice", "metadata": self.meta("slice", False), "spec": spec}
 
 
+def makers(gen: Gen) -> dict[str, Callable[[], Obj]]:
+    """A maker of fresh valid objects per kind, as the rules name kinds."""
+    return {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}
+
+
 def valid_objects(gen: Gen, per_kind: int) -> Iterator[Case]:
-    makers = {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}
-    for kind, make in makers.items():
+    for kind, make in makers(gen).items():
         for i in range(per_kind):
             yield Case(f"{kind}/valid/{i}", make())
 
@@ -298,14 +303,14 @@ def generate(seed: int = 16, namespace: str = "default", per_kind: int = 40) -> 
 
     gen = Gen(seed, namespace)
     cases = list(valid_objects(gen, per_kind))
-    makers = {"class": gen.device_class, "claim": gen.claim, "template": gen.template, "slice": gen.slice}
+    make = makers(gen)
     for what, kind, limit in at_limits():
-        obj = makers[kind]()
+        obj = make[kind]()
         limit(obj, gen.r)
         cases.append(Case(f"{kind}/at_limit/{what}", obj))
     for rule, kind, breaker in mutations():
         for variant in range(max(VARIANTS, getattr(breaker, "variants", 0))):
-            obj = makers[kind]()
+            obj = make[kind]()
             breaker(obj, gen.r)
             cases.append(Case(f"{kind}/{rule}/{variant}", obj, broken=rule))
     return cases

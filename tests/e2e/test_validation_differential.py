@@ -19,7 +19,7 @@ import pytest
 
 from gpupolicy.policy.validate import validate_text
 from tests.e2e.kube import Kube, KubeError, Obj, enabled_features
-from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, Gen, generate
+from tests.e2e.objgen import ADMIN_NAMESPACE_LABEL, Case, Gen, generate, makers
 from tests.e2e.objlimits import gated_off_fields
 from tests.e2e.objstatus import status_cases
 
@@ -220,11 +220,11 @@ def test_fields_of_features_whose_gate_is_off_are_refused_not_dropped(kube_sessi
     object; gpupolicy implements none of these features and refuses the field, so that nothing is silently ignored."""
     gates = enabled_features(kube_session)
     gen = Gen(SEED, admin_namespace)
-    makers = {"claim": gen.claim, "slice": gen.slice}
+    make = makers(gen)
     for gate, field, kind, add in gated_off_fields():
         if gates.get(gate, False):
             continue  # the gate is on here: nothing is dropped, and the verdicts must agree as for any object
-        obj = makers[kind]()
+        obj = make[kind]()
         add(obj, gen.r)
         case = Case(f"{kind}/gated/{gate}", obj)
         ours = gpupolicy_verdict(case)
