@@ -158,16 +158,16 @@ def check_taint(c: Checker, taint: DeviceTaint, path: Path) -> None:
 
 
 def check_binding(c: Checker, conditions: Sequence[str] | None, failures: Sequence[str] | None, path: Path) -> None:
-    ok = not c.too_many(conditions, limits.BINDING_CONDITIONS_MAX, (*path, "bindingConditions"), "bindingConditions")
-    ok &= not c.too_many(
-        failures, limits.BINDING_FAILURE_CONDITIONS_MAX, (*path, "bindingFailureConditions"), "bindingFailureConditions"
-    )
-    if not ok:
-        return
+    """validateDeviceBindingParameters: a list over its limit skips only its own name checks; duplicates, overlap
+    and the two lists' dependency are checked in any case."""
     conds, fails = list(conditions or ()), list(failures or ())
-    for field, values in (("bindingConditions", conds), ("bindingFailureConditions", fails)):
-        for i, value in enumerate(values):
-            c.name(names.label_key(value), (*path, field, i), "condition", value)
+    for field, values, limit in (
+        ("bindingConditions", conds, limits.BINDING_CONDITIONS_MAX),
+        ("bindingFailureConditions", fails, limits.BINDING_FAILURE_CONDITIONS_MAX),
+    ):
+        if not c.too_many(values, limit, (*path, field), field):
+            for i, value in enumerate(values):
+                c.name(names.label_key(value), (*path, field, i), "condition", value)
         c.unique(values, (*path, field), "condition", code="duplicate_value")
     for i, value in enumerate(fails):
         if value in conds:
