@@ -39,6 +39,7 @@ class StatusGen:
         self.r = random.Random(seed)
         self.namespace = namespace
         self.serial = 0
+        self.seed = seed  # in the names: claims of several seeds are created side by side
 
     def uid(self) -> str:
         return str(uuid.UUID(int=self.r.getrandbits(128), version=4))
@@ -113,7 +114,7 @@ class StatusGen:
         return {
             "apiVersion": API,
             "kind": "ResourceClaim",
-            "metadata": {"name": f"status-{self.serial}", "namespace": self.namespace},
+            "metadata": {"name": f"status-{self.seed}-{self.serial}", "namespace": self.namespace},
             "spec": copy.deepcopy(SPEC),
             "status": status,
         }

@@ -26,6 +26,7 @@ from tests.e2e.objstatus import status_cases
 pytestmark = pytest.mark.testbed
 
 SEED = 16
+STATUS_SEEDS = (16, 1, 2)  # status cases are fewer (about 150 a seed) and cheap; more seeds, more shapes
 MIN_OBJECTS = 500
 PLURALS = {
     "DeviceClass": "deviceclasses",
@@ -145,7 +146,7 @@ def verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case, Verdi
 
 @pytest.fixture(scope="module")
 def status_verdicts(kube_session: Kube, admin_namespace: str) -> list[tuple[Case, Verdict, Verdict]]:
-    cases = status_cases(SEED, admin_namespace)
+    cases = [case for seed in STATUS_SEEDS for case in status_cases(seed, admin_namespace)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         servers = list(pool.map(lambda c: status_verdict(kube_session, admin_namespace, c.obj), cases))
     return [(case, server, gpupolicy_verdict(case)) for case, server in zip(cases, servers, strict=True)]
