@@ -43,6 +43,8 @@ def result_cache(device: DeviceView) -> dict[object, object]:
 
 
 def split_qualified(name: str, driver: str) -> tuple[str, str]:
-    """``"resource.kubernetes.io/pciBusID"`` -> (domain, id); unqualified names belong to ``driver``."""
-    domain, sep, ident = name.rpartition("/")
+    """``"resource.kubernetes.io/pciBusID"`` -> (domain, id); unqualified names belong to ``driver``.
+
+    At the first slash, as Kubernetes' ``parseQualifiedName``: validation lets ``a/b/c`` through (domain ``a``)."""
+    domain, sep, ident = name.partition("/")
     return (domain, ident) if sep else (driver, name)

@@ -160,7 +160,9 @@ def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
         error = ("claim_limit_exceeded", f"{limit[1]} ({where})" if where.line else limit[1])
     constraints = tuple(
         Constraint(
-            c.match_attribute or c.distinct_attribute or "", c.distinct_attribute is not None, tuple(c.requests or ())
+            c.match_attribute or c.distinct_attribute or "",
+            c.match_attribute is None and c.distinct_attribute is not None,  # with both, matchAttribute counts
+            tuple(c.requests or ()),
         )
         for c in (devices.constraints if devices and devices.constraints else [])
     )

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, ConfigDict, StrictBool, StrictInt, StrictS
 from pydantic.alias_generators import to_camel
 
 from gpupolicy.policy.modelbase import StrictModel
+from gpupolicy.policy.quantity import QuantityField
 
 Str = StrictStr
 Int = StrictInt
@@ -33,6 +34,21 @@ def _time(value: Any) -> Any:
 
 Time = Annotated[StrictStr, BeforeValidator(_time)]
 """A ``metav1.Time``, kept as the RFC 3339 string kubectl prints."""
+
+
+# What strings.TrimSpace in Quantity.UnmarshalJSON can trim: it sees the JSON text with escapes intact, so only
+# white space written unescaped counts. That is a space and the non-ASCII spaces of unicode.IsSpace; tabs and
+# newlines are always escaped in JSON, and so are U+2028/U+2029 in the JSON kubectl writes.
+_GO_SPACE = " \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+
+
+def _trim_space(value: Any) -> Any:
+    return value.strip(_GO_SPACE) if isinstance(value, str) else value
+
+
+WireQuantity = Annotated[QuantityField, BeforeValidator(_trim_space)]
+"""A quantity as the API server decodes it from JSON (``Quantity.UnmarshalJSON``: surrounding white space is
+trimmed before ``ParseQuantity``, so ``" 1"`` is 1 but ``"\\t1"`` is not; CEL's ``quantity()`` does not trim)."""
 
 
 class K8sModel(StrictModel):

@@ -6,17 +6,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str, Time
+from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str, Time, WireQuantity
 from gpupolicy.policy.k8s.common import DeviceSelector, DeviceToleration, OpaqueDeviceConfiguration
 from gpupolicy.policy.k8s.ids import ClaimName, ClaimRef, RequestName
 from gpupolicy.policy.k8s.meta import Condition, NodeSelector, ObjectMeta
-from gpupolicy.policy.quantity import QuantityField
 
 AllocationMode = Literal["ExactCount", "All"]
 
 
 class CapacityRequirements(K8sModel):
-    requests: dict[Str, QuantityField] | None = None
+    requests: dict[Str, WireQuantity] | None = None
 
 
 class RequestFields(K8sModel):
@@ -24,7 +23,8 @@ class RequestFields(K8sModel):
 
     device_class_name: Str
     selectors: list[DeviceSelector] | None = None
-    allocation_mode: AllocationMode | None = None
+    allocation_mode: Literal["ExactCount", "All", ""] | None = None
+    """Unset or empty means ``ExactCount`` (the API server's default)."""
     count: Int | None = None
     tolerations: list[DeviceToleration] | None = None
     capacity: CapacityRequirements | None = None
@@ -109,7 +109,7 @@ class DeviceRequestAllocationResult(K8sModel):
     binding_conditions: list[Str] | None = None
     binding_failure_conditions: list[Str] | None = None
     share_id: Str | None = Field(None, alias="shareID")
-    consumed_capacity: dict[Str, QuantityField] | None = None
+    consumed_capacity: dict[Str, WireQuantity] | None = None
 
 
 class DeviceAllocationConfiguration(K8sModel):

@@ -35,10 +35,11 @@ class DeviceClassConfiguration(K8sModel):
 
 class DeviceToleration(K8sModel):
     key: Str | None = None
-    operator: TolerationOperator | None = None
-    """Unset means ``Equal`` (the API server's default)."""
+    operator: Literal["Exists", "Equal", ""] | None = None
+    """Unset or empty means ``Equal`` (the API server's default)."""
     value: Str | None = None
-    effect: TaintEffect | None = None
+    effect: Literal["None", "NoSchedule", "NoExecute", ""] | None = None
+    """Unset or empty: every effect."""
     toleration_seconds: Int | None = None
 
     @property

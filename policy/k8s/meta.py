@@ -73,4 +73,4 @@ class Condition(K8sModel):
     observed_generation: Int | None = None
     last_transition_time: Time
     reason: Str
-    message: Str
+    message: Str = ""

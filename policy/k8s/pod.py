@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpupolicy.policy.k8s.base import Int, K8sModel, LenientModel, Str
+from gpupolicy.policy.k8s.base import Int, K8sModel, LenientModel, Str, WireQuantity
 from gpupolicy.policy.k8s.meta import ObjectMeta
-from gpupolicy.policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.quantity import Quantity
 
 
 class PodResourceClaim(K8sModel):
@@ -30,8 +30,8 @@ class ResourceClaimRef(K8sModel):
 
 
 class ResourceRequirements(LenientModel):
-    requests: dict[Str, QuantityField] | None = None
-    limits: dict[Str, QuantityField] | None = None
+    requests: dict[Str, WireQuantity] | None = None
+    limits: dict[Str, WireQuantity] | None = None
     claims: list[ResourceClaimRef] | None = None
 
 

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str
+from gpupolicy.policy.k8s.base import Bool, Int, K8sModel, Str, WireQuantity
 from gpupolicy.policy.k8s.common import DeviceTaint
 from gpupolicy.policy.k8s.ids import DriverName, PoolID, PoolName
 from gpupolicy.policy.k8s.meta import NodeSelector, ObjectMeta
-from gpupolicy.policy.quantity import Quantity, QuantityField
+from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver, SemverField
 
 
@@ -37,24 +37,26 @@ class DeviceAttribute(K8sModel):
 
 
 class CapacityRequestPolicyRange(K8sModel):
-    min: QuantityField | None = None
-    max: QuantityField | None = None
-    step: QuantityField | None = None
+    min: WireQuantity | None = None
+    max: WireQuantity | None = None
+    step: WireQuantity | None = None
 
 
 class CapacityRequestPolicy(K8sModel):
-    default: QuantityField | None = None
-    valid_values: list[QuantityField] | None = None
+    default: WireQuantity | None = None
+    valid_values: list[WireQuantity] | None = None
     valid_range: CapacityRequestPolicyRange | None = None
 
 
 class DeviceCapacity(K8sModel):
-    value: QuantityField
+    value: WireQuantity = Quantity.parse("0")
+    """Optional on the wire (the API server accepts a capacity without a value as zero)."""
     request_policy: CapacityRequestPolicy | None = None
 
 
 class Counter(K8sModel):
-    value: QuantityField
+    value: WireQuantity = Quantity.parse("0")
+    """Optional on the wire, as for a capacity."""
 
 
 class CounterSet(K8sModel):

@@ -18,15 +18,15 @@ from gpupolicy.policy.k8s.claim import (
     ResourceClaimTemplate,
 )
 from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.meta import Condition
 from gpupolicy.policy.k8s.validate_common import (
     check_binding,
     check_labels_annotations,
     check_meta,
     check_node_selector,
     check_opaque,
-    check_qualified_key,
     check_selectors,
-    check_tolerations,
+    check_toleration,
     check_uid,
 )
 
@@ -74,9 +74,10 @@ def check_device_class(c: Checker, cls: DeviceClass) -> None:
 
 
 def _is_extended_resource_name(name: str) -> bool:
-    domain, sep, _ = name.partition("/")
-    native = domain == "kubernetes.io" or domain.endswith(".kubernetes.io")
-    if not sep or (native and domain != "deviceclass.resource.kubernetes.io") or name.startswith("requests."):
+    """``v1helper.IsExtendedResourceName``: prefixed, not in any ``kubernetes.io/`` domain (so not the implicit
+    ``deviceclass.resource.kubernetes.io/<class>`` name either), no ``requests.`` prefix, and a qualified name
+    once ``requests.`` is put in front of it (as resource quota spells it)."""
+    if "/" not in name or "kubernetes.io/" in name or name.startswith("requests."):
         return False
     return not names.label_key(f"requests.{name}")
 
@@ -94,14 +95,16 @@ def check_device_claim(c: Checker, claim: DeviceClaim | None, path: Path) -> Non
         for i, con in enumerate(claim.constraints or ()):
             ipath = (*cpath, i)
             check_request_refs(c, con.requests, known, (*ipath, "requests"))
-            if con.match_attribute is not None and con.distinct_attribute is not None:
-                c.add("mutually_exclusive", "exactly one of matchAttribute or distinctAttribute may be set", ipath)
-            elif con.match_attribute is None and con.distinct_attribute is None:
+            # As validateDeviceConstraint: matchAttribute wins when both are set (distinctAttribute is then
+            # neither checked nor refused).
+            if con.match_attribute is not None:
+                field, value = "matchAttribute", con.match_attribute
+            elif con.distinct_attribute is not None:
+                field, value = "distinctAttribute", con.distinct_attribute
+            else:
                 c.add("missing_field", "exactly one of matchAttribute or distinctAttribute is required", ipath)
-            for field in ("matchAttribute", "distinctAttribute"):
-                value = con.match_attribute if field == "matchAttribute" else con.distinct_attribute
-                if value is not None:
-                    c.name(names.fully_qualified_name(value), (*ipath, field), field, value)
+                continue
+            c.name(names.fully_qualified_name(value), (*ipath, field), field, value)
     gpath = (*path, "config")
     if not c.too_many(claim.config, limits.DEVICE_CONFIG_MAX, gpath, "config"):
         for i, cfg in enumerate(claim.config or ()):
@@ -140,13 +143,9 @@ def _check_request_fields(c: Checker, req: RequestFields, path: Path) -> None:
         c.add("mutually_exclusive", "count must not be specified when allocationMode is 'All'", (*path, "count"))
     elif req.mode == "ExactCount" and count < 0:
         c.add("invalid_value", f"count must be greater than zero, not {count}", (*path, "count"))
-    check_tolerations(c, req.tolerations, (*path, "tolerations"))
-    if req.capacity is not None:
-        for key, amount in (req.capacity.requests or {}).items():
-            kpath = (*path, "capacity", "requests", key)
-            check_qualified_key(c, key, kpath, "capacity name")
-            if amount.sign() < 0:
-                c.add("invalid_value", f"capacity request {key} must not be negative", kpath)
+    # No limit on a request's tolerations, and capacity.requests is not checked at all by the API server
+    # (validateExactDeviceRequest, k8s 1.37): an unknown or negative amount simply matches no device.
+    c.each(req.tolerations, (*path, "tolerations"), lambda t, p: check_toleration(c, t, p))
 
 
 def check_resource_claim(c: Checker, claim: ResourceClaim) -> None:
@@ -218,11 +217,9 @@ def _check_result(c: Checker, result: DeviceRequestAllocationResult, known: Requ
     c.name(names.pool_name(result.pool), (*path, "pool"), "pool", result.pool)
     c.name(names.dns1123_label(result.device), (*path, "device"), "device", result.device)
     check_binding(c, result.binding_conditions, result.binding_failure_conditions, path)
-    check_tolerations(c, result.tolerations, (*path, "tolerations"))
+    c.each(result.tolerations, (*path, "tolerations"), lambda t, p: check_toleration(c, t, p))
     if result.share_id is not None:
         check_uid(c, result.share_id, (*path, "shareID"), "shareID")
-    for key in result.consumed_capacity or {}:
-        check_qualified_key(c, key, (*path, "consumedCapacity", key), "capacity name")
 
 
 def _check_device_status(
@@ -238,9 +235,7 @@ def _check_device_status(
             "unknown_reference", f"{dev.driver}/{dev.pool}/{dev.device} must be an allocated device in the claim", path
         )
     c.too_many(dev.conditions, limits.DEVICE_STATUS_CONDITIONS_MAX, (*path, "conditions"), "conditions")
-    c.unique(
-        (cond.type for cond in dev.conditions or ()), (*path, "conditions"), "condition type", code="duplicate_value"
-    )
+    check_conditions(c, dev.conditions or (), (*path, "conditions"))
     if dev.data is not None:
         c.json_object(dev.data, limits.DEVICE_STATUS_DATA_MAX_LENGTH, (*path, "data"), "data")
     net = dev.network_data
@@ -256,4 +251,34 @@ def _check_device_status(
             "hardwareAddress",
         )
         if not c.too_many(net.ips, limits.NETWORK_DATA_MAX_IPS, (*npath, "ips"), "ips"):
+            for i, ip in enumerate(net.ips or ()):
+                problem = names.interface_address(ip)
+                if problem:
+                    c.add("invalid_value", f"IP {ip!r} {problem}", (*npath, "ips", i))
             c.unique(net.ips or (), (*npath, "ips"), "IP", code="duplicate_value")
+
+
+def check_conditions(c: Checker, conditions: Sequence[Condition], path: Path) -> None:
+    """metav1 ValidateConditions: unique types that are label keys, a reason in CamelCase-ish form, bounded
+    lengths, a non-negative observedGeneration (status and lastTransitionTime are checked by the model)."""
+    c.unique((cond.type for cond in conditions), path, "condition type", code="duplicate_value")
+    for i, cond in enumerate(conditions):
+        cpath = (*path, i)
+        if c.required(cond.type, (*cpath, "type"), "type"):
+            c.name(names.label_key(cond.type), (*cpath, "type"), "condition type", cond.type)
+        if (cond.observed_generation or 0) < 0:
+            c.add(
+                "invalid_value",
+                "observedGeneration must be greater than or equal to zero",
+                (*cpath, "observedGeneration"),
+            )
+        if c.required(cond.reason, (*cpath, "reason"), "reason"):
+            if not names.is_condition_reason(cond.reason):
+                c.add(
+                    "invalid_name",
+                    f"reason {cond.reason!r} must start with a letter, hold only letters, digits, '_', ',' and ':', "
+                    "and end with a letter, digit or '_'",
+                    (*cpath, "reason"),
+                )
+            c.too_long(cond.reason, limits.CONDITION_REASON_MAX_LENGTH, (*cpath, "reason"), "reason")
+        c.too_long(cond.message, limits.CONDITION_MESSAGE_MAX_LENGTH, (*cpath, "message"), "message")

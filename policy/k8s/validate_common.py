@@ -17,12 +17,48 @@ def check_meta(c: Checker, meta: ObjectMeta, namespaced: bool, name_rule: NameRu
         c.name(name_rule(meta.name), (*path, "name"), "name", meta.name)
     elif not meta.generate_name:
         c.add("missing_field", "name or generateName is required", (*path, "name"))
-    if meta.namespace:
-        if not namespaced:
-            c.add("invalid_value", "namespace is not allowed on this cluster-scoped kind", (*path, "namespace"))
-        else:
-            c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
+    if meta.generate_name:
+        # A prefix: ValidateObjectMeta masks a trailing dash (maskTrailingDash) before the name rule.
+        prefix = meta.generate_name
+        masked = prefix[:-2] + "a" if len(prefix) > 1 and prefix.endswith("-") else prefix
+        c.name(name_rule(masked), (*path, "generateName"), "generateName", prefix)
+    _check_owners_finalizers(c, meta, path)
+    # On a cluster-scoped kind the API server clears metadata.namespace instead of refusing it.
+    if meta.namespace and namespaced:
+        c.name(names.dns1123_label(meta.namespace), (*path, "namespace"), "namespace", meta.namespace)
     check_labels_annotations(c, meta, path)
+
+
+STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
+
+
+def _check_owners_finalizers(c: Checker, meta: ObjectMeta, path: Path) -> None:
+    """ValidateOwnerReferences and ValidateFinalizers (with the core API's standard finalizer names)."""
+    controller = ""
+    for i, ref in enumerate(meta.owner_references or ()):
+        rpath = (*path, "ownerReferences", i)
+        if ref.api_version.count("/") > 1 or (ref.api_version and not ref.api_version.rpartition("/")[2]):
+            c.add("invalid_value", "apiVersion must be <group>/<version> or <version>", (*rpath, "apiVersion"))
+        for field, value in (("apiVersion", ref.api_version), ("kind", ref.kind), ("name", ref.name), ("uid", ref.uid)):
+            c.required(value, (*rpath, field), field)
+        if ref.api_version == "v1" and ref.kind == "Event":
+            c.add("invalid_value", "an Event cannot be an owner", rpath)
+        if ref.controller:
+            if controller:
+                c.add(
+                    "invalid_value",
+                    f"only one owner reference can be the controller, not {ref.kind}/{ref.name} too",
+                    rpath,
+                )
+            controller = f"{ref.kind}/{ref.name}"
+    finalizers = meta.finalizers or ()
+    for i, finalizer in enumerate(finalizers):
+        fpath = (*path, "finalizers", i)
+        c.name(names.label_key(finalizer), fpath, "finalizer", finalizer)
+        if "/" not in finalizer and finalizer not in STANDARD_FINALIZERS:
+            c.add("invalid_name", f"finalizer {finalizer!r} is neither a standard finalizer nor fully qualified", fpath)
+    if "orphan" in finalizers and "foregroundDeletion" in finalizers:
+        c.add("invalid_value", "finalizers orphan and foregroundDeletion cannot be both set", (*path, "finalizers"))
 
 
 def check_labels_annotations(c: Checker, meta: ObjectMeta, path: Path) -> None:
@@ -51,20 +87,33 @@ def check_node_selector(c: Checker, selector: NodeSelector, path: Path) -> None:
 
 
 def _check_requirement(c: Checker, req: NodeSelectorRequirement, path: Path, fields: bool) -> None:
+    """core validation's ValidateNodeSelectorRequirement / ValidateNodeFieldSelectorRequirement."""
     values = req.values or []
+    vpath = (*path, "values")
     if fields:
+        if req.operator not in ("In", "NotIn"):
+            c.add("invalid_value", f"matchFields operator {req.operator!r} is not In or NotIn", (*path, "operator"))
+        elif len(values) != 1:
+            c.add("invalid_value", "matchFields needs exactly one value for operator In or NotIn", vpath)
         if req.key != "metadata.name":
-            c.add("invalid_value", f'field selector key {req.key!r} is not supported; use "metadata.name"', path)
-        if req.operator not in ("In", "NotIn") or len(values) != 1:
-            c.add("invalid_value", "matchFields needs operator In or NotIn and exactly one value", path)
+            c.add(
+                "invalid_value", f'field selector key {req.key!r} is not supported; use "metadata.name"', (*path, "key")
+            )
+        else:
+            for i, value in enumerate(values):
+                c.name(names.dns1123_subdomain(value), (*vpath, i), "node name", value)
         return
-    c.name(names.label_key(req.key), (*path, "key"), "key", req.key)
     if req.operator in ("In", "NotIn") and not values:
-        c.add("missing_field", f"values must be non-empty for operator {req.operator}", (*path, "values"))
+        c.add("missing_field", f"values must be non-empty for operator {req.operator}", vpath)
     elif req.operator in ("Exists", "DoesNotExist") and values:
-        c.add("invalid_value", f"values must be empty for operator {req.operator}", (*path, "values"))
-    elif req.operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
-        c.add("invalid_value", f"operator {req.operator} needs exactly one integer value", (*path, "values"))
+        c.add("invalid_value", f"values must be empty for operator {req.operator}", vpath)
+    elif req.operator in ("Gt", "Lt") and len(values) != 1:
+        # Only the count: a value that is not an integer is accepted and then matches no node.
+        c.add("invalid_value", f"operator {req.operator} needs exactly one value", vpath)
+    c.name(names.label_key(req.key), (*path, "key"), "key", req.key)
+    for i, value in enumerate(values):
+        if names.label_value(value):
+            c.name(names.label_value(value), (*vpath, i), "label value", value)
 
 
 def check_selectors(c: Checker, selectors: Sequence[DeviceSelector] | None, path: Path) -> None:
@@ -102,11 +151,6 @@ def check_toleration(c: Checker, tol: DeviceToleration, path: Path) -> None:
         c.name(names.label_value(tol.value), (*path, "value"), "toleration value", tol.value)
 
 
-def check_tolerations(c: Checker, tolerations: Sequence[DeviceToleration] | None, path: Path) -> None:
-    if not c.too_many(tolerations, limits.DEVICE_TOLERATIONS_MAX, path, "tolerations"):
-        c.each(tolerations, path, lambda t, p: check_toleration(c, t, p))
-
-
 def check_taint(c: Checker, taint: DeviceTaint, path: Path) -> None:
     c.name(names.label_key(taint.key), (*path, "key"), "taint key", taint.key)
     if taint.value:
@@ -114,16 +158,16 @@ def check_taint(c: Checker, taint: DeviceTaint, path: Path) -> None:
 
 
 def check_binding(c: Checker, conditions: Sequence[str] | None, failures: Sequence[str] | None, path: Path) -> None:
-    ok = not c.too_many(conditions, limits.BINDING_CONDITIONS_MAX, (*path, "bindingConditions"), "bindingConditions")
-    ok &= not c.too_many(
-        failures, limits.BINDING_FAILURE_CONDITIONS_MAX, (*path, "bindingFailureConditions"), "bindingFailureConditions"
-    )
-    if not ok:
-        return
+    """validateDeviceBindingParameters: a list over its limit skips only its own name checks; duplicates, overlap
+    and the two lists' dependency are checked in any case."""
     conds, fails = list(conditions or ()), list(failures or ())
-    for field, values in (("bindingConditions", conds), ("bindingFailureConditions", fails)):
-        for i, value in enumerate(values):
-            c.name(names.label_key(value), (*path, field, i), "condition", value)
+    for field, values, limit in (
+        ("bindingConditions", conds, limits.BINDING_CONDITIONS_MAX),
+        ("bindingFailureConditions", fails, limits.BINDING_FAILURE_CONDITIONS_MAX),
+    ):
+        if not c.too_many(values, limit, (*path, field), field):
+            for i, value in enumerate(values):
+                c.name(names.label_key(value), (*path, field, i), "condition", value)
         c.unique(values, (*path, field), "condition", code="duplicate_value")
     for i, value in enumerate(fails):
         if value in conds:

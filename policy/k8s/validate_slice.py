@@ -19,7 +19,7 @@ from gpupolicy.policy.k8s.validate_common import (
     check_qualified_key,
     check_taint,
 )
-from gpupolicy.policy.quantity import Quantity
+from gpupolicy.policy.quantity import INT64_MAX, NANO, Quantity
 
 
 def check_resource_slice(c: Checker, slc: ResourceSlice) -> None:
@@ -152,7 +152,8 @@ def _check_request_policy(c: Checker, capacity: Quantity, policy: CapacityReques
         for i, value in enumerate(values):
             if value > capacity:
                 c.add("invalid_value", f"option is larger than capacity value: {capacity}", (*vpath, i))
-        c.unique(values, vpath, "value", code="duplicate_value")
+        # Duplicates by integer value (quantityKeyInt; DRAFractionalCapacityRange off): 1500m and 2 are the same.
+        c.unique((go_value(v) for v in values), vpath, "value", code="duplicate_value")
         if default is not None and default not in values:
             c.add("invalid_value", f"default value {default} is not one of validValues", vpath)
     elif policy.valid_range is not None and default is not None:
@@ -185,9 +186,29 @@ def _check_range(c: Checker, capacity: Quantity, default: Quantity, policy: Capa
         return
     if low + step > capacity:
         c.add("invalid_value", f"one step {low + step} is larger than capacity value: {capacity}", (*path, "step"))
+    # DRAFractionalCapacityRange off (the default in 1.37): every bound must be a non-negative int64, and the step
+    # check is done on the values rounded up to integers (Quantity.Value), as validateRequestPolicyRangeStep does.
+    unsafe = False
+    for name, value in (("default", default), ("min", low), ("max", rng.max), ("step", step)):
+        if value is None:
+            continue
+        if value.sign() < 0:
+            c.add("invalid_value", f"{name} must be greater than or equal to 0", (*path, name))
+            unsafe = True
+        elif value.nanos > INT64_MAX * NANO:
+            c.add("invalid_value", f"{name} must not be larger than {INT64_MAX}", (*path, name))
+            unsafe = True
+    if unsafe:
+        return
     for value in (default, rng.max):
-        if value is not None and (value - low).nanos % step.nanos != 0:
+        if value is not None and (go_value(value) - go_value(low)) % go_value(step) != 0:
             c.add("invalid_value", f"value {value} is not a multiple of step ({step}) from ({low})", (*path, "step"))
+
+
+def go_value(q: Quantity) -> int:
+    """``Quantity.Value()``: the integer value, a fraction rounded away from zero (``1500m`` is 2)."""
+    magnitude = -(-abs(q.nanos) // NANO)
+    return magnitude if q.sign() >= 0 else -magnitude
 
 
 def _check_consumption(c: Checker, device: Device, path: Path) -> None:

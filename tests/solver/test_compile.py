@@ -240,3 +240,21 @@ def test_duplicate_claims_are_input_errors() -> None:
         run(claim + "---\n" + claim)
     assert exc.value.diagnostics[0].code == "duplicate_claim"
     assert str(exc.value.diagnostics[0].location).startswith("claims.yaml:")
+
+
+def test_match_attribute_wins_over_distinct_attribute() -> None:
+    """The API server accepts a constraint with both (validating only matchAttribute); the allocator then
+    applies matchAttribute alone, and so must we."""
+    claim = claim_yaml(
+        "both",
+        """
+requests:
+- name: gpu
+  exactly: {deviceClassName: gpu, count: 2}
+constraints:
+- {matchAttribute: gpu.example.com/model, distinctAttribute: gpu.example.com/index}
+""",
+    )
+    compiled, _ = run(claim)
+    [both] = [c for c in compiled.problem.claims if c.name == "both"]
+    assert [(c.attribute, c.distinct) for c in both.constraints] == [("gpu.example.com/model", False)]
