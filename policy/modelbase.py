@@ -90,7 +90,8 @@ def diagnostics_from_validation(
             head, rest = message.split(": ", 1)
             if head.replace("_", "").isalpha() and head.islower():
                 code, message = head, rest
-        diagnostics.append(Diagnostic(code, message, doc.locate(path)))
+        where = doc.locate_key(path) if code == "unknown_field" else doc.locate(path)
+        diagnostics.append(Diagnostic(code, message, where))
     return diagnostics
 
 

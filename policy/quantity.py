@@ -23,6 +23,9 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
+from gpupolicy.policy import goquantity
+from gpupolicy.policy.goquantity import GoAmount
+
 NANO = 10**9
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -70,7 +73,7 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return quotient if numerator >= 0 else -quotient
 
 
-def _parse_text(text: str) -> tuple[int, QuantityFormat]:
+def _parse_text(text: str) -> tuple[int, QuantityFormat, GoAmount]:
     if len(text) > _MAX_TEXT_LENGTH:
         raise QuantityError(f"invalid quantity: longer than {_MAX_TEXT_LENGTH} characters")
     match = _QUANTITY_RE.fullmatch(text)
@@ -91,7 +94,14 @@ def _parse_text(text: str) -> tuple[int, QuantityFormat]:
         binary_factor = 1
     else:
         binary_factor = 1 << exponent
-    return _to_nanos(mantissa * binary_factor, scale, text), fmt
+    nanos = _to_nanos(mantissa * binary_factor, scale, text)
+    capped = fmt is QuantityFormat.BINARY_SI and abs(nanos) > INT64_MAX * NANO
+    if capped:  # Kubernetes caps BinarySI magnitudes at the int64 maximum
+        nanos = INT64_MAX * NANO if nanos > 0 else -INT64_MAX * NANO
+    go = goquantity.parsed(
+        match["sign"] == "-", digits_int, digits_frac, base, exponent, fmt is QuantityFormat.BINARY_SI, nanos, capped
+    )
+    return nanos, fmt, go
 
 
 def _to_nanos(mantissa: int, scale: int, text: str) -> int:
@@ -112,23 +122,26 @@ def _to_nanos(mantissa: int, scale: int, text: str) -> int:
 class Quantity:
     """An exact Kubernetes quantity. ``Quantity("1Gi") == Quantity(1073741824)``; immutable, hashable."""
 
-    __slots__ = ("_format", "_nanos")
+    __slots__ = ("_format", "_go", "_nanos")
 
     _nanos: int
     _format: QuantityFormat
+    _go: GoAmount | None  # how Go holds it (see gpupolicy.policy.goquantity); None: as Go parses str(self)
 
     def __init__(self, value: str | int | float | Quantity = 0) -> None:
         parsed = Quantity.parse(value)
         self._nanos = parsed._nanos
         self._format = parsed._format
+        self._go = parsed._go
 
     # --- construction ---------------------------------------------------------------
 
     @classmethod
-    def _make(cls, nanos: int, fmt: QuantityFormat) -> Quantity:
+    def _make(cls, nanos: int, fmt: QuantityFormat, go: GoAmount | None = None) -> Quantity:
         q = object.__new__(cls)
         q._nanos = nanos
         q._format = fmt
+        q._go = go
         return q
 
     @classmethod
@@ -146,15 +159,14 @@ class Quantity:
             value = repr(value)
         if not isinstance(value, str):
             raise QuantityError(f"invalid quantity {value!r}: expected a string or a number")
-        nanos, fmt = _parse_text(value)
-        if fmt is QuantityFormat.BINARY_SI and nanos > INT64_MAX * NANO:
-            nanos = INT64_MAX * NANO  # Kubernetes caps BinarySI values at the int64 maximum
-        return cls._make(nanos, fmt)
+        nanos, fmt, go = _parse_text(value)
+        return cls._make(nanos, fmt, go)
 
     @classmethod
     def from_int(cls, n: int, binary: bool = False) -> Quantity:
         fmt = QuantityFormat.BINARY_SI if binary else QuantityFormat.DECIMAL_SI
-        return cls._make(int(n) * NANO, fmt)
+        go = goquantity.from_int(int(n)) if INT64_MIN <= n <= INT64_MAX else None
+        return cls._make(int(n) * NANO, fmt, go)
 
     @classmethod
     def from_nanos(cls, nanos: int, fmt: QuantityFormat = QuantityFormat.DECIMAL_SI) -> Quantity:
@@ -195,6 +207,25 @@ class Quantity:
         except OverflowError:
             return math.copysign(math.inf, self._nanos)
 
+    # --- as Kubernetes' CEL quantity library answers (from Go's representation) -----------
+
+    @property
+    def go_amount(self) -> GoAmount:
+        """How Go holds this quantity: as parsed, or as the arithmetic that made it left it."""
+        if self._go is None:
+            self._go = Quantity.parse(str(self))._go
+        assert self._go is not None
+        return self._go
+
+    def go_as_int64(self) -> int | None:
+        """Go's ``AsInt64`` (CEL ``asInteger()``; ``isInteger()`` is whether it is not None): None for an
+        ``inf.Dec`` or a negative scale even when the value is whole (``1.5Gi``, ``1000m``)."""
+        return goquantity.as_int64(self.go_amount)
+
+    def go_approximate_float(self) -> float:
+        """Go's ``AsApproximateFloat64`` (CEL ``asApproximateFloat()``)."""
+        return goquantity.approximate_float(self.go_amount)
+
     def ceil_integer(self) -> int:
         """Smallest integer >= the value."""
         return -((-self._nanos) // NANO)
@@ -207,14 +238,16 @@ class Quantity:
 
     def add(self, other: Quantity | int) -> Quantity:
         other = Quantity.parse(other)
-        return Quantity._make(self._nanos + other._nanos, self._result_format(other))
+        go = goquantity.add(self.go_amount, other.go_amount)
+        return Quantity._make(self._nanos + other._nanos, self._result_format(other), go)
 
     def sub(self, other: Quantity | int) -> Quantity:
         other = Quantity.parse(other)
-        return Quantity._make(self._nanos - other._nanos, self._result_format(other))
+        go = goquantity.sub(self.go_amount, other.go_amount)
+        return Quantity._make(self._nanos - other._nanos, self._result_format(other), go)
 
     def neg(self) -> Quantity:
-        return Quantity._make(-self._nanos, self._format)
+        return Quantity._make(-self._nanos, self._format, goquantity.neg(self.go_amount))
 
     def mul(self, factor: int) -> Quantity:
         return Quantity._make(self._nanos * factor, self._format)

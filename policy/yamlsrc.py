@@ -36,6 +36,16 @@ class SourceDoc:
     index: int = 0
     prefix: KeyPath = ()
     positions: Mapping[KeyPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    key_positions: Mapping[KeyPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    def locate_key(self, path: Sequence[str | int]) -> Location:
+        """Where the key of ``path`` is written (an unknown field is reported at its key, as kubectl does, even
+        when its value starts on a later line); else :meth:`locate`."""
+        full: KeyPath = self.prefix + tuple(path)
+        if full in self.key_positions:
+            line, col = self.key_positions[full]
+            return Location(self.filename, line, col, format_path(full))
+        return self.locate(path)
 
     def locate(self, path: Sequence[str | int] = ()) -> Location:
         """The location of ``path`` (relative to this object), or of its nearest parent."""
@@ -61,6 +71,7 @@ def _walk(
     positions: Positions,
     problems: list[Diagnostic],
     filename: str,
+    keys: Positions,
 ) -> None:
     if len(path) > MAX_DEPTH:
         raise DiagnosticError.single(
@@ -84,10 +95,11 @@ def _walk(
                 )
                 continue
             seen[key] = key_node
-            _walk(value_node, path + (key,), positions, problems, filename)
+            keys.setdefault(path + (key,), (key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+            _walk(value_node, path + (key,), positions, problems, filename, keys)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), positions, problems, filename)
+            _walk(item, path + (i,), positions, problems, filename, keys)
 
 
 def _node_location(node: yaml.Node, filename: str, path: KeyPath) -> Location:
@@ -140,7 +152,8 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
         index = 0
         for node in compose_documents(loader, text, filename, MAX_DEPTH, MAX_NODES):
             positions: Positions = {}
-            _walk(node, (), positions, problems, filename)
+            keys: Positions = {}
+            _walk(node, (), positions, problems, filename, keys)
             data = loader.construct_document(node)
             if data is None:
                 index += 1
@@ -156,7 +169,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
             elif _is_list(data):
                 for i, item in enumerate(data["items"]):
                     if isinstance(item, dict):
-                        docs.append(SourceDoc(item, filename, index, ("items", i), positions))
+                        docs.append(SourceDoc(item, filename, index, ("items", i), positions, keys))
                     else:
                         problems.append(
                             Diagnostic(
@@ -166,7 +179,7 @@ def parse_yaml(text: str, filename: str = "<input>") -> list[SourceDoc]:
                             )
                         )
             else:
-                docs.append(SourceDoc(data, filename, index, (), positions))
+                docs.append(SourceDoc(data, filename, index, (), positions, keys))
             index += 1
     except yaml.YAMLError as exc:
         problems.append(_syntax_error(exc, filename, text))

@@ -24,7 +24,7 @@ def _claim_docs(text: str, filename: str) -> list[SourceDoc]:
         claims = doc.data.get("claims") if not doc.kind else None
         if isinstance(claims, list):  # a `gpupolicy solve` document
             out += [
-                SourceDoc(item, filename, doc.index, ("claims", i), doc.positions)
+                SourceDoc(item, filename, doc.index, ("claims", i), doc.positions, doc.key_positions)
                 for i, item in enumerate(claims)
                 if isinstance(item, dict)
             ]

@@ -42,15 +42,14 @@ ENVIRONMENTS: dict[str, dict[str, StaticType]] = {
 
 
 class DomainMap(dict[str, Mapping[str, object]]):
-    """``device.attributes`` / ``device.capacity``: an unknown domain reads as an empty map."""
+    """``device.attributes`` / ``device.capacity``: an unknown domain reads as an empty map, and ``has()``
+    is true for it (:func:`~gpupolicy.policy.cel.runtime.ops.has_field`), as in Kubernetes, while ``in``,
+    ``size()`` and iteration see only the domains the device has: ``"other.io" in device.attributes`` is false."""
 
     _EMPTY: Mapping[str, object] = {}
 
     def __missing__(self, domain: str) -> Mapping[str, object]:
         return self._EMPTY
-
-    def __contains__(self, domain: object) -> bool:
-        return isinstance(domain, str)  # like Kubernetes, every domain "exists" (possibly empty)
 
 
 def device_value(device: DeviceView) -> dict[str, object]:

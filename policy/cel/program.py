@@ -14,6 +14,7 @@ is missing, and store the same value.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,6 +77,13 @@ class _Core:
     key: KeyFn
     results: dict[Hashable, bool | CelRuntimeError]
     lock: threading.Lock
+
+
+# cel-go's parser limits (syntax/limits.py), which we follow, let an expression nest about 1,500 syntax nodes
+# deep; checking and evaluating one takes about five Python frames per node (tests/policy/cel/test_nesting.py).
+PYTHON_RECURSION_LIMIT = 10_000
+if sys.getrecursionlimit() < PYTHON_RECURSION_LIMIT:
+    sys.setrecursionlimit(PYTHON_RECURSION_LIMIT)
 
 
 def _check(expression: str, env: str) -> tuple[Node, Typed, dict[int, StaticType]]:

@@ -43,6 +43,9 @@ class ConvertedDoc(SourceDoc):
     def locate(self, path: Sequence[str | int] = ()) -> Location:
         return super().locate(self.to_source(tuple(path)))
 
+    def locate_key(self, path: Sequence[str | int]) -> Location:
+        return super().locate_key(self.to_source(tuple(path)))
+
 
 @dataclass
 class Conversion:
@@ -72,6 +75,7 @@ def convert_doc(doc: SourceDoc) -> Conversion:
         index=doc.index,
         prefix=doc.prefix,
         positions=doc.positions,
+        key_positions=doc.key_positions,
         source_version=version,
         to_source=to_source,
     )
@@ -108,7 +112,7 @@ def _requests_to_exactly(doc: SourceDoc, devices: Any, base: KeyPath, problems: 
         if not isinstance(request, dict):
             continue
         if "exactly" in request:
-            loc = doc.locate((*base, "requests", i, "exactly"))
+            loc = doc.locate_key((*base, "requests", i, "exactly"))
             problems.append(Diagnostic("unknown_field", 'field "exactly" is not allowed in v1beta1', loc))
             del request["exactly"]
         exact = {k: request.pop(k) for k in EXACT_FIELDS if k in request}
@@ -135,14 +139,14 @@ def _unwrap_basic(doc: SourceDoc, spec: Any, problems: list[Diagnostic]) -> None
         if not isinstance(device, dict):
             continue
         for key in [k for k in device if k not in ("name", "basic")]:
-            loc = doc.locate(("spec", "devices", i, key))
+            loc = doc.locate_key(("spec", "devices", i, key))
             problems.append(Diagnostic("unknown_field", f'field "{key}" is not allowed in v1beta1 (use "basic")', loc))
             del device[key]
         basic = device.pop("basic", None)
         if isinstance(basic, dict):
             for key, value in basic.items():
                 if key == "name":
-                    loc = doc.locate(("spec", "devices", i, "basic", "name"))
+                    loc = doc.locate_key(("spec", "devices", i, "basic", "name"))
                     problems.append(Diagnostic("unknown_field", 'field "name" is not allowed', loc))
                     continue
                 device[key] = value

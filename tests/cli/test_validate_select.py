@@ -51,12 +51,12 @@ def test_validate_reports_every_error_sorted_with_locations(tmp_path: Path, caps
     lines = capsys.readouterr().out.splitlines()
     f = str(bad)
     assert lines == [
-        f"{f}:13:54: cel_compile_error: syntax error: unexpected end of expression"
+        f"{f}:13:57: cel_compile_error: syntax error: unexpected end of expression"
         " (at spec.devices.requests[0].exactly.selectors[0].cel.expression)",
         f"{f}:15:25: cel_type_error: must evaluate to bool or the unknown type, not string"
         " (at spec.devices.requests[0].exactly.selectors[1].cel.expression)",
-        f'{f}:16:14: unknown_field: field "bogus" is not allowed (at spec.devices.requests[0].bogus)',
-        f"{f}:23:23: cel_type_error: found no matching overload for '_>_' applied to '(int, string)'"
+        f'{f}:16:7: unknown_field: field "bogus" is not allowed (at spec.devices.requests[0].bogus)',
+        f"{f}:23:44: cel_type_error: found no matching overload for '_>_' applied to '(int, string)'"
         " (at spec.selectors[0].cel.expression)",
         f"{tmp_path / 'missing.yaml'}:0:0: file_not_found: no such file or directory",
     ]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from gpupolicy.policy.cel.ast import Call, Comprehension, Ident, ListLit, Literal, MapLit, Node, children
 from gpupolicy.policy.cel.core import (
+    ANY,
     DYN,
     Checker,
     CompileIssue,
@@ -19,6 +20,7 @@ from gpupolicy.policy.cel.core import (
     join,
     kind,
     no_overload,
+    type_name,
     undeclared,
 )
 from gpupolicy.policy.cel.lib import functions, lists, optionals, strings
@@ -239,7 +241,7 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
             result = ("list", "int") if name == "sort" else "int"
     if not candidates:
         raise no_overload(name, node.pos, *types)
-    _check_constant_arguments(name, node, args)
+    _check_constant_arguments(compiler, name, node, args)
     fns = [a.fn for a in args]
     linear = name in functions.LINEAR_COST or name in lists.LINEAR
     impl = candidates[0].impl if len(candidates) == 1 and "dyn" not in [kind(t) for t in types] else None
@@ -374,28 +376,56 @@ def _call_closure(
     return run
 
 
-def _check_format(template: str, node: Call) -> None:
-    """cel-go validates ``"...".format([...])`` when the template and the list are literals."""
+def _check_format(compiler: Checker, template: str, node: Call) -> None:
+    """cel-go's format validator: ``"<literal>".format([...])`` with a list literal is checked by the static
+    types of the list's elements (``"%d".format([1.5])`` is a compile error, ``"%d".format([dyn(1.5)])`` fails
+    when it runs)."""
     (arg,) = node.args
-    if not isinstance(arg, ListLit) or not all(isinstance(i, Literal) for i in arg.items):
+    if not isinstance(arg, ListLit):
         return
-    values = [i.value for i in arg.items if isinstance(i, Literal)]
     try:
-        strings.format_string(template, values)
+        used = strings.validate_format(template, [_format_arg(compiler, item) for item in arg.items])
+    except strings.FormatArgError as err:
+        raise CompileIssue("cel_compile_error", str(err), err.pos) from None
     except EvalError as err:
-        raise CompileIssue("cel_compile_error", f"invalid format call: {err}", node.pos) from None
-    used = strings.count_verbs(template)
-    if used < len(values):
+        raise CompileIssue("cel_compile_error", str(err), node.pos) from None
+    if used < len(arg.items):
         raise CompileIssue(
             "cel_compile_error",
-            f"too many arguments supplied to string.format (expected {used}, got {len(values)})",
+            f"too many arguments supplied to string.format (expected {used}, got {len(arg.items)})",
             node.pos,
         )
 
 
-def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> None:
-    """Literal regexes, quantities and versions are checked when the expression is compiled."""
-    literal_args = [a for a in node.args if isinstance(a, Literal) and isinstance(a.value, str)]
+def _format_arg(compiler: Checker, item: Node) -> strings.FormatArg:
+    t = compiler.compile(item).type
+    elements: tuple[Node, ...] = ()
+    if isinstance(item, ListLit):
+        elements = item.items
+    elif isinstance(item, MapLit):
+        elements = tuple(part for entry in item.entries for part in entry)
+    # cel-go checks the attribute type (google.protobuf.Any) as a type of its own, not as dyn
+    kind_ = "any" if t == ANY else kind(t)
+    name = _FORMAT_TYPE_NAMES.get(kind_, kind_ if kind_ in ("list", "map") else type_name(t))
+    return strings.FormatArg(kind_, name, item.pos, tuple(_format_arg(compiler, e) for e in elements))
+
+
+# cel-go's names of the library types, as its format errors print them
+_FORMAT_TYPE_NAMES = {
+    "any": "google.protobuf.Any",
+    "quantity": "kubernetes.Quantity",
+    "semver": "kubernetes.Semver",
+    "url": "kubernetes.URL",
+    "ip": "net.IP",
+    "cidr": "net.CIDR",
+    "optional": "optional_type",
+}
+
+
+def _check_constant_arguments(compiler: Checker, name: str, node: Call, args: Sequence[Typed]) -> None:
+    """What Kubernetes checks when it compiles a call: literal regexes (``matches``: the validator; ``find`` and
+    ``findAll``: when the program is built) and ``format`` calls. Literal quantities and versions are checked
+    only when the expression runs, as there."""
     if name in ("matches", "find", "findAll"):
         pattern_node = node.args[0] if node.target is not None else node.args[-1]
         if isinstance(pattern_node, Literal) and isinstance(pattern_node.value, str):
@@ -404,12 +434,7 @@ def _check_constant_arguments(name: str, node: Call, args: Sequence[Typed]) -> N
             except RegexError as err:
                 raise CompileIssue("cel_compile_error", str(err), pattern_node.pos) from None
     elif name == "format" and isinstance(node.target, Literal) and isinstance(node.target.value, str):
-        _check_format(node.target.value, node)
-    elif name in ("quantity", "semver") and len(node.args) == 1 and literal_args:
-        try:
-            functions.GLOBAL[name][0].impl(literal_args[0].value)
-        except EvalError as err:
-            raise CompileIssue("cel_compile_error", str(err), literal_args[0].pos) from None
+        _check_format(compiler, node.target.value, node)
     elif name in ("duration", "timestamp") and node.target is None and len(node.args) == 1:
         _check_time_literal(name, node.args[0], args[0])
 

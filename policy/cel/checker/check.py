@@ -40,7 +40,7 @@ from gpupolicy.policy.cel.core import (
 )
 from gpupolicy.policy.cel.runtime import ops
 from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
-from gpupolicy.policy.cel.runtime.values import OptionalValue, TypeValue, map_lookup, runtime_type
+from gpupolicy.policy.cel.runtime.values import OptionalValue, TypedKeyMap, TypeValue, runtime_type
 
 
 def literal_type(value: object) -> StaticType:
@@ -212,7 +212,7 @@ class Compiler:
         _check_optional_entries(node.optional, [val for _, val in entries], [vn for _, vn in node.entries])
         exempt = id(node) in self.heterogeneous_ok
         for (key, _), (knode, _) in zip(entries, node.entries):
-            if kind(key.type) not in _MAP_KEY_KINDS:  # cel-go takes more; bytes keys crash it, lists and maps we refuse
+            if kind(key.type) not in _MAP_KEY_KINDS:  # cel-go takes more; bytes keys crash it, maps we refuse
                 raise CompileIssue("cel_type_error", f"unsupported map key type: {type_name(key.type)}", knode.pos)
         t: StaticType = (
             ("map", DYN, DYN)
@@ -239,21 +239,20 @@ class Compiler:
 
         def build(v: Vars, m: Meter) -> object:
             out: dict[object, object] = {}
+            typed: TypedKeyMap | None = None  # keys other than strings: one entry per key and type, as cel-go
             for i, (kf, vf) in enumerate(fns):
-                if i in optional:  # {?k: opt}: the entry only when opt has a value
-                    key, value = kf(v, m), present_value(vf(v, m))
-                    if value is not _ABSENT:
-                        out[key] = value
-                    continue
                 key = kf(v, m)
                 if not isinstance(key, _MAP_KEY_VALUES):
                     raise EvalError(f"unsupported map key type: {runtime_type(key)}")
-                if map_lookup(out, key)[0] and not any(k == key and runtime_type(k) == runtime_type(key) for k in out):
-                    # cel-go builds a Go map keyed by the value and its type: a repeated key of the same type
-                    # overwrites (the last entry wins); 1 and 1u are two keys there, which one dict cannot hold
-                    raise EvalError(f"Failed with repeated key: {key}")
-                out[key] = vf(v, m)
-            return out
+                value = present_value(vf(v, m)) if i in optional else vf(v, m)
+                if value is _ABSENT:  # {?k: opt}: the entry only when opt has a value
+                    continue
+                if typed is None and key.__class__ is str:
+                    out[key] = value  # a repeated key keeps the last value
+                    continue
+                typed = typed if typed is not None else TypedKeyMap(out)
+                typed.put(key, value)
+            return out if typed is None else typed
 
         constant = not optional and all(k.const and val.const for k, val in entries)
         return Typed(build, t, const=constant)
@@ -302,9 +301,9 @@ class Compiler:
 
 
 _MAP_KEY_KINDS = frozenset(
-    {"int", "uint", "bool", "string", "dyn", "double", "null_type", "timestamp", "duration", "type", "optional"}
+    {"int", "uint", "bool", "string", "dyn", "double", "null_type", "timestamp", "duration", "type", "optional", "list"}
 )
-_MAP_KEY_VALUES = (int, str, float, type(None), Duration, Timestamp, TypeValue, OptionalValue)
+_MAP_KEY_VALUES = (int, str, float, type(None), Duration, Timestamp, TypeValue, OptionalValue, list, tuple)
 _ABSENT = object()
 
 

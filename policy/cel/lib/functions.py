@@ -238,10 +238,11 @@ def _is_semver(text: str, normalize: bool = False) -> bool:
 
 
 def _as_integer(q: Quantity) -> int:
-    try:
-        return q.as_integer()
-    except QuantityError:
-        raise EvalError("cannot convert value to integer") from None
+    """Kubernetes answers from Go's representation: ``quantity("1.5Gi").asInteger()`` is an error there."""
+    value = q.go_as_int64()
+    if value is None:
+        raise EvalError("cannot convert value to integer")
+    return value
 
 
 def _q_int(n: int) -> Quantity:
@@ -416,9 +417,9 @@ MEMBER: dict[str, list[Overload]] = {
     ],
     "add": [_o((Q, Q), Q, Quantity.add), _o((Q, INT), Q, lambda q, n: q.add(_q_int(n)))],
     "sub": [_o((Q, Q), Q, Quantity.sub), _o((Q, INT), Q, lambda q, n: q.sub(_q_int(n)))],
-    "isInteger": [_o((Q,), BOOL, lambda q: q.is_integer() and INT64_MIN * 10**9 <= q.nanos <= INT64_MAX * 10**9)],
+    "isInteger": [_o((Q,), BOOL, lambda q: q.go_as_int64() is not None)],
     "asInteger": [_o((Q,), INT, _as_integer)],
-    "asApproximateFloat": [_o((Q,), DBL, Quantity.as_approximate_float)],
+    "asApproximateFloat": [_o((Q,), DBL, Quantity.go_approximate_float)],
     "hasValue": [_o((OPT,), BOOL, lambda o: o.present)],
     # the checker types these results from the optional's value type (calls._optional_result)
     "value": [_o((OPT,), ANY, _opt_value)],

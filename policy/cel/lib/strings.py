@@ -11,7 +11,8 @@ A function that builds a string knows how long the result will be before it buil
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from gpupolicy.policy.cel.core import EvalError
@@ -318,35 +319,123 @@ def format_string(template: str, args: Sequence[object]) -> str:
     (at most ``MAX_PRECISION``). The result is built piece by piece and refused as soon as it would
     pass ``MAX_STRING`` characters."""
     out = _Builder()
+    for text, verb, precision, index in format_clauses(template, len(args)):
+        if verb:
+            _format_one(out, verb, precision, args[index])
+        else:
+            out.add(text)
+    return out.text()
+
+
+def format_clauses(template: str, size: int, static: bool = False) -> Iterator[tuple[str, str, int | None, int]]:
+    """The pieces of a template in cel-go's order (``parseFormatString``): ``(text, "", None, -1)`` for
+    literal text, ``("", verb, precision, argument index)`` for a clause. At run time a clause past the
+    arguments is ``index N out of range`` before the clause is read; ``static`` (the compile-time check)
+    reads the clause first."""
     i, arg_index = 0, 0
     while i < len(template):
-        ch = template[i]
-        if ch != "%":
+        if template[i] != "%":
             j = template.find("%", i)
             j = len(template) if j < 0 else j
-            out.add(template[i:j])
+            yield template[i:j], "", None, -1
             i = j
             continue
+        if template[i + 1 : i + 2] == "%":
+            yield "%", "", None, -1
+            i += 2
+            continue
+        if arg_index >= size and not static:
+            raise EvalError(f"index {arg_index} out of range")
+        if i + 1 >= len(template):
+            raise EvalError("unexpected end of string")
+        if arg_index >= size:
+            raise EvalError(f"index {arg_index} out of range")
         i += 1
         precision: int | None = None
-        if i < len(template) and template[i] == ".":
+        if template[i] == ".":
             j = i + 1
             while j < len(template) and "0" <= template[j] <= "9":
                 j += 1
             precision = _precision(template[i + 1 : j])
             i = j
         if i >= len(template):
-            raise EvalError("format: unterminated formatting verb")
+            raise EvalError(
+                "could not parse formatting clause: error while parsing precision: "
+                "could not find end of precision specifier"
+            )
         verb = template[i]
         i += 1
-        if verb == "%":
-            out.add("%")
-            continue
-        if arg_index >= len(args):
-            raise EvalError(f"index {arg_index} out of range")
-        _format_one(out, verb, precision, args[arg_index])
+        if verb not in "sdfebxXo":
+            raise EvalError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')
+        yield "", verb, precision, arg_index
         arg_index += 1
-    return out.text()
+
+
+# What each clause takes, by static type kind (cel-go's ``stringFormatChecker``; ``dyn`` passes every clause),
+# and the error text for any other type.
+_CLAUSE_KINDS: dict[str, tuple[frozenset[str], str]] = {
+    "d": (frozenset({"int", "uint"}), "decimal clause can only be used on integers"),
+    "o": (frozenset({"int", "uint"}), "octal clause can only be used on integers"),
+    "f": (frozenset({"double", "string"}), "fixed-point clause can only be used on doubles"),
+    "e": (frozenset({"double", "string"}), "scientific clause can only be used on doubles"),
+    "b": (frozenset({"int", "uint", "bool"}), "only integers and bools can be formatted as binary"),
+    "x": (
+        frozenset({"int", "uint", "string", "bytes"}),
+        "only integers, byte buffers, and strings can be formatted as hex",
+    ),
+    "s": (
+        frozenset({"list", "map", "int", "uint", "double", "bool", "string", "timestamp", "bytes", "duration", "type",
+                   "null_type"}),
+        "string clause can only be used on strings, bools, bytes, ints, doubles, maps, lists, types, durations, and "
+        "timestamps",
+    ),
+}  # fmt: skip
+_CLAUSE_KINDS["X"] = _CLAUSE_KINDS["x"]
+
+
+class FormatArgError(EvalError):
+    """A clause given an argument of the wrong static type; ``pos`` is where that argument is."""
+
+    def __init__(self, message: str, pos: int) -> None:
+        super().__init__(message)
+        self.pos = pos
+
+
+@dataclass(frozen=True)
+class FormatArg:
+    """What the compile-time check knows of an argument in a literal list: its static type kind and name, its
+    position, and for lists and maps written as literals, their elements (checked again for ``%s``)."""
+
+    kind: str
+    name: str
+    pos: int
+    elements: tuple[FormatArg, ...] = ()
+
+
+def validate_format(template: str, args: Sequence[FormatArg]) -> int:
+    """cel-go's compile-time check of ``"<literal>".format([<list literal>])``: the template parses and each
+    clause's argument has a static type the clause takes. Returns how many arguments the template uses."""
+    used = 0
+    for _, verb, _, index in format_clauses(template, len(args), static=True):
+        if not verb:
+            continue
+        used += 1
+        bad = _bad_format_arg(verb, args[index])
+        if bad is not None:
+            message = _CLAUSE_KINDS[verb][1]
+            raise FormatArgError(f"error during formatting: {message}, was given {bad.name}", bad.pos)
+    return used
+
+
+def _bad_format_arg(verb: str, arg: FormatArg) -> FormatArg | None:
+    if arg.kind != "dyn" and arg.kind not in _CLAUSE_KINDS[verb][0]:
+        return arg
+    if verb == "s":
+        for element in arg.elements:
+            bad = _bad_format_arg(verb, element)
+            if bad is not None:
+                return bad
+    return None
 
 
 def _precision(digits: str) -> int:
@@ -358,20 +447,6 @@ def _precision(digits: str) -> int:
             f" precision {shown} is larger than {MAX_PRECISION}"
         )
     return int(digits or "0")
-
-
-def count_verbs(template: str) -> int:
-    """How many arguments a format template consumes (``%%`` consumes none)."""
-    count, i = 0, 0
-    while i < len(template):
-        if template[i] == "%":
-            i += 1
-            while i < len(template) and (template[i] == "." or "0" <= template[i] <= "9"):
-                i += 1
-            if i < len(template) and template[i] != "%":
-                count += 1
-        i += 1
-    return count
 
 
 def _format_one(out: _Builder, verb: str, precision: int | None, arg: object) -> None:
@@ -399,7 +474,7 @@ def _format_number(verb: str, precision: int | None, arg: object) -> str:
         return _go_fixed(arg, precision) if verb == "f" else _go_scientific(arg, precision)
     if verb in "xXob":
         return _format_radix(verb, arg)
-    raise EvalError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')
+    raise EvalError(f'could not parse formatting clause: unrecognized formatting clause "{verb}"')  # pragma: no cover
 
 
 # cel-go's strings library at the version Kubernetes uses (ext.StringsVersion(2), formatting.go) prints %f and %e
@@ -454,4 +529,5 @@ def _format_radix(verb: str, arg: object) -> str:
         _check_size(2 * len(raw))
         text = raw.hex()
         return text.upper() if verb == "X" else text
-    raise EvalError(f"error during formatting: {verb} clause can only be used on integers")
+    message = _CLAUSE_KINDS[verb][1]
+    raise EvalError(f"error during formatting: {message}, was given {runtime_type(arg)}")

@@ -156,7 +156,10 @@ def logical_not(a: object) -> bool:
 
 
 def contains(item: object, container: object) -> bool:
-    """``item in container``."""
+    """``item in container``; for a map, whether it holds the key (``"other.io" in device.attributes`` is false,
+    although reading that domain gives an empty map)."""
+    if isinstance(container, dict) and item.__class__ is str:
+        return item in container
     if isinstance(container, Mapping):
         return map_lookup(container, item)[0]
     if isinstance(container, (list, tuple)):
@@ -230,7 +233,7 @@ def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
         operand, test = operand.value, True
     if test:
         if isinstance(operand, Mapping):
-            return OptionalValue(True, operand[field]) if field in operand else OptionalValue(False)
+            return OptionalValue(True, operand[field]) if has_field(operand, field) else OptionalValue(False)
         raise EvalError(f"type '{runtime_type(operand)}' does not support field selection")
     return OptionalValue(True, select(operand, field))
 
@@ -252,7 +255,8 @@ def optional_index(container: object, key: object, test: bool) -> OptionalValue:
 
 def has_field(operand: object, field: str) -> bool:
     if isinstance(operand, Mapping):
-        return field in operand
+        # a map that reads every key (device.attributes: an unknown domain is an empty map) has every field
+        return field in operand or hasattr(operand, "__missing__")
     raise EvalError(f"invalid type for field selection: {runtime_type(operand)}")
 
 

@@ -9,7 +9,7 @@ Run-time representation: ``bool``, ``int`` (CEL int, int64 range), :class:`Uint`
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from fractions import Fraction
 
 from gpupolicy.policy.cel.core import EvalError
@@ -209,33 +209,98 @@ _NUMERIC_FALLBACK = {"double": ("int", "uint"), "int": ("uint",), "uint": ("int"
 
 
 def map_lookup(m: Mapping[object, object], key: object) -> tuple[bool, object]:
-    """Find ``key`` in a CEL map as cel-go's ``Find``: a key of the same type first; then a double key also finds an
-    equal int or uint key, an int key an equal uint key and a uint key an equal int key (an int never finds a double
-    key: ``1 in {1.0: "a"}`` is false); bools never match numbers."""
+    """Find ``key`` in a CEL map as cel-go does (``refValMapAccessor.Find``): the key of the same type first,
+    then the same number as another type: a double as an int, else as a uint; an int as a uint; a uint as an
+    int (never an int or uint as a double). Bools never match numbers."""
     if type(key) is str:
         try:
             return True, m[key]
         except KeyError:
             return False, None
-    if isinstance(key, bool):
-        for k, v in m.items():
-            if isinstance(k, bool) and k == key:
-                return True, v
-        return False, None
-    if is_number(key):
-        kt = runtime_type(key)
-        for k, v in m.items():
-            if is_number(k) and runtime_type(k) == kt and k == key:
-                return True, v
-        also = _NUMERIC_FALLBACK[kt]
-        for k, v in m.items():
-            if is_number(k) and runtime_type(k) in also and numeric_cmp(k, key) == 0:  # type: ignore[arg-type]
-                return True, v
-        return False, None
+    if isinstance(m, TypedKeyMap):
+        return m.find(key)
     try:
-        return True, m[key]
-    except (KeyError, TypeError):
+        wanted = [map_key(k) for k in (key, *_numeric_alternatives(key))]
+    except EvalError:
         return False, None
+    entries: dict[tuple[str, object], object] = {}
+    for k, v in m.items():  # a plain dict with keys other than strings: a small literal
+        try:
+            entries.setdefault(map_key(k), v)
+        except EvalError:
+            continue
+    for tagged in wanted:
+        if tagged in entries:
+            return True, entries[tagged]
+    return False, None
+
+
+def _numeric_alternatives(key: object) -> list[object]:
+    if isinstance(key, bool):
+        return []
+    if isinstance(key, float):
+        if not math.isfinite(key) or key != int(key):
+            return []
+        whole = int(key)
+        return [k for k in (whole if INT64_MIN <= whole <= INT64_MAX else None,
+                            Uint(whole) if 0 <= whole <= UINT64_MAX else None) if k is not None]  # fmt: skip
+    if isinstance(key, Uint):
+        return [int(key)] if key <= INT64_MAX else []
+    if isinstance(key, int):
+        return [Uint(key)] if key >= 0 else []
+    return []
+
+
+def map_key(key: object) -> tuple[str, object]:
+    """A map key with its type, as cel-go keys its maps: ``1``, ``1u``, ``1.0`` and ``true`` are four keys."""
+    if isinstance(key, (list, tuple)):
+        return "list", tuple(map_key(k) for k in key)
+    try:
+        hash(key)
+    except TypeError:
+        raise EvalError(f"unsupported map key type: {runtime_type(key)}") from None
+    return runtime_type(key), key
+
+
+class TypedKeyMap(Mapping[object, object]):
+    """A CEL map with keys other than strings (a map literal such as ``{dyn(1): "a", dyn(1u): "b"}``): one entry
+    per key and type, as cel-go's Go map of ``ref.Val`` keys; a repeated key of the same type keeps the last
+    value. Lookups follow :func:`map_lookup`."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, items: Mapping[object, object] | None = None) -> None:
+        self._entries: dict[tuple[str, object], tuple[object, object]] = {}
+        for key, value in (items or {}).items():
+            self.put(key, value)
+
+    def put(self, key: object, value: object) -> None:
+        self._entries[map_key(key)] = (key, value)
+
+    def find(self, key: object) -> tuple[bool, object]:
+        try:
+            for candidate in (key, *_numeric_alternatives(key)):
+                entry = self._entries.get(map_key(candidate))
+                if entry is not None:
+                    return True, entry[1]
+        except EvalError:
+            pass
+        return False, None
+
+    def __getitem__(self, key: object) -> object:
+        found, value = self.find(key)
+        if not found:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.find(key)[0]
+
+    def __iter__(self) -> Iterator[object]:
+        return (key for key, _ in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def compare(a: object, b: object) -> int | None:

@@ -21,7 +21,8 @@ from lark import Lark, Token
 
 from gpupolicy.policy.cel.ast import Node
 from gpupolicy.policy.cel.core import CompileIssue
-from gpupolicy.policy.cel.syntax.converter import Converter
+from gpupolicy.policy.cel.syntax.converter import Converter, position
+from gpupolicy.policy.cel.syntax.limits import LimitExceeded, check_limits
 from gpupolicy.policy.cel.syntax.macros import ParseIssue
 
 _parser_lock = threading.Lock()
@@ -94,10 +95,16 @@ def parse(expression: str) -> Node:
             line = getattr(err, "line", None)
             column = getattr(err, "column", None)
             pos = _offset(expression, line, column)
+            if getattr(getattr(err, "token", None), "type", "") == "$END":
+                pos = len(expression)  # cel-go reports a missing end at <EOF>, just past the last character
             raise CompileIssue("cel_compile_error", _syntax_message(err), pos) from None
     try:
+        check_limits(tree)
+    except LimitExceeded as err:
+        raise CompileIssue("cel_compile_error", err.message, position(err.node)) from None
+    try:
         return Converter(
-            lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t)))
+            lambda t: str(celstr(_keep_newlines(t))), lambda t: bytes(celbytes(_keep_newlines(t))), expression
         ).convert(tree)
     except ParseIssue as issue:
         raise CompileIssue("cel_compile_error", issue.message, issue.pos) from None
