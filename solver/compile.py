@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,8 +263,16 @@ def _alternative(
         _exclude(exclusions, "incomplete pool (allocationMode All)", "", len(fit))
         fit = []
     if alternative.mode == AllocationMode.ALL and errors:
-        usable = _clear_of_errors(ctx, fit, errors)
+        usable = _clear_of(ctx, fit, errors)
         rule = "a selector fails on another device of the node (allocationMode All)"
+        _exclude(exclusions, rule, "", len(fit) - len(usable))
+        fit = usable
+    if alternative.mode == AllocationMode.ALL and len(kept) < len(remaining):
+        # the allocator takes every matching device whose capacity fits, and a taint on one fails them all
+        tolerant = set(kept)
+        blocking = [d for d in remaining if d not in tolerant and _capacity_fits(ctx, alternative, d)]
+        usable = _clear_of(ctx, fit, blocking)
+        rule = "another matching device of the node has a taint not tolerated (allocationMode All)"
         _exclude(exclusions, rule, "", len(fit) - len(usable))
         fit = usable
     scores = _scores(ctx, fit, info, request_info)
@@ -284,13 +292,14 @@ def _alternative(
     )
 
 
-def _clear_of_errors(ctx: _Context, devices: list[int], errors: Mapping[int, tuple[str, str]]) -> list[int]:
-    """The devices on nodes where no device failed a selector (the allocator evaluates every device of the node
-    for an ``All`` request, and the first error fails the attempt)."""
+def _clear_of(ctx: _Context, devices: list[int], blocking: Collection[int]) -> list[int]:
+    """The devices on nodes none of the ``blocking`` devices is usable from: an ``All`` request cannot use such a
+    node (the allocator evaluates every device of the node for it, and one that fails a selector, or matches but
+    cannot be taken, fails the request)."""
     table = ctx.table.devices
-    if any(table[d].nodes is None for d in errors):
+    if any(table[d].nodes is None for d in blocking):
         return []
-    bad = {n for d in errors for n in table[d].nodes or ()}
+    bad = {n for d in blocking for n in table[d].nodes or ()}
     out = []
     for d in devices:
         nodes = table[d].nodes

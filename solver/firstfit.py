@@ -12,7 +12,8 @@ when the search reaches it on the node being tried and it is not in use (``Exact
 ``allocationMode: All`` request (or subrequest), every device of the node before the search starts. The first
 error met fails the pod's attempt: the scheduler aborts its scheduling cycle and retries later, so the gang is
 not placed, with the error as its reason (``cel_runtime_error``, "unschedulable for now"), and the next pod goes
-on. An error on a device the search never reaches does not matter.
+on. An error on a device the search never reaches does not matter. The allocator's other search-time error, a
+constraint that rejects a free device of an ``All`` request, is met the same way (``constraint_unsatisfiable``).
 
 ``best_fit`` uses the same search but orders nodes by fewest free eligible devices and prefers devices
 on already partly used GPUs (counter sets, shared devices), so that whole GPUs stay free.
@@ -56,8 +57,9 @@ def share_id(claim: ClaimKey, request: str, device: DeviceIndex, nth: int = 0) -
     return str(uuid.uuid5(_SHARE_NS, f"{claim}|{request}|{device}|{nth}"))
 
 
-class SelectorError(Exception):
-    """The search evaluated a device on which a selector fails: Kubernetes' allocator stops with this error."""
+class AllocatorError(Exception):
+    """Kubernetes' allocator stops with this error where the search met it: a selector failing on a device it
+    evaluates, or a constraint rejecting one of the devices of an ``All`` request."""
 
     def __init__(self, claim: ClaimKey, error: tuple[str, str]) -> None:
         super().__init__(error[1])
@@ -78,7 +80,7 @@ class _Search:
     chosen: list[list[DeviceResult]] = field(default_factory=list)
 
     def run(self) -> list[list[DeviceResult]] | None:
-        """The first allocation in Kubernetes' order, or None; :class:`SelectorError` when the allocator would
+        """The first allocation in Kubernetes' order, or None; :class:`AllocatorError` when the allocator would
         evaluate a failing device first (``errors_fatal``). Usage is left as found unless an allocation is found."""
         self.chosen = [[] for _ in self.claims]
         slots = [(ci, ri) for ci, claim in enumerate(self.claims) for ri in range(len(claim.requests))]
@@ -86,7 +88,7 @@ class _Search:
             if self.errors_fatal:
                 self._all_mode_errors()
             ok = self._request(slots, 0)
-        except SelectorError:
+        except AllocatorError:
             self.usage.remove(r for results in self.chosen for r in results)
             raise
         return self.chosen if ok else None
@@ -100,7 +102,7 @@ class _Search:
                     if alternative.mode == AllocationMode.ALL:
                         failing = self.index.failing(alternative, self.node)
                         if failing:
-                            raise SelectorError(claim.key, alternative.errors[failing[0]])
+                            raise AllocatorError(claim.key, alternative.errors[failing[0]])
 
     def _with_failing(self, alternative: Alternative, ordered: list[DeviceIndex]) -> list[DeviceIndex]:
         failing = self.index.failing(alternative, self.node) if self.errors_fatal else []
@@ -116,7 +118,7 @@ class _Search:
         else:
             skipped = not self.problem.devices[d].multi_allocatable and self.usage.in_use(d)
         if not skipped:
-            raise SelectorError(self.claims[ci].key, alternative.errors[d])
+            raise AllocatorError(self.claims[ci].key, alternative.errors[d])
 
     def _request(self, slots: list[tuple[int, int]], pos: int) -> bool:
         if pos == len(slots):
@@ -200,7 +202,25 @@ class _Search:
     def _take_all(self, ci: int, alternative: Alternative, candidates: list[DeviceIndex]) -> bool:
         if not candidates:
             return False
-        return all(self._try(ci, alternative, d) is not None for d in candidates)
+        for d in candidates:
+            if self._try(ci, alternative, d) is None:
+                if self.errors_fatal and self._available(ci, alternative, d):
+                    # the allocator's allocateDevice with must=true: a constraint that rejects one of "all" the
+                    # devices is an error, not a failed attempt
+                    device = self.problem.devices[d]
+                    message = (
+                        f"request {alternative.name}: cannot add device {device.driver}/{device.pool}/{device.name} "
+                        "because a claim constraint would not be satisfied"
+                    )
+                    raise AllocatorError(self.claims[ci].key, ("constraint_unsatisfiable", message))
+                return False
+        return True
+
+    def _available(self, ci: int, alternative: Alternative, d: DeviceIndex) -> bool:
+        """``_try``'s checks before the constraints."""
+        if any(r.device == d for r in self.chosen[ci]) and not self.problem.devices[d].multi_allocatable:
+            return False
+        return self.usage.consumption(d, alternative) is not None
 
     def _drop(self, ci: int, name: str) -> None:
         for result in [r for r in self.chosen[ci] if r.request == name]:
@@ -364,7 +384,7 @@ def greedy(
                 continue
             try:
                 found = _Search(problem, usage, gang, node, device_order, index, errors_fatal).run()
-            except SelectorError as error:
+            except AllocatorError as error:
                 for claim in gang:
                     solution.blocked[claim.key] = Reason(
                         error.code,

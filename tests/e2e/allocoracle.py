@@ -66,7 +66,29 @@ def _outcome(raw: Obj) -> PodOutcome:
     )
 
 
-def _run(bin_dir: Path, document: Obj) -> list[PodOutcome]:
+@dataclass(frozen=True)
+class Scenario:
+    """One oracle input: the inventory, the existing allocations, the nodes in the scheduler's order, the pods."""
+
+    classes: Sequence[Obj]
+    slices: Sequence[Obj]
+    allocated: Sequence[Obj]
+    nodes: Sequence[str]
+    pods: Sequence[Pod]
+
+    def document(self, mode: str) -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "classes": list(self.classes),
+            "slices": list(self.slices),
+            "allocated": list(self.allocated),
+            "nodes": list(self.nodes),
+            "pods": [{"name": p.name, "node": p.node, "claims": list(p.claims)} for p in self.pods],
+        }
+
+
+def _run(bin_dir: Path, mode: str, scenarios: Sequence[Scenario]) -> list[list[PodOutcome]]:
+    document = {"scenarios": [s.document(mode) for s in scenarios]}
     try:
         proc = subprocess.run(
             [str(bin_dir / ORACLE)],
@@ -81,42 +103,22 @@ def _run(bin_dir: Path, document: Obj) -> list[PodOutcome]:
     if proc.returncode != 0:
         raise OracleError(f"{ORACLE} exited {proc.returncode}: {proc.stderr.strip()}")
     try:
-        outcomes = [_outcome(raw) for raw in json.loads(proc.stdout)["pods"]]
+        out = [[_outcome(raw) for raw in s["pods"]] for s in json.loads(proc.stdout)["scenarios"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise OracleError(f"{ORACLE} answered something unreadable: {exc}") from exc
-    if [o.name for o in outcomes] != [p["name"] for p in document["pods"]]:
+    asked = [[p.name for p in s.pods] for s in scenarios]
+    if [[o.name for o in outcomes] for outcomes in out] != asked:
         raise OracleError(f"{ORACLE} answered for other pods than asked")
-    return outcomes
+    return out
 
 
-def _document(
-    mode: str, classes: Sequence[Obj], slices: Sequence[Obj], allocated: Sequence[Obj], nodes: Sequence[str], pods: Sequence[Pod]
-) -> dict[str, Any]:
-    return {
-        "mode": mode,
-        "classes": list(classes),
-        "slices": list(slices),
-        "allocated": list(allocated),
-        "nodes": list(nodes),
-        "pods": [{"name": p.name, "node": p.node, "claims": list(p.claims)} for p in pods],
-    }
+def schedule(bin_dir: Path, scenarios: Sequence[Scenario]) -> list[list[PodOutcome]]:
+    """Per scenario, the scheduler's loop: each pod in order on the first node (in ``nodes`` order) where its
+    claims fit, committed before the next pod."""
+    return _run(bin_dir, "schedule", scenarios)
 
 
-def schedule(
-    bin_dir: Path,
-    classes: Sequence[Obj],
-    slices: Sequence[Obj],
-    allocated: Sequence[Obj],
-    nodes: Sequence[str],
-    pods: Sequence[Pod],
-) -> list[PodOutcome]:
-    """The scheduler's loop: each pod in order on the first node (in ``nodes`` order) where its claims fit."""
-    return _run(bin_dir, _document("schedule", classes, slices, allocated, nodes, pods))
-
-
-def pinned(
-    bin_dir: Path, classes: Sequence[Obj], slices: Sequence[Obj], allocated: Sequence[Obj], pods: Sequence[Pod]
-) -> list[PodOutcome]:
-    """Per pod (each claim with a proposed ``status.allocation``, ``node`` set): does the allocator choose exactly
-    that? Each proposal is committed before the next pod is judged."""
-    return _run(bin_dir, _document("pinned", classes, slices, allocated, [], pods))
+def pinned(bin_dir: Path, scenarios: Sequence[Scenario]) -> list[list[PodOutcome]]:
+    """Per scenario and pod (each claim with a proposed ``status.allocation``, ``node`` set): does the allocator
+    choose exactly that? Each proposal is committed before the next pod is judged."""
+    return _run(bin_dir, "pinned", scenarios)

@@ -3,7 +3,7 @@
 // DynamicResources plugin drives it, so that gpupolicy's first-fit and optimal allocations can be compared with the
 // real thing (issue 16, item 3).
 //
-// It reads one JSON document on stdin,
+// It reads one JSON document on stdin, {"scenarios": [scenario, ...]}, each scenario independent of the others,
 //
 //	{"mode": "schedule" | "pinned",
 //	 "classes":   [resource.k8s.io/v1 DeviceClass],
@@ -12,7 +12,8 @@
 //	 "nodes":     ["node name", ...],
 //	 "pods":      [{"name": "...", "node": "...", "claims": [ResourceClaim, ...]}]}
 //
-// and writes {"pods": [{"name", "outcome", "node", "error", "attempts", "claims"}]} in input order.
+// and writes {"scenarios": [{"pods": [{"name", "outcome", "node", "error", "attempts", "claims"}]}]}, scenarios and
+// pods in input order.
 //
 // "schedule": for each pod in order, the nodes are tried in the given order; on each, Allocate runs for all the
 // pod's claims with the state committed so far (the allocated claims plus every earlier pod's allocation, gathered
@@ -36,9 +37,13 @@
 // otherwise "rejected", with the allocator's own choice in "claims" (or "error"). The proposal is then
 // committed, accepted or not, so each pod is judged on its own. This judges an allocation as one written
 // directly into status.allocation: which subrequest the scheduler would have tried first, and selector errors on
-// devices the proposal does not use, do not matter. A rejection can be a false alarm when a multi-allocatable
-// device proposed for a later request also fits an earlier request of the same claim (the allocator shares it
-// first).
+// devices the proposal does not use, do not matter. When the allocator picks other devices only because a
+// multi-allocatable device proposed for a later request also fits an earlier one (it is shared there first),
+// other orders of the proposed devices are tried (up to 720); the proposal is accepted when the allocator
+// chooses exactly it under one of them. When under every order tried the allocator allocates the pod within the
+// proposed devices but never exactly as proposed (two requests of a claim on two multi-allocatable devices,
+// where the allocator always shares the first one), "outcome" is "equivalent": the allocator confirms the pod
+// fits on those devices, not the proposed split between requests.
 //
 // Objects get the API server's defaults first (allocationMode, count, toleration operator). Feature gates are the
 // kube-scheduler's defaults (k8s.io/kubernetes/pkg/features through the scheduler's own feature struct and
@@ -341,6 +346,66 @@ func resultKeys(allocation *resourceapi.DeviceAllocationResult) []string {
 	return out
 }
 
+const (
+	errOtherDevices = "the allocator chooses other devices"
+	maxOrders       = 720 // orders of the proposed devices tried before a proposal is rejected
+)
+
+// judge runs the allocator once on pinned slices and compares its choice with the proposal.
+func (o *oracle) judge(ctx context.Context, slices []resourceapi.ResourceSlice, pod podIn,
+	claims []*resourceapi.ResourceClaim) podOut {
+	out := podOut{Name: pod.Name, Node: pod.Node, Outcome: "accepted", Claims: []claimOut{}}
+	results, err := o.allocate(ctx, slices, pod.Node, pending(pod.Claims))
+	switch {
+	case err != nil:
+		out.Outcome, out.Error = "rejected", err.Error()
+	case len(results) != len(claims):
+		out.Outcome, out.Error = "rejected", "the allocator finds no allocation on the node"
+	default:
+		for i := range claims {
+			out.Claims = append(out.Claims, claimOut{Name: claims[i].Name, Allocation: &results[i].Devices})
+			if !sameResults(&pod.Claims[i].Status.Allocation.Devices, &results[i].Devices) {
+				out.Outcome, out.Error = "rejected", fmt.Sprintf("claim %s: %s", claims[i].Name, errOtherDevices)
+			}
+		}
+	}
+	return out
+}
+
+func distinct(keys []deviceKey) []deviceKey {
+	seen := map[deviceKey]bool{}
+	var out []deviceKey
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// permute calls visit with the orders of keys (Heap's algorithm, the given order first) until visit returns true.
+func permute(keys []deviceKey, visit func([]deviceKey) bool) {
+	var generate func(k int) bool
+	generate = func(k int) bool {
+		if k <= 1 {
+			return visit(keys)
+		}
+		for i := 0; i < k-1; i++ {
+			if generate(k - 1) {
+				return true
+			}
+			if k%2 == 0 {
+				keys[i], keys[k-1] = keys[k-1], keys[i]
+			} else {
+				keys[0], keys[k-1] = keys[k-1], keys[0]
+			}
+		}
+		return generate(k - 1)
+	}
+	generate(len(keys))
+}
+
 func (o *oracle) pinned(ctx context.Context, slices []resourceapi.ResourceSlice, pod podIn) podOut {
 	out := podOut{Name: pod.Name, Node: pod.Node, Outcome: "accepted", Claims: []claimOut{}}
 	var proposal []deviceKey
@@ -364,20 +429,19 @@ func (o *oracle) pinned(ctx context.Context, slices []resourceapi.ResourceSlice,
 		}
 		return all && ptr.Deref(slice.Spec.NodeName, "") == pod.Node
 	}
-	results, err := o.allocate(ctx, pinnedSlices(slices, proposal, keep), pod.Node, claims)
-	switch {
-	case err != nil:
-		out.Outcome, out.Error = "rejected", err.Error()
-	case len(results) != len(claims):
-		out.Outcome, out.Error = "rejected", "the allocator finds no allocation on the node"
-	default:
-		for i := range claims {
-			out.Claims = append(out.Claims, claimOut{Name: claims[i].Name, Allocation: &results[i].Devices})
-			if !sameResults(&pod.Claims[i].Status.Allocation.Devices, &results[i].Devices) {
-				out.Outcome = "rejected"
-				out.Error = fmt.Sprintf("claim %s: the allocator chooses other devices", claims[i].Name)
-			}
-		}
+	// The first order is the proposal's; when the allocator picks other devices (a multi-allocatable device
+	// that an earlier request also fits is shared there first), other orders of the proposed devices are tried.
+	order := distinct(proposal)
+	tries := 0
+	permute(order, func(order []deviceKey) bool {
+		tries++
+		out = o.judge(ctx, pinnedSlices(slices, order, keep), pod, claims)
+		return out.Outcome == "accepted" || !strings.HasSuffix(out.Error, errOtherDevices) || tries >= maxOrders
+	})
+	if out.Outcome == "rejected" && strings.HasSuffix(out.Error, errOtherDevices) {
+		// Every order tried makes the allocator allocate the pod within the proposed devices (the pinned slices
+		// offer no other free device), but never exactly as proposed.
+		out.Outcome = "equivalent"
 	}
 	for i := range pod.Claims {
 		o.allocated = append(o.allocated, pod.Claims[i].DeepCopy())
@@ -401,19 +465,13 @@ func defaults(in *input) {
 	}
 }
 
-func run() error {
-	var in input
-	dec := json.NewDecoder(os.Stdin)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return fmt.Errorf("read input: %w", err)
-	}
+// scenario runs one input document.
+func scenario(ctx context.Context, in *input) (output, error) {
 	if in.Mode != "schedule" && in.Mode != "pinned" {
-		return fmt.Errorf("mode must be schedule or pinned, not %q", in.Mode)
+		return output{}, fmt.Errorf("mode must be schedule or pinned, not %q", in.Mode)
 	}
-	defaults(&in)
-	ctx := context.Background()
-	o := newOracle(&in)
+	defaults(in)
+	o := newOracle(in)
 	out := output{Pods: make([]podOut, 0, len(in.Pods))}
 	for _, pod := range in.Pods {
 		if in.Mode == "schedule" {
@@ -421,6 +479,30 @@ func run() error {
 		} else {
 			out.Pods = append(out.Pods, o.pinned(ctx, in.Slices, pod))
 		}
+	}
+	return out, nil
+}
+
+func run() error {
+	var in struct {
+		Scenarios []input `json:"scenarios"`
+	}
+	dec := json.NewDecoder(os.Stdin)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return fmt.Errorf("read input: %w", err)
+	}
+	ctx := context.Background()
+	var out struct {
+		Scenarios []output `json:"scenarios"`
+	}
+	out.Scenarios = make([]output, 0, len(in.Scenarios))
+	for i := range in.Scenarios {
+		result, err := scenario(ctx, &in.Scenarios[i])
+		if err != nil {
+			return fmt.Errorf("scenario #%d: %w", i, err)
+		}
+		out.Scenarios = append(out.Scenarios, result)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetEscapeHTML(false)
