@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ORACLE = "allocoracle"
-TIMEOUT_S = 120.0
+TIMEOUT_S = 300.0
 
 Obj = Mapping[str, Any]
 # One device result as compared: (request, driver, pool, device, consumed capacity (sorted), has a shareID)

@@ -22,15 +22,16 @@
 // ("outcome": "allocated"); a node where Allocate fails with an error that is not ErrFailedAllocationOnNode stops
 // the pod there ("outcome": "error": the scheduler turns such an error into an Error status that aborts the pod's
 // scheduling cycle, and the pod is retried later); when no node has a result, "outcome" is "unschedulable".
-// "attempts" lists, per node tried, "allocated", "none", "failed-on-node" or "error". The real scheduler filters
+// "attempts" lists, per node tried, "allocated", "none", "failed-on-node" or "error". An Allocate call that runs
+// past 2 s ends the pod with "timeout" (the scheduler's filter timeout, shortened), in both modes. The real scheduler filters
 // the feasible nodes in parallel and picks among them by score; this program models the sequential, first-node
 // policy that gpupolicy's first-fit baseline follows.
 //
 // "pinned": every pod names a node and every claim carries a proposed status.allocation. For each pod in order,
 // the slices are cut down to what the proposal may use: the proposed devices, first in every pool and in the
 // order of the proposal (claim by claim, result by result), then the devices already allocated (they hold
-// shared counters; the allocator skips them as in use) and, when a claim asks for allocationMode All, every
-// other device of the node (All is judged against all of them). Allocate then runs on that node for the claims
+// shared counters; the allocator skips them as in use) and, when the proposal uses a request in allocationMode
+// All, every other device of the node (All is judged against all of them). Allocate then runs on that node for the claims
 // without their status. The allocator's depth-first search takes devices in pool order, so when the proposal is
 // a valid allocation its first solution is exactly the proposal; "outcome" is "accepted" when the allocator's
 // results equal the proposal's, in any order (request, driver, pool, device, consumed capacity, shareID or not),
@@ -59,6 +60,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
@@ -210,8 +212,14 @@ func (o *oracle) allocate(ctx context.Context, slices []resourceapi.ResourceSlic
 	if err != nil {
 		return nil, fmt.Errorf("new allocator: %w", err)
 	}
+	ctx, cancel := context.WithTimeout(ctx, allocateTimeout)
+	defer cancel()
 	return allocator.Allocate(ctx, node(nodeName), claims)
 }
+
+// allocateTimeout bounds one Allocate call, as the scheduler's filter timeout does (10 s there; shorter here, so a
+// search that explodes is reported as "timeout" instead of stalling the whole run).
+const allocateTimeout = 2 * time.Second
 
 func (o *oracle) commit(claims []*resourceapi.ResourceClaim, results []resourceapi.AllocationResult) []claimOut {
 	out := make([]claimOut, len(claims))
@@ -229,6 +237,10 @@ func (o *oracle) schedule(ctx context.Context, slices []resourceapi.ResourceSlic
 		claims := pending(pod.Claims)
 		results, err := o.allocate(ctx, slices, name, claims)
 		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			out.Attempts = append(out.Attempts, attempt{Node: name, Outcome: "timeout", Error: err.Error()})
+			out.Outcome, out.Node, out.Error = "timeout", name, err.Error()
+			return out
 		case errors.Is(err, structured.ErrFailedAllocationOnNode):
 			out.Attempts = append(out.Attempts, attempt{Node: name, Outcome: "failed-on-node", Error: err.Error()})
 			continue
@@ -307,14 +319,20 @@ func pinnedSlices(slices []resourceapi.ResourceSlice, proposal []deviceKey, keep
 	return out
 }
 
-func wantsAll(claims []*resourceapi.ResourceClaim) bool {
+// wantsAll tells whether the proposal uses a request or subrequest in allocationMode All (one it does not use
+// does not need the node's other devices).
+func wantsAll(claims []resourceapi.ResourceClaim) bool {
 	for _, c := range claims {
+		used := map[string]bool{}
+		for _, r := range c.Status.Allocation.Devices.Results {
+			used[r.Request] = true
+		}
 		for _, r := range c.Spec.Devices.Requests {
-			if r.Exactly != nil && r.Exactly.AllocationMode == resourceapi.DeviceAllocationModeAll {
+			if r.Exactly != nil && r.Exactly.AllocationMode == resourceapi.DeviceAllocationModeAll && used[r.Name] {
 				return true
 			}
 			for _, sub := range r.FirstAvailable {
-				if sub.AllocationMode == resourceapi.DeviceAllocationModeAll {
+				if sub.AllocationMode == resourceapi.DeviceAllocationModeAll && used[r.Name+"/"+sub.Name] {
 					return true
 				}
 			}
@@ -357,6 +375,8 @@ func (o *oracle) judge(ctx context.Context, slices []resourceapi.ResourceSlice, 
 	out := podOut{Name: pod.Name, Node: pod.Node, Outcome: "accepted", Claims: []claimOut{}}
 	results, err := o.allocate(ctx, slices, pod.Node, pending(pod.Claims))
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		out.Outcome, out.Error = "timeout", err.Error()
 	case err != nil:
 		out.Outcome, out.Error = "rejected", err.Error()
 	case len(results) != len(claims):
@@ -422,7 +442,7 @@ func (o *oracle) pinned(ctx context.Context, slices []resourceapi.ResourceSlice,
 	// Devices already allocated stay (they hold shared counters, and the allocator skips them as in use); for
 	// an allocationMode All request every device of the node stays, since "all" is judged against all of them.
 	inUse := o.state().AllocatedDevices
-	all := wantsAll(claims)
+	all := wantsAll(pod.Claims)
 	keep := func(key deviceKey, slice resourceapi.ResourceSlice) bool {
 		if inUse.Has(structured.MakeDeviceID(key.driver, key.pool, key.device)) {
 			return true
