@@ -23,7 +23,7 @@
 // the pod there ("outcome": "error": the scheduler turns such an error into an Error status that aborts the pod's
 // scheduling cycle, and the pod is retried later); when no node has a result, "outcome" is "unschedulable".
 // "attempts" lists, per node tried, "allocated", "none", "failed-on-node" or "error". An Allocate call that runs
-// past 2 s ends the pod with "timeout" (the scheduler's filter timeout, shortened), in both modes. The real scheduler filters
+// past 10 s (the scheduler's default DRA filter timeout) ends the pod with "timeout", in both modes. The real scheduler filters
 // the feasible nodes in parallel and picks among them by score; this program models the sequential, first-node
 // policy that gpupolicy's first-fit baseline follows.
 //
@@ -217,9 +217,9 @@ func (o *oracle) allocate(ctx context.Context, slices []resourceapi.ResourceSlic
 	return allocator.Allocate(ctx, node(nodeName), claims)
 }
 
-// allocateTimeout bounds one Allocate call, as the scheduler's filter timeout does (10 s there; shorter here, so a
-// search that explodes is reported as "timeout" instead of stalling the whole run).
-const allocateTimeout = 2 * time.Second
+// allocateTimeout bounds one Allocate call as the scheduler's DRA filter timeout does (its default): past it the
+// scheduler gives up on the node with an Error status, and so does this program ("timeout").
+const allocateTimeout = 10 * time.Second
 
 func (o *oracle) commit(claims []*resourceapi.ResourceClaim, results []resourceapi.AllocationResult) []claimOut {
 	out := make([]claimOut, len(claims))
