@@ -160,3 +160,46 @@ def test_a_later_subrequest_is_not_used_where_an_earlier_one_fails() -> None:
     assert reason.code == "cel_runtime_error" and "node-a/gpu-1" in reason.message
     compiled, solution = run(claims, "optimal")
     assert where(compiled, solution, "default/first") in (["node-b/gpu-0"], ["node-b/gpu-1"])
+
+
+def test_a_shared_device_a_request_of_the_pod_fails_on_is_not_used() -> None:
+    """Any request of the pod may evaluate a multi-allocatable device (it is never in use), so optimal does not
+    give the pod one that a selector of the pod fails on (node-c would fit it otherwise: shared-0 for "share",
+    gpu-9 for "fast"); first-fit meets the error there, as the allocator does."""
+    shared = """apiVersion: resource.k8s.io/v1
+kind: ResourceSlice
+metadata: {name: node-c}
+spec:
+  driver: gpu.example.com
+  nodeName: node-c
+  pool: {name: node-c, generation: 1, resourceSliceCount: 1}
+  devices:
+  - name: shared-0
+    allowMultipleAllocations: true
+    attributes:
+      model: {string: h100}
+  - name: gpu-9
+    attributes:
+      fast: {bool: true}
+"""
+    claims = claim(
+        "pair",
+        f"""requests:
+- name: share
+  exactly:
+    deviceClassName: gpu
+    selectors:
+    - cel: {{expression: device.allowMultipleAllocations}}
+- name: fast
+  exactly:
+    deviceClassName: gpu
+    selectors:
+    - cel: {{expression: '{FAST}'}}
+""",
+    )
+    _, solution = run(claims, "first-fit", shared)
+    [reason] = solution.unplaced["default/pair"]  # type: ignore[index]
+    assert reason.code == "cel_runtime_error" and "node-c/shared-0" in reason.message, reason.message
+    _, solution = run(claims, "optimal", shared)
+    [reason] = solution.unplaced["default/pair"]  # type: ignore[index]
+    assert "a selector of the pod fails at run time on this multi-allocatable device excludes 1" in reason.message
