@@ -5,8 +5,11 @@
   evaluated once per expression and device), then the policy's admission rules, then taints against
   tolerations, then capacity requests; every stage records how many devices it excluded and where
   it was written, for explanations;
-- a CEL run-time error fails the claim: ``claim ns/name: selector #i: CEL runtime error: …``
-  (``class <name>: selector #i: …`` for a class selector);
+- a device on which a selector fails at run time is not eligible; it is kept in the alternative's ``errors``
+  with the allocator's message (``selector #i on device driver/pool/device: CEL runtime error: …``, ``class
+  <name>: selector #i …`` for a class selector), for the strategies to decide whether Kubernetes would ever
+  evaluate it (docs/solver.md, "CEL run-time errors"); a request in ``allocationMode: All`` cannot use a node
+  with such a device, since the allocator evaluates every device of the node for it;
 - a claim that needs more devices than one allocation result holds (32) fails with ``claim_limit_exceeded``,
   as the structured allocator's own check does before it searches (see :func:`claim_limit_error`);
 - claims already allocated become fixed :class:`Existing` allocations;
@@ -17,7 +20,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +50,7 @@ from gpupolicy.solver.problem import (
     claim_limit_error,
     tolerated,
 )
-from gpupolicy.solver.selectors import SelectorCache, SelectorFailure
+from gpupolicy.solver.selectors import SelectorCache
 
 Locate = Callable[[Sequence[str | int]], Location]
 
@@ -218,6 +221,7 @@ def _alternative(
     remaining = list(range(len(ctx.table.devices)))
     candidates = len(remaining)
     exclusions: list[Exclusion] = []
+    errors: dict[int, tuple[str, str]] = {}
     class_exprs = class_info.device_class.cel_expressions
     for i, expr in enumerate(class_exprs):
         loc = class_info.locate(("spec", "selectors", i, "cel", "expression"))
@@ -229,10 +233,13 @@ def _alternative(
             f'class "{fields.device_class_name}" selector #{i}',
             exclusions,
             f"class {fields.device_class_name}: selector #{i}",
+            errors,
         )
     for i, expr in enumerate(fields.cel_expressions):
         loc = item.locate((*path, "selectors", i, "cel", "expression"))
-        remaining = _filter(ctx, remaining, expr, loc, f'request "{name}" selector #{i}', exclusions, f"selector #{i}")
+        remaining = _filter(
+            ctx, remaining, expr, loc, f'request "{name}" selector #{i}', exclusions, f"selector #{i}", errors
+        )
     request_info = RequestInfo.from_fields(name, fields)
     remaining = _admission(ctx, remaining, info, request_info, exclusions)
     tolerations = tuple(
@@ -257,6 +264,19 @@ def _alternative(
     if alternative.mode == AllocationMode.ALL and any(d in ctx.table.incomplete for d in fit):
         _exclude(exclusions, "incomplete pool (allocationMode All)", "", len(fit))
         fit = []
+    if alternative.mode == AllocationMode.ALL and errors:
+        usable = _clear_of(ctx, fit, errors)
+        rule = "a selector fails on another device of the node (allocationMode All)"
+        _exclude(exclusions, rule, "", len(fit) - len(usable))
+        fit = usable
+    if alternative.mode == AllocationMode.ALL and len(kept) < len(remaining):
+        # the allocator takes every matching device whose capacity fits, and a taint on one fails them all
+        tolerant = set(kept)
+        blocking = [d for d in remaining if d not in tolerant and _capacity_fits(ctx, alternative, d)]
+        usable = _clear_of(ctx, fit, blocking)
+        rule = "another matching device of the node has a taint not tolerated (allocationMode All)"
+        _exclude(exclusions, rule, "", len(fit) - len(usable))
+        fit = usable
     scores = _scores(ctx, fit, info, request_info)
     return Alternative(
         alternative.name,
@@ -270,7 +290,24 @@ def _alternative(
         tuple(exclusions),
         candidates,
         scores,
+        {DeviceIndex(d): e for d, e in errors.items()},
     )
+
+
+def _clear_of(ctx: _Context, devices: list[int], blocking: Collection[int]) -> list[int]:
+    """The devices on nodes none of the ``blocking`` devices is usable from: an ``All`` request cannot use such a
+    node (the allocator evaluates every device of the node for it, and one that fails a selector, or matches but
+    cannot be taken, fails the request)."""
+    table = ctx.table.devices
+    if any(table[d].nodes is None for d in blocking):
+        return []
+    bad = {n for d in blocking for n in table[d].nodes or ()}
+    out = []
+    for d in devices:
+        nodes = table[d].nodes
+        if nodes is not None and not nodes & bad:
+            out.append(d)
+    return out
 
 
 def _qualify(ctx: _Context, devices: list[int], name: str) -> str:
@@ -303,20 +340,25 @@ def _filter(
     rule: str,
     exclusions: list[Exclusion],
     error_prefix: str,
+    errors: dict[int, tuple[str, str]],
 ) -> list[int]:
+    """The devices the selector matches; those where it fails at run time go to ``errors`` with the message
+    Kubernetes' allocator gives (``<prefix> on device <driver>/<pool>/<device>: CEL runtime error: …``)."""
     try:
         selector = ctx.cache.get(expr, loc)
     except DiagnosticError as exc:
         raise _ClaimFailed("cel_compile_error", f"{error_prefix}: {exc.diagnostics[0].message}") from exc
-    try:
-        kept = selector.filter(devices, ctx.views)
-    except SelectorFailure as failure:
-        if failure.code == "cel_type_error":
-            raise _ClaimFailed(failure.code, f"{error_prefix}: {failure.message}") from None
-        message = f"{error_prefix}: CEL runtime error: {failure.message}"
-        raise _ClaimFailed("cel_runtime_error", message) from None
-    _exclude(exclusions, rule, str(loc) if loc.line else "", len(devices) - len(kept))
-    return kept
+    filtered = selector.filter(devices, ctx.views)
+    for d, failure in filtered.failed.items():
+        device = ctx.table.devices[d]
+        where = f"{error_prefix} on device {device.driver}/{device.pool}/{device.name}"
+        errors[d] = (failure.code, f"{where}: CEL runtime error: {failure.message}")
+    where = str(loc) if loc.line else ""
+    if filtered.failed:
+        first = errors[min(filtered.failed, key=lambda d: ctx.table.devices[d].order)]
+        _exclude(exclusions, f"{rule} fails at run time ({first[1]})", where, len(filtered.failed))
+    _exclude(exclusions, rule, where, len(devices) - len(filtered.kept) - len(filtered.failed))
+    return filtered.kept
 
 
 def _admission(

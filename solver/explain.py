@@ -2,9 +2,10 @@
 
 For each unplaced claim (its whole gang at once), in order:
 
-1. static reasons, no solver: a CEL runtime error or admission failure recorded at compile time; a
-   request whose selectors leave too few devices (``selector_excludes_all``, naming each selector with
-   its file:line and how many devices it excluded);
+1. static reasons, no solver: a CEL run-time error first-fit met where Kubernetes' allocator would
+   (``Solution.blocked``); a compile error or admission failure recorded at compile time; a request whose
+   selectors leave too few devices (``selector_excludes_all``, naming each selector with its file:line and
+   how many devices it excluded; ``cel_runtime_error`` when a selector failed at run time on some of them);
 2. the claim alone, with existing allocations: a small CP-SAT model with one assumption literal per
    constraint and per quota; an infeasible core names the constraint (``constraint_unsatisfiable``) or
    quota (``quota_exceeded``); otherwise existing allocations (``capacity_exhausted`` /
@@ -40,7 +41,8 @@ def explain(problem: Problem, solution: Solution, params: SolveParams) -> dict[C
         if all(k in solution.placements for k in keys):
             continue
         members = [problem.claim_index[k] for k in keys]
-        reasons = _static(members)
+        blocked = [solution.blocked[k] for k in keys if k in solution.blocked][:1]
+        reasons = blocked or _static(members)
         if not reasons and time.perf_counter() > deadline:
             reasons = [_quick(problem, solution, members)]
         if not reasons:
@@ -63,6 +65,8 @@ def _static(members: list[Claim]) -> list[Reason]:
             if all(_too_few(a) for a in request.alternatives):
                 text = "; ".join(_describe(a) for a in request.alternatives)
                 code = "not_admitted" if all(_refused(a) for a in request.alternatives) else "selector_excludes_all"
+                if code == "selector_excludes_all" and any(a.errors for a in request.alternatives):
+                    code = "cel_runtime_error"  # a selector fails on devices it needed: unschedulable for now
                 reasons.append(Reason(code, f"claim {claim.key}: {text}"))
     return reasons
 

@@ -7,6 +7,14 @@ depth-first search finds a complete allocation wins. The search walks claim → 
 consumable capacity, shared counters and constraints, and backtracks on failure. No scoring, no look
 at other pending claims.
 
+CEL run-time errors (devices in ``Alternative.errors``) follow the allocator too: a device is evaluated only
+when the search reaches it on the node being tried and it is not in use (``ExactCount``), or, for an
+``allocationMode: All`` request (or subrequest), every device of the node before the search starts. The first
+error met fails the pod's attempt: the scheduler aborts its scheduling cycle and retries later, so the gang is
+not placed, with the error as its reason (``cel_runtime_error``, "unschedulable for now"), and the next pod goes
+on. An error on a device the search never reaches does not matter. The allocator's other search-time error, a
+constraint that rejects a free device of an ``All`` request, is met the same way (``constraint_unsatisfiable``).
+
 ``best_fit`` uses the same search but orders nodes by fewest free eligible devices and prefers devices
 on already partly used GPUs (counter sets, shared devices), so that whole GPUs stay free.
 """
@@ -18,6 +26,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.problem import (
     CLAIM_RESULTS_MAX,
     AllocationMode,
@@ -33,7 +42,7 @@ from gpupolicy.solver.problem import (
     node_options,
 )
 from gpupolicy.solver.quotas import existing_usage, usage_of
-from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.result import Placement, Reason, Solution
 from gpupolicy.solver.state import Usage
 
 MAX_STEPS = 200_000  # per (gang, node): the allocator's exponential worst case, bounded like its timeout
@@ -48,6 +57,16 @@ def share_id(claim: ClaimKey, request: str, device: DeviceIndex, nth: int = 0) -
     return str(uuid.uuid5(_SHARE_NS, f"{claim}|{request}|{device}|{nth}"))
 
 
+class AllocatorError(Exception):
+    """Kubernetes' allocator stops with this error where the search met it: a selector failing on a device it
+    evaluates, or a constraint rejecting one of the devices of an ``All`` request."""
+
+    def __init__(self, claim: ClaimKey, error: tuple[str, str]) -> None:
+        super().__init__(error[1])
+        self.claim = claim
+        self.code, self.message = error
+
+
 @dataclass
 class _Search:
     problem: Problem
@@ -56,14 +75,50 @@ class _Search:
     node: NodeName
     device_order: DeviceOrder
     index: NodeIndex
+    errors_fatal: bool = False  # evaluate failing devices where the allocator would (first-fit)
     steps: int = 0
     chosen: list[list[DeviceResult]] = field(default_factory=list)
 
     def run(self) -> list[list[DeviceResult]] | None:
+        """The first allocation in Kubernetes' order, or None; :class:`AllocatorError` when the allocator would
+        evaluate a failing device first (``errors_fatal``). Usage is left as found unless an allocation is found."""
         self.chosen = [[] for _ in self.claims]
         slots = [(ci, ri) for ci, claim in enumerate(self.claims) for ri in range(len(claim.requests))]
-        ok = self._request(slots, 0)
+        try:
+            if self.errors_fatal:
+                self._all_mode_errors()
+            ok = self._request(slots, 0)
+        except AllocatorError:
+            self.usage.remove(r for results in self.chosen for r in results)
+            raise
         return self.chosen if ok else None
+
+    def _all_mode_errors(self) -> None:
+        """The allocator evaluates every device of the node for each ``All`` request and subrequest, claim by
+        claim, request by request, before it searches."""
+        for claim in self.claims:
+            for request in claim.requests:
+                for alternative in request.alternatives:
+                    if alternative.mode == AllocationMode.ALL:
+                        failing = self.index.failing(alternative, self.node)
+                        if failing:
+                            raise AllocatorError(claim.key, alternative.errors[failing[0]])
+
+    def _with_failing(self, alternative: Alternative, ordered: list[DeviceIndex]) -> list[DeviceIndex]:
+        failing = self.index.failing(alternative, self.node) if self.errors_fatal else []
+        if not failing:
+            return ordered
+        devices = self.problem.devices
+        return sorted(ordered + failing, key=lambda d: devices[d].order)
+
+    def _evaluated(self, ci: int, alternative: Alternative, d: DeviceIndex) -> None:
+        """The allocator's per-device order: a device in use is skipped before any selector runs on it."""
+        if alternative.admin_access:
+            skipped = any(r.device == d for r in self.chosen[ci])
+        else:
+            skipped = not self.problem.devices[d].multi_allocatable and self.usage.in_use(d)
+        if not skipped:
+            raise AllocatorError(self.claims[ci].key, alternative.errors[d])
 
     def _request(self, slots: list[tuple[int, int]], pos: int) -> bool:
         if pos == len(slots):
@@ -83,7 +138,7 @@ class _Search:
                     return True
                 self._drop(ci, alternative.name)
                 continue
-            ordered = self.device_order(self.usage, candidates)
+            ordered = self._with_failing(alternative, self.device_order(self.usage, candidates))
             if self._pick(slots, pos, ci, alternative, ordered, 0, alternative.count):
                 return True
         return False
@@ -104,6 +159,9 @@ class _Search:
             self.steps += 1
             if self.steps > MAX_STEPS:
                 return False
+            if ordered[i] in alternative.errors:
+                self._evaluated(ci, alternative, ordered[i])
+                continue
             result = self._try(ci, alternative, ordered[i])
             if result is None:
                 continue
@@ -144,7 +202,25 @@ class _Search:
     def _take_all(self, ci: int, alternative: Alternative, candidates: list[DeviceIndex]) -> bool:
         if not candidates:
             return False
-        return all(self._try(ci, alternative, d) is not None for d in candidates)
+        for d in candidates:
+            if self._try(ci, alternative, d) is None:
+                if self.errors_fatal and self._available(ci, alternative, d):
+                    # the allocator's allocateDevice with must=true: a constraint that rejects one of "all" the
+                    # devices is an error, not a failed attempt
+                    device = self.problem.devices[d]
+                    message = (
+                        f"request {alternative.name}: cannot add device {device.driver}/{device.pool}/{device.name} "
+                        "because a claim constraint would not be satisfied"
+                    )
+                    raise AllocatorError(self.claims[ci].key, ("constraint_unsatisfiable", message))
+                return False
+        return True
+
+    def _available(self, ci: int, alternative: Alternative, d: DeviceIndex) -> bool:
+        """``_try``'s checks before the constraints."""
+        if any(r.device == d for r in self.chosen[ci]) and not self.problem.devices[d].multi_allocatable:
+            return False
+        return self.usage.consumption(d, alternative) is not None
 
     def _drop(self, ci: int, name: str) -> None:
         for result in [r for r in self.chosen[ci] if r.request == name]:
@@ -205,6 +281,18 @@ class NodeIndex:
         devices = self.problem.devices
         return sorted(local + everywhere, key=lambda d: devices[d].order)
 
+    def failing(self, alternative: Alternative, node: NodeName) -> list[DeviceIndex]:
+        """The devices usable from ``node`` on which a selector of the alternative fails, in Kubernetes' order."""
+        if not alternative.errors:
+            return []
+        devices = self.problem.devices
+        out = []
+        for d in alternative.errors:
+            nodes = devices[d].nodes
+            if nodes is None or node in nodes:
+                out.append(d)
+        return sorted(out, key=lambda d: devices[d].order)
+
     def enough(self, usage: Usage, claims: list[Claim], node: NodeName) -> bool:
         """Cheap pre-check: every request has an alternative with enough free candidates on the node."""
         for claim in claims:
@@ -212,6 +300,9 @@ class NodeIndex:
                 if not any(self._free(usage, a, node) for a in request.alternatives):
                     return False
         return True
+
+    def any_failing(self, claims: list[Claim], node: NodeName) -> bool:
+        return any(self.failing(a, node) for c in claims for r in c.requests for a in r.alternatives)
 
     def _free(self, usage: Usage, alternative: Alternative, node: NodeName) -> bool:
         candidates = self.candidates(alternative, node)
@@ -248,7 +339,20 @@ def _candidates(claims: Sequence[Claim]) -> set[DeviceIndex]:
     return {d for c in claims for r in c.requests for a in r.alternatives for d in a.eligible}
 
 
-def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_order: NodeOrder) -> Solution:
+def _failing(claims: Sequence[Claim]) -> set[DeviceIndex]:
+    return {d for c in claims for r in c.requests for a in r.alternatives for d in a.errors}
+
+
+def _failing_anywhere(gang: list[Claim]) -> bool:
+    return any(a.errors for c in gang for r in c.requests for a in r.alternatives)
+
+
+def greedy(
+    problem: Problem, strategy: str, device_order: DeviceOrder, node_order: NodeOrder, errors_fatal: bool = False
+) -> Solution:
+    """Gang by gang, the first node (in ``node_order``) where the search finds an allocation. With
+    ``errors_fatal``, a selector error the search meets makes the gang unschedulable for now (the reason is
+    recorded in ``Solution.blocked``) and the next gang goes on."""
     started = time.perf_counter()
     usage = Usage.from_existing(problem)
     quota_used = [existing_usage(problem, q) for q in problem.quotas]
@@ -263,18 +367,32 @@ def greedy(problem: Problem, strategy: str, device_order: DeviceOrder, node_orde
         if any(c.error for c in gang):
             continue
         shape = _shape(gang)
+        failing = errors_fatal and _failing_anywhere(gang)
         if shape not in options:
-            options[shape] = list(node_options(problem, _candidates(gang)))
+            candidates = _candidates(gang) | ({d for d in _failing(gang)} if failing else set())
+            options[shape] = list(node_options(problem, candidates))
         nodes = node_order(usage, gang, options[shape])
+        if failing:
+            resume.pop(shape, None)  # where the search stops depends on more than capacity: start over
         if resume.get(shape, 0) >= len(nodes):
             continue  # failed on every node before; capacity has only shrunk since
         start = resume.get(shape, 0) if in_order else 0
         resume[shape] = len(nodes)
         for position in range(start, len(nodes)):
             node = nodes[position]
-            if not index.enough(usage, gang, node):
+            if not index.enough(usage, gang, node) and not (failing and index.any_failing(gang, node)):
                 continue
-            found = _Search(problem, usage, gang, node, device_order, index).run()
+            try:
+                found = _Search(problem, usage, gang, node, device_order, index, errors_fatal).run()
+            except AllocatorError as error:
+                for claim in gang:
+                    solution.blocked[claim.key] = Reason(
+                        error.code,
+                        f"claim {error.claim}: {error.message} (met on node {node}; unschedulable for now, "
+                        "the scheduler retries the pod)",
+                    )
+                resume.pop(shape, None)
+                break
             if found is None:
                 continue
             extra = _quota_extra(problem, gang, found)
@@ -309,8 +427,8 @@ def _quota_extra(problem: Problem, gang: list[Claim], found: list[list[DeviceRes
 
 
 def first_fit(problem: Problem) -> Solution:
-    """Kubernetes' allocator, claim (pod) by claim, nodes in order."""
-    return greedy(problem, "first-fit", _kubernetes_order, _in_order)
+    """Kubernetes' allocator, claim (pod) by claim, nodes in order; selector errors where it would meet them."""
+    return greedy(problem, "first-fit", _kubernetes_order, _in_order, errors_fatal=True)
 
 
 def tightest_devices(usage: Usage, candidates: list[DeviceIndex]) -> list[DeviceIndex]:
@@ -347,5 +465,6 @@ def fullest_nodes(usage: Usage, claims: list[Claim], nodes: list[NodeName]) -> l
 
 
 def best_fit(problem: Problem) -> Solution:
-    """Same search; tightest node first, partly used GPUs first."""
-    return greedy(problem, "best-fit", tightest_devices, fullest_nodes)
+    """Same search; tightest node first, partly used GPUs first; clear of selector errors as ``optimal`` is
+    (:func:`gpupolicy.solver.failing.without_failing`)."""
+    return greedy(without_failing(problem), "best-fit", tightest_devices, fullest_nodes)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ortools.sat.python import cp_model
 
 from gpupolicy.solver import aggregate
+from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit, share_id
 from gpupolicy.solver.model import constraints, devices, objective, placement, quota
 from gpupolicy.solver.model.variables import Variables, create
@@ -119,6 +120,7 @@ def _too_large(problem: Problem, size: int) -> Solution:
 
 
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
+    problem = without_failing(problem)
     if params.aggregate and aggregate.applicable(problem):
         return aggregate.solve_aggregated(problem, params)
     size = model_size(problem)

@@ -199,6 +199,9 @@ class Alternative:
     exclusions: tuple[Exclusion, ...] = ()
     candidates: int = 0  # devices considered before any selector
     scores: Mapping[DeviceIndex, int] = field(default_factory=dict)  # policy preference weight per device
+    # Devices where a selector failed at run time (never eligible), with (code, message). Kubernetes' allocator
+    # fails the pod's attempt when it evaluates one of them (see :mod:`gpupolicy.solver.firstfit`).
+    errors: Mapping[DeviceIndex, tuple[str, str]] = field(default_factory=dict)
 
     def consumed(self, device: Device) -> dict[str, int] | None:
         """Capacity this alternative takes from a multi-allocatable device; None if it cannot fit at all."""

@@ -39,6 +39,9 @@ class Solution:
     strategy: str
     placements: dict[ClaimKey, Placement] = field(default_factory=dict)
     unplaced: dict[ClaimKey, list[Reason]] = field(default_factory=dict)
+    # claims whose pod met a selector error where Kubernetes' allocator would evaluate it (first-fit):
+    # unschedulable for now, with that error as the reason
+    blocked: dict[ClaimKey, Reason] = field(default_factory=dict)
     status: str = "OPTIMAL"  # OPTIMAL | FEASIBLE (time limit) | HEURISTIC
     proven_optimal: bool = False
     wall_s: float = 0.0

@@ -1,8 +1,9 @@
 """CEL device selectors for the compiler: compiled once per expression, evaluated in batches.
 
 ``gpupolicy.policy.cel``'s ``Program.evaluate_devices`` caches results by the part of the device an expression
-reads, so identical GPUs cost one evaluation. Kubernetes semantics: false excludes the device; a
-run-time error is not false but fails the claim that uses the selector, with the error.
+reads, so identical GPUs cost one evaluation. Kubernetes semantics: false excludes the device; a run-time error is
+not false: the device is set aside with its error (:class:`Filtered`), and it is the allocator's business whether
+it ever evaluates that device (``gpupolicy.solver.firstfit``; docs/solver.md, "CEL run-time errors").
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from gpupolicy.policy.device import DeviceView
 from gpupolicy.policy.errors import Location
 
 
-class SelectorFailure(Exception):
-    """A selector failed at run time on a device (the claim fails with this message)."""
+@dataclass(frozen=True)
+class DeviceError:
+    """A selector failed at run time on one device."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    code: str  # cel_runtime_error, cel_type_error, cel_cost_exceeded
+    message: str
+
+
+@dataclass
+class Filtered:
+    kept: list[int]
+    failed: dict[int, DeviceError]
 
 
 @dataclass
@@ -31,18 +37,17 @@ class Selector:
     location: Location
     program: Any
 
-    def filter(self, indices: Sequence[int], views: Sequence[DeviceView]) -> list[int]:
-        """The indices whose device matches; the first run-time error (in device order) is raised."""
+    def filter(self, indices: Sequence[int], views: Sequence[DeviceView]) -> Filtered:
+        """The indices whose device matches, and those where the selector failed (never matching)."""
         results = self.program.evaluate_devices([views[i] for i in indices])
-        kept = []
+        out = Filtered([], {})
         for i, result in zip(indices, results):
             if result is True:
-                kept.append(i)
+                out.kept.append(i)
             elif result is not False:
-                raise SelectorFailure(
-                    str(getattr(result, "code", "cel_runtime_error")), str(getattr(result, "message", result))
-                )
-        return kept
+                code = str(getattr(result, "code", "cel_runtime_error"))
+                out.failed[i] = DeviceError(code, str(getattr(result, "message", result)))
+        return out
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpupolicy.solver.explain import explain
+from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit
 from gpupolicy.solver.optimal import Progress, solve_optimal
 from gpupolicy.solver.problem import Problem
@@ -23,8 +24,14 @@ def solve(
         solution = best_fit(problem)
     else:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy != "first-fit":
+        problem = without_failing(problem)  # what they solved: explanations name the devices set aside
     if params.explain:
         solution.unplaced = explain(problem, solution, params)
     else:
-        solution.unplaced = {c.key: [] for c in problem.claims if c.key not in solution.placements}
+        solution.unplaced = {
+            c.key: [solution.blocked[c.key]] if c.key in solution.blocked else []
+            for c in problem.claims
+            if c.key not in solution.placements
+        }
     return solution

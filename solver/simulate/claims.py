@@ -24,7 +24,7 @@ After the replay the verifier (:func:`gpupolicy.solver.verify.verify`) re-checks
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -91,9 +91,10 @@ def arrivals(problem: Problem) -> list[tuple[str, list[Claim]]]:
     return list(out.items())
 
 
-def _greedy(problem: Problem, strategy: str) -> tuple[dict[ClaimKey, Placement], list[float]]:
+def _greedy(problem: Problem, strategy: str) -> tuple[dict[ClaimKey, Placement], dict[ClaimKey, str]]:
+    """The placements, and the code of the error that left a claim unschedulable for now (first-fit)."""
     solution = first_fit(problem) if strategy == "first-fit" else best_fit(problem)
-    return solution.placements, []
+    return solution.placements, {key: reason.code for key, reason in solution.blocked.items()}
 
 
 class _Blocking:
@@ -165,13 +166,15 @@ def replay_claims(
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     params = replace(params or SolveParams(time_limit_s=10.0, workers=1), explain=False)
     started = time.perf_counter()
+    blocked: dict[ClaimKey, str] = {}
+    times: Sequence[float] = []
     if strategy in ("first-fit", "best-fit"):
-        placements, times = _greedy(problem, strategy)
+        placements, blocked = _greedy(problem, strategy)
     else:
         size = 1 if strategy == "online" else max(1, window)
         placements, times = _windows(problem, size, params, progress, strategy)
     seconds = time.perf_counter() - started
-    return _summarise(problem, strategy, trace, placements, seconds, times, window)
+    return _summarise(problem, strategy, trace, placements, seconds, times, window, blocked)
 
 
 def _summarise(
@@ -182,6 +185,7 @@ def _summarise(
     seconds: float,
     times: Sequence[float],
     window: int,
+    blocked: Mapping[ClaimKey, str],
 ) -> ClaimReplay:
     use = GpuUse(problem)
     curve = [use.allocation]
@@ -193,6 +197,7 @@ def _summarise(
         if len(placed) < len(members):
             failed.append(name)
             errors = [c.error[0] for c in members if c.error is not None]
+            errors += [blocked[c.key] for c in members if c.key in blocked]
             reasons[name] = errors[0] if errors else "not_placed"
         for placement in placed:
             use.add(placement.results)

@@ -103,7 +103,9 @@ requests:
         assert "default/h100" in solution.unplaced, strategy
 
 
-def test_cel_runtime_error_fails_the_claim() -> None:
+def test_cel_runtime_error_leaves_the_claim_unschedulable_for_now() -> None:
+    """The selector fails on every device: first-fit meets the error on the first device Kubernetes' allocator
+    evaluates and reports it as the allocator does; optimal finds no device it may use and names the error."""
     claim = claim_yaml(
         "broken",
         """
@@ -116,10 +118,19 @@ requests:
         expression: device.attributes["gpu.example.com"].nosuchattribute == "x"
 """,
     )
+    _, solution = run(claim, "first-fit")
+    [reason] = solution.unplaced["default/broken"]  # type: ignore[index]
+    assert reason.code == "cel_runtime_error"
+    assert reason.message.startswith(
+        "claim default/broken: selector #0 on device gpu.example.com/node-a/gpu-0: CEL runtime error: "
+    ), reason.message
+    assert "unschedulable for now" in reason.message
     _, solution = run(claim)
     [reason] = solution.unplaced["default/broken"]  # type: ignore[index]
     assert reason.code == "cel_runtime_error"
-    assert reason.message.startswith("claim default/broken: selector #0: CEL runtime error:")
+    assert "selector #0 fails at run time (selector #0 on device gpu.example.com/node-a/gpu-0: CEL runtime error:" in (
+        reason.message
+    ), reason.message
 
 
 def test_first_available_names_the_subrequest_and_shares_capacity() -> None:
