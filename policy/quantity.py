@@ -29,7 +29,9 @@ from gpupolicy.policy.goquantity import GoAmount
 NANO = 10**9
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-_MAX_DECIMAL_DIGITS = 1000  # largest accepted magnitude is 10**1000
+# The largest accepted magnitude is 10**4000 (Kubernetes keeps any exponent that fits an int32; beyond this bound
+# gpupolicy refuses the quantity rather than compute with numbers of millions of digits, see docs/objects.md).
+_MAX_DECIMAL_DIGITS = 4000
 _MAX_TEXT_LENGTH = 1024
 
 _DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -59,8 +61,9 @@ def _interpret_suffix(suffix: str, text: str) -> tuple[int, int, QuantityFormat]
     if suffix in _BINARY_SUFFIXES:
         return 2, _BINARY_SUFFIXES[suffix], QuantityFormat.BINARY_SI
     if len(suffix) > 1 and suffix[0] in "eE" and re.fullmatch(r"[-+]?[0-9]+", suffix[1:], re.ASCII):
-        exponent = int(suffix[1:])
-        if abs(exponent) <= 2**31 - 1:
+        parsed = int(suffix[1:])
+        if INT64_MIN <= parsed <= INT64_MAX:  # strconv.ParseInt(.., 64), then Go's int32(parsed) keeps the low bits
+            exponent = (parsed + 2**31) % 2**32 - 2**31
             return 10, exponent, QuantityFormat.DECIMAL_EXPONENT
     raise QuantityError(f"invalid quantity {text!r}: unknown suffix {suffix!r}")
 
@@ -81,9 +84,8 @@ def _parse_text(text: str) -> tuple[int, QuantityFormat, GoAmount]:
         raise QuantityError(
             f"invalid quantity {text!r}: quantities look like 40Gi, 500m, 1.5, 1e3 (a number and an optional suffix)"
         )
+    # A number without digits ("+", ".", "e3", "-.Ki") is zero, as Go's parseQuantityString reads it.
     digits_int, digits_frac = match["int"], match["frac"] or ""
-    if not digits_int and not digits_frac:
-        raise QuantityError(f"invalid quantity {text!r}: no digits")
     base, exponent, fmt = _interpret_suffix(match["suffix"], text)
     mantissa = int((digits_int + digits_frac) or "0")
     if match["sign"] == "-":
