@@ -121,7 +121,20 @@ def neg(a: GoAmount) -> GoAmount:
 
 
 def sub(a: GoAmount, b: GoAmount) -> GoAmount:
-    return add(a, neg(b))
+    """``Quantity.Sub``: ``int64Amount.Sub`` adds ``-b`` negated in int64 (so subtracting -2**63 adds -2**63, as
+    Go's negation wraps); when that overflows, the exact difference as an ``inf.Dec``."""
+    if not a.dec and not b.dec:
+        total = _int64_add(a, neg(b))
+        if total is not None:
+            return total
+    exponent = min(a.exponent, b.exponent)
+    unscaled = a.unscaled * 10 ** (a.exponent - exponent) - b.unscaled * 10 ** (b.exponent - exponent)
+    return GoAmount(True, unscaled, exponent)
+
+
+def nanos(a: GoAmount) -> int:
+    """The value of an ``int64Amount`` (its scale is never below nano) in units of 10**-9."""
+    return a.unscaled * 10 ** (a.exponent - _NANO)
 
 
 def as_int64(a: GoAmount) -> int | None:

@@ -246,7 +246,9 @@ class Quantity:
     def sub(self, other: Quantity | int) -> Quantity:
         other = Quantity.parse(other)
         go = goquantity.sub(self.go_amount, other.go_amount)
-        return Quantity._make(self._nanos - other._nanos, self._result_format(other), go)
+        # Go's int64 path is the value, also where its negation wrapped (x - (-2**63) adds -2**63)
+        exact = goquantity.nanos(go) if not go.dec else self._nanos - other._nanos
+        return Quantity._make(exact, self._result_format(other), go)
 
     def neg(self) -> Quantity:
         return Quantity._make(-self._nanos, self._format, goquantity.neg(self.go_amount))

@@ -26,7 +26,7 @@ from gpupolicy.policy.k8s.slice import ResourceSlice
 from gpupolicy.policy.k8s.view import gather_pools
 from tests.e2e.celgen import generate
 from tests.e2e.celoracle import Verdict, judge
-from tests.e2e.test_cel_differential import REFUSED_ONLY_BY_K8S, RUNTIME, difference, rendered_slices
+from tests.e2e.test_cel_differential import REFUSED_ONLY_BY_K8S, difference, rendered_slices
 
 pytestmark = pytest.mark.testbed
 
@@ -47,13 +47,7 @@ class Disagreement:
 
 
 # docs/cel.md, "Known differences from Kubernetes": class name -> how to recognise a disagreement of that class.
-KNOWN_DIFFERENCES: dict[str, Callable[[Disagreement], bool]] = {
-    # apimachinery's int64Amount.Sub negates its argument in int64: subtracting -2^63 from a whole, non-negative
-    # quantity adds -2^63 there; gpupolicy subtracts exactly.
-    "quantity-sub-min-int64": lambda d: (
-        d.kind == RUNTIME and re.search(r"\.sub\(-9223372036854775808\)", d.expression) is not None
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, Callable[[Disagreement], bool]] = {}
 
 
 def documented_classes() -> set[str]:
