@@ -19,7 +19,7 @@ import enum
 import math
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
@@ -121,6 +121,9 @@ def _to_nanos(mantissa: int, scale: int, text: str) -> int:
     return _ceil_div(mantissa, int(10**-shift))
 
 
+_Q = TypeVar("_Q", bound="Quantity")
+
+
 class Quantity:
     """An exact Kubernetes quantity. ``Quantity("1Gi") == Quantity(1073741824)``; immutable, hashable."""
 
@@ -144,6 +147,12 @@ class Quantity:
         q._nanos = nanos
         q._format = fmt
         q._go = go
+        return q
+
+    def rebuilt_as(self, cls: type[_Q]) -> _Q:
+        """The same quantity as an instance of a subclass (the CEL library marks its arithmetic results so)."""
+        q = object.__new__(cls)
+        q._nanos, q._format, q._go = self._nanos, self._format, self._go
         return q
 
     @classmethod

@@ -23,6 +23,7 @@ from gpupolicy.policy.cel.runtime.values import (
     INT64_MIN,
     UINT64_MAX,
     OptionalValue,
+    QuantityResult,
     TypeValue,
     Uint,
     cel_equal,
@@ -415,8 +416,15 @@ MEMBER: dict[str, list[Overload]] = {
         _o((Q, Q), BOOL, lambda a, b: a.compare_to(b) < 0),
         _o((S, S), BOOL, lambda a, b: a.compare_to(b) < 0),
     ],
-    "add": [_o((Q, Q), Q, Quantity.add), _o((Q, INT), Q, lambda q, n: q.add(_q_int(n)))],
-    "sub": [_o((Q, Q), Q, Quantity.sub), _o((Q, INT), Q, lambda q, n: q.sub(_q_int(n)))],
+    # results marked as Kubernetes' pointer results (see QuantityResult)
+    "add": [
+        _o((Q, Q), Q, lambda q, o: q.add(o).rebuilt_as(QuantityResult)),
+        _o((Q, INT), Q, lambda q, n: q.add(_q_int(n)).rebuilt_as(QuantityResult)),
+    ],
+    "sub": [
+        _o((Q, Q), Q, lambda q, o: q.sub(o).rebuilt_as(QuantityResult)),
+        _o((Q, INT), Q, lambda q, n: q.sub(_q_int(n)).rebuilt_as(QuantityResult)),
+    ],
     "isInteger": [_o((Q,), BOOL, lambda q: q.go_as_int64() is not None)],
     "asInteger": [_o((Q,), INT, _as_integer)],
     "asApproximateFloat": [_o((Q,), DBL, Quantity.go_approximate_float)],

@@ -140,6 +140,14 @@ def numeric_cmp(a: int | float, b: int | float) -> int | None:
 _SIMPLE = frozenset({str, int, bool, bytes})
 
 
+class QuantityResult(Quantity):
+    """A quantity computed by ``add``/``sub``. Kubernetes returns those as a pointer (``*apiservercel.Quantity``),
+    and the value type's ``Equal`` only takes a value: ``quantity("0") == q.add(0)`` (and ``in`` with such a list
+    element) is ``no such overload`` there, while ``q.add(0) == quantity("0")`` compares."""
+
+    __slots__ = ()
+
+
 # Kubernetes' library types: their Equal answers "no such overload" (an error) for a value of another type
 # (k8s.io/apiserver pkg/cel: Quantity, Semver and URL via types.MaybeNoSuchOverloadErr, IP and CIDR via
 # types.ValOrErr), where cel-go's own types answer false.
@@ -165,6 +173,8 @@ def _equal(a: object, b: object) -> bool | None:
     ta, tb = runtime_type(a), runtime_type(b)
     if ta != tb:
         return None if ta in _LIBRARY_TYPES else False
+    if b.__class__ is QuantityResult:
+        return None
     if ta == "list":
         sa, sb = a, b
         assert isinstance(sa, Sequence) and isinstance(sb, Sequence)
