@@ -134,7 +134,7 @@ def sub(a: GoAmount, b: GoAmount) -> GoAmount:
 
 def nanos(a: GoAmount) -> int:
     """The value of an ``int64Amount`` (its scale is never below nano) in units of 10**-9."""
-    return a.unscaled * 10 ** (a.exponent - _NANO)
+    return a.unscaled * int(10 ** (a.exponent - _NANO))
 
 
 def as_int64(a: GoAmount) -> int | None:
