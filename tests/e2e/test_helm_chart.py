@@ -116,6 +116,13 @@ def test_missing_policy_is_a_render_error(helm: Path, workdir: Path) -> None:
         helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
 
 
+def test_a_driver_name_other_than_the_policys_is_a_render_error(helm: Path, workdir: Path) -> None:
+    values = chart_values(EXAMPLES[0])
+    values["driverName"] = "other.example.com"
+    with pytest.raises(HelmError, match=r"differs from the policy's spec\.driverName"):
+        helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
+
+
 def test_extra_device_classes_come_after_the_policys(helm: Path, workdir: Path) -> None:
     values = chart_values(EXAMPLES[0])
     extra = {"name": "extra.gpupolicy.dev", "spec": {"selectors": [{"cel": {"expression": "true"}}]}}
