@@ -23,7 +23,7 @@ from gpupolicy.plugin.controller.report import CONDITION
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controller.conftest import FOUR_G, GATE, STRANDS_POLICY, THREE_G, bound, gates, pod_claims, template
 from tests.e2e.controlplane import REPO, ControlPlane, Process, free_port, write_kubeconfig
-from tests.e2e.helm import HelmError, helm_install, helm_releases, helm_uninstall
+from tests.e2e.helm import HelmError, helm_install, helm_releases, helm_template, helm_uninstall
 from tests.e2e.kube import Kube, KubeError, Obj, create_node
 from tests.e2e.recordcalls import recorded_requests
 from tests.e2e.test_scheduler_vs_solver import STRANDS, renamed_slices
@@ -32,6 +32,11 @@ from tests.plugin.kubelet.api_calls import Permission, granted, permission
 pytestmark = pytest.mark.testbed
 
 OPT_IN = {"gpupolicy.dev/placement": "enabled"}
+
+
+@pytest.fixture(scope="module")
+def helm(testbed_bin: Path) -> Path:
+    return testbed_bin / "helm"
 
 
 @dataclass
@@ -175,6 +180,13 @@ def test_a_bad_value_fails_the_install_and_installs_nothing(
     assert "/controller/replicas" in str(failed.value) and "want integer" in str(failed.value)
     assert helm_releases(kube_cluster.bin_dir / "helm", kube_cluster.kubeconfig, namespace, tmp_path) == []
     assert kube.list("apps/v1", "Deployment", namespace) == []
+
+
+def test_a_value_of_the_old_layout_is_refused_not_ignored(helm: Path, tmp_path: Path) -> None:
+    """Before the controller joined, the plugin's values were top-level (``nvml``); they now live under ``plugin``."""
+    old = {**values(), "nvml": "sim:8xH100-80GB"}
+    with pytest.raises(HelmError, match="additional properties 'nvml' not allowed"):
+        helm_template(helm, "old", "gpupolicy-system", old, tmp_path)
 
 
 def test_the_chart_installs_two_leader_electing_replicas_with_their_own_identity(kube: Kube, release: Release) -> None:
