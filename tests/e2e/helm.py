@@ -88,6 +88,15 @@ def helm_install(
     return _helm(helm, [*argv, "--values", str(values_file)], workdir)
 
 
+def helm_upgrade(
+    helm: Path, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
+) -> str:
+    values_file = workdir / f"{release}-upgrade-values.yaml"
+    values_file.write_text(yaml.safe_dump(values, sort_keys=False))
+    argv = ["upgrade", release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
+    return _helm(helm, [*argv, "--values", str(values_file)], workdir)
+
+
 def helm_uninstall(helm: Path, kubeconfig: Path, release: str, namespace: str, workdir: Path) -> str:
     argv = ["uninstall", release, "--namespace", namespace, "--kubeconfig", str(kubeconfig), "--wait"]
     return _helm(helm, argv, workdir)

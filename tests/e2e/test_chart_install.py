@@ -23,7 +23,7 @@ from gpupolicy.plugin.controller.report import CONDITION
 from tests.e2e.conftest import Cleanup
 from tests.e2e.controller.conftest import FOUR_G, GATE, STRANDS_POLICY, THREE_G, bound, gates, pod_claims, template
 from tests.e2e.controlplane import REPO, ControlPlane, Process, free_port, write_kubeconfig
-from tests.e2e.helm import HelmError, helm_install, helm_releases, helm_template, helm_uninstall
+from tests.e2e.helm import HelmError, helm_install, helm_releases, helm_template, helm_uninstall, helm_upgrade
 from tests.e2e.kube import Kube, KubeError, Obj, create_node
 from tests.e2e.recordcalls import recorded_requests
 from tests.e2e.test_scheduler_vs_solver import STRANDS, renamed_slices
@@ -189,6 +189,32 @@ def test_a_value_of_the_old_layout_is_refused_not_ignored(helm: Path, tmp_path: 
         helm_template(helm, "old", "gpupolicy-system", old, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("switch", "gone"),
+    [
+        (
+            {"plugin": {"enabled": False}},
+            {"DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
+        ),  # noqa: E501
+        ({"controller": {"enabled": False}}, {"Deployment", "Service", "PodDisruptionBudget", "Role", "RoleBinding"}),
+        ({"placementOptIn": {"enabled": False}}, {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}),
+    ],
+    ids=["no-plugin", "no-controller", "no-opt-in"],
+)
+def test_each_component_is_switchable(helm: Path, tmp_path: Path, switch: dict[str, Any], gone: set[str]) -> None:
+    every = helm_template(helm, "r", "gpupolicy-system", values(), tmp_path)
+    some = helm_template(helm, "r", "gpupolicy-system", {**values(), **switch}, tmp_path)
+    assert {o["kind"] for o in every} - {o["kind"] for o in some} == gone
+    names = {(o["kind"], o["metadata"]["name"]) for o in some}
+    assert ("ConfigMap", "r-gpupolicy-policy") in names, "the policy stays: the other component reads it"
+    left = {o["metadata"]["name"] for o in some if o["kind"] in ("ServiceAccount", "ClusterRole")}
+    component = "controller" if "controller" in switch else "plugin" if "plugin" in switch else None
+    if component == "controller":
+        assert left == {"r-gpupolicy"}
+    elif component == "plugin":
+        assert left == {"r-gpupolicy-controller"}
+
+
 def test_the_chart_installs_two_leader_electing_replicas_with_their_own_identity(kube: Kube, release: Release) -> None:
     spec = release.deployment["spec"]
     assert spec["replicas"] == 2
@@ -307,6 +333,25 @@ def test_the_conflict_re_reads_are_in_the_code() -> None:
     """RE_READS are granted for code this test bed does not provoke; they must exist, or the grant is dead."""
     code = "".join(p.read_text() for p in (REPO / "plugin" / "controller").glob("*.py"))
     assert 'api.get("pods"' in code and 'api.get("resourceclaims"' in code
+
+
+def test_an_upgrade_with_a_new_policy_rolls_both_components(
+    kube: Kube, kube_cluster: ControlPlane, release: Release, tmp_path: Path
+) -> None:
+    def checksums() -> list[str]:
+        [deployment] = kube.list("apps/v1", "Deployment", release.namespace)
+        [daemonset] = kube.list("apps/v1", "DaemonSet", release.namespace)
+        return [o["spec"]["template"]["metadata"]["annotations"]["checksum/policy"] for o in (deployment, daemonset)]
+
+    before = checksums()
+    assert before[0] == before[1]
+    changed = values()
+    changed["policy"] += "\n# changed\n"
+    helm = kube_cluster.bin_dir / "helm"
+    helm_upgrade(helm, kube_cluster.kubeconfig, release.name, release.namespace, changed, tmp_path)
+    after = checksums()
+    assert after[0] == after[1] != before[0]
+    assert policy_file(kube, release, tmp_path).read_text().endswith("# changed\n")
 
 
 def run_once(release: Release, kube: Kube, tmp_path: Path) -> tuple[int, str]:
