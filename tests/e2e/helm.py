@@ -62,3 +62,46 @@ def helm_lint(helm: Path, values: dict[str, Any], workdir: Path, *, chart: Path 
     if proc.returncode != 0:
         raise HelmError(proc.stdout + proc.stderr)
     return proc.stdout
+
+
+def _helm(helm: Path, argv: list[str], workdir: Path, timeout_s: float = 180) -> str:
+    proc = subprocess.run(
+        [str(helm), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env={"HOME": str(workdir), "HELM_CACHE_HOME": str(workdir / "helm-cache"), "PATH": "/usr/bin:/bin"},
+    )
+    if proc.returncode != 0:
+        raise HelmError((proc.stdout + proc.stderr).strip())
+    return proc.stdout
+
+
+def helm_install(
+    helm: Path, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
+) -> str:
+    """``helm install`` of the chart into the API server of ``kubeconfig`` (no waiting for pods)."""
+    values_file = workdir / f"{release}-install-values.yaml"
+    values_file.write_text(yaml.safe_dump(values, sort_keys=False))
+    argv = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
+    return _helm(helm, [*argv, "--values", str(values_file)], workdir)
+
+
+def helm_upgrade(
+    helm: Path, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
+) -> str:
+    values_file = workdir / f"{release}-upgrade-values.yaml"
+    values_file.write_text(yaml.safe_dump(values, sort_keys=False))
+    argv = ["upgrade", release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
+    return _helm(helm, [*argv, "--values", str(values_file)], workdir)
+
+
+def helm_uninstall(helm: Path, kubeconfig: Path, release: str, namespace: str, workdir: Path) -> str:
+    argv = ["uninstall", release, "--namespace", namespace, "--kubeconfig", str(kubeconfig), "--wait"]
+    return _helm(helm, argv, workdir)
+
+
+def helm_releases(helm: Path, kubeconfig: Path, namespace: str, workdir: Path) -> list[str]:
+    out = _helm(helm, ["list", "--namespace", namespace, "--kubeconfig", str(kubeconfig), "-q"], workdir)
+    return out.split()

@@ -27,11 +27,20 @@ CHART_KINDS = {
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
     "DaemonSet",
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
     "DeviceClass",
 }
+PLUGIN_IDENTITY = ("ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                   "ValidatingAdmissionPolicyBinding")  # fmt: skip
 NODE_EXTRA = "Impersonate-Extra-authentication.kubernetes.io%2fnode-name"
 
 
@@ -84,6 +93,7 @@ def test_chart_renders_the_policy_and_applies_with_server_dry_run(
 def test_daemonset_mounts_the_kubelet_paths(helm: Path, workdir: Path) -> None:
     objects = helm_template(helm, RELEASE, "gpupolicy-system", chart_values(EXAMPLES[0]), workdir)
     pod = by_kind(objects)["DaemonSet"][0]["spec"]["template"]["spec"]
+    # the host's NVIDIA driver libraries (plugin.nvmlFrom: driverRoot, the default), read-only
     host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     driver = EXAMPLES[0].driver()
     assert host_paths == {
@@ -91,7 +101,10 @@ def test_daemonset_mounts_the_kubelet_paths(helm: Path, workdir: Path) -> None:
         "/var/lib/kubelet/plugins_registry",
         "/var/run/cdi",
         "/dev",
+        "/",
     }
+    [driver_root] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "driver-root"]
+    assert driver_root == {"name": "driver-root", "mountPath": "/driver-root", "readOnly": True}
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in pod["containers"][0]["env"]}
     assert env["NODE_NAME"] == "spec.nodeName"
 
@@ -100,6 +113,13 @@ def test_missing_policy_is_a_render_error(helm: Path, workdir: Path) -> None:
     values = chart_values(EXAMPLES[0])
     values["policy"] = ""
     with pytest.raises(HelmError, match="policy is required"):
+        helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
+
+
+def test_a_driver_name_other_than_the_policys_is_a_render_error(helm: Path, workdir: Path) -> None:
+    values = chart_values(EXAMPLES[0])
+    values["driverName"] = "other.example.com"
+    with pytest.raises(HelmError, match=r"differs from the policy's spec\.driverName"):
         helm_template(helm, RELEASE, "gpupolicy-system", values, workdir)
 
 
@@ -129,7 +149,7 @@ def installed(kube: Kube, helm: Path, workdir: Path, namespace: str) -> Iterator
     Yields (release namespace, driver)."""
     example = EXAMPLES[0]
     objects = helm_template(helm, RELEASE, namespace, chart_values(example), workdir)
-    wanted = [o for o in objects if o["kind"] not in ("DaemonSet", "DeviceClass")]
+    wanted = [o for o in objects if o["kind"] in PLUGIN_IDENTITY]
     for obj in wanted:
         kube.apply(obj, namespace=namespace)
     yield namespace, example.driver()
@@ -249,7 +269,8 @@ def test_the_chart_grants_exactly_what_the_plugin_uses(
     and the real API server's authorizer asked about each of them and about what earlier charts granted too."""
     namespace, _ = installed
     used = set().union(*used_permissions(workdir).values())
-    role = by_kind(helm_template(helm, RELEASE, namespace, chart_values(EXAMPLES[0]), workdir))["ClusterRole"][0]
+    roles = by_kind(helm_template(helm, RELEASE, namespace, chart_values(EXAMPLES[0]), workdir))["ClusterRole"]
+    [role] = [r for r in roles if r["metadata"]["name"] == RELEASE]
     assert granted(role["rules"]) == used
     assert not used & UNUSED
 

@@ -17,7 +17,7 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "deploy" / "helm" / "gpupolicy
 
 
 def chart_rules() -> list[dict[str, Any]]:
-    docs = render_static((TEMPLATES / "rbac.yaml").read_text(encoding="utf-8"))
+    docs = render_static((TEMPLATES / "plugin-rbac.yaml").read_text(encoding="utf-8"))
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert binding["roleRef"]["kind"] == "ClusterRole"
@@ -27,16 +27,22 @@ def chart_rules() -> list[dict[str, Any]]:
 
 
 def test_the_chart_runs_only_the_plugin_under_its_service_account() -> None:
-    """What the ServiceAccount runs is what the calls below cover: one container, ``gpupolicy plugin run``; all RBAC
-    objects are in rbac.yaml."""
-    commands = []
+    """What the plugin's ServiceAccount runs is what the calls below cover: one container, ``gpupolicy plugin run``,
+    in plugin-daemonset.yaml; the controller runs under its own ServiceAccount (controller-*.yaml, checked by
+    tests/e2e/test_chart_install.py); all RBAC objects are in plugin-rbac.yaml and controller-rbac.yaml."""
+    commands = {}
     for template in sorted(TEMPLATES.glob("*.yaml")):
         text = template.read_text(encoding="utf-8")
-        commands += re.findall(r"^\s*command:\s*(.*)$", text, re.MULTILINE)
-        if template.name != "rbac.yaml":
+        commands[template.name] = re.findall(r"^\s*command:\s*(.*)$", text, re.MULTILINE)
+        if template.name not in ("plugin-rbac.yaml", "controller-rbac.yaml"):
             assert not re.search(r"^kind:\s*(Cluster)?Role(Binding)?\s*$", text, re.MULTILINE), template.name
-    assert commands == ['["gpupolicy", "plugin", "run"]']
-    assert "initContainers" not in (TEMPLATES / "daemonset.yaml").read_text(encoding="utf-8")
+    assert {k: v for k, v in commands.items() if v} == {
+        "plugin-daemonset.yaml": ['["gpupolicy", "plugin", "run"]'],
+        "controller-deployment.yaml": ['["gpupolicy", "controller", "run"]'],
+    }
+    daemonset = (TEMPLATES / "plugin-daemonset.yaml").read_text(encoding="utf-8")
+    assert "initContainers" not in daemonset
+    assert 'serviceAccountName: {{ include "gpupolicy.serviceAccountName" . }}' in daemonset
 
 
 def test_the_chart_grants_exactly_what_the_plugin_uses(tmp_path: Path) -> None:

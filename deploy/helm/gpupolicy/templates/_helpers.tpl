@@ -8,7 +8,21 @@
 {{- end -}}
 
 {{- define "gpupolicy.serviceAccountName" -}}
-{{- default (include "gpupolicy.fullname" .) .Values.serviceAccount.name -}}
+{{- default (include "gpupolicy.fullname" .) .Values.plugin.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "gpupolicy.controllerServiceAccountName" -}}
+{{- default (printf "%s-controller" (include "gpupolicy.fullname" .)) .Values.controller.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "gpupolicy.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The labels that tell the plugin's pods from the controller's: selectorLabels plus the component. */}}
+{{- define "gpupolicy.componentLabels" -}}
+{{ include "gpupolicy.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "gpupolicy.selectorLabels" -}}
