@@ -19,14 +19,14 @@ import csv
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+
+from datafiles import data_file
 
 from gpupolicy.policy import cel
 from gpupolicy.policy.device import DeviceView
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "openb" / "openb_node_list_gpu_node.csv"
 DRIVER = "gpu.nvidia.com"
 MODELS = {  # OpenB model code -> (product name, memory, compute capability)
     "P100": ("Tesla P100-PCIE-16GB", "16Gi", "6.0.0"),
@@ -42,7 +42,7 @@ DRIVER_VERSIONS = ["535.104.5", "550.54.15", "470.82.1"]
 
 def load_devices() -> list[DeviceView]:
     devices = []
-    with DATA.open() as f:
+    with data_file("openb/openb_node_list_gpu_node.csv").open() as f:
         for n, row in enumerate(csv.DictReader(f)):
             product, memory, cc = MODELS[row["model"]]
             for index in range(int(row["gpu"])):

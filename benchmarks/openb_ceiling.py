@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from datafiles import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT / ".." / "shared" / "data" / "openb"
 TRACES = ("default", "cpu050", "gpushare40", "gpuspec10", "multigpu20")
 
 
@@ -48,7 +48,7 @@ def main() -> int:
     from gpupolicy.solver.simulate.run import parse_seeds
     from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     points = [float(x) for x in args.at.split(",")]
     seeds = parse_seeds(args.seeds)
     print(
@@ -58,7 +58,7 @@ def main() -> int:
     )
     print("|---|" + "---|" * (len(points) + 1))
     for trace in args.traces.split(","):
-        pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
+        pods = parse_pods(data_file(f"openb/openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
         values: dict[float, list[float]] = {x: [] for x in points}
         seconds: list[float] = []
         for seed in seeds:

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datafiles import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT / ".." / "shared" / "data" / "openb"
 VARIANTS = ("online", "oracle-cover", "oracle-maxpack", "commit")
 MILLI = 1000
 
@@ -133,8 +133,8 @@ def _one(job: tuple[str, int]) -> tuple[str, int, float, float]:
     from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     variant, seed = job
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
-    pods = parse_pods((DATA / "openb_pod_list_default.csv").read_text(), nodes.models, "default")
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods(data_file("openb/openb_pod_list_default.csv").read_text(), nodes.models, "default")
     result = Replay(nodes, pods).run(_make(variant), seed, ceiling=1000.0)
     return variant, seed, result.at_130, float(result.ceiling)
 
@@ -145,8 +145,8 @@ def _binpack(seeds: list[int]) -> None:
     from gpupolicy.solver.simulate.protocol import arrival_order
     from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
-    pods = parse_pods((DATA / "openb_pod_list_default.csv").read_text(), nodes.models, "default")
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods(data_file("openb/openb_pod_list_default.csv").read_text(), nodes.models, "default")
     print("| seed | GPUs used | LP | excess | room in GPUs whose pattern is incomplete | patterns |")
     print("|---|---|---|---|---|---|")
     for seed in seeds:

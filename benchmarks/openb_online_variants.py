@@ -37,10 +37,10 @@ import argparse
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from datafiles import data_file
 
 from gpupolicy.solver.simulate import frag
 from gpupolicy.solver.simulate.candidates import Candidates
@@ -48,7 +48,6 @@ from gpupolicy.solver.simulate.online import TIE, Online
 from gpupolicy.solver.simulate.protocol import PodTypes, typical_types
 from gpupolicy.solver.simulate.strategies import Context
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "openb"
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -207,8 +206,8 @@ def _one(job: tuple[str, str, int]) -> tuple[str, int, float]:
     from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
     trace, name, seed = job
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
-    pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods(data_file(f"openb/openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
     return name, seed, Replay(nodes, pods).run(make(name), seed).at_130
 
 

@@ -1,6 +1,6 @@
 """Strategies on openb variants nobody tuned on: more CPU-only pods, more sharing, more GPU-model
-constraints, more multi-GPU pods. The variants are derived from the shared `default` trace here
-(the FGD authors' own variant files are not in ../shared), with a fixed random stream:
+constraints, more multi-GPU pods. The variants are derived from the shipped `default` trace here
+(the FGD authors' own variant files are not shipped in data/), with a fixed random stream:
 
 - cpu200 / cpu250: CPU-only pods resampled from the trace's own CPU-only pods until they are 20% / 25%
   of all pods (default: 13%);
@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from datafiles import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT / ".." / "shared" / "data" / "openb"
 Row = dict[str, str]
 
 
@@ -56,7 +56,7 @@ def _gpushare(frac: float) -> Callable[[list[Row], random.Random], list[Row]]:
 
 def _gpuspec(frac: float) -> Callable[[list[Row], random.Random], list[Row]]:
     def make(rows: list[Row], rng: random.Random) -> list[Row]:
-        with open(DATA / "openb_pod_list_gpuspec10.csv", newline="") as f:
+        with open(data_file("openb/openb_pod_list_gpuspec10.csv"), newline="") as f:
             specs = [r["gpu_spec"] for r in csv.DictReader(f) if r["gpu_spec"]]
         gpu = [r for r in rows if int(r["num_gpu"]) > 0]
         for r in rng.sample(gpu, int(frac * len(gpu))):
@@ -87,7 +87,7 @@ VARIANTS: dict[str, Callable[[list[Row], random.Random], list[Row]]] = {
 
 
 def write_variants(out: Path, seed: int = 7) -> dict[str, Path]:
-    with open(DATA / "openb_pod_list_default.csv", newline="") as f:
+    with open(data_file("openb/openb_pod_list_default.csv"), newline="") as f:
         reader = csv.DictReader(f)
         fields, base = list(reader.fieldnames or []), list(reader)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def main() -> int:
     args = ap.parse_args()
     seeds = parse_seeds(args.seeds)
     paths = write_variants(args.out)
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
     print("| variant | strategy | alloc @130% (mean ± sd) | per seed | failed CPU-only pods / seed | s/seed |")
     print("|---|---|---|---|---|---|")
     for name in args.variants.split(","):

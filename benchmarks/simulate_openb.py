@@ -19,11 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from datafiles import data_file
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT / ".." / "shared"
-DATA = SHARED / "data" / "openb"
 TRACES = ("default", "cpu050", "gpushare40", "gpuspec10", "multigpu20")
 STRATEGIES = ("random", "first-fit", "best-fit", "gpu-packing", "fgd", "online")
 PUBLISHED = {"random": "01-Random", "gpu-packing": "04-GpuPacking", "best-fit": "05-BestFit", "fgd": "06-FGD"}
@@ -31,7 +30,7 @@ PUBLISHED = {"random": "01-Random", "gpu-packing": "04-GpuPacking", "best-fit": 
 
 def published() -> dict[tuple[str, str], list[float]]:
     out: dict[tuple[str, str], list[float]] = {}
-    with open(SHARED / "data" / "fgd" / "fgd_allo.csv", newline="") as f:
+    with open(data_file("fgd/fgd_allo.csv"), newline="") as f:
         for row in csv.DictReader(f):
             trace = row["workload"].removeprefix("openb_pod_list_")
             out.setdefault((trace, row["sc_policy"]), []).append(float(row["130"]))
@@ -43,8 +42,8 @@ def run_one(trace: str, strategy: str, seeds: list[int], cache: Path) -> dict[st
     from gpupolicy.solver.simulate.run import run
     from gpupolicy.solver.simulate.trace import parse_nodes, parse_pods
 
-    nodes = parse_nodes((DATA / "openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
-    pods = parse_pods((DATA / f"openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
+    nodes = parse_nodes(data_file("openb/openb_node_list_gpu_node.csv").read_text(), "openb_node_list_gpu_node.csv")
+    pods = parse_pods(data_file(f"openb/openb_pod_list_{trace}.csv").read_text(), nodes.models, trace)
     start = time.perf_counter()
     doc = run(Replay(nodes, pods), strategy, seeds, trace, ceiling=None if strategy == "batch" else 95.0).to_json()
     doc["wall_seconds"] = round(time.perf_counter() - start, 1)

@@ -1,8 +1,8 @@
 """The GPU catalog: what each NVIDIA model has, and where its MIG instances may go.
 
 MIG geometry (profiles, memory slots, placements, media engines) comes from
-``policy/data/mig_profiles.csv``, a copy of ``shared/data/mig_profiles.csv``. What the CSV does
-not hold is kept in the tables below, each with its source:
+``policy/data/mig_profiles.csv`` (its sources: ``data/README.md``; pinned in ``data/SHA256SUMS``). What the CSV
+does not hold is kept in the tables below, each with its source:
 
 The tables live in :mod:`gpupolicy.policy.catalog_data`:
 
