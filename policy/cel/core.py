@@ -24,7 +24,11 @@ DYN: StaticType = "dyn"
 # The type of an attribute value (Kubernetes declares it as cel-go's ``any``): it checks like ``dyn``, but a
 # selector may evaluate to it, while a selector whose type is ``dyn`` is refused, as the API server does.
 ANY: StaticType = "any"
-_WILD = ("dyn", "any")
+# A type parameter cel-go leaves open (the element type of ``[]``, the key and value types of ``{}``, the value of
+# ``optional.none()``): it checks like ``dyn``, but meeting another type it becomes that type (``[] + [1.0]`` is a
+# list(double), ``c ? "a" : x`` with ``x`` ranging over ``[]`` a string), as cel-go binds the parameter.
+FREE = "_free"
+_WILD = ("dyn", "any", "_free")
 
 TYPE_NAMES = ("bool", "int", "uint", "double", "string", "bytes", "list", "map", "null_type", "type")
 
@@ -50,7 +54,7 @@ def optional_inner(t: StaticType) -> StaticType:
 def kind(t: StaticType) -> str:
     """``"list"`` for ``("list", "int")``; the name itself for simple types (``any`` checks as ``dyn``)."""
     if isinstance(t, str):
-        return "dyn" if t == "any" else t
+        return "dyn" if t in ("any", "_free") else t
     return str(t[0])
 
 
@@ -65,7 +69,12 @@ def assignable(a: StaticType, b: StaticType) -> bool:
 
 
 def join(a: StaticType, b: StaticType) -> StaticType:
-    """The common type of two assignable types (the less specific one, as cel-go's ``mostGeneral``)."""
+    """The common type of two assignable types (the less specific one, as cel-go's ``mostGeneral``); an open
+    parameter takes the other type."""
+    if a == FREE:
+        return b
+    if b == FREE:
+        return a
     if a in _WILD:
         return a
     if b in _WILD:

@@ -49,10 +49,10 @@ class Disagreement:
 # docs/cel.md, "Known differences from Kubernetes": class name -> how to recognise a disagreement of that class.
 KNOWN_DIFFERENCES: dict[str, Callable[[Disagreement], bool]] = {
     # The element type of [] and the value type of {} are type parameters in cel-go, bound by what they meet
-    # (`(c ? "a" : x)` with x from `[]` is a string; `{}["k"] - 1` is an int); gpupolicy's checker reads them as dyn.
+    # across a whole expression; gpupolicy binds an open type only where it meets another directly (docs/cel.md).
     "open-type-parameters": lambda d: (
         d.kind in (REFUSED_ONLY_BY_K8S, REFUSED_ONLY_BY_US)
-        and re.search(r"\(\[\]\)|\{\}\[|\[\]\.", d.expression) is not None
+        and re.search(r"\(\[\]\)|\{\}\[|\[\]\.|\.reverse\(\)", d.expression) is not None
     ),
 }
 

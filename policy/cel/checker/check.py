@@ -20,6 +20,7 @@ from gpupolicy.policy.cel.checker.calls import compile_call
 from gpupolicy.policy.cel.checker.comprehensions import compile_comprehension
 from gpupolicy.policy.cel.core import (
     DYN,
+    FREE,
     TYPE_NAMES,
     CompileIssue,
     EvalError,
@@ -344,7 +345,7 @@ def _check_optional_entries(optional: frozenset[int], values: list[Typed], nodes
             )
 
 
-_FREE = "_free"  # a type parameter cel-go leaves open: the element of [] and {}, the value of optional.none()
+_FREE = FREE  # a type parameter cel-go leaves open: the element of [] and {}, the value of optional.none()
 
 
 def _literal_type(t: StaticType, node: Node, optional_entry: bool = False) -> StaticType:
@@ -379,7 +380,7 @@ def _homogeneous(types: list[tuple[StaticType, int, StaticType]]) -> StaticType:
     """Kubernetes validates homogeneous aggregate literals: every element's type must be equivalent to the first's
     (``[1, "a"]``, ``[dyn(1), "a"]`` and ``[[1], [dyn(1)]]`` are type errors; ``[[1], []]`` is not)."""
     if not types:
-        return DYN
+        return FREE  # [] and {}: open parameters, bound by what they meet
     common, first = types[0][0], types[0][2]
     for t, pos, seen in types[1:]:
         if not _equivalent(first, seen) or not assignable(common, t):

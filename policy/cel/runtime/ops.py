@@ -234,7 +234,9 @@ def optional_select(operand: object, field: str, test: bool) -> OptionalValue:
     if test:
         if isinstance(operand, Mapping):
             return OptionalValue(True, operand[field]) if has_field(operand, field) else OptionalValue(False)
-        raise EvalError(f"type '{runtime_type(operand)}' does not support field selection")
+        if isinstance(operand, (list, tuple)):  # cel-go looks the field up as an index: a string is not one
+            raise EvalError("unsupported index type 'string' in list")
+        return OptionalValue(False)  # a string, a number, a version: no field, so none (as cel-go)
     return OptionalValue(True, select(operand, field))
 
 
@@ -250,6 +252,8 @@ def optional_index(container: object, key: object, test: bool) -> OptionalValue:
             return OptionalValue(found, value)
         if isinstance(container, (list, tuple)) and isinstance(key, int) and not isinstance(key, bool):
             return OptionalValue(True, container[key]) if 0 <= key < len(container) else OptionalValue(False)
+        if not isinstance(container, (list, tuple)):  # a value that has no elements (a string, a number, a
+            return OptionalValue(False)  # version): none, as cel-go's optional index finds no attribute there
     return OptionalValue(True, index(container, key))
 
 
