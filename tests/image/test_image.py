@@ -174,3 +174,10 @@ def test_the_image_holds_no_compiler_pip_tests_nvml_or_apt(image: Image) -> None
 def test_the_image_is_at_most_400_mb_unpacked(image: Image) -> None:
     size = sum(p.lstat().st_size for p in _files(image.rootfs))
     assert size <= SIZE_LIMIT, f"{size / 1e6:.0f} MB"
+
+
+def test_plotting_is_not_in_the_image_and_says_so(image: Image) -> None:
+    assert not list((image.rootfs / "opt" / "gpupolicy" / "lib" / "python3.11" / "site-packages").glob("matplotlib*"))
+    done = image.run("simulate", "--nodes", "/n.csv", "--pods", "/p.csv", "--strategy", "fgd", "--plot", "/tmp/a.png")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "plot_unavailable: --plot needs matplotlib" in done.stderr
