@@ -181,3 +181,9 @@ def test_plotting_is_not_in_the_image_and_says_so(image: Image) -> None:
     done = image.run("simulate", "--nodes", "/n.csv", "--pods", "/p.csv", "--strategy", "fgd", "--plot", "/tmp/a.png")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "plot_unavailable: --plot needs matplotlib" in done.stderr
+
+
+def test_real_nvml_is_absent_from_the_image_and_that_is_an_error_not_a_traceback(image: Image) -> None:
+    done = image.run("discover")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == "error: nvml_error: nvmlInit: NVML Shared Library Not Found\n"
