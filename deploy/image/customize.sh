@@ -12,7 +12,8 @@ site=$root$venv/lib/python3.11/site-packages
 mkdir "$root/tmp/gpupolicy-wheels"
 cp "$GPUPOLICY_WHEELS"/*.whl "$(dirname "$0")/compile_imported.py" "$root/tmp/gpupolicy-wheels/"
 # No environment from the host (its PIP_* settings, PYTHONPATH) reaches pip or python in the chroot.
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/nonexistent LANG=C.UTF-8 "$@"; }
+# No byte-code is written as a side effect of imports: only compile_imported.py writes it, reproducibly.
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/nonexistent LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 "$@"; }
 
 # A venv without pip; pip runs from its wheel, offline, and leaves no cache.
 in_root /usr/bin/python3 -m venv --without-pip "$venv"
