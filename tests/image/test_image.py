@@ -187,3 +187,14 @@ def test_real_nvml_is_absent_from_the_image_and_that_is_an_error_not_a_traceback
     done = image.run("discover")
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr == "error: nvml_error: nvmlInit: NVML Shared Library Not Found\n"
+
+
+def test_the_entrypoints_byte_code_is_compiled_and_never_checked_against_file_times(image: Image) -> None:
+    site = image.rootfs / "opt" / "gpupolicy" / "lib" / "python3.11" / "site-packages"
+    for pyc in (
+        site / "gpupolicy" / "plugin" / "cli" / "__pycache__" / "main.cpython-311.pyc",
+        site / "kubernetes" / "client" / "__pycache__" / "__init__.cpython-311.pyc",
+        image.rootfs / "usr" / "lib" / "python3.11" / "__pycache__" / "argparse.cpython-311.pyc",
+    ):
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{pyc}: not an unchecked-hash .pyc (PEP 552 flags {flags:#b})"
