@@ -69,10 +69,26 @@ def _load(name: str, module: str) -> _Subcommand:
     return cast(_Subcommand, loaded)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, computed only when asked for (it may run git)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: object) -> None:
+        from gpupolicy.plugin.cli.version import version_line
+
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpupolicy",
         description="Policy-driven GPU placement for Kubernetes Dynamic Resource Allocation.",
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version and the git revision it was built from"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
