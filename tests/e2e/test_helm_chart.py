@@ -107,6 +107,9 @@ def test_daemonset_mounts_the_kubelet_paths(helm: Path, workdir: Path) -> None:
     assert driver_root == {"name": "driver-root", "mountPath": "/driver-root", "readOnly": True}
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in pod["containers"][0]["env"]}
     assert env["NODE_NAME"] == "spec.nodeName"
+    # the image runs as a non-root user by default; the plugin needs root for NVML, MIG and the host paths
+    security = pod["containers"][0]["securityContext"]
+    assert security["privileged"] is True and security["runAsUser"] == 0 and security["runAsGroup"] == 0
 
 
 def test_missing_policy_is_a_render_error(helm: Path, workdir: Path) -> None:
