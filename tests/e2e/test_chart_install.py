@@ -195,7 +195,7 @@ def test_a_value_of_the_old_layout_is_refused_not_ignored(helm: Path, tmp_path: 
         (
             {"plugin": {"enabled": False}},
             {"DaemonSet", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"},
-        ),  # noqa: E501
+        ),
         ({"controller": {"enabled": False}}, {"Deployment", "Service", "PodDisruptionBudget", "Role", "RoleBinding"}),
         ({"placementOptIn": {"enabled": False}}, {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"}),
     ],
