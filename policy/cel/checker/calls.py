@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from gpupolicy.policy.cel.ast import Call, Comprehension, Ident, ListLit, Literal, MapLit, Node, children
+from gpupolicy.policy.cel.ast import Call, Ident, ListLit, Literal, MapLit, Node, children
 from gpupolicy.policy.cel.core import (
     ANY,
     DYN,
+    FREE,
     Checker,
     CompileIssue,
     EvalError,
@@ -236,8 +237,8 @@ def _function(compiler: Checker, node: Call, args: list[Typed]) -> Typed:
         computed = _RESULT_TYPES[name](types)
         candidates = candidates if computed is not None else []
         result = computed if computed is not None else result
-        if name in ("sum", "min", "max", "sort") and node.target is not None and _open_elements(node.target):
-            # cel-go resolves the open element type of [] to its first overload's: int
+        if name in ("sum", "min", "max", "sort") and member and types[0] == ("list", FREE):
+            # cel-go resolves an open element type (of [], [].filter(...), ...) to its first overload's: int
             result = ("list", "int") if name == "sort" else "int"
     if not candidates:
         raise no_overload(name, node.pos, *types)
@@ -312,17 +313,6 @@ def _charging_result(run: Fn) -> Fn:
         return result
 
     return charged
-
-
-def _open_elements(node: Node) -> bool:
-    """Whether cel-go leaves the element type of this list open (a type parameter): ``[]``, and ``filter`` or
-    an identity ``map`` over such a list (``[].map(x, x)``)."""
-    if isinstance(node, ListLit):
-        return not node.items
-    if isinstance(node, Comprehension) and node.var2 is None and node.macro in ("filter", "map"):
-        identity = node.macro == "filter" or (isinstance(node.body, Ident) and node.body.name == node.var)
-        return identity and _open_elements(node.range)
-    return False
 
 
 def _optional_or(lhs: Fn, rhs: Fn, unwrap: bool) -> Fn:

@@ -345,9 +345,6 @@ def _check_optional_entries(optional: frozenset[int], values: list[Typed], nodes
             )
 
 
-_FREE = FREE  # a type parameter cel-go leaves open: the element of [] and {}, the value of optional.none()
-
-
 def _literal_type(t: StaticType, node: Node, optional_entry: bool = False) -> StaticType:
     """The type cel-go's homogeneous-literal validator sees for one element: its checked type, where ``dyn`` is a
     type like any other, except that the empty literals and ``optional.none()`` leave their parameters open."""
@@ -355,25 +352,21 @@ def _literal_type(t: StaticType, node: Node, optional_entry: bool = False) -> St
         inner = _literal_type(t, node)
         return inner[1] if isinstance(inner, tuple) and inner[0] == "optional" else DYN
     if isinstance(node, ListLit) and not node.items:
-        return ("list", _FREE)
+        return ("list", FREE)
     if isinstance(node, MapLit) and not node.entries:
-        return ("map", _FREE, _FREE)
+        return ("map", FREE, FREE)
     if isinstance(node, Call) and node.name == "none" and isinstance(node.target, Ident) and not node.args:
-        return ("optional", _FREE) if node.target.name == "optional" else t
+        return ("optional", FREE) if node.target.name == "optional" else t
     return t
 
 
 def _equivalent(a: StaticType, b: StaticType) -> bool:
-    """cel-go's ``IsEquivalentType``, with open parameters (``_FREE``) matching anything."""
-    if _FREE in (a, b):
+    """cel-go's ``IsEquivalentType``, with open parameters (``FREE``) matching anything."""
+    if FREE in (a, b):
         return True
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and a[0] == b[0] and all(map(_equivalent, a[1:], b[1:]))
     return a == b
-
-
-def _shown(t: StaticType) -> str:
-    return type_name(t).replace(_FREE, "dyn")
 
 
 def _homogeneous(types: list[tuple[StaticType, int, StaticType]]) -> StaticType:
@@ -384,9 +377,11 @@ def _homogeneous(types: list[tuple[StaticType, int, StaticType]]) -> StaticType:
     common, first = types[0][0], types[0][2]
     for t, pos, seen in types[1:]:
         if not _equivalent(first, seen) or not assignable(common, t):
-            raise CompileIssue("cel_type_error", f"expected type '{_shown(first)}' but found '{_shown(seen)}'", pos)
+            raise CompileIssue(
+                "cel_type_error", f"expected type '{type_name(first)}' but found '{type_name(seen)}'", pos
+            )
         common = join(common, t)
-        if _FREE in str(first):  # the first element's open parameters take the next element's types
+        if FREE in str(first):  # the first element's open parameters take the next element's types
             first = seen
     return common
 

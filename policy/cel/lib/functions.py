@@ -482,6 +482,5 @@ LINEAR_COST = frozenset(
      "upperAscii", "trim", "replace", "split", "substring", "format", "join", "isSorted", "sum", "min",
      "max", "sets.contains", "sets.intersects", "sets.equivalent", "strings.quote", "string", "bytes"}
 )  # fmt: skip
-QUADRATIC_COST = frozenset({"sets.contains", "sets.intersects", "sets.equivalent"})
 # Functions whose result may be much larger than their arguments: they also pay 1 per 10 characters built.
 RESULT_COST = frozenset({"format", "join", "replace", "strings.quote"})
