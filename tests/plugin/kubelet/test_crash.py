@@ -12,6 +12,7 @@ import pytest
 from gpupolicy.plugin.kubelet.faults import ENV, PLAIN_UNPREPARE_STEPS, PREPARE_STEPS, UNPREPARE_STEPS
 from tests.fakes.kube_stub import StubApiServer
 from tests.plugin.kubelet.helpers import NODE, claim_obj, opaque
+from tests.plugin.kubelet.kubelet import FakeKubelet
 from tests.plugin.kubelet.proc import PluginProcess
 
 pytestmark = pytest.mark.slow
@@ -87,12 +88,7 @@ def test_killed_during_prepare(plugin: PluginProcess, api: StubApiServer, step: 
     kubelet.connect()
     _killed_by(lambda: kubelet.prepare([claim], timeout_s=0), plugin)
     plugin.start()
-    response = kubelet.prepare([claim])
-    assert response.claims[claim[1]].error == "", plugin.logs()
-    _assert_prepared(plugin, claim[1])
-    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-    _assert_clean(plugin)
-    kubelet.close()
+    _prepare_then_clean_up(plugin, kubelet, claim)
 
 
 @pytest.mark.parametrize("step", UNPREPARE_STEPS)
@@ -121,12 +117,7 @@ def test_a_prepare_after_an_interrupted_unprepare_sets_the_claim_up_afresh(
     assert kubelet.prepare([claim]).claims[claim[1]].error == ""
     _killed_by(lambda: kubelet.unprepare([claim], timeout_s=0), plugin)
     plugin.start()
-    response = kubelet.prepare([claim])
-    assert response.claims[claim[1]].error == "", plugin.logs()
-    _assert_prepared(plugin, claim[1])
-    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
-    _assert_clean(plugin)
-    kubelet.close()
+    _prepare_then_clean_up(plugin, kubelet, claim)
 
 
 @pytest.mark.parametrize("step", UNPREPARE_STEPS[:-1])
@@ -192,6 +183,16 @@ def test_killed_during_unprepare_of_a_plain_gpu(plugin: PluginProcess, api: Stub
     plugin.start()
     assert kubelet.prepare([claim]).claims[claim[1]].error == "", plugin.logs()
     assert plugin.cdi_files() == spec
+    assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
+    _assert_clean(plugin)
+    kubelet.close()
+
+
+def _prepare_then_clean_up(plugin: PluginProcess, kubelet: FakeKubelet, claim: tuple[str, str, str]) -> None:
+    """After a restart: the claim prepares with everything it needs, and unprepares leaving nothing behind."""
+    response = kubelet.prepare([claim])
+    assert response.claims[claim[1]].error == "", plugin.logs()
+    _assert_prepared(plugin, claim[1])
     assert kubelet.unprepare([claim]).claims[claim[1]].error == ""
     _assert_clean(plugin)
     kubelet.close()
