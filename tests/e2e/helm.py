@@ -82,18 +82,21 @@ def helm_install(
     helm: Path, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
 ) -> str:
     """``helm install`` of the chart into the API server of ``kubeconfig`` (no waiting for pods)."""
-    values_file = workdir / f"{release}-install-values.yaml"
-    values_file.write_text(yaml.safe_dump(values, sort_keys=False))
-    argv = ["install", release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
-    return _helm(helm, [*argv, "--values", str(values_file)], workdir)
+    return _helm_release(helm, "install", kubeconfig, release, namespace, values, workdir)
 
 
 def helm_upgrade(
     helm: Path, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
 ) -> str:
-    values_file = workdir / f"{release}-upgrade-values.yaml"
+    return _helm_release(helm, "upgrade", kubeconfig, release, namespace, values, workdir)
+
+
+def _helm_release(
+    helm: Path, verb: str, kubeconfig: Path, release: str, namespace: str, values: dict[str, Any], workdir: Path
+) -> str:
+    values_file = workdir / f"{release}-{verb}-values.yaml"
     values_file.write_text(yaml.safe_dump(values, sort_keys=False))
-    argv = ["upgrade", release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
+    argv = [verb, release, str(CHART), "--namespace", namespace, "--kubeconfig", str(kubeconfig)]
     return _helm(helm, [*argv, "--values", str(values_file)], workdir)
 
 
