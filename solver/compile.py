@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from gpupolicy.solver.problem import (
     Constraint,
     DeviceIndex,
     DeviceResult,
+    Disruption,
+    Eviction,
     Exclusion,
     Existing,
     NodeName,
@@ -105,32 +108,75 @@ def compile_problem(
     allocated: Sequence[ResourceClaim] = (),
     nodes: Sequence[NodeInfo] = (),
     policy: CompiledPolicy | None = None,
+    evictions: Mapping[ClaimKey, Eviction] | None = None,
+    budgets: Mapping[str, int] | None = None,
+    disruption: Disruption | None = None,
 ) -> Compiled:
+    """``evictions`` (with ``disruption``): the allocated claims a solve may preempt or move
+    (:mod:`gpupolicy.solver.evictions`); ``budgets``: the evictions each disruption budget allows."""
+    disruption = disruption or Disruption()
     table = build_devices(slices, nodes)
     ctx = _Context(table, classes, policy, views=[d.view for d in table.pool_devices])
     claims: list[Claim] = []
-    tiers: dict[ClaimKey, int] = {}
+    tiers: dict[ClaimKey, tuple[str, int]] = {}
     for item in pending:
         claim, priority = _claim(ctx, item)
         claims.append(claim)
-        tiers[claim.key] = priority
-    claims = _weights(claims, tiers)
+        tiers[claim.key] = (claim.tier, priority)
+    candidates = _candidates(allocated, evictions or {}, disruption)
+    for claim_obj in candidates:
+        tiers[_key(claim_obj)] = ctx.policy.priority_of(ClaimInfo.from_claim(claim_obj)) if ctx.policy else ("", 0)
+    movers = [c for c in candidates if disruption.defragment and (evictions or {})[_key(c)].movable]
+    for claim_obj in movers:  # the new place of a movable claim: compiled as a pending claim of its own pod
+        eviction = (evictions or {})[_key(claim_obj)]
+        moving, _ = _claim(ctx, PendingClaim(_unallocated(claim_obj), gang=f"move:{eviction.pods[0]}"))
+        claims.append(dataclasses.replace(moving, moving=True))
+    weights = _weights(tiers)
+    claims = [dataclasses.replace(c, priority=weights[c.key], level=tiers[c.key][1]) for c in claims]
     objective = Objective(policy.objective) if policy is not None else Objective.PACK
+    existing = _existing(table, allocated)
+    keys = {_key(c) for c in candidates}
+    existing = [
+        dataclasses.replace(e, tier=tiers[e.claim][0], level=tiers[e.claim][1], weight=weights[e.claim],
+                            eviction=(evictions or {})[e.claim])
+        if e.claim in keys else e
+        for e in existing
+    ]  # fmt: skip
     problem = Problem(
         devices=tuple(table.devices),
         claims=tuple(claims),
         counter_sets=tuple(table.counter_sets),
         nodes=tuple(table.nodes),
-        existing=tuple(_existing(table, allocated)),
+        existing=tuple(existing),
         quotas=tuple(_quotas(table, policy)),
         objective=objective,
+        disruption=disruption,
+        budgets=dict(budgets or {}),
     )
     return Compiled(
         problem,
         table,
-        {c.key: p.claim for c, p in zip(claims, pending)},
+        {c.key: p.claim for c, p in zip(claims, pending)} | {_key(c): c for c in movers},
         {name: info.device_class for name, info in classes.items()},
     )
+
+
+def _candidates(
+    allocated: Sequence[ResourceClaim], evictions: Mapping[ClaimKey, Eviction], disruption: Disruption
+) -> list[ResourceClaim]:
+    """The allocated claims this solve may give up: any candidate when preempting, movable ones when defragmenting."""
+    if not disruption.any:
+        return []
+    out = []
+    for claim in allocated:
+        eviction = evictions.get(_key(claim))
+        if eviction is not None and (disruption.preempt or (disruption.defragment and eviction.movable)):
+            out.append(claim)
+    return out
+
+
+def _unallocated(claim: ResourceClaim) -> ResourceClaim:
+    return claim.model_copy(update={"status": None})
 
 
 def _key(claim: ResourceClaim) -> ClaimKey:
@@ -401,19 +447,16 @@ def _scores(ctx: _Context, devices: list[int], info: ClaimInfo, request: Request
     return out
 
 
-def _weights(claims: list[Claim], tiers: Mapping[ClaimKey, int]) -> list[Claim]:
-    """Each priority tier is worth more than every claim of the lower tiers together."""
-    levels = sorted(set(tiers.values()))
+def _weights(tiers: Mapping[ClaimKey, tuple[str, int]]) -> dict[ClaimKey, int]:
+    """Each priority tier is worth more than every claim of the lower tiers together (pending claims and the
+    allocated claims a solve may give up)."""
+    levels = sorted({level for _, level in tiers.values()})
     weight: dict[int, int] = {}
     below = 0
     for level in levels:
         weight[level] = below + 1
-        below += weight[level] * sum(1 for v in tiers.values() if v == level)
-    out = []
-    for c in claims:
-        w = weight.get(tiers[c.key], 1)
-        out.append(Claim(c.namespace, c.name, c.requests, c.constraints, w, c.tier, c.gang, c.error, c.location, c.uid))
-    return out
+        below += weight[level] * sum(1 for _, v in tiers.values() if v == level)
+    return {key: weight[level] for key, (_, level) in tiers.items()}
 
 
 def _existing(table: DeviceTable, allocated: Sequence[ResourceClaim]) -> list[Existing]:

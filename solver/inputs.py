@@ -31,6 +31,8 @@ from gpupolicy.policy.policyfile.compiled import CompiledPolicy
 from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 from gpupolicy.solver.compile import ClassInfo, Compiled, Locate, PendingClaim, compile_problem
 from gpupolicy.solver.compile_devices import NodeInfo
+from gpupolicy.solver.evictions import BudgetInfo, PodInfo, build_evictions
+from gpupolicy.solver.problem import ClaimKey, Disruption, Eviction
 
 REPLICAS_ANNOTATION = "gpupolicy.dev/replicas"
 Text = tuple[str, str]  # (content, filename)
@@ -44,11 +46,26 @@ class SolveInput:
     pending: list[PendingClaim] = field(default_factory=list)
     allocated: list[ResourceClaim] = field(default_factory=list)
     policy: CompiledPolicy | None = None
+    pods: list[PodInfo] = field(default_factory=list)  # bound pods: who holds the allocated claims
+    budgets: list[BudgetInfo] = field(default_factory=list)  # PodDisruptionBudgets
 
-    def compile(self) -> Compiled:
-        """The solver's problem for everything read: pending claims placed around the existing allocations."""
+    def compile(self, disruption: Disruption | None = None) -> Compiled:
+        """The solver's problem for everything read: pending claims placed around the existing allocations (which
+        ``disruption`` may let the solve preempt or move)."""
+        evictions: dict[ClaimKey, Eviction] = {}
+        budgets: dict[str, int] = {}
+        if disruption is not None and disruption.any:
+            evictions, budgets = build_evictions(self.allocated, self.pods, self.budgets)
         return compile_problem(
-            self.slices, self.classes, self.pending, allocated=self.allocated, nodes=self.nodes, policy=self.policy
+            self.slices,
+            self.classes,
+            self.pending,
+            allocated=self.allocated,
+            nodes=self.nodes,
+            policy=self.policy,
+            evictions=evictions,
+            budgets=budgets,
+            disruption=disruption,
         )
 
 

@@ -254,6 +254,8 @@ class Claim:
     error: tuple[str, str] | None = None  # (code, message): cannot be allocated at all
     location: str = ""
     uid: str = ""
+    level: int = 0  # the policy priority of its tier (``priority`` is the weight derived from it)
+    moving: bool = False  # defragmentation: the new place of an allocated claim, placed exactly when it moves
 
     @property
     def key(self) -> ClaimKey:
@@ -271,13 +273,33 @@ class DeviceResult:
 
 
 @dataclass(frozen=True)
+class Eviction:
+    """How an allocated claim can be given up: by evicting the pods that use it.
+
+    Claims with the same ``unit`` go together (the pods that share claims, and the pods of one
+    ``gpupolicy.dev/group``): all are evicted, or none. ``budgets`` names the disruption budgets
+    (PodDisruptionBudgets, ``namespace/name``) that count those pods; ``movable`` says every pod opted in to
+    being moved (``gpupolicy.dev/movable: "true"``, and a controller that recreates it).
+    """
+
+    unit: str
+    pods: tuple[str, ...]
+    budgets: tuple[str, ...] = ()
+    movable: bool = False
+
+
+@dataclass(frozen=True)
 class Existing:
-    """An allocation already in the cluster: fixed input."""
+    """An allocation already in the cluster: fixed, unless it may be preempted or moved (``eviction``)."""
 
     claim: ClaimKey
     namespace: str
     results: tuple[DeviceResult, ...]
     node: NodeName | None = None
+    level: int = 0  # the policy priority of its tier (0: none)
+    tier: str = ""
+    weight: int = 1  # what keeping it is worth, on the scale of ``Claim.priority``
+    eviction: Eviction | None = None  # None: never given up
 
 
 @dataclass(frozen=True)
@@ -320,6 +342,21 @@ class Preference:
 
 
 @dataclass(frozen=True)
+class Disruption:
+    """What a solve may disrupt: ``preempt`` evicts allocated claims of a strictly lower priority for pending ones;
+    ``defragment`` moves allocated claims that opted in (evicted, and placed again in the same plan), at most
+    ``max_moves`` of them (None: no limit)."""
+
+    preempt: bool = False
+    defragment: bool = False
+    max_moves: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.preempt or self.defragment
+
+
+@dataclass(frozen=True)
 class Problem:
     devices: tuple[Device, ...]
     claims: tuple[Claim, ...]  # pending, in arrival order
@@ -330,6 +367,8 @@ class Problem:
     preferences: tuple[Preference, ...] = ()
     objective: Objective = Objective.PACK
     previous: Mapping[ClaimKey, frozenset[DeviceIndex]] = field(default_factory=dict)
+    disruption: Disruption = field(default_factory=lambda: Disruption())
+    budgets: Mapping[str, int] = field(default_factory=dict)  # disruption budget -> evictions it still allows
 
     @cached_property
     def counter_index(self) -> dict[tuple[str, str, str], CounterSet]:

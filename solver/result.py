@@ -24,6 +24,31 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Preempted:
+    """An allocated claim the plan evicts for good, to place the higher-priority claims ``for_``."""
+
+    claim: ClaimKey
+    level: int  # its policy priority
+    unit: str
+    pods: tuple[str, ...]  # namespace/name of the pods to evict
+    for_: tuple[ClaimKey, ...]  # the placed claims that take what it frees
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An allocated claim the plan moves (defragmentation): its pods are evicted and it is placed again, at
+    ``placements[claim]`` of the same solution."""
+
+    claim: ClaimKey
+    unit: str
+    pods: tuple[str, ...]
+    before: tuple[DeviceResult, ...]  # the devices it holds now
+    for_: tuple[ClaimKey, ...]  # the pending claims that take what it frees
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class SolveParams:
     time_limit_s: float = 30.0
     workers: int = 2
@@ -46,6 +71,8 @@ class Solution:
     proven_optimal: bool = False
     wall_s: float = 0.0
     objective: dict[str, int] = field(default_factory=dict)
+    preempted: dict[ClaimKey, Preempted] = field(default_factory=dict)  # allocated claims evicted for good
+    moved: dict[ClaimKey, Moved] = field(default_factory=dict)  # allocated claims moved (new place in placements)
 
     def placed_weight(self, priorities: dict[ClaimKey, int]) -> int:
         return sum(priorities.get(k, 1) for k in self.placements)
