@@ -26,6 +26,7 @@ from gpupolicy.plugin.controller.snapshot import (
     ALLOCATED_BY,
     FINALIZER,
     GATE,
+    HOLD,
     ClaimRef,
     Snapshot,
     Unit,
@@ -218,13 +219,14 @@ def _rollback(api: Api, written: list[ClaimRef]) -> None:
 
 
 def ungate(api: Api, pod: Obj) -> None:
-    """Remove our scheduling gate (other gates stay), retrying on conflicts."""
+    """Remove our scheduling gate (other gates stay) and a hold annotation with it, retrying on conflicts."""
     for _ in range(RETRIES):
         gates = pod["spec"].get("schedulingGates") or []
         if not any(g.get("name") == GATE for g in gates):
             return
         pod = copy.deepcopy(pod)
         pod["spec"]["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
+        (pod["metadata"].get("annotations") or {}).pop(HOLD, None)
         try:
             api.update("pods", pod)
             return

@@ -34,8 +34,8 @@ class NotLeader(ApiError):
 
 
 class Fenced:
-    """``reads`` for lists and gets; ``writes`` for every create and update, each sent only while ``may_write()``
-    says so (else :class:`NotLeader`)."""
+    """``reads`` for lists and gets; ``writes`` for every create, update and eviction, each sent only while
+    ``may_write()`` says so (else :class:`NotLeader`)."""
 
     def __init__(self, reads: Api, writes: Api, may_write: Callable[[], bool]) -> None:
         self.reads, self.writes, self.may_write = reads, writes, may_write
@@ -53,6 +53,11 @@ class Fenced:
     def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
         self._check(kind, obj)
         return self.writes.update(kind, obj, status=status)
+
+    def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
+        """Every eviction, the dry runs too (they decrement nothing, but a replica that may not write does not ask)."""
+        self._check("pods/eviction", {"metadata": {"namespace": namespace, "name": name}})
+        self.writes.evict(namespace, name, uid=uid, dry_run=dry_run)
 
     def _check(self, kind: str, obj: Obj) -> None:
         if not self.may_write():

@@ -15,6 +15,7 @@ pods get the unplaced condition and an Event, the other units go on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -29,6 +30,7 @@ from gpupolicy.plugin.controller.fence import Fenced, NotLeader, clash
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import Failure, LoadCache, Plan, Settings, plan_isolated
+from gpupolicy.plugin.controller.preempt import Options, Preemption, Scan
 from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, ours, ref, units
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.policy.errors import DiagnosticError
@@ -49,6 +51,7 @@ class Config:
     namespaces: tuple[str, ...] = ()  # only gated pods of these (all when empty)
     watch: bool = True  # wake on watch events (pods, claims, slices) instead of listing every poll interval
     resync_s: float = 10.0  # with watches: a full pass at least this often anyway
+    disrupt: Options = field(default_factory=Options)  # preemption and defragmentation (off by default)
 
 
 @dataclass
@@ -58,6 +61,9 @@ class StepResult:
     unplaced: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     finished: list[str] = field(default_factory=list)  # complete units whose gates a step removed
+    held: list[str] = field(default_factory=list)  # units that evicted pods and now hold devices for them
+    evicted: list[str] = field(default_factory=list)  # pods evicted (ns/name)
+    waiting: list[str] = field(default_factory=list)  # units whose hold waits for its victims
     released: list[str] = field(default_factory=list)
     deferred: bool = False  # ready units wait for the batch window to close
     plan: Plan | None = None
@@ -69,6 +75,13 @@ def fingerprint(snapshot: Snapshot, extra: set[str] = frozenset()) -> str:  # ty
     parts |= {f"class:{c['metadata']['name']}@{c['metadata'].get('resourceVersion')}" for c in snapshot.classes}
     for ref_, claim in snapshot.claims.items():
         parts |= {f"alloc:{ref_[0]}/{ref_[1]}:{'/'.join(d)}" for d in devices(allocation(claim))}
+    # with preemption/defragmentation: who could be evicted, and what the budgets allow
+    parts |= {
+        f"bound:{p['metadata'].get('uid')}:{bool(p['metadata'].get('deletionTimestamp'))}" for p in snapshot.bound
+    }
+    parts |= {
+        f"pdb:{ref(b)[0]}/{ref(b)[1]}:{(b.get('status') or {}).get('disruptionsAllowed')}" for b in snapshot.budgets
+    }
     parts |= extra
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
 
@@ -82,8 +95,10 @@ class Controller:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         writes: Api | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        """``api`` reads (and watches); ``writes`` (default ``api``) writes, each only while :meth:`may_write`."""
+        """``api`` reads (and watches); ``writes`` (default ``api``) writes, each only while :meth:`may_write`.
+        ``wall``: the wall clock of holds' deadlines (another leader reads them)."""
         self.reads, self.config, self.elector = api, config, elector
         self.api = Fenced(api, writes or api, self.may_write)
         self.metrics = metrics or Metrics()
@@ -92,6 +107,7 @@ class Controller:
         self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
         self.failed_reason: dict[str, str] = {}
         self.cache = LoadCache()
+        self.preemption = Preemption(config.disrupt, self.metrics, wall)
 
     def leading(self) -> bool:
         """Leader now, renewing the Lease when due (an API call)."""
@@ -104,15 +120,21 @@ class Controller:
     def step(self, *, force: bool = False) -> StepResult:
         """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
         out = StepResult()
-        snapshot = Snapshot.read(self.api, self.config.namespaces)
+        snapshot = Snapshot.read(self.api, self.config.namespaces, disruption=self.config.disrupt.on)
         all_units = units(snapshot)
         self._recover(all_units, snapshot, out)
+        scan = self.preemption.scan(self.api, all_units, snapshot.claims) if self.leading() else Scan()
+        out.waiting = list(scan.waiting)
         inventory = fingerprint(snapshot)
         now = self.clock()
         live = {u.key for u in all_units}
         self.first_seen = {k: v for k, v in self.first_seen.items() if k in live}
         self.failed = {k: v for k, v in self.failed.items() if k in live}
-        ready = [u for u in all_units if u.state == State.READY and self.failed.get(u.key) != (inventory, _uids(u))]
+        ready = [
+            u
+            for u in all_units
+            if u.state == State.READY and u.key not in scan.waiting and self.failed.get(u.key) != (inventory, _uids(u))
+        ]
         for unit in ready:
             self.first_seen.setdefault(unit.key, now)
         self.metrics.pending_pods.set(len(snapshot.pods))
@@ -120,7 +142,7 @@ class Controller:
             out.deferred = bool(ready)
             self._unplaced_metric()
             return out
-        self._batch(snapshot, ready, inventory, out)
+        self._batch(snapshot, ready, inventory, out, scan)
         return out
 
     def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
@@ -152,11 +174,14 @@ class Controller:
             except Exception as exc:  # one unit's bad object must not stop the others
                 self._fail(unit, Failure("recover", exc), fingerprint(snapshot), out)
 
-    def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult) -> None:
+    def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult, scan: Scan) -> None:
         by_key = {u.key: u for u in ready}
         claims = sum(len(u.claims) for u in ready)
         log.info("batch", extra={"units": len(ready), "claims": claims})
-        result, failures = plan_isolated(snapshot, ready, self.config.settings, self.cache)
+        settings = self.config.settings
+        if self.config.disrupt.on:
+            settings = dataclasses.replace(settings, disruption=self.preemption.disruption())
+        result, failures = plan_isolated(snapshot, ready, settings, self.cache, scan.reserved)
         for problem in result.problems:
             log.warning("cluster object left out: it does not read cleanly", extra={"problem": problem})
         out.solved, out.plan = True, result
@@ -166,6 +191,10 @@ class Controller:
         if not self.leading():
             log.warning("not the leader any more; batch dropped", extra={"units": len(ready)})
             return
+        executed = self.preemption.act(self.api, snapshot, by_key, result)
+        out.held, out.evicted = list(executed.held), [name for name, _ in executed.evicted]
+        for key in executed.held:
+            self.first_seen.pop(key, None)
         done = commit(
             self.api,
             snapshot,
@@ -176,6 +205,7 @@ class Controller:
             self.config.write_parallelism,
         )
         out.placed, out.skipped = done.committed, {k: v for k, v in done.skipped.items() if k not in done.failed}
+        out.skipped |= executed.dropped
         failures |= {key: Failure("write", exc) for key, exc in done.failed.items()}
         written = {f"alloc:{c[0]}/{c[1]}:{'/'.join(d)}" for k in done.committed
                    for c, a in result.placed[k].items() for d in devices(a)}  # fmt: skip
@@ -184,10 +214,11 @@ class Controller:
             self.failed.pop(key, None)
             self.failed_reason.pop(key, None)
             self.first_seen.pop(key, None)
+            self.preemption.placed(key)
             for pod in by_key[key].pods:
                 self._try(report.placed, pod)
             log.info("placed", extra={"unit": key, "claims": len(result.placed[key])})
-        for key, why in done.skipped.items():
+        for key, why in (done.skipped | executed.dropped).items():
             log.warning("not committed; solved again next round", extra={"unit": key, "reason": why})
         for key, reasons in result.unplaced.items():
             unit = by_key[key]

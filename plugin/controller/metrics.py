@@ -19,14 +19,19 @@ class Metrics:
 
     __slots__ = (
         "conflicts",
+        "evictions_refused",
+        "holds",
         "is_leader",
         "last_solve_seconds",
         "pending_pods",
         "placed_claims",
         "placed_pods",
+        "preemption_seconds",
+        "preemptions",
         "registry",
         "solve_seconds",
         "unplaced",
+        "victims",
     )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -42,6 +47,21 @@ class Metrics:
         self.unplaced = GaugeSnapshot(  # replaced after each pass: a reason no pod waits for any more disappears
             f"{PREFIX}_unplaced_pods", "Gated pods the last solve could not place, by reason.", ["reason"], r
         )
+        self.preemptions = Counter(
+            f"{PREFIX}_preemptions", "Units that evicted pods to be placed (preemption or defragmentation).", registry=r
+        )
+        self.victims = Counter(
+            f"{PREFIX}_victims", "Pods evicted, by reason (preempted, moved).", ["reason"], registry=r
+        )
+        self.evictions_refused = Counter(
+            f"{PREFIX}_evictions_refused",
+            "Plans dropped because an eviction was refused (dry run or real).",
+            registry=r,
+        )
+        self.preemption_seconds = Summary(
+            f"{PREFIX}_preemption_seconds", "From a unit's first eviction to the unit placed.", registry=r
+        )
+        self.holds = Gauge(f"{PREFIX}_holds", "Units holding devices until evicted pods release them.", registry=r)
 
     def solved(self, seconds: float) -> None:
         self.solve_seconds.observe(seconds)

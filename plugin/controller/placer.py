@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpupolicy.plugin.controller.bound import budget_info, pod_info
+from gpupolicy.plugin.controller.holds import reserve
 from gpupolicy.plugin.controller.nodes import allowed_nodes, restrict
 from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
 from gpupolicy.plugin.kube import Obj
@@ -30,7 +32,7 @@ from gpupolicy.solver.compile import ClassInfo, Compiled, PendingClaim
 from gpupolicy.solver.compile_devices import NodeInfo
 from gpupolicy.solver.inputs import SolveInput, read_inputs
 from gpupolicy.solver.output import allocation as allocation_of
-from gpupolicy.solver.problem import ClaimKey
+from gpupolicy.solver.problem import ClaimKey, Disruption
 from gpupolicy.solver.result import Reason, Solution, SolveParams
 from gpupolicy.solver.solve import solve
 
@@ -42,6 +44,7 @@ class Settings:
     policy: tuple[str, str] | None = None  # (text, filename)
     strategy: str = "optimal"
     params: SolveParams = field(default_factory=lambda: SolveParams(workers=1, explain_total_s=10.0))
+    disruption: Disruption = field(default_factory=Disruption)  # what a solve may evict (this pass)
 
 
 @dataclass
@@ -146,16 +149,36 @@ def read(
     return out
 
 
-def prepare(snapshot: Snapshot, todo: Sequence[Unit], settings: Settings, cache: LoadCache) -> Compiled:
-    """The solver's problem for ``todo``: their pending claims loaded, compiled, narrowed to their pods' nodes."""
+Reserved = Mapping[str, Collection[tuple[str, str, str]]]  # unit -> the devices held for it
+
+
+def prepare(
+    snapshot: Snapshot, todo: Sequence[Unit], settings: Settings, cache: LoadCache, reserved: Reserved | None = None
+) -> Compiled:
+    """The solver's problem for ``todo``: their pending claims loaded, compiled (with what ``settings.disruption``
+    lets the solve evict: the bound pods and PodDisruptionBudgets of the snapshot), narrowed to their pods' nodes,
+    and without the devices ``reserved`` for other units (holds)."""
     pending, gangs = _pending(snapshot, todo)
     inputs = read(snapshot, pending, gangs, settings, cache)
-    compiled = inputs.compile()
+    disruption = settings.disruption if settings.disruption.any else None
+    if disruption is not None:
+        inputs.pods = [pod_info(p) for p in snapshot.bound]
+        inputs.budgets = [budget_info(b) for b in snapshot.budgets]
+    compiled = inputs.compile(disruption)
     restrict(compiled, _pod_nodes(snapshot, todo))
+    mine = {u.key: {ClaimKey(f"{ns}/{name}") for ns, name in u.claims} for u in todo}
+    for key, held in (reserved or {}).items():
+        reserve(compiled, held, mine.get(key, set()))
     return compiled
 
 
-def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: LoadCache | None = None) -> Plan:
+def plan(
+    snapshot: Snapshot,
+    units: Sequence[Unit],
+    settings: Settings,
+    cache: LoadCache | None = None,
+    reserved: Reserved | None = None,
+) -> Plan:
     """Solve the ready units together; groups all or nothing."""
     out = Plan()
     cache = cache or LoadCache()
@@ -163,7 +186,7 @@ def plan(snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: L
     started = time.perf_counter()
     while todo:
         out.rounds += 1
-        compiled = prepare(snapshot, todo, settings, cache)
+        compiled = prepare(snapshot, todo, settings, cache, reserved)
         out.problems = list(cache.problems)
         solution = solve(compiled.problem, settings.strategy, settings.params)
         out.compiled, out.solution, out.status = compiled, solution, solution.status
@@ -185,26 +208,32 @@ class Failure:
 
 
 def plan_isolated(
-    snapshot: Snapshot, units: Sequence[Unit], settings: Settings, cache: LoadCache | None = None
+    snapshot: Snapshot,
+    units: Sequence[Unit],
+    settings: Settings,
+    cache: LoadCache | None = None,
+    reserved: Reserved | None = None,
 ) -> tuple[Plan, dict[str, Failure]]:
     """:func:`plan`, with the units whose claims make it raise left out. When the batch raises, the units to blame
     are found by halving it: first by compiling alone (cheap), then, when every part compiles, by solving. The
     others are solved again without them. When the inventory alone raises, every unit fails with it."""
     cache = cache or LoadCache()
     try:
-        return plan(snapshot, units, settings, cache), {}
+        return plan(snapshot, units, settings, cache, reserved), {}
     except Exception as exc:
         whole = exc
-    inventory = _raises(lambda: prepare(snapshot, [], settings, cache))
+    inventory = _raises(lambda: prepare(snapshot, [], settings, cache, reserved))
     if inventory is not None:
         return Plan(), {u.key: Failure("compile", inventory) for u in units}
     todo = [u for u in units if u.state == State.READY]
-    failed = _halve(todo, lambda part: _raises(lambda: prepare(snapshot, part, settings, cache)), "compile")
+    failed = _halve(todo, lambda part: _raises(lambda: prepare(snapshot, part, settings, cache, reserved)), "compile")
     if not failed:
-        failed = _halve(todo, lambda part: _raises(lambda: plan(snapshot, part, settings, cache)), "solve", whole)
+        failed = _halve(
+            todo, lambda part: _raises(lambda: plan(snapshot, part, settings, cache, reserved)), "solve", whole
+        )
     rest = [u for u in todo if u.key not in failed]
     try:
-        return plan(snapshot, rest, settings, cache), failed
+        return plan(snapshot, rest, settings, cache, reserved), failed
     except Exception as exc:  # the rest fails together, and no single unit is to blame
         return Plan(), failed | {u.key: Failure("solve", exc) for u in rest}
 

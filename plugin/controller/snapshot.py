@@ -20,6 +20,7 @@ GATE = "gpupolicy.dev/placement"
 GROUP_LABEL = "gpupolicy.dev/group"
 GROUP_SIZE = "gpupolicy.dev/group-size"
 ALLOCATED_BY = "gpupolicy.dev/allocated-by"  # annotation on claims this controller allocated
+HOLD = "gpupolicy.dev/hold"  # annotation on gated pods waiting for evicted pods' devices (holds.py)
 FINALIZER = "resource.kubernetes.io/delete-protection"  # what the scheduler puts on a claim it allocates
 
 ClaimRef = tuple[str, str]  # namespace, name
@@ -51,13 +52,22 @@ class Snapshot:
     slices: list[Obj]
     classes: list[Obj]
     nodes: list[Obj]
+    bound: list[Obj] = field(default_factory=list)  # pods bound to a node (read for preemption/defragmentation)
+    budgets: list[Obj] = field(default_factory=list)  # PodDisruptionBudgets (the same)
 
     @classmethod
-    def read(cls, api: Api, namespaces: Collection[str] = ()) -> Snapshot:
-        """Everything; only the gated pods of ``namespaces`` (all when empty) are pending work."""
+    def read(cls, api: Api, namespaces: Collection[str] = (), *, disruption: bool = False) -> Snapshot:
+        """Everything; only the gated pods of ``namespaces`` (all when empty) are pending work. With
+        ``disruption``, also the pods bound to nodes (who holds the allocated claims) and the
+        PodDisruptionBudgets."""
         claims = {ref(c): c for c in api.list("resourceclaims")}
-        pods = [p for p in api.list("pods") if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
-        return cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
+        every = api.list("pods")
+        pods = [p for p in every if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
+        out = cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
+        if disruption:
+            out.bound = [p for p in every if (p.get("spec") or {}).get("nodeName")]
+            out.budgets = api.list("poddisruptionbudgets")
+        return out
 
     def allocated(self) -> list[Obj]:
         return [c for c in self.claims.values() if allocation(c) is not None]

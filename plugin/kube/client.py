@@ -58,6 +58,12 @@ class Api(Protocol):
         """PUT with the object's ``metadata.resourceVersion``: :class:`Conflict` if it moved on."""
         ...
 
+    def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
+        """POST a ``policy/v1`` Eviction to ``pods/<name>/eviction``: :class:`TooManyRequests` when a
+        PodDisruptionBudget forbids it, :class:`Conflict` when ``uid`` is not the pod's any more, :class:`NotFound`
+        when the pod is gone. ``dry_run``: checked (budgets included), nothing changed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -146,6 +152,16 @@ class Client:
 
     def delete(self, kind: str, namespace: str | None, name: str) -> None:
         self.request("DELETE", path(kind, namespace, name))
+
+    def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
+        """The Eviction API (what ``kubectl drain`` uses): the API server checks the pod's PodDisruptionBudget,
+        marks the pod ``DisruptionTarget`` and deletes it gracefully. ``uid``: only that pod (a precondition), not
+        one recreated with the same name."""
+        body: Obj = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        if uid:
+            body["deleteOptions"] = {"preconditions": {"uid": uid}}
+        query = {"dryRun": "All"} if dry_run else None
+        self.request("POST", path("pods", namespace, name, "eviction", query=query), body)
 
     async def get_async(self, kind: str, namespace: str | None, name: str) -> Obj:
         """``get`` on the running event loop, without a thread (see ``asyncget``); through a thread when the

@@ -30,6 +30,8 @@ class FakeApi:
         self.before_update: Callable[[str, Obj, bool], None] | None = None  # may raise ApiError
         self.after_list: Callable[[str], None] | None = None
         self.watchers: list[Callable[[], None]] = []
+        self.evictions: list[tuple[str, bool]] = []  # (ns/name, dry run) of every eviction answered 201
+        self.before_evict: Callable[[str, str, bool], None] | None = None  # may raise ApiError
 
     def _key(self, kind: str, namespace: str | None, name: str) -> Key:
         return kind, (namespace or "") if RESOURCES[kind].namespaced else "", name
@@ -90,8 +92,65 @@ class FakeApi:
             new.update({k: copy.deepcopy(v) for k, v in obj.items() if k != "status"})
         return self.put(kind, new)
 
+    def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
+        """pkg/registry/core/pod/storage/eviction.go, in short: a pod not running (or being deleted) goes without
+        a budget check; else its one PodDisruptionBudget (more: 500) must be observed and allow a disruption (else
+        429), which a real eviction decrements; then ``DisruptionTarget``/``EvictionByEvictionAPI`` and a graceful
+        delete (``deletionTimestamp``: the pod stays until :meth:`delete`)."""
+        self.calls.append(("evict-dry-run" if dry_run else "evict", "pods"))
+        if self.before_evict is not None:
+            self.before_evict(namespace, name, dry_run)
+        pod = self.objects.get(("pods", namespace, name))
+        if pod is None:
+            raise error("not_found", f"pods {namespace}/{name}")
+        if uid and pod["metadata"]["uid"] != uid:
+            raise error("conflict", f"pods {namespace}/{name}: the UID in the precondition does not match")
+        phase = (pod.get("status") or {}).get("phase", "Running")
+        if phase == "Running" and not pod["metadata"].get("deletionTimestamp"):
+            budgets = [b for b in self.of("poddisruptionbudgets") if b["metadata"]["namespace"] == namespace
+                       and _selects(b, pod)]  # fmt: skip
+            if len(budgets) > 1:
+                raise error("api_error", "This pod has more than one PodDisruptionBudget")
+            if budgets:
+                budget = copy.deepcopy(budgets[0])
+                status = budget.get("status") or {}
+                observed = status.get("observedGeneration", 0) >= budget["metadata"].get("generation", 1)
+                if not observed or status.get("disruptionsAllowed", 0) <= 0:
+                    raise error(
+                        "too_many_requests", "Cannot evict pod as it would violate the pod's disruption budget."
+                    )
+                if not dry_run:
+                    status["disruptionsAllowed"] -= 1
+                    status.setdefault("disruptedPods", {})[name] = "2026-01-01T00:00:00Z"
+                    self.put("poddisruptionbudgets", budget)
+        self.evictions.append((f"{namespace}/{name}", dry_run))
+        if dry_run:
+            return
+        pod = copy.deepcopy(pod)
+        conditions = [
+            c for c in pod.setdefault("status", {}).get("conditions") or [] if c["type"] != "DisruptionTarget"
+        ]
+        conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                           "message": "Eviction API: evicting"})  # fmt: skip
+        pod["status"]["conditions"] = conditions
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        self.put("pods", pod)
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> None:
+        """Gone for good (a terminated pod, a deleted claim), as a test's other actors do it."""
+        self.objects.pop(self._key(kind, namespace, name), None)
+        for changed in list(self.watchers):
+            changed()
+
     def of(self, kind: str) -> builtins.list[Obj]:
         return [o for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+
+
+def _selects(budget: Obj, pod: Obj) -> bool:
+    """matchLabels only (what the tests use); an empty selector selects every pod of the namespace."""
+    wanted = ((budget.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    labels = pod["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 def example(name: str) -> tuple[Path, list[Obj], list[Obj]]:
