@@ -125,7 +125,7 @@ class Controller:
         self._recover(all_units, snapshot, out)
         scan = self.preemption.scan(self.api, all_units, snapshot.claims) if self.leading() else Scan()
         out.waiting = list(scan.waiting)
-        inventory = fingerprint(snapshot)
+        inventory = fingerprint(snapshot, self._allowance())
         now = self.clock()
         live = {u.key for u in all_units}
         self.first_seen = {k: v for k, v in self.first_seen.items() if k in live}
@@ -172,7 +172,7 @@ class Controller:
             except ApiError:  # the API server, or the Lease: the whole pass stops
                 raise
             except Exception as exc:  # one unit's bad object must not stop the others
-                self._fail(unit, Failure("recover", exc), fingerprint(snapshot), out)
+                self._fail(unit, Failure("recover", exc), fingerprint(snapshot, self._allowance()), out)
 
     def _batch(self, snapshot: Snapshot, ready: list[Unit], inventory: str, out: StepResult, scan: Scan) -> None:
         by_key = {u.key: u for u in ready}
@@ -209,7 +209,7 @@ class Controller:
         failures |= {key: Failure("write", exc) for key, exc in done.failed.items()}
         written = {f"alloc:{c[0]}/{c[1]}:{'/'.join(d)}" for k in done.committed
                    for c, a in result.placed[k].items() for d in devices(a)}  # fmt: skip
-        after = fingerprint(snapshot, written)
+        after = fingerprint(snapshot, written | self._allowance())
         for key in done.committed:
             self.failed.pop(key, None)
             self.failed_reason.pop(key, None)
@@ -237,6 +237,10 @@ class Controller:
         self.metrics.placed_claims.inc(done.claims_written)
         self.metrics.conflicts.inc(done.conflicts)
         self._unplaced_metric()
+
+    def _allowance(self) -> set[str]:
+        """What the solve may disrupt is part of what a retry waits for: an hour's moves spent, then free again."""
+        return {f"disruption:{self.preemption.disruption()}"} if self.config.disrupt.on else set()
 
     def _fail(self, unit: Unit, failure: Failure, inventory: str, out: StepResult) -> None:
         """A unit that made the controller raise: logged with its context, reported on its pods as unplaced, and

@@ -138,5 +138,6 @@ class Preemption:
         """A unit written: if it held devices, the time from its first eviction."""
         hold = self.ripe.pop(key, None)
         if hold is not None:
+            self.metrics.holds.dec()
             self.metrics.preemption_seconds.observe(max(0.0, self.wall() - hold.since))
             log.info("placed after evictions", extra={"unit": key, "seconds": round(self.wall() - hold.since, 1)})

@@ -94,8 +94,8 @@ def allocation(claim: Obj) -> Obj | None:
 
 
 def slim(obj: Obj, keep: Sequence[str], *, with_allocation: bool = False) -> Obj:
-    """apiVersion, kind, the ``keep`` metadata and spec (plus ``status.allocation`` when asked and present):
-    what the loaders model, without managedFields and the like."""
+    """apiVersion, kind, the ``keep`` metadata and spec (plus ``status.allocation`` and ``reservedFor`` when asked
+    and present): what the loaders model, without managedFields and the like."""
     meta = obj.get("metadata") or {}
     out: Obj = {
         "apiVersion": obj.get("apiVersion", ""),
@@ -105,6 +105,9 @@ def slim(obj: Obj, keep: Sequence[str], *, with_allocation: bool = False) -> Obj
     }
     if with_allocation and allocation(obj) is not None:
         out["status"] = {"allocation": allocation(obj)}
+        reserved = (obj.get("status") or {}).get("reservedFor")
+        if reserved:  # who uses it: what preemption evicts
+            out["status"]["reservedFor"] = reserved
     return out
 
 
