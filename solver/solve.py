@@ -20,9 +20,9 @@ def solve(
     if strategy == "optimal":
         solution = solve_optimal(problem, params, progress)
     elif strategy == "first-fit":
-        solution = first_fit(problem)
+        solution = first_fit(without_moving(problem))
     elif strategy == "best-fit":
-        solution = best_fit(problem)
+        solution = best_fit(without_moving(problem))
     else:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "first-fit":
