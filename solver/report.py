@@ -116,7 +116,8 @@ def _natural(text: str) -> tuple[object, ...]:
 
 
 def _all_results(problem: Problem, solution: Solution) -> list[tuple[ClaimKey, DeviceResult]]:
-    out = [(e.claim, r) for e in problem.existing for r in e.results]
+    gone = solution.preempted.keys() | solution.moved.keys()
+    out = [(e.claim, r) for e in problem.existing if e.claim not in gone for r in e.results]
     out += [(k, r) for k, p in sorted(solution.placements.items()) for r in p.results]
     return [(k, r) for k, r in out if not r.admin_access]
 
@@ -164,13 +165,13 @@ def summarize(problem: Problem, solution: Solution) -> Summary:
     usage = unit_usage(problem, solution, units)
     states = [usage[u.key].state for u in units]
     fragmentation = sum(1 - usage[u.key].fraction for u in units if usage[u.key].state == "partial")
-    weights = {c.key: c.priority for c in problem.claims}
+    weights = {c.key: c.priority for c in problem.claims if not c.moving}
     return Summary(
         strategy=solution.strategy,
         status=solution.status,
         proven_optimal=solution.proven_optimal,
-        claims=len(problem.claims),
-        placed=len(solution.placements),
+        claims=len(weights),
+        placed=sum(1 for k in solution.placements if k in weights),
         weight_total=sum(weights.values()),
         weight_placed=sum(weights.get(k, 0) for k in solution.placements),
         gpus=len(units),

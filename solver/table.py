@@ -49,6 +49,8 @@ def claim_rows(compiled: Compiled, solution: Solution, wide: bool) -> list[str]:
     header = ["CLAIM", "NODE", "DEVICES", "MIG", "SHARE"] + (["REQUESTS", "POOL"] if wide else []) + ["STATUS"]
     rows = [header]
     for claim in problem.claims:
+        if claim.moving:
+            continue
         placement = solution.placements.get(claim.key)
         if placement is None:
             reasons = solution.unplaced.get(claim.key, [])
@@ -140,9 +142,35 @@ def render_table(compiled: Compiled, solution: Solution, *, wide: bool, explain:
         for key, reasons in sorted(solution.unplaced.items()):
             for reason in reasons:
                 lines.append(f"  {key}: {reason.code}: {reason.message}")
+    lines += disruption_lines(compiled.problem, solution, explain)
     lines += ["", "GPUs by node:"] + ["  " + line for line in node_map(compiled.problem, solution, wide)]
     lines += ["", "Summary:"] + summary_lines(summarize(compiled.problem, solution), timing)
     return "\n".join(lines) + "\n"
+
+
+def disruption_lines(problem: Problem, solution: Solution, explain: bool) -> list[str]:
+    """The preempted and moved allocations (when the solve may give some up), and why with ``explain``."""
+    lines: list[str] = []
+    if problem.disruption.preempt:
+        rows = [["PREEMPTED", "PRIORITY", "PODS", "FOR"]]
+        for key, p in sorted(solution.preempted.items()):
+            rows.append([key, str(p.level), ",".join(p.pods) or "-", ",".join(p.for_) or "-"])
+        lines += ["", *(_columns(rows) if len(rows) > 1 else ["PREEMPTED: none"])]
+    if problem.disruption.defragment:
+        rows = [["MOVED", "PODS", "FROM", "TO", "FOR"]]
+        for key, m in sorted(solution.moved.items()):
+            placement = solution.placements.get(key)
+            to = ",".join(problem.devices[r.device].name for r in placement.results) if placement else "-"
+            before = ",".join(problem.devices[r.device].name for r in m.before)
+            rows.append([key, ",".join(m.pods) or "-", before, to, ",".join(m.for_) or "-"])
+        lines += ["", *(_columns(rows) if len(rows) > 1 else ["MOVED: none"])]
+    if explain and (solution.preempted or solution.moved):
+        lines += ["", "Why these allocations are given up:"]
+        for key, p in sorted(solution.preempted.items()):
+            lines.append(f"  {key}: preempted: {p.why}")
+        for key, m in sorted(solution.moved.items()):
+            lines.append(f"  {key}: moved: {m.why}")
+    return lines
 
 
 def render_compare(compiled: Compiled, solutions: list[Solution], timing: bool = True) -> str:
