@@ -4,7 +4,8 @@
                              [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
                              [--write-parallelism N] [--namespace NS]... [--no-watch] [--resync S]
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
-                             [--metrics-address HOST:PORT] [--log-format json|text]
+                             [--preemption] [--defragment] [--max-disruptions-per-hour N]
+                             [--preemption-timeout S] [--metrics-address HOST:PORT] [--log-format json|text]
                              [--log-level debug|info|warning|error] [--once]
 
     gpupolicy controller propose [--kubeconfig FILE] [--policy FILE] [--margin N] [-o json|yaml]
@@ -85,6 +86,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--lease-name", default="gpupolicy-controller")
     run.add_argument("--lease-duration", type=float, default=15.0, metavar="S")
     run.add_argument("--no-leader-election", action="store_true", help="write without holding the Lease (one replica)")
+    run.add_argument(
+        "--preemption", action="store_true", help="evict pods of a strictly lower priority to place gated ones"
+    )
+    run.add_argument(
+        "--defragment", action="store_true", help='move pods marked gpupolicy.dev/movable: "true" to make room'
+    )
+    run.add_argument(
+        "--max-disruptions-per-hour", type=int, default=10, metavar="N", help="moves by --defragment (0: none)"
+    )
+    run.add_argument(
+        "--preemption-timeout", type=float, default=120.0, metavar="S", help="how long evicted pods' devices are held"
+    )
     service.add_arguments(run)
     run.add_argument("--once", action="store_true", help="one pass, no batch window, then exit")
     propose = sub.add_parser("propose", help="dry run: would moving not-yet-started claims free whole GPUs?")
@@ -158,6 +171,8 @@ def _run_problem(args: argparse.Namespace) -> str:
         number_in("--resync", args.resync, 0, day, above_low=True),
         number_in("--lease-duration", args.lease_duration, 1, day),
         integer_in("--write-parallelism", args.write_parallelism, 1, 256),
+        integer_in("--max-disruptions-per-hour", args.max_disruptions_per_hour, 0, 100000),
+        number_in("--preemption-timeout", args.preemption_timeout, 0, day, above_low=True),
     )
 
 
@@ -166,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     from gpupolicy.plugin.controller.loop import Config, Controller
     from gpupolicy.plugin.controller.metrics import Metrics
     from gpupolicy.plugin.controller.placer import Settings
+    from gpupolicy.plugin.controller.preempt import Options
     from gpupolicy.plugin.metrics import MetricsServer
 
     if problem := _run_problem(args) or service.setup(args, "gpupolicy-controller"):
@@ -201,6 +217,7 @@ def _run(args: argparse.Namespace) -> int:
         tuple(args.namespace),
         watch=not args.no_watch,
         resync_s=min(args.resync, args.lease_duration / 3),
+        disrupt=Options(args.preemption, args.defragment, args.max_disruptions_per_hour, args.preemption_timeout),
     )
     controller = Controller(api, config, elector, metrics, writes=writes)
     if args.once:
@@ -223,7 +240,8 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    started = {"identity": identity, "policy": str(args.policy or ""), "batch_window": args.batch_window}
+    started = {"identity": identity, "policy": str(args.policy or ""), "batch_window": args.batch_window,
+               "preemption": args.preemption, "defragment": args.defragment}  # fmt: skip
     log.info("started", extra=started)
     controller.run(stop)
     log.info("stopped", extra={"identity": identity})

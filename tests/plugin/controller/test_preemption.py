@@ -6,6 +6,8 @@ the victims' claims are released, and that no device is ever in two claims."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -284,3 +286,22 @@ def test_a_write_refused_by_the_fence_evicts_nothing(full: FakeApi) -> None:
     with pytest.raises(ApiError):
         ctl.step(force=True)
     assert full.evictions == [] or all(d for _, d in full.evictions)
+
+
+def test_cli_flags_and_their_usage_errors() -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gpupolicy.plugin.cli.main", "controller", "run", *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    shown = cli("--help")
+    assert shown.returncode == 0
+    for flag in ("--preemption", "--defragment", "--max-disruptions-per-hour", "--preemption-timeout"):
+        assert flag in shown.stdout
+    negative = cli("--max-disruptions-per-hour", "-1", "--kubeconfig", "/nonexistent")
+    assert negative.returncode == 2
+    assert "--max-disruptions-per-hour must be an integer in [0, 100000], not -1" in negative.stderr
+    zero = cli("--preemption-timeout", "0", "--kubeconfig", "/nonexistent")
+    assert zero.returncode == 2 and "--preemption-timeout must be a number in (0, 86400], not 0" in zero.stderr
+    assert "Traceback" not in negative.stderr + zero.stderr
