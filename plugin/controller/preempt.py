@@ -4,9 +4,9 @@ hold devices, and acting on a plan that evicts (:mod:`disrupt`).
 - ``--preemption`` lets the solve evict allocated claims of a strictly lower priority; ``--defragment`` lets it
   move allocated claims whose pods opted in (``gpupolicy.dev/movable: "true"``), at most
   ``--max-disruptions-per-hour`` moved claims in any sliding hour (counted by the leader, in memory).
-- Holds (:mod:`holds`) are read from the gated pods every pass: a hold whose victims still hold its devices keeps
-  its unit out of the batch; a released one lets it be solved, the devices still reserved for it; one past its
-  deadline is dropped (the unit is solved again like any other).
+- Holds (:mod:`holds`) are read from the gated pods every pass (whatever the flags say): a hold whose victims
+  still hold its devices keeps its unit out of the batch; a released one lets it be solved, the devices still
+  reserved for it; one past its deadline is dropped, released or not (the unit is solved again like any other).
 """
 
 from __future__ import annotations
@@ -83,11 +83,13 @@ class Preemption:
                     self._drop(api, unit, "the hold annotation does not read")
                     out.dropped.append(unit.key)
                 continue
-            if released(hold, claims):
-                out.ripe[unit.key] = hold
-            elif now >= hold.deadline:
-                self._drop(api, unit, f"its victims still hold the devices at the deadline {kube_time(hold.deadline)}")
+            free = released(hold, claims)
+            if now >= hold.deadline:  # released or not: a hold never outlives its deadline
+                why = "not placed by" if free else "its victims still hold the devices at"
+                self._drop(api, unit, f"{why} the deadline {kube_time(hold.deadline)}")
                 out.dropped.append(unit.key)
+            elif free:
+                out.ripe[unit.key] = hold
             else:
                 out.waiting[unit.key] = hold
         self.ripe = out.ripe
@@ -119,6 +121,7 @@ class Preemption:
         for name, reason in done.evicted:
             self.metrics.victims.labels(reason).inc()
             log.info("evicted", extra={"pod": name, "reason": reason})
+        self.metrics.holds.inc(len(done.held))
         for key, hold in done.held.items():
             self.metrics.preemptions.inc()
             pods = ", ".join(name for name, _ in hold.pods)
