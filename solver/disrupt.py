@@ -25,6 +25,14 @@ def without_moving(problem: Problem) -> Problem:
     return dataclasses.replace(problem, claims=tuple(c for c in problem.claims if not c.moving))
 
 
+def without_idle_moves(problem: Problem) -> Problem:
+    """The problem without the replacements of claims that cannot move (not defragmenting, or not movable)."""
+    movers = {k for u in victim_units(problem) if u.movable for k in u.keys}
+    if all(not c.moving or c.key in movers for c in problem.claims):
+        return problem
+    return dataclasses.replace(problem, claims=tuple(c for c in problem.claims if not c.moving or c.key in movers))
+
+
 def settle(problem: Problem, solution: Solution) -> None:
     units = victim_units(problem)
     changed = True

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ortools.sat.python import cp_model
 
 from gpupolicy.solver import aggregate
-from gpupolicy.solver.disrupt import settle, without_moving
+from gpupolicy.solver.disrupt import settle, without_idle_moves, without_moving
 from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit, share_id
 from gpupolicy.solver.model import constraints, devices, objective, placement, preempt, quota
@@ -32,6 +32,8 @@ def build_model(problem: Problem) -> tuple[Variables, list[objective.Level]]:
     broken = {c.gang or c.key for c in problem.claims if c.error is not None}
     claims = [c for c in claims if (c.gang or c.key) not in broken]
     units = victim_units(problem)
+    movers = {k for u in units if u.movable for k in u.keys}
+    claims = [c for c in claims if not c.moving or c.key in movers]  # a replacement exists only to move
     usage = Usage.from_existing(problem, skip={k for u in units for k in u.keys})
     v = create(model, problem, usage, claims, units)
     terms = placement.build(v)
@@ -143,7 +145,7 @@ def _too_large(problem: Problem, size: int) -> Solution:
 
 
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
-    problem = without_failing(problem)
+    problem = without_idle_moves(without_failing(problem))
     units = victim_units(problem)
     if params.aggregate and not units and aggregate.applicable(problem):
         return aggregate.solve_aggregated(problem, params)
