@@ -207,3 +207,25 @@ def test_server_timeout_tells_the_server_how_long_the_client_waits(server: tuple
     plain = client(tmp_path, url, [])
     plain.get("resourceclaims", "ns", "c")
     assert script.asked[-1][1] == "/apis/resource.k8s.io/v1/namespaces/ns/resourceclaims/c", "off by default"
+
+
+def test_evict_posts_an_eviction_dry_run_first_and_a_budget_refusal_is_too_many_requests(
+    server: tuple[Script, str], tmp_path: Path
+) -> None:
+    script, url = server
+    refused = status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+    script.answers = [(201, {}, {"kind": "Status", "status": "Success"}), (429, {}, refused)]
+    api = Client(kubeconfig(tmp_path, url), timeout_s=2.5, server_timeout=True)
+    api.evict("batch", "b-0", uid="u1", dry_run=True)
+    with pytest.raises(TooManyRequests) as raised:
+        api.evict("batch", "b-0", uid="u1")
+    assert "disruption budget" in str(raised.value) and len(script.asked) == 2, "a budget's 0 is not retried"
+    (method, dry, body), (_, real, _) = script.asked
+    assert method == "POST" and dry == "/api/v1/namespaces/batch/pods/b-0/eviction?dryRun=All&timeout=2.5s"
+    assert real == "/api/v1/namespaces/batch/pods/b-0/eviction?timeout=2.5s"
+    assert body == {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "b-0", "namespace": "batch"},
+        "deleteOptions": {"preconditions": {"uid": "u1"}},
+    }
