@@ -93,7 +93,7 @@ def execute(
     stops it where it is (the holds written tell the next leader what was started)."""
     out = Executed()
     waiting = list(dict.fromkeys(u for v in chosen for u in v.units))
-    bound = {pod_key(p): p for p in snapshot.bound}
+    bound = {pod_key(p): p for p in snapshot.holders}
     pods = {name: bound.get(name) for v in chosen for name in v.pods}
     for name, pod in pods.items():
         why = _evict(api, name, pod, dry_run=True)

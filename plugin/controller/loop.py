@@ -77,7 +77,7 @@ def fingerprint(snapshot: Snapshot, extra: set[str] = frozenset()) -> str:  # ty
         parts |= {f"alloc:{ref_[0]}/{ref_[1]}:{'/'.join(d)}" for d in devices(allocation(claim))}
     # with preemption/defragmentation: who could be evicted, and what the budgets allow
     parts |= {
-        f"bound:{p['metadata'].get('uid')}:{bool(p['metadata'].get('deletionTimestamp'))}" for p in snapshot.bound
+        f"bound:{p['metadata'].get('uid')}:{bool(p['metadata'].get('deletionTimestamp'))}" for p in snapshot.holders
     }
     parts |= {
         f"pdb:{ref(b)[0]}/{ref(b)[1]}:{(b.get('status') or {}).get('disruptionsAllowed')}" for b in snapshot.budgets

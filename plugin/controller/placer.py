@@ -162,7 +162,7 @@ def prepare(
     inputs = read(snapshot, pending, gangs, settings, cache)
     disruption = settings.disruption if settings.disruption.any else None
     if disruption is not None:
-        inputs.pods = [pod_info(p) for p in snapshot.bound]
+        inputs.pods = [pod_info(p) for p in snapshot.holders]
         inputs.budgets = [budget_info(b) for b in snapshot.budgets]
     compiled = inputs.compile(disruption)
     restrict(compiled, _pod_nodes(snapshot, todo))

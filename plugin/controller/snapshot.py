@@ -52,7 +52,7 @@ class Snapshot:
     slices: list[Obj]
     classes: list[Obj]
     nodes: list[Obj]
-    bound: list[Obj] = field(default_factory=list)  # pods bound to a node (read for preemption/defragmentation)
+    holders: list[Obj] = field(default_factory=list)  # bound pods that use claims (only when reading for disruption)
     budgets: list[Obj] = field(default_factory=list)  # PodDisruptionBudgets (the same)
 
     @classmethod
@@ -65,7 +65,7 @@ class Snapshot:
         pods = [p for p in every if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
         out = cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
         if disruption:
-            out.bound = [p for p in every if (p.get("spec") or {}).get("nodeName")]
+            out.holders = [p for p in every if (p.get("spec") or {}).get("nodeName")]
             out.budgets = api.list("poddisruptionbudgets")
         return out
 
