@@ -162,6 +162,20 @@ def devices_of(api: FakeApi, namespace: str, name: str) -> list[str]:
     return sorted(r["device"] for r in alloc["devices"]["results"]) if alloc else []
 
 
+def watch_every_write(api: FakeApi) -> list[str]:
+    """After every write to the API (any kind), whether a device is in two claims: the violations seen."""
+    seen: list[str] = []
+
+    def check() -> None:
+        try:
+            no_device_twice(api)
+        except AssertionError as exc:
+            seen.append(str(exc))
+
+    api.watchers.append(check)
+    return seen
+
+
 def no_device_twice(api: FakeApi) -> None:
     held = Counter(
         (r["pool"], r["device"])
