@@ -1,7 +1,9 @@
 """The ``-o table`` / ``-o wide`` report: per-claim rows, a per-node GPU map, a summary.
 
 MIG GPUs are drawn as a bar of their memory slots (7 or 8), each slot showing the letter of the
-claim that holds it (``.`` free); shared GPUs show their used fraction; whole GPUs their holder.
+claim that holds it (``.`` free), then slots held and compute slices held (``8/8 slots, 6/7 compute``:
+two 3g.40gb, one slice stranded); static MIG layouts as a bar of their instances, with the compute
+slices held; shared GPUs show their used fraction; whole GPUs their holder.
 Letters are given in order of first appearance and explained on each node's lines.
 """
 
@@ -85,11 +87,11 @@ def _unit_line(unit: Unit, use: UnitUse, legend: dict[ClaimKey, str]) -> str:
     if unit.slots:
         bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
         held = sum(1 for h in use.slot_holders if h is not None)
-        return f"{unit.name:<10} mig     |{bar}|  {held}/{unit.slots} slots"
+        return f"{unit.name:<10} mig     |{bar}|  {held}/{unit.slots} slots{_compute(unit, use)}"
     if len(unit.devices) > 1 and not unit.shared:
         bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
         held = sum(1 for h in use.slot_holders if h is not None)
-        return f"{unit.name:<10} parts   |{bar}|  {held}/{len(unit.devices)} partitions"
+        return f"{unit.name:<10} parts   |{bar}|  {held}/{len(unit.devices)} partitions{_compute(unit, use)}"
     if unit.shared:
         holders = "".join(_letter(legend, h) for h in use.holders)
         text = use.share_text or "0% used"
@@ -97,6 +99,10 @@ def _unit_line(unit: Unit, use: UnitUse, legend: dict[ClaimKey, str]) -> str:
     if use.holders:
         return f"{unit.name:<10} gpu     |{_letter(legend, use.holders[0]) * 8}|  whole GPU"
     return f"{unit.name:<10} idle"
+
+
+def _compute(unit: Unit, use: UnitUse) -> str:
+    return f", {use.compute_used}/{unit.compute} compute" if unit.compute else ""
 
 
 def node_map(problem: Problem, solution: Solution, wide: bool) -> list[str]:
