@@ -175,24 +175,34 @@ def _evict(api: Api, name: str, pod: Obj | None, *, dry_run: bool) -> str:
 
 
 def _mark(api: Api, name: str, pod: Obj | None, reason: str, preemptor: Obj) -> None:
-    """The victim's ``DisruptionTarget`` condition (replacing the Eviction API's) and its Event (best effort)."""
+    """The victim's ``DisruptionTarget`` condition (replacing the Eviction API's) while it terminates, and its Event
+    (also when the pod is gone already: a short grace period). Best effort: a failure is logged."""
     namespace, _, pod_name = name.partition("/")
     who = pod_key(preemptor)
     verb = "preempting to accommodate a higher priority" if reason == "preempted" else "moving to make room for a"
-    message = f"{report.COMPONENT}: {verb} pod {who}"
+    current: Obj | None = None
     try:
         current = api.get("pods", namespace, pod_name)
         if pod is not None and current["metadata"].get("uid") != pod["metadata"].get("uid"):
-            return  # recreated meanwhile: not the pod we evicted
-        set_target(api, current, REASONS[reason], message)
-        node = (current.get("spec") or {}).get("nodeName") or "?"
-        report.event(api, current, "Normal", EVENTS[reason], f"{EVENTS[reason]} by pod {who} on node {node}")
+            current = None  # recreated meanwhile: not the pod we evicted
+        else:
+            set_target(api, current, REASONS[reason], f"{report.COMPONENT}: {verb} pod {who}")
     except NotFound:
-        return
+        current = None
     except NotLeader:
         raise
     except ApiError as exc:
         log.warning("could not mark an evicted pod", extra={"pod": name, "error": str(exc)})
+    about = current or pod
+    if about is None:
+        return
+    node = (about.get("spec") or {}).get("nodeName") or "?"
+    try:
+        report.event(api, about, "Normal", EVENTS[reason], f"{EVENTS[reason]} by pod {who} on node {node}")
+    except NotLeader:
+        raise
+    except ApiError as exc:
+        log.warning("could not report on an evicted pod", extra={"pod": name, "error": str(exc)})
 
 
 def set_target(api: Api, pod: Obj, reason: str, message: str, retries: int = RETRIES) -> None:

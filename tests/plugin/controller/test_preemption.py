@@ -310,3 +310,19 @@ def test_cli_flags_and_their_usage_errors() -> None:
     zero = cli("--preemption-timeout", "0", "--kubeconfig", "/nonexistent")
     assert zero.returncode == 2 and "--preemption-timeout must be a number in (0, 86400], not 0" in zero.stderr
     assert "Traceback" not in negative.stderr + zero.stderr
+
+
+def test_a_victim_gone_at_once_still_gets_its_event(full: FakeApi) -> None:
+    """A pod with a short grace period can be gone before the condition is written: the Event is written anyway."""
+
+    def gone_at_once(namespace: str, name: str, dry_run: bool) -> None:
+        if not dry_run:
+            full.delete("pods", namespace, name)
+            raise error("not_found", f"pods {namespace}/{name}")
+
+    full.before_evict = gone_at_once
+    result = controller(full, [0.0], preemption=True).step(force=True)
+    assert result.held == [UNIT] and len(result.evicted) == 1
+    victim = result.evicted[0].split("/")[1]
+    [event] = [e for e in full.of("events") if e["involvedObject"]["name"] == victim]
+    assert event["reason"] == "Preempted" and event["message"] == "Preempted by pod prod/urgent on node n0"
