@@ -23,13 +23,14 @@ from gpupolicy.plugin.controller.fence import NotLeader
 from gpupolicy.plugin.controller.holds import Hold, annotate, hold_of, released
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import Plan
-from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Snapshot, State, Unit
+from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Snapshot, State, Unit, ref
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.plugin.timefmt import kube_time
 from gpupolicy.solver.problem import Disruption
 
 log = logging.getLogger(__name__)
 HOUR_S = 3600.0
+WAITING = "WaitingForEvictions"  # the gpupolicy.dev/Placement condition's reason while a hold waits
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Preemption:
             log.info("holding devices", extra={"unit": key, "victims": pods, "deadline": kube_time(hold.deadline)})
             for pod in units[key].pods:
                 try:
+                    report.set_condition(api, api.get("pods", *ref(pod)), "False", WAITING, message)
                     report.event(api, pod, "Normal", "Preempting", message)
                 except NotLeader:
                     raise

@@ -73,6 +73,9 @@ def test_preempts_exactly_the_solvers_victims_then_places_the_pod_once_their_cla
     assert event["message"] == "Preempted by pod prod/urgent on node n0"
     [preempting] = [e for e in full.of("events") if e["involvedObject"]["name"] == "urgent"]
     assert preempting["reason"] == "Preempting" and chosen[0] in preempting["message"]
+    waiting = condition(full, "prod", "urgent", "gpupolicy.dev/Placement")
+    assert waiting is not None and (waiting["status"], waiting["reason"]) == ("False", "WaitingForEvictions")
+    assert waiting["message"] == preempting["message"]
     kept = hold(full)
     assert kept is not None and kept["reason"] == "preempted"
     assert [p[0] for p in kept["pods"]] == chosen and kept["claims"][0][0] == f"{chosen[0]}-gpu"
@@ -96,6 +99,8 @@ def test_preempts_exactly_the_solvers_victims_then_places_the_pod_once_their_cla
     assert third.placed == [UNIT] and len(full.evictions) == 2
     assert devices_of(full, "prod", "urgent-gpu") == [kept["devices"][0][2]]
     assert gates(full, "prod", "urgent") == [] and hold(full) is None
+    placed = condition(full, "prod", "urgent", "gpupolicy.dev/Placement")
+    assert placed is not None and (placed["status"], placed["reason"]) == ("True", "Placed")
     no_device_twice(full)
     assert doubled == [], "after every single write"
     samples = parse(ctl.metrics.render())
