@@ -19,7 +19,6 @@ from gpupolicy.policy.k8s.checker import Checker, Path
 from gpupolicy.policy.k8s.meta import Condition, ObjectMeta
 
 
-
 def _int_or_string(value: Any) -> int | str:
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
