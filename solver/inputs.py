@@ -174,10 +174,11 @@ def _pending(out: SolveInput, items: list[Loaded[Any]]) -> None:
     generated: list[tuple[Loaded[Any], list[PendingClaim]]] = []
     for item in items:
         obj = item.obj
-        if isinstance(obj, Pod) and is_bound(obj):
+        if isinstance(obj, Pod) and is_bound(obj):  # holds its claims: none generated, its templates not replicas
             namespace = obj.metadata.namespace_or_default
+            refs = obj.spec.resource_claims or ()
             used_templates.update(
-                (namespace, r.resource_claim_template_name or "") for r in obj.spec.resource_claims or ()
+                (namespace, r.resource_claim_template_name) for r in refs if r.resource_claim_template_name
             )
             continue
         if isinstance(obj, Pod):
