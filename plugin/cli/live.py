@@ -5,7 +5,14 @@ still need through the one API client (:class:`~gpupolicy.plugin.kube.client.Cli
 same texts ``gpupolicy solve`` reads from files, so live objects and files follow one code path
 (``gpupolicy.solver.inputs``):
 
-- inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed);
+- inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed,
+  with the ``status.reservedFor`` that says who holds it), and every bound Pod (a node, or a phase past Pending)
+  that uses claims or belongs to a ``gpupolicy.dev/group``: who holds the allocations, which a solve that may
+  preempt or defragment reads. Only the parts :mod:`gpupolicy.solver.holders` reads are kept (labels, the
+  ``gpupolicy.dev/`` annotations, owner references, deletion, node, phase);
+- with ``disruption`` (``--preempt``/``--defragment``): every ``policy/v1`` PodDisruptionBudget too. They are listed
+  only then, and a refusal is an error then: a plan that evicts pods must not ignore the budgets protecting them,
+  while a plain solve never needs them (so a user without the right to list them can still solve);
 - claims: every claim without an allocation (not being deleted), oldest first, and every unscheduled Pod that
   references claims (its claims form one gang). A template reference is resolved through
   ``status.resourceClaimStatuses`` to the claim kube-controller-manager made for it; when that claim does not exist
@@ -33,6 +40,19 @@ Lister = Callable[[str], list[Obj]]
 
 KEEP_META = ("name", "namespace", "uid", "labels", "annotations", "generation", "creationTimestamp")
 TEMPLATES = "resourceclaimtemplates"
+BUDGETS = "poddisruptionbudgets"
+RAN = ("Running", "Succeeded", "Failed")
+GROUP_LABEL = "gpupolicy.dev/group"
+BUDGET_SPEC = ("minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy")
+BUDGET_STATUS = (
+    "observedGeneration",
+    "disruptedPods",
+    "disruptionsAllowed",
+    "currentHealthy",
+    "desiredHealthy",
+    "expectedPods",
+    "conditions",
+)
 TIMEOUT_S = 30.0
 
 
@@ -42,12 +62,13 @@ class LiveState:
     claims: list[Text] = field(default_factory=list)
 
 
-def read_cluster(kubeconfig: str, namespace: str | None = None) -> LiveState:
+def read_cluster(kubeconfig: str, namespace: str | None = None, *, disruption: bool = False) -> LiveState:
     """Everything ``gpupolicy solve`` needs from the cluster ``kubeconfig`` points at; with ``namespace``,
-    only that namespace's pending claims and pods are placed (allocations everywhere still count)."""
+    only that namespace's pending claims and pods are placed (allocations everywhere still count); with
+    ``disruption``, the PodDisruptionBudgets a plan that evicts pods must respect."""
     api = _connect(kubeconfig)
     try:
-        return collect(lambda kind: _list(api, kind, kubeconfig), namespace)
+        return collect(lambda kind: _list(api, kind, kubeconfig), namespace, disruption=disruption)
     finally:
         api.close()
 
@@ -85,7 +106,7 @@ def _describe(exc: ApiError, kind: str) -> tuple[str, str]:
     return "cluster_api_error", f"listing {kind} failed: {text}"
 
 
-def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
+def collect(list_kind: Lister, namespace: str | None = None, *, disruption: bool = False) -> LiveState:
     """The texts for ``read_inputs``, from any lister of wire objects (the API server, or a test's)."""
     out = LiveState()
     slices, classes, nodes = list_kind("resourceslices"), list_kind("deviceclasses"), list_kind("nodes")
@@ -96,7 +117,10 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
         return namespace is None or _ns(obj) == namespace
 
     pending = sorted((c for c in claims if allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival)
-    pods = sorted((p for p in list_kind("pods") if _unscheduled(p) and wanted_here(p)), key=_arrival)
+    every_pod = list_kind("pods")
+    pods = sorted((p for p in every_pod if _unscheduled(p) and wanted_here(p)), key=_arrival)
+    bound = sorted((_bound_pod(p) for p in every_pod if _holder(p)), key=_arrival)
+    budgets = [_budget(b) for b in list_kind(BUDGETS)] if disruption else []
     wire_pods = [w for w in (_pod(p) for p in pods) if w["spec"]["resourceClaims"]]
     wanted = {(_ns(p), str(e["resourceClaimTemplateName"])) for p in wire_pods for e in _template_refs(p)}
     templates = [t for t in list_kind(TEMPLATES) if (_ns(t), t["metadata"]["name"]) in wanted] if wanted else []
@@ -104,8 +128,11 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
         _text("resourceslices", [slim(s, KEEP_META) for s in slices]),
         _text("deviceclasses", [slim(c, KEEP_META) for c in classes]),
         _text("nodes", [node_wire(n) for n in nodes]),
-        _text("allocated resourceclaims", [slim(c, KEEP_META, with_allocation=True) for c in allocated]),
+        _text("allocated resourceclaims", [_allocated(c) for c in allocated]),
+        _text("bound pods", bound),
     ]
+    if disruption:
+        out.inventory.append(_text(BUDGETS, budgets))
     out.claims = [
         _text("pending resourceclaims", [slim(c, KEEP_META) for c in pending]),
         _text("resourceclaimtemplates", [slim(t, KEEP_META) for t in templates]),
@@ -137,6 +164,54 @@ def _pod(pod: Obj) -> Obj:
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
         "spec": {"resourceClaims": refs},
     }
+
+
+def _allocated(claim: Obj) -> Obj:
+    out = slim(claim, KEEP_META, with_allocation=True)
+    reserved = (claim.get("status") or {}).get("reservedFor")
+    if reserved:
+        out["status"]["reservedFor"] = reserved
+    return out
+
+
+def _holder(pod: Obj) -> bool:
+    """Bound (a node, or a phase past Pending), and using claims or in a group: it may hold devices."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    bound = bool(spec.get("nodeName")) or status.get("phase") in RAN
+    return bound and (bool(spec.get("resourceClaims")) or GROUP_LABEL in labels)
+
+
+def _bound_pod(pod: Obj) -> Obj:
+    """The parts of a bound pod that eviction decisions read."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    names = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp")
+    keep = {k: meta[k] for k in names if meta.get(k) is not None}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("gpupolicy.dev/")}
+    if annotations:
+        keep["annotations"] = annotations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": keep,
+        "spec": {k: spec[k] for k in ("nodeName", "resourceClaims") if k in spec},
+        "status": {"phase": status["phase"]} if status.get("phase") else {},
+    }
+
+
+def _budget(pdb: Obj) -> Obj:
+    """A PodDisruptionBudget with the fields :mod:`gpupolicy.policy.k8s.pdb` models (a newer server's extra fields
+    are dropped here rather than refused there)."""
+    meta, spec, status = pdb.get("metadata") or {}, pdb.get("spec") or {}, pdb.get("status")
+    out: Obj = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta},
+        "spec": {k: spec[k] for k in BUDGET_SPEC if k in spec},
+    }
+    if status is not None:
+        out["status"] = {k: status[k] for k in BUDGET_STATUS if k in status}
+    return out
 
 
 def _template_refs(pod: Obj) -> list[Obj]:

@@ -36,6 +36,7 @@ RESOURCES: Mapping[str, Resource] = {
         Resource("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False),
         Resource("resource.k8s.io/v1", "DeviceClass", "deviceclasses", False),
         Resource("coordination.k8s.io/v1", "Lease", "leases", True),
+        Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
     )
 }
 
