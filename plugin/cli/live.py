@@ -8,8 +8,9 @@ same texts ``gpupolicy solve`` reads from files, so live objects and files follo
 - inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed,
   with the ``status.reservedFor`` that says who holds it), and every bound Pod (a node, or a phase past Pending)
   that uses claims or belongs to a ``gpupolicy.dev/group``: who holds the allocations, which a solve that may
-  preempt or defragment reads. Only the parts :mod:`gpupolicy.solver.holders` reads are kept (labels, the
-  ``gpupolicy.dev/`` annotations, owner references, deletion, node, phase);
+  preempt or defragment reads. Only the parts :mod:`gpupolicy.solver.holders` reads are kept
+  (:mod:`gpupolicy.plugin.controller.holders`: labels, the ``gpupolicy.dev/`` annotations, owner references,
+  deletion, node, phase);
 - with ``disruption`` (``--preempt``/``--defragment``): every ``policy/v1`` PodDisruptionBudget too. They are listed
   only then, and a refusal is an error then: a plan that evicts pods must not ignore the budgets protecting them,
   while a plain solve never needs them (so a user without the right to list them can still solve);
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpupolicy.plugin.controller.holders import BUDGETS, bound_pod_wire, budget_wire, holds
 from gpupolicy.plugin.controller.snapshot import allocation, node_wire, slim
 from gpupolicy.plugin.kube import RESOURCES, ApiError, NotFound, Unreachable
 from gpupolicy.policy.errors import DiagnosticError, Location
@@ -40,19 +42,6 @@ Lister = Callable[[str], list[Obj]]
 
 KEEP_META = ("name", "namespace", "uid", "labels", "annotations", "generation", "creationTimestamp")
 TEMPLATES = "resourceclaimtemplates"
-BUDGETS = "poddisruptionbudgets"
-RAN = ("Running", "Succeeded", "Failed")
-GROUP_LABEL = "gpupolicy.dev/group"
-BUDGET_SPEC = ("minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy")
-BUDGET_STATUS = (
-    "observedGeneration",
-    "disruptedPods",
-    "disruptionsAllowed",
-    "currentHealthy",
-    "desiredHealthy",
-    "expectedPods",
-    "conditions",
-)
 TIMEOUT_S = 30.0
 
 
@@ -119,8 +108,8 @@ def collect(list_kind: Lister, namespace: str | None = None, *, disruption: bool
     pending = sorted((c for c in claims if allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival)
     every_pod = list_kind("pods")
     pods = sorted((p for p in every_pod if _unscheduled(p) and wanted_here(p)), key=_arrival)
-    bound = sorted((_bound_pod(p) for p in every_pod if _holder(p)), key=_arrival)
-    budgets = [_budget(b) for b in list_kind(BUDGETS)] if disruption else []
+    bound = sorted((bound_pod_wire(p) for p in every_pod if holds(p)), key=_arrival)
+    budgets = [budget_wire(b) for b in list_kind(BUDGETS)] if disruption else []
     wire_pods = [w for w in (_pod(p) for p in pods) if w["spec"]["resourceClaims"]]
     wanted = {(_ns(p), str(e["resourceClaimTemplateName"])) for p in wire_pods for e in _template_refs(p)}
     templates = [t for t in list_kind(TEMPLATES) if (_ns(t), t["metadata"]["name"]) in wanted] if wanted else []
@@ -128,7 +117,7 @@ def collect(list_kind: Lister, namespace: str | None = None, *, disruption: bool
         _text("resourceslices", [slim(s, KEEP_META) for s in slices]),
         _text("deviceclasses", [slim(c, KEEP_META) for c in classes]),
         _text("nodes", [node_wire(n) for n in nodes]),
-        _text("allocated resourceclaims", [_allocated(c) for c in allocated]),
+        _text("allocated resourceclaims", [slim(c, KEEP_META, with_allocation=True) for c in allocated]),
         _text("bound pods", bound),
     ]
     if disruption:
@@ -164,54 +153,6 @@ def _pod(pod: Obj) -> Obj:
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
         "spec": {"resourceClaims": refs},
     }
-
-
-def _allocated(claim: Obj) -> Obj:
-    out = slim(claim, KEEP_META, with_allocation=True)
-    reserved = (claim.get("status") or {}).get("reservedFor")
-    if reserved:
-        out["status"]["reservedFor"] = reserved
-    return out
-
-
-def _holder(pod: Obj) -> bool:
-    """Bound (a node, or a phase past Pending), and using claims or in a group: it may hold devices."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    bound = bool(spec.get("nodeName")) or status.get("phase") in RAN
-    return bound and (bool(spec.get("resourceClaims")) or GROUP_LABEL in labels)
-
-
-def _bound_pod(pod: Obj) -> Obj:
-    """The parts of a bound pod that eviction decisions read."""
-    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
-    names = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp", "creationTimestamp")
-    keep = {k: meta[k] for k in names if meta.get(k) is not None}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("gpupolicy.dev/")}
-    if annotations:
-        keep["annotations"] = annotations
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": keep,
-        "spec": {k: spec[k] for k in ("nodeName", "resourceClaims") if k in spec},
-        "status": {"phase": status["phase"]} if status.get("phase") else {},
-    }
-
-
-def _budget(pdb: Obj) -> Obj:
-    """A PodDisruptionBudget with the fields :mod:`gpupolicy.policy.k8s.pdb` models (a newer server's extra fields
-    are dropped here rather than refused there)."""
-    meta, spec, status = pdb.get("metadata") or {}, pdb.get("spec") or {}, pdb.get("status")
-    out: Obj = {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "generation") if k in meta},
-        "spec": {k: spec[k] for k in BUDGET_SPEC if k in spec},
-    }
-    if status is not None:
-        out["status"] = {k: status[k] for k in BUDGET_STATUS if k in status}
-    return out
 
 
 def _template_refs(pod: Obj) -> list[Obj]:
