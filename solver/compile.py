@@ -32,6 +32,7 @@ from gpupolicy.policy.k8s.deviceclass import DeviceClass
 from gpupolicy.policy.k8s.slice import ResourceSlice
 from gpupolicy.policy.policyfile.compiled import ClaimInfo, CompiledPolicy, RequestInfo
 from gpupolicy.solver.compile_devices import DeviceTable, NodeInfo, build_devices, qint
+from gpupolicy.solver.mig_slices import compute_slices
 from gpupolicy.solver.problem import (
     AllocationMode,
     Alternative,
@@ -501,7 +502,7 @@ def _quotas(table: DeviceTable, policy: CompiledPolicy | None) -> list[Quota]:
             weights = {DeviceIndex(i): 1 for i, d in enumerate(table.devices) if _kind(d.attributes) != "mig"}
             out.append(Quota(namespace, "gpus", q.gpus, weights=weights))
         if q.mig_compute_slices is not None:
-            weights = {DeviceIndex(i): _slices(d.attributes) for i, d in enumerate(table.devices)}
+            weights = {DeviceIndex(i): compute_slices(d.attributes) for i, d in enumerate(table.devices)}
             out.append(Quota(namespace, "migComputeSlices", q.mig_compute_slices, weights=weights))
         if q.gpu_memory is not None:
             drivers = sorted({d.driver for d in table.devices}) or [policy.driver_name]
@@ -511,9 +512,3 @@ def _quotas(table: DeviceTable, policy: CompiledPolicy | None) -> list[Quota]:
 
 def _kind(attributes: Mapping[str, object]) -> str:
     return next((str(v) for k, v in attributes.items() if k.endswith("/type")), "gpu")
-
-
-def _slices(attributes: Mapping[str, object]) -> int:
-    profile = next((str(v) for k, v in attributes.items() if k.endswith("/profile")), "")
-    head = profile.split("g.", 1)[0]
-    return int(head) if head.isdigit() else 0

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from ortools.sat.python import cp_model
 
 from gpupolicy.solver import aggregate
+from gpupolicy.solver.disrupt import settle, without_idle_moves, without_moving
 from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit, share_id
-from gpupolicy.solver.model import constraints, devices, objective, placement, quota
+from gpupolicy.solver.model import constraints, devices, objective, placement, preempt, quota
 from gpupolicy.solver.model.variables import Variables, create
 from gpupolicy.solver.problem import ClaimKey, DeviceResult, NodeName, Problem
-from gpupolicy.solver.result import Placement, Solution, SolveParams
+from gpupolicy.solver.result import Moved, Placement, Preempted, Solution, SolveParams
 from gpupolicy.solver.state import Usage
+from gpupolicy.solver.victims import victim_units
 
 Progress = Callable[[str], None]
 
@@ -29,8 +31,15 @@ def build_model(problem: Problem) -> tuple[Variables, list[objective.Level]]:
     claims = [c for c in problem.claims if c.error is None]
     broken = {c.gang or c.key for c in problem.claims if c.error is not None}
     claims = [c for c in claims if (c.gang or c.key) not in broken]
-    v = create(model, problem, Usage.from_existing(problem), claims)
-    levels = [objective.Level("placement", placement.build(v), 0, sum(c.priority for c in claims))]
+    units = victim_units(problem)
+    movers = {k for u in units if u.movable for k in u.keys}
+    claims = [c for c in claims if not c.moving or c.key in movers]  # a replacement exists only to move
+    usage = Usage.from_existing(problem, skip={k for u in units for k in u.keys})
+    v = create(model, problem, usage, claims, units)
+    terms = placement.build(v)
+    kept, disruption = preempt.build(v)
+    high = sum(c.priority for c in claims) + sum(u.weight for u in units)
+    levels = [objective.Level("placement", terms + kept, 0, high), *(lv for lv in disruption if lv.terms)]
     devices.build(v)
     constraints.build(v)
     quota.build(v)
@@ -51,7 +60,12 @@ def hint(v: Variables, baseline: Solution) -> None:
     for t, var in v.take.items():
         v.model.add_hint(var, t in taken)
     for d, var in v.used.items():
-        v.model.add_hint(var, any(t in taken for t in v.by_device[d] if t not in v.admin))
+        held = any(t in taken for t in v.by_device.get(d, []) if t not in v.admin)
+        v.model.add_hint(var, held or d in v.victim_holds)
+    for var in v.kept.values():
+        v.model.add_hint(var, True)  # the baseline gives nothing up
+    for var in v.moved.values():
+        v.model.add_hint(var, False)
 
 
 LARGE_MODEL = 20_000  # placement variables; above it presolve is kept short (it costs more than it saves)
@@ -75,6 +89,15 @@ def extract(v: Variables, solver: cp_model.CpSolver, solution: Solution) -> None
             continue
         node = next(n for n in v.nodes_of[key] if solver.boolean_value(v.node[(key, n)]))
         solution.placements[key] = Placement(key, node, tuple(_results(v, solver, key)))
+    for unit in v.units:
+        if solver.boolean_value(v.kept[unit.name]):
+            continue
+        moved = unit.name in v.moved and solver.boolean_value(v.moved[unit.name])
+        for existing in unit.claims:
+            if moved:
+                solution.moved[existing.claim] = Moved(existing.claim, unit.name, unit.pods, existing.results, ())
+            else:
+                solution.preempted[existing.claim] = Preempted(existing.claim, existing.level, unit.name, unit.pods, ())
 
 
 def _results(v: Variables, solver: cp_model.CpSolver, key: ClaimKey) -> list[DeviceResult]:
@@ -108,8 +131,10 @@ def model_size(problem: Problem) -> int:
 
 
 def _too_large(problem: Problem, size: int) -> Solution:
-    """Best of the two baselines, for problems the full model cannot hold (and that do not aggregate)."""
+    """Best of the two baselines, for problems the full model cannot hold (and that do not aggregate). They give
+    nothing up: no preemption, no moves."""
     started = time.perf_counter()
+    problem = without_moving(problem)
     weights = {c.key: c.priority for c in problem.claims}
     candidates = [first_fit(problem), best_fit(problem)]
     best = max(candidates, key=lambda s: (s.placed_weight(weights), s.strategy == "best-fit"))
@@ -120,18 +145,22 @@ def _too_large(problem: Problem, size: int) -> Solution:
 
 
 def solve_optimal(problem: Problem, params: SolveParams, progress: Progress | None = None) -> Solution:
-    problem = without_failing(problem)
-    if params.aggregate and aggregate.applicable(problem):
+    problem = without_idle_moves(without_failing(problem))
+    units = victim_units(problem)
+    if params.aggregate and not units and aggregate.applicable(problem):
         return aggregate.solve_aggregated(problem, params)
     size = model_size(problem)
     if size > MAX_TAKES:
         return _too_large(problem, size)
-    return _two_stage(problem, params)
+    solution = _two_stage(problem, params)
+    if units:
+        settle(problem, solution)
+    return solution
 
 
 def _keep_hints(v: Variables, solver: cp_model.CpSolver) -> None:
     v.model.clear_hints()
-    for container in (v.placed, v.node, v.alt, v.take, v.used):
+    for container in (v.placed, v.node, v.alt, v.take, v.used, v.kept, v.moved):
         for var in container.values():
             v.model.add_hint(var, solver.boolean_value(var))
 
@@ -140,7 +169,7 @@ def _two_stage(problem: Problem, params: SolveParams) -> Solution:
     """Placement first (half the time), then the lower levels with placement held at its best."""
     started = time.perf_counter()
     deadline = started + params.time_limit_s
-    baseline = first_fit(problem)
+    baseline = first_fit(without_moving(problem))  # everything a solve may give up stays, as in the cluster
     v, levels = build_model(problem)
     placement_expr = sum(levels[0].terms)
     v.model.maximize(placement_expr)

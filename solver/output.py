@@ -132,6 +132,8 @@ def claim_objects(compiled: Compiled, solution: Solution) -> list[dict[str, Any]
     """Every pending claim in v1 shape; placed ones with ``status.allocation``."""
     out = []
     for claim in compiled.problem.claims:
+        if claim.moving:  # a moved claim's new place is under "moved"
+            continue
         wire = to_wire(compiled.claims[claim.key])
         placement = solution.placements.get(claim.key)
         if placement is not None:
@@ -147,6 +149,11 @@ def document(compiled: Compiled, solution: Solution, compare: Solution | None = 
         "unplaced": unplaced(solution),
         "summary": summary_json(summarize(compiled.problem, solution)),
     }
+    disruption = compiled.problem.disruption
+    if disruption.preempt:
+        out["preempted"] = preempted_json(solution)
+    if disruption.defragment:
+        out["moved"] = moved_json(compiled, solution)
     if compare is not None:
         out["compare"] = {
             compare.strategy: {
@@ -154,6 +161,27 @@ def document(compiled: Compiled, solution: Solution, compare: Solution | None = 
                 "unplaced": unplaced(compare),
             }
         }
+    return out
+
+
+def preempted_json(solution: Solution) -> list[dict[str, Any]]:
+    """The allocated claims the plan evicts for good: ``claim``, its ``priority``, and the claims it is evicted
+    ``for``, sorted by claim."""
+    return [{"claim": key, "priority": p.level, "for": list(p.for_)} for key, p in sorted(solution.preempted.items())]
+
+
+def moved_json(compiled: Compiled, solution: Solution) -> list[dict[str, Any]]:
+    """The allocated claims the plan moves: ``from`` and ``to`` as ``pool/device``, and ``for``."""
+    devices = compiled.problem.devices
+
+    def names(results: tuple[DeviceResult, ...]) -> list[str]:
+        return sorted(f"{devices[r.device].pool}/{devices[r.device].name}" for r in results)
+
+    out = []
+    for key, moved in sorted(solution.moved.items()):
+        placement = solution.placements.get(key)
+        to = names(placement.results) if placement is not None else []
+        out.append({"claim": key, "from": names(moved.before), "to": to, "for": list(moved.for_)})
     return out
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from gpupolicy.solver.problem import DeviceResult, Problem, Quota
+from gpupolicy.solver.problem import ClaimKey, DeviceResult, Problem, Quota
 
 
 def usage_of(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) -> int:
@@ -14,5 +14,10 @@ def usage_of(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) ->
     return sum(quota.amount(r, problem.devices[r.device]) for r in results)
 
 
-def existing_usage(problem: Problem, quota: Quota) -> int:
-    return sum(usage_of(problem, quota, e.results) for e in problem.existing if e.namespace == quota.namespace)
+def existing_usage(problem: Problem, quota: Quota, skip: Collection[ClaimKey] = ()) -> int:
+    """What the existing allocations count against ``quota``, but those in ``skip``."""
+    return sum(
+        usage_of(problem, quota, e.results)
+        for e in problem.existing
+        if e.namespace == quota.namespace and e.claim not in skip
+    )

@@ -2,9 +2,12 @@
 
 A *GPU* (unit) is a shared counter set (a dynamic-MIG or partitionable GPU and every device carved
 from it), else the devices with the same ``parentUUID`` (static MIG), else one device. Its used
-fraction is: MIG memory slots held ÷ slots; for a shared device, the largest consumed ÷ capacity;
-otherwise 1 when allocated. *Fragmentation* is the idle fraction summed over partly used GPUs:
-capacity stranded in shapes that whole-GPU demand cannot use.
+fraction is, for a MIG GPU, the smaller of memory slots held ÷ slots (static MIG without slot numbers:
+instances held ÷ instances) and compute slices held ÷ the GPU's compute slices (see ``mig_slices``), so
+it is full only when every memory slot and every compute slice is used: two 3g.40gb on an H100 hold all
+8 slots but 6 of 7 slices, 6/7 used; for a shared device, the largest consumed ÷ capacity; otherwise 1
+when allocated. *Fragmentation* is the idle fraction summed over partly used GPUs: capacity stranded in
+shapes that whole-GPU demand cannot use.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from gpupolicy.solver.mig_slices import device_compute, gpu_compute_total
 from gpupolicy.solver.problem import ClaimKey, DeviceIndex, DeviceResult, Problem
 from gpupolicy.solver.result import Solution
 
@@ -23,6 +27,7 @@ class Unit:
     name: str
     devices: list[DeviceIndex] = field(default_factory=list)
     slots: int = 0  # MIG memory slots (0: not partitionable by slots)
+    compute: int = 0  # MIG compute slices (0: not a MIG GPU)
     shared: bool = False
 
 
@@ -31,6 +36,7 @@ class UnitUse:
     holders: list[ClaimKey] = field(default_factory=list)
     slot_holders: list[ClaimKey | None] = field(default_factory=list)
     fraction: float = 0.0
+    compute_used: int = 0  # MIG compute slices held
     share_text: str = ""
 
     @property
@@ -93,6 +99,9 @@ def gpu_units(problem: Problem) -> list[Unit]:
             counter_set = problem.counter_index.get((unit.key[1], unit.key[2], unit.key[3]))
             counted = [n for n in (counter_set.counters if counter_set else {}) if n.startswith("memory-slice-")]
             unit.slots = max(unit.slots, len(counted))
+        static = unit.key[0] == "parent"
+        if unit.slots or static:
+            unit.compute = gpu_compute_total([problem.devices[d].attributes for d in unit.devices], static=static)
     return sorted(units.values(), key=lambda u: (u.node, _natural(u.name)))
 
 
@@ -116,7 +125,8 @@ def _natural(text: str) -> tuple[object, ...]:
 
 
 def _all_results(problem: Problem, solution: Solution) -> list[tuple[ClaimKey, DeviceResult]]:
-    out = [(e.claim, r) for e in problem.existing for r in e.results]
+    gone = solution.preempted.keys() | solution.moved.keys()
+    out = [(e.claim, r) for e in problem.existing if e.claim not in gone for r in e.results]
     out += [(k, r) for k, p in sorted(solution.placements.items()) for r in p.results]
     return [(k, r) for k, r in out if not r.admin_access]
 
@@ -155,6 +165,10 @@ def unit_usage(problem: Problem, solution: Solution, units: list[Unit]) -> dict[
             use.fraction = 0.0
         else:
             use.fraction = 1.0 if use.holders else 0.0
+        if unit.compute:
+            held = [d for d in unit.devices if by_device.get(d)]
+            use.compute_used = sum(device_compute(problem.devices[d].attributes, unit.compute) for d in held)
+            use.fraction = min(use.fraction, use.compute_used / unit.compute)
         out[unit.key] = use
     return out
 
@@ -164,13 +178,13 @@ def summarize(problem: Problem, solution: Solution) -> Summary:
     usage = unit_usage(problem, solution, units)
     states = [usage[u.key].state for u in units]
     fragmentation = sum(1 - usage[u.key].fraction for u in units if usage[u.key].state == "partial")
-    weights = {c.key: c.priority for c in problem.claims}
+    weights = {c.key: c.priority for c in problem.claims if not c.moving}
     return Summary(
         strategy=solution.strategy,
         status=solution.status,
         proven_optimal=solution.proven_optimal,
-        claims=len(problem.claims),
-        placed=len(solution.placements),
+        claims=len(weights),
+        placed=sum(1 for k in solution.placements if k in weights),
         weight_total=sum(weights.values()),
         weight_placed=sum(weights.get(k, 0) for k in solution.placements),
         gpus=len(units),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpupolicy.solver.disrupt import without_moving
 from gpupolicy.solver.explain import explain
 from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit
@@ -19,13 +20,14 @@ def solve(
     if strategy == "optimal":
         solution = solve_optimal(problem, params, progress)
     elif strategy == "first-fit":
-        solution = first_fit(problem)
+        solution = first_fit(without_moving(problem))
     elif strategy == "best-fit":
-        solution = best_fit(problem)
+        solution = best_fit(without_moving(problem))
     else:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "first-fit":
         problem = without_failing(problem)  # what they solved: explanations name the devices set aside
+    problem = without_moving(problem)  # a moved claim's replacement is part of a move, not a claim to explain
     if params.explain:
         solution.unplaced = explain(problem, solution, params)
     else:

@@ -7,10 +7,10 @@ allocations). Admin-access results neither need a free device nor make one busy,
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from gpupolicy.solver.problem import Alternative, DeviceIndex, DeviceResult, Problem
+from gpupolicy.solver.problem import Alternative, ClaimKey, DeviceIndex, DeviceResult, Problem
 
 CounterKey = tuple[str, str, str, str]  # driver, pool, counter set, counter
 
@@ -23,10 +23,12 @@ class Usage:
     counters: dict[CounterKey, int] = field(default_factory=lambda: defaultdict(int))
 
     @classmethod
-    def from_existing(cls, problem: Problem) -> Usage:
+    def from_existing(cls, problem: Problem, skip: Collection[ClaimKey] = ()) -> Usage:
+        """What the existing allocations hold, but those in ``skip`` (allocations a solve may give up)."""
         usage = cls(problem)
         for existing in problem.existing:
-            usage.add(existing.results)
+            if existing.claim not in skip:
+                usage.add(existing.results)
         return usage
 
     def copy(self) -> Usage:

@@ -1,7 +1,9 @@
 """The ``-o table`` / ``-o wide`` report: per-claim rows, a per-node GPU map, a summary.
 
 MIG GPUs are drawn as a bar of their memory slots (7 or 8), each slot showing the letter of the
-claim that holds it (``.`` free); shared GPUs show their used fraction; whole GPUs their holder.
+claim that holds it (``.`` free), then slots held and compute slices held (``8/8 slots, 6/7 compute``:
+two 3g.40gb, one slice stranded); static MIG layouts as a bar of their instances, with the compute
+slices held; shared GPUs show their used fraction; whole GPUs their holder.
 Letters are given in order of first appearance and explained on each node's lines.
 """
 
@@ -49,6 +51,8 @@ def claim_rows(compiled: Compiled, solution: Solution, wide: bool) -> list[str]:
     header = ["CLAIM", "NODE", "DEVICES", "MIG", "SHARE"] + (["REQUESTS", "POOL"] if wide else []) + ["STATUS"]
     rows = [header]
     for claim in problem.claims:
+        if claim.moving:
+            continue
         placement = solution.placements.get(claim.key)
         if placement is None:
             reasons = solution.unplaced.get(claim.key, [])
@@ -83,11 +87,11 @@ def _unit_line(unit: Unit, use: UnitUse, legend: dict[ClaimKey, str]) -> str:
     if unit.slots:
         bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
         held = sum(1 for h in use.slot_holders if h is not None)
-        return f"{unit.name:<10} mig     |{bar}|  {held}/{unit.slots} slots"
+        return f"{unit.name:<10} mig     |{bar}|  {held}/{unit.slots} slots{_compute(unit, use)}"
     if len(unit.devices) > 1 and not unit.shared:
         bar = "".join(_letter(legend, h) if h is not None else "." for h in use.slot_holders)
         held = sum(1 for h in use.slot_holders if h is not None)
-        return f"{unit.name:<10} parts   |{bar}|  {held}/{len(unit.devices)} partitions"
+        return f"{unit.name:<10} parts   |{bar}|  {held}/{len(unit.devices)} partitions{_compute(unit, use)}"
     if unit.shared:
         holders = "".join(_letter(legend, h) for h in use.holders)
         text = use.share_text or "0% used"
@@ -95,6 +99,10 @@ def _unit_line(unit: Unit, use: UnitUse, legend: dict[ClaimKey, str]) -> str:
     if use.holders:
         return f"{unit.name:<10} gpu     |{_letter(legend, use.holders[0]) * 8}|  whole GPU"
     return f"{unit.name:<10} idle"
+
+
+def _compute(unit: Unit, use: UnitUse) -> str:
+    return f", {use.compute_used}/{unit.compute} compute" if unit.compute else ""
 
 
 def node_map(problem: Problem, solution: Solution, wide: bool) -> list[str]:
@@ -140,9 +148,35 @@ def render_table(compiled: Compiled, solution: Solution, *, wide: bool, explain:
         for key, reasons in sorted(solution.unplaced.items()):
             for reason in reasons:
                 lines.append(f"  {key}: {reason.code}: {reason.message}")
+    lines += disruption_lines(compiled.problem, solution, explain)
     lines += ["", "GPUs by node:"] + ["  " + line for line in node_map(compiled.problem, solution, wide)]
     lines += ["", "Summary:"] + summary_lines(summarize(compiled.problem, solution), timing)
     return "\n".join(lines) + "\n"
+
+
+def disruption_lines(problem: Problem, solution: Solution, explain: bool) -> list[str]:
+    """The preempted and moved allocations (when the solve may give some up), and why with ``explain``."""
+    lines: list[str] = []
+    if problem.disruption.preempt:
+        rows = [["PREEMPTED", "PRIORITY", "PODS", "FOR"]]
+        for key, p in sorted(solution.preempted.items()):
+            rows.append([key, str(p.level), ",".join(p.pods) or "-", ",".join(p.for_) or "-"])
+        lines += ["", *(_columns(rows) if len(rows) > 1 else ["PREEMPTED: none"])]
+    if problem.disruption.defragment:
+        rows = [["MOVED", "PODS", "FROM", "TO", "FOR"]]
+        for key, m in sorted(solution.moved.items()):
+            placement = solution.placements.get(key)
+            to = ",".join(problem.devices[r.device].name for r in placement.results) if placement else "-"
+            before = ",".join(problem.devices[r.device].name for r in m.before)
+            rows.append([key, ",".join(m.pods) or "-", before, to, ",".join(m.for_) or "-"])
+        lines += ["", *(_columns(rows) if len(rows) > 1 else ["MOVED: none"])]
+    if explain and (solution.preempted or solution.moved):
+        lines += ["", "Why these allocations are given up:"]
+        for key, p in sorted(solution.preempted.items()):
+            lines.append(f"  {key}: preempted: {p.why}")
+        for key, m in sorted(solution.moved.items()):
+            lines.append(f"  {key}: moved: {m.why}")
+    return lines
 
 
 def render_compare(compiled: Compiled, solutions: list[Solution], timing: bool = True) -> str:

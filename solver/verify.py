@@ -24,6 +24,8 @@ from gpupolicy.solver.problem import (
     tolerated,
 )
 from gpupolicy.solver.result import Placement, Solution
+from gpupolicy.solver.verify_disruption import check_disruption
+from gpupolicy.solver.verify_resources import resource_errors
 
 
 def verify(problem: Problem, solution: Solution) -> list[str]:
@@ -40,6 +42,7 @@ def verify(problem: Problem, solution: Solution) -> list[str]:
     errors += _check_devices(problem, solution)
     errors += _check_quotas(problem, solution)
     errors += _check_gangs(problem, solution)
+    errors += check_disruption(problem, solution)
     return errors
 
 
@@ -113,7 +116,10 @@ def _check_constraints(problem: Problem, claim: Claim, placement: Placement) -> 
 
 
 def _all_results(problem: Problem, solution: Solution) -> Iterable[tuple[ClaimKey, DeviceResult]]:
+    gone = solution.preempted.keys() | solution.moved.keys()
     for existing in problem.existing:
+        if existing.claim in gone:
+            continue
         for result in existing.results:
             yield existing.claim, result
     for key, placement in solution.placements.items():
@@ -122,42 +128,9 @@ def _all_results(problem: Problem, solution: Solution) -> Iterable[tuple[ClaimKe
 
 
 def _check_devices(problem: Problem, solution: Solution) -> list[str]:
-    errors: list[str] = []
-    holders: dict[DeviceIndex, list[ClaimKey]] = defaultdict(list)
-    consumed: dict[tuple[DeviceIndex, str], int] = defaultdict(int)
-    share_ids: dict[DeviceIndex, list[str]] = defaultdict(list)
-    for key, result in _all_results(problem, solution):
-        if result.admin_access:
-            continue
-        holders[result.device].append(key)
-        device = problem.devices[result.device]
-        if device.multi_allocatable:
-            share_ids[result.device].append(result.share_id or "")
-            for name, amount in result.consumed.items():
-                consumed[(result.device, name)] += amount
+    errors = [message for _, message in resource_errors(problem, _all_results(problem, solution))]
     for key, placement in solution.placements.items():
         errors += _check_consumed(problem, key, placement)
-    for d, keys in sorted(holders.items()):
-        device = problem.devices[d]
-        if not device.multi_allocatable and len(keys) > 1:
-            errors.append(f"{device.label} allocated {len(keys)} times: {sorted(keys)}")
-        if device.multi_allocatable and (len(set(share_ids[d])) != len(share_ids[d]) or "" in share_ids[d]):
-            errors.append(f"{device.label}: shareIDs must be present and unique")
-    for (d, name), amount in sorted(consumed.items()):
-        capacity = problem.devices[d].capacity.get(name)
-        if capacity is None or amount > capacity.value:
-            errors.append(f"{problem.devices[d].label}: {name} consumed {amount} exceeds capacity")
-    counters: dict[tuple[str, str, str, str], int] = defaultdict(int)
-    for d in holders:
-        device = problem.devices[d]
-        for use in device.consumes:
-            for name, amount in use.counters.items():
-                counters[(device.driver, device.pool, use.counter_set, name)] += amount
-    for (driver, pool, cset, name), amount in sorted(counters.items()):
-        counter_set = problem.counter_index.get((driver, pool, cset))
-        limit = counter_set.counters.get(name, 0) if counter_set else 0
-        if amount > limit:
-            errors.append(f"counter {driver}/{pool}/{cset}.{name}: {amount} consumed exceeds {limit}")
     return errors
 
 
@@ -184,10 +157,11 @@ def _quota_use(problem: Problem, quota: Quota, results: Iterable[DeviceResult]) 
 
 def _check_quotas(problem: Problem, solution: Solution) -> list[str]:
     errors: list[str] = []
+    gone = solution.preempted.keys() | solution.moved.keys()
     for quota in problem.quotas:
         used = 0
         for existing in problem.existing:
-            if existing.namespace == quota.namespace:
+            if existing.namespace == quota.namespace and existing.claim not in gone:
                 used += _quota_use(problem, quota, existing.results)
         for key, placement in solution.placements.items():
             if problem.claim_index[key].namespace != quota.namespace:

@@ -4,6 +4,7 @@
     gpupolicy solve --kubeconfig FILE [--claims FILE...] [--inventory FILE...] [--policy FILE]
                     [--strategy optimal|first-fit|best-fit] [--time-limit S] [--workers N] [--seed N]
                     [-o table|wide|json|yaml] [--explain] [--compare first-fit|best-fit] [--no-timing]
+                    [--preempt] [--defragment [--max-moves N]]
 
 ``--kubeconfig`` reads the live cluster (ResourceSlices, DeviceClasses, Nodes, allocated claims as the inventory;
 pending claims and unscheduled Pods as the claims; see ``gpupolicy.plugin.cli.live``); files given as well add to
@@ -62,6 +63,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", choices=("first-fit", "best-fit", "optimal"), help="also run this strategy")
     parser.add_argument("--no-timing", action="store_true", help="leave wall-clock times out of the output")
     parser.add_argument(
+        "--preempt",
+        action="store_true",
+        help="evict allocated claims of a strictly lower priority (policy priority tiers) to place pending ones",
+    )
+    parser.add_argument(
+        "--defragment",
+        action="store_true",
+        help='move allocations whose pods opted in (gpupolicy.dev/movable: "true") to place pending claims',
+    )
+    parser.add_argument("--max-moves", type=int, metavar="N", help="with --defragment: move at most N pods")
+    parser.add_argument(
         "--previous",
         metavar="FILE",
         help="an earlier plan (a solve -o yaml|json output, or allocated ResourceClaims): keep its devices on ties",
@@ -73,6 +85,12 @@ def _usage_problem(args: argparse.Namespace) -> str:
 
     if problem := solver_options(args):
         return problem
+    if (args.preempt or args.defragment) and args.strategy != "optimal":
+        return "--preempt and --defragment need --strategy optimal (the baselines never give an allocation up)"
+    if args.max_moves is not None and not args.defragment:
+        return "--max-moves limits --defragment; give --defragment too"
+    if args.max_moves is not None and not 0 <= args.max_moves <= 1_000_000:
+        return f"--max-moves must be in [0, 1000000], got {args.max_moves}"
     if args.namespace and not args.kubeconfig:
         return "--namespace filters what --kubeconfig reads; give --kubeconfig FILE too"
     if not args.kubeconfig and not args.inventory:
@@ -96,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from gpupolicy.policy.yamlsrc import dump_yaml
     from gpupolicy.solver.inputs import read_inputs
     from gpupolicy.solver.output import document
+    from gpupolicy.solver.problem import Disruption
     from gpupolicy.solver.result import SolveParams
     from gpupolicy.solver.solve import solve
     from gpupolicy.solver.table import render_compare, render_table
@@ -113,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
     policy = read_source(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)
-    compiled = inputs.compile()
+    disruption = Disruption(preempt=args.preempt, defragment=args.defragment, max_moves=args.max_moves)
+    compiled = inputs.compile(disruption)
     if args.previous:
         from gpupolicy.solver.previous import with_previous
 

@@ -15,7 +15,7 @@ from gpupolicy.solver.problem import DeviceIndex
 
 
 def build(v: Variables) -> list[cp_model.LinearExprT]:
-    for d in sorted(v.by_device):
+    for d in sorted(set(v.by_device) | set(v.victim_holds)):
         _device(v, d)
     _counters(v)
     return []
@@ -24,19 +24,21 @@ def build(v: Variables) -> list[cp_model.LinearExprT]:
 def _device(v: Variables, d: DeviceIndex) -> None:
     m = v.model
     device = v.problem.devices[d]
-    takes = [t for t in v.by_device[d] if t not in v.admin and t not in v.blocked]
+    takes = [t for t in v.by_device.get(d, []) if t not in v.admin and t not in v.blocked]
     used = v.used.get(d)
     if used is None:
         return
+    holders = [v.take[t] for t in takes] + [v.kept[unit] for unit, _ in v.victim_holds.get(d, [])]
     if not device.multi_allocatable:
-        m.add(used == sum(v.take[t] for t in takes))  # at most one holder, and used exactly when held
+        m.add(used == sum(holders))  # at most one holder, and used exactly when held
         return
-    for t in takes:
-        m.add_implication(v.take[t], used)
-    m.add(used <= sum(v.take[t] for t in takes))
+    for x in holders:
+        m.add_implication(x, used)
+    m.add(used <= sum(holders))
     for name, capacity in device.capacity.items():
         left = capacity.value - v.usage.capacity.get((d, name), 0)
         amounts = [(v.consumed[t].get(name, 0), v.take[t]) for t in takes]
+        amounts += [(r.consumed.get(name, 0), v.kept[unit]) for unit, r in v.victim_holds.get(d, [])]
         if sum(a for a, _ in amounts) > left:
             m.add(sum(a * x for a, x in amounts) <= left)
 

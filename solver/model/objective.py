@@ -5,14 +5,17 @@ Levels, most important first (each level's weight exceeds the range of everythin
 1. placement: sum over claims of priority * placed;
 2. order: minus the index of each chosen ``firstAvailable`` subrequest (Kubernetes tries them strictly in
    order, so a later one is taken only when that lets more priority-weighted claims be placed);
-3. fragmentation, by objective:
-   - pack:                 (U + 1)(M + 1) * free_nodes + (M + 1) * free_units + open_mig
-   - least-fragmentation:  (M (N + 1) + N + 1) * free_units + (N + 1) * open_mig + free_nodes
+3. fragmentation, by objective (W = M + 1 for pack, M (N + 1) + N + 1 for least-fragmentation):
+   - pack:                 (U + 1)(T + 1) W * free_nodes + (T + 1) W * free_units - W * stranded + open_mig
+   - least-fragmentation:  (T + 1) W * free_units - W * stranded + (N + 1) * open_mig + free_nodes
    - spread:               active_nodes
    where a *unit* is one physical GPU (a shared counter set, or a device without counters), free means
    no allocation at all, U is the largest number of units on one node, N the number of candidate free
    nodes, open_mig the number of MIG placements (devices on some but not all memory slots of a GPU that
-   the pending claims may touch) whose slots are all still free, and M how many such placements there are;
+   the pending claims may touch) whose slots are all still free, M how many such placements there are,
+   stranded the MIG capacity no device can use any more on those GPUs (compute slices idle while every
+   memory slot is held, memory slots idle while every compute slice is held; ``stranded.py``) and T the
+   most it can be;
 4. preferences: sum of weight * take over preferred devices;
 5. stability: the number of devices that a claim keeps from the previous plan.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from gpupolicy.solver.model.stranded import stranded_mig
 from gpupolicy.solver.model.variables import Variables
 from gpupolicy.solver.problem import AllocationMode, Alternative, DeviceIndex, NodeName, Objective
 
@@ -79,19 +83,22 @@ def fragmentation(v: Variables) -> Level:
             v.model.add_implication(var, free_unit[u])
         free_node.append(var)
     placeable = _placeable_mig_devices(v)
+    stranded, stranded_high = stranded_mig(v)
     max_units = max((len(us) for us in node_units.values()), default=0)
-    if objective == Objective.PACK:  # nodes >> units >> MIG placements
+    if objective == Objective.PACK:  # nodes >> units >> stranded MIG slices >> MIG placements
         w_place = 1
-        w_unit = len(placeable) + 1
+        w_strand = len(placeable) + 1
+        w_unit = (stranded_high + 1) * w_strand
         w_node = (max_units + 1) * w_unit
-    else:  # least-fragmentation: units >> MIG placements >> nodes
+    else:  # least-fragmentation: units >> stranded MIG slices >> MIG placements >> nodes
         w_node = 1
         w_place = len(free_node) + 1
-        w_unit = len(placeable) * w_place + len(free_node) + 1
+        w_strand = len(placeable) * w_place + len(free_node) + 1
+        w_unit = (stranded_high + 1) * w_strand
     terms: list[cp_model.LinearExprT] = [w_node * x for x in free_node] + [w_unit * x for x in free_unit.values()]
-    terms += [w_place * x for x in placeable]
+    terms += [w_place * x for x in placeable] + [-w_strand * x for x in stranded]
     high = w_node * len(free_node) + w_unit * len(free_unit) + w_place * len(placeable)
-    return Level("fragmentation", terms, 0, high)
+    return Level("fragmentation", terms, -w_strand * stranded_high, high)
 
 
 def _placeable_mig_devices(v: Variables) -> list[cp_model.IntVar]:

@@ -41,7 +41,7 @@ def _identical_claims(v: Variables) -> None:
     gangs = v.problem.gangs
     groups: dict[tuple[object, ...], list[Claim]] = defaultdict(list)
     for claim in v.claims:
-        if len(gangs[claim.gang or claim.key]) != 1:
+        if len(gangs[claim.gang or claim.key]) != 1 or claim.moving:  # a replacement's current place matters
             continue
         shape = tuple((r.name, tuple(id(a) for a in r.alternatives)) for r in claim.requests)
         groups[(shape, claim.constraints, claim.namespace, claim.priority)].append(claim)

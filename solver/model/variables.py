@@ -5,7 +5,10 @@
 - ``alt[claim, alternative]``: which alternative (``req`` or ``req/sub``) serves each request;
 - ``take[claim, alternative, device]``: the alternative takes the device; created only where the
   device is eligible, usable from one of the claim's nodes and free enough after existing allocations;
-- ``used[device]``: some pending claim holds the device (non-admin), which consumes its counters.
+- ``used[device]``: some pending claim, or an allocation a solve may give up and keeps, holds the device
+  (non-admin), which consumes its counters;
+- ``kept[unit]`` / ``moved[unit]``: a victim unit (allocations a solve may preempt or move, see
+  :mod:`gpupolicy.solver.victims`) keeps its devices / is placed again elsewhere (neither: preempted).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from gpupolicy.solver.problem import (
     Claim,
     ClaimKey,
     DeviceIndex,
+    DeviceResult,
     NodeName,
     Problem,
     node_options,
 )
 from gpupolicy.solver.state import Usage
+from gpupolicy.solver.victims import VictimUnit
 
 TakeKey = tuple[ClaimKey, str, DeviceIndex]
 
@@ -46,6 +51,10 @@ class Variables:
     nodes_of: dict[ClaimKey, list[NodeName]] = field(default_factory=dict)
     admin: set[TakeKey] = field(default_factory=set)  # admin access: needs no free device, blocks none
     blocked: set[TakeKey] = field(default_factory=set)  # All mode: must be taken but is in use
+    units: tuple[VictimUnit, ...] = ()
+    kept: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    moved: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    victim_holds: dict[DeviceIndex, list[tuple[str, DeviceResult]]] = field(default_factory=dict)  # non-admin
 
 
 def available(usage: Usage, alternative: Alternative, d: DeviceIndex) -> dict[str, int] | None:
@@ -53,7 +62,14 @@ def available(usage: Usage, alternative: Alternative, d: DeviceIndex) -> dict[st
     return usage.consumption(d, alternative)
 
 
-def create(model: cp_model.CpModel, problem: Problem, usage: Usage, claims: list[Claim]) -> Variables:
+def create(
+    model: cp_model.CpModel,
+    problem: Problem,
+    usage: Usage,
+    claims: list[Claim],
+    units: tuple[VictimUnit, ...] = (),
+) -> Variables:
+    """``usage``: the fixed allocations (not ``units``, whose claims the model may give up)."""
     v = Variables(model, problem, usage, claims)
     for claim in claims:
         key = claim.key
@@ -66,8 +82,17 @@ def create(model: cp_model.CpModel, problem: Problem, usage: Usage, claims: list
             for alternative in request.alternatives:
                 v.alt[(key, alternative.name)] = model.new_bool_var(f"alt[{key},{alternative.name}]")
                 _create_takes(v, claim, alternative)
-    for d in sorted(v.by_device):
-        if any(t not in v.admin for t in v.by_device[d]):
+    v.units = units
+    for unit in units:
+        v.kept[unit.name] = model.new_bool_var(f"kept[{unit.name}]")
+        if unit.movable:
+            v.moved[unit.name] = model.new_bool_var(f"moved[{unit.name}]")
+        for existing in unit.claims:
+            for result in existing.results:
+                if not result.admin_access:
+                    v.victim_holds.setdefault(result.device, []).append((unit.name, result))
+    for d in sorted(set(v.by_device) | set(v.victim_holds)):
+        if d in v.victim_holds or any(t not in v.admin for t in v.by_device[d]):
             v.used[d] = model.new_bool_var(f"used[{problem.devices[d].label}]")
     return v
 

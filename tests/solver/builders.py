@@ -43,10 +43,20 @@ def gpu(node: str, name: str, model: str = "h100", index: int = 0, **attrs: obje
     )
 
 
-def mig_gpu(node: str, gpu_index: int) -> tuple[list[Device], CounterSet]:
+# A30 MIG placements: 4 memory slots, 4 compute slices
+A30_MIG = {
+    "1g.6gb": (1, range(4)),
+    "2g.12gb": (2, (0, 2)),
+    "4g.24gb": (4, (0,)),
+}
+
+
+def mig_gpu(
+    node: str, gpu_index: int, profiles: dict[str, tuple[int, range | tuple[int, ...]]] = MIG, slots: int = 8
+) -> tuple[list[Device], CounterSet]:
     cset = f"gpu-{gpu_index}-counters"
     devices = []
-    for profile, (size, starts) in MIG.items():
+    for profile, (size, starts) in profiles.items():
         for start in starts:
             used = {f"memory-slice-{i}": 1 for i in range(start, start + size)}
             name = f"gpu-{gpu_index}-mig-{profile}-{start}"
@@ -65,7 +75,7 @@ def mig_gpu(node: str, gpu_index: int) -> tuple[list[Device], CounterSet]:
                     order=(DRIVER, node, node, len(devices) + 100 * gpu_index),
                 )
             )
-    counters = CounterSet(DRIVER, node, cset, {f"memory-slice-{i}": 1 for i in range(8)})
+    counters = CounterSet(DRIVER, node, cset, {f"memory-slice-{i}": 1 for i in range(slots)})
     return devices, counters
 
 

@@ -39,6 +39,8 @@ CONTROLLERS = (
     "daemonset-controller",  # the Helm chart's plugin pod
     "root-ca-certificate-publisher-controller",  # kube-root-ca.crt, for pods' service-account token volumes
     "garbage-collector-controller",  # slices owned by a deleted Node
+    "disruption-controller",  # PodDisruptionBudgets' status, which the Eviction API reads (preemption tests)
+    "replicaset-controller",  # a movable pod that comes back after it is moved (defragmentation test)
 )
 CANNOT_RUN = (
     "KUBELET TESTS SKIPPED: {why}, so the real kubelet cannot run in a private mount namespace and NONE of the "

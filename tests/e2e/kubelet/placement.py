@@ -128,15 +128,22 @@ def inventory_file(kube: Kube, classes: list[Obj], nodes: list[KubeletNode], pat
 
 @contextlib.contextmanager
 def controller_process(
-    plane: ControlPlane, namespace: str, log: Path, *, identity: str, policy: Path = STRANDS_POLICY
+    plane: ControlPlane,
+    namespace: str,
+    log: Path,
+    *,
+    identity: str,
+    policy: Path = STRANDS_POLICY,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Replica]:
-    """``gpupolicy controller run`` for the gated pods of ``namespace`` (its Lease there too), stopped at the end."""
+    """``gpupolicy controller run`` for the gated pods of ``namespace`` (its Lease there too), stopped at the end;
+    ``extra``: more arguments (``--preemption``, ...)."""
     port = free_port()
     argv = [
         sys.executable, "-m", "gpupolicy.plugin.cli.main", "controller", "run",
         f"--kubeconfig={plane.kubeconfig}", f"--policy={policy}", f"--identity={identity}",
         f"--lease-namespace={namespace}", f"--namespace={namespace}", "--lease-duration=15",
-        "--batch-window=0.3", "--poll-interval=0.3", "--workers=1", f"--metrics-address=127.0.0.1:{port}",
+        "--batch-window=0.3", "--poll-interval=0.3", "--workers=1", f"--metrics-address=127.0.0.1:{port}", *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         popen = subprocess.Popen(
