@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from gpupolicy.plugin.kube.resources import RESOURCES
 from gpupolicy.policy.errors import DiagnosticError
 from gpupolicy.solver.inputs import read_inputs
 from gpupolicy.solver.problem import Disruption, Eviction
-from tests.cli.test_solve_live_errors import CLUSTER, Served, claim, kubeconfig, served  # noqa: F401
+from tests.cli.test_solve_live_errors import CLUSTER, Served, claim, kubeconfig, served, solve  # noqa: F401
 
 Obj = dict[str, Any]
 
@@ -122,3 +123,96 @@ def test_budgets_a_server_does_not_serve(served: Served, tmp_path: Path) -> None
         read_cluster(path, disruption=True)
     [problem] = exc.value.diagnostics
     assert problem.code == "cluster_api_missing" and "poddisruptionbudgets" in problem.message
+
+
+POLICY = """apiVersion: gpupolicy.dev/v1alpha1
+kind: GpuPolicy
+metadata: {name: tiers}
+spec:
+  priorityTiers:
+  - {name: urgent, priority: 1000, matchLabels: {tier: urgent}}
+  - {name: batch, priority: 0, matchLabels: {tier: batch}}
+"""
+H100 = [{"cel": {"expression": 'device.attributes["gpu.example.com"].model == "h100"'}}]
+
+
+def tiered(name: str, tier: str) -> Obj:
+    obj = claim(name)
+    obj["metadata"]["labels"] = {"tier": tier}
+    obj["spec"]["devices"]["requests"][0]["exactly"]["selectors"] = H100
+    return obj
+
+
+def preempting_cluster(budgets: list[Obj] | None) -> dict[str, list[Obj]]:
+    """The one usable H100 (node-a/gpu-0) held by a batch pod; an urgent claim for an H100 waits."""
+    out = copy.deepcopy(CLUSTER)
+    held = tiered("held", "batch")
+    held["status"] = {
+        "allocation": {
+            "devices": {
+                "results": [{"request": "gpu", "driver": "gpu.example.com", "pool": "node-a", "device": "gpu-0"}]
+            }
+        },
+        "reservedFor": [{"resource": "pods", "name": "trainer", "uid": "uid-trainer"}],
+    }
+    out["/apis/resource.k8s.io/v1/resourceclaims"] = [held, tiered("urgent", "urgent")]
+    trainer = bound("trainer", labels={"app": "train"})
+    trainer["spec"]["nodeName"] = "node-a"
+    out["/api/v1/pods"] = [trainer]
+    if budgets is not None:
+        out["/apis/policy/v1/poddisruptionbudgets"] = budgets
+    return out
+
+
+def allowing(n: int) -> Obj:
+    budget = copy.deepcopy(BUDGET)
+    budget["status"]["disruptionsAllowed"] = n
+    return budget
+
+
+@pytest.mark.parametrize(
+    ("budgets", "code", "preempted"),
+    [
+        pytest.param([], 0, ["team/held"], id="no budget"),
+        pytest.param([allowing(1)], 0, ["team/held"], id="a budget allowing one"),
+        pytest.param([allowing(0)], 1, [], id="a budget allowing none"),
+    ],
+)
+def test_solve_preempt_against_a_served_cluster(
+    budgets: list[Obj],
+    code: int,
+    preempted: list[str],
+    served: Served,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``gpupolicy solve --kubeconfig --preempt``: the live holder and budget decide whether the urgent claim may
+    take the batch pod's GPU; nothing is written."""
+    monkeypatch.setattr("tests.cli.test_solve_live_errors.CLUSTER", preempting_cluster(budgets))
+    url, requests = served
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    args = ["--kubeconfig", str(kubeconfig(tmp_path, url)), "--policy", str(tmp_path / "policy.yaml"), "--preempt"]
+    got, out, err = solve(capsys, *args, "-o", "json", "--no-timing", "--workers", "1")
+    assert got == code, err
+    doc = json.loads(out)
+    assert [p["claim"] for p in doc.get("preempted", [])] == preempted
+    assert [u["claim"] for u in doc["unplaced"]] == ([] if preempted else ["team/urgent"])
+    assert ("GET", "/apis/policy/v1/poddisruptionbudgets") in requests
+    assert all(method == "GET" for method, _ in requests)
+
+
+def test_solve_preempt_needs_the_budgets(
+    served: Served,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that serves no PodDisruptionBudgets: a plain solve works, a preempting one is refused (exit 1)."""
+    monkeypatch.setattr("tests.cli.test_solve_live_errors.CLUSTER", preempting_cluster(None))
+    url, _ = served
+    base = ["--kubeconfig", str(kubeconfig(tmp_path, url)), "-o", "json", "--no-timing", "--workers", "1"]
+    got, _, err = solve(capsys, *base)
+    assert got == 1 and "cluster_api" not in err  # the urgent claim is unplaced, nothing else is wrong
+    got, out, err = solve(capsys, *base, "--preempt")
+    assert got == 1 and out == "" and "cluster_api_missing" in err and "poddisruptionbudgets" in err
