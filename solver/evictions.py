@@ -191,7 +191,7 @@ def _eviction(members: Sequence[str], pods: Sequence[PodInfo], selecting: Mappin
     groups = sorted(m for m in members if m.startswith("group:"))
     keys = sorted(p.key for p in pods)
     unit = groups[0] if groups else f"pod:{keys[0]}"
-    budgets = sorted({b for p in pods for b in selecting[p.key]})
+    budgets = sorted(b for p in pods for b in selecting[p.key])  # once per pod it counts
     movable = all(p.annotations.get(MOVABLE) == "true" and p.controlled for p in pods)
     return Eviction(unit=unit, pods=tuple(keys), budgets=tuple(budgets), movable=movable)
 

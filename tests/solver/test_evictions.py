@@ -135,6 +135,13 @@ UNITS = [
         {"ml/c2": want("pod:ml/b", ["b"], ("ml/not-t",)), "ml/c3": want("pod:ml/c", ["c"], ("ml/x",))},
         id="two budgets on one pod: the Eviction API refuses, so no candidate",
     ),
+    pytest.param(
+        [claim("c1", "a", "b")],
+        [pod("a", labels={"app": "x"}), pod("b", labels={"app": "x"})],
+        [BudgetInfo(NS, "x", match_labels={"app": "x"})],
+        {"ml/c1": want("pod:ml/a", ["a", "b"], ("ml/x", "ml/x"))},
+        id="a budget counts every pod of a unit it selects",
+    ),
 ]
 
 
