@@ -7,7 +7,11 @@
   reference them. A Pod's claims form one gang (all or nothing); a claim generated from a template for
   a pod is named ``<pod>-<podClaimName>``. A template no pod references stands for
   ``gpupolicy.dev/replicas`` (annotation, default 1) claims named ``<template>-<i>``;
-- DeviceClasses from the policy and from any input file (files override the policy by name).
+- DeviceClasses from the policy and from any input file (files override the policy by name);
+- who holds the allocated claims: Pods that are bound (``spec.nodeName``, or ``status.phase`` Running,
+  Succeeded, Failed) are not pending; they become ``SolveInput.pods`` (their claims are neither generated nor
+  placed), and PodDisruptionBudgets become ``SolveInput.budgets``. Both only matter to a solve that may
+  preempt or defragment (:mod:`gpupolicy.solver.evictions`).
 
 Pending claims keep their arrival order: files in the order given, objects in file order.
 """
@@ -32,6 +36,7 @@ from gpupolicy.policy.yamlsrc import SourceDoc, parse_yaml
 from gpupolicy.solver.compile import ClassInfo, Compiled, Locate, PendingClaim, compile_problem
 from gpupolicy.solver.compile_devices import NodeInfo
 from gpupolicy.solver.evictions import BudgetInfo, PodInfo, build_evictions
+from gpupolicy.solver.holders import budget_info, is_bound, pod_info
 from gpupolicy.solver.problem import ClaimKey, Disruption, Eviction
 
 REPLICAS_ANNOTATION = "gpupolicy.dev/replicas"
@@ -150,6 +155,8 @@ def _collect(out: SolveInput, loaded: LoadResult) -> None:
     for c in loaded.device_classes:
         out.classes[c.obj.name] = ClassInfo(c.obj, c.doc.locate)
     out.allocated += [c.obj for c in loaded.claims if c.obj.allocation is not None]
+    out.pods += [pod_info(p.obj) for p in loaded.pods if is_bound(p.obj)]
+    out.budgets += [budget_info(b.obj) for b in loaded.budgets]
 
 
 def _pending(out: SolveInput, items: list[Loaded[Any]]) -> None:
@@ -167,6 +174,13 @@ def _pending(out: SolveInput, items: list[Loaded[Any]]) -> None:
     generated: list[tuple[Loaded[Any], list[PendingClaim]]] = []
     for item in items:
         obj = item.obj
+        if isinstance(obj, Pod) and is_bound(obj):  # holds its claims: none generated, its templates not replicas
+            namespace = obj.metadata.namespace_or_default
+            refs = obj.spec.resource_claims or ()
+            used_templates.update(
+                (namespace, r.resource_claim_template_name) for r in refs if r.resource_claim_template_name
+            )
+            continue
         if isinstance(obj, Pod):
             pods = [(obj.metadata.name or "", obj.spec)]
         elif hasattr(obj, "pod_count"):

@@ -5,7 +5,15 @@ still need through the one API client (:class:`~gpupolicy.plugin.kube.client.Cli
 same texts ``gpupolicy solve`` reads from files, so live objects and files follow one code path
 (``gpupolicy.solver.inputs``):
 
-- inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed);
+- inventory: every slice and class, each Node's name and labels, every claim with ``status.allocation`` (fixed,
+  with the ``status.reservedFor`` that says who holds it), and every bound Pod (a node, or a phase past Pending)
+  that uses claims or belongs to a ``gpupolicy.dev/group``: who holds the allocations, which a solve that may
+  preempt or defragment reads. Only the parts :mod:`gpupolicy.solver.holders` reads are kept
+  (:mod:`gpupolicy.plugin.controller.holders`: labels, the ``gpupolicy.dev/`` annotations, owner references,
+  deletion, node, phase);
+- with ``disruption`` (``--preempt``/``--defragment``): every ``policy/v1`` PodDisruptionBudget too. They are listed
+  only then, and a refusal is an error then: a plan that evicts pods must not ignore the budgets protecting them,
+  while a plain solve never needs them (so a user without the right to list them can still solve);
 - claims: every claim without an allocation (not being deleted), oldest first, and every unscheduled Pod that
   references claims (its claims form one gang). A template reference is resolved through
   ``status.resourceClaimStatuses`` to the claim kube-controller-manager made for it; when that claim does not exist
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpupolicy.plugin.controller.holders import BUDGETS, bound_pod_wire, budget_wire, holds
 from gpupolicy.plugin.controller.snapshot import allocation, node_wire, slim
 from gpupolicy.plugin.kube import RESOURCES, ApiError, NotFound, Unreachable
 from gpupolicy.policy.errors import DiagnosticError, Location
@@ -42,12 +51,13 @@ class LiveState:
     claims: list[Text] = field(default_factory=list)
 
 
-def read_cluster(kubeconfig: str, namespace: str | None = None) -> LiveState:
+def read_cluster(kubeconfig: str, namespace: str | None = None, *, disruption: bool = False) -> LiveState:
     """Everything ``gpupolicy solve`` needs from the cluster ``kubeconfig`` points at; with ``namespace``,
-    only that namespace's pending claims and pods are placed (allocations everywhere still count)."""
+    only that namespace's pending claims and pods are placed (allocations everywhere still count); with
+    ``disruption``, the PodDisruptionBudgets a plan that evicts pods must respect."""
     api = _connect(kubeconfig)
     try:
-        return collect(lambda kind: _list(api, kind, kubeconfig), namespace)
+        return collect(lambda kind: _list(api, kind, kubeconfig), namespace, disruption=disruption)
     finally:
         api.close()
 
@@ -85,7 +95,7 @@ def _describe(exc: ApiError, kind: str) -> tuple[str, str]:
     return "cluster_api_error", f"listing {kind} failed: {text}"
 
 
-def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
+def collect(list_kind: Lister, namespace: str | None = None, *, disruption: bool = False) -> LiveState:
     """The texts for ``read_inputs``, from any lister of wire objects (the API server, or a test's)."""
     out = LiveState()
     slices, classes, nodes = list_kind("resourceslices"), list_kind("deviceclasses"), list_kind("nodes")
@@ -96,7 +106,10 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
         return namespace is None or _ns(obj) == namespace
 
     pending = sorted((c for c in claims if allocation(c) is None and not _deleting(c) and wanted_here(c)), key=_arrival)
-    pods = sorted((p for p in list_kind("pods") if _unscheduled(p) and wanted_here(p)), key=_arrival)
+    every_pod = list_kind("pods")
+    pods = sorted((p for p in every_pod if _unscheduled(p) and wanted_here(p)), key=_arrival)
+    bound = sorted((bound_pod_wire(p) for p in every_pod if holds(p)), key=_arrival)
+    budgets = [budget_wire(b) for b in list_kind(BUDGETS)] if disruption else []
     wire_pods = [w for w in (_pod(p) for p in pods) if w["spec"]["resourceClaims"]]
     wanted = {(_ns(p), str(e["resourceClaimTemplateName"])) for p in wire_pods for e in _template_refs(p)}
     templates = [t for t in list_kind(TEMPLATES) if (_ns(t), t["metadata"]["name"]) in wanted] if wanted else []
@@ -105,7 +118,10 @@ def collect(list_kind: Lister, namespace: str | None = None) -> LiveState:
         _text("deviceclasses", [slim(c, KEEP_META) for c in classes]),
         _text("nodes", [node_wire(n) for n in nodes]),
         _text("allocated resourceclaims", [slim(c, KEEP_META, with_allocation=True) for c in allocated]),
+        _text("bound pods", bound),
     ]
+    if disruption:
+        out.inventory.append(_text(BUDGETS, budgets))
     out.claims = [
         _text("pending resourceclaims", [slim(c, KEEP_META) for c in pending]),
         _text("resourceclaimtemplates", [slim(t, KEEP_META) for t in templates]),

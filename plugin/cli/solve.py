@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         from gpupolicy.plugin.cli.live import read_cluster
 
-        live = read_cluster(args.kubeconfig, args.namespace)
+        live = read_cluster(args.kubeconfig, args.namespace, disruption=args.preempt or args.defragment)
         inventory, claims = [*live.inventory, *inventory], [*live.claims, *claims]
     policy = read_source(args.policy) if args.policy else None
     inputs = read_inputs(inventory, claims, policy)

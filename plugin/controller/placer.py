@@ -3,7 +3,8 @@
 Objects are loaded one by one with the solver's own loader and cached by resourceVersion (:class:`LoadCache`);
 ``read_text`` is the literal ``read_inputs`` path, kept as the reference a test compares against.
 
-The inventory is what the cluster holds (ResourceSlices, DeviceClasses, Nodes, every allocated claim, fixed);
+The inventory is what the cluster holds (ResourceSlices, DeviceClasses, Nodes, every allocated claim, fixed, and,
+when the snapshot was read for disruption, the bound pods holding claims and the PodDisruptionBudgets);
 the pending claims are the unallocated claims of the ready units, each pod's claims one gang. A group of pods
 must be placed all or nothing too, but across nodes, which the solver's gangs (one pod, one node) do not say:
 a group the solver placed only in part is taken out and the rest solved again, until every group is whole or
@@ -19,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpupolicy.plugin.controller.bound import budget_info, pod_info
+from gpupolicy.plugin.controller.holders import bound_pod_wire, budget_wire
 from gpupolicy.plugin.controller.holds import reserve
 from gpupolicy.plugin.controller.nodes import allowed_nodes, restrict
 from gpupolicy.plugin.controller.snapshot import ClaimRef, Snapshot, State, Unit, allocation, node_wire, slim
@@ -30,6 +31,7 @@ from gpupolicy.policy.policyfile.compiled import CompiledPolicy
 from gpupolicy.policy.yamlsrc import SourceDoc
 from gpupolicy.solver.compile import ClassInfo, Compiled, PendingClaim
 from gpupolicy.solver.compile_devices import NodeInfo
+from gpupolicy.solver.holders import budget_info, pod_info
 from gpupolicy.solver.inputs import SolveInput, read_inputs
 from gpupolicy.solver.output import allocation as allocation_of
 from gpupolicy.solver.problem import ClaimKey, Disruption
@@ -73,6 +75,8 @@ def read_text(
         _text([slim(c, KEEP_META) for c in snapshot.classes], "<cluster:deviceclasses>"),
         _text([node_wire(n) for n in snapshot.nodes], "<cluster:nodes>"),
         _text([slim(c, KEEP_META, with_allocation=True) for c in snapshot.allocated()], "<cluster:allocated>"),
+        _text([bound_pod_wire(p) for p in snapshot.holders], "<cluster:bound pods>"),
+        _text([budget_wire(b) for b in snapshot.budgets], "<cluster:poddisruptionbudgets>"),
     ]
     claims = [_text([slim(snapshot.claims[c], KEEP_META) for c in pending], "<cluster:pending>")]
     inputs = read_inputs(inventory, claims, settings.policy)
@@ -112,12 +116,20 @@ class LoadCache:
         if version and key in self._before:
             loaded = self._before[key]
         else:
-            wire = slim(obj, KEEP_META, with_allocation=role == "allocated")
+            wire = _wire(role, obj)
             doc = SourceDoc(wire, f"<cluster:{obj.get('kind', '')} {name}>")
             loaded, problems = load_doc(doc)
             self.problems += [str(p) for p in problems]
         self._now[key] = loaded
         return loaded
+
+
+def _wire(role: str, obj: Obj) -> Obj:
+    if role == "holder":
+        return bound_pod_wire(obj)
+    if role == "budget":
+        return budget_wire(obj)
+    return slim(obj, KEEP_META, with_allocation=role == "allocated")
 
 
 def read(
@@ -142,6 +154,8 @@ def read(
             out.classes[loaded.obj.name] = ClassInfo(loaded.obj, loaded.doc.locate)
     out.nodes = [NodeInfo(str(n["metadata"]["name"]), dict(n["metadata"].get("labels") or {})) for n in snapshot.nodes]
     out.allocated = [loaded.obj for c in snapshot.allocated() if (loaded := cache.load("allocated", c)) is not None]
+    out.pods = [pod_info(loaded.obj) for p in snapshot.holders if (loaded := cache.load("holder", p)) is not None]
+    out.budgets = [budget_info(loaded.obj) for b in snapshot.budgets if (loaded := cache.load("budget", b)) is not None]
     for claim_ref in pending:
         loaded = cache.load("pending", snapshot.claims[claim_ref])
         if loaded is not None:
@@ -156,15 +170,11 @@ def prepare(
     snapshot: Snapshot, todo: Sequence[Unit], settings: Settings, cache: LoadCache, reserved: Reserved | None = None
 ) -> Compiled:
     """The solver's problem for ``todo``: their pending claims loaded, compiled (with what ``settings.disruption``
-    lets the solve evict: the bound pods and PodDisruptionBudgets of the snapshot), narrowed to their pods' nodes,
-    and without the devices ``reserved`` for other units (holds)."""
+    lets the solve evict: the snapshot's holders and PodDisruptionBudgets, see :func:`read`), narrowed to their
+    pods' nodes, and without the devices ``reserved`` for other units (holds)."""
     pending, gangs = _pending(snapshot, todo)
     inputs = read(snapshot, pending, gangs, settings, cache)
-    disruption = settings.disruption if settings.disruption.any else None
-    if disruption is not None:
-        inputs.pods = [pod_info(p) for p in snapshot.holders]
-        inputs.budgets = [budget_info(b) for b in snapshot.budgets]
-    compiled = inputs.compile(disruption)
+    compiled = inputs.compile(settings.disruption if settings.disruption.any else None)
     restrict(compiled, _pod_nodes(snapshot, todo))
     mine = {u.key: {ClaimKey(f"{ns}/{name}") for ns, name in u.claims} for u in todo}
     for key, held in (reserved or {}).items():

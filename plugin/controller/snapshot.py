@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gpupolicy.plugin.controller.holders import BUDGETS, holds
 from gpupolicy.plugin.kube import Api, Obj
 
 GATE = "gpupolicy.dev/placement"
@@ -53,20 +54,20 @@ class Snapshot:
     classes: list[Obj]
     nodes: list[Obj]
     holders: list[Obj] = field(default_factory=list)  # bound pods that use claims (only when reading for disruption)
-    budgets: list[Obj] = field(default_factory=list)  # PodDisruptionBudgets (the same)
+    budgets: list[Obj] = field(default_factory=list)  # PodDisruptionBudgets (likewise)
 
     @classmethod
     def read(cls, api: Api, namespaces: Collection[str] = (), *, disruption: bool = False) -> Snapshot:
-        """Everything; only the gated pods of ``namespaces`` (all when empty) are pending work. With
-        ``disruption``, also the pods bound to nodes (who holds the allocated claims) and the
-        PodDisruptionBudgets."""
+        """Everything; only the gated pods of ``namespaces`` (all when empty) are pending work. With ``disruption``
+        (preemption or defragmentation on) also who holds the allocated claims: the bound pods, of every namespace,
+        and the PodDisruptionBudgets (one more list; the controller then needs the right to list them)."""
         claims = {ref(c): c for c in api.list("resourceclaims")}
-        every = api.list("pods")
-        pods = [p for p in every if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
+        every_pod = api.list("pods")
+        pods = [p for p in every_pod if gated(p) and (not namespaces or ref(p)[0] in namespaces)]
         out = cls(pods, claims, api.list("resourceslices"), api.list("deviceclasses"), api.list("nodes"))
         if disruption:
-            out.holders = [p for p in every if (p.get("spec") or {}).get("nodeName")]
-            out.budgets = api.list("poddisruptionbudgets")
+            out.holders = [p for p in every_pod if holds(p)]
+            out.budgets = api.list(BUDGETS)
         return out
 
     def allocated(self) -> list[Obj]:
@@ -94,8 +95,8 @@ def allocation(claim: Obj) -> Obj | None:
 
 
 def slim(obj: Obj, keep: Sequence[str], *, with_allocation: bool = False) -> Obj:
-    """apiVersion, kind, the ``keep`` metadata and spec (plus ``status.allocation`` and ``reservedFor`` when asked
-    and present): what the loaders model, without managedFields and the like."""
+    """apiVersion, kind, the ``keep`` metadata and spec (plus ``status.allocation`` and ``status.reservedFor``, who
+    holds it, when asked and allocated): what the loaders model, without managedFields and the like."""
     meta = obj.get("metadata") or {}
     out: Obj = {
         "apiVersion": obj.get("apiVersion", ""),
@@ -106,7 +107,7 @@ def slim(obj: Obj, keep: Sequence[str], *, with_allocation: bool = False) -> Obj
     if with_allocation and allocation(obj) is not None:
         out["status"] = {"allocation": allocation(obj)}
         reserved = (obj.get("status") or {}).get("reservedFor")
-        if reserved:  # who uses it: what preemption evicts
+        if reserved:
             out["status"]["reservedFor"] = reserved
     return out
 

@@ -18,6 +18,7 @@ from gpupolicy.policy.errors import Diagnostic, DiagnosticError, sorted_diagnost
 from gpupolicy.policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
 from gpupolicy.policy.k8s.convert import RESOURCE_KINDS, RESOURCE_VERSIONS, ConvertedDoc, convert_doc, is_resource_api
 from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.pdb import PodDisruptionBudget
 from gpupolicy.policy.k8s.pod import WORKLOAD_API_VERSIONS, Pod, Workload
 from gpupolicy.policy.k8s.slice import ResourceSlice
 from gpupolicy.policy.k8s.validation import validate_object
@@ -32,7 +33,7 @@ _RESOURCE_MODELS: dict[str, type[BaseModel]] = {
     "ResourceClaimTemplate": ResourceClaimTemplate,
     "ResourceSlice": ResourceSlice,
 }
-SUPPORTED_KINDS = (*RESOURCE_KINDS, "Pod", *WORKLOAD_API_VERSIONS)
+SUPPORTED_KINDS = (*RESOURCE_KINDS, "Pod", *WORKLOAD_API_VERSIONS, "PodDisruptionBudget")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class LoadResult:
     slices: list[Loaded[ResourceSlice]] = field(default_factory=list)
     pods: list[Loaded[Pod]] = field(default_factory=list)
     workloads: list[Loaded[Workload]] = field(default_factory=list)
+    budgets: list[Loaded[PodDisruptionBudget]] = field(default_factory=list)
     skipped: list[SourceDoc] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -75,6 +77,7 @@ class LoadResult:
         yield from self.slices
         yield from self.pods
         yield from self.workloads
+        yield from self.budgets
 
     def _add(self, loaded: Loaded[Any]) -> None:
         obj = loaded.obj
@@ -89,6 +92,8 @@ class LoadResult:
             target = self.slices
         elif isinstance(obj, Pod):
             target = self.pods
+        elif isinstance(obj, PodDisruptionBudget):
+            target = self.budgets
         else:
             target = self.workloads
         target.append(loaded)
@@ -106,6 +111,8 @@ def _model_for(doc: SourceDoc) -> tuple[type[BaseModel] | None, Diagnostic | Non
         return Pod, None
     if WORKLOAD_API_VERSIONS.get(kind) == api_version:
         return Workload, None
+    if kind == "PodDisruptionBudget" and api_version == "policy/v1":
+        return PodDisruptionBudget, None
     if kind in _RESOURCE_MODELS and api_version.startswith("resource.k8s.io/"):
         versions = ", ".join(f"resource.k8s.io/{v}" for v in RESOURCE_VERSIONS)
         message = f"apiVersion {api_version} of {kind} is not supported; use one of {versions}"

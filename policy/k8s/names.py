@@ -51,6 +51,13 @@ def dns1123_subdomain(value: str) -> list[str]:
     return problems
 
 
+def path_segment_name(value: str) -> list[str]:
+    """The generic name rule of kinds without their own (``content.IsPathSegmentName``): usable as a URL segment."""
+    if value in (".", ".."):
+        return [f"may not be {value!r}"]
+    return [f"may not contain {bad!r}" for bad in ("/", "%") if bad in value]
+
+
 def c_identifier(value: str) -> list[str]:
     problems: list[str] = []
     if len(value) > limits.DEVICE_MAX_ID_LENGTH:

@@ -2,7 +2,7 @@
 
 A Pod carries far more fields than modelled here; those are ignored. The parts that are read
 (``spec.resourceClaims``, containers' ``resources.claims`` and requests, ``nodeName``,
-``nodeSelector``, ``schedulingGates``) are checked strictly.
+``nodeSelector``, ``schedulingGates``, ``status.phase``) are checked strictly.
 """
 
 from __future__ import annotations
@@ -70,11 +70,18 @@ def _request(container: Container, resource: str) -> Quantity:
     return requests.get(resource) or limits.get(resource) or Quantity(0)
 
 
+class PodStatus(LenientModel):
+    """Only the phase: whether the pod runs (or ran), which makes it a holder of claims, not a pending pod."""
+
+    phase: Str | None = None
+
+
 class Pod(LenientModel):
     api_version: Literal["v1"] = "v1"
     kind: Literal["Pod"] = "Pod"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PodSpec
+    status: PodStatus | None = None
 
 
 class PodTemplateSpec(LenientModel):

@@ -14,6 +14,7 @@ from gpupolicy.policy.k8s import names
 from gpupolicy.policy.k8s.checker import Checker, Path
 from gpupolicy.policy.k8s.claim import ResourceClaim, ResourceClaimTemplate
 from gpupolicy.policy.k8s.deviceclass import DeviceClass
+from gpupolicy.policy.k8s.pdb import PodDisruptionBudget, check_pod_disruption_budget
 from gpupolicy.policy.k8s.pod import Pod, PodSpec, Workload
 from gpupolicy.policy.k8s.slice import ResourceSlice
 from gpupolicy.policy.k8s.validate_claim import check_device_class, check_resource_claim, check_resource_claim_template
@@ -36,6 +37,9 @@ def validate_object(obj: BaseModel, doc: SourceDoc) -> list[Diagnostic]:
     elif isinstance(obj, Pod):
         check_meta(c, obj.metadata, namespaced=True, name_rule=names.dns1123_subdomain)
         check_pod_spec(c, obj.spec, ("spec",))
+    elif isinstance(obj, PodDisruptionBudget):
+        check_meta(c, obj.metadata, namespaced=True, name_rule=names.path_segment_name)
+        check_pod_disruption_budget(c, obj)
     elif isinstance(obj, Workload):
         check_meta(c, obj.metadata, namespaced=True, name_rule=names.dns1123_subdomain)
         check_pod_spec(c, obj.spec.template.spec, ("spec", "template", "spec"))

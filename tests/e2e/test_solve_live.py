@@ -179,3 +179,59 @@ def test_live_solve_reads_claims_made_from_templates(
     placed, unplaced = outcome(live_solve(kube_cluster, namespace), namespace)
     assert set(placed) == {claim_name} and not unplaced
     assert placed[claim_name].startswith("gpu-0-mig-3g")
+
+
+@needs_live_solve
+def test_live_read_for_disruption_sees_holders_and_budgets(
+    kube: Kube, cleanup: Cleanup, namespace: str, kube_cluster: ControlPlane
+) -> None:
+    """Issue 17's input side against the real API server: a pod bound to a node holds an allocated claim
+    (``status.reservedFor``) and a PodDisruptionBudget selects it. Read for disruption, the claim is a preemption
+    candidate counted against the budget, which allows nothing while its status is older than its spec; a plain
+    read never lists budgets. Every bound pod of the shared control plane is read by the strict loaders too."""
+    from gpupolicy.plugin.cli.live import read_cluster
+    from gpupolicy.solver.inputs import read_inputs
+    from gpupolicy.solver.problem import Disruption, Eviction
+
+    node = f"h100-{uuid.uuid4().hex[:6]}"
+    cleanup.track(create_node(kube, node))
+    slices = renamed_slices(STRANDS.slices(), node)
+    for obj in [*STRANDS.device_classes(), *slices]:
+        cleanup.create(obj)
+    three_g, _ = claims_in(STRANDS, namespace)
+    claim = cleanup.create(three_g)
+    holder = pod_for(three_g, node)
+    holder["metadata"]["labels"] = {"app": "train"}
+    holder["spec"]["nodeName"] = node
+    holder = cleanup.create(holder)
+    device = next(d["name"] for s in slices for d in s["spec"].get("devices") or () if "mig-3g" in d["name"])
+    claim["status"] = {
+        "allocation": {
+            "devices": {
+                "results": [{"request": "mig", "driver": slices[0]["spec"]["driver"], "pool": node, "device": device}]
+            }
+        },
+        "reservedFor": [{"resource": "pods", "name": holder["metadata"]["name"], "uid": holder["metadata"]["uid"]}],
+    }
+    kube.replace_status(claim)
+    cleanup.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "train", "namespace": namespace},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "train"}}},
+        }
+    )
+
+    live = read_cluster(str(kube_cluster.kubeconfig), namespace, disruption=True)
+    inputs = read_inputs(live.inventory, live.claims)
+    key = f"{namespace}/{holder['metadata']['name']}"
+    assert key in {p.key for p in inputs.pods}
+    problem = inputs.compile(Disruption(preempt=True)).problem
+    evictions = {e.claim: e.eviction for e in problem.existing}
+    budget = f"{namespace}/train"
+    assert evictions[f"{namespace}/{claim['metadata']['name']}"] == Eviction(f"pod:{key}", (key,), (budget,))
+    assert problem.budgets[budget] == 0  # no disruption controller has caught up (nor would a pod not Ready allow one)
+
+    plain = read_cluster(str(kube_cluster.kubeconfig), namespace)
+    assert not any("PodDisruptionBudget" in text for text, _ in plain.inventory)

@@ -7,8 +7,8 @@ from typing import Any
 from gpupolicy.plugin.controller.placer import LoadCache, Settings, read, read_text
 from gpupolicy.plugin.controller.snapshot import Snapshot
 from gpupolicy.solver.inputs import SolveInput
-from gpupolicy.solver.problem import Problem
-from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node
+from gpupolicy.solver.problem import Disruption, Eviction, Problem
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod
 
 
 def shape(inputs: SolveInput) -> Any:
@@ -50,3 +50,63 @@ def test_cached_and_text_readers_agree_and_invalid_objects_are_left_out() -> Non
     snapshot = Snapshot.read(api)
     worse = read(snapshot, [*pending, ("default", "c")], gangs, settings, cache)
     assert len(worse.pending) == 2 and cache.problems and "default/c" in cache.problems[0]
+
+
+def test_holders_and_budgets_are_read_only_for_disruption() -> None:
+    """With ``disruption`` the snapshot keeps the bound pods (with the claims' reservedFor) and the budgets, both
+    readers turn them into the solver's holders alike, and a preempting compile marks the held claim."""
+    api = FakeApi()
+    policy, classes, slices = example("first-fit-strands")
+    for obj in classes:
+        api.put("deviceclasses", obj)
+    for obj in slices:
+        api.put("resourceslices", obj)
+    api.put("nodes", node("h100-0"))
+    worker = api.put("pods", pod("worker", ["held"], gated=False))
+    worker["metadata"]["labels"] = {"app": "train"}
+    worker["metadata"]["annotations"] = {"gpupolicy.dev/movable": "true", "big": "x" * 1000}
+    worker["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "Job", "name": "j", "uid": "u", "controller": True}
+    ]
+    worker["spec"]["nodeName"] = "h100-0"
+    worker["status"] = {"phase": "Running"}
+    api.put("pods", worker)
+    held = claim("held", "mig-3g.gpupolicy.dev")
+    held["status"] = allocated("gpu-0-mig-3g40gb-9-0")
+    held["status"]["reservedFor"] = [{"resource": "pods", "name": "worker", "uid": worker["metadata"]["uid"]}]
+    api.put("resourceclaims", held)
+    api.put("resourceclaims", claim("a", "mig-4g.gpupolicy.dev"))
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "train", "namespace": "default", "generation": 1},
+        "spec": {"minAvailable": 0, "selector": {"matchLabels": {"app": "train"}}},
+        "status": {
+            "observedGeneration": 1,
+            "disruptionsAllowed": 1,
+            "currentHealthy": 1,
+            "desiredHealthy": 0,
+            "expectedPods": 1,
+        },
+    }
+    api.put("poddisruptionbudgets", budget)
+    settings = Settings(policy=(policy.read_text(), str(policy)))
+    pending, gangs = [("default", "a")], {("default", "a"): "default/p"}
+
+    plain = Snapshot.read(api)
+    assert ("list", "poddisruptionbudgets") not in api.calls and plain.holders == [] and plain.budgets == []
+
+    snapshot = Snapshot.read(api, disruption=True)
+    cache = LoadCache()
+    fast = read(snapshot, pending, gangs, settings, cache)
+    text = read_text(snapshot, pending, gangs, settings)
+    assert not cache.problems
+    assert fast.pods == text.pods and [p.key for p in fast.pods] == ["default/worker"]
+    assert fast.pods[0].annotations == {"gpupolicy.dev/movable": "true"} and fast.pods[0].controlled
+    assert fast.budgets == text.budgets and [(b.key, b.allowed) for b in fast.budgets] == [("default/train", 1)]
+    problem = fast.compile(Disruption(preempt=True)).problem
+    assert {e.claim: e.eviction for e in problem.existing} == {
+        "default/held": Eviction("pod:default/worker", ("default/worker",), ("default/train",), movable=True)
+    }
+    assert problem.budgets == {"default/train": 1}
+    assert shape(fast) == shape(text)

@@ -1,7 +1,7 @@
-"""Preemption and defragmentation executed by the controller, against the in-memory API (``preemptkit``). The
-solver's choices (which victims) come from the solver (or, until its model is on main, ``standin``); these tests
-check what the controller does with them: dry run first, evictions, conditions, Events, holds, placement after
-the victims' claims are released, and that no device is ever in two claims."""
+"""Preemption and defragmentation executed by the controller, against the in-memory API (``preemptkit``). Which
+victims is the solver's choice (the real CP-SAT model, with the bound pods and budgets read by the controller);
+these tests check what the controller does with them: dry run first, evictions, conditions, Events, holds,
+placement after the victims' claims are released, and that no device is ever in two claims."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from gpupolicy.plugin.controller.snapshot import HOLD
 from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kube.errors import error
-from tests.plugin.controller import standin
 from tests.plugin.controller.fakeapi import FakeApi
 from tests.plugin.controller.preemptkit import (
     budget,
@@ -32,11 +31,6 @@ from tests.plugin.controller.preemptkit import (
 from tests.scrape import parse
 
 UNIT = "pod:prod/urgent"
-
-
-@pytest.fixture(autouse=True)
-def _model(monkeypatch: pytest.MonkeyPatch) -> None:
-    standin.install(monkeypatch)
 
 
 @pytest.fixture
