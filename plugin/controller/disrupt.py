@@ -165,13 +165,25 @@ def _evict(api: Api, name: str, pod: Obj | None, *, dry_run: bool) -> str:
     namespace, _, pod_name = name.partition("/")
     try:
         api.evict(namespace, pod_name, uid=_uid(pod), dry_run=dry_run)
-    except (NotFound, Conflict):
+    except NotFound:
         return ""
+    except Conflict as exc:  # the uid precondition (another pod under the name now), or the budget kept changing
+        return "" if _gone(api, namespace, pod_name, _uid(pod)) else str(exc)
     except NotLeader:
         raise
     except ApiError as exc:
         return str(exc)
     return ""
+
+
+def _gone(api: Api, namespace: str, name: str, uid: str) -> bool:
+    """The pod we meant is not there any more, or is being deleted."""
+    try:
+        current = api.get("pods", namespace, name)
+    except NotFound:
+        return True
+    meta = current["metadata"]
+    return bool(uid and meta.get("uid") != uid) or bool(meta.get("deletionTimestamp"))
 
 
 def _mark(api: Api, name: str, pod: Obj | None, reason: str, preemptor: Obj) -> None:

@@ -325,3 +325,29 @@ def test_a_victim_gone_at_once_still_gets_its_event(full: FakeApi) -> None:
     victim = result.evicted[0].split("/")[1]
     [event] = [e for e in full.of("events") if e["involvedObject"]["name"] == victim]
     assert event["reason"] == "Preempted" and event["message"] == "Preempted by pod prod/urgent on node n0"
+
+
+def test_a_conflict_is_a_victim_gone_only_when_the_pod_is_gone(full: FakeApi) -> None:
+    """409 from the Eviction API: a budget that kept changing (the pod is still there: refused), or the uid
+    precondition (the pod was recreated under its name: the victim we meant is gone)."""
+
+    def budget_busy(namespace: str, name: str, dry_run: bool) -> None:
+        raise error("conflict", "Operation cannot be fulfilled on poddisruptionbudgets: the object has been modified")
+
+    full.before_evict = budget_busy
+    result = controller(full, [0.0], preemption=True).step(force=True)
+    assert "refused" in result.skipped[UNIT] and not result.held and full.evictions == []
+
+    api = cluster({"n0": 1})
+    running(api, "b0", "batch", "n0", ["gpu-0"])
+    gated(api, "urgent", "prod")
+
+    def recreated_meanwhile(namespace: str, name: str, dry_run: bool) -> None:
+        if not dry_run:
+            api.objects[("pods", namespace, name)]["metadata"]["uid"] = "a-new-pod"
+            raise error("conflict", "the UID in the precondition does not match the UID in record")
+
+    api.before_evict = recreated_meanwhile
+    second = controller(api, [0.0], preemption=True).step(force=True)
+    assert second.held == [UNIT] and second.evicted == ["batch/b0"]
+    assert condition(api, "batch", "b0", "DisruptionTarget") is None, "the new pod is left alone"
