@@ -74,6 +74,31 @@ def _name_beneficiaries(problem: Problem, solution: Solution, unit: VictimUnit) 
             solution.moved[key] = dataclasses.replace(solution.moved[key], for_=for_, why=why)
 
 
+def describe(problem: Problem, overflows: list[tuple[object, ...]]) -> str:
+    """Overflowing resources in a few words: devices by name, capacities by device, MIG memory slots by GPU."""
+    parts: list[str] = []
+    slots: dict[str, list[int]] = {}
+    other: dict[str, list[str]] = {}
+    for resource in overflows:
+        if resource[0] == "device":
+            parts.append(problem.devices[int(str(resource[1]))].label)
+        elif resource[0] == "capacity":
+            parts.append(f"{str(resource[2]).rsplit('/', 1)[-1]} of {problem.devices[int(str(resource[1]))].label}")
+        else:
+            gpu = f"{resource[1]}/{resource[2]}/{resource[3]}"
+            name = str(resource[4])
+            if name.startswith("memory-slice-") and name.removeprefix("memory-slice-").isdigit():
+                slots.setdefault(gpu, []).append(int(name.removeprefix("memory-slice-")))
+            else:
+                other.setdefault(gpu, []).append(name)
+    for gpu, numbers in sorted(slots.items()):
+        parts.append(f"memory slot(s) {','.join(map(str, sorted(numbers)))} of {gpu}")
+    for gpu, names in sorted(other.items()):
+        if gpu not in slots:
+            parts.append(f"{', '.join(sorted(names))} of {gpu}")
+    return "; ".join(parts) or "nothing"
+
+
 def _why(
     problem: Problem,
     solution: Solution,
@@ -89,8 +114,8 @@ def _why(
     if preempted:
         text = (
             f"priority {unit.level} < {top}: evicting {pods} frees {', '.join(held)} for {takers}; had it stayed, "
-            f"{len(overflows)} device resource(s) would be over capacity. Victims are taken lowest priority first, "
-            f"then fewest pods, and none that could stay"
+            f"{describe(problem, overflows)} would be needed by both. Victims are taken lowest priority first, then "
+            f"fewest pods, and none that could stay"
         )
     else:
         new = sorted({problem.devices[r.device].label for k in unit.keys if k in solution.placements

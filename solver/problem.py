@@ -278,8 +278,9 @@ class Eviction:
 
     Claims with the same ``unit`` go together (the pods that share claims, and the pods of one
     ``gpupolicy.dev/group``): all are evicted, or none. ``budgets`` names the disruption budgets
-    (PodDisruptionBudgets, ``namespace/name``) that count those pods, once per pod a budget selects; ``movable`` says every pod opted in to
-    being moved (``gpupolicy.dev/movable: "true"``, and a controller that recreates it).
+    (PodDisruptionBudgets, ``namespace/name``) that count those pods, once per pod a budget selects;
+    ``movable`` says every pod opted in to being moved (``gpupolicy.dev/movable: "true"``, and a controller
+    that recreates it).
     """
 
     unit: str

@@ -44,13 +44,21 @@ class Example:
         return [to_wire(s) for s in cluster.slices(policy.publish_for, driver=policy.driver_name)]
 
     def workloads(self) -> list[Obj]:
-        """Every claim, template and pod in the example's YAML files (``kind: List`` expanded), in file order."""
+        """Every pending claim, template and pod in the example's YAML files (``kind: List`` expanded), in file
+        order. What an example shows as already running (claims with ``status.allocation``, pods bound to a node,
+        as in examples/preemption) is left out: the scheduler cannot be given it as it is."""
         out: list[Obj] = []
         for path in sorted(self.path.glob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text()):
                 items = doc.get("items", []) if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
-                out += [d for d in items if isinstance(d, dict) and d.get("kind") in WORKLOAD_KINDS]
+                out += [d for d in items if isinstance(d, dict) and d.get("kind") in WORKLOAD_KINDS and not _running(d)]
         return out
+
+
+def _running(obj: Obj) -> bool:
+    if obj.get("kind") == "Pod":
+        return bool((obj.get("spec") or {}).get("nodeName"))
+    return bool((obj.get("status") or {}).get("allocation"))
 
 
 def examples() -> list[Example]:

@@ -23,6 +23,8 @@ def example_args(example: Path) -> list[str]:
     args = ["solve", "--inventory", str(example / "cluster.yaml"), "--claims", str(example / "claims.yaml")]
     if (example / "policy.yaml").exists():
         args += ["--policy", str(example / "policy.yaml")]
+    if (example / "solve.args").exists():  # flags the example is about (e.g. --preempt)
+        args += (example / "solve.args").read_text().split()
     return args
 
 
