@@ -123,7 +123,7 @@ class Controller:
         snapshot = Snapshot.read(self.api, self.config.namespaces, disruption=self.config.disrupt.on)
         all_units = units(snapshot)
         self._recover(all_units, snapshot, out)
-        scan = self.preemption.scan(self.api, all_units, snapshot.claims) if self.leading() else Scan()
+        scan = self.preemption.scan(self.api, all_units, snapshot) if self.leading() else Scan()
         out.waiting = list(scan.waiting)
         inventory = fingerprint(snapshot, self._allowance())
         now = self.clock()

@@ -23,7 +23,7 @@ from gpupolicy.plugin.controller.fence import NotLeader
 from gpupolicy.plugin.controller.holds import Hold, annotate, hold_of, released
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import Plan
-from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Snapshot, State, Unit, ref
+from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Snapshot, State, Unit, pod_key, ref
 from gpupolicy.plugin.kube import Api, ApiError, Obj
 from gpupolicy.plugin.timefmt import kube_time
 from gpupolicy.solver.problem import Disruption
@@ -71,10 +71,14 @@ class Preemption:
         defragment = self.options.defragment and left > 0
         return Disruption(self.options.preemption, defragment, left if defragment else None)
 
-    def scan(self, api: Api, all_units: Sequence[Unit], claims: Mapping[ClaimRef, Obj]) -> Scan:
-        """Sort the ready units' holds: waiting, ripe (released) or dropped (past the deadline)."""
+    def scan(self, api: Api, all_units: Sequence[Unit], snapshot: Snapshot) -> Scan:
+        """Sort the ready units' holds: waiting, ripe (released) or dropped (past the deadline, or a plan whose
+        victims were never evicted: a leader stopped between writing the hold and evicting)."""
         out = Scan()
         now = self.wall()
+        claims: Mapping[ClaimRef, Obj] = snapshot.claims
+        alive = {(pod_key(p), str(p["metadata"].get("uid", ""))) for p in snapshot.holders
+                 if not p["metadata"].get("deletionTimestamp")}  # fmt: skip
         for unit in all_units:
             hold = hold_of(unit) if unit.state == State.READY else None
             if hold is None:
@@ -88,6 +92,9 @@ class Preemption:
             if now >= hold.deadline:  # released or not: a hold never outlives its deadline
                 why = "not placed by" if free else "its victims still hold the devices at"
                 self._drop(api, unit, f"{why} the deadline {kube_time(hold.deadline)}")
+                out.dropped.append(unit.key)
+            elif not free and any(victim in alive for victim in hold.pods):
+                self._drop(api, unit, "its victims were not evicted (a leader stopped mid-plan)")
                 out.dropped.append(unit.key)
             elif free:
                 out.ripe[unit.key] = hold

@@ -351,3 +351,27 @@ def test_a_conflict_is_a_victim_gone_only_when_the_pod_is_gone(full: FakeApi) ->
     second = controller(api, [0.0], preemption=True).step(force=True)
     assert second.held == [UNIT] and second.evicted == ["batch/b0"]
     assert condition(api, "batch", "b0", "DisruptionTarget") is None, "the new pod is left alone"
+
+
+def test_a_leader_stopped_between_the_hold_and_the_evictions_leaves_nothing_to_wait_for() -> None:
+    api = cluster({"n0": 1})
+    running(api, "b0", "batch", "n0", ["gpu-0"])
+    gated(api, "urgent", "prod")
+    wall = [1_000_000.0]
+    first = controller(api, wall, preemption=True)
+    leader = [True]
+    first.api.may_write = lambda: leader[0]
+
+    def lose_the_lease_with_the_hold(kind: str, obj: dict, status: bool) -> None:
+        if HOLD in (obj["metadata"].get("annotations") or {}):
+            leader[0] = False  # this write was let through; the next (the eviction) is not
+
+    api.before_update = lose_the_lease_with_the_hold
+    with pytest.raises(ApiError):
+        first.step(force=True)
+    assert hold(api) is not None and [d for _, d in api.evictions] == [True], "hold written, nothing evicted"
+    api.before_update = None
+    successor = controller(api, wall, preemption=True)
+    result = successor.step(force=True)
+    assert result.held == [UNIT] and not result.waiting, "no wait for the deadline: planned and evicted again"
+    assert [n for n, d in api.evictions if not d] == ["batch/b0"]
