@@ -21,7 +21,18 @@ import pytest
 
 from gpupolicy.plugin.controller.report import CONDITION
 from tests.e2e.conftest import Cleanup
-from tests.e2e.controller.conftest import FOUR_G, GATE, STRANDS_POLICY, THREE_G, bound, gates, pod_claims, template
+from tests.e2e.controller.conftest import (
+    FOUR_G,
+    GATE,
+    STRANDS_POLICY,
+    THREE_G,
+    bound,
+    devices_in_use,
+    gated_pod,
+    gates,
+    pod_claims,
+    template,
+)
 from tests.e2e.controlplane import REPO, ControlPlane, Process, free_port, write_kubeconfig
 from tests.e2e.helm import HelmError, helm_install, helm_releases, helm_template, helm_uninstall, helm_upgrade
 from tests.e2e.kube import Kube, KubeError, Obj, create_node
@@ -385,3 +396,95 @@ def test_the_controller_fails_without_a_permission_of_the_chart(kube: Kube, rele
     finally:
         binding["metadata"] = {k: v for k, v in binding["metadata"].items() if k in ("name", "namespace", "labels")}
         kube.create(binding)
+
+
+PREEMPTION_POLICY = Path(__file__).resolve().parent / "data" / "preemption-h100-policy.yaml"
+
+
+def tier_template(namespace: str, name: str, device_class: str, tier: str) -> Obj:
+    """A claim template whose claims carry the label ``tier`` (the preemption policy's tiers match it)."""
+    obj = template(namespace, name, device_class)
+    obj["spec"]["metadata"] = {"labels": {"tier": tier}}
+    return obj
+
+
+def test_with_preemption_on_the_chart_grants_exactly_the_evictions_and_budgets_it_uses(
+    kube: Kube,
+    kube_cluster: ControlPlane,
+    cleanup: Cleanup,
+    namespace: str,
+    kube_scheduler: Process,
+    kube_controller_manager: Process,
+    tmp_path: Path,
+) -> None:
+    """``controller.preemption.enabled``: the Deployment gets ``--preemption``, the ClusterRole ``pods/eviction``
+    create and ``poddisruptionbudgets`` list. A batch 4g pod placed by the controller (bound by the scheduler; no
+    kubelet, so it stays Pending on its node) is evicted for an urgent 4g pod (the H100's only 4g slot), with the
+    chart's token: nothing refused, nothing granted unused but the conflict re-reads."""
+    helm = kube_cluster.bin_dir / "helm"
+    name = f"gp-{uuid.uuid4().hex[:6]}"
+    chart_values = {**values(), "policy": PREEMPTION_POLICY.read_text()}
+    chart_values["controller"] = {**chart_values["controller"], "preemption": {"enabled": True, "timeoutSeconds": 60}}
+    helm_install(helm, kube_cluster.kubeconfig, name, namespace, chart_values, tmp_path)
+    try:
+        [deployment] = kube.list("apps/v1", "Deployment", namespace)
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--preemption" in args and "--preemption-timeout=60" in args and "--defragment" not in args
+        service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        kubeconfig = tmp_path / "controller-kubeconfig"
+        write_kubeconfig(
+            kubeconfig, kube_cluster.server, kube_cluster.ca_file, sa_token(kube, namespace, service_account)
+        )
+        release = Release(name, namespace, kubeconfig, deployment)
+        strands_node(kube, cleanup)
+        ns = labelled_namespace(kube, cleanup, {})
+        kube.create(tier_template(ns, "batch-4g", "e2e-mig-4g.gpupolicy.dev", "batch"))
+        kube.create(tier_template(ns, "urgent-4g", "e2e-mig-4g.gpupolicy.dev", "urgent"))
+        log, requests = tmp_path / "controller.log", tmp_path / "requests.jsonl"
+        argv = controller_argv(release, policy_file(kube, release, tmp_path), "--batch-window=0.3", "--resync=2",
+                               record=requests)  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            try:
+                kube.create(gated_pod(ns, "low", ["batch-4g"]))
+                kube.wait_for("the batch pod placed and bound", lambda: bound(kube, ns, "low"), timeout_s=90)
+                kube.create(gated_pod(ns, "urgent", ["urgent-4g"]))
+                kube.wait_for(
+                    "the batch pod evicted",
+                    lambda: (
+                        not _exists(kube, ns, "low")
+                        or kube.get("v1", "Pod", "low", ns)["metadata"].get("deletionTimestamp")
+                    ),
+                    timeout_s=90,
+                )
+                kube.wait_for(
+                    "a Preempted Event on it",
+                    lambda: [e for e in kube.list("v1", "Event", ns) if e.get("reason") == "Preempted"],
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\ncontroller:\n{log.read_text()[-4000:]}") from None
+            held = kube.get("v1", "Pod", "urgent", ns)["metadata"].get("annotations") or {}
+            assert "gpupolicy.dev/hold" in held and gates(kube, ns, "urgent") == [GATE]
+            # no kubelet: the evicted pod stays, being deleted, with the condition the real Eviction API wrote
+            # (EvictionByEvictionAPI) replaced by ours
+            victim = kube.get("v1", "Pod", "low", ns)
+            [target] = [c for c in victim["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+            assert (target["status"], target["reason"]) == ("True", "PreemptionByGpupolicy")
+            assert f"higher priority pod {ns}/urgent" in target["message"]
+            in_use = devices_in_use(kube)
+            assert len(in_use) == len(set(in_use)), "no device in two claims"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        text = log.read_text(errors="replace")
+        assert forbidden_lines(text) == [], "the chart's RBAC refused a request of the controller:\n" + text[-3000:]
+        role = kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", f"{name}-gpupolicy-controller")
+        lease_role = kube.get("rbac.authorization.k8s.io/v1", "Role", f"{name}-gpupolicy-controller-lease", namespace)
+        rules = granted(role["rules"]) | granted(lease_role["rules"])
+        asked = used(recorded_requests(requests))
+        assert {("", "pods/eviction", "create"), ("policy", "poddisruptionbudgets", "list")} <= rules & asked
+        assert asked - rules == set(), "used but not granted"
+        assert rules - asked <= RE_READS, "granted but never used"
+    finally:
+        helm_uninstall(helm, kube_cluster.kubeconfig, name, namespace, tmp_path)
