@@ -420,7 +420,8 @@ def test_with_preemption_on_the_chart_grants_exactly_the_evictions_and_budgets_i
     """``controller.preemption.enabled``: the Deployment gets ``--preemption``, the ClusterRole ``pods/eviction``
     create and ``poddisruptionbudgets`` list. A batch 4g pod placed by the controller (bound by the scheduler; no
     kubelet, so it stays Pending on its node) is evicted for an urgent 4g pod (the H100's only 4g slot), with the
-    chart's token: nothing refused, nothing granted unused but the conflict re-reads."""
+    chart's token; once it is gone (deleted here as its kubelet would) the urgent pod gets its slot. Nothing
+    refused, nothing granted unused but the conflict re-reads."""
     helm = kube_cluster.bin_dir / "helm"
     name = f"gp-{uuid.uuid4().hex[:6]}"
     chart_values = {**values(), "policy": PREEMPTION_POLICY.read_text()}
@@ -472,6 +473,21 @@ def test_with_preemption_on_the_chart_grants_exactly_the_evictions_and_budgets_i
             [target] = [c for c in victim["status"]["conditions"] if c["type"] == "DisruptionTarget"]
             assert (target["status"], target["reason"]) == ("True", "PreemptionByGpupolicy")
             assert f"higher priority pod {ns}/urgent" in target["message"]
+            in_use = devices_in_use(kube)
+            assert len(in_use) == len(set(in_use)), "no device in two claims"
+            before = [
+                r["device"]
+                for c in pod_claims(kube, ns, "low")
+                for r in c["status"]["allocation"]["devices"]["results"]
+            ]
+            kube.delete("v1", "Pod", "low", ns)  # what its kubelet would confirm; kube-controller-manager then
+            # deletes its claim, the hold is released and the urgent pod placed on the slot it freed
+            kube.wait_for("the urgent pod placed and bound", lambda: bound(kube, ns, "urgent"), timeout_s=90)
+            [urgent] = pod_claims(kube, ns, "urgent")
+            assert [r["device"] for r in urgent["status"]["allocation"]["devices"]["results"]] == before
+            assert "gpupolicy.dev/hold" not in (
+                kube.get("v1", "Pod", "urgent", ns)["metadata"].get("annotations") or {}
+            )
             in_use = devices_in_use(kube)
             assert len(in_use) == len(set(in_use)), "no device in two claims"
         finally:
