@@ -6,13 +6,14 @@ The kubelet plugin, the placement controller and ``gpupolicy solve --kubeconfig`
 """
 
 from gpupolicy.plugin.kube.client import Api, Client, Retry
-from gpupolicy.plugin.kube.errors import ApiError, Conflict, NotFound, TooManyRequests, Unreachable
+from gpupolicy.plugin.kube.errors import ApiError, BudgetExceeded, Conflict, NotFound, TooManyRequests, Unreachable
 from gpupolicy.plugin.kube.resources import RESOURCES, Obj, Resource, path
 
 __all__ = [
     "RESOURCES",
     "Api",
     "ApiError",
+    "BudgetExceeded",
     "Client",
     "Conflict",
     "NotFound",

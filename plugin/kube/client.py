@@ -59,9 +59,10 @@ class Api(Protocol):
         ...
 
     def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
-        """POST a ``policy/v1`` Eviction to ``pods/<name>/eviction``: :class:`TooManyRequests` when a
-        PodDisruptionBudget forbids it, :class:`Conflict` when ``uid`` is not the pod's any more, :class:`NotFound`
-        when the pod is gone. ``dry_run``: checked (budgets included), nothing changed."""
+        """POST a ``policy/v1`` Eviction to ``pods/<name>/eviction``: :class:`BudgetExceeded` (a
+        :class:`TooManyRequests`) when a PodDisruptionBudget forbids it, :class:`Conflict` when ``uid`` is not the
+        pod's any more, :class:`NotFound` when the pod is gone. ``dry_run``: checked (budgets included), nothing
+        changed."""
         ...
 
 

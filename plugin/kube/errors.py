@@ -1,7 +1,8 @@
 """One error tree for every Kubernetes API call, as kopf's ``_cogs/clients/errors.py`` has it.
 
 :class:`ApiError` is the base; :class:`NotFound` (404), :class:`Conflict` (409: the resourceVersion moved on, or
-the object already exists), :class:`TooManyRequests` (429, with the server's ``Retry-After``) and
+the object already exists), :class:`TooManyRequests` (429, with the server's ``Retry-After``; its subclass
+:class:`BudgetExceeded` when an eviction would violate a PodDisruptionBudget) and
 :class:`Unreachable` (no HTTP answer: connection, TLS, timeout) are what callers tell apart. Each carries the
 HTTP status and the server's ``Status`` object when the body was one. ``code`` is a stable string for logs,
 Events and the CLI's diagnostics; ``str(error)`` is ``"<code>: <message>"``.
@@ -55,13 +56,20 @@ class TooManyRequests(ApiError):
         """Seconds the server asked to wait (``Retry-After``), or None when it named none."""
 
 
+class BudgetExceeded(TooManyRequests):
+    """429 from the Eviction API because a PodDisruptionBudget allows no disruption now (the Status names the budget
+    among its causes, type ``DisruptionBudget``), not because the server is busy."""
+
+    code = "disruption_budget"
+
+
 class Unreachable(ApiError):
     code = "unreachable"
 
 
 BY_STATUS: dict[int, type[ApiError]] = {404: NotFound, 409: Conflict, 429: TooManyRequests}
 BY_CODE: dict[str, type[ApiError]] = {
-    cls.code: cls for cls in (ApiError, NotFound, Conflict, TooManyRequests, Unreachable)
+    cls.code: cls for cls in (ApiError, NotFound, Conflict, TooManyRequests, BudgetExceeded, Unreachable)
 }
 
 
@@ -89,7 +97,11 @@ def from_response(http_status: int, reason: str | None, body: bytes, headers: Ma
     message = f"{http_status} {reason or ''}".rstrip() + f": {detail}"
     cls = BY_STATUS.get(http_status, ApiError)
     if cls is TooManyRequests:
-        return TooManyRequests(message, status=status, retry_after=retry_after(headers))
+        causes = ((status or {}).get("details") or {}).get("causes") or []
+        budget = any(isinstance(c, dict) and c.get("type") == "DisruptionBudget" for c in causes)
+        if budget:  # the budget's own words (which budget, how many healthy pods) say more than the summary
+            message += "".join(f" ({c.get('message')})" for c in causes if isinstance(c, dict) and c.get("message"))
+        return (BudgetExceeded if budget else TooManyRequests)(message, status=status, retry_after=retry_after(headers))
     return cls(message, http_status=http_status, status=status)
 
 

@@ -117,7 +117,7 @@ class FakeApi:
                 observed = status.get("observedGeneration", 0) >= budget["metadata"].get("generation", 1)
                 if not observed or status.get("disruptionsAllowed", 0) <= 0:
                     raise error(
-                        "too_many_requests", "Cannot evict pod as it would violate the pod's disruption budget."
+                        "disruption_budget", "Cannot evict pod as it would violate the pod's disruption budget."
                     )
                 if not dry_run:
                     status["disruptionsAllowed"] -= 1

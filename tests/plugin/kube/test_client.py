@@ -14,6 +14,7 @@ import pytest
 
 from gpupolicy.plugin.kube import (
     ApiError,
+    BudgetExceeded,
     Client,
     Conflict,
     NotFound,
@@ -214,12 +215,18 @@ def test_evict_posts_an_eviction_dry_run_first_and_a_budget_refusal_is_too_many_
 ) -> None:
     script, url = server
     refused = status(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+    cause = {
+        "type": "DisruptionBudget",
+        "message": "The disruption budget keep needs 1 healthy pods and has 1 currently",
+    }
+    refused["details"] = {"causes": [cause]}
     script.answers = [(201, {}, {"kind": "Status", "status": "Success"}), (429, {}, refused)]
     api = Client(kubeconfig(tmp_path, url), timeout_s=2.5, server_timeout=True)
     api.evict("batch", "b-0", uid="u1", dry_run=True)
-    with pytest.raises(TooManyRequests) as raised:
+    with pytest.raises(BudgetExceeded) as raised:
         api.evict("batch", "b-0", uid="u1")
-    assert "disruption budget" in str(raised.value) and len(script.asked) == 2, "a budget's 0 is not retried"
+    assert isinstance(raised.value, TooManyRequests) and raised.value.code == "disruption_budget"
+    assert "budget keep needs 1 healthy pods" in str(raised.value) and len(script.asked) == 2, "not retried"
     (method, dry, body), (_, real, _) = script.asked
     assert method == "POST" and dry == "/api/v1/namespaces/batch/pods/b-0/eviction?dryRun=All&timeout=2.5s"
     assert real == "/api/v1/namespaces/batch/pods/b-0/eviction?timeout=2.5s"
