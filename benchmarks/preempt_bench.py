@@ -57,7 +57,7 @@ def running(nodes: int) -> str:
             pod, claim, node = f"job-{n}-{g}", f"job-{n}-{g}-gpu", f"node-{n}"
             docs.append({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod, "namespace": "batch", "uid": f"u-{pod}", "labels": {"guard": str(g % 4 == 0)}},
+                "metadata": {"name": pod, "namespace": "batch", "uid": f"u-{pod}", "labels": {"guard": f"{g % 4 == 0}"}},
                 "spec": {"nodeName": node, "resourceClaims": [{"name": "g", "resourceClaimName": claim}],
                          "containers": [{"name": "c", "image": "x", "resources": {"claims": [{"name": "g"}]}}]},
                 "status": {"phase": "Running"},
