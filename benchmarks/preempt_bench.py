@@ -55,9 +55,10 @@ def running(nodes: int) -> str:
     for n in range(nodes):
         for g in range(8):
             pod, claim, node = f"job-{n}-{g}", f"job-{n}-{g}-gpu", f"node-{n}"
+            labels = {"guard": f"{g % 4 == 0}"}
             docs.append({
                 "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod, "namespace": "batch", "uid": f"u-{pod}", "labels": {"guard": f"{g % 4 == 0}"}},
+                "metadata": {"name": pod, "namespace": "batch", "uid": f"u-{pod}", "labels": labels},
                 "spec": {"nodeName": node, "resourceClaims": [{"name": "g", "resourceClaimName": claim}],
                          "containers": [{"name": "c", "image": "x", "resources": {"claims": [{"name": "g"}]}}]},
                 "status": {"phase": "Running"},
