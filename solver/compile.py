@@ -23,7 +23,6 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from gpupolicy.policy.device import DeviceView
 from gpupolicy.policy.errors import Diagnostic, DiagnosticError, Location
@@ -31,6 +30,7 @@ from gpupolicy.policy.k8s.claim import RequestFields, ResourceClaim
 from gpupolicy.policy.k8s.deviceclass import DeviceClass
 from gpupolicy.policy.k8s.slice import ResourceSlice
 from gpupolicy.policy.policyfile.compiled import ClaimInfo, CompiledPolicy, RequestInfo
+from gpupolicy.solver import compile_existing
 from gpupolicy.solver.compile_devices import DeviceTable, NodeInfo, build_devices, qint
 from gpupolicy.solver.mig_slices import compute_slices
 from gpupolicy.solver.problem import (
@@ -40,12 +40,9 @@ from gpupolicy.solver.problem import (
     ClaimKey,
     Constraint,
     DeviceIndex,
-    DeviceResult,
     Disruption,
     Eviction,
     Exclusion,
-    Existing,
-    NodeName,
     Objective,
     Problem,
     Quota,
@@ -124,19 +121,23 @@ def compile_problem(
         claim, priority = _claim(ctx, item)
         claims.append(claim)
         tiers[claim.key] = (claim.tier, priority)
-    candidates = _candidates(allocated, evictions or {}, disruption)
+    candidates = compile_existing.candidates(allocated, evictions or {}, disruption)
     for claim_obj in candidates:
-        tiers[_key(claim_obj)] = ctx.policy.priority_of(ClaimInfo.from_claim(claim_obj)) if ctx.policy else ("", 0)
-    movers = [c for c in candidates if disruption.defragment and (evictions or {})[_key(c)].movable]
+        tiers[compile_existing.claim_key(claim_obj)] = (
+            ctx.policy.priority_of(ClaimInfo.from_claim(claim_obj)) if ctx.policy else ("", 0)
+        )
+    movers = [
+        c for c in candidates if disruption.defragment and (evictions or {})[compile_existing.claim_key(c)].movable
+    ]
     for claim_obj in movers:  # the new place of a movable claim: compiled as a pending claim of its own pod
-        eviction = (evictions or {})[_key(claim_obj)]
-        moving, _ = _claim(ctx, PendingClaim(_unallocated(claim_obj), gang=f"move:{eviction.pods[0]}"))
+        eviction = (evictions or {})[compile_existing.claim_key(claim_obj)]
+        moving, _ = _claim(ctx, PendingClaim(compile_existing.unallocated(claim_obj), gang=f"move:{eviction.pods[0]}"))
         claims.append(dataclasses.replace(moving, moving=True))
-    weights = _weights(tiers)
+    weights = compile_existing.weights(tiers)
     claims = [dataclasses.replace(c, priority=weights[c.key], level=tiers[c.key][1]) for c in claims]
     objective = Objective(policy.objective) if policy is not None else Objective.PACK
-    existing = _existing(table, allocated)
-    keys = {_key(c) for c in candidates}
+    existing = compile_existing.existing(table, allocated)
+    keys = {compile_existing.claim_key(c) for c in candidates}
     existing = [
         dataclasses.replace(e, tier=tiers[e.claim][0], level=tiers[e.claim][1], weight=weights[e.claim],
                             eviction=(evictions or {})[e.claim])
@@ -157,31 +158,9 @@ def compile_problem(
     return Compiled(
         problem,
         table,
-        {c.key: p.claim for c, p in zip(claims, pending)} | {_key(c): c for c in movers},
+        {c.key: p.claim for c, p in zip(claims, pending)} | {compile_existing.claim_key(c): c for c in movers},
         {name: info.device_class for name, info in classes.items()},
     )
-
-
-def _candidates(
-    allocated: Sequence[ResourceClaim], evictions: Mapping[ClaimKey, Eviction], disruption: Disruption
-) -> list[ResourceClaim]:
-    """The allocated claims this solve may give up: any candidate when preempting, movable ones when defragmenting."""
-    if not disruption.any:
-        return []
-    out = []
-    for claim in allocated:
-        eviction = evictions.get(_key(claim))
-        if eviction is not None and (disruption.preempt or (disruption.defragment and eviction.movable)):
-            out.append(claim)
-    return out
-
-
-def _unallocated(claim: ResourceClaim) -> ResourceClaim:
-    return claim.model_copy(update={"status": None})
-
-
-def _key(claim: ResourceClaim) -> ClaimKey:
-    return ClaimKey(f"{claim.metadata.namespace_or_default}/{claim.metadata.name or ''}")
 
 
 def _claim(ctx: _Context, item: PendingClaim) -> tuple[Claim, int]:
@@ -446,51 +425,6 @@ def _scores(ctx: _Context, devices: list[int], info: ClaimInfo, request: Request
         if score:
             out[DeviceIndex(d)] = score
     return out
-
-
-def _weights(tiers: Mapping[ClaimKey, tuple[str, int]]) -> dict[ClaimKey, int]:
-    """Each priority tier is worth more than every claim of the lower tiers together (pending claims and the
-    allocated claims a solve may give up)."""
-    levels = sorted({level for _, level in tiers.values()})
-    weight: dict[int, int] = {}
-    below = 0
-    for level in levels:
-        weight[level] = below + 1
-        below += weight[level] * sum(1 for _, v in tiers.values() if v == level)
-    return {key: weight[level] for key, (_, level) in tiers.items()}
-
-
-def _existing(table: DeviceTable, allocated: Sequence[ResourceClaim]) -> list[Existing]:
-    index = table.index()
-    out = []
-    for claim in allocated:
-        allocation = claim.allocation
-        if allocation is None:
-            continue
-        results = []
-        for r in allocation.results:
-            d = index.get((r.driver, r.pool, r.device))
-            if d is None:
-                continue
-            consumed = {_qualify_name(r.driver, k): qint(v) for k, v in (r.consumed_capacity or {}).items()}
-            results.append(DeviceResult(r.request, DeviceIndex(d), bool(r.admin_access), r.share_id, consumed))
-        node = _node_of(allocation.node_selector.to_wire() if allocation.node_selector else None)
-        out.append(Existing(_key(claim), claim.metadata.namespace_or_default, tuple(results), node))
-    return out
-
-
-def _qualify_name(driver: str, name: str) -> str:
-    return name if "/" in name else f"{driver}/{name}"
-
-
-def _node_of(selector: Mapping[str, Any] | None) -> NodeName | None:
-    if not selector:
-        return None
-    for term in selector.get("nodeSelectorTerms", []) or []:
-        for req in term.get("matchFields", []) or []:
-            if req.get("key") == "metadata.name" and req.get("values"):
-                return NodeName(req["values"][0])
-    return None
 
 
 def _quotas(table: DeviceTable, policy: CompiledPolicy | None) -> list[Quota]:
