@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from gpupolicy.solver.problem import ClaimKey, Problem
-from gpupolicy.solver.result import Solution
+from gpupolicy.solver.result import Reason, Solution
 from gpupolicy.solver.verify_disruption import restorable, without
 from gpupolicy.solver.verify_resources import resource_errors, uses
 from gpupolicy.solver.victims import VictimUnit, victim_units
@@ -128,3 +128,27 @@ def _why(
         spent = ", ".join(f"{b} (allows {problem.budgets.get(b, 0)})" for b in sorted(unit.budgets))
         text += f"; its pods count against {spent}"
     return text
+
+
+def preemption_notes(problem: Problem, solution: Solution) -> None:
+    """With preemption on, each unplaced claim's reasons end with why preempting did not place it (code
+    ``preemption_not_enough``): no allocation of a lower priority, budgets that allow no eviction, or evicting
+    every allowed lower-priority allocation would still not make room (or would cost a higher priority)."""
+    if not problem.disruption.preempt:
+        return
+    units = victim_units(problem)
+    for claim in problem.claims:
+        if claim.moving or claim.key in solution.placements or claim.key not in solution.unplaced:
+            continue
+        lower = [u for u in units if u.preemptable and u.level < claim.level]
+        if not lower:
+            why = f"no allocation of a priority below {claim.level} can be preempted"
+        else:
+            spent = {b for u in lower for b in u.budgets}
+            blocked = [u for u in lower if any(problem.budgets.get(b, 0) <= 0 for b in u.budgets)]
+            why = f"{len(lower)} allocation(s) of a lower priority could be preempted"
+            if blocked:
+                names = ", ".join(sorted(b for b in spent if problem.budgets.get(b, 0) <= 0))
+                why += f", {len(blocked)} of them guarded by PodDisruptionBudgets that allow no disruption ({names})"
+            why += "; evicting the others would not leave room for it in this plan"
+        solution.unplaced[claim.key].append(Reason("preemption_not_enough", why))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpupolicy.solver.disrupt import without_moving
+from gpupolicy.solver.disrupt import preemption_notes, without_moving
 from gpupolicy.solver.explain import explain
 from gpupolicy.solver.failing import without_failing
 from gpupolicy.solver.firstfit import best_fit, first_fit
@@ -30,6 +30,7 @@ def solve(
     problem = without_moving(problem)  # a moved claim's replacement is part of a move, not a claim to explain
     if params.explain:
         solution.unplaced = explain(problem, solution, params)
+        preemption_notes(problem, solution)
     else:
         solution.unplaced = {
             c.key: [solution.blocked[c.key]] if c.key in solution.blocked else []
