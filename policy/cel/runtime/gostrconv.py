@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+from gpupolicy.policy.quantity import INT64_MAX, INT64_MIN
+
 UINT64_MAX = 2**64 - 1
 
 _DIGITS = frozenset("0123456789")

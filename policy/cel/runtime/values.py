@@ -15,11 +15,11 @@ from fractions import Fraction
 from gpupolicy.policy.cel.core import EvalError
 from gpupolicy.policy.cel.runtime.time import Duration, Timestamp
 from gpupolicy.policy.cel.runtime.time import compare as time_compare
+from gpupolicy.policy.quantity import INT64_MAX as INT64_MAX
+from gpupolicy.policy.quantity import INT64_MIN as INT64_MIN
 from gpupolicy.policy.quantity import Quantity
 from gpupolicy.policy.semver import Semver
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
 MAX_STRING = 1 << 20  # a guard against expressions that build huge strings (characters, or bytes)
 MAX_LIST = 1 << 20  # and huge lists (elements)
