@@ -122,7 +122,7 @@ class Cache:
             pods = [p for k, p in self._gated.items() if not namespaces or k[0] in namespaces]
             out = Snapshot(
                 pods,
-                dict(sorted(self._objects["resourceclaims"].items())),  # the order a list has
+                dict(sorted(self._objects.get("resourceclaims", {}).items())),  # the order a list has
                 self._sorted("resourceslices"),
                 self._sorted("deviceclasses"),
                 self._sorted("nodes"),
