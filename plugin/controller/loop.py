@@ -54,6 +54,7 @@ class Config:
     watch: bool = True  # a cache kept from watches (cache.py), its events wake the loop; else list every poll
     resync_s: float = 10.0  # with watches: a full pass at least this often anyway
     disrupt: Options = field(default_factory=Options)  # preemption and defragmentation (off by default)
+    max_batch: int = 500  # units per batch: a full batch closes at once, the rest wait for the next one
 
 
 @dataclass
@@ -68,6 +69,7 @@ class StepResult:
     waiting: list[str] = field(default_factory=list)  # units whose hold waits for its victims
     released: list[str] = field(default_factory=list)
     deferred: bool = False  # ready units wait for the batch window to close
+    more: bool = False  # ready units left for the next batch (this one was full): the next pass starts at once
     plan: Plan | None = None
 
 
@@ -98,6 +100,7 @@ class Controller:
         self.first_seen: dict[str, float] = {}
         self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
         self.failed_reason: dict[str, str] = {}
+        self.left: set[str] = set()  # ready units a full batch left out: the next pass closes its batch at once
         self.cache = LoadCache()
         self.preemption = Preemption(config.disrupt, self.metrics, wall)
 
@@ -151,11 +154,19 @@ class Controller:
         for unit in ready:
             self.first_seen.setdefault(unit.key, now)
         self.metrics.pending_pods.set(len(snapshot.pods))
-        if not ready or (not force and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s):
+        full = len(ready) >= self.config.max_batch or any(u.key in self.left for u in ready)
+        if not ready or (
+            not force and not full and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s
+        ):
             out.deferred = bool(ready)
             self._unplaced_metric()
             return out
-        self._batch(snapshot, ready, inventory, out, scan)
+        # the oldest first (units() sorts by creation); a burst is cut into full batches, each closed at once
+        ready = sorted(ready, key=lambda u: self.first_seen[u.key])
+        batch = ready[: self.config.max_batch]
+        self._batch(snapshot, batch, inventory, out, scan)
+        out.more = len(batch) < len(ready)
+        self.left = {u.key for u in ready[len(batch) :]} if out.more else set()
         return out
 
     def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
@@ -304,10 +315,11 @@ class Controller:
             wake.clear()
             leader = self.leading()
             self.metrics.is_leader.set(int(leader))
-            deferred = False
+            deferred = more = False
             if leader:
                 try:
-                    deferred = self.step().deferred
+                    result = self.step()
+                    deferred, more = result.deferred, result.more
                 except NotLeader as exc:
                     log.warning("not sure to hold the Lease any more; pass stopped", extra={"error": str(exc)})
                 except ApiError as exc:
@@ -318,6 +330,8 @@ class Controller:
                     error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
                     log.error("pass failed; retrying", extra={"error": error})
                     log.debug("the failure's traceback", exc_info=exc)
+            if more:
+                continue
             quiet = watch is not None and leader and not deferred
             self._sleep(stop, wake, self._resync() if quiet else self.config.poll_interval_s, quiet)
         if self.elector is not None:

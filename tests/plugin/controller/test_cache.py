@@ -30,10 +30,10 @@ def stop() -> Iterator[threading.Event]:
     event.set()
 
 
-def controller(api: FakeApi, stop: threading.Event, disrupt: Options = Options()) -> Controller:
+def controller(api: FakeApi, stop: threading.Event, disrupt: Options | None = None) -> Controller:
     policy = Path(example("first-fit-strands")[0])
     settings = Settings(policy=(policy.read_text(), str(policy)), params=SolveParams(time_limit_s=5, workers=1))
-    ctl = Controller(api, Config("cached", settings, disrupt=disrupt))
+    ctl = Controller(api, Config("cached", settings, disrupt=disrupt or Options()))
     assert ctl.inform(stop), "every kind listed once"
     return ctl
 
@@ -144,8 +144,8 @@ def test_the_fingerprint_kept_per_event_is_the_one_computed_from_lists(stop: thr
     bound["spec"]["nodeName"] = "h100-0"
     api.put("pods", bound)
     same()
-    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b", "namespace": "default"},
-              "spec": {}, "status": {"disruptionsAllowed": 1}}  # fmt: skip
+    budget: Obj = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "spec": {}}
+    budget |= {"metadata": {"name": "b", "namespace": "default"}, "status": {"disruptionsAllowed": 1}}
     api.put("poddisruptionbudgets", budget)
     same()
     api.put("poddisruptionbudgets", {**budget, "status": {"disruptionsAllowed": 0}})
@@ -177,3 +177,23 @@ def test_an_older_state_never_replaces_a_newer_one() -> None:
     assert len(cache.snapshot().pods) == 1
     cache.replace("pods", [])
     assert cache.snapshot().pods == [] and cache.count("pods") == 0
+
+
+def test_a_full_batch_closes_at_once_and_the_rest_follows_in_the_next_pass(stop: threading.Event) -> None:
+    """``max_batch``: under a burst a batch does not wait for its window once full (the oldest units first); the
+    units it left out are solved in the very next pass, without a new window."""
+    api = strands(("h100-0", "h100-1"))
+    policy = Path(example("first-fit-strands")[0])
+    settings = Settings(policy=(policy.read_text(), str(policy)), params=SolveParams(time_limit_s=5, workers=1))
+    now = [100.0]
+    ctl = Controller(api, Config("burst", settings, batch_window_s=60, max_batch=2), clock=lambda: now[0])
+    assert ctl.inform(stop)
+    add(api, claim("a", THREE_G), pod("p1", ["a"]))
+    assert ctl.step().deferred, "one unit: the window runs"
+    now[0] += 1
+    add(api, claim("b", THREE_G), pod("p2", ["b"]), claim("c", FOUR_G), pod("p3", ["c"]))
+    first = ctl.step()
+    assert first.solved and first.more and len(first.placed) == 2 and "pod:default/p1" in first.placed
+    second = ctl.step()
+    assert second.solved and not second.more and len(second.placed) == 1, "the rest, with no new window"
+    assert {k for r in (first, second) for k in r.placed} == {"pod:default/p1", "pod:default/p2", "pod:default/p3"}
