@@ -1,7 +1,9 @@
 """The controller's reconcile loop.
 
-Every ``poll_interval_s`` the leader reads the cluster (:class:`Snapshot`). Ready units (gated pods whose claims
-exist) are batched: a batch closes ``batch_window_s`` after its first unit was seen, then it is solved in one go
+On every change a watch reports (or every ``poll_interval_s`` without watches) the leader reads the cluster
+(:class:`Snapshot`, from the cache the watches keep, :mod:`cache`). Ready units (gated pods whose claims
+exist) are batched: a batch closes ``batch_window_s`` after its first unit was seen, or at once when it holds
+``max_batch`` units, then it is solved in one go
 (:func:`placer.plan`), written (:func:`commit.commit`) and the unplaced pods are told why (:mod:`report`). An
 unplaced unit is not solved again until the inventory changes: ResourceSlices, DeviceClasses or the set of
 allocated devices (claims allocated or released, by us or by the scheduler). Units left complete or partial by a
