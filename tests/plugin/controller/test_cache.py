@@ -71,6 +71,9 @@ def test_a_pass_after_one_new_pod_lists_nothing_but_the_claims_it_writes(
     quiet = ctl.step(force=True)
     assert not quiet.solved and api.calls[mark:] == [], "a pass with nothing new asks the API server nothing"
     assert set(ctl.informed.lists.values()) == {1}, "nothing listed again"
+    cached = ctl.informed.snapshot()
+    assert cached.claims == {ref(c): c for c in api.list("resourceclaims")}, "current, and never changed in place"
+    assert cached.slices == api.list("resourceslices") and cached.pods == []
 
 
 def test_without_a_cache_every_pass_lists_the_cluster(stop: threading.Event) -> None:
