@@ -9,8 +9,9 @@ one after the other through the API; then one pass of one long-running controlle
 window closed). Earlier batches' allocations stay in the cluster, so later batches solve against them.
 
 * throughput: N / (first pod created → last allocation written), and N / controller pass (read + solve + write);
-* latency: per claim, its pod's creation → its allocation written (median, p95, max); includes the time the
-  other pods of the batch took to be created, as a real burst would;
+* latency: per claim, its pod's creation → its allocation written (median, p95, max), and → its pod's gate
+  removed (``ungated_*``: the pod can be scheduled from then on); includes the time the other pods of the batch
+  took to be created, as a real burst would;
 * the pass split into reading the cluster, solving (the solver's wall time) and writing (claims + gates).
 
 The controller keeps its cache from watches, as ``controller run`` does (``--no-cache``: every pass lists the
@@ -69,11 +70,12 @@ def cluster(prefix: str, nodes: int) -> str:
 
 
 class Timed:
-    """The real client, recording when each claim's allocation write returned."""
+    """The real client, recording when each claim's allocation write returned, and each pod's gate removal."""
 
     def __init__(self, real: Client) -> None:
         self.real = real
         self.written: dict[str, float] = {}
+        self.ungated: dict[str, float] = {}  # by the pod's claim name (pNNNN uses cNNNN)
 
     def list(self, kind: str) -> list[Obj]:
         return self.real.list(kind)
@@ -91,6 +93,8 @@ class Timed:
         out = self.real.update(kind, obj, status=status)
         if kind == "resourceclaims" and status and (obj.get("status") or {}).get("allocation"):
             self.written[obj["metadata"]["name"]] = time.perf_counter()
+        if kind == "pods" and not status and not (obj.get("spec") or {}).get("schedulingGates"):
+            self.ungated["c" + obj["metadata"]["name"][1:]] = time.perf_counter()
         return out
 
 
@@ -128,18 +132,22 @@ def batch(api: Client, timed: Timed, controller: Controller, size: int, index: i
         })  # fmt: skip
         created[name] = time.perf_counter()
     synced = time.perf_counter()
-    while controller.informed is not None:  # the cache (watches) has seen the whole burst
+    while getattr(controller, "informed", None) is not None:  # the cache (watches) has seen the whole burst
         snapshot = controller.informed.snapshot()
         if sum(ns == namespace for ns, _ in snapshot.claims) >= size and len(snapshot.pods) >= size:
             break
         time.sleep(0.01)
     start = time.perf_counter()
-    result = controller.step(force=True)
+    results = [controller.step(force=True)]
+    while getattr(results[-1], "more", False):  # past --max-batch: the next batch at once, as the live loop does
+        results.append(controller.step(force=True))
+    result = results[-1]
     end = time.perf_counter()
     mine = {k: v for k, v in timed.written.items() if k in created}
     assert len(mine) == size, f"placed {len(mine)} of {size}: {result.skipped or result.unplaced}"
     latencies = sorted(mine[k] - created[k] for k in mine)
-    solve_s = result.plan.solve_s if result.plan else 0.0
+    gone = sorted(timed.ungated[k] - created[k] for k in mine if k in timed.ungated)
+    solve_s = sum(r.plan.solve_s for r in results if r.plan)
     first_write = min(mine.values())
     return {
         "claims": size,
@@ -154,6 +162,10 @@ def batch(api: Client, timed: Timed, controller: Controller, size: int, index: i
         "latency_median_s": round(statistics.median(latencies), 3),
         "latency_p95_s": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3),
         "latency_max_s": round(latencies[-1], 3),
+        "ungated_median_s": round(statistics.median(gone), 3) if gone else None,
+        "ungated_p95_s": round(gone[min(len(gone) - 1, int(0.95 * len(gone)))], 3) if gone else None,
+        "ungated_max_s": round(gone[-1], 3) if gone else None,
+        "batches": len(results),
         "status": result.plan.status if result.plan else "",
     }
 
@@ -172,7 +184,7 @@ def main() -> int:
         settings = Settings(policy=(POLICY, "bench-policy.yaml"), params=SolveParams(time_limit_s=30, workers=1))
         controller = Controller(timed, Config("bench", settings))  # one long-running controller, as in a cluster
         stop = threading.Event()
-        if not args.no_cache:
+        if not args.no_cache:  # (--no-cache also runs this script against a controller from before the cache)
             controller.inform(stop)  # the cache `controller run` keeps from watches
         for rep in range(args.repeat):
             for size in args.sizes:

@@ -12,12 +12,13 @@ import pytest
 from gpupolicy.plugin.controller import fingerprint as fp
 from gpupolicy.plugin.controller.cache import Cache, start
 from gpupolicy.plugin.controller.loop import Config, Controller
-from gpupolicy.plugin.controller.placer import Settings
+from gpupolicy.plugin.controller.placer import LoadCache, Settings, read
 from gpupolicy.plugin.controller.preempt import Options
 from gpupolicy.plugin.controller.snapshot import Snapshot, ref
 from gpupolicy.plugin.kube import Obj
+from gpupolicy.solver.compile_devices import DeviceTable, build_devices
 from gpupolicy.solver.result import SolveParams
-from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, pod, strands
+from tests.plugin.controller.fakeapi import FakeApi, allocated, claim, example, node, pod, strands
 
 THREE_G, FOUR_G = "mig-3g.gpupolicy.dev", "mig-4g.gpupolicy.dev"
 CLUSTER = ("pods", "resourceslices", "deviceclasses", "nodes", "poddisruptionbudgets")
@@ -200,3 +201,22 @@ def test_a_full_batch_closes_at_once_and_the_rest_follows_in_the_next_pass(stop:
     second = ctl.step()
     assert second.solved and not second.more and len(second.placed) == 1, "the rest, with no new window"
     assert {k for r in (first, second) for k in r.placed} == {"pod:default/p1", "pod:default/p2", "pod:default/p3"}
+
+
+def test_a_pass_whose_slices_did_not_change_does_not_build_the_devices_again() -> None:
+    """The device table (every device of every slice) is built again only when a slice or a node changed: the
+    loader hands over the same slice objects while their resourceVersions stay."""
+    api = strands(("h100-0", "h100-1"))
+    loads = LoadCache()
+
+    def table() -> DeviceTable:
+        inputs = read(Snapshot.read(api), [], {}, Settings(), loads)
+        return build_devices(inputs.slices, inputs.nodes)
+
+    first = table()
+    assert table() is first, "nothing changed: the same table"
+    api.put("resourceslices", api.of("resourceslices")[0])  # a new resourceVersion, the same devices
+    again = table()
+    assert again is not first and again.devices == first.devices
+    api.put("nodes", {**node("h100-1"), "metadata": {"name": "h100-1", "labels": {"zone": "b"}}})
+    assert table() is not again, "a node's labels changed"
