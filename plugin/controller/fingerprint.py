@@ -28,13 +28,14 @@ def parts(kind: str, obj: Obj) -> set[str]:
     """The parts one object adds (none for what no retry waits for)."""
     meta = obj.get("metadata") or {}
     if kind == "resourceslices":
-        return {f"slice:{meta['name']}@{meta.get('resourceVersion')}"}
+        return {f"slice:{meta.get('name')}@{meta.get('resourceVersion')}"}
     if kind == "deviceclasses":
-        return {f"class:{meta['name']}@{meta.get('resourceVersion')}"}
+        return {f"class:{meta.get('name')}@{meta.get('resourceVersion')}"}
     if kind == "resourceclaims":
         ns, name = ref(obj)
         results = ((allocation(obj) or {}).get("devices") or {}).get("results") or []
-        return {f"alloc:{ns}/{name}:{r['driver']}/{r['pool']}/{r['device']}" for r in results}
+        # .get: an object that does not read must not stop the cache (its claim fails in the pass, not here)
+        return {f"alloc:{ns}/{name}:{r.get('driver')}/{r.get('pool')}/{r.get('device')}" for r in results}
     if kind == "pods":
         return {f"bound:{meta.get('uid')}:{bool(meta.get('deletionTimestamp'))}"} if holds(obj) else set()
     if kind == BUDGETS:

@@ -220,3 +220,15 @@ def test_a_pass_whose_slices_did_not_change_does_not_build_the_devices_again() -
     assert again is not first and again.devices == first.devices
     api.put("nodes", {**node("h100-1"), "metadata": {"name": "h100-1", "labels": {"zone": "b"}}})
     assert table() is not again, "a node's labels changed"
+
+
+def test_an_object_that_does_not_read_does_not_stop_the_cache() -> None:
+    """A claim whose allocation lacks fields is kept (its unit fails in a pass, located); the cache goes on."""
+    cache = Cache(("resourceclaims",))
+    odd = {**claim("odd", THREE_G), "status": {"allocation": {"devices": {"results": [{"request": "gpu"}]}}}}
+    odd["metadata"]["resourceVersion"] = "3"
+    cache.replace("resourceclaims", [odd])
+    cache.event(
+        "resourceclaims", "ADDED", {**claim("next", THREE_G), "metadata": {"name": "next", "namespace": "default"}}
+    )
+    assert sorted(n for _, n in cache.snapshot().claims) == ["next", "odd"]
