@@ -9,9 +9,13 @@ one after the other through the API; then one pass of one long-running controlle
 window closed). Earlier batches' allocations stay in the cluster, so later batches solve against them.
 
 * throughput: N / (first pod created → last allocation written), and N / controller pass (read + solve + write);
-* latency: per claim, its pod's creation → its allocation written (median, p95, max); includes the time the
-  other pods of the batch took to be created, as a real burst would;
+* latency: per claim, its pod's creation → its allocation written (median, p95, max), and → its pod's gate
+  removed (``ungated_*``: the pod can be scheduled from then on); includes the time the other pods of the batch
+  took to be created, as a real burst would;
 * the pass split into reading the cluster, solving (the solver's wall time) and writing (claims + gates).
+
+The controller keeps its cache from watches, as ``controller run`` does (``--no-cache``: every pass lists the
+cluster, as before the cache); a pass starts once the cache has seen the whole burst (``cache_wait_s``).
 
 The live loop adds its batch window (``--batch-window``, default 0.5 s) and up to one poll interval to the latency.
 """
@@ -26,6 +30,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -65,17 +70,21 @@ def cluster(prefix: str, nodes: int) -> str:
 
 
 class Timed:
-    """The real client, recording when each claim's allocation write returned."""
+    """The real client, recording when each claim's allocation write returned, and each pod's gate removal."""
 
     def __init__(self, real: Client) -> None:
         self.real = real
         self.written: dict[str, float] = {}
+        self.ungated: dict[str, float] = {}  # by the pod's claim name (pNNNN uses cNNNN)
 
     def list(self, kind: str) -> list[Obj]:
         return self.real.list(kind)
 
     def get(self, kind: str, namespace: str | None, name: str) -> Obj:
         return self.real.get(kind, namespace, name)
+
+    def inform(self, *args: Any) -> None:
+        self.real.inform(*args)
 
     def create(self, kind: str, obj: Obj) -> Obj:
         return self.real.create(kind, obj)
@@ -84,6 +93,8 @@ class Timed:
         out = self.real.update(kind, obj, status=status)
         if kind == "resourceclaims" and status and (obj.get("status") or {}).get("allocation"):
             self.written[obj["metadata"]["name"]] = time.perf_counter()
+        if kind == "pods" and not status and not (obj.get("spec") or {}).get("schedulingGates"):
+            self.ungated["c" + obj["metadata"]["name"][1:]] = time.perf_counter()
         return out
 
 
@@ -120,17 +131,28 @@ def batch(api: Client, timed: Timed, controller: Controller, size: int, index: i
                      "containers": [{"name": "c", "image": "none", "resources": {"claims": [{"name": "gpu"}]}}]},
         })  # fmt: skip
         created[name] = time.perf_counter()
+    synced = time.perf_counter()
+    while getattr(controller, "informed", None) is not None:  # the cache (watches) has seen the whole burst
+        snapshot = controller.informed.snapshot()
+        if sum(ns == namespace for ns, _ in snapshot.claims) >= size and len(snapshot.pods) >= size:
+            break
+        time.sleep(0.01)
     start = time.perf_counter()
-    result = controller.step(force=True)
+    results = [controller.step(force=True)]
+    while getattr(results[-1], "more", False):  # past --max-batch: the next batch at once, as the live loop does
+        results.append(controller.step(force=True))
+    result = results[-1]
     end = time.perf_counter()
     mine = {k: v for k, v in timed.written.items() if k in created}
     assert len(mine) == size, f"placed {len(mine)} of {size}: {result.skipped or result.unplaced}"
     latencies = sorted(mine[k] - created[k] for k in mine)
-    solve_s = result.plan.solve_s if result.plan else 0.0
+    gone = sorted(timed.ungated[k] - created[k] for k in mine if k in timed.ungated)
+    solve_s = sum(r.plan.solve_s for r in results if r.plan)
     first_write = min(mine.values())
     return {
         "claims": size,
-        "create_s": round(start - first, 3),
+        "create_s": round(synced - first, 3),
+        "cache_wait_s": round(start - synced, 3),
         "pass_s": round(end - start, 3),
         "read_solve_s": round(first_write - start, 3),
         "solve_s": round(solve_s, 3),
@@ -140,6 +162,10 @@ def batch(api: Client, timed: Timed, controller: Controller, size: int, index: i
         "latency_median_s": round(statistics.median(latencies), 3),
         "latency_p95_s": round(latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))], 3),
         "latency_max_s": round(latencies[-1], 3),
+        "ungated_median_s": round(statistics.median(gone), 3) if gone else None,
+        "ungated_p95_s": round(gone[min(len(gone) - 1, int(0.95 * len(gone)))], 3) if gone else None,
+        "ungated_max_s": round(gone[-1], 3) if gone else None,
+        "batches": len(results),
         "status": result.plan.status if result.plan else "",
     }
 
@@ -148,6 +174,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-cache", action="store_true", help="every pass lists the cluster (no watches)")
     args = parser.parse_args()
     bin_dir = build_testbed(45 * 60)
     rows = []
@@ -156,11 +183,15 @@ def main() -> int:
         timed = Timed(api)
         settings = Settings(policy=(POLICY, "bench-policy.yaml"), params=SolveParams(time_limit_s=30, workers=1))
         controller = Controller(timed, Config("bench", settings))  # one long-running controller, as in a cluster
+        stop = threading.Event()
+        if not args.no_cache:  # (--no-cache also runs this script against a controller from before the cache)
+            controller.inform(stop)  # the cache `controller run` keeps from watches
         for rep in range(args.repeat):
             for size in args.sizes:
                 row = batch(api, timed, controller, size, rep)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        stop.set()
         api.close()
     print(f"# {platform.node()} {time.strftime('%Y-%m-%d')} python {platform.python_version()}")
     return 0

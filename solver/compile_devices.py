@@ -92,7 +92,26 @@ def _selector_dict(selector: NodeSelector | None) -> Mapping[str, object] | None
     return selector.to_wire() if selector is not None else None
 
 
+_LAST: list[tuple[tuple[ResourceSlice, ...], tuple[tuple[str, tuple[tuple[str, str], ...]], ...], DeviceTable]] = []
+"""The last table built, with its inputs: see :func:`build_devices`."""
+
+
 def build_devices(slices: Sequence[ResourceSlice], nodes: Sequence[NodeInfo]) -> DeviceTable:
+    """Every device of ``slices``, in pool order, with the nodes that can reach it. The table (read-only from here
+    on) of the previous call is returned again when ``slices`` are the very same objects and ``nodes`` are equal:
+    the placement controller loads an unchanged slice once (by resourceVersion), so a pass whose slices did not
+    change does not build every device again."""
+    key = tuple((n.name, tuple(sorted(n.labels.items()))) for n in nodes)
+    last = _LAST[0] if _LAST else None
+    same = last is not None and last[1] == key and len(last[0]) == len(slices)
+    if last is not None and same and all(a is b for a, b in zip(last[0], slices, strict=True)):
+        return last[2]
+    table = _build(slices, nodes)
+    _LAST[:] = [(tuple(slices), key, table)]
+    return table
+
+
+def _build(slices: Sequence[ResourceSlice], nodes: Sequence[NodeInfo]) -> DeviceTable:
     table = DeviceTable()
     known = {n.name: n for n in nodes}
     for slc in slices:

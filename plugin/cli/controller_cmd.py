@@ -2,7 +2,7 @@
 
     gpupolicy controller run [--kubeconfig FILE] [--policy FILE] [--batch-window S] [--poll-interval S]
                              [--time-limit S] [--workers N] [--seed N] [--strategy optimal|first-fit|best-fit]
-                             [--write-parallelism N] [--namespace NS]... [--no-watch] [--resync S]
+                             [--write-parallelism N] [--max-batch N] [--namespace NS]... [--no-watch] [--resync S]
                              [--identity ID] [--lease-namespace NS] [--lease-name NAME] [--lease-duration S]
                              [--preemption] [--defragment] [--max-disruptions-per-hour N]
                              [--preemption-timeout S] [--metrics-address HOST:PORT] [--log-format json|text]
@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-watch", action="store_true", help="poll with lists instead of waking on watch events")
     run.add_argument("--resync", type=float, default=10.0, metavar="S", help="with watches: a full pass this often")
     run.add_argument("--write-parallelism", type=int, default=8, metavar="N", help="units written at once")
+    run.add_argument(
+        "--max-batch", type=int, default=500, metavar="N", help="units per batch (a full batch closes at once)"
+    )
     run.add_argument("--strategy", choices=("optimal", "first-fit", "best-fit"), default="optimal")
     run.add_argument("--time-limit", type=float, metavar="S", help="solver time limit per batch (default: policy, 10)")
     run.add_argument("--workers", type=int, metavar="N", help="CP-SAT workers (default: policy, else 1)")
@@ -171,6 +174,7 @@ def _run_problem(args: argparse.Namespace) -> str:
         number_in("--resync", args.resync, 0, day, above_low=True),
         number_in("--lease-duration", args.lease_duration, 1, day),
         integer_in("--write-parallelism", args.write_parallelism, 1, 256),
+        integer_in("--max-batch", args.max_batch, 1, 1000000),
         integer_in("--max-disruptions-per-hour", args.max_disruptions_per_hour, 0, 100000),
         number_in("--preemption-timeout", args.preemption_timeout, 0, day, above_low=True),
     )
@@ -216,6 +220,7 @@ def _run(args: argparse.Namespace) -> int:
         max(1, args.write_parallelism),
         tuple(args.namespace),
         watch=not args.no_watch,
+        max_batch=args.max_batch,
         resync_s=min(args.resync, args.lease_duration / 3),
         disrupt=Options(args.preemption, args.defragment, args.max_disruptions_per_hour, args.preemption_timeout),
     )

@@ -17,11 +17,11 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gpupolicy.plugin.controller.fence import clash
+from gpupolicy.plugin.controller.fence import Index, clash
 from gpupolicy.plugin.controller.snapshot import (
     ALLOCATED_BY,
     FINALIZER,
@@ -31,6 +31,7 @@ from gpupolicy.plugin.controller.snapshot import (
     Snapshot,
     Unit,
     allocation,
+    claim_names,
     ours,
     ref,
 )
@@ -107,13 +108,13 @@ def commit(
         written: list[ClaimRef] = []
         try:
             for claim_ref, alloc in allocations.items():
-                _write_claim(api, current[claim_ref], alloc, identity, tally)
+                _write_claim(api, current[claim_ref], alloc, identity, tally, consumers(units[key], claim_ref))
                 written.append(claim_ref)
         except (Lost, ApiError) as exc:
-            _rollback(api, written)
+            _rollback(api, written, uids(units[key]))
             return key, f"writing claims failed: {exc}", [], tally.conflicts, None
         except Exception as exc:  # one unit's bad object must not stop the others
-            _rollback(api, written)
+            _rollback(api, written, uids(units[key]))
             return key, f"writing claims failed: {type(exc).__name__}: {exc}", [], tally.conflicts, exc
         return key, "", written, tally.conflicts, None
 
@@ -131,11 +132,12 @@ def commit(
     if not ready:
         return out
     fresh = {ref(c): c for c in api.list("resourceclaims")}
+    index = Index.of(fresh)
     planned = {c: a for k in placed for c, a in placed[k].items()}
     for key in list(ready):
-        why = clash(placed[key], fresh, expected=placed[key], before=snapshot.claims, planned=planned)
+        why = clash(placed[key], fresh, expected=placed[key], before=snapshot.claims, planned=planned, index=index)
         if why:
-            _rollback(api, list(placed[key]))
+            _rollback(api, list(placed[key]), uids(units[key]))
             out.skipped[key] = f"not ungated: {why}"
             del ready[key]
 
@@ -164,7 +166,23 @@ def commit(
     return out
 
 
-def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) -> Obj:
+def consumers(unit: Unit, claim_ref: ClaimRef) -> list[Obj]:
+    """The ``status.reservedFor`` entries of a claim: the unit's pods that use it (name and uid)."""
+    out: list[Obj] = []
+    for pod in unit.pods:
+        meta = pod["metadata"]
+        if ref(pod)[0] == claim_ref[0] and claim_ref[1] in claim_names(pod)[0] and meta.get("uid"):
+            out.append({"resource": "pods", "name": str(meta["name"]), "uid": str(meta["uid"])})
+    return out
+
+
+def uids(unit: Unit) -> frozenset[str]:
+    return frozenset(str(p["metadata"].get("uid", "")) for p in unit.pods)
+
+
+def _write_claim(
+    api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome, reserve: list[Obj] | None = None
+) -> Obj:
     for _ in range(RETRIES):
         if allocation(claim) is not None:
             raise Lost(f"claim {ref(claim)[0]}/{ref(claim)[1]} was allocated by someone else")
@@ -181,6 +199,11 @@ def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) 
             # Stamped as the scheduler stamps its allocations; a claim without it gets stamped at reservation time,
             # which the API server refuses for an allocation it did not make (the allocation is immutable once set).
             wanted.setdefault("status", {})["allocation"] = {**alloc, "allocationTimestamp": kube_time()}
+            if reserve:
+                # Reserved for its (still gated) pods in the same update: the scheduler's PreBind writes a claim
+                # only when it is not reserved for the pod yet (dynamicresources.go, bindClaim), so this saves
+                # one write per claim. The API server takes reservedFor with an allocation in one status update.
+                wanted["status"]["reservedFor"] = reserve
             return api.update("resourceclaims", wanted, status=True)
         except Conflict:
             out.conflicts += 1
@@ -188,17 +211,20 @@ def _write_claim(api: Api, claim: Obj, alloc: Obj, identity: str, out: Outcome) 
     raise Lost(f"claim {ref(claim)[0]}/{ref(claim)[1]}: still conflicting after {RETRIES} tries")
 
 
-def release(api: Api, claim_ref: ClaimRef) -> None:
-    """Clear an allocation this controller wrote, if nothing reserved the claim yet."""
+def release(api: Api, claim_ref: ClaimRef, gated: Collection[str] = ()) -> None:
+    """Clear an allocation this controller wrote, if nothing but the ``gated`` pods (uids: the unit's, which no
+    scheduler can have bound) reserved the claim; its reservation for them goes with it."""
     for _ in range(RETRIES):
         try:
             claim = api.get("resourceclaims", *claim_ref)
         except NotFound:
             return
         status = claim.get("status") or {}
-        if allocation(claim) is None or not ours(claim) or status.get("reservedFor"):
+        reserved = status.get("reservedFor") or []
+        if allocation(claim) is None or not ours(claim) or any(r.get("uid") not in gated for r in reserved):
             return
         status.pop("allocation", None)
+        status.pop("reservedFor", None)
         claim["status"] = status
         try:
             api.update("resourceclaims", claim, status=True)
@@ -207,12 +233,12 @@ def release(api: Api, claim_ref: ClaimRef) -> None:
             pass
 
 
-def _rollback(api: Api, written: list[ClaimRef]) -> None:
+def _rollback(api: Api, written: list[ClaimRef], gated: Collection[str]) -> None:
     """Release what was written; when that fails too (not the leader any more, the API server away), the claims
     stay allocated and the next pass of the leader finds the unit partial or complete."""
     for claim_ref in written:
         try:
-            release(api, claim_ref)
+            release(api, claim_ref, gated)
         except ApiError as exc:
             log.warning("rollback stopped", extra={"claim": f"{claim_ref[0]}/{claim_ref[1]}", "error": str(exc)})
             return

@@ -20,6 +20,7 @@ and the next pass of the leader finds it (complete or partial) and checks it aga
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 from gpupolicy.plugin.controller.snapshot import ClaimRef, allocation
 from gpupolicy.plugin.kube import Api, ApiError, Obj
@@ -37,8 +38,15 @@ class Fenced:
     """``reads`` for lists and gets; ``writes`` for every create, update and eviction, each sent only while
     ``may_write()`` says so (else :class:`NotLeader`)."""
 
-    def __init__(self, reads: Api, writes: Api, may_write: Callable[[], bool]) -> None:
-        self.reads, self.writes, self.may_write = reads, writes, may_write
+    def __init__(
+        self,
+        reads: Api,
+        writes: Api,
+        may_write: Callable[[], bool],
+        seen: Callable[[str, Obj], None] = lambda kind, obj: None,
+    ) -> None:
+        """``seen``: told each object an update answered (the controller's cache keeps it, :meth:`Cache.assume`)."""
+        self.reads, self.writes, self.may_write, self.seen = reads, writes, may_write, seen
 
     def list(self, kind: str) -> list[Obj]:
         return self.reads.list(kind)
@@ -52,7 +60,9 @@ class Fenced:
 
     def update(self, kind: str, obj: Obj, *, status: bool = False) -> Obj:
         self._check(kind, obj)
-        return self.writes.update(kind, obj, status=status)
+        out = self.writes.update(kind, obj, status=status)
+        self.seen(kind, out)
+        return out
 
     def evict(self, namespace: str, name: str, *, uid: str = "", dry_run: bool = False) -> None:
         """Every eviction, the dry runs too (they decrement nothing, but a replica that may not write does not ask)."""
@@ -77,6 +87,32 @@ def held(alloc: Obj | None) -> dict[DeviceKey, bool]:
     }
 
 
+@dataclass
+class Index:
+    """Every allocated claim of one fresh list, by device and by pool: :func:`clash` looks up the claims near a
+    unit instead of walking the whole list for each unit (a batch of thousands of units against thousands of
+    claims)."""
+
+    fresh: Mapping[ClaimRef, Obj]
+    held: dict[ClaimRef, dict[DeviceKey, bool]] = field(default_factory=dict)
+    by_device: dict[DeviceKey, list[ClaimRef]] = field(default_factory=dict)
+    by_pool: dict[tuple[str, str], list[ClaimRef]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, fresh: Mapping[ClaimRef, Obj]) -> Index:
+        out = cls(fresh)
+        for claim_ref, claim in fresh.items():
+            alloc = allocation(claim)
+            if alloc is None:
+                continue
+            out.held[claim_ref] = theirs = held(alloc)
+            for device in theirs:
+                out.by_device.setdefault(device, []).append(claim_ref)
+            for pool in {(d, p) for d, p, _ in theirs}:
+                out.by_pool.setdefault(pool, []).append(claim_ref)
+        return out
+
+
 def clash(
     unit: Collection[ClaimRef],
     fresh: Mapping[ClaimRef, Obj],
@@ -84,14 +120,17 @@ def clash(
     expected: Mapping[ClaimRef, Obj] | None = None,
     before: Mapping[ClaimRef, Obj] | None = None,
     planned: Mapping[ClaimRef, Obj] | None = None,
+    index: Index | None = None,
 ) -> str:
-    """Why the unit's gates must not be removed ("" when they may), judged on ``fresh``, every claim as just listed:
+    """Why the unit's gates must not be removed ("" when they may), judged on ``fresh``, every claim as just listed
+    (``index``: :meth:`Index.of` of it, built once for many units):
 
     - each of the unit's claims is allocated, with the devices of ``expected`` when given (what we wrote);
     - no other claim holds one of its devices (unless both share a device that allows it);
     - with ``before`` (the claims the unit was solved against): no allocation new since then uses a device of one
       of its pools, except the ones ``planned`` in the same batch (devices the solver kept apart).
     """
+    index = index if index is not None else Index.of(fresh)
     mine: dict[DeviceKey, bool] = {}
     for claim_ref in unit:
         current = fresh.get(claim_ref)
@@ -101,22 +140,22 @@ def clash(
         if expected is not None and set(held(alloc)) != set(held(expected.get(claim_ref))):
             return f"claim {claim_ref[0]}/{claim_ref[1]} holds other devices than were written"
         mine |= held(alloc)
-    pools = {(driver, pool) for driver, pool, _ in mine}
-    for other_ref, other in fresh.items():
-        if other_ref in unit or (alloc := allocation(other)) is None:
-            continue
-        theirs = held(alloc)
+    others = sorted({o for d in mine for o in index.by_device.get(d, ()) if o not in unit})
+    for other_ref in others:
+        theirs = index.held[other_ref]
         both = [d for d in mine.keys() & theirs.keys() if not (mine[d] and theirs[d])]
         if both:
             return f"device {'/'.join(sorted(both)[0])} is also allocated to claim {other_ref[0]}/{other_ref[1]}"
-        if before is None:
-            continue
+    if before is None:
+        return ""
+    pools = {(driver, pool) for driver, pool, _ in mine}
+    for other_ref in sorted({o for p in pools for o in index.by_pool.get(p, ()) if o not in unit}):
+        theirs, alloc = index.held[other_ref], allocation(fresh[other_ref])
         old = before.get(other_ref)
         if (old is not None and allocation(old) == alloc) or _as_planned(theirs, (planned or {}).get(other_ref)):
             continue
         near = sorted({(d, p) for d, p, _ in theirs} & pools)
-        if near:
-            return f"claim {other_ref[0]}/{other_ref[1]} was allocated meanwhile in pool {'/'.join(near[0])}"
+        return f"claim {other_ref[0]}/{other_ref[1]} was allocated meanwhile in pool {'/'.join(near[0])}"
     return ""
 
 

@@ -1,7 +1,9 @@
 """The controller's reconcile loop.
 
-Every ``poll_interval_s`` the leader reads the cluster (:class:`Snapshot`). Ready units (gated pods whose claims
-exist) are batched: a batch closes ``batch_window_s`` after its first unit was seen, then it is solved in one go
+On every change a watch reports (or every ``poll_interval_s`` without watches) the leader reads the cluster
+(:class:`Snapshot`, from the cache the watches keep, :mod:`cache`). Ready units (gated pods whose claims
+exist) are batched: a batch closes ``batch_window_s`` after its first unit was seen, or at once when it holds
+``max_batch`` units, then it is solved in one go
 (:func:`placer.plan`), written (:func:`commit.commit`) and the unplaced pods are told why (:mod:`report`). An
 unplaced unit is not solved again until the inventory changes: ResourceSlices, DeviceClasses or the set of
 allocated devices (claims allocated or released, by us or by the scheduler). Units left complete or partial by a
@@ -16,7 +18,6 @@ pods get the unplaced condition and an Event, the other units go on.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import threading
 import time
@@ -24,9 +25,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gpupolicy.plugin.controller import fingerprint as fp
 from gpupolicy.plugin.controller import report
+from gpupolicy.plugin.controller.cache import SYNC_TIMEOUT_S, Cache, kinds, start
 from gpupolicy.plugin.controller.commit import commit, devices, release, ungate
-from gpupolicy.plugin.controller.fence import Fenced, NotLeader, clash
+from gpupolicy.plugin.controller.fence import Fenced, Index, NotLeader, clash
 from gpupolicy.plugin.controller.leader import LeaderElector
 from gpupolicy.plugin.controller.metrics import Metrics
 from gpupolicy.plugin.controller.placer import Failure, LoadCache, Plan, Settings, plan_isolated
@@ -39,6 +42,7 @@ from gpupolicy.solver.result import Reason
 log = logging.getLogger(__name__)
 STAGES = {"compile": "compile the claims of", "solve": "solve", "write": "write the claims of", "recover": "recover"}
 MAX_ERROR = 300
+SYNC_WAIT_S = 5.0  # `run` waits this long for the cache's first lists; passes list the cluster until then
 
 
 @dataclass
@@ -49,9 +53,10 @@ class Config:
     poll_interval_s: float = 0.5
     write_parallelism: int = 8
     namespaces: tuple[str, ...] = ()  # only gated pods of these (all when empty)
-    watch: bool = True  # wake on watch events (pods, claims, slices) instead of listing every poll interval
+    watch: bool = True  # a cache kept from watches (cache.py), its events wake the loop; else list every poll
     resync_s: float = 10.0  # with watches: a full pass at least this often anyway
     disrupt: Options = field(default_factory=Options)  # preemption and defragmentation (off by default)
+    max_batch: int = 500  # units per batch: a full batch closes at once, the rest wait for the next one
 
 
 @dataclass
@@ -66,24 +71,14 @@ class StepResult:
     waiting: list[str] = field(default_factory=list)  # units whose hold waits for its victims
     released: list[str] = field(default_factory=list)
     deferred: bool = False  # ready units wait for the batch window to close
+    more: bool = False  # ready units left for the next batch (this one was full): the next pass starts at once
     plan: Plan | None = None
 
 
 def fingerprint(snapshot: Snapshot, extra: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    """What a retry waits for: slices, classes and allocated devices (which claim holds which device)."""
-    parts = {f"slice:{s['metadata']['name']}@{s['metadata'].get('resourceVersion')}" for s in snapshot.slices}
-    parts |= {f"class:{c['metadata']['name']}@{c['metadata'].get('resourceVersion')}" for c in snapshot.classes}
-    for ref_, claim in snapshot.claims.items():
-        parts |= {f"alloc:{ref_[0]}/{ref_[1]}:{'/'.join(d)}" for d in devices(allocation(claim))}
-    # with preemption/defragmentation: who could be evicted, and what the budgets allow
-    parts |= {
-        f"bound:{p['metadata'].get('uid')}:{bool(p['metadata'].get('deletionTimestamp'))}" for p in snapshot.holders
-    }
-    parts |= {
-        f"pdb:{ref(b)[0]}/{ref(b)[1]}:{(b.get('status') or {}).get('disruptionsAllowed')}" for b in snapshot.budgets
-    }
-    parts |= extra
-    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+    """What a retry waits for: slices, classes and allocated devices (which claim holds which device), and who holds
+    them with preemption/defragmentation (:mod:`fingerprint`; kept current by the cache, per event)."""
+    return fp.of(snapshot, extra)
 
 
 class Controller:
@@ -100,14 +95,37 @@ class Controller:
         """``api`` reads (and watches); ``writes`` (default ``api``) writes, each only while :meth:`may_write`.
         ``wall``: the wall clock of holds' deadlines (another leader reads them)."""
         self.reads, self.config, self.elector = api, config, elector
-        self.api = Fenced(api, writes or api, self.may_write)
+        self.informed: Cache | None = None  # the cluster as watches keep it (inform); lists until it is synced
+        self.api = Fenced(api, writes or api, self.may_write, self._seen)
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.first_seen: dict[str, float] = {}
         self.failed: dict[str, tuple[str, frozenset[str]]] = {}  # unit -> (inventory, pod uids) when it failed
         self.failed_reason: dict[str, str] = {}
+        self.left: set[str] = set()  # ready units a full batch left out: the next pass closes its batch at once
         self.cache = LoadCache()
         self.preemption = Preemption(config.disrupt, self.metrics, wall)
+
+    def inform(
+        self, stop: threading.Event, changed: Callable[[], None] = lambda: None, timeout_s: float = SYNC_TIMEOUT_S
+    ) -> bool:
+        """Keep a cache of the cluster from watches (list once, then watch; :mod:`cache`) until ``stop``, and read
+        passes from it once every kind is listed (True then). False when the read API cannot inform (passes list)."""
+        if getattr(self.reads, "inform", None) is None:
+            return False
+        self.informed = Cache(kinds(self.config.disrupt.on), changed)
+        return start(self.reads, self.informed, stop, timeout_s)  # type: ignore[arg-type]
+
+    def _seen(self, kind: str, obj: Obj) -> None:
+        if self.informed is not None:
+            self.informed.assume(kind, obj)
+
+    def read(self) -> Snapshot:
+        """This pass's view of the cluster: from the cache when it is synced, else listed."""
+        disruption = self.config.disrupt.on
+        if self.informed is not None and self.informed.synced():
+            return self.informed.snapshot(self.config.namespaces, disruption=disruption)
+        return Snapshot.read(self.api, self.config.namespaces, disruption=disruption)
 
     def leading(self) -> bool:
         """Leader now, renewing the Lease when due (an API call)."""
@@ -120,7 +138,7 @@ class Controller:
     def step(self, *, force: bool = False) -> StepResult:
         """One pass; ``force`` ignores the batch window (tests, benchmarks)."""
         out = StepResult()
-        snapshot = Snapshot.read(self.api, self.config.namespaces, disruption=self.config.disrupt.on)
+        snapshot = self.read()
         all_units = units(snapshot)
         self._recover(all_units, snapshot, out)
         scan = self.preemption.scan(self.api, all_units, snapshot) if self.leading() else Scan()
@@ -138,22 +156,33 @@ class Controller:
         for unit in ready:
             self.first_seen.setdefault(unit.key, now)
         self.metrics.pending_pods.set(len(snapshot.pods))
-        if not ready or (not force and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s):
+        full = len(ready) >= self.config.max_batch or any(u.key in self.left for u in ready)
+        if not ready or (
+            not force and not full and now - min(self.first_seen[u.key] for u in ready) < self.config.batch_window_s
+        ):
             out.deferred = bool(ready)
             self._unplaced_metric()
             return out
-        self._batch(snapshot, ready, inventory, out, scan)
+        # the oldest first (units() sorts by creation); a burst is cut into full batches, each closed at once
+        ready = sorted(ready, key=lambda u: self.first_seen[u.key])
+        batch = ready[: self.config.max_batch]
+        self._batch(snapshot, batch, inventory, out, scan)
+        out.more = len(batch) < len(ready)
+        self.left = {u.key for u in ready[len(batch) :]} if out.more else set()
         return out
 
     def _recover(self, all_units: list[Unit], snapshot: Snapshot, out: StepResult) -> None:
         fresh: dict[ClaimRef, Obj] | None = None
+        index = Index({})
         for unit in all_units:
             if unit.state not in (State.COMPLETE, State.PARTIAL) or not self.leading():
                 continue
             try:
                 if unit.state == State.COMPLETE:
-                    fresh = fresh or {ref(c): c for c in self.api.list("resourceclaims")}
-                    why = clash(unit.claims, fresh, before=snapshot.claims)
+                    if fresh is None:
+                        fresh = {ref(c): c for c in self.api.list("resourceclaims")}
+                        index = Index.of(fresh)
+                    why = clash(unit.claims, fresh, before=snapshot.claims, index=index)
                     if not why:
                         for pod in unit.pods:
                             ungate(self.api, pod)
@@ -165,7 +194,7 @@ class Controller:
                 for claim in unit.claims:
                     obj = snapshot.claims[claim]
                     if allocation(obj) is not None and ours(obj):
-                        release(self.api, claim)
+                        release(self.api, claim, _uids(unit))
                 out.released.append(unit.key)
                 if unit.state == State.PARTIAL:
                     log.warning("released a partly allocated unit", extra={"unit": unit.key})
@@ -277,17 +306,22 @@ class Controller:
         (and every ``resync_s``); without, every ``poll_interval_s``."""
         wake = threading.Event()
         watch = getattr(self.reads, "watch", None) if self.config.watch else None
-        if watch is not None:
+        if self.config.watch:
+            self.inform(stop, wake.set, timeout_s=SYNC_WAIT_S)  # passes list until the cache is synced
+        if self.informed is not None:
+            watch = self.informed
+        elif watch is not None:  # a client that cannot inform: watches only wake the loop, passes list
             for kind in ("pods", "resourceclaims", "resourceslices"):
                 threading.Thread(target=watch, args=(kind, stop, wake.set), name=f"watch-{kind}", daemon=True).start()
         while not stop.is_set():
             wake.clear()
             leader = self.leading()
             self.metrics.is_leader.set(int(leader))
-            deferred = False
+            deferred = more = False
             if leader:
                 try:
-                    deferred = self.step().deferred
+                    result = self.step()
+                    deferred, more = result.deferred, result.more
                 except NotLeader as exc:
                     log.warning("not sure to hold the Lease any more; pass stopped", extra={"error": str(exc)})
                 except ApiError as exc:
@@ -298,6 +332,8 @@ class Controller:
                     error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
                     log.error("pass failed; retrying", extra={"error": error})
                     log.debug("the failure's traceback", exc_info=exc)
+            if more:
+                continue
             quiet = watch is not None and leader and not deferred
             self._sleep(stop, wake, self._resync() if quiet else self.config.poll_interval_s, quiet)
         if self.elector is not None:

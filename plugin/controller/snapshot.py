@@ -55,6 +55,7 @@ class Snapshot:
     nodes: list[Obj]
     holders: list[Obj] = field(default_factory=list)  # bound pods that use claims (only when reading for disruption)
     budgets: list[Obj] = field(default_factory=list)  # PodDisruptionBudgets (likewise)
+    base: int | None = None  # the inventory's fingerprint sum, when a cache kept it (fingerprint.py)
 
     @classmethod
     def read(cls, api: Api, namespaces: Collection[str] = (), *, disruption: bool = False) -> Snapshot:

@@ -6,7 +6,8 @@ path: the generic request path costs about 0.4 ms of CPU more per call). One pat
 
 - sync: :meth:`Client.request` and the verbs on top (``list``, ``get``, ``create``, ``update``, ``delete``);
 - async: :meth:`Client.get_async`, a GET on the running event loop without a thread (``asyncget``);
-- :meth:`Client.watch`: list+watch of one kind (optionally field-selected), reconnecting, with backoff on failures.
+- :meth:`Client.watch`: list+watch of one kind (optionally field-selected), reconnecting, with backoff on failures;
+- :meth:`Client.inform`: the same with the objects (a paged list, then each event's object), to keep a cache.
 
 At most ``max_concurrent`` requests of one client are in flight at once on threads, and as many on each event loop
 (more wait for a turn, which their timeout does not count). Every failure is an
@@ -19,6 +20,7 @@ loads it).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import threading
@@ -40,6 +42,8 @@ MAX_CONCURRENT = 64
 may send thousands of claims in one call, and a connection for each ran out of file descriptors and timed out."""
 WATCH_BACKOFF_S = (1.0, 30.0)
 """A failed watch is tried again after 1 s, then after twice the previous wait, at most 30 s."""
+LIST_PAGE = 500
+"""Objects per page of a list an informer reads (client-go's reflector pages by 500 too)."""
 AUTH_REUSE_S = 1.0
 """How long requests reuse their auth headers before asking the configuration again (which runs its
 token-refresh hook: an in-cluster service-account token or a kubeconfig exec plugin)."""
@@ -140,6 +144,58 @@ class Client:
             item.setdefault("apiVersion", res.api_version)
             item.setdefault("kind", res.kind)
         return list(items)
+
+    def list_versioned(self, kind: str, *, page: int = LIST_PAGE) -> tuple[builtins.list[Obj], str]:
+        """Every object of ``kind`` and the list's resourceVersion (to watch from), read in pages of ``page``
+        (``limit``/``continue``: one consistent list, as client-go's reflector reads it)."""
+        res = RESOURCES[kind]
+        items: builtins.list[Obj] = []
+        query = {"limit": str(page)}
+        while True:
+            answer = self.request("GET", path(kind, query=query))
+            meta = answer.get("metadata") or {}
+            for item in answer.get("items") or []:
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", res.kind)
+                items.append(item)
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion") or "")
+            query = {"limit": str(page), "continue": str(meta["continue"])}
+
+    def inform(
+        self,
+        kind: str,
+        stop: threading.Event,
+        replace: Callable[[builtins.list[Obj], str], None],
+        event: Callable[[str, Obj], None],
+        timeout_s: int = 60,
+        *,
+        backoff_s: tuple[float, float] = WATCH_BACKOFF_S,
+    ) -> None:
+        """Until ``stop``: what client-go's reflector does for an informer. List ``kind`` (:meth:`list_versioned`)
+        and hand every object to ``replace``, then watch from the list's resourceVersion and hand each event
+        (``ADDED``, ``MODIFIED``, ``DELETED``, with the object) to ``event``; bookmarks move the version on.
+        Reconnects where the last event left off; lists again on 410 Gone. Failures are retried with the backoff
+        of :meth:`watch`."""
+        outage = _Outage(kind, backoff_s)
+        res = RESOURCES[kind]
+
+        def typed(kind_of: str, obj: Obj) -> None:
+            obj.setdefault("apiVersion", res.api_version)
+            obj.setdefault("kind", res.kind)
+            event(kind_of, obj)
+
+        while not stop.is_set():
+            try:
+                items, version = self.list_versioned(kind)
+                if not version:
+                    raise ApiError(f"the list of {kind} has no resourceVersion to watch from")
+                replace(items, version)
+                while not stop.is_set() and version:
+                    version = self._watch_once(kind, {}, version, stop, typed, outage, timeout_s)
+            except ApiError as exc:
+                if not stop.is_set():
+                    stop.wait(outage.failed(exc))
 
     def get(self, kind: str, namespace: str | None, name: str) -> Obj:
         return self.request("GET", path(kind, namespace, name))
@@ -285,7 +341,8 @@ class Client:
                 if listed is not None:
                     listed()
                 while not stop.is_set() and version:
-                    version = self._watch_once(kind, selector, version, stop, changed, outage, timeout_s)
+                    version = self._watch_once(kind, selector, version, stop, lambda _t, _o: changed(), outage,
+                                               timeout_s)  # fmt: skip
             except ApiError as exc:
                 if not stop.is_set():
                     stop.wait(outage.failed(exc))
@@ -296,7 +353,7 @@ class Client:
         selector: dict[str, str],
         version: str,
         stop: threading.Event,
-        changed: Callable[[], None],
+        changed: Callable[[str, Obj], None],
         outage: _Outage,
         timeout_s: int,
     ) -> str:
@@ -357,9 +414,12 @@ class _Outage:
         self.failures = 0
 
 
-def _read_events(chunks: Any, version: str, stop: threading.Event, changed: Callable[[], None]) -> tuple[str, bool]:
-    """Read watch events until the stream ends, an ERROR event or ``stop``: the version to resume from ("" to list
-    again), and whether the stream was read to its end."""
+def _read_events(
+    chunks: Any, version: str, stop: threading.Event, changed: Callable[[str, Obj], None]
+) -> tuple[str, bool]:
+    """Read watch events until the stream ends, an ERROR event or ``stop``, calling ``changed`` with each change
+    (type and object; bookmarks only move the version on): the version to resume from ("" to list again), and
+    whether the stream was read to its end."""
     buffer = b""
     for chunk in chunks:
         buffer += chunk
@@ -374,7 +434,7 @@ def _read_events(chunks: Any, version: str, stop: threading.Event, changed: Call
                 raise from_response(int(obj.get("code") or 500), obj.get("reason"), json.dumps(obj).encode(), {})
             version = str((obj.get("metadata") or {}).get("resourceVersion", version))
             if kind_of in ("ADDED", "MODIFIED", "DELETED"):
-                changed()
+                changed(str(kind_of), obj)
         if stop.is_set():
             return version, False
     return version, True

@@ -130,6 +130,7 @@ def test_seed_count_is_bounded_before_the_list_is_built() -> None:
         (["run", "--lease-duration", "0.5"], "--lease-duration must be a number in [1, 86400], not 0.5"),
         (["run", "--lease-duration", "nan"], "--lease-duration must be a number in [1, 86400], not nan"),
         (["run", "--write-parallelism", "0"], "--write-parallelism must be an integer in [1, 256], not 0"),
+        (["run", "--max-batch", "0"], "--max-batch must be an integer in [1, 1000000], not 0"),
         (["propose", "--time-limit", "inf"], TIME),
         (["propose", "--seed", "-1"], "--seed must be an integer in [0, 2147483647], not -1"),
     ],

@@ -93,7 +93,10 @@ def test_controller_places_what_the_scheduler_strands_then_the_scheduler_binds(
     for claim in claims:
         status = claim["status"]
         assert status["allocation"]["nodeSelector"]["nodeSelectorTerms"][0]["matchFields"][0]["values"] == [node]
-        assert [r["resource"] for r in status["reservedFor"]] == ["pods"], "the scheduler reserved it"
+        assert [r["resource"] for r in status["reservedFor"]] == ["pods"], "reserved for its pod"
+        # the controller reserved it with the allocation: the scheduler's PreBind found it reserved and wrote nothing
+        managers = [m.get("manager", "") for m in claim["metadata"].get("managedFields") or []]
+        assert managers and not [m for m in managers if "scheduler" in m], managers
         assert claim["metadata"]["annotations"]["gpupolicy.dev/allocated-by"] == "solo"
         assert "resource.kubernetes.io/delete-protection" in claim["metadata"]["finalizers"]
     by_pod = {c["metadata"]["name"].rsplit("-gpu0-", 1)[0]: c for c in claims}

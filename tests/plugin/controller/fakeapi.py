@@ -30,8 +30,10 @@ class FakeApi:
         self.before_update: Callable[[str, Obj, bool], None] | None = None  # may raise ApiError
         self.after_list: Callable[[str], None] | None = None
         self.watchers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
         self.evictions: list[tuple[str, bool]] = []  # (ns/name, dry run) of every eviction answered 201
         self.before_evict: Callable[[str, str, bool], None] | None = None  # may raise ApiError
+        self.informers: list[tuple[str, Callable[[str, Obj], None]]] = []
 
     def _key(self, kind: str, namespace: str | None, name: str) -> Key:
         return kind, (namespace or "") if RESOURCES[kind].namespaced else "", name
@@ -43,7 +45,11 @@ class FakeApi:
         meta.setdefault("uid", f"uid-{next(self._uid)}")
         meta.setdefault("creationTimestamp", f"2026-01-01T00:00:{next(self._uid) % 60:02d}Z")
         meta["resourceVersion"] = str(next(self._rv))
-        self.objects[self._key(kind, meta.get("namespace"), meta["name"])] = obj
+        key = self._key(kind, meta.get("namespace"), meta["name"])
+        with self._lock:
+            added = key not in self.objects
+            self.objects[key] = obj
+            self._tell(kind, "ADDED" if added else "MODIFIED", obj)
         for changed in list(self.watchers):
             changed()
         return copy.deepcopy(obj)
@@ -52,6 +58,29 @@ class FakeApi:
         """Like the real list+watch: ``changed`` on every write (any kind), until ``stop``."""
         self.watchers.append(changed)
         stop.wait()
+
+    def inform(
+        self,
+        kind: str,
+        stop: threading.Event,
+        replace: Callable[[builtins.list[Obj], str], None],
+        event: Callable[[str, Obj], None],
+    ) -> None:
+        """Like the real informer (``Client.inform``): a list handed to ``replace``, then every write of ``kind``
+        handed to ``event`` as it happens (in the writer's thread: the cache is never behind), until ``stop``."""
+        self.calls.append(("inform", kind))
+        with self._lock:
+            items = [copy.deepcopy(o) for (k, _, _), o in sorted(self.objects.items()) if k == kind]
+            self.informers.append((kind, event))
+        replace(items, str(next(self._rv)))
+        stop.wait()
+        with self._lock:
+            self.informers.remove((kind, event))
+
+    def _tell(self, kind: str, type_: str, obj: Obj) -> None:
+        for watched, event in list(self.informers):
+            if watched == kind:
+                event(type_, copy.deepcopy(obj))
 
     def list(self, kind: str) -> list[Obj]:
         self.calls.append(("list", kind))
@@ -138,7 +167,10 @@ class FakeApi:
 
     def delete(self, kind: str, namespace: str | None, name: str) -> None:
         """Gone for good (a terminated pod, a deleted claim), as a test's other actors do it."""
-        self.objects.pop(self._key(kind, namespace, name), None)
+        with self._lock:
+            gone = self.objects.pop(self._key(kind, namespace, name), None)
+            if gone is not None:
+                self._tell(kind, "DELETED", gone)
         for changed in list(self.watchers):
             changed()
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from gpupolicy.plugin.controller.loop import Config, Controller
 from gpupolicy.plugin.controller.placer import Settings
@@ -57,7 +61,25 @@ def controller(api: FakeApi, wall: list[float], **options: Any) -> Controller:
         policy=(POLICY, "policy.yaml"), params=SolveParams(time_limit_s=5, workers=1, explain_total_s=5)
     )
     config = Config("test-replica", settings, batch_window_s=0, disrupt=Options(**options))
-    return Controller(api, config, wall=lambda: wall[0])
+    ctl = Controller(api, config, wall=lambda: wall[0])
+    if CACHED:  # passes read from the cache the watches keep, as in `controller run`
+        assert ctl.inform(CACHED[0])
+    return ctl
+
+
+CACHED: list[threading.Event] = []
+"""Set by the tests' ``cached`` fixture: controllers made while it holds a stop event read from a cache."""
+
+
+@pytest.fixture(params=["listed", "cached"], autouse=True)
+def cached(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each preemption test twice: passes that list the cluster, and passes read from the cache."""
+    stop = threading.Event()
+    if request.param == "cached":
+        CACHED.append(stop)
+    yield
+    CACHED.clear()
+    stop.set()
 
 
 def gpu_claim(name: str, namespace: str, count: int = 1) -> Obj:

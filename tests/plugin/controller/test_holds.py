@@ -9,7 +9,7 @@ from gpupolicy.plugin.controller.holds import Hold, hold_of
 from gpupolicy.plugin.controller.placer import LoadCache, Settings, prepare
 from gpupolicy.plugin.controller.snapshot import HOLD, Snapshot, units
 from tests.plugin.controller.fakeapi import claim, example, pod, strands
-from tests.plugin.controller.preemptkit import cluster, controller, gated
+from tests.plugin.controller.preemptkit import cached, cluster, controller, gated  # noqa: F401 (cached: a fixture)
 
 FOUR_G, THREE_G = "mig-4g.gpupolicy.dev", "mig-3g.gpupolicy.dev"
 

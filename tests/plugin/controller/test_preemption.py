@@ -15,8 +15,9 @@ from gpupolicy.plugin.controller.snapshot import HOLD
 from gpupolicy.plugin.kube import ApiError
 from gpupolicy.plugin.kube.errors import error
 from tests.plugin.controller.fakeapi import FakeApi
-from tests.plugin.controller.preemptkit import (
+from tests.plugin.controller.preemptkit import (  # noqa: F401 (cached: a fixture)
     budget,
+    cached,
     cluster,
     condition,
     controller,

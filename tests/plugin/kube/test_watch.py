@@ -221,3 +221,51 @@ def test_an_unreachable_server_is_retried_until_stopped_and_logged_once(
     assert waits == [0.1, 0.2] + [0.4] * 8
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert "unreachable" in caplog.records[0].getMessage()
+
+
+def test_inform_hands_over_a_paged_list_then_each_events_object_and_lists_again_on_410(
+    server: tuple[Script, str], tmp_path: Path
+) -> None:
+    """What the controller's cache is fed: the list read in pages (``limit``/``continue``), then the watch from the
+    list's version with each event's object (bookmarks move the version only), and a whole new list after 410."""
+    script, url = server
+    item = {"metadata": {"name": "a", "resourceVersion": "3"}}
+    script.answers = [
+        (200, {"metadata": {"resourceVersion": "5", "continue": "page-2"}, "items": [item]}),
+        (200, {"metadata": {"resourceVersion": "5"}, "items": [{"metadata": {"name": "b"}}]}),
+        (200, [event("ADDED", "6"), event("BOOKMARK", "7"), event("ERROR", "0") | {"object": status(410, "Gone")}]),
+        (200, {"metadata": {"resourceVersion": "9"}, "items": []}),
+        (200, [event("DELETED", "10")]),
+    ]
+    client = Client(write_kubeconfig(tmp_path / "kubeconfig", url), timeout_s=5)
+    stop = threading.Event()
+    seen: list[tuple[str, Any]] = []
+
+    def replace(items: list[dict[str, Any]], version: str) -> None:
+        seen.append(("list", ([i["metadata"]["name"] for i in items], version, items[0]["kind"] if items else "")))
+
+    def changed(type_: str, obj: dict[str, Any]) -> None:
+        seen.append((type_, obj["metadata"]["resourceVersion"]))
+        if type_ == "DELETED":
+            stop.set()
+
+    thread = threading.Thread(target=client.inform, args=("resourceslices", stop, replace, changed, 7), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    stop.set()
+    client.close()
+    assert not thread.is_alive()
+    assert seen == [
+        ("list", (["a", "b"], "5", "ResourceSlice")),
+        ("ADDED", "6"),
+        ("list", ([], "9", "")),
+        ("DELETED", "10"),
+    ]
+    queries = [(q.get("limit"), q.get("continue"), q.get("resourceVersion")) for _, q in script.asked]
+    assert queries == [
+        (["500"], None, None),
+        (["500"], ["page-2"], None),
+        (None, None, ["5"]),
+        (["500"], None, None),
+        (None, None, ["9"]),
+    ]
