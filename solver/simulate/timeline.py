@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from gpupolicy.solver.simulate import frag
 from gpupolicy.solver.simulate.cluster import Cluster, Placement
 from gpupolicy.solver.simulate.protocol import PodTypes, type_counts, typical_types
 from gpupolicy.solver.simulate.strategies import Context, Strategy
@@ -123,6 +122,28 @@ def _fit_on(cluster: Cluster, pods: Pods, cand: I64, node: int) -> BOOL:
     return np.asarray(ok & ((num == 0) | gpu_ok), dtype=np.bool_)
 
 
+class FragMeter:
+    """FGD's fragmentation (:func:`gpupolicy.solver.simulate.frag.fgd`) for a fixed set of types, with
+    what depends only on the types computed once."""
+
+    def __init__(self, types: PodTypes) -> None:
+        self.types = types
+        self.uniq, self.uidx = np.unique(np.where(types.milli > 0, types.milli, 1), return_inverse=True)
+        self.gpu_type = types.milli > 0
+
+    def nodes(self, cpu_left: I64, bits: I64, free: I64) -> F64:
+        """Fragmentation (GPU milli) of each node row."""
+        t = self.types
+        idle = free.sum(axis=1).astype(np.float64)
+        ge = free[:, :, None] >= self.uniq[None, None, :]
+        count = ge.sum(axis=1)[:, self.uidx]
+        small = np.where(ge, 0, free[:, :, None]).sum(axis=1)[:, self.uidx].astype(np.float64)
+        ok = self.gpu_type[None, :] & ((bits[:, None] & t.mask[None, :]) != 0)
+        ok &= count >= t.num[None, :]
+        ok &= cpu_left[:, None] >= t.cpu[None, :]
+        return np.asarray(np.where(ok, small, idle[:, None]) @ t.weight, dtype=np.float64)
+
+
 class _Queue:
     """Waiting pods, ordered by (priority desc, arrival); kept as a boolean mask over arrival order."""
 
@@ -189,15 +210,16 @@ class _Engine:
         n = work.count
         self.placed_at = np.full(n, np.nan)
         self.retries = 0
-        bits = cluster.model_bits
-        self.node_frag = frag.fgd(cluster.cpu_free, bits, cluster.gpu_free, typical)
+        self.meter = FragMeter(typical)
+        self.node_frag = self.meter.nodes(cluster.cpu_free, cluster.model_bits, cluster.gpu_free)
         self.touched: set[int] = set()
 
     def _refresh_frag(self) -> None:
+        if not self.touched:
+            return
         c = self.cluster
-        for m in self.touched:
-            sl = slice(m, m + 1)
-            self.node_frag[m] = frag.fgd(c.cpu_free[sl], c.model_bits[sl], c.gpu_free[sl], self.typical)[0]
+        rows = np.fromiter(self.touched, dtype=np.int64, count=len(self.touched))
+        self.node_frag[rows] = self.meter.nodes(c.cpu_free[rows], c.model_bits[rows], c.gpu_free[rows])
         self.touched.clear()
 
     def _depart(self, i: int) -> int:
@@ -207,31 +229,51 @@ class _Engine:
         self.touched.add(p.node)
         return p.node
 
-    def _round(self, now: float, tries: list[int]) -> None:
-        """Try ``tries`` (already in queue order) once each."""
+    def _round(self, now: float, tries: list[int], gained: set[int]) -> None:
+        """Try ``tries`` (in queue order) once each. A waiting pod is only tried while it still fits on a
+        node in ``gained`` (it fits nowhere else), rechecked after each placement on such a node."""
         if not tries:
             return
         self.strategy.plan(tries)
         pods = self.work.pods
-        for i in tries:
-            waited = self.queue.waiting[i]
-            if waited:
+        order = np.array(tries, dtype=np.int64)
+        waited = self.queue.waiting[order]
+        # still[k, j]: pod tries[k] fits on the j-th gained node (arrivals: always tried)
+        nodes = sorted(gained)
+        col = {n: j for j, n in enumerate(nodes)}
+        still = np.stack([_fit_on(self.cluster, pods, order, n) for n in nodes], axis=1) if nodes else None
+        alive = ~waited if still is None else ~waited | still.any(axis=1)
+        k = -1
+        while True:
+            ahead = np.flatnonzero(alive[k + 1 :])
+            if len(ahead) == 0:
+                break
+            k += 1 + int(ahead[0])
+            i = tries[k]
+            if waited[k]:
                 self.retries += 1
             placement = self.strategy.place(i)
             if placement is None:
-                if not waited:
+                if not waited[k]:
                     self.queue.add(i)
                 continue
-            if waited:
+            if waited[k]:
                 self.queue.take(i)
-            self.cluster.place(pods, i, placement)
-            self.strategy.commit(i, placement)
-            self.where[i] = placement
-            self.touched.add(placement.node)
-            self.placed_at[i] = now
-            heapq.heappush(self.departures, (now + float(self.work.duration[i]), i))
-            if self.check:
-                self.cluster.check()
+            self._place(now, i, placement)
+            j = col.get(placement.node)
+            if still is not None and j is not None and k + 1 < len(tries):
+                still[k + 1 :, j] = _fit_on(self.cluster, pods, order[k + 1 :], placement.node)
+                alive[k + 1 :] = ~waited[k + 1 :] | still[k + 1 :].any(axis=1)
+
+    def _place(self, now: float, i: int, placement: Placement) -> None:
+        self.cluster.place(self.work.pods, i, placement)
+        self.strategy.commit(i, placement)
+        self.where[i] = placement
+        self.touched.add(placement.node)
+        self.placed_at[i] = now
+        heapq.heappush(self.departures, (now + float(self.work.duration[i]), i))
+        if self.check:
+            self.cluster.check()
 
     def run(self, seed: int) -> TimelineResult:
         work = self.work
@@ -258,7 +300,7 @@ class _Engine:
                 nxt += 1
             retry = self.queue.retry(self.cluster, gained)
             tries = np.concatenate([retry, np.array(arrivals, dtype=np.int64)])
-            self._round(now, self.queue.order(tries))
+            self._round(now, self.queue.order(tries), gained)
             self._refresh_frag()
             ts.append(now)
             used.append(float(self.cluster.used_milli))

@@ -83,7 +83,9 @@ def _check_row(
     qos = (row.get("qos") or "").strip()
     if qos not in PRIORITY:
         known = ", ".join(k for k in PRIORITY if k)
-        errors.append(Diagnostic("qos_unknown", f"qos={qos!r} is not one of {known}", Location(filename, line, 1, "qos")))
+        errors.append(
+            Diagnostic("qos_unknown", f"qos={qos!r} is not one of {known}", Location(filename, line, 1, "qos"))
+        )
     for key, value in (("creation_time", created), ("deletion_time", deleted)):
         if value is None:
             errors.append(Diagnostic("time_missing", f"{key} is empty", Location(filename, line, 1, key)))
