@@ -131,7 +131,7 @@ def plot(out: dict[str, object], path: Path) -> None:
     ax3.set_xlabel("waiting time (s), placed pods")
     ax3.set_ylabel("fraction of pods")
     ax3.set_xscale("symlog")
-    ax1.set_title(f"openb {out['trace']}: timeline, load {out['load']:g}, repeat {out['repeat']}")  # type: ignore[str-format]
+    ax1.set_title(f"openb {out['trace']}: timeline, load {out['load']:g}, repeat {out['repeat']}")
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
