@@ -37,7 +37,9 @@ def range_problem(args: argparse.Namespace) -> str:
     if args.ceiling is not None:
         return "--ceiling does not apply to --timeline"
     if args.mig:
-        return "--timeline does not support --mig yet"
+        wrong = [s for s in args.strategy if s not in ("first-fit", "online", "batch")]
+        if wrong:
+            return f"--mig supports first-fit, online and batch, not {', '.join(wrong)}"
     return ""
 
 
@@ -56,10 +58,14 @@ def run(args: argparse.Namespace, seeds: list[int]) -> int:
     trace = args.pods.stem.removeprefix("openb_pod_list_")
     progress = _progress if sys.stderr.isatty() else None
     docs = {
-        s: summarize(run_timeline(nodes, work, s, seeds, args.check, typical_pods=pods, progress=progress))
+        s: summarize(
+            run_timeline(nodes, work, s, seeds, args.check, typical_pods=pods, progress=progress, mig=args.mig)
+        )
         for s in args.strategy
     }
     out = {"trace": trace, "load": args.load, "repeat": args.repeat, "seeds": seeds, "strategies": docs}
+    if args.mig:
+        out["variant"] = "mig-h100-80gb"  # allocation = MIG compute slices in use
     if args.output == "json":
         print(json.dumps(out, indent=1, sort_keys=True))
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -144,6 +145,71 @@ class FragMeter:
         return np.asarray(np.where(ok, small, idle[:, None]) @ t.weight, dtype=np.float64)
 
 
+class Backend(Protocol):
+    """What the engine needs of a cluster model and its strategy (openb GPUs here, MIG in
+    :mod:`gpupolicy.solver.simulate.timeline_mig`). A decision is whatever ``decide`` returns."""
+
+    name: str
+    capacity: float  # what ``used`` is a share of (GPU milli, or MIG compute slices)
+    n_nodes: int
+
+    def plan(self, pods: list[int]) -> None: ...
+
+    def decide(self, i: int) -> Any | None: ...
+
+    def apply(self, i: int, decision: Any) -> int: ...  # the node
+
+    def release(self, i: int, decision: Any) -> int: ...  # the node
+
+    def fits_on(self, cand: I64, node: int) -> BOOL: ...
+
+    def used(self) -> float: ...
+
+    def frag(self, rows: I64) -> F64: ...  # fragmentation (in capacity units) of these nodes
+
+    def check(self) -> None: ...
+
+
+class OpenbBackend:
+    """The openb cluster (:class:`Cluster`) with one of the strategies of ``run.STRATEGIES``."""
+
+    def __init__(self, cluster: Cluster, pods: Pods, strategy: Strategy, typical: PodTypes) -> None:
+        self.cluster, self.pods, self.strategy = cluster, pods, strategy
+        self.name = strategy.name
+        self.capacity = float(cluster.nodes.total_gpu_milli)
+        self.n_nodes = cluster.nodes.count
+        self.meter = FragMeter(typical)
+
+    def plan(self, pods: list[int]) -> None:
+        self.strategy.plan(pods)
+
+    def decide(self, i: int) -> Placement | None:
+        return self.strategy.place(i)
+
+    def apply(self, i: int, decision: Placement) -> int:
+        self.cluster.place(self.pods, i, decision)
+        self.strategy.commit(i, decision)
+        return decision.node
+
+    def release(self, i: int, decision: Placement) -> int:
+        self.cluster.remove(self.pods, i, decision)
+        self.strategy.release(i, decision)
+        return decision.node
+
+    def fits_on(self, cand: I64, node: int) -> BOOL:
+        return _fit_on(self.cluster, self.pods, cand, node)
+
+    def used(self) -> float:
+        return float(self.cluster.used_milli)
+
+    def frag(self, rows: I64) -> F64:
+        c = self.cluster
+        return self.meter.nodes(c.cpu_free[rows], c.model_bits[rows], c.gpu_free[rows])
+
+    def check(self) -> None:
+        self.cluster.check()
+
+
 class _Queue:
     """Waiting pods, ordered by (priority desc, arrival); kept as a boolean mask over arrival order."""
 
@@ -168,14 +234,14 @@ class _Queue:
             self._index = np.flatnonzero(self.waiting)
         return self._index
 
-    def retry(self, cluster: Cluster, gained: set[int]) -> I64:
+    def retry(self, backend: Backend, gained: set[int]) -> I64:
         """Waiting pods that fit on a node that gained capacity."""
         cand = self.members()
         if len(cand) == 0 or not gained:
             return cand[:0]
         hit = np.zeros(len(cand), dtype=np.bool_)
         for n in gained:
-            hit |= _fit_on(cluster, self.work.pods, cand, n)
+            hit |= backend.fits_on(cand, n)
         return cand[hit]
 
     def order(self, pods: I64) -> list[int]:
@@ -195,53 +261,47 @@ def replay_timeline(
     rank = np.argsort(rng.permutation(nodes.count)).astype(np.int64)
     typical = typical_types(type_counts(typical_pods if typical_pods is not None else pods), 0.95)
     strategy.reset(Context(cluster, pods, rng, typical, rank))
-    return _Engine(nodes, work, strategy, cluster, typical, check).run(seed)
+    return Engine(work, OpenbBackend(cluster, pods, strategy, typical), check).run(seed)
 
 
-class _Engine:
-    def __init__(
-        self, nodes: Nodes, work: Workload, strategy: Strategy, cluster: Cluster, typical: PodTypes, check: bool
-    ) -> None:
-        self.nodes, self.work, self.strategy, self.cluster, self.check = nodes, work, strategy, cluster, check
-        self.typical = typical
+class Engine:
+    """The event loop: departures in a heap, arrivals in order, the queue, the measures."""
+
+    def __init__(self, work: Workload, backend: Backend, check: bool) -> None:
+        self.work, self.backend, self.check = work, backend, check
         self.queue = _Queue(work)
-        self.where: dict[int, Placement] = {}
+        self.where: dict[int, Any] = {}
         self.departures: list[tuple[float, int]] = []
-        n = work.count
-        self.placed_at = np.full(n, np.nan)
+        self.placed_at = np.full(work.count, np.nan)
         self.retries = 0
-        self.meter = FragMeter(typical)
-        self.node_frag = self.meter.nodes(cluster.cpu_free, cluster.model_bits, cluster.gpu_free)
+        self.node_frag = backend.frag(np.arange(backend.n_nodes))
         self.touched: set[int] = set()
 
     def _refresh_frag(self) -> None:
         if not self.touched:
             return
-        c = self.cluster
         rows = np.fromiter(self.touched, dtype=np.int64, count=len(self.touched))
-        self.node_frag[rows] = self.meter.nodes(c.cpu_free[rows], c.model_bits[rows], c.gpu_free[rows])
+        self.node_frag[rows] = self.backend.frag(rows)
         self.touched.clear()
 
     def _depart(self, i: int) -> int:
-        p = self.where.pop(i)
-        self.cluster.remove(self.work.pods, i, p)
-        self.strategy.release(i, p)
-        self.touched.add(p.node)
-        return p.node
+        node = self.backend.release(i, self.where.pop(i))
+        self.touched.add(node)
+        return node
 
     def _round(self, now: float, tries: list[int], gained: set[int]) -> None:
         """Try ``tries`` (in queue order) once each. A waiting pod is only tried while it still fits on a
         node in ``gained`` (it fits nowhere else), rechecked after each placement on such a node."""
         if not tries:
             return
-        self.strategy.plan(tries)
-        pods = self.work.pods
+        backend = self.backend
+        backend.plan(tries)
         order = np.array(tries, dtype=np.int64)
         waited = self.queue.waiting[order]
         # still[k, j]: pod tries[k] fits on the j-th gained node (arrivals: always tried)
         nodes = sorted(gained)
         col = {n: j for j, n in enumerate(nodes)}
-        still = np.stack([_fit_on(self.cluster, pods, order, n) for n in nodes], axis=1) if nodes else None
+        still = np.stack([backend.fits_on(order, n) for n in nodes], axis=1) if nodes else None
         alive = ~waited if still is None else ~waited | still.any(axis=1)
         k = -1
         while True:
@@ -252,28 +312,28 @@ class _Engine:
             i = tries[k]
             if waited[k]:
                 self.retries += 1
-            placement = self.strategy.place(i)
-            if placement is None:
+            decision = backend.decide(i)
+            if decision is None:
                 if not waited[k]:
                     self.queue.add(i)
                 continue
             if waited[k]:
                 self.queue.take(i)
-            self._place(now, i, placement)
-            j = col.get(placement.node)
+            node = self._place(now, i, decision)
+            j = col.get(node)
             if still is not None and j is not None and k + 1 < len(tries):
-                still[k + 1 :, j] = _fit_on(self.cluster, pods, order[k + 1 :], placement.node)
+                still[k + 1 :, j] = backend.fits_on(order[k + 1 :], node)
                 alive[k + 1 :] = ~waited[k + 1 :] | still[k + 1 :].any(axis=1)
 
-    def _place(self, now: float, i: int, placement: Placement) -> None:
-        self.cluster.place(self.work.pods, i, placement)
-        self.strategy.commit(i, placement)
-        self.where[i] = placement
-        self.touched.add(placement.node)
+    def _place(self, now: float, i: int, decision: Any) -> int:
+        node = self.backend.apply(i, decision)
+        self.where[i] = decision
+        self.touched.add(node)
         self.placed_at[i] = now
         heapq.heappush(self.departures, (now + float(self.work.duration[i]), i))
         if self.check:
-            self.cluster.check()
+            self.backend.check()
+        return node
 
     def run(self, seed: int) -> TimelineResult:
         work = self.work
@@ -293,23 +353,23 @@ class _Engine:
                 _, i = heapq.heappop(self.departures)
                 gained.add(self._depart(i))
                 if self.check:
-                    self.cluster.check()
+                    self.backend.check()
             arrivals: list[int] = []
             while nxt < n and work.arrival[nxt] <= now:
                 arrivals.append(nxt)
                 nxt += 1
-            retry = self.queue.retry(self.cluster, gained)
+            retry = self.queue.retry(self.backend, gained)
             tries = np.concatenate([retry, np.array(arrivals, dtype=np.int64)])
             self._round(now, self.queue.order(tries), gained)
             self._refresh_frag()
             ts.append(now)
-            used.append(float(self.cluster.used_milli))
+            used.append(self.backend.used())
             queue.append(self.queue.length)
             frags.append(float(self.node_frag.sum()))
         seconds = time.perf_counter() - start
         wait = self.placed_at - work.arrival
         return TimelineResult(
-            strategy=self.strategy.name,
+            strategy=self.backend.name,
             seed=seed,
             wait=wait,
             priority=work.priority,
@@ -318,7 +378,7 @@ class _Engine:
             used=np.array(used),
             queue=np.array(queue, dtype=np.int64),
             frag=np.array(frags),
-            capacity=float(self.nodes.total_gpu_milli),
+            capacity=self.backend.capacity,
             last_arrival=float(work.arrival[-1]) if n else 0.0,
             seconds=seconds,
             skipped=work.skipped,

@@ -158,10 +158,17 @@ def run_timeline(
     check: bool = False,
     typical_pods: Pods | None = None,
     progress: Callable[[str, int], None] | None = None,
+    mig: bool = False,
 ) -> list[TimelineResult]:
+    """One result per seed; ``mig``: the MIG variant (:mod:`gpupolicy.solver.simulate.timeline_mig`)."""
+    from gpupolicy.solver.simulate.timeline_mig import replay_timeline_mig
+
     out = []
     for seed in seeds:
-        out.append(replay_timeline(nodes, work, STRATEGIES[strategy](), seed, check, typical_pods))
+        if mig:
+            out.append(replay_timeline_mig(nodes, work, strategy, seed, check))
+        else:
+            out.append(replay_timeline(nodes, work, STRATEGIES[strategy](), seed, check, typical_pods))
         if progress is not None:
             progress(strategy, seed)
     return out

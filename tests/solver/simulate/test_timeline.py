@@ -186,3 +186,31 @@ def test_the_fragmentation_meter_is_fgds_measure() -> None:
     c.cpu_free[0] = 500
     want = frag.fgd(c.cpu_free, c.model_bits, c.gpu_free, types)
     assert FragMeter(types).nodes(c.cpu_free, c.model_bits, c.gpu_free) == pytest.approx(want)
+
+
+def _mig_replay(rows: list[tuple[str, int, int, str, float, float]], strategy: str) -> TimelineResult:
+    from gpupolicy.solver.simulate.timeline_mig import replay_timeline_mig
+
+    nodes = parse_nodes("sn,cpu_milli,memory_mib,gpu,model\nn0,64000,262144,1,H100\n", "n.csv")
+    text = HEAD + "".join(f"{n},1000,1024,{g},{m},,{q},Running,{c:g},{c + d:g},{c:g}\n" for n, g, m, q, c, d in rows)
+    pods = parse_pods(text, nodes.models, "p.csv")
+    return replay_timeline_mig(nodes, workload(pods, parse_times(text, "p.csv")), strategy, 1, check=True)
+
+
+@pytest.mark.parametrize("strategy", ["first-fit", "online", "batch"])
+def test_a_mig_instance_is_recreated_after_a_departure(strategy: str) -> None:
+    """One H100: a 4g.40gb (its only placement: memory slots 0-3) runs 0-100; a second 4g arrives at 10
+    and waits, while a 3g.40gb arriving at 20 fits beside the first at once (slots 4-7). When the first
+    leaves at 100 its instance is destroyed and the waiting pod's 4g is created in the same slots."""
+    rows = [("a", 1, 470, "LS", 0, 100), ("b", 1, 470, "LS", 10, 50), ("c", 1, 320, "LS", 20, 200)]
+    r = _mig_replay(rows, strategy)
+    assert r.wait.tolist() == [0.0, 90.0, 0.0]
+    assert r.capacity == 7
+    assert r.used.tolist() == [4.0, 4.0, 7.0, 7.0, 3.0, 0.0]  # at 0, 10, 20, 100, 150, 220
+
+
+def test_mig_whole_gpu_pods_wait_for_an_empty_gpu() -> None:
+    rows = [("s", 1, 100, "LS", 0, 30), ("w", 1, 1000, "LS", 1, 10), ("t", 1, 100, "BE", 2, 5)]
+    r = _mig_replay(rows, "first-fit")
+    # w needs the GPU unpartitioned: it waits for s (30) and t (7) to leave
+    assert r.wait.tolist() == [0.0, 29.0, 0.0]

@@ -106,7 +106,7 @@ def test_a_pod_list_without_times_is_a_located_error(tmp_path: Path, capsys: pyt
         (["--load", "1e10"], "--load must be a number"),
         (["--repeat", "0"], "--repeat must be an integer in [1, 1000], not 0"),
         (["--ceiling"], "--ceiling does not apply to --timeline"),
-        (["--mig"], "--timeline does not support --mig"),
+        (["--mig", "--strategy", "fgd"], "--mig supports first-fit, online and batch, not fgd"),
     ],
 )
 def test_usage_errors_exit_2(
