@@ -120,3 +120,11 @@ def test_load_without_timeline_is_a_usage_error(files: tuple[Path, Path], capsys
     n, p = files
     assert main(["simulate", "--nodes", str(n), "--pods", str(p), "--strategy", "online", "--load", "3"]) == 2
     assert "--load and --repeat apply to --timeline only" in capsys.readouterr().err
+
+
+def test_mig_timeline_reports_compute_slices(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_argv(files, "--mig", "--strategy", "first-fit", "--strategy", "online", "-o", "json")) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["variant"] == "mig-h100-80gb"
+    for s in doc["strategies"].values():
+        assert s["placed"] + s["never_placed"] == 10 and 0 < s["allocation_mean"] <= 100
