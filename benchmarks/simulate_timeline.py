@@ -119,7 +119,8 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
                 if other not in at:
                     continue
                 a, b = float(str(at["online"]["wait_mean_s"])), float(str(at[other]["wait_mean_s"]))
-                shorter = f" ({(1 - a / b) * 100:.0f} % shorter)" if b > 0 else ""
+                gain = (1 - a / b) * 100 if b > 0 else 0.0
+                shorter = f" ({abs(gain):.0f} % {'shorter' if gain >= 0 else 'longer'})" if b > 0 else ""
                 parts.append(f"{other} {b:.2f} s{shorter}")
             if parts:
                 line += (
