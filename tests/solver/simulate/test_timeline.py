@@ -214,3 +214,16 @@ def test_mig_whole_gpu_pods_wait_for_an_empty_gpu() -> None:
     r = _mig_replay(rows, "first-fit")
     # w needs the GPU unpartitioned: it waits for s (30) and t (7) to leave
     assert r.wait.tolist() == [0.0, 29.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("trace", "pending"), [("default", 897), ("cpu050", 878), ("gpushare40", 981), ("gpuspec10", 897)]
+)
+def test_the_shipped_traces_with_times_parse(trace: str, pending: int) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "data" / "openb" / f"openb_pod_list_{trace}.csv").read_text()
+    times = parse_times(text, trace)
+    assert int((~times.kept).sum()) == pending  # the Pending rows: no scheduled_time
+    assert (times.duration[times.kept] > 0).all()
+    assert set(times.qos) == {"LS", "BE", "Burstable", "Guaranteed"}
