@@ -44,6 +44,7 @@ def range_problem(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace, seeds: list[int]) -> int:
+    from gpupolicy.policy.errors import DiagnosticError, Location
     from gpupolicy.solver.simulate.timeline import workload
     from gpupolicy.solver.simulate.timeline_run import run_timeline, summarize
     from gpupolicy.solver.simulate.times import parse_times
@@ -55,6 +56,12 @@ def run(args: argparse.Namespace, seeds: list[int]) -> int:
     times = parse_times(text, str(args.pods))
     check_replayable(nodes, pods, 0.0, str(args.nodes), str(args.pods))
     work = workload(pods, times, args.load, args.repeat)
+    if work.count == 0:
+        raise DiagnosticError.single(
+            "pods_no_run_times",
+            "no row has a scheduled_time: no pod ran in the trace, so there is nothing to replay",
+            Location(str(args.pods), 1, 1),
+        )
     trace = args.pods.stem.removeprefix("openb_pod_list_")
     progress = _progress if sys.stderr.isatty() else None
     docs = {

@@ -128,3 +128,11 @@ def test_mig_timeline_reports_compute_slices(files: tuple[Path, Path], capsys: p
     assert doc["variant"] == "mig-h100-80gb"
     for s in doc["strategies"].values():
         assert s["placed"] + s["never_placed"] == 10 and 0 < s["allocation_mean"] <= 100
+
+
+def test_a_pod_list_where_no_pod_ran_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    n, p = tmp_path / "nodes.csv", tmp_path / "pods.csv"
+    n.write_text(NODES_CSV)
+    p.write_text(HEAD + "p,1,1,1,500,,BE,Pending,0,10,\n")
+    assert main(["simulate", "--timeline", "--nodes", str(n), "--pods", str(p), "--strategy", "online"]) == 1
+    assert f"{p}:1:1: pods_no_run_times: no row has a scheduled_time" in capsys.readouterr().err
