@@ -18,7 +18,9 @@ The model (``docs/simulate.md``, "Timeline replay"):
   retried pods together, in queue order.
 
 Everything is updated incrementally per event: used GPU milli, the per-node fragmentation cache
-(refreshed only for nodes that changed), the time integrals.
+(refreshed only for nodes that changed), the series the time averages are taken over. The engine works
+on a :class:`Backend` (the openb cluster and strategy here, MIG in
+:mod:`gpupolicy.solver.simulate.timeline_mig`).
 """
 
 from __future__ import annotations
@@ -90,10 +92,10 @@ class TimelineResult:
     priority: I64
     qos: tuple[str, ...]
     t: F64  # event instants
-    used: F64  # GPU milli in use just after each instant
+    used: F64  # in use just after each instant (GPU milli; MIG: compute slices)
     queue: I64  # pods waiting just after each instant
-    frag: F64  # FGD fragmentation (GPU milli) just after each instant
-    capacity: float  # GPU milli of the cluster
+    frag: F64  # fragmentation just after each instant (FGD's, GPU milli; MIG: lost slices)
+    capacity: float  # the cluster's GPU milli (MIG: compute slices)
     last_arrival: float
     seconds: float
     skipped: int = 0
