@@ -102,6 +102,7 @@ class TimelineResult:
     retries: int = 0  # place() calls for pods that had waited
     evictions: int = 0  # no strategy preempts yet
     placed_at: F64 = field(default_factory=lambda: np.zeros(0), repr=False)
+    kind: npt.NDArray[np.str_] = field(default_factory=lambda: np.zeros(0, dtype=np.str_), repr=False)
 
     @property
     def never_placed(self) -> int:
@@ -390,4 +391,5 @@ class Engine:
             skipped=work.skipped,
             retries=self.retries,
             placed_at=self.placed_at,
+            kind=work.pods.kind(),
         )

@@ -92,24 +92,30 @@ def _mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
     return _num(float(kept.mean())), _num(float(kept.std(ddof=1))) if len(kept) > 1 else 0.0
 
 
+def _group(results: Sequence[TimelineResult], masks: list[npt.NDArray[np.bool_]]) -> dict[str, object]:
+    """Waits and never-placed pods of one group (``masks``: its pods, per seed), mean and sd over seeds."""
+    doc: dict[str, object] = {"pods": int(masks[0].sum())}
+    rows = [{**_waits(r.wait[m]), "never_placed": float(np.isnan(r.wait[m]).sum())} for r, m in zip(results, masks)]
+    for key in ("wait_mean_s", "wait_p50_s", "wait_p95_s", "wait_p99_s", "never_placed"):
+        doc[key], doc[f"{key}_sd"] = _mean_sd([row[key] for row in rows])
+    return doc
+
+
 def per_priority(results: Sequence[TimelineResult]) -> dict[str, dict[str, object]]:
-    """Waits and never-placed pods per priority level (mean and sd over seeds)."""
+    """Waits and never-placed pods per priority level (mean and sd over seeds), with the level's qos classes."""
     out: dict[str, dict[str, object]] = {}
-    levels = sorted({int(p) for r in results for p in r.priority}, reverse=True)
-    for level in levels:
-        doc: dict[str, object] = {}
-        first = results[0]
-        mask0 = first.priority == level
-        doc["qos"] = sorted({first.qos[i] for i in np.flatnonzero(mask0)})
-        doc["pods"] = int(mask0.sum())
-        rows = [
-            {**_waits(r.wait[r.priority == level]), "never_placed": float(np.isnan(r.wait[r.priority == level]).sum())}
-            for r in results
-        ]
-        for key in ("wait_mean_s", "wait_p50_s", "wait_p95_s", "wait_p99_s", "never_placed"):
-            doc[key], doc[f"{key}_sd"] = _mean_sd([row[key] for row in rows])
+    first = results[0]
+    for level in sorted({int(p) for p in first.priority}, reverse=True):
+        doc = _group(results, [r.priority == level for r in results])
+        doc["qos"] = sorted({first.qos[i] for i in np.flatnonzero(first.priority == level)})
         out[str(level)] = doc
     return out
+
+
+def per_kind(results: Sequence[TimelineResult]) -> dict[str, dict[str, object]]:
+    """The same per pod kind: ``cpu``, ``share``, ``1gpu``, ``2gpu``, ... (big pods wait longest)."""
+    kinds = sorted({str(k) for k in results[0].kind})
+    return {k: _group(results, [r.kind == k for r in results]) for k in kinds}
 
 
 def series(results: Sequence[TimelineResult]) -> dict[str, list[float | None]]:
@@ -146,6 +152,7 @@ def summarize(results: Sequence[TimelineResult]) -> dict[str, object]:
         for key in ("allocation_mean", "wait_mean_s", "wait_p99_s", "never_placed")
     }
     doc["per_priority"] = per_priority(results)
+    doc["per_kind"] = per_kind(results)
     doc["series"] = series(results)
     return doc
 

@@ -42,6 +42,8 @@ def test_json_has_the_documented_keys(files: tuple[Path, Path], capsys: pytest.C
         assert 0 < s["allocation_mean"] <= 100
         assert set(s["per_priority"]) == {"3", "2", "1"}  # LS, Burstable, BE
         assert s["per_priority"]["3"]["qos"] == ["LS"]
+        assert set(s["per_kind"]) == {"cpu", "share", "1gpu", "2gpu", "4gpu"}
+        assert sum(k["pods"] for k in s["per_kind"].values()) == 10
         assert len(s["series"]["t_s"]) == len(s["series"]["allocation"]) == len(s["series"]["queue"]) == 200
         assert len(s["series"]["wait_cdf_s"]) == 101
     assert doc["strategies"]["first-fit"]["wait_p99_s"] > 0  # pods waited on this small cluster
