@@ -60,6 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " solver/simulate/bound.py)",
     )
     parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="replay over time: arrivals at creation_time, a queue, departures (docs/simulate.md, Timeline replay)",
+    )
+    parser.add_argument(
+        "--load", type=float, default=1.0, help="with --timeline: divide the gaps between arrivals by this (default 1)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="with --timeline: lay the trace this many times end to end (default 1)"
+    )
+    parser.add_argument(
         "--mig",
         action="store_true",
         help="MIG variant: every GPU an H100-80GB with dynamic MIG (strategies first-fit, online, batch)",
@@ -88,7 +99,9 @@ def _range_problem(args: argparse.Namespace) -> str:
 
 
 def _usage_problem(args: argparse.Namespace) -> str:
-    if problem := _range_problem(args):
+    from gpupolicy.plugin.cli.simulate_timeline import range_problem as timeline_problem
+
+    if problem := _range_problem(args) or timeline_problem(args):
         return problem
     csv_mode = args.nodes is not None or args.pods is not None
     dra_mode = bool(args.inventory or args.claims or args.policy)
@@ -201,6 +214,10 @@ def _run_openb(args: argparse.Namespace) -> int:
         return 2
     nodes = parse_nodes(*read_source(args.nodes, "nodes_unreadable"))
     pods = parse_pods(read_source(args.pods, "pods_unreadable")[0], nodes.models, str(args.pods))
+    if args.timeline:
+        from gpupolicy.plugin.cli import simulate_timeline
+
+        return simulate_timeline.run(args, seeds)
     check_replayable(nodes, pods, args.target, str(args.nodes), str(args.pods))
     trace = args.pods.stem.removeprefix("openb_pod_list_")
     if args.mig:

@@ -58,10 +58,16 @@ class Batch(Online):
             self._solve_window(i)
         return self.decided.pop(i)
 
-    def _pool(self, first: int, last: int) -> I64:
+    def plan(self, pods: list[int]) -> None:
+        """The timeline replay's round: solve ``pods`` (in windows, in this order) on the cluster as it is."""
+        self.decided.clear()
+        for k in range(0, len(pods), self.batch.window):
+            self._solve_pods(pods[k : k + self.batch.window])
+
+    def _pool(self, pods: list[int]) -> I64:
         """Nodes in node order, not yet full, holding about twice the window's GPU demand."""
         c = self.cluster
-        demand = 2 * int(self.pods.gpu_request[first:last].sum()) + 8 * MILLI
+        demand = 2 * int(self.pods.gpu_request[pods].sum()) + 8 * MILLI
         order = np.argsort(self.rank)
         idle = c.gpu_free.sum(axis=1)[order]
         open_ = order[(idle > 0) | (c.nodes.gpus[order] == 0)]
@@ -88,11 +94,11 @@ class Batch(Online):
                 break
         return nodes
 
-    def _online_pass(self, first: int, last: int) -> dict[int, Placement]:
+    def _online_pass(self, pods: list[int]) -> dict[int, Placement]:
         """What ``online`` would do with the window, pod by pod; the state is restored after."""
         tried: dict[int, Placement] = {}
         contents = dict(self.contents)
-        for i in range(first, last):
+        for i in pods:
             p = Online.place(self, i)
             if p is not None:
                 self.cluster.place(self.pods, i, p)
@@ -107,9 +113,12 @@ class Batch(Online):
 
     def _solve_window(self, first: int) -> None:
         last = min(first + self.batch.window, self.pods.count)
-        win = _Window(list(range(first, last)))
-        online = self._online_pass(first, last)
-        pool = self._pool(first, last)
+        self._solve_pods(list(range(first, last)))
+
+    def _solve_pods(self, pods: list[int]) -> None:
+        win = _Window(list(pods))
+        online = self._online_pass(win.pods)
+        pool = self._pool(win.pods)
         for i in win.pods:
             win.nodes[i] = self._candidates(i, pool)
         for i, p in online.items():

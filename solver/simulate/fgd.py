@@ -53,6 +53,9 @@ class FragAware(_Base):
 
     _pending_mem: int = 0
 
+    def release(self, i: int, placement: Placement) -> None:
+        self.commit(-1, Placement(placement.node, ()))  # refreshes the node's fragmentation cache
+
     def commit(self, i: int, placement: Placement) -> None:
         c, n = self.cluster, placement.node
         sl = slice(n, n + 1)

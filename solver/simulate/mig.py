@@ -334,3 +334,22 @@ def apply(cl: MigCluster, arr: Pods, i: int, q: int, choice: Choice) -> None:
         cl.used[n, gpus] = cl.prof.slices
     cl.cpu[n] -= arr.cpu[i]
     cl.mem[n] -= arr.mem[i]
+
+
+def remove(cl: MigCluster, arr: Pods, i: int, q: int, choice: Choice) -> None:
+    """Undo :func:`apply` (the pod departed: its MIG instance is destroyed); raises ValueError if the
+    instance is not there."""
+    n = choice.node
+    if q >= 0:
+        (g,) = choice.gpus
+        pm, c = cl.prof.masks[q][choice.k], int(cl.prof.compute[q])
+        if cl.mask[n, g] & pm != pm or cl.used[n, g] < c:
+            raise ValueError(f"pod {i}: no {cl.prof.names[q]} instance at placement {choice.k} of GPU {g} of node {n}")
+        cl.mask[n, g] &= ~pm
+        cl.used[n, g] -= c
+    elif q == WHOLE:
+        gpus = np.array(choice.gpus, dtype=np.int64)
+        cl.mask[n, gpus] = 0
+        cl.used[n, gpus] = 0
+    cl.cpu[n] += arr.cpu[i]
+    cl.mem[n] += arr.mem[i]

@@ -132,10 +132,18 @@ def _constraints(model: cp_model.CpModel, cl: MigCluster, arr: Pods, qs: dict[in
 
 
 def solve_window(
-    cl: MigCluster, arr: Pods, first: int, qs: list[int], rank: I64, learned: Learned, config: MigBatchConfig
+    cl: MigCluster,
+    arr: Pods,
+    first: int,
+    qs: list[int],
+    rank: I64,
+    learned: Learned,
+    config: MigBatchConfig,
+    pods: list[int] | None = None,
 ) -> dict[int, Choice | None]:
-    """Decisions for pods ``first .. first + len(qs) - 1`` (profiles ``qs``) on the cluster as it is now."""
-    pods = list(range(first, first + len(qs)))
+    """Decisions for pods ``first .. first + len(qs) - 1`` (or ``pods``, in this order; profiles ``qs``) on
+    the cluster as it is now."""
+    pods = list(range(first, first + len(qs))) if pods is None else list(pods)
     hint = _online_pass(cl, arr, pods, qs, rank, learned)
     pool = _pool(cl, rank, config.pool)
     nodes = {i: list(dict.fromkeys([*pool, *([hint[i].node] if i in hint else [])])) for i in pods}

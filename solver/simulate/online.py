@@ -81,6 +81,8 @@ class Online(FragAware):
         self.shares_seen: Counter[int] = Counter()
         self.on_track = OnTrack(())
         self.next_patterns = self.config.patterns_first
+        self.observed: set[int] = set()  # pods already learned from (the timeline replay retries pods)
+        self.patterned: set[int] = set()
 
     # What it learns from the arrivals.
 
@@ -94,6 +96,9 @@ class Online(FragAware):
         return typical_types(self.seen, 1.0)
 
     def _observe(self, i: int) -> None:
+        if i in self.observed:
+            return
+        self.observed.add(i)
         p = self.pods
         self.seen[self._type_key(i)] += 1
         if p.num_gpu[i] > 0:
@@ -134,6 +139,18 @@ class Online(FragAware):
         if milli and self.pods.num_gpu[i] == 1 and milli < 1000 and placement.gpus:
             key = (placement.node, placement.gpus[0])
             self.contents[key] = tuple(sorted((*self.contents.get(key, ()), milli)))
+
+    def release(self, i: int, placement: Placement) -> None:
+        super().release(i, placement)
+        milli = int(self.pods.milli[i])
+        if milli and self.pods.num_gpu[i] == 1 and milli < 1000 and placement.gpus:
+            key = (placement.node, placement.gpus[0])
+            left = list(self.contents.get(key, ()))
+            left.remove(milli)
+            if left:
+                self.contents[key] = tuple(left)
+            else:
+                self.contents.pop(key, None)
 
     # How it scores a choice.
 
@@ -182,7 +199,8 @@ class Online(FragAware):
         self._observe(i)
         milli = int(self.pods.milli[i])
         share = self.config.fill_patterns and self.pods.num_gpu[i] == 1 and milli < 1000
-        if share:
+        if share and i not in self.patterned:
+            self.patterned.add(i)
             self._learn_patterns(milli)
         self._pending_mem = int(self.pods.mem[i])
         cand = enumerate_choices(self.cluster, self.pods, i)

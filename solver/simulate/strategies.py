@@ -50,6 +50,10 @@ class Strategy(Protocol):
 
     def commit(self, i: int, placement: Placement) -> None: ...
 
+    def release(self, i: int, placement: Placement) -> None: ...
+
+    def plan(self, pods: list[int]) -> None: ...
+
 
 TIE_MODE = {"mode": "order"}
 
@@ -72,6 +76,14 @@ class _Base:
 
     def commit(self, i: int, placement: Placement) -> None:
         """Called after the replay applied ``placement`` for pod ``i``."""
+
+    def release(self, i: int, placement: Placement) -> None:
+        """Called after the timeline replay removed pod ``i`` (it departed); strategies without
+        state about what is placed where have nothing to do."""
+
+    def plan(self, pods: list[int]) -> None:
+        """Called by the timeline replay before it tries ``pods`` in this order, with nothing changing
+        in between but their own placements (``batch`` solves them jointly); a no-op by default."""
 
     @property
     def cluster(self) -> Cluster:
