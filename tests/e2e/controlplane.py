@@ -296,15 +296,19 @@ def _component_config(plane: ControlPlane, name: str, body: dict[str, object]) -
     return path
 
 
-def start_scheduler(plane: ControlPlane) -> Process:
-    """kube-scheduler with the default profile plus DynamicResources explicitly enabled; ready on return."""
+def start_scheduler(plane: ControlPlane, qps: int | None = None) -> Process:
+    """kube-scheduler with the default profile plus DynamicResources explicitly enabled; ready on return. ``qps``:
+    its client's rate limit (QPS and burst; default: the scheduler's own, 50 and 100)."""
+    connection: dict[str, object] = {"kubeconfig": str(plane.kubeconfig)}
+    if qps is not None:
+        connection |= {"qps": qps, "burst": qps}
     config = _component_config(
         plane,
         "kube-scheduler-config",
         {
             "apiVersion": "kubescheduler.config.k8s.io/v1",
             "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(plane.kubeconfig)},
+            "clientConnection": connection,
             "leaderElection": {"leaderElect": False},
             "profiles": [
                 {
@@ -333,10 +337,10 @@ def start_scheduler(plane: ControlPlane) -> Process:
 
 
 def start_controller_manager(
-    plane: ControlPlane, controllers: tuple[str, ...] = ("resourceclaim-controller",)
+    plane: ControlPlane, controllers: tuple[str, ...] = ("resourceclaim-controller",), qps: int | None = None
 ) -> Process:
     """kube-controller-manager running only ``controllers`` (default: the resource-claim controller, which makes
-    claims from templates)."""
+    claims from templates). ``qps``: its client's rate limit (QPS and burst; default: its own, 20 and 30)."""
     port = free_port()
     argv = [
         str(plane.bin_dir / "kube-controller-manager"),
@@ -349,6 +353,8 @@ def start_controller_manager(
         f"--cert-dir={plane.workdir / 'kcm-certs'}",
         "--v=2",
     ]
+    if qps is not None:
+        argv += [f"--kube-api-qps={qps}", f"--kube-api-burst={qps}"]
     gates = gate_flag(plane.bin_dir / "kube-controller-manager")
     if gates:
         argv.append(f"--feature-gates={gates}")
