@@ -17,8 +17,8 @@ returned -> first seen bound by the benchmark's own watch), pods and claims left
 partly used hardware, and API writes per pod (``apiserver_request_total`` before and after, every client).
 Default ``--pods``: nodes x devices (whole GPUs: the cluster full); ``--mig``: dynamic MIG partitions, pods asking
 for 3g.40gb and 4g.40gb in turn, nodes x devices of them (half the slices). A path ends when every pod is bound or
-no pod got bound for ``--stall`` seconds. Every process started is stopped and every temp folder removed, on
-failure and on Ctrl-C too.
+nothing moved for ``--stall`` seconds (no pod bound, no claim made, allocated or reserved, no gate removed). Every
+process started is stopped and every temp folder removed, on failure and on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from cvs_bed import (  # noqa: E402
     create_pods,
     leftover,
     percentile,
+    progress,
     set_up,
 )
 
@@ -190,18 +191,21 @@ def run_path(name: str, bin_dir: Path, shape: Shape, args: argparse.Namespace) -
         if ctl is not None:
             pids["gpupolicy-controller"] = ctl["pid"]
         before, cpu_before = http.requests(), cpu_seconds(pids)
-        first = time.perf_counter()
+        first, writes = time.perf_counter(), 0
         created = create_pods(api, shape, gated, args.workers)
         created_s = time.perf_counter() - first
-        last_count, last_change = 0, time.perf_counter()
+        last, last_change, last_scrape = (0, 0), time.perf_counter(), 0.0
         while len(watch.bound) < shape.pods:
             time.sleep(0.5)
-            if len(watch.bound) != last_count:
-                last_count, last_change = len(watch.bound), time.perf_counter()
-            elif time.perf_counter() - last_change > args.stall:
+            now = time.perf_counter()
+            if now - last_scrape > 5:  # a big page: not every turn
+                writes, last_scrape = progress(http.requests()), now
+            if (len(watch.bound), writes) != last:
+                last, last_change = (len(watch.bound), writes), now
+            elif now - last_change > args.stall:
                 break
         after, cpu_after = http.requests(), cpu_seconds(pids)
-        bound = dict(watch.bound)
+        bound, ungated = dict(watch.bound), dict(watch.ungated)
         left = leftover(api, shape, slices)
         ctl_stack.close()  # stop the controller, so its metrics and pass timings are in
         if args.keep_logs:
@@ -209,6 +213,7 @@ def run_path(name: str, bin_dir: Path, shape: Shape, args: argparse.Namespace) -
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(work / "logs", target)
     latencies = [bound[p] - created[p] for p in bound if p in created]
+    gate_wait = [ungated[p] - created[p] for p in ungated if p in created]  # the scheduler path: about 0
     end = max(bound.values()) if bound else first
     delta = after - before
     writes = {f"{v} {r}": n for (v, r), n in sorted(delta.items()) if v in WRITE_VERBS and n}
@@ -222,6 +227,8 @@ def run_path(name: str, bin_dir: Path, shape: Shape, args: argparse.Namespace) -
         "bound_p50_s": round(percentile(latencies, 50), 2),
         "bound_p99_s": round(percentile(latencies, 99), 2),
         "bound_max_s": round(max(latencies), 2) if latencies else None,
+        "ungated_p50_s": round(percentile(gate_wait, 50), 2),
+        "ungated_p99_s": round(percentile(gate_wait, 99), 2),
         "last_bound_s": round(end - first, 1),
         "create_s": round(created_s, 1),
         "setup_s": round(setup_s, 1),
@@ -245,7 +252,8 @@ def run_path(name: str, bin_dir: Path, shape: Shape, args: argparse.Namespace) -
 
 def text_report(out: dict[str, Any]) -> str:
     keys = [
-        "pods", "bound", "pods_per_s", "bound_p50_s", "bound_p99_s", "bound_max_s", "last_bound_s", "create_s",
+        "pods", "bound", "pods_per_s", "bound_p50_s", "bound_p99_s", "bound_max_s", "ungated_p50_s", "ungated_p99_s",
+        "last_bound_s", "create_s",
         "unplaced", "unallocated_claims", "partly_used", "idle_on_partly_used", "writes_per_pod", "lists_per_pod",
     ]  # fmt: skip
     lines = [f"{'':22} {'scheduler':>12} {'controller':>12}"]

@@ -196,6 +196,15 @@ class Http:
         return out
 
 
+PROGRESS = ("resourceclaims", "resourceclaims/status", "pods", "pods/binding")
+
+
+def progress(requests: Counter[tuple[str, str]]) -> int:
+    """Writes that move pods forward (claims made, allocated or reserved, gates removed, pods bound): a path is
+    still working while these grow, even when no pod got bound for a while (a controller writing a big batch)."""
+    return sum(n for (verb, resource), n in requests.items() if verb in ("POST", "PUT") and resource in PROGRESS)
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User + system CPU seconds each process has used so far (``/proc/PID/stat``; Linux), by name."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -216,6 +225,7 @@ class BoundWatch:
     def __init__(self, http: Http) -> None:
         self.http = http
         self.bound: dict[str, float] = {}
+        self.ungated: dict[str, float] = {}
         self.stop = threading.Event()
         self.error: str = ""
         self.thread = threading.Thread(target=self._run, name="bound-watch", daemon=True)
@@ -257,8 +267,13 @@ class BoundWatch:
         if event.get("type") == "ERROR":
             raise RuntimeError(f"watch error: {obj.get('message')}")
         self.version = obj["metadata"]["resourceVersion"]
-        if event.get("type") in ("ADDED", "MODIFIED") and (obj.get("spec") or {}).get("nodeName"):
-            self.bound.setdefault(obj["metadata"]["name"], time.perf_counter())
+        if event.get("type") not in ("ADDED", "MODIFIED"):
+            return
+        spec, now = obj.get("spec") or {}, time.perf_counter()
+        if not spec.get("schedulingGates"):
+            self.ungated.setdefault(obj["metadata"]["name"], now)
+        if spec.get("nodeName"):
+            self.bound.setdefault(obj["metadata"]["name"], now)
 
 
 @dataclass
