@@ -1,5 +1,7 @@
 """How the controller's check before ungating (``fence.clash``, once per unit, as ``commit`` calls it) grows with the
-batch and the cluster: N one-claim units against M listed claims, every claim allocated one whole GPU.
+batch and the cluster: N one-claim units against M listed claims, every claim allocated one whole GPU; walking
+every claim per unit (the check before the cache) and with the claims indexed once per batch (``fence.Index``,
+what ``commit`` does now).
 
 Run: ``python benchmarks/fence_scaling.py 500x500 1000x1000 2000x2000 2541x5000`` (UNITSxCLAIMS); prints CPU
 seconds for the whole batch.
@@ -11,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from gpupolicy.plugin.controller.fence import clash
+from gpupolicy.plugin.controller.fence import Index, clash
 
 
 def claim(i: int, allocated: bool) -> dict[str, Any]:
@@ -28,11 +30,16 @@ def main(argv: list[str]) -> int:
         fresh = {("bench", f"c{i}"): claim(i, True) for i in range(total)}
         before = {("bench", f"c{i}"): claim(i, False) for i in range(total)}  # solved against: none allocated
         planned = {k: v["status"]["allocation"] for k, v in fresh.items()}
-        start = time.process_time()
-        for key in list(fresh)[:units]:
-            assert clash([key], fresh, expected={key: planned[key]}, before=before, planned=planned) == ""
-        spent = time.process_time() - start
-        print(f"units={units} claims={total}: {spent:.2f} CPU-s for the batch, {spent / units * 1000:.2f} ms per unit")
+        for indexed in (False, True):
+            start = time.process_time()
+            index = Index.of(fresh) if indexed else None
+            for key in list(fresh)[:units]:
+                why = clash([key], fresh, expected={key: planned[key]}, before=before, planned=planned, index=index)
+                assert why == "", why
+            spent = time.process_time() - start
+            how = "indexed" if indexed else "walked"
+            print(f"units={units} claims={total} {how}: {spent:.2f} CPU-s for the batch, "
+                  f"{spent / units * 1000:.3f} ms per unit")  # fmt: skip
     return 0
 
 
