@@ -244,20 +244,32 @@ def _rollback(api: Api, written: list[ClaimRef], gated: Collection[str]) -> None
             return
 
 
-def ungate(api: Api, pod: Obj) -> None:
-    """Remove our scheduling gate (other gates stay) and a hold annotation with it, retrying on conflicts."""
+def update_pod(api: Api, pod: Obj, change: Callable[[Obj], bool], what: str) -> None:
+    """Update ``pod`` with ``change`` (which edits a copy and says whether anything changed), read again and retried
+    on conflicts; a pod gone is left alone."""
     for _ in range(RETRIES):
-        gates = pod["spec"].get("schedulingGates") or []
-        if not any(g.get("name") == GATE for g in gates):
+        wanted = copy.deepcopy(pod)
+        if not change(wanted):
             return
-        pod = copy.deepcopy(pod)
-        pod["spec"]["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
-        (pod["metadata"].get("annotations") or {}).pop(HOLD, None)
         try:
-            api.update("pods", pod)
+            api.update("pods", wanted)
             return
         except NotFound:
             return
         except Conflict:
             pod = api.get("pods", *ref(pod))
-    raise Conflict(f"pod {ref(pod)[0]}/{ref(pod)[1]}: gate still conflicting after {RETRIES} tries")
+    raise Conflict(f"pod {ref(pod)[0]}/{ref(pod)[1]}: {what} still conflicting after {RETRIES} tries")
+
+
+def ungate(api: Api, pod: Obj) -> None:
+    """Remove our scheduling gate (other gates stay) and a hold annotation with it, retrying on conflicts."""
+
+    def change(obj: Obj) -> bool:
+        gates = obj["spec"].get("schedulingGates") or []
+        if not any(g.get("name") == GATE for g in gates):
+            return False
+        obj["spec"]["schedulingGates"] = [g for g in gates if g.get("name") != GATE]
+        (obj["metadata"].get("annotations") or {}).pop(HOLD, None)
+        return True
+
+    update_pod(api, pod, change, "gate")

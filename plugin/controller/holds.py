@@ -21,7 +21,6 @@ solved again like any other. Times are wall-clock (RFC 3339, whole seconds): a n
 from __future__ import annotations
 
 import calendar
-import copy
 import dataclasses
 import json
 import time
@@ -29,14 +28,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gpupolicy.plugin.controller.commit import DeviceKey, devices
-from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Unit, allocation, ref
-from gpupolicy.plugin.kube import Api, Conflict, NotFound, Obj
+from gpupolicy.plugin.controller.commit import DeviceKey, devices, update_pod
+from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Unit, allocation
+from gpupolicy.plugin.kube import Api, Obj
 from gpupolicy.plugin.timefmt import kube_time
 from gpupolicy.solver.compile import Compiled
 from gpupolicy.solver.problem import ClaimKey, DeviceIndex, Exclusion
 
-RETRIES = 5
 Named = tuple[str, str]  # ns/name, uid
 
 
@@ -108,23 +106,18 @@ def released(hold: Hold, claims: Mapping[ClaimRef, Obj]) -> bool:
 
 def annotate(api: Api, pod: Obj, value: str | None) -> None:
     """Set (or, with None, remove) the hold annotation, retrying on conflicts; a pod gone is left alone."""
-    for _ in range(RETRIES):
-        annotations = pod["metadata"].get("annotations") or {}
+
+    def change(obj: Obj) -> bool:
+        annotations = obj["metadata"].get("annotations") or {}
         if annotations.get(HOLD) == value:
-            return
-        pod = copy.deepcopy(pod)
+            return False
         if value is None:
-            pod["metadata"].setdefault("annotations", {}).pop(HOLD, None)
+            obj["metadata"].setdefault("annotations", {}).pop(HOLD, None)
         else:
-            pod["metadata"].setdefault("annotations", {})[HOLD] = value
-        try:
-            api.update("pods", pod)
-            return
-        except NotFound:
-            return
-        except Conflict:
-            pod = api.get("pods", *ref(pod))
-    raise Conflict(f"pod {ref(pod)[0]}/{ref(pod)[1]}: hold annotation still conflicting after {RETRIES} tries")
+            obj["metadata"].setdefault("annotations", {})[HOLD] = value
+        return True
+
+    update_pod(api, pod, change, "hold annotation")
 
 
 def reserve(compiled: Compiled, held: Collection[DeviceKey], keep: Collection[ClaimKey] = ()) -> None:
