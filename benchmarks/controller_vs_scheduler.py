@@ -192,7 +192,7 @@ def run_path(name: str, bin_dir: Path, shape: Shape, args: argparse.Namespace) -
             pids["gpupolicy-controller"] = ctl["pid"]
         before, cpu_before = http.requests(), cpu_seconds(pids)
         first, writes = time.perf_counter(), 0
-        created = create_pods(api, shape, gated, args.workers)
+        created = create_pods(api, shape, gated, args.workers, args.rate)
         created_s = time.perf_counter() - first
         last, last_change, last_scrape = (0, 0), time.perf_counter(), 0.0
         while len(watch.bound) < shape.pods:
@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", nargs="+", choices=["scheduler", "controller"], default=["scheduler", "controller"])
     parser.add_argument("--workers", type=int, default=30, help="threads creating pods (scheduler_perf: 30)")
     parser.add_argument(
+        "--rate", type=float, default=0.0, help="pods created per second (default 0: as fast as the workers can)"
+    )
+    parser.add_argument(
         "--client-qps",
         type=int,
         default=5000,
@@ -308,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     sched, ctl = out["scheduler"].get("pods_per_s"), out["controller"].get("pods_per_s")
     out["ratio"] = round(ctl / sched, 2) if sched and ctl is not None else None
     out["shape"] = asdict(shape)
+    out["create_rate_per_s"] = args.rate or None
     cores = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -152,13 +152,16 @@ def pod(name: str, template: str, gated: bool) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
 
 
-def create_pods(api: Client, shape: Shape, gated: bool, workers: int) -> dict[str, float]:
-    """Every pod at once from ``workers`` threads (scheduler_perf: 30 goroutines, no rate limit); the time each
-    create returned (``time.perf_counter``)."""
+def create_pods(api: Client, shape: Shape, gated: bool, workers: int, rate: float = 0.0) -> dict[str, float]:
+    """Every pod from ``workers`` threads, at once (scheduler_perf: 30 goroutines, no rate limit) or, with ``rate``,
+    pod i not before ``i / rate`` seconds after the first; the time each create returned (``time.perf_counter``)."""
     created: dict[str, float] = {}
     templates = shape.templates
+    start = time.perf_counter()
 
     def one(i: int) -> None:
+        if rate > 0:
+            time.sleep(max(0.0, start + i / rate - time.perf_counter()))
         name = f"p{i:05d}"
         api.create("pods", pod(name, templates[i % len(templates)][0], gated))
         created[name] = time.perf_counter()
