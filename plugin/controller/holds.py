@@ -21,7 +21,6 @@ solved again like any other. Times are wall-clock (RFC 3339, whole seconds): a n
 from __future__ import annotations
 
 import calendar
-import dataclasses
 import json
 import time
 from collections.abc import Collection, Mapping
@@ -33,7 +32,8 @@ from gpupolicy.plugin.controller.snapshot import HOLD, ClaimRef, Unit, allocatio
 from gpupolicy.plugin.kube import Api, Obj
 from gpupolicy.plugin.timefmt import kube_time
 from gpupolicy.solver.compile import Compiled
-from gpupolicy.solver.problem import ClaimKey, DeviceIndex, Exclusion
+from gpupolicy.solver.narrow import Rule, narrow
+from gpupolicy.solver.problem import ClaimKey, DeviceIndex
 
 Named = tuple[str, str]  # ns/name, uid
 
@@ -135,23 +135,5 @@ def reserve(compiled: Compiled, held: Collection[DeviceKey], keep: Collection[Cl
     }
     if not blocked:
         return
-    shared: dict[int, Any] = {}
-    claims = []
-    for claim in problem.claims:
-        if claim.key in keep:
-            claims.append(claim)
-            continue
-        requests = []
-        for request in claim.requests:
-            alternatives = []
-            for alt in request.alternatives:
-                if id(alt) not in shared:
-                    left = tuple(d for d in alt.eligible if d not in blocked)
-                    dropped = len(alt.eligible) - len(left)
-                    rule = Exclusion("devices held for a preempting unit", "", dropped)
-                    exclusions = (*alt.exclusions, rule) if dropped else alt.exclusions
-                    shared[id(alt)] = dataclasses.replace(alt, eligible=left, exclusions=exclusions)
-                alternatives.append(shared[id(alt)])
-            requests.append(dataclasses.replace(request, alternatives=tuple(alternatives)))
-        claims.append(dataclasses.replace(claim, requests=tuple(requests)))
-    compiled.problem = dataclasses.replace(problem, claims=tuple(claims))
+    rule: Rule = ("held", "devices held for a preempting unit", lambda d: d not in blocked)
+    compiled.problem = narrow(problem, lambda claim: None if claim.key in keep else rule)

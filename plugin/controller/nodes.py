@@ -9,7 +9,6 @@ docs/controller.md).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,8 @@ from gpupolicy.plugin.kube import Obj
 from gpupolicy.policy.k8s.meta import NodeSelector
 from gpupolicy.policy.k8s.nodeselect import node_selector_matches
 from gpupolicy.solver.compile import Compiled
-from gpupolicy.solver.problem import Alternative, ClaimKey, DeviceIndex, Exclusion, Problem
+from gpupolicy.solver.narrow import Rule, narrow
+from gpupolicy.solver.problem import Claim, ClaimKey, DeviceIndex, Problem
 
 Labels = Mapping[str, str]
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -84,28 +84,14 @@ def restrict(compiled: Compiled, allowed: Mapping[ClaimKey, frozenset[str]]) -> 
     if not allowed:
         return
     problem = compiled.problem
-    shared: dict[tuple[int, frozenset[str]], Alternative] = {}  # identical requests keep sharing one alternative
-    claims = []
-    for claim in problem.claims:
+
+    def rule(claim: Claim) -> Rule | None:
         nodes = allowed.get(claim.key)
         if nodes is None:
-            claims.append(claim)
-            continue
-        requests = []
-        for request in claim.requests:
-            alternatives = []
-            for alt in request.alternatives:
-                key = (id(alt), nodes)
-                if key not in shared:
-                    keep = tuple(d for d in alt.eligible if _usable(problem, d, nodes))
-                    dropped = len(alt.eligible) - len(keep)
-                    rule = Exclusion(f"the pod's node constraints ({len(nodes)} node(s) fit)", "", dropped)
-                    exclusions = (*alt.exclusions, rule) if dropped else alt.exclusions
-                    shared[key] = dataclasses.replace(alt, eligible=keep, exclusions=exclusions)
-                alternatives.append(shared[key])
-            requests.append(dataclasses.replace(request, alternatives=tuple(alternatives)))
-        claims.append(dataclasses.replace(claim, requests=tuple(requests)))
-    compiled.problem = dataclasses.replace(problem, claims=tuple(claims))
+            return None
+        return nodes, f"the pod's node constraints ({len(nodes)} node(s) fit)", lambda d: _usable(problem, d, nodes)
+
+    compiled.problem = narrow(problem, rule)
 
 
 def _usable(problem: Problem, d: DeviceIndex, nodes: frozenset[str]) -> bool:
